@@ -1,0 +1,50 @@
+# datagen — `make install && make test`, then `make generate TASK=remove`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU wheels of torch come from PyTorch's own CPU index on an ordinary machine:
+#   make install TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Leave it empty where pip already finds torch==2.13.0+cpu (a local wheel directory or mirror).
+TORCH_INDEX_URL ?=
+TORCH_VERSION ?= 2.13.0+cpu
+
+TASK ?= remove
+PIPELINE ?= local
+N ?= 200
+OUT ?= out/$(TASK)
+SEED ?= 0
+ARGS ?=
+
+.PHONY: help install test lint generate verify clean
+
+help:
+	@echo "make install                 create $(VENV) and install datagen (CPU, no GPU needed)"
+	@echo "make test                    run the test suite"
+	@echo "make lint                    ruff check + format check"
+	@echo "make generate TASK=remove [PIPELINE=local] [N=200] [OUT=out/remove] [SEED=0] [ARGS='--set k=v']"
+	@echo "make verify OUT=out/remove   check every committed shard"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
+	$(BIN)/pip install -e ".[dev]"
+	@$(BIN)/python -c "import importlib.util as u, sys; sys.exit('torchvision must stay out of the CPU environment' if u.find_spec('torchvision') else 0)"
+
+test:
+	$(BIN)/python -m pytest -q
+
+lint:
+	$(BIN)/ruff check datagen tests
+	$(BIN)/ruff format --check datagen tests
+
+generate:
+	$(BIN)/datagen generate --task $(TASK) --pipeline $(PIPELINE) --n $(N) --out $(OUT) --seed $(SEED) $(ARGS)
+
+verify:
+	$(BIN)/datagen verify $(OUT)
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,440 @@
+"""Typed specs for tasks, prompts, pipelines and runs; YAML loading with readable errors; dotted overrides."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported before any work starts, in words a user can act on."""
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=False)
+
+
+# ---------------------------------------------------------------------------------------------- task
+
+
+class FilterSpec(Spec):
+    min: float | None = None
+    """Reject a candidate whose score is below this value (None: no lower bound)."""
+    max: float | None = None
+    """Reject a candidate whose score is above this value (None: no upper bound)."""
+    enabled: bool = True
+    """False keeps the score in the manifest but never rejects on it."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FilterSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class GeneratorSpec(Spec):
+    kind: str
+    """Generator kind: a module in datagen/generators (e.g. grounded_inpaint)."""
+    args: dict[str, Any] = Field(default_factory=dict)
+    """Arguments of that generator kind; each kind documents and validates its own."""
+
+
+class TaskSpec(Spec):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    """Task name; also the stem of its file in tasks/ and prompts/, and the first part of every sample key."""
+    group: Literal["region", "free-form", "vision", "translation"]
+    """Emu Edit task group."""
+    description: str
+    """One sentence: what an edit of this task does."""
+    prompt: str | None = None
+    """Prompt file stem in prompts/ (default: the task name)."""
+    generator: GeneratorSpec
+    """How an instruction record becomes (input, output) candidates."""
+    sources: list[Literal["scene", "images"]] = Field(min_length=1)
+    """Input sources this task accepts, the first being the default: scene (procedural) or images (a folder)."""
+    filters: dict[str, FilterSpec] = Field(default_factory=dict)
+    """Score name -> thresholds. Every score is stored; only these gate a candidate."""
+    select_by: list[str] = Field(default_factory=list)
+    """Scores that rank a sample's passing candidates, first available wins; '-name' means lower is better."""
+
+    @property
+    def prompt_name(self) -> str:
+        return self.prompt or self.name
+
+
+# -------------------------------------------------------------------------------------------- prompt
+
+
+class PromptExample(Spec):
+    caption: str
+    """Input caption of the example."""
+    output: dict[str, Any]
+    """The answer, in the prompt's output schema."""
+
+
+class PromptTemplates(Spec):
+    edit: Literal["remove_object"]
+    """What the template writer does to the source's objects: which object it picks and how the caption changes."""
+    instruction: list[str] = Field(min_length=1)
+    """Instruction templates; placeholders {verb}, {Verb} (capitalised) and {object}."""
+
+
+class PromptSpec(Spec):
+    name: str
+    """Prompt name (the file stem)."""
+    system: str
+    """System text for the LLM writer."""
+    task_description: str
+    """What the task is, told to the LLM writer in every request."""
+    examples: list[PromptExample] = Field(default_factory=list)
+    """Hand-written in-context examples."""
+    output_schema: dict[str, Any] = Field(alias="schema")
+    """JSON schema every writer output must satisfy (the LLM's structured-output schema too)."""
+    verbs: list[str] = Field(min_length=1)
+    """Verbs swapped into instructions for diversity."""
+    templates: PromptTemplates
+    """Templates for the offline (template) writer."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _schema_is_valid(self) -> PromptSpec:
+        import jsonschema
+
+        try:
+            jsonschema.Draft202012Validator.check_schema(self.output_schema)
+        except jsonschema.SchemaError as e:
+            raise ValueError(f"schema is not a valid JSON schema: {e.message}") from None
+        validator = jsonschema.Draft202012Validator(self.output_schema)
+        for n, example in enumerate(self.examples):
+            error = jsonschema.exceptions.best_match(validator.iter_errors(example.output))
+            if error is not None:
+                raise ValueError(f"examples[{n}].output does not match the schema: {error.message}")
+        return self
+
+
+# ------------------------------------------------------------------------------------------ pipeline
+
+
+class RoleSpec(Spec):
+    backend: str
+    """Adapter that plays this role (e.g. oracle, opencv, template)."""
+    model: str | None = None
+    """Model id or local directory, for backends that load weights."""
+    revision: str | None = None
+    """Model revision, recorded with every sample."""
+    device: str = "cpu"
+    """Device the adapter runs on."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Compute dtype."""
+    batch_size: int = Field(default=1, ge=1, le=1024)
+    """Samples per batched call."""
+    args: dict[str, Any] = Field(default_factory=dict)
+    """Backend-specific arguments."""
+
+
+class ActorSpec(Spec):
+    num_cpus: float = Field(default=1, gt=0, le=256)
+    """CPUs reserved per worker actor."""
+    num_gpus: float = Field(default=0, ge=0, le=8)
+    """GPUs reserved per worker actor (fractional shares a GPU between actors)."""
+    max_restarts: int = Field(default=2, ge=0, le=100)
+    """Times a dead worker actor is replaced before its shards are failed."""
+
+
+class PipelineSpec(Spec):
+    name: str
+    """Pipeline name (the file stem)."""
+    description: str
+    """What this model stack is for."""
+    image_size: int = Field(default=256, ge=32, le=4096, multiple_of=8)
+    """Side of the square images the pipeline produces."""
+    image_format: Literal["png", "jpg", "webp"] = "png"
+    """Codec of input and output images in the tar (masks are always PNG)."""
+    image_quality: int = Field(default=95, ge=1, le=100)
+    """Quality for jpg/webp."""
+    png_compression: int = Field(default=3, ge=0, le=9)
+    """zlib level for PNG members."""
+    roles: dict[str, RoleSpec]
+    """Role name -> adapter that plays it."""
+    actor: ActorSpec = Field(default_factory=ActorSpec)
+    """Resources of each Ray worker actor."""
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+
+class RunSpec(Spec):
+    task: str
+    """Task name."""
+    pipeline: str
+    """Pipeline name."""
+    out: str
+    """Output directory."""
+    n: int = Field(ge=1, le=10**10)
+    """Samples to attempt (instruction records); kept samples are fewer, by the filters' rejection rate."""
+    shard_size: int = Field(default=100, ge=1, le=100_000)
+    """Samples per shard: the unit of work, retry and resume."""
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    """Run seed; every sample's seed derives from it and the sample key."""
+    source: str | None = None
+    """Input source (default: the task's first)."""
+    input: str | None = None
+    """Image folder for source 'images'."""
+    max_image_pixels: int = Field(default=50_000_000, ge=1024)
+    """Larger input images are rejected as decompression bombs."""
+    max_shard_retries: int = Field(default=2, ge=0, le=20)
+    """Retries of a failing shard before it is recorded as failed."""
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.n // self.shard_size)
+
+    def shard_len(self, shard: int) -> int:
+        return min(self.shard_size, self.n - shard * self.shard_size)
+
+
+class RunConfig(Spec):
+    """Everything a worker needs: the resolved specs. Stored as OUT/run.json."""
+
+    run: RunSpec
+    task: TaskSpec
+    prompt: PromptSpec
+    pipeline: PipelineSpec
+
+    def fingerprint(self) -> str:
+        """sha256 of the resolved configuration; shards reference it."""
+        blob = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- loading
+
+
+def config_root() -> Path:
+    """Directory holding tasks/, prompts/ and pipelines/ (DATAGEN_CONFIG_DIR, else the repository)."""
+    env = os.environ.get("DATAGEN_CONFIG_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent
+
+
+def known(kind: str) -> list[str]:
+    folder = config_root() / kind
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def find_config(kind: str, name: str) -> Path:
+    """Path of tasks/NAME.yaml (or a YAML path given directly); an unknown name lists the known ones."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+        return path
+    path = config_root() / kind / f"{name}.yaml"
+    if not path.is_file():
+        listing = ", ".join(known(kind)) or "none"
+        singular = kind.rstrip("s")
+        raise ConfigError(f"unknown {singular} {name!r}; known {kind}: {listing} (files in {config_root() / kind})")
+    return path
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" line {where.line + 1}, column {where.column + 1}:" if where else ""
+        raise ConfigError(f"{path}:{line} not valid YAML ({getattr(e, 'problem', e)})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of fields at the top level, got {type(data).__name__}")
+    return data
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names allowed at loc's parent, for 'unknown field' messages."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or current is None:
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(part) or next(
+                (f for f in current.model_fields.values() if f.alias == part), None
+            )
+            if info is None:
+                return []
+            current = _inner_model(info.annotation)
+        else:
+            current = None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(f.alias or name for name, f in current.model_fields.items())
+    return []
+
+
+def _inner_model(annotation: Any) -> Any:
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def format_validation(path: str, model: type[BaseModel], error: ValidationError) -> str:
+    lines = []
+    for e in error.errors():
+        loc = tuple(e["loc"])
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_fields(model, loc)
+            msg = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        value = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
+        lines.append(f"{path}: field `{field}`: {msg}{value}")
+    return "\n".join(lines)
+
+
+def validate(model: type[Spec], data: dict[str, Any], path: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation(path, model, e)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'filters.mask_area.min=0.02' -> (['filters', 'mask_area', 'min'], 0.02); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected PATH=VALUE, e.g. --set filters.mask_area.min=0.02")
+    key, _, raw = text.partition("=")
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {text!r}: empty part in the dotted path {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_override(data: dict[str, Any], parts: list[str], value: Any, origin: str) -> None:
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {origin}: `{part}` is a {type(child).__name__}, not a mapping")
+        node = child
+    node[parts[-1]] = value
+
+
+OVERRIDE_TARGETS = ("task", "prompt", "pipeline")
+
+
+def load_run(
+    task: str,
+    pipeline: str,
+    *,
+    out: str,
+    n: int,
+    seed: int = 0,
+    shard_size: int = 100,
+    source: str | None = None,
+    input: str | None = None,
+    overrides: list[str] = (),
+) -> RunConfig:
+    """Load and cross-check everything a run needs; raises ConfigError before any work starts.
+
+    Overrides are dotted paths into the task (bare, or prefixed `task.`), the prompt (`prompt.`) or the pipeline
+    (`pipeline.`).
+    """
+    paths = {"task": find_config("tasks", task), "pipeline": find_config("pipelines", pipeline)}
+    raw = {kind: read_yaml(path) for kind, path in paths.items()}
+    prompt_name = raw["task"].get("prompt") or raw["task"].get("name") or paths["task"].stem
+    paths["prompt"] = find_config("prompts", str(prompt_name))
+    raw["prompt"] = read_yaml(paths["prompt"])
+    origins = {kind: str(path) for kind, path in paths.items()}
+    for text in overrides:
+        parts, value = parse_override(text)
+        target = parts[0] if parts[0] in OVERRIDE_TARGETS and len(parts) > 1 else "task"
+        if target == parts[0] and len(parts) > 1 and parts[0] in OVERRIDE_TARGETS:
+            parts = parts[1:]
+        apply_override(raw[target], parts, value, text)
+        origins[target] = f"{paths[target]} (with --set overrides)"
+
+    task_spec = validate(TaskSpec, raw["task"], origins["task"])
+    prompt_spec = validate(PromptSpec, raw["prompt"], origins["prompt"])
+    pipeline_spec = validate(PipelineSpec, raw["pipeline"], origins["pipeline"])
+    run_spec = validate(
+        RunSpec,
+        dict(
+            task=task_spec.name,
+            pipeline=pipeline_spec.name,
+            out=out,
+            n=n,
+            seed=seed,
+            shard_size=shard_size,
+            source=source or task_spec.sources[0],
+            input=input,
+        ),
+        "command line",
+    )
+    config = RunConfig(run=run_spec, task=task_spec, prompt=prompt_spec, pipeline=pipeline_spec)
+    check(config, origins)
+    return config
+
+
+def check(config: RunConfig, origins: dict[str, str]) -> None:
+    """Cross-file checks: generator kind, roles, filters, scores, source."""
+    from datagen import filters, generators, models
+
+    task, pipe, run = config.task, config.pipeline, config.run
+    where = origins["task"]
+    generator = generators.get(task.generator.kind, where)
+    generator.check_args(task.generator.args, where)
+    for role in generator.roles:
+        if role not in pipe.roles:
+            raise ConfigError(
+                f"{origins['pipeline']}: field `roles`: task {task.name!r} needs role {role!r}, which this pipeline "
+                f"does not define (it has: {', '.join(sorted(pipe.roles))})"
+            )
+    for role, spec in pipe.roles.items():
+        models.check_backend(role, spec.backend, origins["pipeline"])
+        try:
+            models.build(role, spec, prompt=config.prompt)  # constructors are cheap and validate their args
+        except ConfigError as e:
+            raise ConfigError(f"{origins['pipeline']}: {e}") from None
+    known_scores = filters.SCORES
+    for name, spec in task.filters.items():
+        if name not in known_scores:
+            raise ConfigError(f"{where}: field `filters.{name}`: unknown score; known: {', '.join(known_scores)}")
+        low, high = known_scores[name].range
+        for bound in ("min", "max"):
+            value = getattr(spec, bound)
+            if value is not None and not low <= value <= high:
+                raise ConfigError(
+                    f"{where}: field `filters.{name}.{bound}`: {value} is outside the score's range [{low}, {high}]"
+                )
+    for name in task.select_by:
+        if name.lstrip("-") not in known_scores:
+            raise ConfigError(f"{where}: field `select_by`: unknown score {name!r}; known: {', '.join(known_scores)}")
+    if run.source not in task.sources:
+        raise ConfigError(
+            f"--source {run.source!r}: task {task.name!r} accepts sources {', '.join(task.sources)} ({where})"
+        )
+    if run.source == "images":
+        if not run.input:
+            raise ConfigError("--source images needs --input DIR: a folder of images (with optional .json sidecars)")
+        if not Path(run.input).is_dir():
+            raise ConfigError(f"--input {run.input!r}: no such directory")
+    elif run.input:
+        raise ConfigError(f"--input is only used with --source images (source is {run.source!r})")

@@ -1,0 +1,91 @@
+"""Scores and gates. Every score is computed and stored for every candidate; a filter turns one into keep or a reason.
+
+Pixel scores use images in [0, 1]; L1 is the mean absolute difference over the three channels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from datagen.config import FilterSpec
+
+
+@dataclass(frozen=True)
+class Score:
+    description: str
+    range: tuple[float, float]
+
+
+SCORES: dict[str, Score] = {
+    "mask_area": Score("fraction of the image covered by the edited objects' exact mask", (0.0, 1.0)),
+    "inside_change": Score("L1 between input and output inside the objects' exact mask", (0.0, 1.0)),
+    "outside_l1": Score("L1 between input and output outside the edit mask actually used", (0.0, 1.0)),
+    "gt_l1": Score("L1 between output and the exact ground truth over the edited region (scenes only)", (0.0, 1.0)),
+    "gt_objects_l1": Score(
+        "L1 between output and ground truth over other objects' pixels inside the edited region: damage done "
+        "to neighbours (scenes only; 0 when the edit touches none)",
+        (0.0, 1.0),
+    ),
+}
+
+
+def l1(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    """Mean |a - b| over the pixels where `where` is set, images as uint8 -> [0, 1]; NaN if `where` is empty."""
+    count = int(where.sum())
+    if count == 0:
+        return math.nan
+    diff = np.abs(a[where].astype(np.int16) - b[where].astype(np.int16))
+    return float(diff.sum()) / (count * a.shape[-1] * 255.0)
+
+
+def pixel_scores(
+    before: np.ndarray,
+    after: np.ndarray,
+    object_mask: np.ndarray,
+    edit_mask: np.ndarray,
+    ground_truth: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, float]:
+    """Scores of one candidate. object_mask: exact bool mask of the named objects; edit_mask: the (possibly soft)
+    uint8 mask the generator edited, where any non-zero pixel may have changed; ground_truth: (exact expected
+    output, mask of the other objects in it) where the source knows them."""
+    edited = edit_mask > 0
+    scores = {
+        "mask_area": float(object_mask.mean()),
+        "inside_change": l1(before, after, object_mask),
+        "outside_l1": l1(before, after, ~edited) if (~edited).any() else 0.0,
+    }
+    if ground_truth is not None:
+        truth, others = ground_truth
+        region = edited | object_mask
+        scores["gt_l1"] = l1(after, truth, region)
+        touched = region & others
+        scores["gt_objects_l1"] = l1(after, truth, touched) if touched.any() else 0.0
+    return scores
+
+
+def judge(scores: dict[str, float], filters: dict[str, FilterSpec]) -> str:
+    """'' to keep, else the reason of the first failing filter: '{score}_low', '{score}_high' or 'nan_{score}'."""
+    for name, value in scores.items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return f"nan_{name}"
+    for name, spec in filters.items():
+        if not spec.enabled or name not in scores:
+            continue
+        value = scores[name]
+        if spec.min is not None and value < spec.min:
+            return f"{name}_low"
+        if spec.max is not None and value > spec.max:
+            return f"{name}_high"
+    return ""
+
+
+def rank_key(scores: dict[str, float], select_by: list[str]) -> float:
+    """Sort key (higher is better) from the first select_by score present; 0 when none is."""
+    for entry in select_by:
+        name = entry.lstrip("-")
+        if name in scores:
+            return -scores[name] if entry.startswith("-") else scores[name]
+    return 0.0

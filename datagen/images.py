@@ -1,0 +1,111 @@
+"""Decoding untrusted images into RGB arrays (or a reject reason), fitting them to size, encoding members."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import cv2
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+MIN_SIDE = 16
+
+
+class BadImage(Exception):
+    """An input image that cannot become a sample; `reason` is the short code counted in the stats."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """Bytes of any common format -> HxWx3 uint8 RGB, or BadImage with a reason.
+
+    EXIF rotation is applied; alpha is composited on white; palette, CMYK, 16-bit and greyscale are converted;
+    animated images give their first frame; images over max_pixels are refused before decoding.
+    """
+    if not data:
+        raise BadImage("empty_file", "zero bytes")
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow's own bomb check runs inside open(); ours (below) uses the configured limit.
+            Image.MAX_IMAGE_PIXELS = max(max_pixels, 1)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise BadImage("image_too_large", f"{width}x{height} exceeds max_image_pixels={max_pixels}")
+            if min(width, height) < MIN_SIDE:
+                raise BadImage("image_too_small", f"{width}x{height}, need at least {MIN_SIDE} px a side")
+            image.seek(0)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return to_rgb(image)
+    except BadImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise BadImage("image_too_large", str(e)) from None
+    except UnidentifiedImageError:
+        raise BadImage("not_an_image", "no known image format") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        reason = "image_truncated" if "truncated" in str(e) else "image_corrupt"
+        raise BadImage(reason, str(e)) from None
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
+        grey = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode == "P" or mode == "PA":
+        image = image.convert("RGBA")
+    elif mode in ("LA", "La", "RGBa"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image)
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def fit_square(array: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    """Resize the short side to `size` and centre-crop to size x size (nearest for masks)."""
+    height, width = array.shape[:2]
+    scale = size / min(height, width)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    if (new_w, new_h) != (width, height):
+        interp = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        array = cv2.resize(array, (new_w, new_h), interpolation=interp)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return np.ascontiguousarray(array[top : top + size, left : left + size])
+
+
+def encode(array: np.ndarray, fmt: str, quality: int = 95, png_compression: int = 3) -> bytes:
+    """RGB (HxWx3) or single-channel (HxW) uint8 -> encoded bytes; deterministic for equal input."""
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    if fmt == "png":
+        params = [cv2.IMWRITE_PNG_COMPRESSION, png_compression]
+    elif fmt == "jpg":
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    elif fmt == "webp":
+        params = [cv2.IMWRITE_WEBP_QUALITY, quality]
+    else:
+        raise ValueError(f"unknown image format {fmt!r}")
+    ok, buffer = cv2.imencode(f".{fmt}", array, params)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {array.shape} image as {fmt}")
+    return buffer.tobytes()
+
+
+def decode_member(data: bytes) -> np.ndarray:
+    """Bytes of a member we wrote -> array (RGB for colour images, HxW for masks)."""
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise BadImage("image_corrupt", "OpenCV could not decode the member")
+    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB) if array.ndim == 3 else array

@@ -1,0 +1,36 @@
+"""Model adapters, one module per family. Each role: cheap constructor, lazy `load()`, batched call, `model_id`.
+
+`build(role, spec)` returns the adapter a pipeline YAML names; heavy libraries are imported only inside adapters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datagen.config import ConfigError, RoleSpec
+
+# role -> backend -> "module:Class"; the module is imported only when the role is built.
+BACKENDS: dict[str, dict[str, str]] = {
+    "llm": {"template": "datagen.writer:TemplateWriter"},
+    "grounding": {"oracle": "datagen.models.oracle:OracleGrounding"},
+    "segmenter": {"oracle": "datagen.models.oracle:OracleSegmenter"},
+    "inpaint": {"opencv": "datagen.models.opencv_inpaint:OpenCVInpainter"},
+}
+
+
+def check_backend(role: str, backend: str, where: str) -> None:
+    if role not in BACKENDS:
+        raise ConfigError(f"{where}: field `roles.{role}`: unknown role; known roles: {', '.join(BACKENDS)}")
+    if backend not in BACKENDS[role]:
+        raise ConfigError(
+            f"{where}: field `roles.{role}.backend`: unknown backend {backend!r}; "
+            f"known for {role}: {', '.join(BACKENDS[role])}"
+        )
+
+
+def build(role: str, spec: RoleSpec, **context: Any) -> Any:
+    import importlib
+
+    module_name, _, class_name = BACKENDS[role][spec.backend].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(spec, **context)

@@ -1,0 +1,112 @@
+"""EditRecord: one candidate pair and everything known about it, from instruction to verdict."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from datagen.filters import SCORES
+
+KEY_RE = re.compile(r"^[a-z][a-z0-9_]*_\d{6}_\d{5}$")
+STATUSES = ("kept", "rejected", "error")
+
+
+def sample_key(task: str, shard: int, index: int) -> str:
+    """Globally unique, dot-free WebDataset key: {task}_{shard:06d}_{index:05d}."""
+    return f"{task}_{shard:06d}_{index:05d}"
+
+
+def sample_seed(run_seed: int, task: str, shard: int, index: int) -> int:
+    """Seed of one sample, derived from the run seed and the sample key (stable across Python versions)."""
+    digest = hashlib.sha256(f"{run_seed}/{sample_key(task, shard, index)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+@dataclass
+class EditRecord:
+    key: str
+    task: str
+    shard: int
+    index: int
+    seed: int
+    source: dict[str, Any]
+    input_caption: str = ""
+    instruction: str = ""
+    output_caption: str = ""
+    objects: list[str] = field(default_factory=list)
+    candidate: int = 0
+    """Index of this candidate among the sample's candidates (e.g. one per mask variant)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Generator parameters of this candidate (mask variant, inpainting method, ...)."""
+    input_image: np.ndarray | None = field(default=None, repr=False)
+    output_image: np.ndarray | None = field(default=None, repr=False)
+    mask: np.ndarray | None = field(default=None, repr=False)
+    """uint8 HxW edit mask (255 = edited); all white for tasks with no region."""
+    boxes: list[list[float]] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    status: str = "rejected"
+    reason: str = ""
+    """Short code counted in the stats ('' when kept)."""
+    detail: str = ""
+    """Human-readable explanation of the reason."""
+    selected: bool = False
+    models: dict[str, str] = field(default_factory=dict)
+    """Role -> model id (and revision) that produced this candidate."""
+
+    def reject(self, reason: str, detail: str = "") -> EditRecord:
+        self.status, self.reason, self.detail, self.selected = "rejected", reason, detail, False
+        return self
+
+    def text_fields(self) -> dict[str, Any]:
+        """The sample's metadata: the tar's `.json` member, minus nothing a trainer needs."""
+        return {
+            "key": self.key,
+            "task": self.task,
+            "instruction": self.instruction,
+            "input_caption": self.input_caption,
+            "output_caption": self.output_caption,
+            "objects": self.objects,
+            "boxes": self.boxes,
+            "params": self.params,
+            "scores": {k: _finite(v) for k, v in sorted(self.scores.items())},
+            "models": self.models,
+            "source": self.source,
+            "seed": self.seed,
+        }
+
+    def manifest_row(self) -> dict[str, Any]:
+        """One parquet row: every field but the pixels."""
+        row = {
+            "key": self.key,
+            "task": self.task,
+            "shard": self.shard,
+            "index": self.index,
+            "candidate": self.candidate,
+            "selected": self.selected,
+            "status": self.status,
+            "reason": self.reason,
+            "detail": self.detail,
+            "seed": self.seed,
+            "source": json.dumps(self.source, sort_keys=True),
+            "input_caption": self.input_caption,
+            "instruction": self.instruction,
+            "output_caption": self.output_caption,
+            "objects": list(self.objects),
+            "params": json.dumps(self.params, sort_keys=True),
+            "boxes": json.dumps(self.boxes),
+            "models": json.dumps(self.models, sort_keys=True),
+        }
+        for name in SCORES:
+            row[f"score_{name}"] = _finite(self.scores.get(name))
+        return row
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None or not np.isfinite(value):
+        return None
+    return round(float(value), 6)

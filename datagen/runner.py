@@ -1,0 +1,446 @@
+"""Phases, shard workers, Ray distribution, resume and the run summary.
+
+The unit of work is the shard. `ShardWorker.write_shard(i)` and `.render_shard(i)` run anywhere — inline for
+debugging, or inside a Ray actor that builds the models once and renders many shards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datagen import __version__, filters, generators, models, shards
+from datagen.config import ConfigError, RunConfig
+from datagen.images import BadImage
+from datagen.models.oracle import GroundingMiss
+from datagen.record import EditRecord, sample_key, sample_seed
+from datagen.sources import IMAGE_SUFFIXES, BadSource, build_source
+from datagen.writer import WriterReject
+
+REJECTIONS = (BadImage, BadSource, GroundingMiss, WriterReject)
+"""Exceptions that turn one sample into a rejected record; anything else becomes status 'error'."""
+
+
+class ShardWorker:
+    """Renders shards of one run; builds its models once, on first use."""
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self._models: dict[str, Any] | None = None
+        self._source = None
+
+    @property
+    def models(self) -> dict[str, Any]:
+        if self._models is None:
+            built = {}
+            for role, spec in self.config.pipeline.roles.items():
+                adapter = models.build(role, spec, prompt=self.config.prompt)
+                adapter.load()
+                built[role] = adapter
+            self._models = built
+        return self._models
+
+    @property
+    def source(self):
+        if self._source is None:
+            run = self.config.run
+            self._source = build_source(run.source, self.config.pipeline.image_size, run.input)
+        return self._source
+
+    def run(self, phase: str, shard: int) -> dict[str, Any]:
+        """Run one phase of one shard, never raising: {'ok': True, 'stats': ...} or {'ok': False, 'error': ...}."""
+        try:
+            if phase in ("write", "generate"):
+                stats = self.write_shard(shard)
+            if phase in ("render", "generate"):
+                stats = self.render_shard(shard)
+            return {"ok": True, "stats": stats}
+        except Exception as e:  # a failing shard is retried, then recorded; the run goes on
+            return {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+
+    # ------------------------------------------------------------------------------------ phase 1: write
+
+    def write_shard(self, shard: int) -> dict[str, Any]:
+        run, task = self.config.run, self.config.task
+        paths = shards.shard_paths(run.out, "write", task.name, shard)
+        if shards.is_committed(paths):
+            return json.loads(paths.stats.read_text())
+        shards.clear_uncommitted(paths)
+        started = time.perf_counter()
+        writer = self.models["llm"]
+        lines, reasons = [], Counter()
+        for index in range(run.shard_len(shard)):
+            seed = sample_seed(run.seed, task.name, shard, index)
+            text = {"key": sample_key(task.name, shard, index), "task": task.name, "shard": shard, "index": index,
+                    "seed": seed, "source": None, "input_caption": "", "instruction": "", "output_caption": "",
+                    "objects": [], "status": "ok", "reason": "", "detail": "", "writer": writer.model_id}
+            try:
+                item = self.source.item(seed, shard * run.shard_size + index)
+                text.update(source=item.ref, input_caption=item.caption)
+                text.update(writer.write(item, np.random.default_rng(seed)))
+            except REJECTIONS as e:
+                text.update(status="rejected", reason=e.reason, detail=str(e)[:500])
+                reasons[e.reason] += 1
+            lines.append(json.dumps(text, sort_keys=True, ensure_ascii=False))
+        data = ("\n".join(lines) + "\n").encode()
+        sha = shards.write_atomic(paths.jsonl, data)
+        stats = {"phase": "write", "task": task.name, "shard": shard, "records": len(lines),
+                 "rejected": sum(reasons.values()), "reasons": dict(sorted(reasons.items())),
+                 "jsonl": {"name": paths.jsonl.name, "bytes": len(data), "sha256": sha},
+                 "config": self.config.fingerprint(), "seconds": round(time.perf_counter() - started, 3)}
+        shards.write_atomic(paths.stats, json.dumps(stats, indent=1, sort_keys=True).encode())
+        return stats
+
+    # ----------------------------------------------------------------------------------- phase 2: render
+
+    def render_shard(self, shard: int) -> dict[str, Any]:
+        run, task, pipe = self.config.run, self.config.task, self.config.pipeline
+        texts = shards.shard_paths(run.out, "write", task.name, shard)
+        if not shards.is_committed(texts):
+            raise RuntimeError(f"instructions of shard {texts.name} are not written yet: run `datagen write` first")
+        paths = shards.shard_paths(run.out, "render", task.name, shard)
+        if shards.is_committed(paths):
+            return json.loads(paths.stats.read_text())
+        shards.clear_uncommitted(paths)
+        generator = generators.get(task.generator.kind)(task.generator.args, self.models)
+        used = {role: self.models[role].model_id for role in generator.roles}
+        timings: Counter[str] = Counter()
+        records: list[EditRecord] = []
+        tar = shards.TarShardWriter(paths.tar, pipe.image_format, pipe.image_quality, pipe.png_compression)
+        try:
+            for line in texts.jsonl.read_text(encoding="utf-8").splitlines():
+                candidates = self._render_sample(json.loads(line), generator, used, timings)
+                t0 = time.perf_counter()
+                for record in candidates:
+                    if record.selected:
+                        tar.add(record)
+                    record.input_image = record.output_image = record.mask = None  # memory stays flat
+                timings["encode"] += time.perf_counter() - t0
+                records.extend(candidates)
+            tar_info = tar.commit()
+        except BaseException:
+            tar.abort()
+            raise
+        manifest = shards.manifest_bytes(records)
+        parquet_sha = shards.write_atomic(paths.parquet, manifest)
+        first = {}
+        for record in records:
+            first.setdefault(record.key, record)
+        kept = [r for r in records if r.status == "kept"]
+        kept_keys = {r.key for r in kept}
+        sample_reasons = Counter(r.reason for key, r in first.items() if key not in kept_keys)
+        errors = sum(1 for key, r in first.items() if r.status == "error")
+        stats = {
+            "phase": "render", "task": task.name, "shard": shard, "samples": len(first),
+            "candidates": len(records), "kept": len(kept), "rejected": len(first) - len(kept) - errors,
+            "errors": errors,
+            "reasons": dict(sorted(sample_reasons.items())),
+            "candidate_reasons": dict(sorted(Counter(r.reason for r in records if r.reason).items())),
+            "image_format": pipe.image_format,
+            "tar": tar_info,
+            "parquet": {"name": paths.parquet.name, "bytes": len(manifest), "sha256": parquet_sha,
+                        "rows": len(records)},
+            "config": self.config.fingerprint(),
+            "timings": {k: round(v, 4) for k, v in sorted(timings.items())},
+        }
+        shards.write_atomic(paths.stats, json.dumps(stats, indent=1, sort_keys=True).encode())
+        return stats
+
+    def _render_sample(self, text: dict, generator, used: dict[str, str], timings: Counter) -> list[EditRecord]:
+        task = self.config.task
+        record = EditRecord(
+            key=text["key"], task=text["task"], shard=text["shard"], index=text["index"], seed=text["seed"],
+            source=text["source"] or {}, input_caption=text["input_caption"], instruction=text["instruction"],
+            output_caption=text["output_caption"], objects=list(text["objects"]),
+            models={"llm": text["writer"], **used},
+        )
+        if text["status"] != "ok":
+            return [record.reject(text["reason"], text["detail"])]
+        rng = np.random.default_rng([record.seed, 1])
+        try:
+            t0 = time.perf_counter()
+            inputs = self.source.load(record.source, self.config.run.max_image_pixels)
+            t1 = time.perf_counter()
+            candidates = generator.candidates(record, inputs, rng)
+            timings["load"] += t1 - t0
+            timings["generate"] += time.perf_counter() - t1
+        except REJECTIONS as e:
+            return [record.reject(e.reason, str(e)[:500])]
+        except Exception as e:  # one broken sample costs one sample, never the shard
+            record.status, record.reason, record.detail = "error", f"error_{type(e).__name__}", str(e)[:500]
+            return [record]
+        passing = []
+        for candidate in candidates:
+            reason = filters.judge(candidate.scores, task.filters)
+            if reason:
+                candidate.reject(reason)
+            else:
+                passing.append(candidate)
+        if passing:
+            best = max(passing, key=lambda c: (filters.rank_key(c.scores, task.select_by), -c.candidate))
+            for candidate in passing:
+                if candidate is best:
+                    candidate.status, candidate.reason, candidate.selected = "kept", "", True
+                else:
+                    candidate.reject("outranked", f"candidate {best.candidate} scored better")
+        return candidates
+
+
+# --------------------------------------------------------------------------------------------- runs
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": sys.version.split()[0], "datagen": __version__}
+    for name in ("numpy", "opencv-python-headless", "pillow", "pyarrow", "ray", "webdataset", "torch"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def _fingerprint_view(data: dict) -> dict:
+    view = json.loads(json.dumps(data))
+    view["run"].pop("out", None)  # a run directory may be moved or mounted elsewhere
+    return view
+
+
+def start_run(config: RunConfig) -> None:
+    """Write OUT/run.json, or check that an existing one describes the same run (resume)."""
+    out = Path(config.run.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "run.json"
+    resolved = config.model_dump(mode="json", by_alias=True)
+    if path.exists():
+        try:
+            previous = json.loads(path.read_text())["config"]
+        except (OSError, json.JSONDecodeError, KeyError) as e:
+            raise ConfigError(f"{path}: unreadable ({e}); move it away to start a new run in {out}") from None
+        old, new = _fingerprint_view(previous), _fingerprint_view(resolved)
+        if old != new:
+            diffs = _diff(old, new)
+            raise ConfigError(
+                f"{out} holds a run with a different configuration ({'; '.join(diffs[:5])}); resuming would mix "
+                f"two runs. Use another --out, or the original settings."
+            )
+        return
+    record = {"config": resolved, "fingerprint": config.fingerprint(), "seed": config.run.seed,
+              "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    shards.write_atomic(path, json.dumps(record, indent=1, sort_keys=True).encode())
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            out += _diff(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+@dataclass
+class Summary:
+    phase: str
+    shards_total: int = 0
+    shards_done: int = 0
+    shards_skipped: int = 0
+    failed: dict[int, str] = field(default_factory=dict)
+    samples: int = 0
+    kept: int = 0
+    errors: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def add(self, stats: dict[str, Any]) -> None:
+        self.shards_done += 1
+        if stats.get("phase") == "render":
+            self.samples += stats["samples"]
+            self.kept += stats["kept"]
+            self.errors += stats["errors"]
+        else:
+            self.samples += stats["records"]
+        self.reasons.update(stats["reasons"])
+
+    def lines(self, task: str, out: str) -> list[str]:
+        rate = self.samples / self.seconds if self.seconds else 0.0
+        head = f"{task}: {self.shards_done}/{self.shards_total} shards done ({self.shards_skipped} already committed)"
+        lines = [head]
+        if self.phase == "write":
+            lines.append(f"  instructions: {self.samples} records, {sum(self.reasons.values())} rejected")
+        else:
+            pct = 100.0 * self.kept / self.samples if self.samples else 0.0
+            lines.append(f"  samples: {self.kept} kept of {self.samples} attempted ({pct:.1f}%), {self.errors} errors")
+        if self.reasons:
+            lines.append("  rejected by reason: " + ", ".join(f"{k} {v}" for k, v in self.reasons.most_common()))
+        lines.append(f"  {rate:.1f} samples/s over {self.seconds:.1f} s (this invocation)")
+        if self.failed:
+            lines.append(f"  FAILED shards: {len(self.failed)} (tracebacks in {out}/failed/; rerun to retry them)")
+            for shard, error in sorted(self.failed.items())[:10]:
+                lines.append(f"    {shard:06d}: {error}")
+        return lines
+
+
+def pending_shards(config: RunConfig, phase: str) -> list[int]:
+    """Shards whose last phase is not committed yet (resume planning)."""
+    run, task = config.run, config.task
+    marker_phase = "write" if phase == "write" else "render"
+    folder = Path(run.out) / ("texts" if marker_phase == "write" else "shards")
+    done = set()
+    if folder.is_dir():
+        prefix = f"{task.name}-"
+        for name in os.listdir(folder):
+            if name.startswith(prefix) and name.endswith(".stats.json"):
+                done.add(int(name[len(prefix) : len(prefix) + 6]))
+    return [i for i in range(run.num_shards) if i not in done]
+
+
+def record_failure(config: RunConfig, phase: str, shard: int, result: dict[str, Any], attempts: int) -> None:
+    path = Path(config.run.out) / "failed" / f"{shards.shard_name(config.task.name, shard)}.json"
+    body = {"phase": phase, "shard": shard, "attempts": attempts, "error": result.get("error"),
+            "traceback": result.get("traceback")}
+    shards.write_atomic(path, json.dumps(body, indent=1).encode())
+
+
+def clear_failure(config: RunConfig, shard: int) -> None:
+    (Path(config.run.out) / "failed" / f"{shards.shard_name(config.task.name, shard)}.json").unlink(missing_ok=True)
+
+
+def execute(config: RunConfig, phase: str, ray_address: str | None = None, workers: int | None = None,
+            progress: bool = True) -> Summary:
+    """Run `phase` ('write', 'render' or 'generate') over every shard not yet committed."""
+    if config.run.source == "images":
+        count = len(build_source("images", config.pipeline.image_size, config.run.input))
+        if count == 0:
+            suffixes = " ".join(IMAGE_SUFFIXES)
+            raise ConfigError(f"--input {config.run.input}: no images found (looked for {suffixes})")
+    start_run(config)
+    todo = pending_shards(config, phase)
+    summary = Summary(phase=phase, shards_total=config.run.num_shards)
+    summary.shards_skipped = config.run.num_shards - len(todo)
+    started = time.perf_counter()
+    bar = _progress_bar(len(todo), config.task.name, progress)
+
+    def on_result(shard: int, result: dict[str, Any], attempts: int) -> bool:
+        """Returns True when the shard is finished (committed or given up)."""
+        if result["ok"]:
+            summary.add(result["stats"])
+            clear_failure(config, shard)
+        elif attempts <= config.run.max_shard_retries:
+            return False
+        else:
+            summary.failed[shard] = result["error"]
+            record_failure(config, phase, shard, result, attempts)
+        bar.update(1)
+        elapsed = time.perf_counter() - started
+        postfix = f"kept {summary.kept}/{summary.samples}" if phase != "write" else f"{summary.samples} records"
+        bar.set_postfix_str(f"{postfix}, {summary.samples / max(elapsed, 1e-9):.1f} samples/s", refresh=True)
+        return True
+
+    try:
+        if workers == 0:
+            _run_inline(config, phase, todo, on_result)
+        else:
+            _run_ray(config, phase, todo, on_result, ray_address, workers)
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _progress_bar(total: int, task: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=task, unit="shard", disable=None if enabled else True, file=sys.stderr, dynamic_ncols=True)
+
+
+def _run_inline(config: RunConfig, phase: str, todo: list[int], on_result) -> None:
+    worker = ShardWorker(config)
+    for shard in todo:
+        attempts = 0
+        while True:
+            attempts += 1
+            if on_result(shard, worker.run(phase, shard), attempts):
+                break
+
+
+def init_ray(address: str | None) -> None:
+    """Join RAY_ADDRESS / --ray-address, or start an embedded single-machine cluster bound to loopback."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    common = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING", configure_logging=True)
+    if address:
+        ray.init(address=address, **common)
+    else:
+        ray.init(_node_ip_address="127.0.0.1", **common)
+
+
+def _run_ray(config: RunConfig, phase: str, todo: list[int], on_result, address: str | None,
+             workers: int | None) -> None:
+    if not todo:
+        return
+    import ray
+    from ray.exceptions import RayActorError
+
+    init_ray(address)
+    actor = config.pipeline.actor
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    count = workers or max(1, int(cpus // actor.num_cpus))
+    count = min(count, len(todo))
+    Remote = ray.remote(num_cpus=actor.num_cpus, num_gpus=actor.num_gpus, max_restarts=0)(ShardWorker)
+    actors = [Remote.remote(config) for _ in range(count)]
+    queue = list(reversed(todo))
+    attempts: Counter[int] = Counter()
+    in_flight: dict[Any, tuple[int, Any]] = {}
+    per_actor: Counter[int] = Counter()
+    replacements = 0
+
+    def submit(handle) -> None:
+        shard = queue.pop()
+        attempts[shard] += 1
+        in_flight[handle.run.remote(phase, shard)] = (shard, handle)
+        per_actor[id(handle)] += 1
+
+    try:
+        while queue or in_flight:
+            for handle in actors:  # two in flight per actor keeps it busy while the driver collects results
+                while queue and per_actor[id(handle)] < 2:
+                    submit(handle)
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in ready:
+                shard, handle = in_flight.pop(ref)
+                per_actor[id(handle)] -= 1
+                try:
+                    result = ray.get(ref)
+                except RayActorError as e:
+                    result = {"ok": False, "error": f"worker died: {str(e).splitlines()[0][:300]}",
+                              "traceback": str(e)}
+                    if handle in actors:
+                        actors.remove(handle)
+                        ray.kill(handle, no_restart=True)
+                        if replacements < actor.max_restarts * count:
+                            replacements += 1
+                            actors.append(Remote.remote(config))
+                if not on_result(shard, result, attempts[shard]):
+                    queue.append(shard)
+            if not actors and (queue or in_flight):
+                for shard in queue:
+                    on_result(shard, {"ok": False, "error": "no worker left: every actor died (see failed/)"}, 99)
+                queue.clear()
+                break
+    finally:
+        for handle in actors:
+            ray.kill(handle, no_restart=True)
