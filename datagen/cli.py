@@ -21,9 +21,15 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", type=int, default=100, help="samples per shard (default: 100)")
     parser.add_argument("--source", help="input source: scene (procedural) or images (default: the task's first)")
     parser.add_argument("--input", help="folder of images for --source images")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                        help="override a config field by dotted path: filters.mask_area.min=0.02 (task), "
-                             "pipeline.image_size=512, prompt.verbs=[Remove]; repeatable")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override a config field by dotted path: filters.mask_area.min=0.02 (task), "
+        "pipeline.image_size=512, prompt.verbs=[Remove]; repeatable",
+    )
     parser.add_argument("--ray-address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local one)")
     parser.add_argument("--workers", type=int, help="worker actors (default: one per CPU); 0 runs inline without Ray")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -39,10 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("render", "phase 2: instructions -> images, scores, filters -> OUT/shards/*.tar|parquet|stats.json"),
     ):
         _run_options(sub.add_parser(name, help=text, description=text, epilog=EPILOG))
-    verify = sub.add_parser("verify", help="check every committed shard of a run",
-                            description="Check every committed shard: tar readable and safe, members of a key "
-                                        "contiguous and complete, counts agree across tar, parquet and stats, "
-                                        "checksums match. Exits 1 on any problem.")
+    verify = sub.add_parser(
+        "verify",
+        help="check every committed shard of a run",
+        description="Check every committed shard: tar readable and safe, members of a key "
+        "contiguous and complete, counts agree across tar, parquet and stats, "
+        "checksums match. Exits 1 on any problem.",
+    )
     verify.add_argument("out", help="run directory")
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     return parser
@@ -52,8 +61,17 @@ def resolve_config(args: argparse.Namespace):
     from datagen.config import ConfigError, RunConfig, load_run
 
     if args.task:
-        return load_run(args.task, args.pipeline, out=args.out, n=args.n, seed=args.seed, shard_size=args.shard_size,
-                        source=args.source, input=args.input, overrides=args.overrides)
+        return load_run(
+            args.task,
+            args.pipeline,
+            out=args.out,
+            n=args.n,
+            seed=args.seed,
+            shard_size=args.shard_size,
+            source=args.source,
+            input=args.input,
+            overrides=args.overrides,
+        )
     run_json = Path(args.out) / "run.json"
     if not run_json.is_file():
         raise ConfigError(f"--task is required: {run_json} does not exist, so there is no run to resume")
@@ -69,8 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from datagen.runner import execute
 
     config = resolve_config(args)
-    summary = execute(config, args.command, ray_address=args.ray_address, workers=args.workers,
-                      progress=not args.no_progress)
+    summary = execute(
+        config, args.command, ray_address=args.ray_address, workers=args.workers, progress=not args.no_progress
+    )
     for line in summary.lines(config.task.name, config.run.out):
         print(line)
     if args.command != "write":
@@ -88,8 +107,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for problem in verdict.problems:
             print(f"PROBLEM {problem}")
         if verdict.uncommitted:
-            print(f"ignored {len(verdict.uncommitted)} uncommitted file(s) (no stats marker): "
-                  + ", ".join(verdict.uncommitted[:5]))
+            print(
+                f"ignored {len(verdict.uncommitted)} uncommitted file(s) (no stats marker): "
+                + ", ".join(verdict.uncommitted[:5])
+            )
         state = "OK" if not verdict.problems else f"{len(verdict.problems)} problem(s)"
         print(f"{args.out}: {verdict.shards} committed shards, {verdict.samples} samples: {state}")
     return 1 if verdict.problems else 0

@@ -261,30 +261,30 @@ def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names allowed at loc's parent, for 'unknown field' messages."""
     current: Any = model
     for part in loc[:-1]:
-        if isinstance(part, int) or current is None:
+        origin = getattr(current, "__origin__", None)
+        if origin in (dict, list):  # `part` is a key or an index into the container
+            current = current.__args__[-1]
             continue
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(part) or next(
-                (f for f in current.model_fields.values() if f.alias == part), None
-            )
-            if info is None:
-                return []
-            current = _inner_model(info.annotation)
-        else:
-            current = None
+        current = _strip_optional(current)
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        info = current.model_fields.get(part) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None
+        )
+        if info is None:
+            return []
+        current = info.annotation
+    current = _strip_optional(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return sorted(f.alias or name for name, f in current.model_fields.items())
     return []
 
 
-def _inner_model(annotation: Any) -> Any:
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return None
+def _strip_optional(annotation: Any) -> Any:
+    args = [a for a in getattr(annotation, "__args__", ()) or () if a is not type(None)]
+    if getattr(annotation, "__origin__", None) is None and len(args) == 1:  # X | None
+        return args[0]
+    return annotation
 
 
 def format_validation(path: str, model: type[BaseModel], error: ValidationError) -> str:

@@ -67,12 +67,17 @@ def pixel_scores(
 
 
 def judge(scores: dict[str, float], filters: dict[str, FilterSpec]) -> str:
-    """'' to keep, else the reason of the first failing filter: '{score}_low', '{score}_high' or 'nan_{score}'."""
-    for name, value in scores.items():
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+    """'' to keep, else the reason of the first failing filter: '{score}_low', '{score}_high' or 'nan_{score}'.
+
+    Filters are checked in the fixed order of SCORES, so the reason never depends on the order of a YAML mapping.
+    """
+    for name in SCORES:
+        value = scores.get(name)
+        if name in scores and (value is None or (isinstance(value, float) and math.isnan(value))):
             return f"nan_{name}"
-    for name, spec in filters.items():
-        if not spec.enabled or name not in scores:
+    for name in SCORES:
+        spec = filters.get(name)
+        if spec is None or not spec.enabled or name not in scores:
             continue
         value = scores[name]
         if spec.min is not None and value < spec.min:

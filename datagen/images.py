@@ -52,7 +52,8 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     except UnidentifiedImageError:
         raise BadImage("not_an_image", "no known image format") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        reason = "image_truncated" if "truncated" in str(e) else "image_corrupt"
+        # Pillow spells it both "image file is truncated" and "Truncated File Read" (header cut short).
+        reason = "image_truncated" if "truncated" in str(e).lower() else "image_corrupt"
         raise BadImage(reason, str(e)) from None
 
 
@@ -63,7 +64,9 @@ def to_rgb(image: Image.Image) -> np.ndarray:
         top = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
         grey = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
-    if mode == "P" or mode == "PA":
+    if "transparency" in image.info and mode in ("RGB", "L", "1"):  # a tRNS colour key marks see-through pixels
+        image = image.convert("RGBA")
+    elif mode == "P" or mode == "PA":
         image = image.convert("RGBA")
     elif mode in ("LA", "La", "RGBa"):
         image = image.convert("RGBA")

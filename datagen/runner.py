@@ -80,12 +80,26 @@ class ShardWorker:
         lines, reasons = [], Counter()
         for index in range(run.shard_len(shard)):
             seed = sample_seed(run.seed, task.name, shard, index)
-            text = {"key": sample_key(task.name, shard, index), "task": task.name, "shard": shard, "index": index,
-                    "seed": seed, "source": None, "input_caption": "", "instruction": "", "output_caption": "",
-                    "objects": [], "status": "ok", "reason": "", "detail": "", "writer": writer.model_id}
+            text = {
+                "key": sample_key(task.name, shard, index),
+                "task": task.name,
+                "shard": shard,
+                "index": index,
+                "seed": seed,
+                "source": None,
+                "input_caption": "",
+                "instruction": "",
+                "output_caption": "",
+                "objects": [],
+                "status": "ok",
+                "reason": "",
+                "detail": "",
+                "writer": writer.model_id,
+            }
             try:
-                item = self.source.item(seed, shard * run.shard_size + index)
-                text.update(source=item.ref, input_caption=item.caption)
+                text["source"] = self.source.ref(seed, shard * run.shard_size + index)
+                item = self.source.item(text["source"])
+                text["input_caption"] = item.caption
                 text.update(writer.write(item, np.random.default_rng(seed)))
             except REJECTIONS as e:
                 text.update(status="rejected", reason=e.reason, detail=str(e)[:500])
@@ -93,10 +107,17 @@ class ShardWorker:
             lines.append(json.dumps(text, sort_keys=True, ensure_ascii=False))
         data = ("\n".join(lines) + "\n").encode()
         sha = shards.write_atomic(paths.jsonl, data)
-        stats = {"phase": "write", "task": task.name, "shard": shard, "records": len(lines),
-                 "rejected": sum(reasons.values()), "reasons": dict(sorted(reasons.items())),
-                 "jsonl": {"name": paths.jsonl.name, "bytes": len(data), "sha256": sha},
-                 "config": self.config.fingerprint(), "seconds": round(time.perf_counter() - started, 3)}
+        stats = {
+            "phase": "write",
+            "task": task.name,
+            "shard": shard,
+            "records": len(lines),
+            "rejected": sum(reasons.values()),
+            "reasons": dict(sorted(reasons.items())),
+            "jsonl": {"name": paths.jsonl.name, "bytes": len(data), "sha256": sha},
+            "config": self.config.fingerprint(),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
         shards.write_atomic(paths.stats, json.dumps(stats, indent=1, sort_keys=True).encode())
         return stats
 
@@ -140,15 +161,24 @@ class ShardWorker:
         sample_reasons = Counter(r.reason for key, r in first.items() if key not in kept_keys)
         errors = sum(1 for key, r in first.items() if r.status == "error")
         stats = {
-            "phase": "render", "task": task.name, "shard": shard, "samples": len(first),
-            "candidates": len(records), "kept": len(kept), "rejected": len(first) - len(kept) - errors,
+            "phase": "render",
+            "task": task.name,
+            "shard": shard,
+            "samples": len(first),
+            "candidates": len(records),
+            "kept": len(kept),
+            "rejected": len(first) - len(kept) - errors,
             "errors": errors,
             "reasons": dict(sorted(sample_reasons.items())),
             "candidate_reasons": dict(sorted(Counter(r.reason for r in records if r.reason).items())),
             "image_format": pipe.image_format,
             "tar": tar_info,
-            "parquet": {"name": paths.parquet.name, "bytes": len(manifest), "sha256": parquet_sha,
-                        "rows": len(records)},
+            "parquet": {
+                "name": paths.parquet.name,
+                "bytes": len(manifest),
+                "sha256": parquet_sha,
+                "rows": len(records),
+            },
             "config": self.config.fingerprint(),
             "timings": {k: round(v, 4) for k, v in sorted(timings.items())},
         }
@@ -158,9 +188,16 @@ class ShardWorker:
     def _render_sample(self, text: dict, generator, used: dict[str, str], timings: Counter) -> list[EditRecord]:
         task = self.config.task
         record = EditRecord(
-            key=text["key"], task=text["task"], shard=text["shard"], index=text["index"], seed=text["seed"],
-            source=text["source"] or {}, input_caption=text["input_caption"], instruction=text["instruction"],
-            output_caption=text["output_caption"], objects=list(text["objects"]),
+            key=text["key"],
+            task=text["task"],
+            shard=text["shard"],
+            index=text["index"],
+            seed=text["seed"],
+            source=text["source"] or {},
+            input_caption=text["input_caption"],
+            instruction=text["instruction"],
+            output_caption=text["output_caption"],
+            objects=list(text["objects"]),
             models={"llm": text["writer"], **used},
         )
         if text["status"] != "ok":
@@ -235,8 +272,13 @@ def start_run(config: RunConfig) -> None:
                 f"two runs. Use another --out, or the original settings."
             )
         return
-    record = {"config": resolved, "fingerprint": config.fingerprint(), "seed": config.run.seed,
-              "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record = {
+        "config": resolved,
+        "fingerprint": config.fingerprint(),
+        "seed": config.run.seed,
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     shards.write_atomic(path, json.dumps(record, indent=1, sort_keys=True).encode())
 
 
@@ -307,8 +349,13 @@ def pending_shards(config: RunConfig, phase: str) -> list[int]:
 
 def record_failure(config: RunConfig, phase: str, shard: int, result: dict[str, Any], attempts: int) -> None:
     path = Path(config.run.out) / "failed" / f"{shards.shard_name(config.task.name, shard)}.json"
-    body = {"phase": phase, "shard": shard, "attempts": attempts, "error": result.get("error"),
-            "traceback": result.get("traceback")}
+    body = {
+        "phase": phase,
+        "shard": shard,
+        "attempts": attempts,
+        "error": result.get("error"),
+        "traceback": result.get("traceback"),
+    }
     shards.write_atomic(path, json.dumps(body, indent=1).encode())
 
 
@@ -316,8 +363,9 @@ def clear_failure(config: RunConfig, shard: int) -> None:
     (Path(config.run.out) / "failed" / f"{shards.shard_name(config.task.name, shard)}.json").unlink(missing_ok=True)
 
 
-def execute(config: RunConfig, phase: str, ray_address: str | None = None, workers: int | None = None,
-            progress: bool = True) -> Summary:
+def execute(
+    config: RunConfig, phase: str, ray_address: str | None = None, workers: int | None = None, progress: bool = True
+) -> Summary:
     """Run `phase` ('write', 'render' or 'generate') over every shard not yet committed."""
     if config.run.source == "images":
         count = len(build_source("images", config.pipeline.image_size, config.run.input))
@@ -361,7 +409,9 @@ def execute(config: RunConfig, phase: str, ray_address: str | None = None, worke
 def _progress_bar(total: int, task: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=task, unit="shard", disable=None if enabled else True, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(
+        total=total, desc=task, unit="shard", disable=None if enabled else True, file=sys.stderr, dynamic_ncols=True
+    )
 
 
 def _run_inline(config: RunConfig, phase: str, todo: list[int], on_result) -> None:
@@ -381,15 +431,16 @@ def init_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    common = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING", configure_logging=True)
+    common = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR", configure_logging=True)
     if address:
         ray.init(address=address, **common)
     else:
         ray.init(_node_ip_address="127.0.0.1", **common)
 
 
-def _run_ray(config: RunConfig, phase: str, todo: list[int], on_result, address: str | None,
-             workers: int | None) -> None:
+def _run_ray(
+    config: RunConfig, phase: str, todo: list[int], on_result, address: str | None, workers: int | None
+) -> None:
     if not todo:
         return
     import ray
@@ -426,8 +477,11 @@ def _run_ray(config: RunConfig, phase: str, todo: list[int], on_result, address:
                 try:
                     result = ray.get(ref)
                 except RayActorError as e:
-                    result = {"ok": False, "error": f"worker died: {str(e).splitlines()[0][:300]}",
-                              "traceback": str(e)}
+                    result = {
+                        "ok": False,
+                        "error": f"worker died: {str(e).splitlines()[0][:300]}",
+                        "traceback": str(e),
+                    }
                     if handle in actors:
                         actors.remove(handle)
                         ray.kill(handle, no_restart=True)

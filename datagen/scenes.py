@@ -137,7 +137,9 @@ def make_scene(seed: int, size: int, min_objects: int = 2, max_objects: int = 4)
         candidate.name = f"{candidate.color} {candidate.pattern} {candidate.shape}".replace("plain ", "")
         occupied |= mask
         objects.append(candidate)
-    scene = Scene(size=size, background=background, background_seed=int(rng.integers(2**31)), objects=objects, seed=seed)
+    scene = Scene(
+        size=size, background=background, background_seed=int(rng.integers(2**31)), objects=objects, seed=seed
+    )
     return scene
 
 

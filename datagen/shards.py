@@ -84,9 +84,7 @@ class ShardPaths:
         if not self.root.is_dir():
             return []
         prefix, hidden = f"{self.name}.", f".{self.name}."
-        return sorted(
-            self.root / n for n in os.listdir(self.root) if n.startswith(hidden) or n.startswith(prefix)
-        )
+        return sorted(self.root / n for n in os.listdir(self.root) if n.startswith(hidden) or n.startswith(prefix))
 
 
 def shard_paths(out: str | Path, phase: str, task: str, shard: int) -> ShardPaths:
@@ -192,8 +190,12 @@ class TarShardWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         publish(self.tmp, self.final)
-        return {"name": self.final.name, "bytes": self._hashing.size, "sha256": self._hashing.sha.hexdigest(),
-                "samples": len(self.keys)}
+        return {
+            "name": self.final.name,
+            "bytes": self._hashing.size,
+            "sha256": self._hashing.sha.hexdigest(),
+            "samples": len(self.keys),
+        }
 
     def abort(self) -> None:
         if not self._file.closed:
@@ -289,11 +291,11 @@ def verify_shard(stats_path: Path) -> tuple[int, list[str]]:
         if not key.startswith(f"{stats['task']}_{stats['shard']:06d}_"):
             problems.append(f"{tar_path.name}: key {key} does not belong to shard {name}")
     try:
-        table = pq.read_table(parquet_path, columns=["key", "status", "selected"])
+        table = pq.read_table(parquet_path, columns=["key", "status"])
     except (OSError, pa.ArrowException) as e:
         problems.append(f"{parquet_path.name}: unreadable parquet ({e})")
         return len(fields), problems
-    kept_rows = [k for k, s, sel in zip(*(table[c].to_pylist() for c in ("key", "status", "selected"))) if s == "kept"]
+    kept_rows = [k for k, s in zip(table["key"].to_pylist(), table["status"].to_pylist(), strict=True) if s == "kept"]
     counts = {
         "tar samples": len(fields),
         "stats kept": stats.get("kept"),

@@ -63,10 +63,13 @@ class SceneSource:
     def __init__(self, size: int):
         self.size = size
 
-    def item(self, seed: int, index: int) -> SourceItem:
-        scene = scenes.make_scene(seed, self.size)
+    def ref(self, seed: int, index: int) -> dict[str, Any]:
+        return {"kind": self.kind, "seed": seed}
+
+    def item(self, ref: dict[str, Any]) -> SourceItem:
+        scene = scenes.make_scene(int(ref["seed"]), self.size)
         return SourceItem(
-            ref={"kind": self.kind, "seed": seed},
+            ref=ref,
             caption=scene.caption(),
             objects=[o.name for o in scene.objects],
             setting=scene.setting,
@@ -118,8 +121,11 @@ class ImageFolderSource:
             raise BadSource("bad_annotation", f"{path.name}: expected {{'caption': str, 'objects': [...]}}")
         return data
 
-    def item(self, seed: int, index: int) -> SourceItem:
-        rel = self.files[index % len(self.files)]
+    def ref(self, seed: int, index: int) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.files[index % len(self.files)]}
+
+    def item(self, ref: dict[str, Any]) -> SourceItem:
+        rel = str(ref["path"])
         sidecar = self._sidecar(rel)
         caption = sidecar.get("caption", "")
         if not isinstance(caption, str):
@@ -129,7 +135,7 @@ class ImageFolderSource:
             if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not obj["name"].strip():
                 raise BadSource("bad_annotation", f"object without a name: {obj!r:.80}")
             names.append(obj["name"].strip())
-        return SourceItem(ref={"kind": self.kind, "path": rel}, caption=caption.strip(), objects=names)
+        return SourceItem(ref=ref, caption=caption.strip(), objects=names)
 
     def load(self, ref: dict[str, Any], max_pixels: int) -> LoadedInput:
         rel = str(ref["path"])

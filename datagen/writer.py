@@ -78,7 +78,9 @@ def caption_without(item: SourceItem, name: str) -> str:
         return caption or f"a scene without the {name}"
     edited = re.sub(r"\s*,\s*(,|and\b)", r" \1", edited)  # ", , x" / ", and x" left by the cut
     edited = re.sub(r"^\s*(?:,|and\b|with\b)\s*", "", edited)
-    edited = re.sub(r"\s*(?:,|\band|\bwith)\s*$", "", edited)
+    edited = re.sub(
+        r"\s*(?:,|\band|\bwith|\bnext to|\bbeside|\bnear|\bon|\bin front of|\bbehind|\bunder)\s*$", "", edited
+    )
     edited = re.sub(r"\s{2,}", " ", edited).strip(" ,")
     return edited or f"a scene without the {name}"
 

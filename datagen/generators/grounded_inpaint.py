@@ -90,8 +90,12 @@ class GroundedInpaint:
             candidate = replace(
                 record,
                 candidate=number,
-                params={**record.params, "mask_variant": name, "dilate_px": self.args["dilate_px"],
-                        "blur_px": self.args["blur_px"]},
+                params={
+                    **record.params,
+                    "mask_variant": name,
+                    "dilate_px": self.args["dilate_px"],
+                    "blur_px": self.args["blur_px"],
+                },
                 input_image=inputs.image,
                 output_image=output,
                 mask=mask,

@@ -1,0 +1,80 @@
+"""Shared fixtures: no network, one local Ray cluster for the whole run, small fast runs."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+REPO = Path(__file__).resolve().parent.parent
+DATAGEN = [sys.executable, "-m", "datagen.cli"]
+FAST = ["--set", "pipeline.image_size=96"]
+"""Small images keep end-to-end runs quick; the code path is the same as at 256 or 512."""
+
+
+def _is_local(address) -> bool:
+    if isinstance(address, tuple):
+        host = address[0]
+    else:
+        return True  # unix sockets
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any attempt to reach a non-loopback address fails the test."""
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guarded(method):
+        def connect(self, address):
+            if not _is_local(address):
+                raise AssertionError(f"test tried to reach the network: {address!r}")
+            return method(self, address)
+
+        return connect
+
+    monkeypatch.setattr(socket.socket, "connect", guarded(real_connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded(real_connect_ex))
+    monkeypatch.setattr(socket, "getaddrinfo", _local_getaddrinfo(socket.getaddrinfo))
+
+
+def _local_getaddrinfo(real):
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in (None, "localhost") and not _is_local((host,)):
+            raise AssertionError(f"test tried to resolve a network host: {host!r}")
+        return real(host, *args, **kwargs)
+
+    return getaddrinfo
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One embedded Ray cluster on loopback shared by every test; yields its address for CLI subprocesses."""
+    import ray
+
+    from datagen.runner import init_ray
+
+    init_ray(None)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def run_cli(*args: str, env: dict | None = None, check: bool = True, timeout: float = 300):
+    """Run `python -m datagen.cli ARGS`; returns CompletedProcess with text output."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([*DATAGEN, *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"datagen {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,189 @@
+"""Template writer, grounded inpainting and pixel filters on real scenes and constructed images."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from datagen import models
+from datagen.config import FilterSpec, load_run
+from datagen.filters import judge, l1, pixel_scores, rank_key
+from datagen.generators.grounded_inpaint import GroundedInpaint, composite, mask_variants
+from datagen.models.oracle import GroundingMiss
+from datagen.record import EditRecord
+from datagen.sources import LoadedInput, SceneSource, SourceItem
+from datagen.writer import OutputValidator, WriterReject, caption_without
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    return load_run("remove", "local", out=str(tmp_path_factory.mktemp("out")), n=1)
+
+
+@pytest.fixture(scope="module")
+def built(config):
+    return {role: models.build(role, spec, prompt=config.prompt) for role, spec in config.pipeline.roles.items()}
+
+
+def test_template_writer_output(config, built):
+    source = SceneSource(128)
+    verbs = {v.lower() for v in config.prompt.verbs}
+    seen_templates = set()
+    for seed in range(40):
+        item = source.item(source.ref(seed, 0))
+        out = built["llm"].write(item, np.random.default_rng(seed))
+        assert set(out) == {"instruction", "output_caption", "objects"}
+        (target,) = out["objects"]
+        assert target in item.objects
+        assert target in out["instruction"]
+        assert target not in out["output_caption"]
+        for other in item.objects:
+            if other != target:
+                assert other in out["output_caption"]
+        lowered = out["instruction"].lower()
+        assert any(v in lowered for v in verbs) or "gone" in lowered or "disappear" in lowered or "without" in lowered
+        seen_templates.add(out["instruction"].replace(target, "X"))
+    assert len(seen_templates) >= 10, "verbs and templates vary"
+
+
+def test_template_writer_is_seeded(config, built):
+    item = SceneSource(96).item({"seed": 3})
+    a = built["llm"].write(item, np.random.default_rng(11))
+    b = built["llm"].write(item, np.random.default_rng(11))
+    assert a == b
+
+
+def test_writer_rejects_items_without_objects(built):
+    with pytest.raises(WriterReject) as error:
+        built["llm"].write(SourceItem(ref={}, caption="a photo", objects=[]), np.random.default_rng(0))
+    assert error.value.reason == "no_objects"
+
+
+def test_schema_validation_rejects_bad_outputs(config):
+    validate = OutputValidator(config.prompt)
+    good = {"instruction": "Remove the cat", "output_caption": "an empty sofa", "objects": ["cat"]}
+    assert validate(good) == good
+    for bad in (
+        {"instruction": "Remove the cat", "output_caption": "an empty sofa"},
+        {**good, "objects": "cat"},
+        {**good, "objects": []},
+        {**good, "instruction": "Remove\tthe cat"},
+        {**good, "extra": 1},
+    ):
+        with pytest.raises(WriterReject) as error:
+            validate(bad)
+        assert error.value.reason == "schema_invalid"
+
+
+@pytest.mark.parametrize(
+    "caption,name,expected",
+    [
+        ("a dog, a red ball and a lamp on a sofa", "red ball", "a dog and a lamp on a sofa"),
+        ("a cat sitting next to a lamp", "lamp", "a cat sitting"),
+        ("an apple and a pear", "apple", "a pear"),
+        ("a street", "car", "a street"),
+        ("", "car", "a scene without the car"),
+    ],
+)
+def test_caption_without_textual(caption, name, expected):
+    assert caption_without(SourceItem(ref={}, caption=caption, objects=[name]), name) == expected
+
+
+def test_mask_variants_are_distinct_and_nested():
+    mask = np.zeros((64, 64), bool)
+    mask[20:30, 24:40] = True
+    mask[30:36, 28:32] = True
+    variants = mask_variants(mask, [[24, 20, 40, 36]], ["x"], dilate_px=4, blur_px=3)
+    exact, dilated, box = (variants[k] > 0 for k in ("exact", "dilated", "bbox"))
+    assert (exact == mask).all()
+    assert (dilated & ~exact).any() and not (exact & ~dilated).any(), "dilated strictly contains exact"
+    assert not (exact & ~box).any() and box.sum() == 16 * 16, "box covers the object's box exactly"
+    assert len({v.tobytes() for v in variants.values()}) == 3
+    soft = variants["dilated"]
+    assert 0 < soft[(soft > 0) & (soft < 255)].size, "the dilated variant has a blurred edge"
+
+
+def test_composite_keeps_outside_exact_and_blends_inside():
+    rng = np.random.default_rng(0)
+    image, edited = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:16, 8:16] = 255
+    mask[16, 8:16] = 128
+    out = composite(image, edited, mask)
+    assert (out[mask == 0] == image[mask == 0]).all()
+    assert (out[mask == 255] == edited[mask == 255]).all()
+    half = np.rint((image[16, 8:16].astype(float) + edited[16, 8:16]) / 2)
+    assert np.abs(out[16, 8:16] - half).max() <= 1
+
+
+def test_grounded_inpaint_removes_the_object_and_nothing_else(config, built):
+    generator = GroundedInpaint(config.task.generator.args, built)
+    source = SceneSource(128)
+    for seed in range(6):
+        item = source.item(source.ref(seed, 0))
+        target = item.objects[0]
+        inputs = source.load(item.ref, 10**8)
+        record = EditRecord(
+            key="remove_000000_00000", task="remove", shard=0, index=0, seed=seed, source=item.ref, objects=[target]
+        )
+        candidates = generator.candidates(record, inputs, np.random.default_rng(seed))
+        assert [c.params["mask_variant"] for c in candidates] == ["exact", "dilated", "bbox"]
+        object_mask = inputs.masks[target]
+        truth, _ = inputs.ground_truth((target,))
+        for c in candidates:
+            edited = c.mask > 0
+            assert (c.output_image[~edited] == inputs.image[~edited]).all(), "outside the mask: untouched"
+            assert c.scores["outside_l1"] == 0.0
+            assert c.scores["inside_change"] > 0.02
+            assert math.isclose(c.scores["mask_area"], object_mask.mean())
+            # the filled area is closer to the true background than the object was
+            assert l1(c.output_image, truth, object_mask) < l1(inputs.image, truth, object_mask)
+
+
+def test_oracle_grounding_refuses_unannotated_and_unknown(built):
+    plain = LoadedInput(image=np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(GroundingMiss) as error:
+        built["grounding"].locate(plain, ["cat"])
+    assert error.value.reason == "no_annotations" and "procedural scenes" in str(error.value)
+    inputs = SceneSource(96).load({"seed": 1}, 10**8)
+    with pytest.raises(GroundingMiss) as error:
+        built["grounding"].locate(inputs, ["unicorn"])
+    assert error.value.reason == "object_not_found"
+
+
+def test_pixel_scores_hand_computed():
+    before = np.zeros((10, 10, 3), np.uint8)
+    after = before.copy()
+    obj = np.zeros((10, 10), bool)
+    obj[0:2, 0:5] = True  # 10 pixels = 10% of the image
+    after[obj] = 255  # full change inside
+    after[9, 9] = [51, 51, 51]  # one changed pixel outside the edit mask: 0.2 over 1 of 90 pixels
+    edit = obj.astype(np.uint8) * 255
+    truth = np.zeros_like(before)
+    others = np.zeros((10, 10), bool)
+    others[1, 0:5] = True  # half of the edited region belongs to a neighbour in the ground truth
+    scores = pixel_scores(before, after, obj, edit, (truth, others))
+    assert scores["mask_area"] == pytest.approx(0.1)
+    assert scores["inside_change"] == pytest.approx(1.0)
+    assert scores["outside_l1"] == pytest.approx(0.2 / 90)
+    assert scores["gt_l1"] == pytest.approx(1.0)
+    assert scores["gt_objects_l1"] == pytest.approx(1.0)
+    assert l1(before, after, np.zeros((10, 10), bool)) != l1(before, after, np.zeros((10, 10), bool))  # NaN
+
+
+def test_judge_reasons_and_ranking():
+    filters = {
+        "mask_area": FilterSpec(min=0.01, max=0.5),
+        "inside_change": FilterSpec(min=0.05),
+        "outside_l1": FilterSpec(max=0.01, enabled=False),
+    }
+    assert judge({"mask_area": 0.1, "inside_change": 0.2, "outside_l1": 0.9}, filters) == ""
+    assert judge({"mask_area": 0.001, "inside_change": 0.2}, filters) == "mask_area_low"
+    assert judge({"mask_area": 0.7, "inside_change": 0.0}, filters) == "mask_area_high"
+    assert judge({"mask_area": 0.1, "inside_change": 0.01}, filters) == "inside_change_low"
+    assert judge({"mask_area": 0.1, "inside_change": float("nan")}, filters) == "nan_inside_change"
+    assert judge({"mask_area": 0.1, "inside_change": 0.2, "clip_dir": 0.1}, filters) == "", "unfiltered score"
+    assert rank_key({"gt_l1": 0.2}, ["clip_dir", "-gt_l1"]) == -0.2
+    assert rank_key({"clip_dir": 0.3, "gt_l1": 0.2}, ["clip_dir", "-gt_l1"]) == 0.3

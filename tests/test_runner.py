@@ -1,0 +1,259 @@
+"""End to end: the CLI, Ray, resume after SIGKILL, failure policy and bad inputs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import DATAGEN, FAST, REPO, run_cli
+from PIL import Image
+
+from datagen.shards import verify
+
+ARGS = ["--task", "remove", "--n", "120", "--shard-size", "12", *FAST]
+
+
+def _committed(out: Path) -> dict[str, str]:
+    """shard name -> sha256 of its tar, for committed shards."""
+    found = {}
+    for stats in sorted((out / "shards").glob("*.stats.json")):
+        body = json.loads(stats.read_text())
+        found[stats.name] = body["tar"]["sha256"] + body["parquet"]["sha256"]
+    return found
+
+
+def _keys(out: Path) -> list[str]:
+    rows = pq.read_table(sorted((out / "shards").glob("*.parquet")), columns=["key", "status"]).to_pylist()
+    return sorted(r["key"] for r in rows if r["status"] == "kept")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted inline run."""
+    out = tmp_path_factory.mktemp("reference")
+    run_cli("generate", "--out", str(out), "--workers", "0", "--no-progress", *ARGS)
+    return out
+
+
+def test_generate_cli_summary_and_verify(reference):
+    assert len(_committed(reference)) == 10
+    proc = run_cli("verify", str(reference))
+    assert "10 committed shards" in proc.stdout and proc.stdout.strip().endswith("OK")
+    assert len(_keys(reference)) == int(proc.stdout.split("shards, ")[1].split(" samples")[0])
+
+
+def test_ray_run_is_byte_identical_to_the_inline_run(reference, tmp_path, ray_cluster):
+    proc = run_cli("generate", "--out", str(tmp_path), "--no-progress", *ARGS, env={"RAY_ADDRESS": ray_cluster})
+    assert "10/10 shards done" in proc.stdout and "kept of 120 attempted" in proc.stdout
+    assert "rejected by reason:" in proc.stdout and "samples/s" in proc.stdout
+    assert _committed(tmp_path) == _committed(reference)
+
+
+@pytest.mark.parametrize("kill_when", ["while_writing_a_tar", "between_shards", "during_instructions"])
+def test_sigkill_then_resume_gives_exactly_the_uninterrupted_keys(reference, tmp_path, kill_when):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*DATAGEN, "generate", "--out", str(out), "--workers", "0", "--no-progress", *ARGS],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            shards = out / "shards"
+            names = os.listdir(shards) if shards.is_dir() else []
+            texts = os.listdir(out / "texts") if (out / "texts").is_dir() else []
+            if (
+                kill_when == "while_writing_a_tar"
+                and sum(n.endswith(".stats.json") for n in names) >= 2
+                and any(n.startswith(".") and ".tar." in n for n in names)
+            ):
+                break
+            if kill_when == "between_shards" and sum(n.endswith(".stats.json") for n in names) >= 4:
+                break
+            if kill_when == "during_instructions" and any(n.endswith(".jsonl") for n in texts):
+                break
+            time.sleep(0.002)
+        assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = verify(out)
+    visible = [p for p in before.problems if "no shards directory" not in p]
+    assert visible == [], "a killed run never leaves a visible half-written shard"
+    if kill_when == "while_writing_a_tar":
+        assert any(n.endswith(".tmp") for n in before.uncommitted)
+    assert len(_committed(out)) < 10
+    run_cli("generate", "--out", str(out), "--no-progress", "--workers", "0")  # resume from run.json alone
+    after = verify(out)
+    assert after.problems == [] and after.uncommitted == []
+    assert _committed(out) == _committed(reference)
+    assert _keys(out) == _keys(reference)
+
+
+def test_resume_refuses_a_different_configuration(reference, tmp_path):
+    out = tmp_path / "run"
+    run_cli("write", "--out", str(out), "--workers", "0", "--no-progress", *ARGS)
+    proc = run_cli("generate", "--out", str(out), "--workers", "0", "--seed", "5", *ARGS, check=False)
+    assert proc.returncode == 2
+    assert "different configuration" in proc.stderr and "run.seed: 0 -> 5" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_write_then_render_phases(reference, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("render", "--out", str(out), "--workers", "0", *ARGS, check=False)
+    assert proc.returncode == 1 and "not written yet" in proc.stdout  # each shard fails clearly; nothing rendered
+    shutil_rmtree(out)
+    run_cli("write", "--out", str(out), "--workers", "0", "--no-progress", *ARGS)
+    assert len(list((out / "texts").glob("*.stats.json"))) == 10 and not (out / "shards").exists()
+    lines = (out / "texts" / "remove-000003.jsonl").read_text().splitlines()
+    assert len(lines) == 12 and all(json.loads(line)["status"] == "ok" for line in lines)
+    run_cli("render", "--out", str(out), "--workers", "0", "--no-progress")
+    assert _committed(out) == _committed(reference)
+
+
+def shutil_rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_failing_shard_is_retried_recorded_and_rerun(reference, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    for name in ("remove-000004.tar", "remove-000004.parquet", "remove-000004.stats.json"):
+        (out / "shards" / name).unlink()
+    (out / "texts" / "remove-000004.jsonl").write_text("{not json\n")  # committed marker, damaged content
+    proc = run_cli("render", "--out", str(out), "--workers", "0", "--no-progress", check=False)
+    assert proc.returncode == 1
+    assert "FAILED shards: 1" in proc.stdout and "000004: JSONDecodeError" in proc.stdout
+    failure = json.loads((out / "failed" / "remove-000004.json").read_text())
+    assert failure["attempts"] == 3 and "Traceback" in failure["traceback"]
+    assert verify(out).problems == [] and len(_committed(out)) == 9
+    (out / "texts" / "remove-000004.stats.json").unlink()  # the operator discards the damaged instructions
+    run_cli("generate", "--out", str(out), "--workers", "0", "--no-progress")
+    assert not (out / "failed" / "remove-000004.json").exists()
+    assert _committed(out) == _committed(reference)
+
+
+def test_cli_errors_are_one_readable_message(tmp_path):
+    proc = run_cli("generate", "--task", "nope", "--out", str(tmp_path), check=False)
+    assert proc.returncode == 2 and "unknown task 'nope'; known tasks: remove" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run_cli("generate", "--out", str(tmp_path / "empty"), check=False)
+    assert proc.returncode == 2 and "--task is required" in proc.stderr
+    for command in ("generate", "write", "render", "verify"):
+        assert "usage: datagen" in run_cli(command, "--help").stdout
+
+
+# -------------------------------------------------------------------------------------------- bad inputs
+
+
+def _png(array: np.ndarray, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", **kwargs)
+    return buf.getvalue()
+
+
+def _scene_photo(seed: int) -> tuple[np.ndarray, list[int]]:
+    """A smooth gradient with one solid rectangle: a 'photo' whose object is known by its box."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:120, 0:160]
+    image = np.stack([xs * 1.2, ys * 1.5, 120 + 0 * xs], 2).astype(np.uint8)
+    x0, y0 = int(rng.integers(10, 90)), int(rng.integers(10, 60))
+    image[y0 : y0 + 40, x0 : x0 + 50] = (230, 30, 30)
+    return image, [x0, y0, x0 + 50, y0 + 40]
+
+
+def test_image_folder_with_bad_inputs_rejects_each_and_completes(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    expected = {}
+
+    def add(name: str, data: bytes, reason: str | None, box=(10, 10, 60, 50)) -> None:
+        (folder / name).write_bytes(data)
+        (folder / name).with_suffix(".json").write_text(
+            json.dumps({"caption": "a red box in front of a gradient", "objects": [{"name": "red box", "box": box}]})
+        )
+        expected[name] = reason
+
+    for i in range(4):
+        image, box = _scene_photo(i)
+        add(f"good{i}.png", _png(image), None, box)
+    good = _png(_scene_photo(9)[0])
+    add("zero.png", b"", "empty_file")
+    add("truncated.png", good[: len(good) // 2], "image_truncated")
+    add("text.jpg", b"this is not an image at all", "not_an_image")
+    bomb = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(bomb, format="PNG")
+    add("bomb.png", bomb.getvalue(), "image_too_large")
+    cmyk = io.BytesIO()
+    Image.fromarray(_scene_photo(5)[0]).convert("CMYK").save(cmyk, format="JPEG")
+    add("cmyk.jpg", cmyk.getvalue(), None, _scene_photo(5)[1])
+    sixteen = (np.asarray(Image.fromarray(_scene_photo(6)[0]).convert("L"), np.uint16) * 257).astype(np.uint16)
+    add("sixteen.png", _png(sixteen), None, _scene_photo(6)[1])
+    add("palette.png", _palette(_scene_photo(7)[0]), None, _scene_photo(7)[1])
+    rgba = np.dstack([_scene_photo(8)[0], np.full((120, 160), 255, np.uint8)])
+    add("alpha.png", _png(rgba), None, _scene_photo(8)[1])
+    (folder / "noannotation.png").write_bytes(_png(_scene_photo(10)[0]))
+    expected["noannotation.png"] = "no_objects"
+    (folder / "badjson.png").write_bytes(_png(_scene_photo(11)[0]))
+    (folder / "badjson.json").write_text("{broken")
+    expected["badjson.png"] = "bad_annotation"
+
+    out = tmp_path / "out"
+    proc = run_cli(
+        "generate",
+        "--task",
+        "remove",
+        "--source",
+        "images",
+        "--input",
+        str(folder),
+        "--out",
+        str(out),
+        "--n",
+        str(len(expected)),
+        "--workers",
+        "0",
+        "--no-progress",
+        *FAST,
+    )
+    assert "errors" in proc.stdout and " 0 errors" in proc.stdout
+    rows = pq.read_table(sorted((out / "shards").glob("*.parquet"))).to_pylist()
+    by_file: dict[str, list[dict]] = {}
+    for row in rows:
+        by_file.setdefault(json.loads(row["source"]).get("path"), []).append(row)
+    texts = [json.loads(line) for line in (out / "texts" / "remove-000000.jsonl").read_text().splitlines()]
+    for text in texts:
+        by_file.setdefault(text["source"]["path"] if text["source"] else None, [])
+    for name, reason in expected.items():
+        got = by_file.get(name)
+        assert got, f"{name}: no record"
+        if reason is None:
+            assert all(r["reason"] not in ("image_truncated", "image_corrupt", "not_an_image") for r in got)
+            assert any(r["status"] == "kept" for r in got), (name, [(r["status"], r["reason"]) for r in got])
+        else:
+            assert {r["reason"] for r in got} == {reason}, (name, got[0]["reason"], got[0]["detail"])
+            assert got[0]["detail"], "a reject carries a readable detail"
+    assert verify(out).problems == []
+
+
+def _palette(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).quantize(32).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,189 @@
+"""Shard format, commit protocol and verify, on real runs of the local pipeline."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from datagen.config import load_run
+from datagen.images import decode_member
+from datagen.runner import execute
+from datagen.shards import MEMBERS, verify
+
+FAST = ["pipeline.image_size=96"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    config = load_run("remove", "local", out=str(out), n=50, shard_size=25, overrides=FAST)
+    summary = execute(config, "generate", workers=0, progress=False)
+    assert not summary.failed and summary.kept > 20
+    return out
+
+
+def _copy(run_dir: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "copy"
+    shutil.copytree(run_dir, dest)
+    return dest
+
+
+def test_layout_and_members(run_dir):
+    assert (run_dir / "run.json").is_file()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["seed"] == 0 and "numpy" in run["versions"] and run["config"]["task"]["name"] == "remove"
+    names = sorted(p.name for p in (run_dir / "shards").iterdir())
+    assert names == [f"remove-00000{i}.{ext}" for i in range(2) for ext in ("parquet", "stats.json", "tar")]
+    texts = sorted(p.name for p in (run_dir / "texts").iterdir())
+    assert texts == [f"remove-00000{i}.{ext}" for i in range(2) for ext in ("jsonl", "stats.json")]
+    with tarfile.open(run_dir / "shards" / "remove-000000.tar") as tar:
+        members = tar.getmembers()
+    assert all(m.isfile() and m.mtime == 0 and m.uid == 0 for m in members)
+    keys = []
+    for m in members:
+        key, _, field = m.name.partition(".")
+        assert "." not in key and key.startswith("remove_000000_")
+        if not keys or keys[-1] != key:
+            keys.append(key)
+    fields = [m.name.partition(".")[2] for m in members[:5]]
+    assert fields == ["input.png", "output.png", "mask.png", "json", "txt"] and len(MEMBERS) == 5
+    assert len(members) == 5 * len(keys) and len(set(keys)) == len(keys), "members of a key are contiguous"
+
+
+def test_manifest_holds_every_candidate_with_scores(run_dir):
+    table = pq.read_table(run_dir / "shards" / "remove-000000.parquet").to_pylist()
+    stats = json.loads((run_dir / "shards" / "remove-000000.stats.json").read_text())
+    assert len(table) == stats["candidates"]
+    assert len({r["key"] for r in table}) == stats["samples"] == 25
+    kept = [r for r in table if r["status"] == "kept"]
+    assert len(kept) == stats["kept"] and all(r["selected"] for r in kept)
+    assert len({r["key"] for r in kept}) == len(kept), "at most one kept candidate per sample"
+    for row in table:
+        assert row["status"] in ("kept", "rejected")
+        assert (row["status"] == "kept") == (row["reason"] == "")
+        if row["reason"] != "object_not_found":
+            assert row["score_mask_area"] is not None and row["score_outside_l1"] is not None
+        assert json.loads(row["models"])["inpaint"].startswith("opencv-")
+    variants = {json.loads(r["params"]).get("mask_variant") for r in table}
+    assert variants == {"exact", "dilated", "bbox"}
+
+
+def test_webdataset_reads_every_sample_with_all_members(run_dir):
+    import webdataset as wds
+
+    urls = sorted(str(p) for p in (run_dir / "shards").glob("*.tar"))
+    samples = list(wds.WebDataset(urls, shardshuffle=False, empty_check=False))
+    kept = sum(json.loads(p.read_text())["kept"] for p in (run_dir / "shards").glob("*.stats.json"))
+    assert len(samples) == kept > 0
+    for sample in samples:
+        assert {"input.png", "output.png", "mask.png", "json", "txt"} <= set(sample)
+        meta = json.loads(sample["json"])
+        assert meta["key"] == sample["__key__"]
+        assert sample["txt"].decode() == meta["instruction"]
+        before, after, mask = (decode_member(sample[k]) for k in ("input.png", "output.png", "mask.png"))
+        assert before.shape == after.shape == (96, 96, 3) and mask.shape == (96, 96)
+        assert (before[mask == 0] == after[mask == 0]).all(), "pixels outside the mask are the input's"
+        assert meta["objects"][0] in meta["instruction"]
+
+
+def test_verify_accepts_a_clean_run(run_dir):
+    verdict = verify(run_dir)
+    assert verdict.problems == [] and verdict.shards == 2 and verdict.uncommitted == []
+    assert verdict.samples == sum(json.loads(p.read_text())["kept"] for p in (run_dir / "shards").glob("*.stats.json"))
+
+
+def test_verify_catches_a_truncated_tar(run_dir, tmp_path):
+    out = _copy(run_dir, tmp_path)
+    tar = out / "shards" / "remove-000001.tar"
+    tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 2])
+    problems = verify(out).problems
+    assert any("remove-000001.tar" in p and "bytes" in p for p in problems)
+    assert any("sha256" in p for p in problems)
+
+
+def test_verify_catches_a_count_mismatch(run_dir, tmp_path):
+    out = _copy(run_dir, tmp_path)
+    stats_path = out / "shards" / "remove-000000.stats.json"
+    stats = json.loads(stats_path.read_text())
+    stats["kept"] += 1
+    stats_path.write_text(json.dumps(stats))
+    problems = verify(out).problems
+    assert any("counts disagree" in p and f"stats kept {stats['kept']}" in p for p in problems)
+
+
+def _rewrite_tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> None:
+    with tarfile.open(path, "w") as tar:
+        for info, data in members:
+            tar.addfile(info, None if data is None else io.BytesIO(data))
+
+
+def _restat(stats_path: Path, tar: Path) -> None:
+    import hashlib
+
+    stats = json.loads(stats_path.read_text())
+    stats["tar"].update(bytes=tar.stat().st_size, sha256=hashlib.sha256(tar.read_bytes()).hexdigest())
+    stats_path.write_text(json.dumps(stats))
+
+
+@pytest.mark.parametrize("attack", ["absolute", "dotdot", "symlink", "split_key", "missing_member"])
+def test_verify_refuses_unsafe_or_malformed_members(run_dir, tmp_path, attack):
+    out = _copy(run_dir, tmp_path)
+    tar_path = out / "shards" / "remove-000000.tar"
+    with tarfile.open(tar_path) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    info = tarfile.TarInfo()
+    if attack == "absolute":
+        info.name, info.size = "/etc/remove_000000_00000.txt", 1
+        members.append((info, b"x"))
+    elif attack == "dotdot":
+        info.name, info.size = "../remove_000000_00000.txt", 1
+        members.append((info, b"x"))
+    elif attack == "symlink":
+        info.name, info.type, info.linkname = "remove_000000_00099.txt", tarfile.SYMTYPE, "/etc/passwd"
+        members.append((info, None))
+    elif attack == "split_key":
+        members.append(members.pop(1))  # first sample's output moved to the end: not contiguous
+    elif attack == "missing_member":
+        members.pop(2)
+    _rewrite_tar(tar_path, members)
+    _restat(out / "shards" / "remove-000000.stats.json", tar_path)
+    problems = verify(out).problems
+    expected = {
+        "absolute": "unsafe member name",
+        "dotdot": "unsafe member name",
+        "symlink": "not a regular file",
+        "split_key": "not contiguous",
+        "missing_member": "has members",
+    }[attack]
+    assert any(expected in p for p in problems), problems
+
+
+def test_verify_ignores_uncommitted_leftovers(run_dir, tmp_path):
+    out = _copy(run_dir, tmp_path)
+    (out / "shards" / "remove-000001.stats.json").unlink()
+    (out / "shards" / ".remove-000002.tar.123.tmp").write_bytes(b"partial")
+    verdict = verify(out)
+    assert verdict.problems == [] and verdict.shards == 1
+    assert sorted(verdict.uncommitted) == [".remove-000002.tar.123.tmp", "remove-000001.parquet", "remove-000001.tar"]
+
+
+def test_same_seed_same_bytes_other_seed_other_samples(run_dir, tmp_path):
+    again = load_run("remove", "local", out=str(tmp_path / "again"), n=50, shard_size=25, overrides=FAST)
+    execute(again, "generate", workers=0, progress=False)
+    for name in ("remove-000000.tar", "remove-000000.parquet", "remove-000001.tar", "remove-000001.parquet"):
+        assert (tmp_path / "again" / "shards" / name).read_bytes() == (run_dir / "shards" / name).read_bytes()
+    other = load_run("remove", "local", out=str(tmp_path / "other"), n=50, shard_size=25, seed=1, overrides=FAST)
+    execute(other, "generate", workers=0, progress=False)
+    a = pq.read_table(run_dir / "shards" / "remove-000000.parquet").column("instruction").to_pylist()
+    b = pq.read_table(tmp_path / "other" / "shards" / "remove-000000.parquet").column("instruction").to_pylist()
+    assert a != b
+    np.testing.assert_array_equal(
+        pq.read_table(run_dir / "shards" / "remove-000000.parquet").column("candidate").to_numpy()[:3], [0, 1, 2]
+    )
