@@ -232,6 +232,16 @@ class ShardWorker:
         return candidates
 
 
+def write_shard(config: RunConfig, shard: int) -> dict[str, Any]:
+    """Phase 1 of one shard, without Ray (debugging, single-machine benchmarks); returns its stats."""
+    return ShardWorker(config).write_shard(shard)
+
+
+def render_shard(config: RunConfig, shard: int) -> dict[str, Any]:
+    """Phase 2 of one shard, without Ray; its instructions must be written. Returns its stats."""
+    return ShardWorker(config).render_shard(shard)
+
+
 # --------------------------------------------------------------------------------------------- runs
 
 

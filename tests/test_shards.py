@@ -187,3 +187,16 @@ def test_same_seed_same_bytes_other_seed_other_samples(run_dir, tmp_path):
     np.testing.assert_array_equal(
         pq.read_table(run_dir / "shards" / "remove-000000.parquet").column("candidate").to_numpy()[:3], [0, 1, 2]
     )
+
+
+def test_render_shard_runs_without_ray(run_dir, tmp_path):
+    from datagen.runner import render_shard, start_run, write_shard
+
+    config = load_run("remove", "local", out=str(tmp_path / "solo"), n=50, shard_size=25, overrides=FAST)
+    start_run(config)
+    assert write_shard(config, 1)["records"] == 25
+    stats = render_shard(config, 1)
+    reference = json.loads((run_dir / "shards" / "remove-000001.stats.json").read_text())
+    assert stats["tar"]["sha256"] == reference["tar"]["sha256"] and stats["kept"] == reference["kept"]
+    assert not (tmp_path / "solo" / "shards" / "remove-000000.tar").exists(), "only the shard asked for"
+    assert render_shard(config, 1)["tar"] == stats["tar"], "a committed shard is returned, not redone"
