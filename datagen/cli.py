@@ -1,4 +1,4 @@
-"""`datagen` command line: generate | write | render | verify."""
+"""`datagen` command line: generate | write | render | verify | preflight."""
 
 from __future__ import annotations
 
@@ -54,6 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("out", help="run directory")
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    check = sub.add_parser(
+        "preflight",
+        help="check that every model a pipeline names is on this machine",
+        description="List each weighted role's model and where it was found; for a missing one, "
+        "the command that fetches it. Tiny models are built. Exits 1 if any is "
+        "missing. Nothing is downloaded.",
+    )
+    check.add_argument("--pipeline", required=True, help="pipeline name in pipelines/ or a YAML path")
+    check.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override a pipeline field, e.g. roles.clip.model=/models/clip",
+    )
     return parser
 
 
@@ -83,10 +99,30 @@ def resolve_config(args: argparse.Namespace):
     return config
 
 
+def cmd_preflight(args: argparse.Namespace) -> int:
+    from datagen.config import load_pipeline
+    from datagen.preflight import preflight
+
+    checks = preflight(load_pipeline(args.pipeline, args.overrides))
+    for c in checks:
+        print(f"{'ok' if c.ok else 'MISSING':<8} {c.role:<10} {c.model:<45} {c.where}")
+    missing = [c for c in checks if not c.ok]
+    if missing:
+        print(
+            f"{len(missing)} model(s) missing; fetch them with the commands above (nothing is downloaded at run time)"
+        )
+    else:
+        print(f"pipeline {args.pipeline}: every model is present ({len(checks)} checked)")
+    return 1 if missing else 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from datagen.preflight import require
     from datagen.runner import execute
 
     config = resolve_config(args)
+    if args.command != "write":
+        require(config.pipeline)
     summary = execute(
         config, args.command, ray_address=args.ray_address, workers=args.workers, progress=not args.no_progress
     )
@@ -123,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "verify":
             return cmd_verify(args)
+        if args.command == "preflight":
+            return cmd_preflight(args)
         return cmd_run(args)
     except ConfigError as e:
         print(f"datagen: configuration error:\n{e}", file=sys.stderr)

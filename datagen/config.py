@@ -163,6 +163,9 @@ class PipelineSpec(Spec):
     """zlib level for PNG members."""
     roles: dict[str, RoleSpec]
     """Role name -> adapter that plays it."""
+    enforce_filters: bool = True
+    """False computes and stores every score but rejects nothing on them (for random-weight pipelines like tiny,
+    whose scores are noise): the whole path to the tar is exercised."""
     actor: ActorSpec = Field(default_factory=ActorSpec)
     """Resources of each Ray worker actor."""
 
@@ -393,6 +396,22 @@ def load_run(
     return config
 
 
+def load_pipeline(name: str, overrides: list[str] = ()) -> PipelineSpec:
+    """One pipeline file, validated, with its backends checked (for preflight)."""
+    from datagen import models
+
+    path = find_config("pipelines", name)
+    raw = read_yaml(path)
+    for text in overrides:
+        parts, value = parse_override(text)
+        apply_override(raw, parts[1:] if parts[0] == "pipeline" and len(parts) > 1 else parts, value, text)
+    spec = validate(PipelineSpec, raw, str(path))
+    for role, role_spec in spec.roles.items():
+        models.check_backend(role, role_spec.backend, str(path))
+        models.check_model(role, role_spec, str(path))
+    return spec
+
+
 def check(config: RunConfig, origins: dict[str, str]) -> None:
     """Cross-file checks: generator kind, roles, filters, scores, source."""
     from datagen import filters, generators, models
@@ -409,8 +428,10 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
             )
     for role, spec in pipe.roles.items():
         models.check_backend(role, spec.backend, origins["pipeline"])
+        models.check_model(role, spec, origins["pipeline"])
         try:
-            models.build(role, spec, prompt=config.prompt)  # constructors are cheap and validate their args
+            # constructors are cheap and validate their args
+            models.build(role, spec, prompt=config.prompt, image_size=pipe.image_size)
         except ConfigError as e:
             raise ConfigError(f"{origins['pipeline']}: {e}") from None
     known_scores = filters.SCORES

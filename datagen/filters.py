@@ -29,6 +29,15 @@ SCORES: dict[str, Score] = {
         "to neighbours (scenes only; 0 when the edit touches none)",
         (0.0, 1.0),
     ),
+    "clip_out": Score("CLIP cosine between the output image and the output caption", (-1.0, 1.0)),
+    "clip_img": Score("CLIP cosine between input and output images", (-1.0, 1.0)),
+    "clip_dir": Score(
+        "CLIP directional similarity: cosine between the image change and the caption change (InstructPix2Pix)",
+        (-1.0, 1.0),
+    ),
+    "dino": Score("DINOv2 cosine between input and output images", (-1.0, 1.0)),
+    "detect_input": Score("detector confidence that the named objects are in the input (max over objects)", (0, 1)),
+    "detect_output": Score("detector confidence that the named objects are in the output (max over objects)", (0, 1)),
 }
 
 
@@ -94,3 +103,46 @@ def rank_key(scores: dict[str, float], select_by: list[str]) -> float:
         if name in scores:
             return -scores[name] if entry.startswith("-") else scores[name]
     return 0.0
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    denominator = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.dot(a, b) / denominator) if denominator > 0 else math.nan
+
+
+def clip_scores(
+    image_in: np.ndarray, image_out: np.ndarray, text_in: np.ndarray, text_out: np.ndarray
+) -> dict[str, float]:
+    """CLIP_img, CLIP_out and CLIP_dir from embeddings (Emu Edit's and InstructPix2Pix's definitions)."""
+    return {
+        "clip_img": cosine(image_in, image_out),
+        "clip_out": cosine(image_out, text_out),
+        "clip_dir": cosine(image_out - image_in, text_out - text_in),
+    }
+
+
+def model_scores(candidates: list, models) -> None:
+    """Adds CLIP, DINO and detector scores to a sample's candidates, for the roles the pipeline has."""
+    if not candidates:
+        return
+    first = candidates[0]
+    images = [first.input_image] + [c.output_image for c in candidates]
+    clip = models.get("clip")
+    if clip is not None:
+        embedded = clip.embed_images(images)
+        text_in, text_out = clip.embed_texts([first.input_caption or " ", first.output_caption or " "])
+        for candidate, image_out in zip(candidates, embedded[1:], strict=True):
+            candidate.scores.update(clip_scores(embedded[0], image_out, text_in, text_out))
+    dino = models.get("dino")
+    if dino is not None:
+        embedded = dino.embed_images(images)
+        for candidate, image_out in zip(candidates, embedded[1:], strict=True):
+            candidate.scores["dino"] = cosine(embedded[0], image_out)
+    grounding = models.get("grounding")
+    if grounding is not None and hasattr(grounding, "confidence") and first.objects:
+        before = max(grounding.confidence(first.input_image, name) for name in first.objects)
+        for candidate in candidates:
+            candidate.scores["detect_input"] = before
+            candidate.scores["detect_output"] = max(
+                grounding.confidence(candidate.output_image, n) for n in first.objects
+            )

@@ -30,6 +30,28 @@ REJECTIONS = (BadImage, BadSource, GroundingMiss, WriterReject)
 """Exceptions that turn one sample into a rejected record; anything else becomes status 'error'."""
 
 
+class ModelSet:
+    """The pipeline's role adapters, each built and loaded on first use, then kept for every later shard."""
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self._built: dict[str, Any] = {}
+
+    def __contains__(self, role: str) -> bool:
+        return role in self.config.pipeline.roles
+
+    def __getitem__(self, role: str) -> Any:
+        if role not in self._built:
+            spec = self.config.pipeline.roles[role]
+            adapter = models.build(role, spec, prompt=self.config.prompt, image_size=self.config.pipeline.image_size)
+            adapter.load()
+            self._built[role] = adapter
+        return self._built[role]
+
+    def get(self, role: str) -> Any | None:
+        return self[role] if role in self else None
+
+
 class ShardWorker:
     """Renders shards of one run; builds its models once, on first use."""
 
@@ -39,14 +61,9 @@ class ShardWorker:
         self._source = None
 
     @property
-    def models(self) -> dict[str, Any]:
+    def models(self) -> ModelSet:
         if self._models is None:
-            built = {}
-            for role, spec in self.config.pipeline.roles.items():
-                adapter = models.build(role, spec, prompt=self.config.prompt)
-                adapter.load()
-                built[role] = adapter
-            self._models = built
+            self._models = ModelSet(self.config)
         return self._models
 
     @property
@@ -133,7 +150,8 @@ class ShardWorker:
             return json.loads(paths.stats.read_text())
         shards.clear_uncommitted(paths)
         generator = generators.get(task.generator.kind)(task.generator.args, self.models)
-        used = {role: self.models[role].model_id for role in generator.roles}
+        scoring = [role for role in ("clip", "dino") if role in self.models]
+        used = {role: self.models[role].model_id for role in (*generator.roles, *scoring)}
         timings: Counter[str] = Counter()
         records: list[EditRecord] = []
         tar = shards.TarShardWriter(paths.tar, pipe.image_format, pipe.image_quality, pipe.png_compression)
@@ -210,14 +228,18 @@ class ShardWorker:
             candidates = generator.candidates(record, inputs, rng)
             timings["load"] += t1 - t0
             timings["generate"] += time.perf_counter() - t1
+            t2 = time.perf_counter()
+            filters.model_scores(candidates, self.models)
+            timings["score"] += time.perf_counter() - t2
         except REJECTIONS as e:
             return [record.reject(e.reason, str(e)[:500])]
         except Exception as e:  # one broken sample costs one sample, never the shard
             record.status, record.reason, record.detail = "error", f"error_{type(e).__name__}", str(e)[:500]
             return [record]
         passing = []
+        gates = task.filters if self.config.pipeline.enforce_filters else {}
         for candidate in candidates:
-            reason = filters.judge(candidate.scores, task.filters)
+            reason = filters.judge(candidate.scores, gates)
             if reason:
                 candidate.reject(reason)
             else:

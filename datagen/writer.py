@@ -43,7 +43,7 @@ class OutputValidator:
 class TemplateWriter:
     """Offline writer: picks the edited object(s), a verb and a template, and rewrites the caption."""
 
-    def __init__(self, spec: RoleSpec, prompt: PromptSpec):
+    def __init__(self, spec: RoleSpec, prompt: PromptSpec, **_):
         self.prompt = prompt
         self.validate = OutputValidator(prompt)
         self.model_id = f"template:{prompt.name}"

@@ -85,7 +85,7 @@ class GroundedInpaint:
         out = []
         for number, name in enumerate(self.args["mask_variants"]):
             mask = variants[name]
-            filled = self.inpainter.inpaint(inputs.image, mask, record.output_caption)
+            filled = self.inpainter.inpaint(inputs.image, mask, record.output_caption, seed=record.seed + number)
             output = composite(inputs.image, filled, mask)
             candidate = replace(
                 record,

@@ -12,10 +12,21 @@ from datagen.config import ConfigError, RoleSpec
 # role -> backend -> "module:Class"; the module is imported only when the role is built.
 BACKENDS: dict[str, dict[str, str]] = {
     "llm": {"template": "datagen.writer:TemplateWriter"},
-    "grounding": {"oracle": "datagen.models.oracle:OracleGrounding"},
-    "segmenter": {"oracle": "datagen.models.oracle:OracleSegmenter"},
-    "inpaint": {"opencv": "datagen.models.opencv_inpaint:OpenCVInpainter"},
+    "t2i": {"diffusers": "datagen.models.diffusion:DiffusionText2Image"},
+    "grounding": {
+        "oracle": "datagen.models.oracle:OracleGrounding",
+        "grounding_dino": "datagen.models.grounding_dino:GroundingDINO",
+    },
+    "segmenter": {"oracle": "datagen.models.oracle:OracleSegmenter", "sam": "datagen.models.sam:SAMSegmenter"},
+    "inpaint": {
+        "opencv": "datagen.models.opencv_inpaint:OpenCVInpainter",
+        "diffusers": "datagen.models.diffusion:DiffusionInpainter",
+    },
+    "clip": {"clip": "datagen.models.embeddings:CLIPEmbedder"},
+    "dino": {"dinov2": "datagen.models.embeddings:DINOEmbedder"},
 }
+WEIGHTED = {"grounding_dino", "sam", "diffusers", "clip", "dinov2"}
+"""Backends that load weights: their role needs `model`, and preflight checks it is on this machine."""
 
 
 def check_backend(role: str, backend: str, where: str) -> None:
@@ -25,6 +36,14 @@ def check_backend(role: str, backend: str, where: str) -> None:
         raise ConfigError(
             f"{where}: field `roles.{role}.backend`: unknown backend {backend!r}; "
             f"known for {role}: {', '.join(BACKENDS[role])}"
+        )
+
+
+def check_model(role: str, spec: RoleSpec, where: str) -> None:
+    if spec.backend in WEIGHTED and not spec.model:
+        raise ConfigError(
+            f"{where}: field `roles.{role}.model`: backend {spec.backend!r} loads weights; name a model id, a local "
+            f"directory or tiny:{role}"
         )
 
 

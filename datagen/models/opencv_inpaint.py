@@ -23,7 +23,7 @@ class OpenCVInpainter:
     def load(self) -> None:
         cv2.setNumThreads(1)  # one sample per core; also keeps results independent of thread count
 
-    def inpaint(self, image: np.ndarray, mask: np.ndarray, prompt: str = "") -> np.ndarray:
+    def inpaint(self, image: np.ndarray, mask: np.ndarray, prompt: str = "", seed: int = 0) -> np.ndarray:
         """Fill the pixels where mask is set from their surroundings; other pixels are returned unchanged."""
         binary = (mask > 0).astype(np.uint8) * 255
         return cv2.inpaint(image, binary, float(self.radius), METHODS[self.method])

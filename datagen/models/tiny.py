@@ -1,0 +1,302 @@
+"""Tiny randomly initialised models for every role, built from config under a fixed seed, saved, loaded back.
+
+The `tiny` pipeline names these as `tiny:ROLE`; `resolve("tiny:clip")` builds the model on first use into the
+cache directory (DATAGEN_TINY_DIR, default ~/.cache/datagen/tiny) and returns the folder, which the adapters load
+through the same `from_pretrained` path as real weights. Output is noise; the code path is the real one. Nothing
+here touches the network: tokenizers are built from a local word list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from datagen import scenes
+
+VERSION = "v2"  # bump when a builder changes, so stale caches are rebuilt
+
+WORDS = sorted(
+    {
+        *scenes.COLORS,
+        *scenes.PATTERNS,
+        *scenes.SHAPES,
+        *(word for name in scenes.BACKGROUNDS for word in name.split()),
+        *"a an the and on in of with against remove add put delete erase take away get rid from image picture".split(),
+        *"please can you make it gone disappear without leave everything else as is into there place".split(),
+    }
+)
+"""Vocabulary of the tiny tokenizers: every word the scenes and templates use, so tokens are not all unknown."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("DATAGEN_TINY_DIR", Path.home() / ".cache" / "datagen" / "tiny")) / VERSION
+
+
+def resolve(model: str) -> Path:
+    """'tiny:ROLE' -> a local folder holding that tiny model (built on first use, atomically)."""
+    kind = model.split(":", 1)[1]
+    if kind not in BUILDERS:
+        raise ValueError(f"unknown tiny model {model!r}; known: {', '.join('tiny:' + k for k in BUILDERS)}")
+    final = cache_root() / kind
+    if (final / "config.json").exists() or (final / "model_index.json").exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    build_dir = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=final.parent))
+    try:
+        BUILDERS[kind](build_dir)
+        try:
+            os.replace(build_dir, final)  # several workers may race: the first rename wins, all are equal
+        except OSError:
+            if not final.exists():
+                raise
+    finally:
+        shutil.rmtree(build_dir, ignore_errors=True)
+    return final
+
+
+def _seed() -> None:
+    import torch
+
+    torch.manual_seed(0)
+
+
+# ----------------------------------------------------------------------------------------- tokenizers
+
+
+def clip_tokenizer():
+    """CLIP BPE tokenizer over single characters (no merges): every text tokenises, deterministically."""
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for char in "abcdefghijklmnopqrstuvwxyz0123456789.,'-!?":
+        vocab.setdefault(char, len(vocab))
+        vocab.setdefault(char + "</w>", len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def bert_tokenizer():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "?", ","]
+    vocab = {w: i for i, w in enumerate(specials + WORDS)}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.BertProcessing(("[SEP]", vocab["[SEP]"]), ("[CLS]", vocab["[CLS]"]))
+    return BertTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
+    )
+
+
+# ------------------------------------------------------------------------------------------- builders
+
+
+def build_clip(path: Path) -> None:
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+
+    _seed()
+    tokenizer = clip_tokenizer()
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=16,
+    )
+    CLIPModel(config).save_pretrained(path, safe_serialization=True)
+    images = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(path)
+
+
+def build_dino(path: Path) -> None:
+    from transformers import BitImageProcessorPil, Dinov2Config, Dinov2Model
+
+    _seed()
+    config = Dinov2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, image_size=32, patch_size=8
+    )
+    Dinov2Model(config).save_pretrained(path, safe_serialization=True)
+    BitImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
+
+
+def build_grounding(path: Path) -> None:
+    from transformers import (
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+    )
+
+    _seed()
+    tokenizer = bert_tokenizer()
+    config = GroundingDinoConfig(
+        backbone_config=dict(
+            model_type="swin",
+            embed_dim=16,
+            depths=[1, 1, 1, 1],
+            num_heads=[1, 1, 1, 1],
+            window_size=4,
+            image_size=128,
+            out_features=["stage2", "stage3", "stage4"],
+        ),
+        text_config=dict(
+            model_type="bert",
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=64,
+        ),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,  # decoder_layers >= 2: its weight tying needs two
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        num_queries=16,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=64,
+    )
+    GroundingDinoForObjectDetection(config).save_pretrained(path, safe_serialization=True)
+    images = GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 128})
+    GroundingDinoProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(path)
+
+
+def build_segmenter(path: Path) -> None:
+    from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
+
+    _seed()
+    config = SamConfig(
+        vision_config=dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            mlp_dim=64,
+            output_channels=32,
+            image_size=64,
+            patch_size=8,
+            window_size=4,
+            global_attn_indexes=[1],
+            num_pos_feats=16,
+        ),
+        prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=8, image_embedding_size=8),
+        mask_decoder_config=dict(
+            hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=32
+        ),
+    )
+    SamModel(config).save_pretrained(path, safe_serialization=True)
+    images = SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64})
+    SamProcessor(image_processor=images).save_pretrained(path)
+
+
+def _sd_parts(in_channels: int):
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    _seed()
+    tokenizer = clip_tokenizer()
+    unet = UNet2DConditionModel(
+        sample_size=16,
+        in_channels=in_channels,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        norm_num_groups=32,
+        sample_size=32,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        steps_offset=1,
+        set_alpha_to_one=False,
+    )
+    return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+
+
+def build_t2i(path: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        **_sd_parts(4), safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
+    pipe.save_pretrained(path, safe_serialization=True)
+
+
+def build_inpaint(path: Path) -> None:
+    from diffusers import StableDiffusionInpaintPipeline
+
+    pipe = StableDiffusionInpaintPipeline(
+        **_sd_parts(9), safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
+    pipe.save_pretrained(path, safe_serialization=True)
+
+
+BUILDERS = {
+    "clip": build_clip,
+    "dino": build_dino,
+    "grounding": build_grounding,
+    "segmenter": build_segmenter,
+    "t2i": build_t2i,
+    "inpaint": build_inpaint,
+}
+
+
+def describe() -> str:
+    return json.dumps({k: str(cache_root() / k) for k in BUILDERS}, indent=1)

@@ -1,0 +1,55 @@
+"""Where weights come from: a `tiny:ROLE` model, a local directory, or the Hugging Face cache — never the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from datagen.config import ConfigError
+
+
+class ModelMissing(ConfigError):
+    """A model a pipeline names is not on this machine; the message says how to fetch it."""
+
+
+def fetch_command(model: str, revision: str | None) -> str:
+    rev = f" --revision {revision}" if revision else ""
+    return f"hf download {model}{rev}"
+
+
+def locate(model: str, revision: str | None = None) -> Path:
+    """Local folder of `model`: built tiny model, a directory, or a snapshot already in the HF cache."""
+    if model.startswith("tiny:"):
+        from datagen.models import tiny
+
+        return tiny.resolve(model)
+    path = Path(os.path.expanduser(model))
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(model, revision=revision, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        raise ModelMissing(
+            f"model {model!r}{f' (revision {revision})' if revision else ''} is not in the Hugging Face cache "
+            f"({os.environ.get('HF_HUB_CACHE') or '~/.cache/huggingface/hub'}) nor a local directory; fetch it with: "
+            f"{fetch_command(model, revision)}"
+        ) from None
+
+
+def model_id(model: str, revision: str | None) -> str:
+    return f"{model}@{revision}" if revision else model
+
+
+def torch_device_dtype(device: str, dtype: str):
+    """torch device and dtype for an adapter; also quiets the libraries' per-call warnings (truncated prompts,
+    progress bars), which would otherwise flood a run's log once per sample."""
+    import diffusers
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    diffusers.logging.set_verbosity_error()
+    return torch.device(device), getattr(torch, dtype)

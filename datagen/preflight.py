@@ -1,0 +1,49 @@
+"""Before any work: is every model a pipeline names on this machine? One readable report, fetch commands included."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from datagen.config import ConfigError, PipelineSpec
+from datagen.models import WEIGHTED
+from datagen.models.weights import ModelMissing, fetch_command, locate
+
+
+@dataclass
+class Check:
+    role: str
+    model: str
+    ok: bool
+    where: str
+
+
+def preflight(pipeline: PipelineSpec, build_tiny: bool = True) -> list[Check]:
+    """One Check per weighted role; tiny models are built when asked (they need no download)."""
+    checks = []
+    for role, spec in sorted(pipeline.roles.items()):
+        if spec.backend not in WEIGHTED or not spec.model:
+            continue
+        if spec.model.startswith("tiny:") and not build_tiny:
+            checks.append(Check(role, spec.model, True, "built on first use"))
+            continue
+        try:
+            checks.append(Check(role, spec.model, True, str(locate(spec.model, spec.revision))))
+        except ModelMissing:
+            checks.append(Check(role, spec.model, False, fetch_command(spec.model, spec.revision)))
+    return checks
+
+
+def require(pipeline: PipelineSpec) -> None:
+    """Raise one ConfigError listing every missing model and the command that fetches it."""
+    missing = [c for c in preflight(pipeline, build_tiny=False) if not c.ok]
+    if missing:
+        lines = [
+            f"pipeline {pipeline.name!r} needs models that are not on this machine (nothing is downloaded at "
+            f"run time). Fetch them, then rerun:"
+        ]
+        lines += [f"  {c.role:<10} {c.model}\n             {c.where}" for c in missing]
+        lines.append(
+            f"(`datagen preflight --pipeline {pipeline.name}` rechecks; HF_HUB_CACHE or HF_HOME choose where "
+            f"the cache is)"
+        )
+        raise ConfigError("\n".join(lines))

@@ -1,0 +1,139 @@
+"""The neural stack on tiny random models: real diffusers and transformers calls, weights from safetensors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from datagen.config import ConfigError, load_pipeline, load_run
+from datagen.filters import clip_scores, cosine
+from datagen.models.tiny import BUILDERS, resolve
+from datagen.models.weights import ModelMissing, locate
+from datagen.preflight import preflight, require
+from datagen.shards import verify
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DATAGEN_TINY_DIR", str(path))
+    yield path
+    mp.undo()
+
+
+def test_tiny_models_are_safetensors_folders(tiny_dir):
+    for kind in BUILDERS:
+        folder = resolve(f"tiny:{kind}")
+        files = {p.name for p in folder.rglob("*") if p.is_file()}
+        assert any(n.endswith(".safetensors") for n in files), kind
+        assert not any(n.endswith((".bin", ".pt", ".pth", ".ckpt")) for n in files), f"{kind}: pickle weights"
+        assert resolve(f"tiny:{kind}") == folder, "built once, then reused"
+
+
+def test_tiny_builds_are_deterministic(tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATAGEN_TINY_DIR", str(tmp_path))
+    again = resolve("tiny:clip")
+    monkeypatch.setenv("DATAGEN_TINY_DIR", str(tiny_dir))
+    first = resolve("tiny:clip")
+    assert (again / "model.safetensors").read_bytes() == (first / "model.safetensors").read_bytes()
+
+
+def test_tiny_remove_end_to_end(tiny_dir, tmp_path):
+    env = {"DATAGEN_TINY_DIR": str(tiny_dir)}
+    args = [
+        "generate",
+        "--task",
+        "remove",
+        "--pipeline",
+        "tiny",
+        "--n",
+        "6",
+        "--shard-size",
+        "3",
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
+    run_cli(*args, "--out", str(tmp_path / "a"), env=env)
+    assert verify(tmp_path / "a").problems == []
+    import webdataset as wds
+
+    from datagen.images import decode_member
+
+    samples = list(
+        wds.WebDataset(
+            sorted(str(p) for p in (tmp_path / "a" / "shards").glob("*.tar")), shardshuffle=False, empty_check=False
+        )
+    )
+    assert len(samples) == 6, "tiny keeps every sample (enforce_filters: false) so the whole path runs"
+    for sample in samples:
+        meta = json.loads(sample["json"])
+        assert meta["models"]["inpaint"] == "tiny:inpaint" and meta["models"]["grounding"] == "tiny:grounding"
+        for score in ("clip_dir", "clip_img", "clip_out", "dino", "detect_input", "detect_output", "mask_area"):
+            assert score in meta["scores"] and -1 <= meta["scores"][score] <= 1, score
+        before, after, mask = (decode_member(sample[k]) for k in ("input.png", "output.png", "mask.png"))
+        assert before.shape == after.shape == (64, 64, 3)
+        assert (before[mask == 0] == after[mask == 0]).all(), "the diffusion fill is composited inside the mask"
+        assert (before[mask == 255] != after[mask == 255]).any(), "the inpainting model changed the masked pixels"
+    run_cli(*args, "--out", str(tmp_path / "b"), env=env)
+    for name in ("remove-000000.tar", "remove-000001.parquet"):
+        assert (tmp_path / "a" / "shards" / name).read_bytes() == (tmp_path / "b" / "shards" / name).read_bytes()
+
+
+def test_clip_scores_hand_computed():
+    image_in, image_out = np.array([1.0, 0.0, 0.0]), np.array([0.6, 0.8, 0.0])
+    text_in, text_out = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    scores = clip_scores(image_in, image_out, text_in, text_out)
+    assert scores["clip_img"] == pytest.approx(0.6)
+    assert scores["clip_out"] == pytest.approx(0.8)
+    # image change (-0.4, 0.8, 0), caption change (-1, 1, 0): cos = 1.2 / (sqrt(0.8) * sqrt(2))
+    assert scores["clip_dir"] == pytest.approx(1.2 / (math.sqrt(0.8) * math.sqrt(2)))
+    assert math.isnan(cosine(np.zeros(3), image_out))
+
+
+def test_preflight_names_the_missing_model_and_the_fetch_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ModelMissing, match=r"'nobody/missing-model'.*fetch it with: hf download nobody/missing-model"):
+        locate("nobody/missing-model")
+    pipeline = load_pipeline("sdxl")
+    checks = {c.role: c for c in preflight(pipeline)}
+    assert not checks["inpaint"].ok and checks["inpaint"].where == (
+        "hf download diffusers/stable-diffusion-xl-1.0-inpainting-0.1"
+    )
+    with pytest.raises(ConfigError) as error:
+        require(pipeline)
+    message = str(error.value)
+    assert "pipeline 'sdxl' needs models that are not on this machine" in message
+    assert message.count("hf download") == 6
+
+
+def test_generate_on_a_pipeline_without_weights_stops_at_preflight(tmp_path):
+    proc = run_cli(
+        "generate",
+        "--task",
+        "remove",
+        "--pipeline",
+        "sdxl",
+        "--n",
+        "4",
+        "--out",
+        str(tmp_path / "o"),
+        env={"HF_HUB_CACHE": str(tmp_path / "empty-cache")},
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "hf download stabilityai/stable-diffusion-xl-base-1.0" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists(), "nothing started"
+    proc = run_cli("preflight", "--pipeline", "sd15", env={"HF_HUB_CACHE": str(tmp_path / "empty-cache")}, check=False)
+    assert proc.returncode == 1 and "MISSING  segmenter  facebook/sam-vit-huge" in proc.stdout
+
+
+def test_weighted_role_needs_a_model(tmp_path):
+    with pytest.raises(ConfigError, match=r"roles.clip.model`: backend 'clip' loads weights"):
+        load_run("remove", "tiny", out=str(tmp_path), n=1, overrides=["pipeline.roles.clip.model=null"])
