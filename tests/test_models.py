@@ -137,3 +137,19 @@ def test_generate_on_a_pipeline_without_weights_stops_at_preflight(tmp_path):
 def test_weighted_role_needs_a_model(tmp_path):
     with pytest.raises(ConfigError, match=r"roles.clip.model`: backend 'clip' loads weights"):
         load_run("remove", "tiny", out=str(tmp_path), n=1, overrides=["pipeline.roles.clip.model=null"])
+
+
+def test_tiny_llm_speaks_llama2_chat(tiny_dir):
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    path = resolve("tiny:llm")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "system", "content": "You write edits."}, {"role": "user", "content": "a red ball"}], tokenize=False
+    )
+    assert prompt == "<s>[INST] <<SYS>>\nYou write edits.\n<</SYS>>\n\na red ball [/INST]"
+    text = '{"instruction": "Remove the red striped ball", "objects": ["ball"]}'
+    assert tokenizer.decode(tokenizer(text, add_special_tokens=False).input_ids) == text, "byte-level: lossless"
+    model = LlamaForCausalLM.from_pretrained(path, use_safetensors=True)
+    assert model.config.hidden_size // model.config.num_attention_heads == 64, "a head size vLLM's CPU attention runs"
+    assert model.config.vocab_size == len(tokenizer)

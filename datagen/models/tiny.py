@@ -288,7 +288,69 @@ def build_inpaint(path: Path) -> None:
     pipe.save_pretrained(path, safe_serialization=True)
 
 
+LLAMA2_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set system = messages[0]['content'] %}"
+    "{% set messages = messages[1:] %}{% else %}{% set system = '' %}{% endif %}"
+    "{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ bos_token }}[INST] {% if loop.first and system %}<<SYS>>\n{{ system }}\n<</SYS>>\n\n{% endif %}"
+    "{{ message['content'] }} [/INST]{% else %} {{ message['content'] }} {{ eos_token }}{% endif %}{% endfor %}"
+)
+"""Llama 2 chat format ([INST] and <<SYS>>), as the real Llama-2-chat tokenizers carry it."""
+
+
+def llama_tokenizer():
+    """Byte-level BPE trained on the prompt files and scene words: any text tokenises, JSON included."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from datagen.config import config_root
+
+    corpus = [" ".join(WORDS), '{"instruction": "", "output_caption": "", "objects": []}']
+    for path in sorted((config_root() / "prompts").glob("*.yaml")):
+        corpus.extend(path.read_text(encoding="utf-8").splitlines())
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        chat_template=LLAMA2_CHAT_TEMPLATE,
+        model_max_length=2048,
+    )
+
+
+def build_llm(path: Path) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _seed()
+    tokenizer = llama_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,  # head dimension 64: one vLLM's CPU attention supports
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    LlamaForCausalLM(config).save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+
+
 BUILDERS = {
+    "llm": build_llm,
     "clip": build_clip,
     "dino": build_dino,
     "grounding": build_grounding,
