@@ -95,7 +95,7 @@ def test_mask_variants_are_distinct_and_nested():
     mask = np.zeros((64, 64), bool)
     mask[20:30, 24:40] = True
     mask[30:36, 28:32] = True
-    variants = mask_variants(mask, [[24, 20, 40, 36]], ["x"], dilate_px=4, blur_px=3)
+    variants = mask_variants(mask, [[24, 20, 40, 36]], dilate_px=4, blur_px=3)
     exact, dilated, box = (variants[k] > 0 for k in ("exact", "dilated", "bbox"))
     assert (exact == mask).all()
     assert (dilated & ~exact).any() and not (exact & ~dilated).any(), "dilated strictly contains exact"

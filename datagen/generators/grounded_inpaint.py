@@ -22,7 +22,7 @@ VARIANTS = ("exact", "dilated", "bbox")
 DEFAULTS = {"mask_variants": list(VARIANTS), "dilate_px": 6, "blur_px": 5}
 
 
-def mask_variants(mask: np.ndarray, boxes: list[list[float]], names: list[str], dilate_px: int, blur_px: int):
+def mask_variants(mask: np.ndarray, boxes: list[list[float]], dilate_px: int, blur_px: int):
     """bool object mask -> {variant: uint8 mask}; the soft (blurred) variant is 0 only where nothing may change."""
     exact = mask.astype(np.uint8) * 255
     out = {"exact": exact}
@@ -80,7 +80,7 @@ class GroundedInpaint:
         masks = self.segmenter.segment(inputs, detections)
         object_mask = np.logical_or.reduce(masks)
         boxes = [d.box for d in detections]
-        variants = mask_variants(object_mask, boxes, record.objects, self.args["dilate_px"], self.args["blur_px"])
+        variants = mask_variants(object_mask, boxes, self.args["dilate_px"], self.args["blur_px"])
         truth = inputs.ground_truth(tuple(record.objects))
         out = []
         for number, name in enumerate(self.args["mask_variants"]):

@@ -101,23 +101,28 @@ def bert_tokenizer():
 # ------------------------------------------------------------------------------------------- builders
 
 
+def clip_text_config(vocab_size: int) -> dict:
+    """The tiny CLIP text tower: CLIP's own and Stable Diffusion's text encoder share it."""
+    return dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+
+
 def build_clip(path: Path) -> None:
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
     _seed()
     tokenizer = clip_tokenizer()
     config = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        ),
+        text_config=clip_text_config(len(tokenizer)),
         vision_config=dict(
             hidden_size=32,
             intermediate_size=37,
@@ -246,19 +251,7 @@ def _sd_parts(in_channels: int):
         norm_num_groups=32,
         sample_size=32,
     )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        )
-    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(**clip_text_config(len(tokenizer))))
     scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
