@@ -13,7 +13,6 @@ import numpy as np
 from datagen.filters import SCORES
 
 KEY_RE = re.compile(r"^[a-z][a-z0-9_]*_\d{6}_\d{5}$")
-STATUSES = ("kept", "rejected", "error")
 
 
 def sample_key(task: str, shard: int, index: int) -> str:

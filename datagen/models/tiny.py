@@ -8,7 +8,6 @@ here touches the network: tokenizers are built from a local word list.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -351,7 +350,3 @@ BUILDERS = {
     "t2i": build_t2i,
     "inpaint": build_inpaint,
 }
-
-
-def describe() -> str:
-    return json.dumps({k: str(cache_root() / k) for k in BUILDERS}, indent=1)
