@@ -19,8 +19,12 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=200, help="samples to attempt; kept ones are fewer (default: 200)")
     parser.add_argument("--seed", type=int, default=0, help="run seed (default: 0)")
     parser.add_argument("--shard-size", type=int, default=100, help="samples per shard (default: 100)")
-    parser.add_argument("--source", help="input source: scene (procedural) or images (default: the task's first)")
-    parser.add_argument("--input", help="folder of images for --source images")
+    parser.add_argument(
+        "--source",
+        help="input source: scene (procedural), images (a folder), shards (WebDataset tars with captions), "
+        "captions (a .txt/.jsonl/.parquet file) or topics (the LLM writes captions); default: the task's first",
+    )
+    parser.add_argument("--input", help="the source's input: image folder, tar folder, caption file or topic file")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -130,7 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(line)
     if args.command != "write":
         print(f"  shards: {Path(config.run.out) / 'shards'} (check them with: datagen verify {config.run.out})")
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or (summary.written and summary.written.failed) else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -56,8 +56,10 @@ class TaskSpec(Spec):
     """Prompt file stem in prompts/ (default: the task name)."""
     generator: GeneratorSpec
     """How an instruction record becomes (input, output) candidates."""
-    sources: list[Literal["scene", "images"]] = Field(min_length=1)
-    """Input sources this task accepts, the first being the default: scene (procedural) or images (a folder)."""
+    sources: list[Literal["scene", "images", "captions", "topics", "shards"]] = Field(min_length=1)
+    """Input sources this task accepts, the first being the default: scene (procedural), images (a folder), captions
+    (a caption file; images generated), topics (a topic list; captions written, images generated) or shards
+    (WebDataset tars)."""
     filters: dict[str, FilterSpec] = Field(default_factory=dict)
     """Score name -> thresholds. Every score is stored; only these gate a candidate."""
     select_by: list[str] = Field(default_factory=list)
@@ -79,10 +81,22 @@ class PromptExample(Spec):
 
 
 class PromptTemplates(Spec):
-    edit: Literal["remove_object"]
-    """What the template writer does to the source's objects: which object it picks and how the caption changes."""
+    edit: Literal["remove_object", "add_object"]
+    """What the template writer does to the source's objects: remove_object takes one out of the caption (the
+    source caption is the input's), add_object is the same edit reversed (the source caption is the output's)."""
     instruction: list[str] = Field(min_length=1)
-    """Instruction templates; placeholders {verb}, {Verb} (capitalised) and {object}."""
+    """Instruction templates; placeholders {verb}, {Verb} (capitalised), {object} and {a} (its article)."""
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> PromptTemplates:
+        for n, template in enumerate(self.instruction):
+            try:
+                template.format(verb="v", Verb="V", object="o", a="a")
+            except (KeyError, IndexError, ValueError) as e:
+                raise ValueError(
+                    f"instruction[{n}] {template!r}: bad placeholder {e}; allowed: {{verb}} {{Verb}} {{object}} {{a}}"
+                ) from None
+        return self
 
 
 class PromptSpec(Spec):
@@ -96,10 +110,17 @@ class PromptSpec(Spec):
     """Hand-written in-context examples."""
     output_schema: dict[str, Any] = Field(alias="schema")
     """JSON schema every writer output must satisfy (the LLM's structured-output schema too)."""
-    verbs: list[str] = Field(min_length=1)
-    """Verbs swapped into instructions for diversity."""
-    templates: PromptTemplates
-    """Templates for the offline (template) writer."""
+    verbs: list[str] = Field(default_factory=list)
+    """Verbs swapped into the examples' instructions (and the templates) for diversity."""
+    templates: PromptTemplates | None = None
+    """Templates for the offline (template) writer; a prompt without them needs an LLM writer."""
+    caption_role: Literal["input", "output"] = "input"
+    """Which image of the pair the source caption describes: input (remove: the LLM writes the output caption) or
+    output (add, made by a removal swapped: the LLM writes the caption of the image without the object)."""
+    input_label: str = "Caption"
+    """Label of the text the LLM is given in each request ("Caption: ...", "Topic: ...")."""
+    example_fraction: float = Field(default=0.6, gt=0, le=1)
+    """Share of the examples shown per request, drawn and shuffled anew each time (Emu Edit: 60%)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, populate_by_name=True)
 
@@ -111,6 +132,10 @@ class PromptSpec(Spec):
             jsonschema.Draft202012Validator.check_schema(self.output_schema)
         except jsonschema.SchemaError as e:
             raise ValueError(f"schema is not a valid JSON schema: {e.message}") from None
+        if self.templates is not None:
+            expected = "output" if self.templates.edit == "add_object" else "input"
+            if self.caption_role != expected:
+                raise ValueError(f"templates.edit {self.templates.edit!r} needs caption_role: {expected}")
         validator = jsonschema.Draft202012Validator(self.output_schema)
         for n, example in enumerate(self.examples):
             error = jsonschema.exceptions.best_match(validator.iter_errors(example.output))
@@ -167,7 +192,10 @@ class PipelineSpec(Spec):
     """False computes and stores every score but rejects nothing on them (for random-weight pipelines like tiny,
     whose scores are noise): the whole path to the tar is exercised."""
     actor: ActorSpec = Field(default_factory=ActorSpec)
-    """Resources of each Ray worker actor."""
+    """Resources of each Ray actor of the render phase (images, filters, shards)."""
+    writer_actor: ActorSpec = Field(default_factory=ActorSpec)
+    """Resources of each Ray actor of the write phase (the LLM): for vLLM on GPUs, num_gpus is the model's
+    tensor_parallel_size, so a 70B model gets its own GPUs, apart from the render actors."""
 
 
 # ----------------------------------------------------------------------------------------------- run
@@ -210,6 +238,12 @@ class RunConfig(Spec):
     task: TaskSpec
     prompt: PromptSpec
     pipeline: PipelineSpec
+    caption_prompt: PromptSpec | None = None
+    """prompts/caption.yaml, for runs whose captions the LLM writes from topics (source `topics`)."""
+
+    def model_context(self) -> dict[str, Any]:
+        """What role adapters are built with besides their RoleSpec."""
+        return {"prompt": self.prompt, "caption_prompt": self.caption_prompt, "image_size": self.pipeline.image_size}
 
     def fingerprint(self) -> str:
         """sha256 of the resolved configuration; shards reference it."""
@@ -391,7 +425,14 @@ def load_run(
         ),
         "command line",
     )
-    config = RunConfig(run=run_spec, task=task_spec, prompt=prompt_spec, pipeline=pipeline_spec)
+    caption_prompt = None
+    if run_spec.source == "topics":
+        paths["caption_prompt"] = find_config("prompts", "caption")
+        origins["caption_prompt"] = str(paths["caption_prompt"])
+        caption_prompt = validate(PromptSpec, read_yaml(paths["caption_prompt"]), origins["caption_prompt"])
+    config = RunConfig(
+        run=run_spec, task=task_spec, prompt=prompt_spec, pipeline=pipeline_spec, caption_prompt=caption_prompt
+    )
     check(config, origins)
     return config
 
@@ -415,12 +456,13 @@ def load_pipeline(name: str, overrides: list[str] = ()) -> PipelineSpec:
 def check(config: RunConfig, origins: dict[str, str]) -> None:
     """Cross-file checks: generator kind, roles, filters, scores, source."""
     from datagen import filters, generators, models
+    from datagen.sources import check_source
 
     task, pipe, run = config.task, config.pipeline, config.run
     where = origins["task"]
     generator = generators.get(task.generator.kind, where)
     generator.check_args(task.generator.args, where)
-    for role in generator.roles:
+    for role in ("llm", *generator.roles):
         if role not in pipe.roles:
             raise ConfigError(
                 f"{origins['pipeline']}: field `roles`: task {task.name!r} needs role {role!r}, which this pipeline "
@@ -431,7 +473,7 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
         models.check_model(role, spec, origins["pipeline"])
         try:
             # constructors are cheap and validate their args
-            models.build(role, spec, prompt=config.prompt, image_size=pipe.image_size)
+            models.build(role, spec, **config.model_context())
         except ConfigError as e:
             raise ConfigError(f"{origins['pipeline']}: {e}") from None
     known_scores = filters.SCORES
@@ -448,14 +490,25 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
     for name in task.select_by:
         if name.lstrip("-") not in known_scores:
             raise ConfigError(f"{where}: field `select_by`: unknown score {name!r}; known: {', '.join(known_scores)}")
+    llm = pipe.roles["llm"]
+    tensor_parallel = llm.args.get("tensor_parallel_size", 1)
+    if llm.backend == "vllm" and llm.device == "cuda" and pipe.writer_actor.num_gpus < tensor_parallel:
+        raise ConfigError(
+            f"{origins['pipeline']}: field `writer_actor.num_gpus`: {pipe.writer_actor.num_gpus} GPUs cannot hold "
+            f"roles.llm.args.tensor_parallel_size {tensor_parallel}; allowed: at least {tensor_parallel}"
+        )
+    if run.source in ("captions", "topics") and "t2i" not in pipe.roles:
+        raise ConfigError(
+            f"--source {run.source}: captions without images need a text-to-image role to draw the inputs; "
+            f"{origins['pipeline']} has no `roles.t2i` (pipelines with one: tiny, sd15, sdxl, emu)"
+        )
+    if run.source == "topics" and pipe.roles["llm"].backend == "template":
+        raise ConfigError(
+            f"--source topics: the LLM writes the captions, and {origins['pipeline']} uses the template writer "
+            f"(roles.llm.backend: template); use a pipeline whose llm is vllm (tiny, sd15, sdxl, emu)"
+        )
     if run.source not in task.sources:
         raise ConfigError(
             f"--source {run.source!r}: task {task.name!r} accepts sources {', '.join(task.sources)} ({where})"
         )
-    if run.source == "images":
-        if not run.input:
-            raise ConfigError("--source images needs --input DIR: a folder of images (with optional .json sidecars)")
-        if not Path(run.input).is_dir():
-            raise ConfigError(f"--input {run.input!r}: no such directory")
-    elif run.input:
-        raise ConfigError(f"--input is only used with --source images (source is {run.source!r})")
+    check_source(run.source, run.input)

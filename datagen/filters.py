@@ -122,27 +122,33 @@ def clip_scores(
 
 
 def model_scores(candidates: list, models) -> None:
-    """Adds CLIP, DINO and detector scores to a sample's candidates, for the roles the pipeline has."""
+    """Adds CLIP, DINO and detector scores to a sample's candidates, for the roles the pipeline has.
+
+    Candidates may share their input (remove) or their output (add, a removal swapped): each distinct image is
+    embedded once.
+    """
     if not candidates:
         return
     first = candidates[0]
-    images = [first.input_image] + [c.output_image for c in candidates]
+    unique: dict[int, np.ndarray] = {}
+    for candidate in candidates:
+        unique.setdefault(id(candidate.input_image), candidate.input_image)
+        unique.setdefault(id(candidate.output_image), candidate.output_image)
+    keys = list(unique)
     clip = models.get("clip")
     if clip is not None:
-        embedded = clip.embed_images(images)
+        embedded = dict(zip(keys, clip.embed_images([unique[k] for k in keys]), strict=True))
         text_in, text_out = clip.embed_texts([first.input_caption or " ", first.output_caption or " "])
-        for candidate, image_out in zip(candidates, embedded[1:], strict=True):
-            candidate.scores.update(clip_scores(embedded[0], image_out, text_in, text_out))
+        for c in candidates:
+            c.scores.update(clip_scores(embedded[id(c.input_image)], embedded[id(c.output_image)], text_in, text_out))
     dino = models.get("dino")
     if dino is not None:
-        embedded = dino.embed_images(images)
-        for candidate, image_out in zip(candidates, embedded[1:], strict=True):
-            candidate.scores["dino"] = cosine(embedded[0], image_out)
+        embedded = dict(zip(keys, dino.embed_images([unique[k] for k in keys]), strict=True))
+        for c in candidates:
+            c.scores["dino"] = cosine(embedded[id(c.input_image)], embedded[id(c.output_image)])
     grounding = models.get("grounding")
     if grounding is not None and hasattr(grounding, "confidence") and first.objects:
-        before = max(grounding.confidence(first.input_image, name) for name in first.objects)
-        for candidate in candidates:
-            candidate.scores["detect_input"] = before
-            candidate.scores["detect_output"] = max(
-                grounding.confidence(candidate.output_image, n) for n in first.objects
-            )
+        found = {k: max(grounding.confidence(unique[k], name) for name in first.objects) for k in keys}
+        for c in candidates:
+            c.scores["detect_input"] = found[id(c.input_image)]
+            c.scores["detect_output"] = found[id(c.output_image)]

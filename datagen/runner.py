@@ -43,7 +43,7 @@ class ModelSet:
     def __getitem__(self, role: str) -> Any:
         if role not in self._built:
             spec = self.config.pipeline.roles[role]
-            adapter = models.build(role, spec, prompt=self.config.prompt, image_size=self.config.pipeline.image_size)
+            adapter = models.build(role, spec, **self.config.model_context())
             adapter.load()
             self._built[role] = adapter
         return self._built[role]
@@ -76,10 +76,7 @@ class ShardWorker:
     def run(self, phase: str, shard: int) -> dict[str, Any]:
         """Run one phase of one shard, never raising: {'ok': True, 'stats': ...} or {'ok': False, 'error': ...}."""
         try:
-            if phase in ("write", "generate"):
-                stats = self.write_shard(shard)
-            if phase in ("render", "generate"):
-                stats = self.render_shard(shard)
+            stats = self.write_shard(shard) if phase == "write" else self.render_shard(shard)
             return {"ok": True, "stats": stats}
         except Exception as e:  # a failing shard is retried, then recorded; the run goes on
             return {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
@@ -94,7 +91,8 @@ class ShardWorker:
         shards.clear_uncommitted(paths)
         started = time.perf_counter()
         writer = self.models["llm"]
-        lines, reasons = [], Counter()
+        caption_field = f"{self.config.prompt.caption_role}_caption"
+        texts, items = [], {}
         for index in range(run.shard_len(shard)):
             seed = sample_seed(run.seed, task.name, shard, index)
             text = {
@@ -115,13 +113,22 @@ class ShardWorker:
             }
             try:
                 text["source"] = self.source.ref(seed, shard * run.shard_size + index)
-                item = self.source.item(text["source"])
-                text["input_caption"] = item.caption
-                text.update(writer.write(item, np.random.default_rng(seed)))
+                items[index] = self.source.item(text["source"])
+                text[caption_field] = items[index].caption
             except REJECTIONS as e:
                 text.update(status="rejected", reason=e.reason, detail=str(e)[:500])
-                reasons[e.reason] += 1
-            lines.append(json.dumps(text, sort_keys=True, ensure_ascii=False))
+            texts.append(text)
+        written = writer.write_batch(list(items.values()), [texts[i]["seed"] for i in items])  # one batched call
+        for index, output in zip(items, written, strict=True):
+            if isinstance(output, WriterReject):
+                texts[index].update(status="rejected", reason=output.reason, detail=str(output)[:500])
+            else:
+                output = dict(output)
+                if "source_caption" in output:  # written by the LLM from a topic
+                    texts[index][caption_field] = output.pop("source_caption")
+                texts[index].update(output)
+        reasons = Counter(t["reason"] for t in texts if t["status"] != "ok")
+        lines = [json.dumps(t, sort_keys=True, ensure_ascii=False) for t in texts]
         data = ("\n".join(lines) + "\n").encode()
         sha = shards.write_atomic(paths.jsonl, data)
         stats = {
@@ -224,6 +231,9 @@ class ShardWorker:
         try:
             t0 = time.perf_counter()
             inputs = self.source.load(record.source, self.config.run.max_image_pixels)
+            if inputs.image is None:  # a text-only source: the input is drawn from its caption
+                caption = record.input_caption if self.config.prompt.caption_role == "input" else record.output_caption
+                inputs.image = self.models["t2i"].generate(caption, seed=record.seed)
             t1 = time.perf_counter()
             candidates = generator.candidates(record, inputs, rng)
             timings["load"] += t1 - t0
@@ -335,6 +345,8 @@ class Summary:
     errors: int = 0
     reasons: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    written: Summary | None = None
+    """For generate: the summary of its write phase."""
 
     def add(self, stats: dict[str, Any]) -> None:
         self.shards_done += 1
@@ -348,8 +360,12 @@ class Summary:
 
     def lines(self, task: str, out: str) -> list[str]:
         rate = self.samples / self.seconds if self.seconds else 0.0
-        head = f"{task}: {self.shards_done}/{self.shards_total} shards done ({self.shards_skipped} already committed)"
-        lines = [head]
+        head = (
+            f"{task} {self.phase}: {self.shards_done}/{self.shards_total} shards done "
+            f"({self.shards_skipped} already committed)"
+        )
+        lines = self.written.lines(task, out) if self.written else []
+        lines.append(head)
         if self.phase == "write":
             lines.append(f"  instructions: {self.samples} records, {sum(self.reasons.values())} rejected")
         else:
@@ -398,18 +414,35 @@ def clear_failure(config: RunConfig, shard: int) -> None:
 def execute(
     config: RunConfig, phase: str, ray_address: str | None = None, workers: int | None = None, progress: bool = True
 ) -> Summary:
-    """Run `phase` ('write', 'render' or 'generate') over every shard not yet committed."""
+    """Run `phase` over every shard not yet committed: 'write', 'render', or 'generate' (write every shard, then
+    render every shard, each phase on its own actors: the LLM's GPUs are free before the image models load)."""
     if config.run.source == "images":
         count = len(build_source("images", config.pipeline.image_size, config.run.input))
         if count == 0:
             suffixes = " ".join(IMAGE_SUFFIXES)
             raise ConfigError(f"--input {config.run.input}: no images found (looked for {suffixes})")
     start_run(config)
-    todo = pending_shards(config, phase)
+    if phase != "generate":
+        return _execute_phase(config, phase, ray_address, workers, progress)
+    written = _execute_phase(config, "write", ray_address, workers, progress)
+    summary = _execute_phase(config, "render", ray_address, workers, progress, skip=set(written.failed))
+    summary.written = written
+    return summary
+
+
+def _execute_phase(
+    config: RunConfig,
+    phase: str,
+    ray_address: str | None,
+    workers: int | None,
+    progress: bool,
+    skip: set[int] = frozenset(),
+) -> Summary:
+    todo = [shard for shard in pending_shards(config, phase) if shard not in skip]
     summary = Summary(phase=phase, shards_total=config.run.num_shards)
-    summary.shards_skipped = config.run.num_shards - len(todo)
+    summary.shards_skipped = config.run.num_shards - len(todo) - len(skip)
     started = time.perf_counter()
-    bar = _progress_bar(len(todo), config.task.name, progress)
+    bar = _progress_bar(len(todo), f"{config.task.name} {phase}", progress)
 
     def on_result(shard: int, result: dict[str, Any], attempts: int) -> bool:
         """Returns True when the shard is finished (committed or given up)."""
@@ -438,11 +471,11 @@ def execute(
     return summary
 
 
-def _progress_bar(total: int, task: str, enabled: bool):
+def _progress_bar(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(
-        total=total, desc=task, unit="shard", disable=None if enabled else True, file=sys.stderr, dynamic_ncols=True
+        total=total, desc=desc, unit="shard", disable=None if enabled else True, file=sys.stderr, dynamic_ncols=True
     )
 
 
@@ -479,7 +512,7 @@ def _run_ray(
     from ray.exceptions import RayActorError
 
     init_ray(address)
-    actor = config.pipeline.actor
+    actor = config.pipeline.writer_actor if phase == "write" else config.pipeline.actor
     cpus = ray.cluster_resources().get("CPU", 1.0)
     count = workers or max(1, int(cpus // actor.num_cpus))
     count = min(count, len(todo))

@@ -6,13 +6,16 @@ LLM writer returns, validated against the same schema, so everything downstream 
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from typing import Any
 
 import jsonschema
 import numpy as np
 
-from datagen.config import PromptSpec, RoleSpec
+from datagen.config import ConfigError, PromptSpec, RoleSpec
+from datagen.models import weights
 from datagen.scenes import article, compose_caption
 from datagen.sources import SourceItem
 
@@ -41,9 +44,14 @@ class OutputValidator:
 
 
 class TemplateWriter:
-    """Offline writer: picks the edited object(s), a verb and a template, and rewrites the caption."""
+    """Offline writer: picks the edited object, a verb and a template, and rewrites the caption."""
 
-    def __init__(self, spec: RoleSpec, prompt: PromptSpec, **_):
+    def __init__(self, spec: RoleSpec, prompt: PromptSpec, caption_prompt: PromptSpec | None = None, **_):
+        if prompt.templates is None or not prompt.verbs:
+            raise ConfigError(
+                f"roles.llm: backend 'template' needs `templates` and `verbs` in prompts/{prompt.name}.yaml, which "
+                f"has none; use backend vllm"
+            )
         self.prompt = prompt
         self.validate = OutputValidator(prompt)
         self.model_id = f"template:{prompt.name}"
@@ -51,20 +59,34 @@ class TemplateWriter:
     def load(self) -> None:
         pass
 
+    def write_batch(self, items: list[SourceItem], seeds: list[int]) -> list[dict[str, Any] | WriterReject]:
+        out: list[dict[str, Any] | WriterReject] = []
+        for item, seed in zip(items, seeds, strict=True):
+            try:
+                out.append(self.write(item, np.random.default_rng(seed)))
+            except WriterReject as e:
+                out.append(e)
+        return out
+
     def write(self, item: SourceItem, rng: np.random.Generator) -> dict[str, Any]:
+        if item.topic is not None:
+            raise WriterReject("no_caption", "the template writer cannot write captions from topics")
         if not item.objects:
             raise WriterReject("no_objects", "the source names no objects to edit")
         templates = self.prompt.templates
-        if templates.edit == "remove_object":
-            target = str(rng.choice(item.objects))
-            output_caption = caption_without(item, target)
-            objects = [target]
-        else:  # pragma: no cover - the config schema admits only the kinds above
-            raise ValueError(templates.edit)
+        target = str(rng.choice(item.objects))
+        without = caption_without(item, target)
         verb = str(rng.choice(self.prompt.verbs))
         template = str(rng.choice(templates.instruction))
-        instruction = template.format(verb=verb.lower(), Verb=verb[:1].upper() + verb[1:], object=objects[0])
-        return self.validate({"instruction": instruction, "output_caption": output_caption, "objects": objects})
+        instruction = template.format(
+            verb=verb.lower(), Verb=verb[:1].upper() + verb[1:], object=target, a=article(target)
+        )
+        output = {"instruction": instruction, "objects": [target]}
+        if templates.edit == "remove_object":
+            output["output_caption"] = without
+        else:
+            output["input_caption"] = without
+        return self.validate(output)
 
 
 def caption_without(item: SourceItem, name: str) -> str:
@@ -85,7 +107,214 @@ def caption_without(item: SourceItem, name: str) -> str:
     return edited or f"a scene without the {name}"
 
 
-def build_writer(spec: RoleSpec, prompt: PromptSpec) -> TemplateWriter:
-    if spec.backend == "template":
-        return TemplateWriter(spec, prompt)
-    raise ValueError(f"unknown writer backend {spec.backend!r}")
+# ------------------------------------------------------------------------------------------ LLM writer
+
+
+def swap_verbs(instruction: str, verbs: list[str], rng: np.random.Generator) -> str:
+    """Replace the first of `verbs` found in the instruction by a random one, keeping its capitalisation."""
+    for verb in sorted(verbs, key=len, reverse=True):
+        match = re.search(rf"\b{re.escape(verb)}\b", instruction, re.IGNORECASE)
+        if match:
+            new = str(rng.choice(verbs))
+            new = new[:1].upper() + new[1:] if match.group()[:1].isupper() else new[:1].lower() + new[1:]
+            return instruction[: match.start()] + new + instruction[match.end() :]
+    return instruction
+
+
+def build_messages(prompt: PromptSpec, text: str, rng: np.random.Generator) -> list[dict[str, str]]:
+    """Chat messages of one request: system + task description, a random share of the examples shuffled (verbs
+    swapped) as user/assistant turns, then the caption (or topic) to write for."""
+    messages = [{"role": "system", "content": f"{prompt.system.strip()}\n\n{prompt.task_description.strip()}"}]
+    count = max(1, round(prompt.example_fraction * len(prompt.examples))) if prompt.examples else 0
+    for n in rng.permutation(len(prompt.examples))[:count]:
+        example = prompt.examples[int(n)]
+        output = dict(example.output)
+        if prompt.verbs and isinstance(output.get("instruction"), str):
+            output["instruction"] = swap_verbs(output["instruction"], prompt.verbs, rng)
+        messages.append({"role": "user", "content": f"{prompt.input_label}: {example.caption}"})
+        messages.append({"role": "assistant", "content": json.dumps(output, ensure_ascii=False)})
+    messages.append({"role": "user", "content": f"{prompt.input_label}: {text}"})
+    return messages
+
+
+def llama2_chat(messages: list[dict[str, str]], bos: str = "<s>", eos: str = "</s>") -> str:
+    """The Llama 2 chat format ([INST], <<SYS>>), for tokenizers that carry no chat template."""
+    system = messages[0]["content"] if messages[0]["role"] == "system" else ""
+    turns = messages[1:] if system else messages
+    out = []
+    for n, message in enumerate(turns):
+        if message["role"] == "user":
+            head = f"<<SYS>>\n{system}\n<</SYS>>\n\n" if n == 0 and system else ""
+            out.append(f"{bos}[INST] {head}{message['content'].strip()} [/INST]")
+        else:
+            out.append(f" {message['content'].strip()} {eos}")
+    return "".join(out)
+
+
+VLLM_ARGS = {
+    "tensor_parallel_size": 1,
+    "temperature": 0.9,
+    "top_p": 0.9,
+    "max_tokens": 256,
+    "max_model_len": 4096,
+    "gpu_memory_utilization": 0.9,
+    "kv_cache_memory_bytes": None,
+    "enforce_eager": None,
+    "engine_args": {},
+}
+"""Arguments of the vllm backend (roles.llm.args) and their defaults; temperature and top-p are Emu Edit's."""
+
+_ENGINES: dict[str, Any] = {}
+"""One vLLM engine per model and engine arguments in a process: loaded once, shared by every writer built there."""
+
+
+class VLLMWriter:
+    """Llama 2 (or any chat model) on vLLM: one agent per task, JSON constrained by the prompt's schema."""
+
+    def __init__(self, spec: RoleSpec, prompt: PromptSpec, caption_prompt: PromptSpec | None = None, **_):
+        unknown = set(spec.args) - set(VLLM_ARGS)
+        if unknown:
+            raise ConfigError(f"field `roles.llm.args`: unknown {sorted(unknown)}; allowed: {', '.join(VLLM_ARGS)}")
+        self.args = {**VLLM_ARGS, **spec.args}
+        checks = {
+            "tensor_parallel_size": (int, 1, 64),
+            "temperature": (float, 0.0, 2.0),
+            "top_p": (float, 1e-6, 1.0),
+            "max_tokens": (int, 8, 8192),
+            "max_model_len": (int, 256, 1 << 20),
+            "gpu_memory_utilization": (float, 0.01, 1.0),
+        }
+        for name, (kind, low, high) in checks.items():
+            value = self.args[name]
+            typed = isinstance(value, int) if kind is int else isinstance(value, int | float)
+            if isinstance(value, bool) or not typed or not low <= value <= high:
+                what = "an integer" if kind is int else "a number"
+                raise ConfigError(f"field `roles.llm.args.{name}`: {value!r}; allowed: {what} in [{low}, {high}]")
+        if not isinstance(self.args["engine_args"], dict):
+            raise ConfigError("field `roles.llm.args.engine_args`: must be a mapping of vllm.LLM keyword arguments")
+        if "trust_remote_code" in self.args["engine_args"]:
+            raise ConfigError("field `roles.llm.args.engine_args.trust_remote_code`: not allowed (no remote code)")
+        if spec.device not in ("cpu", "cuda"):
+            raise ConfigError(f"field `roles.llm.device`: {spec.device!r}; allowed: cpu, cuda")
+        self.spec = spec
+        self.prompt = prompt
+        self.caption_prompt = caption_prompt
+        self.validate = OutputValidator(prompt)
+        self.validate_caption = OutputValidator(caption_prompt) if caption_prompt else None
+        self.model_id = weights.model_id(str(spec.model), spec.revision)
+        self._engine = None
+        self._tokenizer = None
+
+    def engine_kwargs(self, path: str) -> dict[str, Any]:
+        cpu = self.spec.device == "cpu"
+        kwargs = {
+            "model": path,
+            "tokenizer": path,
+            "dtype": self.spec.dtype,
+            "tensor_parallel_size": self.args["tensor_parallel_size"],
+            "max_model_len": self.args["max_model_len"],
+            "gpu_memory_utilization": 0.05 if cpu else self.args["gpu_memory_utilization"],
+            "enforce_eager": cpu if self.args["enforce_eager"] is None else bool(self.args["enforce_eager"]),
+            "seed": 0,
+            "trust_remote_code": False,
+            "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+            **self.args["engine_args"],
+        }
+        if cpu:
+            # A prompt prefilled in chunks makes vLLM rewind the request's seeded generator, which torch's CPU
+            # generator cannot do; whole prompts only.
+            kwargs["enable_chunked_prefill"] = False
+        if cpu or self.args["kv_cache_memory_bytes"] is not None:
+            kwargs["kv_cache_memory_bytes"] = int(self.args["kv_cache_memory_bytes"] or 256 * 2**20)
+        if self.args["tensor_parallel_size"] > 1:
+            kwargs.setdefault("distributed_executor_backend", "mp")  # inside a Ray actor holding the GPUs
+        return kwargs
+
+    def load(self) -> None:
+        if self._engine is not None:
+            return
+        path = str(weights.locate(str(self.spec.model), self.spec.revision))
+        kwargs = self.engine_kwargs(path)
+        key = json.dumps(kwargs, sort_keys=True, default=str)
+        if key not in _ENGINES:
+            if self.spec.device == "cpu":
+                # the engine core in this process: no spawned subprocess, nothing to re-import
+                os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            from vllm import LLM
+
+            _ENGINES[key] = LLM(**kwargs)
+        self._engine = _ENGINES[key]
+        self._tokenizer = self._engine.get_tokenizer()
+
+    def render(self, messages: list[dict[str, str]]) -> list[int]:
+        """Token ids of a chat: the tokenizer's chat template where it has one, else the Llama 2 format."""
+        tokenizer = self._tokenizer
+        if getattr(tokenizer, "chat_template", None):
+            ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+            return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        text = llama2_chat(messages, tokenizer.bos_token or "<s>", tokenizer.eos_token or "</s>")
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _complete(self, prompt: PromptSpec, texts: list[str], seeds: list[int], validate) -> list:
+        """One batched vLLM call: parsed and validated outputs, or WriterReject with the reason."""
+        from vllm.sampling_params import SamplingParams, StructuredOutputsParams
+
+        requests, params = [], []
+        for text, seed in zip(texts, seeds, strict=True):
+            rng = np.random.default_rng(seed)
+            requests.append({"prompt_token_ids": self.render(build_messages(prompt, text, rng))})
+            params.append(
+                SamplingParams(
+                    temperature=self.args["temperature"],
+                    top_p=self.args["top_p"],
+                    max_tokens=self.args["max_tokens"],
+                    seed=int(rng.integers(2**31 - 1)),
+                    structured_outputs=StructuredOutputsParams(json=prompt.output_schema),
+                )
+            )
+        if not requests:
+            return []
+        results = []
+        for completion in self._engine.generate(requests, params, use_tqdm=False):
+            choice = completion.outputs[0]
+            # decoded whole: vLLM's incremental text can split a multi-byte character into replacement characters
+            text = self._tokenizer.decode(choice.token_ids, skip_special_tokens=True)
+            try:
+                results.append(validate(json.loads(text)))
+            except json.JSONDecodeError as e:
+                reason = "llm_truncated" if choice.finish_reason == "length" else "llm_not_json"
+                results.append(WriterReject(reason, f"{e.msg} at {e.pos}: {text[:200]!r}"))
+            except WriterReject as e:
+                results.append(e)
+        return results
+
+    def write_batch(self, items: list[SourceItem], seeds: list[int]) -> list[dict[str, Any] | WriterReject]:
+        """Instructions for a batch of items (a whole shard in one vLLM call); topics first get a caption."""
+        self.load()
+        captions: list[str | WriterReject] = [item.caption for item in items]
+        topical = [n for n, item in enumerate(items) if item.topic is not None]
+        if topical:
+            if self.caption_prompt is None:
+                raise ConfigError("source `topics` needs prompts/caption.yaml loaded (load_run does this)")
+            written = self._complete(
+                self.caption_prompt,
+                [items[n].topic for n in topical],
+                [seeds[n] ^ 0x5F3759DF for n in topical],
+                self.validate_caption,
+            )
+            for n, result in zip(topical, written, strict=True):
+                captions[n] = (
+                    WriterReject(f"caption_{result.reason}", result.detail)
+                    if isinstance(result, WriterReject)
+                    else result["caption"].strip()
+                )
+        ready = [n for n, c in enumerate(captions) if isinstance(c, str) and c]
+        outputs = self._complete(self.prompt, [captions[n] for n in ready], [seeds[n] for n in ready], self.validate)
+        results: list[dict[str, Any] | WriterReject] = [
+            c if isinstance(c, WriterReject) else WriterReject("empty_caption") for c in captions
+        ]
+        for n, output in zip(ready, outputs, strict=True):
+            if isinstance(output, dict) and items[n].topic is not None:
+                output = {**output, "source_caption": captions[n]}
+            results[n] = output
+        return results

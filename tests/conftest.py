@@ -78,3 +78,13 @@ def run_cli(*args: str, env: dict | None = None, check: bool = True, timeout: fl
     if check and proc.returncode != 0:
         raise AssertionError(f"datagen {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """Tiny models built once for the whole run, in a temporary cache (the user's cache is never touched)."""
+    path = tmp_path_factory.mktemp("tiny")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DATAGEN_TINY_DIR", str(path))
+    yield path
+    mp.undo()

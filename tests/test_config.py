@@ -27,7 +27,7 @@ def test_every_shipped_file_validates(folder, model):
 def test_every_task_has_its_prompt_and_every_prompt_its_task():
     tasks = {p.stem for p in (ROOT / "tasks").glob("*.yaml")}
     prompts = {p.stem for p in (ROOT / "prompts").glob("*.yaml")}
-    assert tasks == prompts
+    assert tasks | {"caption"} == prompts, "every task has its agent; caption.yaml writes captions from topics"
 
 
 def test_every_task_loads_on_local(tmp_path):
@@ -99,8 +99,22 @@ def test_unknown_field_lists_allowed_fields(tmp_path, monkeypatch):
 
 def test_missing_field(tmp_path, monkeypatch):
     root = _copy_configs(tmp_path / "cfg", monkeypatch)
+    _edit(root / "prompts" / "remove.yaml", lambda d: d.pop("system"))
+    with pytest.raises(ConfigError, match=r"prompts/remove.yaml: field `system`: required field is missing"):
+        load_run("remove", "local", out=str(tmp_path / "out"), n=1)
+
+
+def test_template_placeholders_are_checked(tmp_path, monkeypatch):
+    root = _copy_configs(tmp_path / "cfg", monkeypatch)
+    _edit(root / "prompts" / "add.yaml", lambda d: d["templates"]["instruction"].append("Add {an} {object}"))
+    with pytest.raises(ConfigError, match=r"add.yaml: .*instruction\[10\] 'Add {an} {object}': bad placeholder 'an'"):
+        load_run("add", "local", out=str(tmp_path / "out"), n=1)
+
+
+def test_template_writer_needs_templates(tmp_path, monkeypatch):
+    root = _copy_configs(tmp_path / "cfg", monkeypatch)
     _edit(root / "prompts" / "remove.yaml", lambda d: d.pop("verbs"))
-    with pytest.raises(ConfigError, match=r"prompts/remove.yaml: field `verbs`: required field is missing"):
+    with pytest.raises(ConfigError, match=r"local.yaml: roles.llm: backend 'template' needs `templates` and `verbs`"):
         load_run("remove", "local", out=str(tmp_path / "out"), n=1)
 
 
@@ -178,8 +192,27 @@ def test_source_checks(tmp_path):
         load_run("remove", "local", out=str(tmp_path), n=1, source="images")
     with pytest.raises(ConfigError, match=r"--input '/nonexistent/x': no such directory"):
         load_run("remove", "local", out=str(tmp_path), n=1, source="images", input="/nonexistent/x")
-    with pytest.raises(ConfigError, match=r"source_kind|--source 'captions'|must be|Input should be"):
+    with pytest.raises(ConfigError, match=r"--source 'flickr': task 'remove' accepts sources scene, images, "):
+        load_run("remove", "local", out=str(tmp_path), n=1, source="flickr")
+    with pytest.raises(ConfigError, match=r"--source captions: .* need a text-to-image role .*local.yaml has no"):
         load_run("remove", "local", out=str(tmp_path), n=1, source="captions")
+    with pytest.raises(ConfigError, match=r"--source topics: the LLM writes the captions, .* template writer"):
+        load_run(
+            "remove",
+            "local",
+            out=str(tmp_path),
+            n=1,
+            source="topics",
+            overrides=["pipeline.roles.t2i={backend: diffusers, model: tiny:t2i}"],
+        )
+
+
+def test_tensor_parallel_needs_the_gpus(tmp_path):
+    with pytest.raises(
+        ConfigError,
+        match=r"emu.yaml .*: field `writer_actor.num_gpus`: 2.0 GPUs cannot hold .* 4; allowed: at least 4",
+    ):
+        load_run("remove", "emu", out=str(tmp_path), n=1, overrides=["pipeline.writer_actor.num_gpus=2"])
 
 
 def test_run_values_validated(tmp_path):

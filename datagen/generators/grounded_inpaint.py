@@ -2,7 +2,8 @@
 
 The named objects are located (grounding) and segmented (segmenter); each mask variant — exact, dilated and
 blurred, bounding box — gives one candidate; the inpainted region is composited back so that pixels outside the
-mask are the input's own.
+mask are the input's own. `direction: add` is the same removal with input and output swapped: the image without
+the object becomes the input, the original the output.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from datagen.record import EditRecord
 from datagen.sources import LoadedInput
 
 VARIANTS = ("exact", "dilated", "bbox")
-DEFAULTS = {"mask_variants": list(VARIANTS), "dilate_px": 6, "blur_px": 5}
+DIRECTIONS = ("remove", "add")
+DEFAULTS = {"mask_variants": list(VARIANTS), "dilate_px": 6, "blur_px": 5, "direction": "remove"}
 
 
 def mask_variants(mask: np.ndarray, boxes: list[list[float]], dilate_px: int, blur_px: int):
@@ -64,6 +66,11 @@ class GroundedInpaint:
                 f"{where}: field `generator.args.mask_variants`: {variants!r}; allowed: a non-empty list of "
                 f"{', '.join(VARIANTS)}"
             )
+        direction = args.get("direction", DEFAULTS["direction"])
+        if direction not in DIRECTIONS:
+            raise ConfigError(
+                f"{where}: field `generator.args.direction`: {direction!r}; allowed: {', '.join(DIRECTIONS)}"
+            )
         for name in ("dilate_px", "blur_px"):
             value = args.get(name, DEFAULTS[name])
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 64:
@@ -83,10 +90,13 @@ class GroundedInpaint:
         variants = mask_variants(object_mask, boxes, self.args["dilate_px"], self.args["blur_px"])
         truth = inputs.ground_truth(tuple(record.objects))
         out = []
+        add = self.args["direction"] == "add"
+        prompt = record.input_caption if add else record.output_caption  # the caption of the image without it
+        out = []
         for number, name in enumerate(self.args["mask_variants"]):
             mask = variants[name]
-            filled = self.inpainter.inpaint(inputs.image, mask, record.output_caption, seed=record.seed + number)
-            output = composite(inputs.image, filled, mask)
+            filled = self.inpainter.inpaint(inputs.image, mask, prompt, seed=record.seed + number)
+            removed = composite(inputs.image, filled, mask)
             candidate = replace(
                 record,
                 candidate=number,
@@ -95,12 +105,13 @@ class GroundedInpaint:
                     "mask_variant": name,
                     "dilate_px": self.args["dilate_px"],
                     "blur_px": self.args["blur_px"],
+                    "direction": self.args["direction"],
                 },
-                input_image=inputs.image,
-                output_image=output,
+                input_image=removed if add else inputs.image,
+                output_image=inputs.image if add else removed,
                 mask=mask,
                 boxes=boxes,
-                scores=pixel_scores(inputs.image, output, object_mask, mask, truth),
+                scores=pixel_scores(inputs.image, removed, object_mask, mask, truth),  # the removal either way
             )
             out.append(candidate)
         return out

@@ -11,7 +11,7 @@ from datagen.config import ConfigError, RoleSpec
 
 # role -> backend -> "module:Class"; the module is imported only when the role is built.
 BACKENDS: dict[str, dict[str, str]] = {
-    "llm": {"template": "datagen.writer:TemplateWriter"},
+    "llm": {"template": "datagen.writer:TemplateWriter", "vllm": "datagen.writer:VLLMWriter"},
     "t2i": {"diffusers": "datagen.models.diffusion:DiffusionText2Image"},
     "grounding": {
         "oracle": "datagen.models.oracle:OracleGrounding",
@@ -25,7 +25,7 @@ BACKENDS: dict[str, dict[str, str]] = {
     "clip": {"clip": "datagen.models.embeddings:CLIPEmbedder"},
     "dino": {"dinov2": "datagen.models.embeddings:DINOEmbedder"},
 }
-WEIGHTED = {"grounding_dino", "sam", "diffusers", "clip", "dinov2"}
+WEIGHTED = {"vllm", "grounding_dino", "sam", "diffusers", "clip", "dinov2"}
 """Backends that load weights: their role needs `model`, and preflight checks it is on this machine."""
 
 

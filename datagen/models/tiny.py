@@ -15,7 +15,7 @@ from pathlib import Path
 
 from datagen import scenes
 
-VERSION = "v2"  # bump when a builder changes, so stale caches are rebuilt
+VERSION = "v3"  # bump when a builder changes, so stale caches are rebuilt
 
 WORDS = sorted(
     {
@@ -66,14 +66,20 @@ def _seed() -> None:
 
 
 def clip_tokenizer():
-    """CLIP BPE tokenizer over single characters (no merges): every text tokenises, deterministically."""
+    """CLIP BPE tokenizer over single characters (no merges): every text tokenises, deterministically.
+
+    Every printable ASCII character has a token and unknown ones get their own: CLIP pools the text at the first
+    end-of-text token, so an unknown character mapped to it would cut the text short there.
+    """
+    import string
+
     from transformers import CLIPTokenizer
 
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for char in "abcdefghijklmnopqrstuvwxyz0123456789.,'-!?":
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "<|unk|>": 2}
+    for char in string.ascii_lowercase + string.digits + string.punctuation:
         vocab.setdefault(char, len(vocab))
         vocab.setdefault(char + "</w>", len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77, unk_token="<|unk|>")
 
 
 def bert_tokenizer():
@@ -291,7 +297,11 @@ LLAMA2_CHAT_TEMPLATE = (
 
 
 def llama_tokenizer():
-    """Byte-level BPE trained on the prompt files and scene words: any text tokenises, JSON included."""
+    """Byte-level BPE over printable ASCII, trained on the prompt files and scene words; other bytes are <unk>.
+
+    Every token is whole ASCII characters, so whatever a random model samples decodes to valid text (with all 256
+    bytes in the vocabulary it samples broken UTF-8 sequences, which the grammar and Python count differently).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -300,13 +310,16 @@ def llama_tokenizer():
     corpus = [" ".join(WORDS), '{"instruction": "", "output_caption": "", "objects": []}']
     for path in sorted((config_root() / "prompts").glob("*.yaml")):
         corpus.extend(path.read_text(encoding="utf-8").splitlines())
-    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    corpus = [line.encode("ascii", "ignore").decode() for line in corpus]
+    printable = [chr(b) for b in range(0x21, 0x7F)] + ["\u0120"]  # byte-level symbols of ASCII; U+0120 is space
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=512,
         special_tokens=["<unk>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        initial_alphabet=printable,
+        limit_alphabet=len(printable),
         show_progress=False,
     )
     tokenizer.train_from_iterator(corpus, trainer=trainer)
