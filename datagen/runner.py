@@ -23,7 +23,7 @@ from datagen.config import ConfigError, RunConfig
 from datagen.images import BadImage
 from datagen.models.oracle import GroundingMiss
 from datagen.record import EditRecord, sample_key, sample_seed
-from datagen.sources import IMAGE_SUFFIXES, BadSource, build_source
+from datagen.sources import BadSource, build_source
 from datagen.writer import WriterReject
 
 REJECTIONS = (BadImage, BadSource, GroundingMiss, WriterReject)
@@ -231,12 +231,14 @@ class ShardWorker:
         try:
             t0 = time.perf_counter()
             inputs = self.source.load(record.source, self.config.run.max_image_pixels)
+            timings["load"] += time.perf_counter() - t0
             if inputs.image is None:  # a text-only source: the input is drawn from its caption
+                t0 = time.perf_counter()
                 caption = record.input_caption if self.config.prompt.caption_role == "input" else record.output_caption
                 inputs.image = self.models["t2i"].generate(caption, seed=record.seed)
+                timings["t2i"] += time.perf_counter() - t0
             t1 = time.perf_counter()
             candidates = generator.candidates(record, inputs, rng)
-            timings["load"] += t1 - t0
             timings["generate"] += time.perf_counter() - t1
             t2 = time.perf_counter()
             filters.model_scores(candidates, self.models)
@@ -416,11 +418,6 @@ def execute(
 ) -> Summary:
     """Run `phase` over every shard not yet committed: 'write', 'render', or 'generate' (write every shard, then
     render every shard, each phase on its own actors: the LLM's GPUs are free before the image models load)."""
-    if config.run.source == "images":
-        count = len(build_source("images", config.pipeline.image_size, config.run.input))
-        if count == 0:
-            suffixes = " ".join(IMAGE_SUFFIXES)
-            raise ConfigError(f"--input {config.run.input}: no images found (looked for {suffixes})")
     start_run(config)
     if phase != "generate":
         return _execute_phase(config, phase, ray_address, workers, progress)
