@@ -125,8 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from datagen.runner import execute
 
     config = resolve_config(args)
-    if args.command != "write":
-        require(config.pipeline)
+    require(config.pipeline, args.command)
     summary = execute(
         config, args.command, ray_address=args.ray_address, workers=args.workers, progress=not args.no_progress
     )

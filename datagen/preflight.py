@@ -17,11 +17,11 @@ class Check:
     where: str
 
 
-def preflight(pipeline: PipelineSpec, build_tiny: bool = True) -> list[Check]:
-    """One Check per weighted role; tiny models are built when asked (they need no download)."""
+def preflight(pipeline: PipelineSpec, build_tiny: bool = True, roles: set[str] | None = None) -> list[Check]:
+    """One Check per weighted role (of `roles`, default all); tiny models are built when asked (no download)."""
     checks = []
     for role, spec in sorted(pipeline.roles.items()):
-        if spec.backend not in WEIGHTED or not spec.model:
+        if spec.backend not in WEIGHTED or not spec.model or (roles is not None and role not in roles):
             continue
         if spec.model.startswith("tiny:") and not build_tiny:
             checks.append(Check(role, spec.model, True, "built on first use"))
@@ -33,9 +33,15 @@ def preflight(pipeline: PipelineSpec, build_tiny: bool = True) -> list[Check]:
     return checks
 
 
-def require(pipeline: PipelineSpec) -> None:
-    """Raise one ConfigError listing every missing model and the command that fetches it."""
-    missing = [c for c in preflight(pipeline, build_tiny=False) if not c.ok]
+def require(pipeline: PipelineSpec, phase: str = "generate") -> None:
+    """Raise one ConfigError listing every model `phase` needs that is missing, with the command that fetches it:
+    write needs the LLM, render every other role, generate all."""
+    roles = set(pipeline.roles)
+    if phase == "write":
+        roles = {"llm"}
+    elif phase == "render":
+        roles.discard("llm")
+    missing = [c for c in preflight(pipeline, build_tiny=False, roles=roles) if not c.ok]
     if missing:
         lines = [
             f"pipeline {pipeline.name!r} needs models that are not on this machine (nothing is downloaded at "

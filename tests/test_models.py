@@ -58,6 +58,12 @@ def test_preflight_names_the_missing_model_and_the_fetch_command(tmp_path, monke
     assert "pipeline 'sdxl' needs models that are not on this machine" in message
     assert message.count("hf download") == 7, "six vision models and the LLM"
     assert "hf download meta-llama/Llama-2-7b-chat-hf" in message
+    with pytest.raises(ConfigError) as error:
+        require(pipeline, "write")
+    assert str(error.value).count("hf download") == 1, "write needs only the LLM"
+    with pytest.raises(ConfigError) as error:
+        require(pipeline, "render")
+    assert "meta-llama" not in str(error.value) and str(error.value).count("hf download") == 6
 
 
 def test_generate_on_a_pipeline_without_weights_stops_at_preflight(tmp_path):
