@@ -1,4 +1,4 @@
-"""`datagen` command line: generate | write | render | verify | preflight."""
+"""`datagen` command line: generate | write | render | verify | tasks | preflight."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ EPILOG = "Example: datagen generate --task remove --pipeline local --n 200 --out
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run directory (created; an existing run there is resumed)")
-    parser.add_argument("--task", help="task name in tasks/ or a path to a task YAML (omit to resume OUT's run)")
+    parser.add_argument(
+        "--task",
+        help="task name in tasks/, a task YAML path, 'all' (every task the pipeline runs) or a,b,... (omit to resume)",
+    )
+    parser.add_argument("--tasks", help="a mixture with weights: remove:0.2,add:0.1,... (N is shared by weight)")
     parser.add_argument("--pipeline", default="local", help="pipeline name in pipelines/ (default: local)")
     parser.add_argument("--n", type=int, default=200, help="samples to attempt; kept ones are fewer (default: 200)")
     parser.add_argument("--seed", type=int, default=0, help="run seed (default: 0)")
@@ -58,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("out", help="run directory")
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    tasks = sub.add_parser(
+        "tasks",
+        help="list every task: group, generator, the pipelines it runs on",
+        description="List every task in tasks/ with its group, its generators (neural and local) and the "
+        "pipelines in pipelines/ it runs on.",
+    )
+    tasks.add_argument("--json", action="store_true", help="as JSON, with the reason a task does not run somewhere")
     check = sub.add_parser(
         "preflight",
         help="check that every model a pipeline names is on this machine",
@@ -77,30 +88,64 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_config(args: argparse.Namespace):
-    from datagen.config import ConfigError, RunConfig, load_run
+def parse_mixture(text: str) -> dict[str, float]:
+    """'remove:0.2,add:0.1' -> weights; 'remove,add' -> equal weights."""
+    from datagen.config import ConfigError
 
-    if args.task:
-        return load_run(
-            args.task,
-            args.pipeline,
-            out=args.out,
-            n=args.n,
-            seed=args.seed,
-            shard_size=args.shard_size,
-            source=args.source,
-            input=args.input,
-            overrides=args.overrides,
-        )
-    run_json = Path(args.out) / "run.json"
-    if not run_json.is_file():
-        raise ConfigError(f"--task is required: {run_json} does not exist, so there is no run to resume")
-    try:
-        config = RunConfig.model_validate(json.loads(run_json.read_text())["config"])
-    except Exception as e:
-        raise ConfigError(f"{run_json}: not a datagen run record ({e})") from None
-    config.run.out = args.out
-    return config
+    weights = {}
+    for part in text.split(","):
+        name, _, weight = part.strip().partition(":")
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            value = -1.0
+        if not name or value <= 0:
+            raise ConfigError(f"--tasks {text!r}: expected NAME[:WEIGHT],... with positive weights (got {part!r})")
+        weights[name] = weights.get(name, 0.0) + value
+    return weights
+
+
+def resolve_configs(args: argparse.Namespace) -> list:
+    """The run's task configurations: one task, a mixture (--tasks, or --task all / a,b), or OUT's run.json."""
+    from datagen.config import ConfigError, known, load_run
+    from datagen.runner import load_runs, split_n
+
+    if not args.task and not args.tasks:
+        return load_runs(args.out)
+    if args.task and args.tasks:
+        raise ConfigError("give --task or --tasks, not both")
+    spec = args.tasks or args.task
+    weights = {name: 1.0 for name in known("tasks")} if spec == "all" else parse_mixture(spec)
+    counts = split_n(args.n, weights) if len(weights) > 1 else {next(iter(weights)): args.n}
+    configs, skipped = [], []
+    for name, n in counts.items():
+        if n == 0:
+            continue
+        try:
+            configs.append(
+                load_run(
+                    name,
+                    args.pipeline,
+                    out=args.out,
+                    n=n,
+                    seed=args.seed,
+                    shard_size=args.shard_size,
+                    source=args.source,
+                    input=args.input,
+                    overrides=args.overrides,
+                )
+            )
+        except ConfigError as e:
+            if spec != "all":
+                raise
+            skipped.append(f"{name}: {str(e).splitlines()[0]}")
+    if skipped:
+        print(f"skipped {len(skipped)} task(s) pipeline {args.pipeline!r} cannot run:", file=sys.stderr)
+        for line in skipped:
+            print(f"  {line}", file=sys.stderr)
+    if not configs:
+        raise ConfigError(f"no task of {spec!r} runs on pipeline {args.pipeline!r}")
+    return configs
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
@@ -122,18 +167,69 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from datagen.preflight import require
-    from datagen.runner import execute
+    from datagen.runner import execute_all
 
-    config = resolve_config(args)
-    require(config.pipeline, args.command)
-    summary = execute(
-        config, args.command, ray_address=args.ray_address, workers=args.workers, progress=not args.no_progress
+    configs = resolve_configs(args)
+    require(configs[0].pipeline, args.command)
+    summaries = execute_all(
+        configs, args.command, ray_address=args.ray_address, workers=args.workers, progress=not args.no_progress
     )
-    for line in summary.lines(config.task.name, config.run.out):
-        print(line)
+    failed = False
+    for config, summary in zip(configs, summaries, strict=True):
+        for line in summary.lines(config.task.name, config.run.out):
+            print(line)
+        failed |= bool(summary.failed or (summary.written and summary.written.failed))
+    if len(summaries) > 1 and args.command != "write":
+        kept, samples = sum(s.kept for s in summaries), sum(s.samples for s in summaries)
+        print(f"all {len(summaries)} tasks: {kept} kept of {samples} attempted")
     if args.command != "write":
-        print(f"  shards: {Path(config.run.out) / 'shards'} (check them with: datagen verify {config.run.out})")
-    return 1 if summary.failed or (summary.written and summary.written.failed) else 0
+        out = configs[0].run.out
+        print(f"  shards: {Path(out) / 'shards'} (check them with: datagen verify {out})")
+    return 1 if failed else 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    """Every task: group, generators, and the pipelines it runs on (or why not)."""
+    import tempfile
+
+    from datagen.config import ConfigError, TaskSpec, find_config, known, load_run, read_yaml, validate
+
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in known("tasks"):
+            path = find_config("tasks", name)
+            task = validate(TaskSpec, read_yaml(path), str(path))
+            runs, why = [], {}
+            for pipeline in known("pipelines"):
+                try:
+                    load_run(name, pipeline, out=scratch, n=1)
+                    runs.append(pipeline)
+                except ConfigError as e:
+                    why[pipeline] = str(e).splitlines()[0]
+            neural = task.generator.kind if task.generator else "-"
+            local = task.local if isinstance(task.local, str) else (task.local.kind if task.local else neural)
+            rows.append(
+                {
+                    "task": name,
+                    "group": task.group,
+                    "generator": neural,
+                    "local": local,
+                    "pipelines": runs,
+                    "not_on": why,
+                    "description": task.description,
+                }
+            )
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'task':<11} {'group':<12} {'generator':<17} {'local':<17} pipelines")
+    for row in rows:
+        print(
+            f"{row['task']:<11} {row['group']:<12} {row['generator']:<17} {row['local']:<17} "
+            f"{', '.join(row['pipelines']) or '(none yet)'}"
+        )
+    print(f"{len(rows)} tasks; `datagen tasks --json` says why a task does not run on a pipeline")
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -164,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_verify(args)
         if args.command == "preflight":
             return cmd_preflight(args)
+        if args.command == "tasks":
+            return cmd_tasks(args)
         return cmd_run(args)
     except ConfigError as e:
         print(f"datagen: configuration error:\n{e}", file=sys.stderr)

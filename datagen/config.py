@@ -54,8 +54,12 @@ class TaskSpec(Spec):
     """One sentence: what an edit of this task does."""
     prompt: str | None = None
     """Prompt file stem in prompts/ (default: the task name)."""
-    generator: GeneratorSpec
-    """How an instruction record becomes (input, output) candidates."""
+    generator: GeneratorSpec | None = None
+    """How an instruction record becomes (input, output) candidates on neural pipelines, and on local ones unless
+    `local` says otherwise; None: the task has no neural method yet."""
+    local: GeneratorSpec | Literal["none"] | None = None
+    """On pipelines of family `local`: None uses `generator` (its roles are played by classical backends there),
+    a spec names the classical generator, 'none' says no classical method can make this task."""
     sources: list[Literal["scene", "images", "captions", "topics", "shards"]] = Field(min_length=1)
     """Input sources this task accepts, the first being the default: scene (procedural), images (a folder), captions
     (a caption file; images generated), topics (a topic list; captions written, images generated) or shards
@@ -69,6 +73,18 @@ class TaskSpec(Spec):
     def prompt_name(self) -> str:
         return self.prompt or self.name
 
+    def generator_for(self, family: str) -> GeneratorSpec | None:
+        """The generator this task uses on a pipeline of `family`; None where it cannot run there."""
+        if family == "local" and self.local is not None:
+            return None if self.local == "none" else self.local
+        return self.generator
+
+    @model_validator(mode="after")
+    def _has_a_generator(self) -> TaskSpec:
+        if self.generator is None and self.local in (None, "none"):
+            raise ValueError("a task needs a `generator` (neural pipelines) or a `local` one (classical)")
+        return self
+
 
 # -------------------------------------------------------------------------------------------- prompt
 
@@ -80,22 +96,52 @@ class PromptExample(Spec):
     """The answer, in the prompt's output schema."""
 
 
+EDIT_KINDS = (
+    "remove_object",
+    "add_object",
+    "replace_object",
+    "retexture_object",
+    "change_background",
+    "global_change",
+    "stylize",
+    "color_adjust",
+    "detect_object",
+    "segment_object",
+    "translate",
+    "text_edit",
+)
+PLACEHOLDERS = ("verb", "Verb", "object", "a", "new", "a_new", "value", "old", "where")
+
+
 class PromptTemplates(Spec):
-    edit: Literal["remove_object", "add_object"]
-    """What the template writer does to the source's objects: remove_object takes one out of the caption (the
-    source caption is the input's), add_object is the same edit reversed (the source caption is the output's)."""
+    edit: Literal[EDIT_KINDS]
+    """What the template writer does (datagen/template_writer.py): which object it picks, which value it draws and
+    how the caption changes. remove_object's source caption is the input's, add_object's the output's."""
     instruction: list[str] = Field(min_length=1)
-    """Instruction templates; placeholders {verb}, {Verb} (capitalised), {object} and {a} (its article)."""
+    """Instruction templates; placeholders {verb}, {Verb} (capitalised), {object}, {a} (its article), {new} and
+    {a_new} (a replacement object), {value} (the drawn style, change, colour wording, map or text), {old} (the text
+    replaced) and {where} (a position)."""
+    inverse: list[str] = Field(default_factory=list)
+    """Templates of the other direction, where a kind has two: a map back to the image (translate), text removed
+    (text_edit)."""
+    choices: dict[str, list[str]] = Field(default_factory=dict)
+    """Values the kind draws from (styles, changes, backgrounds, textures, objects, texts, positions, wording of
+    each colour operation ...); see the kind in datagen/template_writer.py for the keys it reads."""
 
     @model_validator(mode="after")
     def _placeholders(self) -> PromptTemplates:
-        for n, template in enumerate(self.instruction):
-            try:
-                template.format(verb="v", Verb="V", object="o", a="a")
-            except (KeyError, IndexError, ValueError) as e:
-                raise ValueError(
-                    f"instruction[{n}] {template!r}: bad placeholder {e}; allowed: {{verb}} {{Verb}} {{object}} {{a}}"
-                ) from None
+        blank = dict.fromkeys(PLACEHOLDERS, "x")
+        lists = {"instruction": self.instruction, "inverse": self.inverse}
+        lists.update({f"choices.{key}": values for key, values in self.choices.items()})
+        for field_name, templates in lists.items():
+            for n, template in enumerate(templates):
+                try:
+                    template.format(**blank)
+                except (KeyError, IndexError, ValueError) as e:
+                    allowed = " ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+                    raise ValueError(
+                        f"{field_name}[{n}] {template!r}: bad placeholder {e}; allowed: {allowed}"
+                    ) from None
         return self
 
 
@@ -176,6 +222,8 @@ class ActorSpec(Spec):
 class PipelineSpec(Spec):
     name: str
     """Pipeline name (the file stem)."""
+    family: Literal["local", "neural"] = "neural"
+    """local: classical methods with exact ground truth (tasks use their `local` generator); neural: models."""
     description: str
     """What this model stack is for."""
     image_size: int = Field(default=256, ge=32, le=4096, multiple_of=8)
@@ -240,6 +288,11 @@ class RunConfig(Spec):
     pipeline: PipelineSpec
     caption_prompt: PromptSpec | None = None
     """prompts/caption.yaml, for runs whose captions the LLM writes from topics (source `topics`)."""
+
+    @property
+    def generator(self) -> GeneratorSpec:
+        """The task's generator on this pipeline (check() has made sure it exists)."""
+        return self.task.generator_for(self.pipeline.family)
 
     def model_context(self) -> dict[str, Any]:
         """What role adapters are built with besides their RoleSpec."""
@@ -453,6 +506,13 @@ def load_pipeline(name: str, overrides: list[str] = ()) -> PipelineSpec:
     return spec
 
 
+def _family(pipeline: str) -> str:
+    try:
+        return str(read_yaml(find_config("pipelines", pipeline)).get("family", "neural"))
+    except ConfigError:
+        return "neural"
+
+
 def check(config: RunConfig, origins: dict[str, str]) -> None:
     """Cross-file checks: generator kind, roles, filters, scores, source."""
     from datagen import filters, generators, models
@@ -460,9 +520,17 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
 
     task, pipe, run = config.task, config.pipeline, config.run
     where = origins["task"]
-    generator = generators.get(task.generator.kind, where)
-    generator.check_args(task.generator.args, where)
-    for role in ("llm", *generator.roles):
+    spec = task.generator_for(pipe.family)
+    if spec is None:
+        able = [p for p in known("pipelines") if task.generator_for(_family(p)) is not None]
+        why = "no classical method makes it" if pipe.family == "local" else "it has no neural generator yet"
+        raise ConfigError(
+            f"{where}: task {task.name!r} does not run on pipeline {pipe.name!r} (family {pipe.family}): {why}; "
+            f"pipelines that run it: {', '.join(able) or 'none'}"
+        )
+    generator = generators.get(spec.kind, where)
+    generator.check_args(spec.args, where)
+    for role in ("llm", *generators.roles(generator, spec.args)):
         if role not in pipe.roles:
             raise ConfigError(
                 f"{origins['pipeline']}: field `roles`: task {task.name!r} needs role {role!r}, which this pipeline "

@@ -26,6 +26,9 @@ from datagen.record import EditRecord, sample_key, sample_seed
 from datagen.sources import BadSource, build_source
 from datagen.writer import WriterReject
 
+TEXT_FIELDS = ("instruction", "input_caption", "output_caption", "objects")
+"""Writer output fields every task shares; the rest of a task's schema lands in the record's `edit` (then params)."""
+
 REJECTIONS = (BadImage, BadSource, GroundingMiss, WriterReject)
 """Exceptions that turn one sample into a rejected record; anything else becomes status 'error'."""
 
@@ -106,6 +109,7 @@ class ShardWorker:
                 "instruction": "",
                 "output_caption": "",
                 "objects": [],
+                "edit": {},
                 "status": "ok",
                 "reason": "",
                 "detail": "",
@@ -126,7 +130,10 @@ class ShardWorker:
                 output = dict(output)
                 if "source_caption" in output:  # written by the LLM from a topic
                     texts[index][caption_field] = output.pop("source_caption")
-                texts[index].update(output)
+                for name in TEXT_FIELDS:
+                    if name in output:
+                        texts[index][name] = output.pop(name)
+                texts[index]["edit"] = output  # the task's own fields: new object, style, colour op, direction ...
         reasons = Counter(t["reason"] for t in texts if t["status"] != "ok")
         lines = [json.dumps(t, sort_keys=True, ensure_ascii=False) for t in texts]
         data = ("\n".join(lines) + "\n").encode()
@@ -156,7 +163,8 @@ class ShardWorker:
         if shards.is_committed(paths):
             return json.loads(paths.stats.read_text())
         shards.clear_uncommitted(paths)
-        generator = generators.get(task.generator.kind)(task.generator.args, self.models)
+        spec = self.config.generator
+        generator = generators.get(spec.kind)(spec.args, self.models)
         scoring = [role for role in ("clip", "dino") if role in self.models]
         used = {role: self.models[role].model_id for role in (*generator.roles, *scoring)}
         timings: Counter[str] = Counter()
@@ -223,6 +231,7 @@ class ShardWorker:
             instruction=text["instruction"],
             output_caption=text["output_caption"],
             objects=list(text["objects"]),
+            params=dict(text["edit"]),
             models={"llm": text["writer"], **used},
         )
         if text["status"] != "ok":
@@ -297,33 +306,70 @@ def _fingerprint_view(data: dict) -> dict:
     return view
 
 
-def start_run(config: RunConfig) -> None:
-    """Write OUT/run.json, or check that an existing one describes the same run (resume)."""
-    out = Path(config.run.out)
+def start_run(configs: list[RunConfig]) -> None:
+    """Write OUT/run.json for these tasks (one, or a mixture), or check that an existing one plans the same run."""
+    out = Path(configs[0].run.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "run.json"
-    resolved = config.model_dump(mode="json", by_alias=True)
+    resolved = {c.task.name: c.model_dump(mode="json", by_alias=True) for c in configs}
     if path.exists():
-        try:
-            previous = json.loads(path.read_text())["config"]
-        except (OSError, json.JSONDecodeError, KeyError) as e:
-            raise ConfigError(f"{path}: unreadable ({e}); move it away to start a new run in {out}") from None
-        old, new = _fingerprint_view(previous), _fingerprint_view(resolved)
-        if old != new:
-            diffs = _diff(old, new)
+        previous = read_run(path)
+        if set(previous) != set(resolved):
+            raise ConfigError(
+                f"{out} holds a run of task(s) {', '.join(sorted(previous))}, not {', '.join(sorted(resolved))}; "
+                f"resuming would mix two runs. Use another --out, or the original tasks."
+            )
+        diffs = []
+        for task, config in resolved.items():
+            diffs += _diff(_fingerprint_view(previous[task]), _fingerprint_view(config), f"{task}.")
+        if diffs:
             raise ConfigError(
                 f"{out} holds a run with a different configuration ({'; '.join(diffs[:5])}); resuming would mix "
                 f"two runs. Use another --out, or the original settings."
             )
         return
     record = {
-        "config": resolved,
-        "fingerprint": config.fingerprint(),
-        "seed": config.run.seed,
+        "runs": {c.task.name: {"config": resolved[c.task.name], "fingerprint": c.fingerprint()} for c in configs},
+        "seed": configs[0].run.seed,
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     shards.write_atomic(path, json.dumps(record, indent=1, sort_keys=True).encode())
+
+
+def read_run(path: Path) -> dict[str, dict]:
+    """Task name -> resolved configuration, from OUT/run.json."""
+    try:
+        record = json.loads(path.read_text())
+        return {task: run["config"] for task, run in record["runs"].items()}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(f"{path}: unreadable ({e}); move it away to start a new run in {path.parent}") from None
+
+
+def load_runs(out: str) -> list[RunConfig]:
+    """The configurations of the run in OUT (resume without --task)."""
+    path = Path(out) / "run.json"
+    if not path.is_file():
+        raise ConfigError(f"--task is required: {path} does not exist, so there is no run to resume")
+    configs = []
+    for task, data in sorted(read_run(path).items()):
+        try:
+            config = RunConfig.model_validate(data)
+        except Exception as e:
+            raise ConfigError(f"{path}: the run of task {task!r} is not a datagen configuration ({e})") from None
+        config.run.out = out
+        configs.append(config)
+    return configs
+
+
+def split_n(n: int, weights: dict[str, float]) -> dict[str, int]:
+    """N samples shared by weight, largest remainders first, so the parts add up to N exactly."""
+    total = sum(weights.values())
+    exact = {task: n * w / total for task, w in weights.items()}
+    parts = {task: int(value) for task, value in exact.items()}
+    for task in sorted(exact, key=lambda t: (parts[t] - exact[t], t))[: n - sum(parts.values())]:
+        parts[task] += 1
+    return parts
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -413,12 +459,28 @@ def clear_failure(config: RunConfig, shard: int) -> None:
     (Path(config.run.out) / "failed" / f"{shards.shard_name(config.task.name, shard)}.json").unlink(missing_ok=True)
 
 
+def execute_all(
+    configs: list[RunConfig],
+    phase: str,
+    ray_address: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[Summary]:
+    """A mixture: one run directory, each task's shards under its own name, one summary per task."""
+    start_run(configs)
+    return [_execute(c, phase, ray_address, workers, progress) for c in configs]
+
+
 def execute(
     config: RunConfig, phase: str, ray_address: str | None = None, workers: int | None = None, progress: bool = True
 ) -> Summary:
     """Run `phase` over every shard not yet committed: 'write', 'render', or 'generate' (write every shard, then
     render every shard, each phase on its own actors: the LLM's GPUs are free before the image models load)."""
-    start_run(config)
+    start_run([config])
+    return _execute(config, phase, ray_address, workers, progress)
+
+
+def _execute(config: RunConfig, phase: str, ray_address: str | None, workers: int | None, progress: bool) -> Summary:
     if phase != "generate":
         return _execute_phase(config, phase, ray_address, workers, progress)
     written = _execute_phase(config, "write", ray_address, workers, progress)

@@ -87,6 +87,29 @@ class Scene:
         self.masks = {obj.name: owner == index for index, obj in enumerate(drawn)}
         return image
 
+    def depth(self) -> np.ndarray:
+        """float32 HxW in [0, 1], 1 nearest: the floor recedes towards the top, each object a dome at its depth
+        rank. Call after render() (uses the visible masks)."""
+        ramp = np.linspace(0.0, 0.25, self.size, dtype=np.float32)[:, None].repeat(self.size, 1)
+        depth = ramp.copy()
+        for obj in self.objects:
+            mask = self.masks.get(obj.name)
+            if mask is None or not mask.any():
+                continue
+            inside = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+            dome = np.sqrt(np.clip(inside / max(float(inside.max()), 1.0), 0, 1))
+            depth[mask] = 0.35 + 0.5 * obj.depth + 0.15 * dome[mask]
+        return depth
+
+    def classes(self) -> np.ndarray:
+        """uint8 HxW class map: 0 background, 1 + the index of the object's shape in SHAPES. After render()."""
+        out = np.zeros((self.size, self.size), np.uint8)
+        for obj in self.objects:
+            mask = self.masks.get(obj.name)
+            if mask is not None:
+                out[mask] = 1 + SHAPES.index(obj.shape)
+        return out
+
     def box(self, name: str) -> list[float]:
         ys, xs = np.nonzero(self.masks[name])
         return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
@@ -102,6 +125,21 @@ def compose_caption(names: list[str], setting: str) -> str:
         return f"an empty scene {setting}"
     listed = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
     return f"{listed} {setting}"
+
+
+def object_name(color: str, pattern: str, shape: str) -> str:
+    """'red striped ball'; a plain object is just 'red ball'."""
+    return f"{color} {shape}" if pattern == "plain" else f"{color} {pattern} {shape}"
+
+
+def parse_name(name: str) -> tuple[str, str, str] | None:
+    """(colour, pattern, shape) of an object name a scene can render, else None."""
+    words = name.strip().lower().split()
+    if len(words) == 2:
+        words = [words[0], "plain", words[1]]
+    if len(words) == 3 and words[0] in COLORS and words[1] in PATTERNS and words[2] in SHAPES:
+        return words[0], words[1], words[2]
+    return None
 
 
 def make_scene(seed: int, size: int, min_objects: int = 2, max_objects: int = 4) -> Scene:
@@ -134,7 +172,7 @@ def make_scene(seed: int, size: int, min_objects: int = 2, max_objects: int = 4)
                 break
         else:
             continue
-        candidate.name = f"{candidate.color} {candidate.pattern} {candidate.shape}".replace("plain ", "")
+        candidate.name = object_name(candidate.color, candidate.pattern, candidate.shape)
         occupied |= mask
         objects.append(candidate)
     scene = Scene(

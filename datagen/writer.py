@@ -1,7 +1,8 @@
 """Instruction writers: source item -> {instruction, output_caption, objects} in the prompt's JSON schema.
 
-The template writer (pipeline `local`) fills the prompt file's templates and verb lists; it returns exactly what the
-LLM writer returns, validated against the same schema, so everything downstream is writer-agnostic.
+The template writer (datagen/template_writer.py, pipeline `local`) fills the prompt file's templates; it returns
+exactly what the LLM writer returns, validated against the same schema, so everything downstream is
+writer-agnostic.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import numpy as np
 
 from datagen.config import ConfigError, PromptSpec, RoleSpec
 from datagen.models import weights
-from datagen.scenes import article, compose_caption
 from datagen.sources import SourceItem
 
 
@@ -41,70 +41,6 @@ class OutputValidator:
             path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
             raise WriterReject("schema_invalid", f"{path}: {error.message[:200]}")
         return output
-
-
-class TemplateWriter:
-    """Offline writer: picks the edited object, a verb and a template, and rewrites the caption."""
-
-    def __init__(self, spec: RoleSpec, prompt: PromptSpec, caption_prompt: PromptSpec | None = None, **_):
-        if prompt.templates is None or not prompt.verbs:
-            raise ConfigError(
-                f"roles.llm: backend 'template' needs `templates` and `verbs` in prompts/{prompt.name}.yaml, which "
-                f"has none; use backend vllm"
-            )
-        self.prompt = prompt
-        self.validate = OutputValidator(prompt)
-        self.model_id = f"template:{prompt.name}"
-
-    def load(self) -> None:
-        pass
-
-    def write_batch(self, items: list[SourceItem], seeds: list[int]) -> list[dict[str, Any] | WriterReject]:
-        out: list[dict[str, Any] | WriterReject] = []
-        for item, seed in zip(items, seeds, strict=True):
-            try:
-                out.append(self.write(item, np.random.default_rng(seed)))
-            except WriterReject as e:
-                out.append(e)
-        return out
-
-    def write(self, item: SourceItem, rng: np.random.Generator) -> dict[str, Any]:
-        if item.topic is not None:
-            raise WriterReject("no_caption", "the template writer cannot write captions from topics")
-        if not item.objects:
-            raise WriterReject("no_objects", "the source names no objects to edit")
-        templates = self.prompt.templates
-        target = str(rng.choice(item.objects))
-        without = caption_without(item, target)
-        verb = str(rng.choice(self.prompt.verbs))
-        template = str(rng.choice(templates.instruction))
-        instruction = template.format(
-            verb=verb.lower(), Verb=verb[:1].upper() + verb[1:], object=target, a=article(target)
-        )
-        output = {"instruction": instruction, "objects": [target]}
-        if templates.edit == "remove_object":
-            output["output_caption"] = without
-        else:
-            output["input_caption"] = without
-        return self.validate(output)
-
-
-def caption_without(item: SourceItem, name: str) -> str:
-    """The caption with one object removed: recomposed for scenes, edited textually otherwise."""
-    if item.setting is not None:
-        return compose_caption([o for o in item.objects if o != name], item.setting)
-    caption = item.caption or ""
-    pattern = re.compile(rf"\b(?:{article(name)}|the|a|an)\s+{re.escape(name)}\b", re.IGNORECASE)
-    edited = pattern.sub("", caption, count=1)
-    if edited == caption:
-        return caption or f"a scene without the {name}"
-    edited = re.sub(r"\s*,\s*(,|and\b)", r" \1", edited)  # ", , x" / ", and x" left by the cut
-    edited = re.sub(r"^\s*(?:,|and\b|with\b)\s*", "", edited)
-    edited = re.sub(
-        r"\s*(?:,|\band|\bwith|\bnext to|\bbeside|\bnear|\bon|\bin front of|\bbehind|\bunder)\s*$", "", edited
-    )
-    edited = re.sub(r"\s{2,}", " ", edited).strip(" ,")
-    return edited or f"a scene without the {name}"
 
 
 # ------------------------------------------------------------------------------------------ LLM writer
@@ -259,10 +195,18 @@ class VLLMWriter:
         """One batched vLLM call: parsed and validated outputs, or WriterReject with the reason."""
         from vllm.sampling_params import SamplingParams, StructuredOutputsParams
 
-        requests, params = [], []
+        requests, params, results = [], [], []
+        limit = self.args["max_model_len"] - self.args["max_tokens"]
         for text, seed in zip(texts, seeds, strict=True):
             rng = np.random.default_rng(seed)
-            requests.append({"prompt_token_ids": self.render(build_messages(prompt, text, rng))})
+            ids = self.render(build_messages(prompt, text, rng))
+            if len(ids) > limit:  # one over-long request must not fail the whole batch
+                results.append(
+                    WriterReject("llm_prompt_too_long", f"{len(ids)} tokens > {limit} (max_model_len - max_tokens)")
+                )
+                continue
+            results.append(None)
+            requests.append({"prompt_token_ids": ids})
             params.append(
                 SamplingParams(
                     temperature=self.args["temperature"],
@@ -272,20 +216,20 @@ class VLLMWriter:
                     structured_outputs=StructuredOutputsParams(json=prompt.output_schema),
                 )
             )
-        if not requests:
-            return []
-        results = []
-        for completion in self._engine.generate(requests, params, use_tqdm=False):
-            choice = completion.outputs[0]
+        completions = iter(self._engine.generate(requests, params, use_tqdm=False) if requests else [])
+        for n, slot in enumerate(results):
+            if slot is not None:
+                continue
+            choice = next(completions).outputs[0]
             # decoded whole: vLLM's incremental text can split a multi-byte character into replacement characters
             text = self._tokenizer.decode(choice.token_ids, skip_special_tokens=True)
             try:
-                results.append(validate(json.loads(text)))
+                results[n] = validate(json.loads(text))
             except json.JSONDecodeError as e:
                 reason = "llm_truncated" if choice.finish_reason == "length" else "llm_not_json"
-                results.append(WriterReject(reason, f"{e.msg} at {e.pos}: {text[:200]!r}"))
+                results[n] = WriterReject(reason, f"{e.msg} at {e.pos}: {text[:200]!r}")
             except WriterReject as e:
-                results.append(e)
+                results[n] = e
         return results
 
     def write_batch(self, items: list[SourceItem], seeds: list[int]) -> list[dict[str, Any] | WriterReject]:

@@ -14,7 +14,8 @@ from datagen.generators.grounded_inpaint import GroundedInpaint, composite, mask
 from datagen.models.oracle import GroundingMiss
 from datagen.record import EditRecord
 from datagen.sources import LoadedInput, SceneSource, SourceItem
-from datagen.writer import OutputValidator, WriterReject, caption_without
+from datagen.template_writer import caption_without
+from datagen.writer import OutputValidator, WriterReject
 
 
 @pytest.fixture(scope="module")

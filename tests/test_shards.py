@@ -38,7 +38,9 @@ def _copy(run_dir: Path, tmp_path: Path) -> Path:
 def test_layout_and_members(run_dir):
     assert (run_dir / "run.json").is_file()
     run = json.loads((run_dir / "run.json").read_text())
-    assert run["seed"] == 0 and "numpy" in run["versions"] and run["config"]["task"]["name"] == "remove"
+    assert (
+        run["seed"] == 0 and "numpy" in run["versions"] and run["runs"]["remove"]["config"]["task"]["name"] == "remove"
+    )
     names = sorted(p.name for p in (run_dir / "shards").iterdir())
     assert names == [f"remove-00000{i}.{ext}" for i in range(2) for ext in ("parquet", "stats.json", "tar")]
     texts = sorted(p.name for p in (run_dir / "texts").iterdir())
@@ -193,7 +195,7 @@ def test_render_shard_runs_without_ray(run_dir, tmp_path):
     from datagen.runner import render_shard, start_run, write_shard
 
     config = load_run("remove", "local", out=str(tmp_path / "solo"), n=50, shard_size=25, overrides=FAST)
-    start_run(config)
+    start_run([config])
     assert write_shard(config, 1)["records"] == 25
     stats = render_shard(config, 1)
     reference = json.loads((run_dir / "shards" / "remove-000001.stats.json").read_text())

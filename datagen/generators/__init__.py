@@ -13,6 +13,12 @@ from datagen.config import ConfigError
 
 KINDS: dict[str, str] = {
     "grounded_inpaint": "datagen.generators.grounded_inpaint:GroundedInpaint",
+    "scene_edit": "datagen.generators.scene_edit:SceneEdit",
+    "overlay": "datagen.generators.overlay:Overlay",
+    "color": "datagen.generators.color:ColorAdjust",
+    "stylize": "datagen.generators.stylize:Stylize",
+    "text": "datagen.generators.text:TextRender",
+    "translate": "datagen.generators.translate:Translate",
 }
 
 
@@ -21,3 +27,8 @@ def get(kind: str, where: str = "task file") -> type:
         raise ConfigError(f"{where}: field `generator.kind`: unknown kind {kind!r}; known: {', '.join(KINDS)}")
     module_name, _, class_name = KINDS[kind].partition(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def roles(cls: type, args: dict) -> tuple[str, ...]:
+    """The model roles a generator kind needs with these arguments."""
+    return tuple(cls.roles_for(args)) if hasattr(cls, "roles_for") else tuple(cls.roles)

@@ -3,7 +3,9 @@
 The named objects are located (grounding) and segmented (segmenter); each mask variant — exact, dilated and
 blurred, bounding box — gives one candidate; the inpainted region is composited back so that pixels outside the
 mask are the input's own. `direction: add` is the same removal with input and output swapped: the image without
-the object becomes the input, the original the output.
+the object becomes the input, the original the output. `direction: replace` repaints the region from the output
+caption (local: another object; texture: the same object in a new material); `region: background` repaints
+everything but the named objects (background).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import numpy as np
 
 from datagen.config import ConfigError
 from datagen.filters import pixel_scores
+from datagen.models.oracle import GroundingMiss
 from datagen.record import EditRecord
 from datagen.sources import LoadedInput
 
 VARIANTS = ("exact", "dilated", "bbox")
-DIRECTIONS = ("remove", "add")
-DEFAULTS = {"mask_variants": list(VARIANTS), "dilate_px": 6, "blur_px": 5, "direction": "remove"}
+DIRECTIONS = ("remove", "add", "replace")
+REGIONS = ("object", "background")
+DEFAULTS = {"mask_variants": list(VARIANTS), "dilate_px": 6, "blur_px": 5, "direction": "remove", "region": "object"}
 
 
 def mask_variants(mask: np.ndarray, boxes: list[list[float]], dilate_px: int, blur_px: int):
@@ -71,6 +75,10 @@ class GroundedInpaint:
             raise ConfigError(
                 f"{where}: field `generator.args.direction`: {direction!r}; allowed: {', '.join(DIRECTIONS)}"
             )
+        if args.get("region", "object") not in REGIONS:
+            raise ConfigError(
+                f"{where}: field `generator.args.region`: {args['region']!r}; allowed: {', '.join(REGIONS)}"
+            )
         for name in ("dilate_px", "blur_px"):
             value = args.get(name, DEFAULTS[name])
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 64:
@@ -83,15 +91,20 @@ class GroundedInpaint:
         self.inpainter = models["inpaint"]
 
     def candidates(self, record: EditRecord, inputs: LoadedInput, rng: np.random.Generator) -> list[EditRecord]:
+        if not record.objects:
+            raise GroundingMiss("no_objects", "the instruction names no object to find")
         detections = self.grounding.locate(inputs, record.objects)
         masks = self.segmenter.segment(inputs, detections)
         object_mask = np.logical_or.reduce(masks)
         boxes = [d.box for d in detections]
         variants = mask_variants(object_mask, boxes, self.args["dilate_px"], self.args["blur_px"])
-        truth = inputs.ground_truth(tuple(record.objects))
+        if self.args["region"] == "background":
+            variants = {name: 255 - mask for name, mask in variants.items()}
+            object_mask = ~object_mask
+        truth = inputs.ground_truth(tuple(record.objects)) if self.args["direction"] != "replace" else None
         out = []
         add = self.args["direction"] == "add"
-        prompt = record.input_caption if add else record.output_caption  # the caption of the image without it
+        prompt = record.input_caption if add else record.output_caption  # the caption of the repainted image
         out = []
         for number, name in enumerate(self.args["mask_variants"]):
             mask = variants[name]
@@ -106,6 +119,7 @@ class GroundedInpaint:
                     "dilate_px": self.args["dilate_px"],
                     "blur_px": self.args["blur_px"],
                     "direction": self.args["direction"],
+                    "region": self.args["region"],
                 },
                 input_image=removed if add else inputs.image,
                 output_image=inputs.image if add else removed,

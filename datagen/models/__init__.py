@@ -11,7 +11,7 @@ from datagen.config import ConfigError, RoleSpec
 
 # role -> backend -> "module:Class"; the module is imported only when the role is built.
 BACKENDS: dict[str, dict[str, str]] = {
-    "llm": {"template": "datagen.writer:TemplateWriter", "vllm": "datagen.writer:VLLMWriter"},
+    "llm": {"template": "datagen.template_writer:TemplateWriter", "vllm": "datagen.writer:VLLMWriter"},
     "t2i": {"diffusers": "datagen.models.diffusion:DiffusionText2Image"},
     "grounding": {
         "oracle": "datagen.models.oracle:OracleGrounding",
@@ -22,6 +22,8 @@ BACKENDS: dict[str, dict[str, str]] = {
         "opencv": "datagen.models.opencv_inpaint:OpenCVInpainter",
         "diffusers": "datagen.models.diffusion:DiffusionInpainter",
     },
+    "depth": {"scene": "datagen.models.oracle:SceneDepth"},
+    "semseg": {"scene": "datagen.models.oracle:SceneClasses"},
     "clip": {"clip": "datagen.models.embeddings:CLIPEmbedder"},
     "dino": {"dinov2": "datagen.models.embeddings:DINOEmbedder"},
 }

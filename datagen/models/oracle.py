@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from datagen.config import RoleSpec
-from datagen.sources import LoadedInput
+from datagen.sources import BadSource, LoadedInput
 
 
 @dataclass
@@ -72,3 +72,37 @@ class OracleSegmenter:
 
     def segment(self, inputs: LoadedInput, detections: list[Detection]) -> list[np.ndarray]:
         return [d.mask if d.mask is not None else inputs.masks[d.name] for d in detections]
+
+
+class SceneDepth:
+    """Depth of a procedural scene from its depth order (local pipeline): the floor recedes, objects are domes."""
+
+    def __init__(self, spec: RoleSpec, **_):
+        self.model_id = "scene:depth"
+
+    def load(self) -> None:
+        pass
+
+    def depth(self, inputs) -> np.ndarray:
+        if inputs.scene is None:
+            raise BadSource(
+                "needs_scene", "the local pipeline knows depth only for procedural scenes (--source scene)"
+            )
+        return inputs.scene.depth()
+
+
+class SceneClasses:
+    """Semantic classes of a procedural scene (local pipeline): background 0, then one class per shape."""
+
+    def __init__(self, spec: RoleSpec, **_):
+        self.model_id = "scene:classes"
+
+    def load(self) -> None:
+        pass
+
+    def classes(self, inputs) -> np.ndarray:
+        if inputs.scene is None:
+            raise BadSource(
+                "needs_scene", "the local pipeline knows classes only for procedural scenes (--source scene)"
+            )
+        return inputs.scene.classes()

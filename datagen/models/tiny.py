@@ -15,7 +15,7 @@ from pathlib import Path
 
 from datagen import scenes
 
-VERSION = "v3"  # bump when a builder changes, so stale caches are rebuilt
+VERSION = "v4"  # bump when a builder changes, so stale caches are rebuilt
 
 WORDS = sorted(
     {
@@ -329,7 +329,7 @@ def llama_tokenizer():
         eos_token="</s>",
         unk_token="<unk>",
         chat_template=LLAMA2_CHAT_TEMPLATE,
-        model_max_length=2048,
+        model_max_length=4096,
     )
 
 
@@ -345,7 +345,7 @@ def build_llm(path: Path) -> None:
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=2,  # head dimension 64: one vLLM's CPU attention supports
-        max_position_embeddings=2048,
+        max_position_embeddings=4096,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=False,

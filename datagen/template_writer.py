@@ -1,0 +1,300 @@
+"""The offline instruction writer: templates and value lists from the prompt file, one edit kind per task.
+
+It returns exactly what the LLM writer returns for the same task, validated against the same schema, so the render
+phase never knows which wrote a record. Each kind draws what it needs from the source item (its objects, its scene)
+and from `templates.choices`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from datagen import scenes
+from datagen.config import ConfigError, PromptSpec, RoleSpec
+from datagen.scenes import article, compose_caption
+from datagen.sources import SourceItem
+from datagen.writer import OutputValidator, WriterReject
+
+COLOR_OPS = ("brightness", "contrast", "saturation", "hue", "warmth", "blur", "sharpen")
+"""Colour operations of the color task; blur and sharpen only go up."""
+
+TRANSLATION_DIRECTIONS = ("to_map", "from_map")
+TEXT_MODES = ("add", "remove", "change")
+
+
+class TemplateWriter:
+    """Offline writer: picks the edited object and a value, fills a template, rewrites the caption."""
+
+    def __init__(self, spec: RoleSpec, prompt: PromptSpec, caption_prompt: PromptSpec | None = None, **_):
+        if prompt.templates is None:
+            raise ConfigError(
+                f"roles.llm: backend 'template' needs `templates` in prompts/{prompt.name}.yaml, which has none; "
+                f"use backend vllm"
+            )
+        if prompt.templates.edit in VERB_KINDS and not prompt.verbs:
+            raise ConfigError(
+                f"roles.llm: backend 'template' needs `templates` and `verbs` in prompts/{prompt.name}.yaml for "
+                f"edit {prompt.templates.edit!r}; use backend vllm"
+            )
+        missing = [
+            key for key in REQUIRED_CHOICES.get(prompt.templates.edit, ()) if key not in prompt.templates.choices
+        ]
+        if missing:
+            raise ConfigError(
+                f"prompts/{prompt.name}.yaml: field `templates.choices`: edit {prompt.templates.edit!r} needs "
+                f"{', '.join(missing)}"
+            )
+        self.prompt = prompt
+        self.templates = prompt.templates
+        self.validate = OutputValidator(prompt)
+        self.model_id = f"template:{prompt.name}"
+
+    def load(self) -> None:
+        pass
+
+    def write_batch(self, items: list[SourceItem], seeds: list[int]) -> list[dict[str, Any] | WriterReject]:
+        out: list[dict[str, Any] | WriterReject] = []
+        for item, seed in zip(items, seeds, strict=True):
+            try:
+                out.append(self.write(item, np.random.default_rng(seed)))
+            except WriterReject as e:
+                out.append(e)
+        return out
+
+    def write(self, item: SourceItem, rng: np.random.Generator) -> dict[str, Any]:
+        if item.topic is not None:
+            raise WriterReject("no_caption", "the template writer cannot write captions from topics")
+        return self.validate(KINDS[self.templates.edit](self, item, rng))
+
+    # ------------------------------------------------------------------------------------------- helpers
+
+    def fill(self, templates: list[str], rng: np.random.Generator, **values: str) -> str:
+        verb = str(rng.choice(self.prompt.verbs)) if self.prompt.verbs else ""
+        values = {**dict.fromkeys(("object", "a", "new", "a_new", "value", "old", "where"), ""), **values}
+        text = str(rng.choice(templates)).format(verb=verb.lower(), Verb=verb[:1].upper() + verb[1:], **values)
+        return re.sub(r"\s{2,}", " ", text).strip()
+
+    def choice(self, key: str, rng: np.random.Generator, exclude: str = "") -> str:
+        if key not in self.templates.choices:
+            raise WriterReject(
+                "no_template_choices", f"prompts/{self.prompt.name}.yaml has no templates.choices.{key}"
+            )
+        options = [o for o in self.templates.choices[key] if o != exclude] or self.templates.choices[key]
+        return str(rng.choice(options))
+
+
+def _target(item: SourceItem, rng: np.random.Generator) -> str:
+    if not item.objects:
+        raise WriterReject("no_objects", "the source names no objects to edit")
+    return str(rng.choice(item.objects))
+
+
+def caption_without(item: SourceItem, name: str) -> str:
+    """The caption with one object removed: recomposed for scenes, edited textually otherwise."""
+    if item.setting is not None:
+        return compose_caption([o for o in item.objects if o != name], item.setting)
+    caption = item.caption or ""
+    pattern = re.compile(rf"\b(?:{article(name)}|the|a|an)\s+{re.escape(name)}\b", re.IGNORECASE)
+    edited = pattern.sub("", caption, count=1)
+    if edited == caption:
+        return caption or f"a scene without the {name}"
+    edited = re.sub(r"\s*,\s*(,|and\b)", r" \1", edited)  # ", , x" / ", and x" left by the cut
+    edited = re.sub(r"^\s*(?:,|and\b|with\b)\s*", "", edited)
+    edited = re.sub(
+        r"\s*(?:,|\band|\bwith|\bnext to|\bbeside|\bnear|\bon|\bin front of|\bbehind|\bunder)\s*$", "", edited
+    )
+    edited = re.sub(r"\s{2,}", " ", edited).strip(" ,")
+    return edited or f"a scene without the {name}"
+
+
+def caption_replacing(item: SourceItem, name: str, new: str) -> str:
+    """The caption with one object named anew: recomposed for scenes, substituted textually otherwise."""
+    if item.setting is not None:
+        return compose_caption([new if o == name else o for o in item.objects], item.setting)
+    caption = item.caption or ""
+    pattern = re.compile(rf"\b(?:an?\s+)?{re.escape(name)}\b", re.IGNORECASE)
+    edited = pattern.sub(f"{article(new)} {new}", caption, count=1)
+    return edited if edited != caption else f"{caption} with {article(new)} {new}".strip()
+
+
+# ------------------------------------------------------------------------------------------------ kinds
+
+
+def remove_object(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
+    target = _target(item, rng)
+    instruction = w.fill(w.templates.instruction, rng, object=target, a=article(target))
+    return {"instruction": instruction, "output_caption": caption_without(item, target), "objects": [target]}
+
+
+def add_object(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
+    target = _target(item, rng)
+    instruction = w.fill(w.templates.instruction, rng, object=target, a=article(target))
+    return {"instruction": instruction, "input_caption": caption_without(item, target), "objects": [target]}
+
+
+def replace_object(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
+    """local: another object in its place. Scenes draw a new colour and shape (the scene can render it)."""
+    target = _target(item, rng)
+    parts = scenes.parse_name(target)
+    if parts is not None and item.setting is not None:
+        taken = {(scenes.parse_name(o) or ("", "", ""))[2] for o in item.objects}
+        shapes = [s for s in scenes.SHAPES if s not in taken] or [parts[2]]
+        colors = [c for c in scenes.COLORS if c != parts[0]]
+        new = scenes.object_name(str(rng.choice(colors)), parts[1], str(rng.choice(shapes)))
+    else:
+        new = w.choice("objects", rng, exclude=target)
+    instruction = w.fill(w.templates.instruction, rng, object=target, a=article(target), new=new, a_new=article(new))
+    return {
+        "instruction": instruction,
+        "output_caption": caption_replacing(item, target, new),
+        "objects": [target],
+        "new_object": new,
+    }
+
+
+def retexture_object(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
+    """texture: same object and shape, another material or pattern."""
+    target = _target(item, rng)
+    parts = scenes.parse_name(target)
+    if parts is not None and item.setting is not None:
+        texture = str(rng.choice([p for p in scenes.PATTERNS if p != parts[1]]))
+        new = scenes.object_name(parts[0], texture, parts[2])
+    else:
+        texture = w.choice("textures", rng)
+        new = f"{texture} {target}"
+    instruction = w.fill(
+        w.templates.instruction, rng, object=target, a=article(target), new=new, a_new=article(new), value=texture
+    )
+    return {
+        "instruction": instruction,
+        "output_caption": caption_replacing(item, target, new),
+        "objects": [target],
+        "texture": texture,
+    }
+
+
+def change_background(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
+    if item.setting is not None:
+        current = item.setting.split(" ", 2)[-1]
+        value = str(rng.choice([b for b in scenes.BACKGROUNDS if b != current]))
+        preposition = scenes.BACKGROUND_PREPOSITION.get(value.split()[-1], "on")
+        caption = compose_caption(item.objects, f"{preposition} {article(value)} {value}")
+    else:
+        value = w.choice("backgrounds", rng)
+        caption = f"{item.caption}, in front of {article(value)} {value}".strip(", ")
+    instruction = w.fill(w.templates.instruction, rng, value=value, a_new=article(value))
+    return {"instruction": instruction, "output_caption": caption, "objects": [], "background": value}
+
+
+def global_change(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
+    value = w.choice("changes", rng)
+    instruction = w.fill(w.templates.instruction, rng, value=value)
+    return {
+        "instruction": instruction,
+        "output_caption": f"{item.caption} {value}".strip(),
+        "objects": [],
+        "change": value,
+    }
+
+
+def stylize(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
+    value = w.choice("styles", rng)
+    instruction = w.fill(w.templates.instruction, rng, value=value, a_new=article(value))
+    caption = f"{article(value)} {value} of {item.caption}".strip()
+    return {"instruction": instruction, "output_caption": caption, "objects": [], "style": value}
+
+
+def color_adjust(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
+    """color: an operation and a signed strength in [-1, 1] are drawn; the wording comes from choices[op+ / op-]."""
+    op = str(rng.choice(COLOR_OPS))
+    sign = 1 if op in ("blur", "sharpen") else int(rng.choice((-1, 1)))
+    amount = round(float(sign * rng.uniform(0.25, 0.9)), 2)
+    key = f"{op}{'+' if amount > 0 else '-'}"
+    value = w.choice(key, rng)
+    instruction = w.fill(w.templates.instruction, rng, value=value)
+    instruction = instruction[:1].upper() + instruction[1:]
+    caption = f"{item.caption}, {op} {'raised' if amount > 0 else 'lowered'}".strip(", ")
+    return {"instruction": instruction, "output_caption": caption, "objects": [], "op": op, "amount": amount}
+
+
+def detect_object(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
+    target = _target(item, rng)
+    instruction = w.fill(w.templates.instruction, rng, object=target, a=article(target))
+    caption = f"{item.caption}, with a box drawn around the {target}".strip(", ")
+    return {"instruction": instruction, "output_caption": caption, "objects": [target]}
+
+
+def segment_object(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
+    target = _target(item, rng)
+    instruction = w.fill(w.templates.instruction, rng, object=target, a=article(target))
+    caption = f"{item.caption}, with the {target} highlighted".strip(", ")
+    return {"instruction": instruction, "output_caption": caption, "objects": [target]}
+
+
+def translate(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
+    """depth, normal, pose, sketch, segmap: image -> map or map -> image, drawn per sample."""
+    value = w.choice("map", rng)
+    direction = str(rng.choice(TRANSLATION_DIRECTIONS))
+    if direction == "to_map":
+        instruction = w.fill(w.templates.instruction, rng, value=value, a_new=article(value))
+        captions = {"input_caption": item.caption, "output_caption": f"{article(value)} {value} of {item.caption}"}
+    else:
+        instruction = w.fill(w.templates.inverse, rng, value=value, a_new=article(value))
+        captions = {"input_caption": f"{article(value)} {value} of {item.caption}", "output_caption": item.caption}
+    return {"instruction": instruction, **captions, "objects": [], "direction": direction}
+
+
+def text_edit(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
+    """text: add, remove or change a short text at a position; rendered with a real font by the generator."""
+    mode = str(rng.choice(TEXT_MODES))
+    where = w.choice("positions", rng)
+    before = "" if mode == "add" else w.choice("texts", rng)
+    after = "" if mode == "remove" else w.choice("texts", rng, exclude=before)
+    templates = {
+        "add": w.templates.instruction,
+        "remove": w.templates.inverse,
+        "change": w.templates.choices["change"],
+    }
+    instruction = w.fill(templates[mode], rng, value=after, old=before, where=where)
+    caption = f'{item.caption}, with the text "{after}" at the {where}' if after else item.caption
+    return {
+        "instruction": instruction,
+        "input_caption": f'{item.caption}, with the text "{before}" at the {where}' if before else item.caption,
+        "output_caption": caption,
+        "objects": [],
+        "text_before": before,
+        "text_after": after,
+        "position": where,
+    }
+
+
+KINDS = {
+    "remove_object": remove_object,
+    "add_object": add_object,
+    "replace_object": replace_object,
+    "retexture_object": retexture_object,
+    "change_background": change_background,
+    "global_change": global_change,
+    "stylize": stylize,
+    "color_adjust": color_adjust,
+    "detect_object": detect_object,
+    "segment_object": segment_object,
+    "translate": translate,
+    "text_edit": text_edit,
+}
+VERB_KINDS = {"remove_object", "add_object"}
+"""Kinds whose templates use {verb}: their prompt must list verbs."""
+REQUIRED_CHOICES = {
+    "change_background": (),
+    "global_change": ("changes",),
+    "stylize": ("styles",),
+    "color_adjust": tuple(
+        f"{op}{sign}" for op in COLOR_OPS for sign in "+-" if op not in ("blur", "sharpen") or sign == "+"
+    ),
+    "translate": ("map",),
+    "text_edit": ("texts", "positions", "change"),
+}
+"""templates.choices keys each kind reads (the ones only non-scene sources need are checked when used)."""
