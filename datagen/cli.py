@@ -116,29 +116,30 @@ def resolve_configs(args: argparse.Namespace) -> list:
         raise ConfigError("give --task or --tasks, not both")
     spec = args.tasks or args.task
     weights = {name: 1.0 for name in known("tasks")} if spec == "all" else parse_mixture(spec)
-    counts = split_n(args.n, weights) if len(weights) > 1 else {next(iter(weights)): args.n}
-    configs, skipped = [], []
-    for name, n in counts.items():
-        if n == 0:
-            continue
-        try:
-            configs.append(
-                load_run(
-                    name,
-                    args.pipeline,
-                    out=args.out,
-                    n=n,
-                    seed=args.seed,
-                    shard_size=args.shard_size,
-                    source=args.source,
-                    input=args.input,
-                    overrides=args.overrides,
-                )
-            )
-        except ConfigError as e:
-            if spec != "all":
-                raise
-            skipped.append(f"{name}: {str(e).splitlines()[0]}")
+
+    def load(name: str, n: int):
+        return load_run(
+            name,
+            args.pipeline,
+            out=args.out,
+            n=n,
+            seed=args.seed,
+            shard_size=args.shard_size,
+            source=args.source,
+            input=args.input,
+            overrides=args.overrides,
+        )
+
+    skipped = []
+    if spec == "all":  # every task the pipeline runs, N shared among those
+        for name in list(weights):
+            try:
+                load(name, 1)
+            except ConfigError as e:
+                skipped.append(f"{name}: {str(e).splitlines()[0]}")
+                del weights[name]
+    counts = split_n(args.n, weights) if weights else {}
+    configs = [load(name, n) for name, n in counts.items() if n > 0]
     if skipped:
         print(f"skipped {len(skipped)} task(s) pipeline {args.pipeline!r} cannot run:", file=sys.stderr)
         for line in skipped:

@@ -506,11 +506,19 @@ def load_pipeline(name: str, overrides: list[str] = ()) -> PipelineSpec:
     return spec
 
 
-def _family(pipeline: str) -> str:
+def _can_run(task: TaskSpec, pipeline: str) -> bool:
+    """Whether a pipeline file has a generator family and the roles this task needs (a quick look, for messages)."""
+    from datagen import generators
+
     try:
-        return str(read_yaml(find_config("pipelines", pipeline)).get("family", "neural"))
+        raw = read_yaml(find_config("pipelines", pipeline))
     except ConfigError:
-        return "neural"
+        return False
+    spec = task.generator_for(str(raw.get("family", "neural")))
+    if spec is None or spec.kind not in generators.KINDS:
+        return False
+    needed = {"llm", *generators.roles(generators.get(spec.kind), spec.args)}
+    return needed <= set(raw.get("roles") or {})
 
 
 def check(config: RunConfig, origins: dict[str, str]) -> None:
@@ -522,11 +530,11 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
     where = origins["task"]
     spec = task.generator_for(pipe.family)
     if spec is None:
-        able = [p for p in known("pipelines") if task.generator_for(_family(p)) is not None]
         why = "no classical method makes it" if pipe.family == "local" else "it has no neural generator yet"
+        able = ", ".join(p for p in known("pipelines") if _can_run(task, p)) or "none yet"
         raise ConfigError(
             f"{where}: task {task.name!r} does not run on pipeline {pipe.name!r} (family {pipe.family}): {why}; "
-            f"pipelines that run it: {', '.join(able) or 'none'}"
+            f"pipelines that run it: {able}"
         )
     generator = generators.get(spec.kind, where)
     generator.check_args(spec.args, where)

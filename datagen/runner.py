@@ -23,7 +23,7 @@ from datagen.config import ConfigError, RunConfig
 from datagen.images import BadImage
 from datagen.models.oracle import GroundingMiss
 from datagen.record import EditRecord, sample_key, sample_seed
-from datagen.sources import BadSource, build_source
+from datagen.sources import BadSource, LoadedInput, build_source
 from datagen.writer import WriterReject
 
 TEXT_FIELDS = ("instruction", "input_caption", "output_caption", "objects")
@@ -239,9 +239,12 @@ class ShardWorker:
         rng = np.random.default_rng([record.seed, 1])
         try:
             t0 = time.perf_counter()
-            inputs = self.source.load(record.source, self.config.run.max_image_pixels)
+            if getattr(generator, "draws_input", False):  # e.g. prompt-to-prompt draws both images itself
+                inputs = LoadedInput(image=None)
+            else:
+                inputs = self.source.load(record.source, self.config.run.max_image_pixels)
             timings["load"] += time.perf_counter() - t0
-            if inputs.image is None:  # a text-only source: the input is drawn from its caption
+            if inputs.image is None and not getattr(generator, "draws_input", False):  # text-only source
                 t0 = time.perf_counter()
                 caption = record.input_caption if self.config.prompt.caption_role == "input" else record.output_caption
                 inputs.image = self.models["t2i"].generate(caption, seed=record.seed)

@@ -19,6 +19,7 @@ KINDS: dict[str, str] = {
     "stylize": "datagen.generators.stylize:Stylize",
     "text": "datagen.generators.text:TextRender",
     "translate": "datagen.generators.translate:Translate",
+    "prompt_to_prompt": "datagen.generators.prompt_to_prompt:PromptToPrompt",
 }
 
 

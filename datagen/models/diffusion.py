@@ -52,6 +52,24 @@ class DiffusionText2Image(_Diffusion):
         )
         return (np.clip(result.images[0], 0, 1) * 255).round().astype(np.uint8)
 
+    def prompt_to_prompt(self, source: str, target: str, seed: int, **edit) -> tuple[np.ndarray, np.ndarray]:
+        """(source image, target image) drawn together with prompt-to-prompt attention control (datagen/models/p2p.py);
+        `edit`: cross_fraction, self_fraction, reweight, mask, local_fraction."""
+        from datagen.models.p2p import prompt_to_prompt
+
+        before, after, _ = prompt_to_prompt(
+            self.pipe,
+            source,
+            target,
+            seed=seed,
+            size=self.size,
+            steps=self.steps,
+            guidance=self.guidance,
+            negative=self.negative,
+            **edit,
+        )
+        return before, after
+
 
 class DiffusionInpainter(_Diffusion):
     pipeline_class = "AutoPipelineForInpainting"
