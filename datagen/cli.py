@@ -171,7 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from datagen.runner import execute_all
 
     configs = resolve_configs(args)
-    require(configs[0].pipeline, args.command)
+    require(configs[0].pipeline, args.command, set().union(*(c.roles_used(args.command) for c in configs)))
     summaries = execute_all(
         configs, args.command, ray_address=args.ray_address, workers=args.workers, progress=not args.no_progress
     )

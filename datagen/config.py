@@ -294,6 +294,20 @@ class RunConfig(Spec):
         """The task's generator on this pipeline (check() has made sure it exists)."""
         return self.task.generator_for(self.pipeline.family)
 
+    def roles_used(self, phase: str) -> set[str]:
+        """The roles a phase of this run loads: write the LLM; render the generator's, the scoring models the
+        pipeline has, and text-to-image for text-only sources."""
+        from datagen import generators
+
+        if phase == "write":
+            return {"llm"}
+        spec = self.generator
+        used = set(generators.roles(generators.get(spec.kind), spec.args))
+        used |= {"clip", "dino", "grounding"} & set(self.pipeline.roles)
+        if self.run.source in ("captions", "topics"):
+            used.add("t2i")
+        return used | ({"llm"} if phase == "generate" else set())
+
     def model_context(self) -> dict[str, Any]:
         """What role adapters are built with besides their RoleSpec."""
         return {"prompt": self.prompt, "caption_prompt": self.caption_prompt, "image_size": self.pipeline.image_size}

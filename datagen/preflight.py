@@ -33,14 +33,15 @@ def preflight(pipeline: PipelineSpec, build_tiny: bool = True, roles: set[str] |
     return checks
 
 
-def require(pipeline: PipelineSpec, phase: str = "generate") -> None:
-    """Raise one ConfigError listing every model `phase` needs that is missing, with the command that fetches it:
-    write needs the LLM, render every other role, generate all."""
-    roles = set(pipeline.roles)
-    if phase == "write":
-        roles = {"llm"}
-    elif phase == "render":
-        roles.discard("llm")
+def require(pipeline: PipelineSpec, phase: str = "generate", roles: set[str] | None = None) -> None:
+    """Raise one ConfigError listing every model that is missing, with the command that fetches it: of `roles`
+    when given (what a run's tasks use), else of the phase's (write: the LLM, render: the rest, generate: all)."""
+    if roles is None:
+        roles = set(pipeline.roles)
+        if phase == "write":
+            roles = {"llm"}
+        elif phase == "render":
+            roles.discard("llm")
     missing = [c for c in preflight(pipeline, build_tiny=False, roles=roles) if not c.ok]
     if missing:
         lines = [

@@ -36,20 +36,24 @@ REJECTIONS = (BadImage, BadSource, GroundingMiss, WriterReject)
 class ModelSet:
     """The pipeline's role adapters, each built and loaded on first use, then kept for every later shard."""
 
-    def __init__(self, config: RunConfig):
+    def __init__(self, config: RunConfig, shared: dict[str, Any] | None = None):
         self.config = config
         self._built: dict[str, Any] = {}
+        self._shared = shared if shared is not None else {}
+        """Adapters of roles that do not depend on the task (every role but the LLM's agent), shared by the tasks
+        of a mixture that run in one worker."""
 
     def __contains__(self, role: str) -> bool:
         return role in self.config.pipeline.roles
 
     def __getitem__(self, role: str) -> Any:
-        if role not in self._built:
+        cache = self._built if role == "llm" else self._shared
+        if role not in cache:
             spec = self.config.pipeline.roles[role]
             adapter = models.build(role, spec, **self.config.model_context())
             adapter.load()
-            self._built[role] = adapter
-        return self._built[role]
+            cache[role] = adapter
+        return cache[role]
 
     def get(self, role: str) -> Any | None:
         return self[role] if role in self else None
@@ -58,15 +62,16 @@ class ModelSet:
 class ShardWorker:
     """Renders shards of one run; builds its models once, on first use."""
 
-    def __init__(self, config: RunConfig):
+    def __init__(self, config: RunConfig, shared: dict[str, Any] | None = None):
         self.config = config
-        self._models: dict[str, Any] | None = None
+        self._models: ModelSet | None = None
+        self._shared = shared
         self._source = None
 
     @property
     def models(self) -> ModelSet:
         if self._models is None:
-            self._models = ModelSet(self.config)
+            self._models = ModelSet(self.config, self._shared)
         return self._models
 
     @property
@@ -278,6 +283,18 @@ class ShardWorker:
         return candidates
 
 
+class MixtureWorker:
+    """One worker (inline, or a Ray actor) for every task of a run: each task's ShardWorker, with the vision models
+    shared between tasks and the vLLM engine shared by every task's agent (engines are per process)."""
+
+    def __init__(self, configs: list[RunConfig]):
+        shared: dict[str, Any] = {}
+        self.workers = {c.task.name: ShardWorker(c, shared) for c in configs}
+
+    def run(self, task: str, phase: str, shard: int) -> dict[str, Any]:
+        return self.workers[task].run(phase, shard)
+
+
 def write_shard(config: RunConfig, shard: int) -> dict[str, Any]:
     """Phase 1 of one shard, without Ray (debugging, single-machine benchmarks); returns its stats."""
     return ShardWorker(config).write_shard(shard)
@@ -469,45 +486,56 @@ def execute_all(
     workers: int | None = None,
     progress: bool = True,
 ) -> list[Summary]:
-    """A mixture: one run directory, each task's shards under its own name, one summary per task."""
+    """Run `phase` over every shard not yet committed, for one task or a mixture sharing OUT: 'write', 'render',
+    or 'generate' (every task's shards written, then every task's shards rendered, each phase on its own actors,
+    which every task shares: the LLM's GPUs are free before the image models load). One summary per task."""
     start_run(configs)
-    return [_execute(c, phase, ray_address, workers, progress) for c in configs]
+    if phase != "generate":
+        return _execute_phase(configs, phase, ray_address, workers, progress)
+    written = _execute_phase(configs, "write", ray_address, workers, progress)
+    rendered = _execute_phase(
+        configs,
+        "render",
+        ray_address,
+        workers,
+        progress,
+        skip={(c.task.name, s) for c, w in zip(configs, written, strict=True) for s in w.failed},
+    )
+    for summary, write in zip(rendered, written, strict=True):
+        summary.written = write
+    return rendered
 
 
 def execute(
     config: RunConfig, phase: str, ray_address: str | None = None, workers: int | None = None, progress: bool = True
 ) -> Summary:
-    """Run `phase` over every shard not yet committed: 'write', 'render', or 'generate' (write every shard, then
-    render every shard, each phase on its own actors: the LLM's GPUs are free before the image models load)."""
-    start_run([config])
-    return _execute(config, phase, ray_address, workers, progress)
-
-
-def _execute(config: RunConfig, phase: str, ray_address: str | None, workers: int | None, progress: bool) -> Summary:
-    if phase != "generate":
-        return _execute_phase(config, phase, ray_address, workers, progress)
-    written = _execute_phase(config, "write", ray_address, workers, progress)
-    summary = _execute_phase(config, "render", ray_address, workers, progress, skip=set(written.failed))
-    summary.written = written
-    return summary
+    """One task's run (see execute_all)."""
+    return execute_all([config], phase, ray_address, workers, progress)[0]
 
 
 def _execute_phase(
-    config: RunConfig,
+    configs: list[RunConfig],
     phase: str,
     ray_address: str | None,
     workers: int | None,
     progress: bool,
-    skip: set[int] = frozenset(),
-) -> Summary:
-    todo = [shard for shard in pending_shards(config, phase) if shard not in skip]
-    summary = Summary(phase=phase, shards_total=config.run.num_shards)
-    summary.shards_skipped = config.run.num_shards - len(todo) - len(skip)
+    skip: set[tuple[str, int]] = frozenset(),
+) -> list[Summary]:
+    by_task = {c.task.name: c for c in configs}
+    summaries = {name: Summary(phase=phase, shards_total=c.run.num_shards) for name, c in by_task.items()}
+    todo = []
+    for name, config in by_task.items():
+        pending = [s for s in pending_shards(config, phase) if (name, s) not in skip]
+        summaries[name].shards_skipped = config.run.num_shards - len(pending) - sum(1 for t, _ in skip if t == name)
+        todo += [(name, s) for s in pending]
     started = time.perf_counter()
-    bar = _progress_bar(len(todo), f"{config.task.name} {phase}", progress)
+    label = configs[0].task.name if len(configs) == 1 else f"{len(configs)} tasks"
+    bar = _progress_bar(len(todo), f"{label} {phase}", progress)
 
-    def on_result(shard: int, result: dict[str, Any], attempts: int) -> bool:
+    def on_result(item: tuple[str, int], result: dict[str, Any], attempts: int) -> bool:
         """Returns True when the shard is finished (committed or given up)."""
+        name, shard = item
+        config, summary = by_task[name], summaries[name]
         if result["ok"]:
             summary.add(result["stats"])
             clear_failure(config, shard)
@@ -518,19 +546,23 @@ def _execute_phase(
             record_failure(config, phase, shard, result, attempts)
         bar.update(1)
         elapsed = time.perf_counter() - started
-        postfix = f"kept {summary.kept}/{summary.samples}" if phase != "write" else f"{summary.samples} records"
-        bar.set_postfix_str(f"{postfix}, {summary.samples / max(elapsed, 1e-9):.1f} samples/s", refresh=True)
+        done = sum(s.samples for s in summaries.values())
+        kept = sum(s.kept for s in summaries.values())
+        postfix = f"kept {kept}/{done}" if phase != "write" else f"{done} records"
+        bar.set_postfix_str(f"{postfix}, {done / max(elapsed, 1e-9):.1f} samples/s", refresh=True)
         return True
 
     try:
         if workers == 0:
-            _run_inline(config, phase, todo, on_result)
+            _run_inline(configs, phase, todo, on_result)
         else:
-            _run_ray(config, phase, todo, on_result, ray_address, workers)
+            _run_ray(configs, phase, todo, on_result, ray_address, workers)
     finally:
         bar.close()
-    summary.seconds = time.perf_counter() - started
-    return summary
+    seconds = time.perf_counter() - started
+    for summary in summaries.values():
+        summary.seconds = seconds
+    return [summaries[c.task.name] for c in configs]
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):
@@ -541,13 +573,13 @@ def _progress_bar(total: int, desc: str, enabled: bool):
     )
 
 
-def _run_inline(config: RunConfig, phase: str, todo: list[int], on_result) -> None:
-    worker = ShardWorker(config)
-    for shard in todo:
+def _run_inline(configs: list[RunConfig], phase: str, todo: list[tuple[str, int]], on_result) -> None:
+    worker = MixtureWorker(configs)
+    for item in todo:
         attempts = 0
         while True:
             attempts += 1
-            if on_result(shard, worker.run(phase, shard), attempts):
+            if on_result(item, worker.run(item[0], phase, item[1]), attempts):
                 break
 
 
@@ -566,7 +598,12 @@ def init_ray(address: str | None) -> None:
 
 
 def _run_ray(
-    config: RunConfig, phase: str, todo: list[int], on_result, address: str | None, workers: int | None
+    configs: list[RunConfig],
+    phase: str,
+    todo: list[tuple[str, int]],
+    on_result,
+    address: str | None,
+    workers: int | None,
 ) -> None:
     if not todo:
         return
@@ -574,22 +611,23 @@ def _run_ray(
     from ray.exceptions import RayActorError
 
     init_ray(address)
-    actor = config.pipeline.writer_actor if phase == "write" else config.pipeline.actor
+    pipeline = configs[0].pipeline
+    actor = pipeline.writer_actor if phase == "write" else pipeline.actor
     cpus = ray.cluster_resources().get("CPU", 1.0)
     count = workers or max(1, int(cpus // actor.num_cpus))
     count = min(count, len(todo))
-    Remote = ray.remote(num_cpus=actor.num_cpus, num_gpus=actor.num_gpus, max_restarts=0)(ShardWorker)
-    actors = [Remote.remote(config) for _ in range(count)]
+    Remote = ray.remote(num_cpus=actor.num_cpus, num_gpus=actor.num_gpus, max_restarts=0)(MixtureWorker)
+    actors = [Remote.remote(configs) for _ in range(count)]
     queue = list(reversed(todo))
-    attempts: Counter[int] = Counter()
-    in_flight: dict[Any, tuple[int, Any]] = {}
+    attempts: Counter[tuple[str, int]] = Counter()
+    in_flight: dict[Any, tuple[tuple[str, int], Any]] = {}
     per_actor: Counter[int] = Counter()
     replacements = 0
 
     def submit(handle) -> None:
-        shard = queue.pop()
-        attempts[shard] += 1
-        in_flight[handle.run.remote(phase, shard)] = (shard, handle)
+        item = queue.pop()
+        attempts[item] += 1
+        in_flight[handle.run.remote(item[0], phase, item[1])] = (item, handle)
         per_actor[id(handle)] += 1
 
     try:
@@ -599,7 +637,7 @@ def _run_ray(
                     submit(handle)
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
-                shard, handle = in_flight.pop(ref)
+                item, handle = in_flight.pop(ref)
                 per_actor[id(handle)] -= 1
                 try:
                     result = ray.get(ref)
@@ -614,12 +652,12 @@ def _run_ray(
                         ray.kill(handle, no_restart=True)
                         if replacements < actor.max_restarts * count:
                             replacements += 1
-                            actors.append(Remote.remote(config))
-                if not on_result(shard, result, attempts[shard]):
-                    queue.append(shard)
+                            actors.append(Remote.remote(configs))
+                if not on_result(item, result, attempts[item]):
+                    queue.append(item)
             if not actors and (queue or in_flight):
-                for shard in queue:
-                    on_result(shard, {"ok": False, "error": "no worker left: every actor died (see failed/)"}, 99)
+                for item in queue:
+                    on_result(item, {"ok": False, "error": "no worker left: every actor died (see failed/)"}, 99)
                 queue.clear()
                 break
     finally:

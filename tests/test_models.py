@@ -56,14 +56,14 @@ def test_preflight_names_the_missing_model_and_the_fetch_command(tmp_path, monke
         require(pipeline)
     message = str(error.value)
     assert "pipeline 'sdxl' needs models that are not on this machine" in message
-    assert message.count("hf download") == 7, "six vision models and the LLM"
+    assert message.count("hf download") == 10, "nine vision models (depth, semseg and pose included) and the LLM"
     assert "hf download meta-llama/Llama-2-7b-chat-hf" in message
     with pytest.raises(ConfigError) as error:
         require(pipeline, "write")
     assert str(error.value).count("hf download") == 1, "write needs only the LLM"
     with pytest.raises(ConfigError) as error:
         require(pipeline, "render")
-    assert "meta-llama" not in str(error.value) and str(error.value).count("hf download") == 6
+    assert "meta-llama" not in str(error.value) and str(error.value).count("hf download") == 9
 
 
 def test_generate_on_a_pipeline_without_weights_stops_at_preflight(tmp_path):
@@ -81,7 +81,9 @@ def test_generate_on_a_pipeline_without_weights_stops_at_preflight(tmp_path):
         check=False,
     )
     assert proc.returncode == 2
-    assert "hf download stabilityai/stable-diffusion-xl-base-1.0" in proc.stderr
+    assert "hf download diffusers/stable-diffusion-xl-1.0-inpainting-0.1" in proc.stderr
+    assert "stable-diffusion-xl-base" not in proc.stderr, "only the models remove uses (no text-to-image here)"
+    assert "depth-anything" not in proc.stderr and "vitpose" not in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists(), "nothing started"
     proc = run_cli("preflight", "--pipeline", "sd15", env={"HF_HUB_CACHE": str(tmp_path / "empty-cache")}, check=False)
     assert proc.returncode == 1 and "MISSING  segmenter  facebook/sam-vit-huge" in proc.stdout

@@ -90,11 +90,14 @@ def test_every_task_on_local_keeps_the_contract(tmp_path):
         assert (tmp_path / task / name).read_bytes() == (tmp_path / f"{task}-again" / name).read_bytes(), task
 
 
-def test_pose_says_why_it_runs_nowhere_yet(tmp_path):
-    with pytest.raises(ConfigError, match=r"task 'pose' does not run on pipeline 'local'.*no classical method"):
+def test_pose_says_where_it_runs(tmp_path):
+    with pytest.raises(
+        ConfigError,
+        match=r"task 'pose' does not run on pipeline 'local'.*no classical method.*that run it: emu, sd15, sdxl, tiny",
+    ):
         load_run("pose", "local", out=str(tmp_path), n=1)
-    with pytest.raises(ConfigError, match=r"needs role 'pose', which this pipeline does not define"):
-        load_run("pose", "tiny", out=str(tmp_path), n=1)
+    with pytest.raises(ConfigError, match=r"--source 'scene': task 'pose' accepts sources images, shards"):
+        load_run("pose", "tiny", out=str(tmp_path), n=1, source="scene")
 
 
 @pytest.mark.parametrize(
@@ -150,7 +153,20 @@ def test_mixture_splits_n_and_shares_one_run_directory(tmp_path):
 
 def test_the_tiny_stack_runs_every_task_it_supports(tiny_dir, tmp_path):
     tasks = runnable("tiny")
-    assert {"remove", "add", "local", "texture", "color", "detect", "segment", "text", "sketch"} <= set(tasks)
+    assert {
+        "remove",
+        "add",
+        "local",
+        "texture",
+        "background",
+        "global",
+        "style",
+        "color",
+        "detect",
+        "segment",
+        "text",
+        "sketch",
+    } <= set(tasks)
     configs = [load_run(task, "tiny", out=str(tmp_path), n=2) for task in tasks]
     summaries = execute_all(configs, "generate", workers=0, progress=False)
     for config, summary in zip(configs, summaries, strict=True):

@@ -22,12 +22,13 @@ BACKENDS: dict[str, dict[str, str]] = {
         "opencv": "datagen.models.opencv_inpaint:OpenCVInpainter",
         "diffusers": "datagen.models.diffusion:DiffusionInpainter",
     },
-    "depth": {"scene": "datagen.models.oracle:SceneDepth"},
-    "semseg": {"scene": "datagen.models.oracle:SceneClasses"},
+    "depth": {"scene": "datagen.models.oracle:SceneDepth", "depth_anything": "datagen.models.dense:DepthAnything"},
+    "semseg": {"scene": "datagen.models.oracle:SceneClasses", "segformer": "datagen.models.dense:SegFormer"},
+    "pose": {"vitpose": "datagen.models.dense:ViTPose"},
     "clip": {"clip": "datagen.models.embeddings:CLIPEmbedder"},
     "dino": {"dinov2": "datagen.models.embeddings:DINOEmbedder"},
 }
-WEIGHTED = {"vllm", "grounding_dino", "sam", "diffusers", "clip", "dinov2"}
+WEIGHTED = {"vllm", "grounding_dino", "sam", "diffusers", "clip", "dinov2", "depth_anything", "segformer", "vitpose"}
 """Backends that load weights: their role needs `model`, and preflight checks it is on this machine."""
 
 

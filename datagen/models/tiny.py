@@ -15,7 +15,7 @@ from pathlib import Path
 
 from datagen import scenes
 
-VERSION = "v4"  # bump when a builder changes, so stale caches are rebuilt
+VERSION = "v5"  # bump when a builder changes, so stale caches are rebuilt
 
 WORDS = sorted(
     {
@@ -354,6 +354,78 @@ def build_llm(path: Path) -> None:
     tokenizer.save_pretrained(path)
 
 
+def build_depth(path: Path) -> None:
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessorPil
+
+    _seed()
+    backbone = Dinov2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        image_size=56,
+        patch_size=14,
+        out_indices=[1, 2],  # one feature map per layer; the neck has as many stages as there are maps
+        reshape_hidden_states=False,  # Depth Anything reshapes the tokens itself
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        patch_size=14,
+        reassemble_hidden_size=32,
+        reassemble_factors=[2, 1],
+        neck_hidden_sizes=[16, 32],
+        fusion_hidden_size=16,
+        head_hidden_size=16,
+    )
+    DepthAnythingForDepthEstimation(config).save_pretrained(path, safe_serialization=True)
+    # as Depth Anything V2 preprocesses: aspect kept, sides a multiple of the patch size
+    DPTImageProcessorPil(
+        size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14, resample=3
+    ).save_pretrained(path)
+
+
+def build_semseg(path: Path) -> None:
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    # from its module: the top-level name needs torchvision in transformers 5 (see datagen.models.dense.SegFormer)
+    from transformers.models.segformer.image_processing_pil_segformer import SegformerImageProcessorPil
+
+    _seed()
+    config = SegformerConfig(
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        sr_ratios=[2, 1],
+        hidden_sizes=[16, 32],
+        patch_sizes=[7, 3],
+        strides=[4, 2],
+        num_attention_heads=[1, 2],
+        mlp_ratios=[2, 2],
+        decoder_hidden_size=32,
+        num_labels=8,
+    )
+    SegformerForSemanticSegmentation(config).save_pretrained(path, safe_serialization=True)
+    SegformerImageProcessorPil(size={"height": 64, "width": 64}).save_pretrained(path)
+
+
+def build_pose(path: Path) -> None:
+    from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation, VitPoseImageProcessorPil
+
+    _seed()
+    backbone = VitPoseBackboneConfig(
+        image_size=[64, 48],
+        patch_size=[8, 8],
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        mlp_ratio=2,
+        out_indices=[2],
+    )
+    # 17 keypoints, as COCO's skeleton; heatmaps at 4x the patch grid, as ViTPose's simple decoder
+    config = VitPoseConfig(backbone_config=backbone, num_labels=17, scale_factor=4, use_simple_decoder=True)
+    VitPoseForPoseEstimation(config).save_pretrained(path, safe_serialization=True)
+    VitPoseImageProcessorPil(size={"height": 64, "width": 48}).save_pretrained(path)
+
+
 BUILDERS = {
     "llm": build_llm,
     "clip": build_clip,
@@ -362,4 +434,7 @@ BUILDERS = {
     "segmenter": build_segmenter,
     "t2i": build_t2i,
     "inpaint": build_inpaint,
+    "depth": build_depth,
+    "semseg": build_semseg,
+    "pose": build_pose,
 }
