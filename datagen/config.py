@@ -64,6 +64,9 @@ class TaskSpec(Spec):
     """Input sources this task accepts, the first being the default: scene (procedural), images (a folder), captions
     (a caption file; images generated), topics (a topic list; captions written, images generated) or shards
     (WebDataset tars)."""
+    default_inputs: dict[str, str] = Field(default_factory=dict)
+    """Source -> the input it reads when --input is not given, a path relative to the configuration folder (pose:
+    captions of people, drawn by text-to-image)."""
     filters: dict[str, FilterSpec] = Field(default_factory=dict)
     """Score name -> thresholds. Every score is stored; only these gate a candidate."""
     select_by: list[str] = Field(default_factory=list)
@@ -492,6 +495,8 @@ def load_run(
         ),
         "command line",
     )
+    if run_spec.input is None and run_spec.source in task_spec.default_inputs:
+        run_spec.input = str(config_root() / task_spec.default_inputs[run_spec.source])
     caption_prompt = None
     if run_spec.source == "topics":
         paths["caption_prompt"] = find_config("prompts", "caption")

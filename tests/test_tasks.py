@@ -96,8 +96,10 @@ def test_pose_says_where_it_runs(tmp_path):
         match=r"task 'pose' does not run on pipeline 'local'.*no classical method.*that run it: emu, sd15, sdxl, tiny",
     ):
         load_run("pose", "local", out=str(tmp_path), n=1)
-    with pytest.raises(ConfigError, match=r"--source 'scene': task 'pose' accepts sources images, shards"):
+    with pytest.raises(ConfigError, match=r"--source 'scene': task 'pose' accepts sources captions, images, shards"):
         load_run("pose", "tiny", out=str(tmp_path), n=1, source="scene")
+    config = load_run("pose", "tiny", out=str(tmp_path), n=1)
+    assert config.run.source == "captions" and config.run.input.endswith("inputs/people.txt"), "its default input"
 
 
 @pytest.mark.parametrize(
@@ -151,22 +153,9 @@ def test_mixture_splits_n_and_shares_one_run_directory(tmp_path):
         execute(configs[0], "generate", workers=0, progress=False)
 
 
-def test_the_tiny_stack_runs_every_task_it_supports(tiny_dir, tmp_path):
+def test_the_tiny_stack_runs_every_task(tiny_dir, tmp_path):
     tasks = runnable("tiny")
-    assert {
-        "remove",
-        "add",
-        "local",
-        "texture",
-        "background",
-        "global",
-        "style",
-        "color",
-        "detect",
-        "segment",
-        "text",
-        "sketch",
-    } <= set(tasks)
+    assert set(tasks) == set(known("tasks")), "all 16 tasks run on the neural stack"
     configs = [load_run(task, "tiny", out=str(tmp_path), n=2) for task in tasks]
     summaries = execute_all(configs, "generate", workers=0, progress=False)
     for config, summary in zip(configs, summaries, strict=True):
