@@ -35,7 +35,8 @@ def runnable(pipeline: str) -> list[str]:
     return out
 
 
-def check_contract(config, out: Path) -> None:
+def check_contract(config, out: Path, strict: bool = True) -> None:
+    """strict (local): something is kept and every pair is an edit; random tiny models may produce neither."""
     schema = jsonschema.Draft202012Validator(config.prompt.output_schema)
     texts = [
         json.loads(line) for p in sorted((out / "texts").glob(f"{config.task.name}-*.jsonl")) for line in p.open()
@@ -55,7 +56,7 @@ def check_contract(config, out: Path) -> None:
     generator = generators.get(config.generator.kind)
     declared = set(generators.roles(generator, config.generator.args)) | SCORING | {"grounding"}
     samples = list(wds.WebDataset(tars, shardshuffle=False, empty_check=False))
-    assert samples, f"{config.task.name}: nothing kept"
+    assert samples or not strict, f"{config.task.name}: nothing kept"
     for sample in samples:
         assert set(sample) - {"__key__", "__url__", "__local_path__"} == MEMBERS, config.task.name
         meta = json.loads(sample["json"])
@@ -66,7 +67,7 @@ def check_contract(config, out: Path) -> None:
         before, after, mask = (decode_member(sample[k]) for k in ("input.png", "output.png", "mask.png"))
         assert before.shape == after.shape and mask.shape == before.shape[:2]
         assert (before[mask == 0] == after[mask == 0]).all(), f"{config.task.name}: pixels changed outside the mask"
-        assert (before != after).any(), f"{config.task.name}: the pair is no edit"
+        assert (before != after).any() or not strict, f"{config.task.name}: the pair is no edit"
 
 
 def test_every_task_file_has_its_prompt_and_16_tasks_exist():
@@ -160,12 +161,9 @@ def test_the_tiny_stack_runs_every_task(tiny_dir, tmp_path):
     summaries = execute_all(configs, "generate", workers=0, progress=False)
     for config, summary in zip(configs, summaries, strict=True):
         assert not summary.failed and summary.written.samples == 2, config.task.name
+    again = [load_run(task, "tiny", out=str(tmp_path / "again"), n=2) for task in tasks]
+    execute_all(again, "generate", workers=0, progress=False)
     for config in configs:
-        if any((tmp_path / "shards").glob(f"{config.task.name}-*.tar")):
-            meta = [
-                json.loads(s["json"])
-                for s in wds.WebDataset(
-                    str(tmp_path / "shards" / f"{config.task.name}-000000.tar"), shardshuffle=False, empty_check=False
-                )
-            ]
-            assert all(m["models"]["llm"] == "tiny:llm" for m in meta)
+        check_contract(config, tmp_path, strict=False)
+        for name in (f"texts/{config.task.name}-000000.jsonl", f"shards/{config.task.name}-000000.tar"):
+            assert (tmp_path / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
