@@ -83,3 +83,23 @@ def test_grounded_editing_keeps_the_outside_of_the_mask(pipe):
     assert l1(a[outside], b[outside]) < 1.0, "outside the mask the target is the source"
     assert l1(a0[outside], b0[outside]) > 1.0, "without the mask it would not be"
     assert l1(a[mask], b[mask]) > 1.0, "inside the mask the edit happens"
+
+
+def test_plug_and_play_edits_the_real_image_and_injects_features(pipe):
+    from datagen.models.p2p import can_invert, ddim_invert, plug_and_play
+    from datagen.scenes import make_scene
+
+    image = make_scene(3, 64).render()
+    assert can_invert(pipe), "the tiny pipeline is SD 1.5 family"
+    start = ddim_invert(pipe, image, "a scene", 4)
+    side = 64 // pipe.vae_scale_factor
+    assert start.shape == (1, pipe.unet.config.in_channels, side, side) and torch.equal(
+        start, ddim_invert(pipe, image, "a scene", 4)
+    )
+    assert not torch.equal(start, ddim_invert(pipe, image[::-1].copy(), "a scene", 4)), "the latent is the image's"
+    edit = {"seed": 0, "size": 64, "guidance": 5.0, "cross_fraction": 0.5, "reweight": 1.0}
+    with_features, record = plug_and_play(pipe, image, "a scene", "a scene at night", steps=4, **edit)
+    without, _ = plug_and_play(pipe, image, "a scene", "a scene at night", steps=4, feature_fraction=0.0, **edit)
+    assert with_features.shape == image.shape and record.edited["self"] > 0
+    assert not (with_features == without).all(), "the decoder features of the inverted branch were injected"
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler" and not pipe.unet.up_blocks[1].resnets[-1]._forward_hooks

@@ -70,6 +70,29 @@ class DiffusionText2Image(_Diffusion):
         )
         return before, after
 
+    def can_invert(self) -> bool:
+        from datagen.models.p2p import can_invert
+
+        return can_invert(self.pipe)
+
+    def plug_and_play(self, image: np.ndarray, source: str, target: str, seed: int, **edit) -> np.ndarray:
+        """`image` edited from `source` to `target` caption by DDIM inversion + plug-and-play injection."""
+        from datagen.models.p2p import plug_and_play
+
+        after, _ = plug_and_play(
+            self.pipe,
+            image,
+            source,
+            target,
+            seed=seed,
+            size=image.shape[0],
+            steps=self.steps,
+            guidance=self.guidance,
+            negative=self.negative,
+            **edit,
+        )
+        return after
+
 
 class DiffusionInpainter(_Diffusion):
     pipeline_class = "AutoPipelineForInpainting"

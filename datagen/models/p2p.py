@@ -1,4 +1,5 @@
-"""Prompt-to-prompt (Hertz et al.) on diffusers attention processors, with Emu Edit's grounded latent blending.
+"""Prompt-to-prompt (Hertz et al.) on diffusers attention processors, with Emu Edit's grounded latent blending, and
+plug-and-play editing of real images after DDIM inversion.
 
 The source and target prompts are denoised together from the same noise. For the first `cross_fraction` of the
 steps the target's cross-attention maps are the source's (word swap when both prompts tokenise to the same length;
@@ -126,10 +127,14 @@ def prompt_to_prompt(
     mask: np.ndarray | None = None,
     local_fraction: float = 0.3,
     negative: str = "",
+    start: torch.Tensor | None = None,
+    feature_fraction: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, AttentionEdit]:
     """(source image, target image, the edit's record) as RGB uint8, from one paired denoising run.
 
-    mask: bool HxW where the target may differ (grounded editing); None edits the whole image.
+    mask: bool HxW where the target may differ (grounded editing); None edits the whole image. start: the initial
+    latent (1, C, h, w) — an inverted real image — instead of seeded noise. feature_fraction: for that share of
+    the steps the target's decoder features are the source's (plug-and-play).
     """
     source_ids, target_ids = _token_ids(pipe, source), _token_ids(pipe, target)
     mapper, alphas = align_tokens(source_ids, target_ids)
@@ -146,9 +151,22 @@ def prompt_to_prompt(
     original = dict(unet.attn_processors)
     unet.set_attn_processor({name: P2PAttnProcessor(edit) for name in original})
     scale = pipe.vae_scale_factor
-    generator = torch.Generator(device="cpu").manual_seed(seed % 2**63)
-    noise = torch.randn((1, unet.config.in_channels, size // scale, size // scale), generator=generator)
-    latents = noise.repeat(2, 1, 1, 1).to(unet.device, unet.dtype)
+    if start is None:
+        generator = torch.Generator(device="cpu").manual_seed(seed % 2**63)
+        start = torch.randn((1, unet.config.in_channels, size // scale, size // scale), generator=generator)
+    latents = start.repeat(2, 1, 1, 1).to(unet.device, unet.dtype)
+    hook = None
+    if feature_fraction > 0:
+        layer = unet.up_blocks[min(1, len(unet.up_blocks) - 1)].resnets[-1]  # PnP's decoder layer
+
+        def inject(module, args, output):
+            if edit.step >= round(feature_fraction * steps):
+                return output
+            output = output.clone()
+            output[1::2] = output[0::2]  # [source, target] pairs, with or without the unconditional pair
+            return output
+
+        hook = layer.register_forward_hook(inject)
     hard = soft = None
     if mask is not None:
         small = torch.from_numpy(mask.astype(np.float32))[None, None]
@@ -179,5 +197,64 @@ def prompt_to_prompt(
         )
     finally:
         unet.set_attn_processor(original)
+        if hook is not None:
+            hook.remove()
     images = (np.clip(result.images, 0, 1) * 255).round().astype(np.uint8)
     return images[0], images[1], edit
+
+
+def can_invert(pipe) -> bool:
+    """DDIM inversion here is for one-text-encoder (SD 1.5 family) pipelines."""
+    return getattr(pipe, "text_encoder_2", None) is None and hasattr(pipe, "encode_prompt")
+
+
+def ddim_invert(pipe, image: np.ndarray, prompt: str, steps: int) -> torch.Tensor:
+    """The initial latent (1, C, h, w) that DDIM sampling under `prompt` maps back to `image` (RGB uint8)."""
+    from diffusers import DDIMInverseScheduler
+
+    unet, vae = pipe.unet, pipe.vae
+    pixels = torch.from_numpy(image.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean * vae.config.scaling_factor
+        embeddings = pipe.encode_prompt(prompt, unet.device, 1, False)[0]
+        inverse = DDIMInverseScheduler.from_config(pipe.scheduler.config)
+        inverse.set_timesteps(steps, device=unet.device)
+        for t in inverse.timesteps:
+            noise = unet(latents.to(unet.dtype), t, encoder_hidden_states=embeddings).sample
+            latents = inverse.step(noise, t, latents).prev_sample
+    return latents
+
+
+def plug_and_play(
+    pipe,
+    image: np.ndarray,
+    source: str,
+    target: str,
+    *,
+    steps: int,
+    feature_fraction: float = 0.8,
+    self_fraction: float = 0.5,
+    **edit,
+) -> tuple[np.ndarray, AttentionEdit]:
+    """(edited image, the edit's record) of a real image: DDIM-inverted under the source caption, then denoised
+    under the target caption with the source branch's decoder features and self-attention injected
+    (plug-and-play, Tumanyan et al.). Sampling uses DDIM, the inversion's own scheduler."""
+    from diffusers import DDIMScheduler
+
+    start = ddim_invert(pipe, image, source, steps)
+    scheduler = pipe.scheduler
+    pipe.scheduler = DDIMScheduler.from_config(scheduler.config)
+    try:
+        _, after, record = prompt_to_prompt(
+            pipe,
+            source,
+            target,
+            steps=steps,
+            start=start,
+            feature_fraction=feature_fraction,
+            self_fraction=self_fraction,
+            **edit,
+        )
+    finally:
+        pipe.scheduler = scheduler
+    return after, record
