@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -19,10 +20,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         help="task name in tasks/, a task YAML path, 'all' (every task the pipeline runs) or a,b,... (omit to resume)",
     )
     parser.add_argument("--tasks", help="a mixture with weights: remove:0.2,add:0.1,... (N is shared by weight)")
-    parser.add_argument("--pipeline", default="local", help="pipeline name in pipelines/ (default: local)")
-    parser.add_argument("--n", type=int, default=200, help="samples to attempt; kept ones are fewer (default: 200)")
-    parser.add_argument("--seed", type=int, default=0, help="run seed (default: 0)")
-    parser.add_argument("--shard-size", type=int, default=100, help="samples per shard (default: 100)")
+    parser.add_argument("--pipeline", help="pipeline name in pipelines/ (default: local)")
+    parser.add_argument("--n", type=int, help="samples to attempt; kept ones are fewer (default: 200)")
+    parser.add_argument("--seed", type=int, help="run seed (default: 0)")
+    parser.add_argument("--shard-size", type=int, help="samples per shard (default: 100)")
     parser.add_argument(
         "--source",
         help="input source: scene (procedural), images (a folder), shards (WebDataset tars with captions), "
@@ -88,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RUN_DEFAULTS = {"pipeline": "local", "n": 200, "seed": 0, "shard_size": 100}
+
+
 def parse_mixture(text: str) -> dict[str, float]:
     """'remove:0.2,add:0.1' -> weights; 'remove,add' -> equal weights."""
     from datagen.config import ConfigError
@@ -99,7 +103,7 @@ def parse_mixture(text: str) -> dict[str, float]:
             value = float(weight) if weight else 1.0
         except ValueError:
             value = -1.0
-        if not name or value <= 0:
+        if not name or not math.isfinite(value) or value <= 0:
             raise ConfigError(f"--tasks {text!r}: expected NAME[:WEIGHT],... with positive weights (got {part!r})")
         weights[name] = weights.get(name, 0.0) + value
     return weights
@@ -111,9 +115,19 @@ def resolve_configs(args: argparse.Namespace) -> list:
     from datagen.runner import load_runs, split_n
 
     if not args.task and not args.tasks:
+        given = [f"--{name.replace('_', '-')}" for name in RUN_DEFAULTS if getattr(args, name) is not None]
+        given += ["--set"] * bool(args.overrides) + ["--source"] * bool(args.source) + ["--input"] * bool(args.input)
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)} given without --task: resuming {args.out} uses its run.json as it is; start a "
+                f"new run (another --out) to change the configuration"
+            )
         return load_runs(args.out)
     if args.task and args.tasks:
         raise ConfigError("give --task or --tasks, not both")
+    for name, default in RUN_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     spec = args.tasks or args.task
     weights = {name: 1.0 for name in known("tasks")} if spec == "all" else parse_mixture(spec)
 
@@ -138,6 +152,8 @@ def resolve_configs(args: argparse.Namespace) -> list:
             except ConfigError as e:
                 skipped.append(f"{name}: {str(e).splitlines()[0]}")
                 del weights[name]
+    if args.n < 1:
+        raise ConfigError(f"--n {args.n}: allowed: a positive number of samples")
     counts = split_n(args.n, weights) if weights else {}
     configs = [load(name, n) for name, n in counts.items() if n > 0]
     if skipped:

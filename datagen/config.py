@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -127,7 +127,7 @@ class PromptTemplates(Spec):
     inverse: list[str] = Field(default_factory=list)
     """Templates of the other direction, where a kind has two: a map back to the image (translate), text removed
     (text_edit)."""
-    choices: dict[str, list[str]] = Field(default_factory=dict)
+    choices: dict[str, Annotated[list[str], Field(min_length=1)]] = Field(default_factory=dict)
     """Values the kind draws from (styles, changes, backgrounds, textures, objects, texts, positions, wording of
     each colour operation ...); see the kind in datagen/template_writer.py for the keys it reads."""
 

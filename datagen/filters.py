@@ -146,7 +146,7 @@ def model_scores(candidates: list, models) -> None:
         embedded = dict(zip(keys, dino.embed_images([unique[k] for k in keys]), strict=True))
         for c in candidates:
             c.scores["dino"] = cosine(embedded[id(c.input_image)], embedded[id(c.output_image)])
-    grounding = models.get("grounding") if first.objects and "grounding" in models else None
+    grounding = models.get("grounding") if first.objects else None
     if grounding is not None and hasattr(grounding, "confidence"):
         found = {k: max(grounding.confidence(unique[k], name) for name in first.objects) for k in keys}
         for c in candidates:

@@ -114,6 +114,7 @@ class ShardWorker:
                 "instruction": "",
                 "output_caption": "",
                 "objects": [],
+                "source_caption": "",
                 "edit": {},
                 "status": "ok",
                 "reason": "",
@@ -123,7 +124,7 @@ class ShardWorker:
             try:
                 text["source"] = self.source.ref(seed, shard * run.shard_size + index)
                 items[index] = self.source.item(text["source"])
-                text[caption_field] = items[index].caption
+                text[caption_field] = text["source_caption"] = items[index].caption
             except REJECTIONS as e:
                 text.update(status="rejected", reason=e.reason, detail=str(e)[:500])
             texts.append(text)
@@ -134,7 +135,7 @@ class ShardWorker:
             else:
                 output = dict(output)
                 if "source_caption" in output:  # written by the LLM from a topic
-                    texts[index][caption_field] = output.pop("source_caption")
+                    texts[index][caption_field] = texts[index]["source_caption"] = output.pop("source_caption")
                 for name in TEXT_FIELDS:
                     if name in output:
                         texts[index][name] = output.pop(name)
@@ -170,6 +171,7 @@ class ShardWorker:
         shards.clear_uncommitted(paths)
         spec = self.config.generator
         generator = generators.get(spec.kind)(spec.args, self.models)
+        draws_input = bool(getattr(generator, "draws_input", False))
         scoring = [role for role in ("clip", "dino") if role in self.models]
         used = {role: self.models[role].model_id for role in (*generator.roles, *scoring)}
         timings: Counter[str] = Counter()
@@ -177,7 +179,7 @@ class ShardWorker:
         tar = shards.TarShardWriter(paths.tar, pipe.image_format, pipe.image_quality, pipe.png_compression)
         try:
             for line in texts.jsonl.read_text(encoding="utf-8").splitlines():
-                candidates = self._render_sample(json.loads(line), generator, used, timings)
+                candidates = self._render_sample(json.loads(line), generator, used, timings, draws_input)
                 t0 = time.perf_counter()
                 for record in candidates:
                     if record.selected:
@@ -223,7 +225,9 @@ class ShardWorker:
         shards.write_atomic(paths.stats, json.dumps(stats, indent=1, sort_keys=True).encode())
         return stats
 
-    def _render_sample(self, text: dict, generator, used: dict[str, str], timings: Counter) -> list[EditRecord]:
+    def _render_sample(
+        self, text: dict, generator, used: dict[str, str], timings: Counter, draws_input: bool
+    ) -> list[EditRecord]:
         task = self.config.task
         record = EditRecord(
             key=text["key"],
@@ -236,7 +240,7 @@ class ShardWorker:
             instruction=text["instruction"],
             output_caption=text["output_caption"],
             objects=list(text["objects"]),
-            params=dict(text["edit"]),
+            params=dict(text.get("edit", {})),
             models={"llm": text["writer"], **used},
         )
         if text["status"] != "ok":
@@ -244,14 +248,14 @@ class ShardWorker:
         rng = np.random.default_rng([record.seed, 1])
         try:
             t0 = time.perf_counter()
-            if getattr(generator, "draws_input", False):  # e.g. prompt-to-prompt draws both images itself
+            if draws_input:  # e.g. prompt-to-prompt draws both images itself
                 inputs = LoadedInput(image=None)
             else:
                 inputs = self.source.load(record.source, self.config.run.max_image_pixels)
             timings["load"] += time.perf_counter() - t0
-            if inputs.image is None and not getattr(generator, "draws_input", False):  # text-only source
+            if inputs.image is None and not draws_input:  # a text-only source: drawn from the source's own caption
                 t0 = time.perf_counter()
-                caption = record.input_caption if self.config.prompt.caption_role == "input" else record.output_caption
+                caption = text.get("source_caption") or record.input_caption  # never a writer-rewritten caption
                 inputs.image = self.models["t2i"].generate(caption, seed=record.seed)
                 timings["t2i"] += time.perf_counter() - t0
             t1 = time.perf_counter()
@@ -361,6 +365,8 @@ def read_run(path: Path) -> dict[str, dict]:
     """Task name -> resolved configuration, from OUT/run.json."""
     try:
         record = json.loads(path.read_text())
+        if "config" in record and "runs" not in record:  # a single-task run written before mixtures existed
+            return {record["config"]["task"]["name"]: record["config"]}
         return {task: run["config"] for task, run in record["runs"].items()}
     except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
         raise ConfigError(f"{path}: unreadable ({e}); move it away to start a new run in {path.parent}") from None
@@ -493,6 +499,10 @@ def execute_all(
     if phase != "generate":
         return _execute_phase(configs, phase, ray_address, workers, progress)
     written = _execute_phase(configs, "write", ray_address, workers, progress)
+    if workers == 0:
+        from datagen.writer import release_engines
+
+        release_engines("cuda")  # the LLM's GPU memory goes back before the image models load in this process
     rendered = _execute_phase(
         configs,
         "render",
@@ -613,8 +623,17 @@ def _run_ray(
     init_ray(address)
     pipeline = configs[0].pipeline
     actor = pipeline.writer_actor if phase == "write" else pipeline.actor
-    cpus = ray.cluster_resources().get("CPU", 1.0)
-    count = workers or max(1, int(cpus // actor.num_cpus))
+    resources = ray.cluster_resources()
+    count = workers or max(1, int(resources.get("CPU", 1.0) // actor.num_cpus))
+    if actor.num_gpus > 0:  # actors that cannot be placed would wait forever
+        fit = int(resources.get("GPU", 0.0) // actor.num_gpus)
+        if fit == 0:
+            raise ConfigError(
+                f"the {phase} actors need {actor.num_gpus} GPU(s) each and the Ray cluster has "
+                f"{resources.get('GPU', 0.0):g}; join a cluster with GPUs (--ray-address) or lower "
+                f"{'writer_actor' if phase == 'write' else 'actor'}.num_gpus"
+            )
+        count = min(count, fit)
     count = min(count, len(todo))
     Remote = ray.remote(num_cpus=actor.num_cpus, num_gpus=actor.num_gpus, max_restarts=0)(MixtureWorker)
     actors = [Remote.remote(configs) for _ in range(count)]

@@ -39,6 +39,11 @@ class TemplateWriter:
                 f"roles.llm: backend 'template' needs `templates` and `verbs` in prompts/{prompt.name}.yaml for "
                 f"edit {prompt.templates.edit!r}; use backend vllm"
             )
+        if prompt.templates.edit in ("translate", "text_edit") and not prompt.templates.inverse:
+            raise ConfigError(
+                f"prompts/{prompt.name}.yaml: field `templates.inverse`: edit {prompt.templates.edit!r} needs "
+                f"templates for its other direction"
+            )
         missing = [
             key for key in REQUIRED_CHOICES.get(prompt.templates.edit, ()) if key not in prompt.templates.choices
         ]

@@ -100,8 +100,23 @@ VLLM_ARGS = {
 }
 """Arguments of the vllm backend (roles.llm.args) and their defaults; temperature and top-p are Emu Edit's."""
 
-_ENGINES: dict[str, Any] = {}
-"""One vLLM engine per model and engine arguments in a process: loaded once, shared by every writer built there."""
+_ENGINES: dict[str, tuple[str, Any]] = {}
+"""One vLLM engine per model and engine arguments in a process, with its device: loaded once, shared by every
+writer built there."""
+
+
+def release_engines(device: str) -> None:
+    """Drop this process's engines on `device` and give their memory back (inline runs, before rendering)."""
+    import gc
+
+    for key in [k for k, (d, _) in _ENGINES.items() if d == device]:
+        del _ENGINES[key]
+    gc.collect()
+    if device == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 class VLLMWriter:
@@ -128,8 +143,16 @@ class VLLMWriter:
                 raise ConfigError(f"field `roles.llm.args.{name}`: {value!r}; allowed: {what} in [{low}, {high}]")
         if not isinstance(self.args["engine_args"], dict):
             raise ConfigError("field `roles.llm.args.engine_args`: must be a mapping of vllm.LLM keyword arguments")
-        if "trust_remote_code" in self.args["engine_args"]:
-            raise ConfigError("field `roles.llm.args.engine_args.trust_remote_code`: not allowed (no remote code)")
+        for unsafe in ("trust_remote_code", "load_format"):
+            if unsafe in self.args["engine_args"]:
+                raise ConfigError(
+                    f"field `roles.llm.args.engine_args.{unsafe}`: not allowed (safetensors only, no remote code)"
+                )
+        if self.args["max_tokens"] >= self.args["max_model_len"]:
+            raise ConfigError(
+                f"field `roles.llm.args.max_tokens`: {self.args['max_tokens']} leaves no room for the prompt in "
+                f"max_model_len {self.args['max_model_len']}; allowed: less than max_model_len"
+            )
         if spec.device not in ("cpu", "cuda"):
             raise ConfigError(f"field `roles.llm.device`: {spec.device!r}; allowed: cpu, cuda")
         self.spec = spec
@@ -153,6 +176,7 @@ class VLLMWriter:
             "enforce_eager": cpu if self.args["enforce_eager"] is None else bool(self.args["enforce_eager"]),
             "seed": 0,
             "trust_remote_code": False,
+            "load_format": "safetensors",
             "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
             **self.args["engine_args"],
         }
@@ -178,8 +202,8 @@ class VLLMWriter:
                 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             from vllm import LLM
 
-            _ENGINES[key] = LLM(**kwargs)
-        self._engine = _ENGINES[key]
+            _ENGINES[key] = (self.spec.device, LLM(**kwargs))
+        self._engine = _ENGINES[key][1]
         self._tokenizer = self._engine.get_tokenizer()
 
     def render(self, messages: list[dict[str, str]]) -> list[int]:

@@ -108,3 +108,18 @@ def test_tiny_llm_speaks_llama2_chat(tiny_dir):
     model = LlamaForCausalLM.from_pretrained(path, use_safetensors=True)
     assert model.config.hidden_size // model.config.num_attention_heads == 64, "a head size vLLM's CPU attention runs"
     assert model.config.vocab_size == len(tokenizer)
+
+
+def test_locate_all_finds_every_instance_without_overlaps(tiny_dir):
+    from datagen import models
+    from datagen.models.grounding_dino import iou
+    from datagen.scenes import make_scene
+    from datagen.sources import LoadedInput
+
+    assert iou([0, 0, 2, 2], [1, 1, 3, 3]) == pytest.approx(1 / 7) and iou([0, 0, 1, 1], [2, 2, 3, 3]) == 0.0
+    grounding = models.build("grounding", load_pipeline("tiny").roles["grounding"])
+    grounding.load()
+    found = grounding.locate_all(LoadedInput(image=make_scene(1, 128).render()), "person", limit=5)
+    assert 1 <= len(found) <= 5
+    assert all(iou(a.box, b.box) <= 0.5 for n, a in enumerate(found) for b in found[n + 1 :])
+    assert [d.score for d in found] == sorted((d.score for d in found), reverse=True)

@@ -103,3 +103,14 @@ def test_plug_and_play_edits_the_real_image_and_injects_features(pipe):
     assert with_features.shape == image.shape and record.edited["self"] > 0
     assert not (with_features == without).all(), "the decoder features of the inverted branch were injected"
     assert type(pipe.scheduler).__name__ == "DDIMScheduler" and not pipe.unet.up_blocks[1].resnets[-1]._forward_hooks
+
+
+def test_same_length_prompts_are_a_word_swap_and_others_a_refinement(pipe):
+    from datagen.models.p2p import token_map
+
+    mapper, alphas, mode = token_map(
+        pipe, "a red ball", "a big ball"
+    )  # same length under the tiny character tokenizer
+    assert mode == "swap" and mapper == list(range(len(mapper))) and set(alphas) == {1.0}
+    mapper, alphas, mode = token_map(pipe, "a red ball", "a red ball on a wooden table")
+    assert mode == "refine" and 0.0 in alphas and mapper[1] == 1

@@ -257,3 +257,24 @@ def _palette(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).quantize(32).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_resume_refuses_options_it_would_ignore_and_mixture_weights_are_checked(tmp_path):
+    out = tmp_path / "r"
+    run_cli("generate", "--task", "remove", "--n", "4", "--out", str(out), "--workers", "0", "--no-progress", *FAST)
+    proc = run_cli("render", "--out", str(out), "--set", "filters.mask_area.min=0.3", check=False)
+    assert proc.returncode == 2 and "--set given without --task: resuming" in proc.stderr
+    proc = run_cli("generate", "--out", str(out), "--n", "10", check=False)
+    assert proc.returncode == 2 and "--n given without --task" in proc.stderr
+    for weights in ("remove:nan", "remove:inf", "remove:-1", "remove:x"):
+        proc = run_cli("generate", "--tasks", weights, "--out", str(tmp_path / "m"), check=False)
+        assert proc.returncode == 2 and "expected NAME[:WEIGHT]" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_actors_that_need_gpus_the_cluster_lacks_stop_the_run_instead_of_waiting(tmp_path, ray_cluster):
+    proc = run_cli(
+        "generate", "--task", "remove", "--n", "2", "--out", str(tmp_path), "--no-progress",
+        "--set", "pipeline.actor.num_gpus=1", *FAST, env={"RAY_ADDRESS": ray_cluster}, check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "the render actors need 1.0 GPU(s) each and the Ray cluster has 0" in proc.stderr

@@ -167,3 +167,23 @@ def test_the_tiny_stack_runs_every_task(tiny_dir, tmp_path):
         check_contract(config, tmp_path, strict=False)
         for name in (f"texts/{config.task.name}-000000.jsonl", f"shards/{config.task.name}-000000.tar"):
             assert (tmp_path / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
+
+
+def test_text_to_image_draws_the_source_caption_not_the_rewritten_one(tiny_dir, tmp_path):
+    from datagen import models as roles
+
+    captions = tmp_path / "captions.txt"
+    captions.write_text("a dog on a sofa\na red car in front of a house\n")
+    config = load_run("depth", "tiny", out=str(tmp_path / "out"), n=6, source="captions", input=str(captions))
+    execute(config, "generate", workers=0, progress=False)
+    texts = [json.loads(line) for line in (tmp_path / "out" / "texts" / "depth-000000.jsonl").open()]
+    assert [t["source_caption"] for t in texts] == ["a dog on a sofa", "a red car in front of a house"] * 3
+    t2i = roles.build("t2i", config.pipeline.roles["t2i"], image_size=config.pipeline.image_size)
+    t2i.load()
+    seeds = {t["key"]: (t["seed"], t["source_caption"]) for t in texts}
+    tar = str(tmp_path / "out" / "shards" / "depth-000000.tar")
+    for sample in wds.WebDataset(tar, shardshuffle=False, empty_check=False):
+        meta = json.loads(sample["json"])
+        seed, caption = seeds[sample["__key__"]]
+        photo = decode_member(sample["output.png" if meta["params"]["direction"] == "from_map" else "input.png"])
+        assert (photo == t2i.generate(caption, seed=seed)).all(), "the photo side is the source caption's image"

@@ -102,7 +102,6 @@ class GroundedInpaint:
             variants = {name: 255 - mask for name, mask in variants.items()}
             object_mask = ~object_mask
         truth = inputs.ground_truth(tuple(record.objects)) if self.args["direction"] != "replace" else None
-        out = []
         add = self.args["direction"] == "add"
         prompt = record.input_caption if add else record.output_caption  # the caption of the repainted image
         out = []

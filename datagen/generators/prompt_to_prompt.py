@@ -49,7 +49,7 @@ class PromptToPrompt:
         rules = {
             "seeds": int_in(1, 16),
             "cross_fraction": _range(0.0, 1.0),
-            "self_fraction": (lambda v: isinstance(v, int | float) and 0 <= v <= 1, "a number in [0, 1]"),
+            "self_fraction": number_in(0.0, 1.0),
             "reweight": _range(0.0, 5.0),
             "inversion": one_of("never", "auto"),
             "feature_fraction": number_in(0.0, 1.0),

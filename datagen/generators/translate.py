@@ -101,7 +101,12 @@ class Translate:
         if self.map == "segmap":
             return segmap_image(self.models["semseg"].classes(inputs))
         if self.map == "pose":
-            people = self.models["grounding"].locate(inputs, ["person"])
+            grounding = self.models["grounding"]
+            people = (
+                grounding.locate_all(inputs, "person")
+                if hasattr(grounding, "locate_all")
+                else grounding.locate(inputs, ["person"])
+            )
             return pose_image(inputs.image.shape[:2], self.models["pose"].keypoints(inputs, people))
         depth = self.models["depth"].depth(inputs)
         return depth_image(depth) if self.map == "depth" else normal_image(depth)

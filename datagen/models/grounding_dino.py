@@ -29,8 +29,8 @@ class GroundingDINO:
         self.model = self.model.to(self.device).eval()
         self.processor = AutoProcessor.from_pretrained(path)
 
-    def _detect(self, image: np.ndarray, name: str) -> tuple[float, list[float]]:
-        """(best score, box) of `name` in the image; score 0 when nothing passes the text threshold."""
+    def _detections(self, image: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (n,), boxes (n, 4) clipped to the image) of every query box for `name`, best first."""
         import torch
 
         height, width = image.shape[:2]
@@ -48,12 +48,33 @@ class GroundingDINO:
             text_threshold=self.text_threshold,
             target_sizes=[(height, width)],
         )[0]
-        if len(result["scores"]) == 0:
-            return 0.0, [0.0, 0.0, float(width), float(height)]
-        best = int(torch.argmax(result["scores"]))
-        x0, y0, x1, y1 = (float(v) for v in result["boxes"][best].float().cpu())
-        box = [max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)]
-        return float(result["scores"][best]), box
+        scores = result["scores"].float().cpu().numpy()
+        boxes = result["boxes"].float().cpu().numpy().reshape(-1, 4)
+        boxes = np.clip(boxes, 0, [width, height, width, height])
+        order = np.argsort(-scores, kind="stable")
+        return scores[order], boxes[order]
+
+    def _detect(self, image: np.ndarray, name: str) -> tuple[float, list[float]]:
+        """(best score, box) of `name` in the image; score 0 when nothing passes the text threshold."""
+        scores, boxes = self._detections(image, name)
+        if len(scores) == 0:
+            return 0.0, [0.0, 0.0, float(image.shape[1]), float(image.shape[0])]
+        return float(scores[0]), [float(v) for v in boxes[0]]
+
+    def locate_all(self, inputs, name: str, limit: int = 8, overlap: float = 0.5) -> list[Detection]:
+        """Every instance of `name` (pose: all the people): boxes over the threshold, overlapping ones suppressed
+        (IoU > overlap), at most `limit`, best first."""
+        scores, boxes = self._detections(inputs.image, name)
+        kept: list[Detection] = []
+        for score, box in zip(scores, boxes, strict=True):
+            if score < self.box_threshold or len(kept) == limit:
+                break
+            if box[2] - box[0] < 1 or box[3] - box[1] < 1 or any(iou(box, d.box) > overlap for d in kept):
+                continue
+            kept.append(Detection(name=name, box=[float(v) for v in box], score=float(score)))
+        if not kept:
+            raise GroundingMiss("object_not_found", f"{name!r}: no box scores {self.box_threshold} or more")
+        return kept
 
     def locate(self, inputs, names: list[str]) -> list[Detection]:
         found = []
@@ -67,3 +88,12 @@ class GroundingDINO:
     def confidence(self, image: np.ndarray, name: str) -> float:
         """How surely `name` is in the image (the detector gate: removed objects must fall, added ones rise)."""
         return self._detect(image, name)[0]
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two [x0, y0, x1, y1] boxes."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

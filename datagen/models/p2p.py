@@ -46,6 +46,8 @@ class AttentionEdit:
     equalizer: torch.Tensor
     """(tokens,) weights applied to the target's cross-attention columns (1 = unchanged)."""
     step: int = 0
+    mode: str = "refine"
+    """swap (same token count: the target's maps are the source's) or refine (aligned tokens only)."""
     edited: dict[str, int] = field(default_factory=lambda: {"cross": 0, "self": 0})
 
     def __call__(self, probs: torch.Tensor, is_cross: bool, heads: int) -> torch.Tensor:
@@ -107,9 +109,20 @@ class P2PAttnProcessor:
         return hidden_states / attn.rescale_output_factor
 
 
-def _token_ids(pipe, prompt: str) -> list[int]:
+def _token_ids(pipe, prompt: str, pad: bool = True) -> list[int]:
     tokenizer = pipe.tokenizer
-    return tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True).input_ids
+    padding = "max_length" if pad else False
+    return tokenizer(prompt, padding=padding, max_length=tokenizer.model_max_length, truncation=True).input_ids
+
+
+def token_map(pipe, source: str, target: str) -> tuple[list[int], list[float], str]:
+    """(mapper, alphas, mode): a word swap when both prompts tokenise to the same length (every target position
+    takes the source's map at the same position), else a refinement through the token alignment."""
+    source_ids, target_ids = _token_ids(pipe, source), _token_ids(pipe, target)
+    if len(_token_ids(pipe, source, pad=False)) == len(_token_ids(pipe, target, pad=False)):
+        return list(range(len(target_ids))), [1.0] * len(target_ids), "swap"
+    mapper, alphas = align_tokens(source_ids, target_ids)
+    return mapper, alphas, "refine"
 
 
 def prompt_to_prompt(
@@ -136,9 +149,11 @@ def prompt_to_prompt(
     latent (1, C, h, w) — an inverted real image — instead of seeded noise. feature_fraction: for that share of
     the steps the target's decoder features are the source's (plug-and-play).
     """
-    source_ids, target_ids = _token_ids(pipe, source), _token_ids(pipe, target)
-    mapper, alphas = align_tokens(source_ids, target_ids)
-    equalizer = [1.0 if a else float(reweight) for a in alphas]
+    mapper, alphas, mode = token_map(pipe, source, target)
+    changed = set(_token_ids(pipe, target)) - set(_token_ids(pipe, source))
+    ids = _token_ids(pipe, target)
+    # reweighting scales the target's new words: unaligned tokens (refine), or the swapped ones (swap)
+    equalizer = [float(reweight) if (a == 0 or ids[n] in changed) else 1.0 for n, a in enumerate(alphas)]
     edit = AttentionEdit(
         steps=steps,
         cross_fraction=cross_fraction,
@@ -146,6 +161,7 @@ def prompt_to_prompt(
         mapper=torch.tensor(mapper),
         alphas=torch.tensor(alphas)[None, None, :],
         equalizer=torch.tensor(equalizer)[None, None, :],
+        mode=mode,
     )
     unet = pipe.unet
     original = dict(unet.attn_processors)
