@@ -114,3 +114,21 @@ def test_same_length_prompts_are_a_word_swap_and_others_a_refinement(pipe):
     assert mode == "swap" and mapper == list(range(len(mapper))) and set(alphas) == {1.0}
     mapper, alphas, mode = token_map(pipe, "a red ball", "a red ball on a wooden table")
     assert mode == "refine" and 0.0 in alphas and mapper[1] == 1
+
+
+def test_the_sdxl_family_generates_edits_and_inverts(tiny_dir):
+    from datagen.config import RoleSpec
+    from datagen.models.p2p import can_invert, ddim_invert
+    from datagen.scenes import make_scene
+
+    args = {"steps": 3, "guidance": 5.0, "pipeline": "StableDiffusionXLPipeline"}
+    t2i = models.build("t2i", RoleSpec(backend="diffusers", model="tiny:t2i_xl", args=args), image_size=64)
+    t2i.load()
+    assert type(t2i.pipe).__name__ == "StableDiffusionXLPipeline" and can_invert(t2i.pipe)
+    before, after = t2i.prompt_to_prompt("a red ball", "a red ball", seed=1, cross_fraction=1.0, self_fraction=1.0)
+    assert before.shape == (64, 64, 3) and (before == after).all()
+    image = make_scene(2, 64).render()
+    start = ddim_invert(t2i.pipe, image, "a scene", 3)
+    assert not torch.equal(start, ddim_invert(t2i.pipe, image[::-1].copy(), "a scene", 3))
+    edited = t2i.plug_and_play(image, "a scene", "a scene at night", seed=0, cross_fraction=0.5)
+    assert edited.shape == image.shape and (edited != image).any()

@@ -5,8 +5,8 @@ filters).
 `inversion: never` generates the pair: input from the input caption, output from the output caption, in one
 paired run (the source's own image is not used). `inversion: auto` edits the source's image itself: DDIM inversion
 under the input caption, then plug-and-play (decoder features and self-attention of the inverted branch injected)
-towards the output caption — where the text-to-image model is of the SD 1.5 family; SDXL ones fall back to
-generated pairs, and the record's `method` says which ran.
+towards the output caption (SD 1.5 and SDXL families; a pipeline without its own prompt encoder falls back to
+generated pairs, and the record's `method` says which ran).
 """
 
 from __future__ import annotations

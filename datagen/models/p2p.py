@@ -220,8 +220,21 @@ def prompt_to_prompt(
 
 
 def can_invert(pipe) -> bool:
-    """DDIM inversion here is for one-text-encoder (SD 1.5 family) pipelines."""
-    return getattr(pipe, "text_encoder_2", None) is None and hasattr(pipe, "encode_prompt")
+    """DDIM inversion needs the pipeline's own prompt encoder (SD 1.5 and SDXL families have one)."""
+    return hasattr(pipe, "encode_prompt")
+
+
+def _condition(pipe, prompt: str, size: int) -> dict:
+    """The UNet's text conditioning for one prompt, without classifier-free guidance (SDXL adds pooled text and
+    its six size/crop ids)."""
+    device = pipe.unet.device
+    if getattr(pipe, "text_encoder_2", None) is None:
+        return {"encoder_hidden_states": pipe.encode_prompt(prompt, device, 1, False)[0]}
+    embeddings, _, pooled, _ = pipe.encode_prompt(
+        prompt=prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
+    )
+    time_ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=embeddings.dtype, device=device)
+    return {"encoder_hidden_states": embeddings, "added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids}}
 
 
 def ddim_invert(pipe, image: np.ndarray, prompt: str, steps: int) -> torch.Tensor:
@@ -232,11 +245,11 @@ def ddim_invert(pipe, image: np.ndarray, prompt: str, steps: int) -> torch.Tenso
     pixels = torch.from_numpy(image.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
     with torch.inference_mode():
         latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean * vae.config.scaling_factor
-        embeddings = pipe.encode_prompt(prompt, unet.device, 1, False)[0]
+        condition = _condition(pipe, prompt, image.shape[0])
         inverse = DDIMInverseScheduler.from_config(pipe.scheduler.config)
         inverse.set_timesteps(steps, device=unet.device)
         for t in inverse.timesteps:
-            noise = unet(latents.to(unet.dtype), t, encoder_hidden_states=embeddings).sample
+            noise = unet(latents.to(unet.dtype), t, **condition).sample
             latents = inverse.step(noise, t, latents).prev_sample
     return latents
 

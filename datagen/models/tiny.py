@@ -15,7 +15,7 @@ from pathlib import Path
 
 from datagen import scenes
 
-VERSION = "v5"  # bump when a builder changes, so stale caches are rebuilt
+VERSION = "v6"  # bump when a builder changes, so stale caches are rebuilt
 
 WORDS = sorted(
     {
@@ -277,6 +277,40 @@ def build_t2i(path: Path) -> None:
     pipe.save_pretrained(path, safe_serialization=True)
 
 
+def build_t2i_xl(path: Path) -> None:
+    """A tiny SDXL text-to-image pipeline (two text encoders, text-time conditioning), for the SDXL code paths."""
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    parts = _sd_parts(4)
+    _seed()
+    tokenizer = parts["tokenizer"]
+    text = clip_text_config(len(tokenizer))
+    parts["unet"] = UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + 32,  # six time ids, and the pooled text of encoder 2
+        cross_attention_dim=2 * text["hidden_size"],  # both encoders' hidden states, concatenated
+        norm_num_groups=32,
+    )
+    parts["text_encoder"] = CLIPTextModel(CLIPTextConfig(**text))
+    pipe = StableDiffusionXLPipeline(
+        **parts,
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text, projection_dim=32)),
+        tokenizer_2=tokenizer,
+    )
+    pipe.save_pretrained(path, safe_serialization=True)
+
+
 def build_inpaint(path: Path) -> None:
     from diffusers import StableDiffusionInpaintPipeline
 
@@ -433,6 +467,7 @@ BUILDERS = {
     "grounding": build_grounding,
     "segmenter": build_segmenter,
     "t2i": build_t2i,
+    "t2i_xl": build_t2i_xl,
     "inpaint": build_inpaint,
     "depth": build_depth,
     "semseg": build_semseg,
