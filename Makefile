@@ -15,7 +15,11 @@ OUT ?= out/$(TASK)
 SEED ?= 0
 ARGS ?=
 
-.PHONY: help install test lint generate verify clean
+SHARDS ?= out/remove
+TRAIN_OUT ?= runs/edit
+STEPS ?= 300
+
+.PHONY: help install test lint generate verify train clean
 
 help:
 	@echo "make install                 create $(VENV) and install datagen (CPU, no GPU needed)"
@@ -23,6 +27,7 @@ help:
 	@echo "make lint                    ruff check + format check"
 	@echo "make generate TASK=remove [PIPELINE=local] [N=200] [OUT=out/remove] [SEED=0] [ARGS='--set k=v']"
 	@echo "make verify OUT=out/remove   check every committed shard"
+	@echo "make train SHARDS=out/remove [TRAIN_OUT=runs/edit] [STEPS=300] [ARGS='--init ...']"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +57,10 @@ generate:
 
 verify:
 	$(BIN)/datagen verify $(OUT)
+
+# CPU default: the tiny editor at 64 px; on GPUs pass ARGS='--init stable-diffusion-v1-5/stable-diffusion-v1-5 --resolution 256'.
+train:
+	$(BIN)/datagen train --shards $(SHARDS) --out $(TRAIN_OUT) --steps $(STEPS) --resolution 64 --batch-size 4 $(ARGS)
 
 clean:
 	rm -rf out .pytest_cache

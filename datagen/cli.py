@@ -1,4 +1,4 @@
-"""`datagen` command line: generate | write | render | verify | tasks | preflight."""
+"""`datagen` command line: generate | write | render | verify | tasks | preflight | train | edit | eval."""
 
 from __future__ import annotations
 
@@ -63,6 +63,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("out", help="run directory")
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    train = sub.add_parser("train", help="train the editing model on shards", description="Train an "
+        "InstructPix2Pix-style editor with task embeddings on shards (datagen/train.py); resumes from OUT's last "
+        "checkpoint.")  # fmt: skip
+    train.add_argument("--shards", nargs="+", required=True, help="run folders, .tar files or URLs")
+    train.add_argument("--out", required=True, help="training run folder (checkpoints/, log.jsonl)")
+    train.add_argument("--init", default="tiny:t2i", help="text-to-image checkpoint to start from (default: tiny:t2i)")
+    for flag, kind, default in (("--resolution", int, 256), ("--batch-size", int, 8), ("--accumulation", int, 1),
+                                ("--steps", int, 1000), ("--lr", float, 1e-4), ("--checkpoint-every", int, 500),
+                                ("--seed", int, 0), ("--ema", float, 0.0)):  # fmt: skip
+        train.add_argument(flag, type=kind, default=default, help=f"(default: {default})")
+    train.add_argument("--min-score", action="append", default=[], metavar="SCORE=MIN", help="e.g. clip_dir=0.2")
+    train.add_argument("--no-progress", action="store_true")
+    edit = sub.add_parser("edit", help="edit an image with a trained checkpoint (multi-turn: repeat --instruction)")
+    edit.add_argument("--checkpoint", required=True, help="a training run folder or one of its checkpoints")
+    edit.add_argument("--image", required=True)
+    edit.add_argument("--instruction", action="append", required=True, help="repeat for multi-turn editing")
+    edit.add_argument("--task", help="task of the instruction (default: the checkpoint's first task)")
+    edit.add_argument("--out", required=True, help="PNG to write (turn k also as OUT-k.png when several)")
+    edit.add_argument("--steps", type=int, default=20)
+    edit.add_argument("--image-guidance", type=float, default=1.5)
+    edit.add_argument("--text-guidance", type=float, default=5.0)
+    edit.add_argument(
+        "--alpha", type=float, default=0.03, help="multi-turn: keep a new pixel only if it changed this much"
+    )
+    edit.add_argument("--seed", type=int, default=0)
+    ev = sub.add_parser("eval", help="CLIP_dir, CLIP_img, CLIP_out, L1, DINO per task", description=__import__(
+        "datagen.evaluate", fromlist=["x"]).__doc__)  # fmt: skip
+    ev.add_argument("--shards", nargs="+", help="run folders or .tar files: their pairs, or a checkpoint's edits")
+    ev.add_argument("--benchmark", help="a benchmark-format parquet (needs --checkpoint)")
+    ev.add_argument("--checkpoint", help="evaluate this model's edits instead of the stored outputs")
+    ev.add_argument("--pipeline", default="sd15", help="whose clip and dino roles measure (default: sd15)")
+    ev.add_argument("--limit", type=int, help="at most this many pairs")
+    ev.add_argument("--json", help="also write the numbers here")
     tasks = sub.add_parser(
         "tasks",
         help="list every task: group, generator, the pipelines it runs on",
@@ -249,6 +282,81 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from datagen.config import ConfigError
+    from datagen.train import TrainConfig, train
+
+    min_score = {}
+    for item in args.min_score:
+        name, _, value = item.partition("=")
+        try:
+            min_score[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"--min-score {item!r}: expected SCORE=MIN, e.g. clip_dir=0.2") from None
+    config = TrainConfig(
+        shards=args.shards, out=args.out, init=args.init, resolution=args.resolution, batch_size=args.batch_size,
+        accumulation=args.accumulation, steps=args.steps, lr=args.lr, checkpoint_every=args.checkpoint_every,
+        seed=args.seed, ema=args.ema, min_score=min_score,
+    )  # fmt: skip
+    result = train(config, progress=not args.no_progress)
+    print(f"step {result['step']}: loss {result['loss']:.4f}; checkpoint {result['checkpoint']}")
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from datagen.images import BadImage, decode_image
+    from datagen.train import edit, keep_changed, load_editor, to_png
+
+    model = load_editor(args.checkpoint)
+    try:
+        image = decode_image(Path(args.image).read_bytes(), 50_000_000)
+    except (OSError, BadImage) as e:
+        print(f"datagen: --image {args.image}: {e}", file=sys.stderr)
+        return 2
+    task = args.task or model.tasks[0]
+    current = image
+    for turn, instruction in enumerate(args.instruction, 1):
+        new = edit(model, current, instruction, task, args.steps, args.image_guidance, args.text_guidance, args.seed)
+        current = keep_changed(current[: new.shape[0], : new.shape[1]], new, args.alpha) if turn > 1 else new
+        if len(args.instruction) > 1:
+            Path(f"{Path(args.out).with_suffix('')}-{turn}.png").write_bytes(to_png(current))
+    Path(args.out).write_bytes(to_png(current))
+    print(f"wrote {args.out} ({len(args.instruction)} turn(s), task {task})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from datagen import evaluate, models
+    from datagen.config import ConfigError, load_pipeline
+    from datagen.preflight import require
+
+    if bool(args.shards) == bool(args.benchmark):
+        raise ConfigError("give --shards or --benchmark (one of them)")
+    if args.benchmark and not args.checkpoint:
+        raise ConfigError("--benchmark needs --checkpoint: a benchmark has inputs only")
+    pipeline = load_pipeline(args.pipeline)
+    missing = [r for r in ("clip", "dino") if r not in pipeline.roles]
+    if missing:
+        raise ConfigError(f"--pipeline {args.pipeline}: has no {' or '.join(missing)} role to measure with")
+    require(pipeline, "render", {"clip", "dino"})
+    clip = models.build("clip", pipeline.roles["clip"])
+    dino = models.build("dino", pipeline.roles["dino"])
+    clip.load()
+    dino.load()
+    pairs = evaluate.load_benchmark(args.benchmark, args.limit) if args.benchmark else evaluate.load_pairs(
+        args.shards, args.limit)  # fmt: skip
+    editor = None
+    if args.checkpoint:
+        from datagen.train import load_editor
+
+        editor = load_editor(args.checkpoint)
+    summary = evaluate.summarise(evaluate.evaluate(pairs, clip, dino, editor))
+    print(evaluate.table(summary, clip.model_id, dino.model_id))
+    if args.json:
+        evaluate.write_json(Path(args.json), summary, clip.model_id, dino.model_id)
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from datagen.shards import verify
 
@@ -279,6 +387,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_preflight(args)
         if args.command == "tasks":
             return cmd_tasks(args)
+        if args.command == "train":
+            return cmd_train(args)
+        if args.command == "edit":
+            return cmd_edit(args)
+        if args.command == "eval":
+            return cmd_eval(args)
         return cmd_run(args)
     except ConfigError as e:
         print(f"datagen: configuration error:\n{e}", file=sys.stderr)

@@ -1,0 +1,107 @@
+"""The editor trainer on the tiny model (CPU): it learns, resumes exactly, drops guidance as specified; the edit and
+eval paths; metrics and multi-turn thresholding against hand-computed values."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from datagen.config import load_run
+from datagen.evaluate import load_pairs, pair_metrics, summarise
+from datagen.runner import execute
+from datagen.train import TrainConfig, drop_masks, edit, keep_changed, load_editor, train
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    execute(load_run("remove", "local", out=str(out), n=16, overrides=["pipeline.image_size=64"]), "generate",
+            workers=0, progress=False)  # fmt: skip
+    return out
+
+
+def config(shards, out, steps, **kw) -> TrainConfig:
+    base = dict(resolution=32, batch_size=4, lr=1e-3, warmup=5, checkpoint_every=3, shuffle=16)
+    return TrainConfig(shards=[str(shards)], out=str(out), steps=steps, **{**base, **kw})
+
+
+def test_the_model_learns_a_handful_of_samples(tiny_dir, shards, tmp_path):
+    result = train(config(shards, tmp_path, 60, checkpoint_every=60), progress=False)
+    first, last = np.mean(result["losses"][:5]), np.mean(result["losses"][-5:])
+    assert last < first / 4, f"loss {first:.3f} -> {last:.3f}"
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").open()]
+    assert [row["step"] for row in log] == list(range(1, 61)) and all(row["samples_per_s"] > 0 for row in log)
+
+
+def test_resume_gives_the_uninterrupted_losses(tiny_dir, shards, tmp_path):
+    full = train(config(shards, tmp_path / "a", 5), progress=False)
+    train(config(shards, tmp_path / "b", 3), progress=False)
+    resumed = train(config(shards, tmp_path / "b", 5), progress=False)
+    assert resumed["losses"] == full["losses"][3:], "exact: weights, optimizer, schedule and data position"
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-00000003", "step-00000005"]
+    files = {p.name for p in (tmp_path / "b" / "checkpoints" / "step-00000005").iterdir()}
+    assert files == {"model.safetensors", "optimizer.safetensors", "state.json"}, "no pickles"
+
+
+def test_guidance_dropout_rates():
+    text, image = drop_masks(200_000, 0.05, torch.Generator().manual_seed(0))
+    assert (text & ~image).float().mean() == pytest.approx(0.05, abs=0.003)
+    assert (image & ~text).float().mean() == pytest.approx(0.05, abs=0.003)
+    assert (text & image).float().mean() == pytest.approx(0.05, abs=0.003)
+
+
+def test_edit_and_multi_turn(tiny_dir, shards, tmp_path):
+    train(config(shards, tmp_path, 3), progress=False)
+    model = load_editor(str(tmp_path))
+    image = load_pairs([str(shards)], 1)[0]["input"]
+    once = edit(model, image, "remove the ball", "remove", steps=3)
+    assert once.shape == image.shape and once.dtype == np.uint8
+    assert (edit(model, image, "remove the ball", "remove", steps=3) == once).all(), "seeded: the same edit"
+    with pytest.raises(Exception, match="--task 'nope': the checkpoint knows"):
+        edit(model, image, "x", "nope")
+
+
+def test_multi_turn_threshold_keeps_unchanged_pixels_bit_exact():
+    previous = np.full((32, 32, 3), 100, np.uint8)
+    new = previous.copy()
+    new += np.random.default_rng(0).integers(0, 3, new.shape, dtype=np.uint8)  # sub-threshold noise everywhere
+    new[8:16, 8:16] = 250  # a real change
+    out = keep_changed(previous, new, alpha=0.03)
+    assert (out[20:, 20:] == previous[20:, 20:]).all(), "noise below alpha leaves the previous turn's pixels"
+    assert (out[10:14, 10:14] == 250).all(), "the edit itself is kept"
+
+
+def test_metrics_are_the_definitions():
+    before = np.zeros((4, 4, 3), np.uint8)
+    after = np.full((4, 4, 3), 51, np.uint8)
+    e_in, e_out = np.array([1.0, 0, 0]), np.array([0.6, 0.8, 0])
+    t_in, t_out = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
+    row = pair_metrics(before, after, e_in, e_out, t_in, t_out, np.array([1.0, 1.0]), np.array([1.0, 0.0]))
+    assert row["clip_img"] == pytest.approx(0.6) and row["clip_out"] == pytest.approx(0.8)
+    assert row["clip_dir"] == pytest.approx(1.2 / (math.sqrt(0.8) * math.sqrt(2)))
+    assert row["l1"] == pytest.approx(0.2) and row["dino"] == pytest.approx(1 / math.sqrt(2))
+    summary = summarise([{"task": "a", **row}, {"task": "b", **{**row, "l1": 0.4}}])
+    assert summary["all"]["l1"] == pytest.approx(0.3) and summary["a"]["n"] == 1
+
+
+def test_train_edit_eval_from_the_command_line(tiny_dir, shards, tmp_path):
+    from conftest import run_cli
+
+    from datagen.train import to_png
+
+    env = {"DATAGEN_TINY_DIR": str(tiny_dir)}
+    run_cli("train", "--shards", str(shards), "--out", str(tmp_path / "run"), "--steps", "2", "--resolution", "32",
+            "--batch-size", "2", "--no-progress", env=env)  # fmt: skip
+    (tmp_path / "in.png").write_bytes(to_png(load_pairs([str(shards)], 1)[0]["input"]))
+    proc = run_cli("edit", "--checkpoint", str(tmp_path / "run"), "--image", str(tmp_path / "in.png"),
+                   "--instruction", "remove the ball", "--instruction", "remove the box", "--steps", "2",
+                   "--out", str(tmp_path / "out.png"), env=env)  # fmt: skip
+    assert "2 turn(s)" in proc.stdout and (tmp_path / "out-1.png").is_file() and (tmp_path / "out.png").is_file()
+    proc = run_cli("eval", "--shards", str(shards), "--pipeline", "tiny", "--json", str(tmp_path / "m.json"), env=env)
+    assert "CLIP: tiny:clip   DINO: tiny:dino" in proc.stdout
+    numbers = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    assert set(numbers["all"]) == {"n", "clip_dir", "clip_img", "clip_out", "l1", "dino"} and numbers["all"]["n"] > 0
