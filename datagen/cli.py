@@ -74,12 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
                                 ("--seed", int, 0), ("--ema", float, 0.0)):  # fmt: skip
         train.add_argument(flag, type=kind, default=default, help=f"(default: {default})")
     train.add_argument("--min-score", action="append", default=[], metavar="SCORE=MIN", help="e.g. clip_dir=0.2")
+    train.add_argument("--invert-task", help="task inversion: learn only a new vector for this task ...")
+    train.add_argument("--from", dest="invert_from", help="... from this trained checkpoint, every weight frozen")
     train.add_argument("--no-progress", action="store_true")
     edit = sub.add_parser("edit", help="edit an image with a trained checkpoint (multi-turn: repeat --instruction)")
     edit.add_argument("--checkpoint", required=True, help="a training run folder or one of its checkpoints")
     edit.add_argument("--image", required=True)
     edit.add_argument("--instruction", action="append", required=True, help="repeat for multi-turn editing")
-    edit.add_argument("--task", help="task of the instruction (default: the checkpoint's first task)")
+    edit.add_argument("--task", help="task of the instruction (default: --classifier's prediction)")
+    edit.add_argument("--classifier", help="task classifier folder (datagen classify) used when --task is not given")
     edit.add_argument("--out", required=True, help="PNG to write (turn k also as OUT-k.png when several)")
     edit.add_argument("--steps", type=int, default=20)
     edit.add_argument("--image-guidance", type=float, default=1.5)
@@ -88,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--alpha", type=float, default=0.03, help="multi-turn: keep a new pixel only if it changed this much"
     )
     edit.add_argument("--seed", type=int, default=0)
+    cl = sub.add_parser("classify", help="train the task classifier on shards, or classify instructions")
+    cl.add_argument("--shards", nargs="+", help="train on the instructions in these runs or .tar files")
+    cl.add_argument("--model", required=True, help="classifier folder (written when training, read otherwise)")
+    cl.add_argument("--instruction", action="append", default=[], help="classify this instruction (repeatable)")
     ev = sub.add_parser("eval", help="CLIP_dir, CLIP_img, CLIP_out, L1, DINO per task", description=__import__(
         "datagen.evaluate", fromlist=["x"]).__doc__)  # fmt: skip
     ev.add_argument("--shards", nargs="+", help="run folders or .tar files: their pairs, or a checkpoint's edits")
@@ -296,7 +303,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         shards=args.shards, out=args.out, init=args.init, resolution=args.resolution, batch_size=args.batch_size,
         accumulation=args.accumulation, steps=args.steps, lr=args.lr, checkpoint_every=args.checkpoint_every,
-        seed=args.seed, ema=args.ema, min_score=min_score,
+        seed=args.seed, ema=args.ema, min_score=min_score, invert_task=args.invert_task, invert_from=args.invert_from,
     )  # fmt: skip
     result = train(config, progress=not args.no_progress)
     print(f"step {result['step']}: loss {result['loss']:.4f}; checkpoint {result['checkpoint']}")
@@ -313,7 +320,12 @@ def cmd_edit(args: argparse.Namespace) -> int:
     except (OSError, BadImage) as e:
         print(f"datagen: --image {args.image}: {e}", file=sys.stderr)
         return 2
-    task = args.task or model.tasks[0]
+    task = args.task
+    if task is None and args.classifier:
+        from datagen.classifier import TaskClassifier
+
+        task = TaskClassifier.load(args.classifier).predict([args.instruction[0]])[0]
+    task = task or model.tasks[0]
     current = image
     for turn, instruction in enumerate(args.instruction, 1):
         new = edit(model, current, instruction, task, args.steps, args.image_guidance, args.text_guidance, args.seed)
@@ -322,6 +334,37 @@ def cmd_edit(args: argparse.Namespace) -> int:
             Path(f"{Path(args.out).with_suffix('')}-{turn}.png").write_bytes(to_png(current))
     Path(args.out).write_bytes(to_png(current))
     print(f"wrote {args.out} ({len(args.instruction)} turn(s), task {task})")
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from datagen.classifier import TaskClassifier, held_out
+    from datagen.config import ConfigError
+
+    if args.shards:
+        import webdataset as wds
+
+        from datagen.train import shard_urls
+
+        rows = []
+        for sample in wds.WebDataset(shard_urls(args.shards), shardshuffle=False, empty_check=False):
+            meta = json.loads(sample["json"])
+            rows.append((sample["__key__"], meta["instruction"], meta["task"]))
+        train = [r for r in rows if not held_out(r[0])]
+        test = [r for r in rows if held_out(r[0])]
+        if len({r[2] for r in train}) < 2:
+            raise ConfigError("--shards: the classifier needs instructions of at least two tasks (use a mixture run)")
+        model = TaskClassifier(sorted({r[2] for r in train}))
+        model.fit([r[1] for r in train], [r[2] for r in train])
+        model.save(args.model)
+        hits = sum(p == r[2] for p, r in zip(model.predict([r[1] for r in test]), test, strict=True)) if test else 0
+        share = hits / len(test) if test else float("nan")
+        print(f"trained on {len(train)} instructions of {len(model.tasks)} tasks; held-out accuracy {share:.3f} "
+              f"on {len(test)} (chance {1 / len(model.tasks):.3f}); saved to {args.model}")  # fmt: skip
+    model = TaskClassifier.load(args.model)
+    for instruction, task in zip(args.instruction, model.predict(args.instruction) if args.instruction else [],
+                                 strict=True):  # fmt: skip
+        print(f"{task}\t{instruction}")
     return 0
 
 
@@ -393,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_edit(args)
         if args.command == "eval":
             return cmd_eval(args)
+        if args.command == "classify":
+            return cmd_classify(args)
         return cmd_run(args)
     except ConfigError as e:
         print(f"datagen: configuration error:\n{e}", file=sys.stderr)

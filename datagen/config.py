@@ -306,7 +306,7 @@ class RunConfig(Spec):
             return {"llm"}
         spec = self.generator
         used = set(generators.roles(generators.get(spec.kind), spec.args))
-        used |= {"clip", "dino", "grounding"} & set(self.pipeline.roles)
+        used |= {"clip", "dino", "grounding", "classifier"} & set(self.pipeline.roles)
         if self.run.source in ("captions", "topics"):
             used.add("t2i")
         return used | ({"llm"} if phase == "generate" else set())

@@ -38,6 +38,11 @@ SCORES: dict[str, Score] = {
     "dino": Score("DINOv2 cosine between input and output images", (-1.0, 1.0)),
     "detect_input": Score("detector confidence that the named objects are in the input (max over objects)", (0, 1)),
     "detect_output": Score("detector confidence that the named objects are in the output (max over objects)", (0, 1)),
+    "task_prob": Score(
+        "the task classifier's probability that the instruction asks for the record's own task (Emu Edit's "
+        "task-agreement gate; pipelines with a `classifier` role)",
+        (0, 1),
+    ),
 }
 
 
@@ -146,6 +151,12 @@ def model_scores(candidates: list, models) -> None:
         embedded = dict(zip(keys, dino.embed_images([unique[k] for k in keys]), strict=True))
         for c in candidates:
             c.scores["dino"] = cosine(embedded[id(c.input_image)], embedded[id(c.output_image)])
+    classifier = models.get("classifier")
+    if classifier is not None:
+        prob = classifier.task_prob(first.instruction, first.task)
+        if prob is not None:
+            for candidate in candidates:
+                candidate.scores["task_prob"] = prob
     grounding = models.get("grounding") if first.objects else None
     if grounding is not None and hasattr(grounding, "confidence"):
         found = {k: max(grounding.confidence(unique[k], name) for name in first.objects) for k in keys}

@@ -172,7 +172,7 @@ class ShardWorker:
         spec = self.config.generator
         generator = generators.get(spec.kind)(spec.args, self.models)
         draws_input = bool(getattr(generator, "draws_input", False))
-        scoring = [role for role in ("clip", "dino") if role in self.models]
+        scoring = [role for role in ("clip", "dino", "classifier") if role in self.models]
         used = {role: self.models[role].model_id for role in (*generator.roles, *scoring)}
         timings: Counter[str] = Counter()
         records: list[EditRecord] = []

@@ -68,6 +68,10 @@ class TrainConfig:
     """Per-task sampling weights (missing tasks weigh 1)."""
     tasks: list[str] = field(default_factory=lambda: known("tasks"))
     """Task vocabulary: the embedding table has one row per name, in this order."""
+    invert_task: str | None = None
+    """Task inversion: learn only a new vector for this task (samples of other tasks are skipped)."""
+    invert_from: str | None = None
+    """The trained checkpoint whose weights task inversion freezes."""
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -109,6 +113,23 @@ class EditModel(torch.nn.Module):
         tokenizer = AutoTokenizer.from_pretrained(path, subfolder="tokenizer")
         scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
         return cls(unet, vae, text_encoder, tokenizer, scheduler, tasks)
+
+    def add_task(self, name: str) -> None:
+        """One more row in both task tables, started at the mean of the others."""
+        for module in (self.unet.class_embedding, self.task_tokens):
+            weight = module.weight.data
+            module.weight = torch.nn.Parameter(torch.cat([weight, weight.mean(dim=0, keepdim=True)]))
+            module.num_embeddings += 1
+        self.tasks.append(name)
+
+    def freeze_all_but_last_task(self) -> None:
+        """Task inversion: every weight frozen except the newest task's two vectors (other rows get no gradient)."""
+        self.requires_grad_(False)
+        for module in (self.unet.class_embedding, self.task_tokens):
+            module.weight.requires_grad_(True)
+            mask = torch.zeros_like(module.weight)
+            mask[-1] = 1.0
+            module.weight.register_hook(lambda grad, mask=mask: grad * mask)
 
     def trainable(self) -> dict[str, torch.nn.Parameter]:
         return {n: p for n, p in self.named_parameters() if p.requires_grad}
@@ -200,6 +221,8 @@ def read_samples(config: TrainConfig, urls: list[str]):
     def decode(sample):
         try:
             meta = json.loads(sample["json"])
+            if config.invert_task and meta["task"] != config.invert_task:
+                return None
             task = index[meta["task"]]
             scores = meta.get("scores", {})
             if any(scores.get(k, -math.inf) < v for k, v in config.min_score.items()):
@@ -230,10 +253,20 @@ def read_samples(config: TrainConfig, urls: list[str]):
         )
         .shuffle(config.shuffle, rng=__import__("random").Random(config.seed))
         .map(decode)
-        .select(lambda s: s is not None)
     )
     rng = np.random.default_rng(config.seed)
+    unusable = 0
     for sample in dataset:
+        if sample is None:  # filtered out or corrupt (counted in stats)
+            unusable += 1
+            if unusable > 10_000:  # resampled shards never end: say so rather than spin
+                raise ConfigError(
+                    f"--shards: 10000 samples in a row unusable ({stats['skipped']} corrupt; tasks "
+                    f"{', '.join(config.tasks)}; min scores {config.min_score or 'none'}; inverting "
+                    f"{config.invert_task or 'nothing'})"
+                )
+            continue
+        unusable = 0
         if sample["weight"] < 1.0 and rng.random() >= sample["weight"]:
             continue
         yield sample
@@ -341,11 +374,21 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     urls = shard_urls(config.shards)
-    model = EditModel.from_checkpoint(config.init, config.tasks)
+    if config.invert_task:
+        if not config.invert_from:
+            raise ConfigError("--invert-task needs --from CHECKPOINT: the trained editor whose weights stay frozen")
+        model = load_editor(config.invert_from).train()
+        if config.invert_task in model.tasks:
+            raise ConfigError(f"--invert-task {config.invert_task!r}: the checkpoint already has that task")
+        model.add_task(config.invert_task)
+        model.freeze_all_but_last_task()
+        config.tasks = list(model.tasks)
+    else:
+        model = EditModel.from_checkpoint(config.init, config.tasks)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     params = list(model.trainable().values())
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=1e-2)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0 if config.invert_task else 1e-2)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup)))
     start = 0
     checkpoint = latest_checkpoint(out) if resume else None
@@ -410,7 +453,13 @@ def load_editor(checkpoint: str) -> EditModel:
     if not (path / "state.json").exists():
         raise ConfigError(f"--checkpoint {checkpoint}: no state.json (a folder written by `datagen train`)")
     meta = json.loads((path / "state.json").read_text())
-    model = EditModel.from_checkpoint(meta["config"]["init"], meta["tasks"])
+    parent = meta["config"].get("invert_from")
+    if parent:  # task inversion: the parent's weights, then this checkpoint's task tables
+        model = load_editor(parent)
+        model.add_task(meta["config"]["invert_task"])
+        model.freeze_all_but_last_task()
+    else:
+        model = EditModel.from_checkpoint(meta["config"]["init"], meta["tasks"])
     load_weights(model, path, ema=True)
     return model.eval()
 

@@ -105,3 +105,30 @@ def test_train_edit_eval_from_the_command_line(tiny_dir, shards, tmp_path):
     assert "CLIP: tiny:clip   DINO: tiny:dino" in proc.stdout
     numbers = json.loads((tmp_path / "m.json").read_text())["metrics"]
     assert set(numbers["all"]) == {"n", "clip_dir", "clip_img", "clip_out", "l1", "dino"} and numbers["all"]["n"] > 0
+
+
+def test_task_inversion_learns_only_the_new_vector(tiny_dir, tmp_path):
+    from datagen.runner import execute_all
+
+    out = tmp_path / "mix"
+    configs = [
+        load_run(t, "local", out=str(out), n=8, overrides=["pipeline.image_size=64"]) for t in ("color", "remove")
+    ]
+    execute_all(configs, "generate", workers=0, progress=False)
+    known_tasks = [t for t in TrainConfig(shards=[], out="").tasks if t != "remove"]
+    train(config(out, tmp_path / "base", 3, tasks=known_tasks), progress=False)
+    base = load_editor(str(tmp_path / "base"))
+    before = {n: p.detach().clone() for n, p in base.named_parameters()}
+    inverted = config(out, tmp_path / "inv", 4, invert_task="remove", invert_from=str(tmp_path / "base"))
+    result = train(inverted, progress=False)
+    assert result["step"] == 4
+    model = load_editor(str(tmp_path / "inv"))
+    assert model.tasks == [*known_tasks, "remove"]
+    for name, param in model.named_parameters():
+        if name in ("unet.class_embedding.weight", "task_tokens.weight"):
+            assert torch.equal(param[:-1], before[name]), "the other tasks' vectors are untouched"
+            assert not torch.equal(param[-1], before[name].mean(dim=0)), "the new vector moved"
+        else:
+            assert torch.equal(param, before[name]), name
+    with pytest.raises(Exception, match="already has that task"):
+        train(config(out, tmp_path / "again", 2, invert_task="color", invert_from=str(tmp_path / "base")))

@@ -26,6 +26,7 @@ BACKENDS: dict[str, dict[str, str]] = {
     "semseg": {"scene": "datagen.models.oracle:SceneClasses", "segformer": "datagen.models.dense:SegFormer"},
     "pose": {"vitpose": "datagen.models.dense:ViTPose"},
     "clip": {"clip": "datagen.models.embeddings:CLIPEmbedder"},
+    "classifier": {"bow": "datagen.classifier:ClassifierRole"},
     "dino": {"dinov2": "datagen.models.embeddings:DINOEmbedder"},
 }
 WEIGHTED = {"vllm", "grounding_dino", "sam", "diffusers", "clip", "dinov2", "depth_anything", "segformer", "vitpose"}
