@@ -18,6 +18,7 @@ ARGS ?=
 SHARDS ?= out/remove
 TRAIN_OUT ?= runs/edit
 STEPS ?= 300
+NPROC ?= 1
 
 .PHONY: help install test lint generate verify train clean
 
@@ -27,7 +28,7 @@ help:
 	@echo "make lint                    ruff check + format check"
 	@echo "make generate TASK=remove [PIPELINE=local] [N=200] [OUT=out/remove] [SEED=0] [ARGS='--set k=v']"
 	@echo "make verify OUT=out/remove   check every committed shard"
-	@echo "make train SHARDS=out/remove [TRAIN_OUT=runs/edit] [STEPS=300] [ARGS='--init ...']"
+	@echo "make train SHARDS=out/remove [TRAIN_OUT=runs/edit] [STEPS=300] [NPROC=1] [ARGS='--init ...']"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,7 +61,7 @@ verify:
 
 # CPU default: the tiny editor at 64 px; on GPUs pass ARGS='--init stable-diffusion-v1-5/stable-diffusion-v1-5 --resolution 256'.
 train:
-	$(BIN)/datagen train --shards $(SHARDS) --out $(TRAIN_OUT) --steps $(STEPS) --resolution 64 --batch-size 4 $(ARGS)
+	$(if $(filter 1,$(NPROC)),$(BIN)/datagen,$(BIN)/torchrun --nproc_per_node $(NPROC) -m datagen.cli) train --shards $(SHARDS) --out $(TRAIN_OUT) --steps $(STEPS) --resolution 64 --batch-size 4 $(ARGS)
 
 clean:
 	rm -rf out .pytest_cache

@@ -10,7 +10,7 @@ The frozen CLIP text encoder reads the instruction. Each task has a learned vect
     datagen train --shards out/remove --out runs/edit --init stable-diffusion-v1-5/stable-diffusion-v1-5 \\
         --resolution 256 --batch-size 32 --steps 20000                                                 # one GPU
 
-(Multi-GPU DDP under torchrun is not wired in yet.)
+    torchrun --nproc_per_node 8 -m datagen.cli train --shards out/remove --out runs/edit ...     # DDP, 8 GPUs
 
 Checkpoints are safetensors plus a JSON state (step, optimizer layout): `--resume` continues exactly; the batch of a
 step, its noise and its timesteps depend only on (seed, step), so a resumed run repeats an uninterrupted one.
@@ -109,8 +109,8 @@ class EditModel(torch.nn.Module):
             raise ConfigError(f"{init}: its UNet does not fit the editor ({missing[:3]} {unexpected[:3]})")
         torch.nn.init.zeros_(unet.class_embedding.weight)  # tasks start as "no task"
         vae = AutoencoderKL.from_pretrained(path, subfolder="vae", use_safetensors=True)
-        text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(path, subfolder="tokenizer")
+        text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
         scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
         return cls(unet, vae, text_encoder, tokenizer, scheduler, tasks)
 
@@ -149,6 +149,9 @@ class EditModel(torch.nn.Module):
             latents = dist.sample(generator) if sample else dist.mode()
         return latents * self.vae.config.scaling_factor
 
+    def forward(self, noisy, image_latents, t, text, task_ids) -> torch.Tensor:
+        return self.predict(noisy, image_latents, t, text, task_ids)
+
     def predict(self, noisy, image_latents, t, text, task_ids) -> torch.Tensor:
         tokens = torch.cat([text, self.task_tokens(task_ids)[:, None]], dim=1)
         return self.unet(
@@ -164,7 +167,8 @@ def drop_masks(batch: int, p: float, generator: torch.Generator) -> tuple[torch.
     return text, image
 
 
-def loss_on(model: EditModel, batch: dict, step_seed: int, p_drop: float) -> torch.Tensor:
+def loss_on(model: EditModel, batch: dict, step_seed: int, p_drop: float, net=None) -> torch.Tensor:
+    """net: the model wrapped for data parallelism (its forward is `predict`), so gradients are averaged."""
     generator = torch.Generator().manual_seed(step_seed)
     device = model.unet.device
     target = model.encode_image(batch["output"].to(device), sample=True, generator=generator)
@@ -182,7 +186,7 @@ def loss_on(model: EditModel, batch: dict, step_seed: int, p_drop: float) -> tor
         if model.scheduler.config.prediction_type == "v_prediction"
         else noise
     )
-    pred = model.predict(noisy, image, t, text, batch["task"].to(device))
+    pred = (net or model)(noisy, image, t, text, batch["task"].to(device))
     return F.mse_loss(pred.float(), goal.float())
 
 
@@ -208,7 +212,7 @@ def shard_urls(shards: list[str]) -> list[str]:
     return urls
 
 
-def read_samples(config: TrainConfig, urls: list[str]):
+def read_samples(config: TrainConfig, urls: list[str], rank: int = 0):
     """Decoded training samples in a fixed order for a seed (so a resumed run sees the same batches); corrupt ones
     are skipped and counted."""
     import webdataset as wds
@@ -246,12 +250,12 @@ def read_samples(config: TrainConfig, urls: list[str]):
             urls,
             resampled=True,
             shardshuffle=False,
-            seed=config.seed,
+            seed=config.seed + rank,  # resampled shards: each rank draws its own sequence ...
             handler=wds.warn_and_continue,
-            nodesplitter=wds.split_by_node,
+            nodesplitter=wds.split_by_node,  # ... and keeps every world-th shard of it
             empty_check=False,
         )
-        .shuffle(config.shuffle, rng=__import__("random").Random(config.seed))
+        .shuffle(config.shuffle, rng=__import__("random").Random(config.seed + rank))
         .map(decode)
     )
     rng = np.random.default_rng(config.seed)
@@ -289,9 +293,10 @@ def augment(sample: dict, size: int, seed: int) -> tuple[torch.Tensor, torch.Ten
     return out[0], out[1]
 
 
-def batches(config: TrainConfig, urls: list[str], start: int = 0):
-    """(step, batch) from `start`; a resumed run skips the batches the interrupted one consumed."""
-    stream = read_samples(config, urls)
+def batches(config: TrainConfig, urls: list[str], start: int = 0, rank: int = 0):
+    """(step, batch) from `start`; a resumed run skips the batches the interrupted one consumed. Each rank of a
+    data-parallel run reads its own resampled stream."""
+    stream = read_samples(config, urls, rank)
     size = config.batch_size * config.accumulation
     step = 0
     while True:
@@ -371,6 +376,9 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
     from tqdm import tqdm
 
     torch.manual_seed(config.seed)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     urls = shard_urls(config.shards)
@@ -385,8 +393,17 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
         config.tasks = list(model.tasks)
     else:
         model = EditModel.from_checkpoint(config.init, config.tasks)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
     model.to(device)
+    net = None
+    if world > 1:  # under torchrun; initialised after the models load: tiny models are built by whichever rank
+        # gets there first, and transformers writes weights only on rank 0 once a process group exists
+        from torch.nn.parallel import DistributedDataParallel
+
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if cuda else "gloo")
+
+        net = DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
     params = list(model.trainable().values())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0 if config.invert_task else 1e-2)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup)))
@@ -403,11 +420,12 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     )
     losses = []
-    bar = tqdm(total=config.steps, initial=start, desc="train", disable=None if progress else True)
+    lead = rank == 0  # logs and checkpoints
+    bar = tqdm(total=config.steps, initial=start, desc="train", disable=None if progress and lead else True)
     started = time.perf_counter()
-    log_file = (out / "log.jsonl").open("a")
+    log_file = (out / "log.jsonl").open("a") if lead else open(os.devnull, "w")  # noqa: SIM115
     step = start
-    for step, batch in batches(config, urls, start):
+    for step, batch in batches(config, urls, start, rank):
         if step >= config.steps:
             break
         optimizer.zero_grad(set_to_none=True)
@@ -416,7 +434,8 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
             sl = slice(part * config.batch_size, (part + 1) * config.batch_size)
             micro = {k: v[sl] for k, v in batch.items()}
             with autocast:
-                loss = loss_on(model, micro, config.seed * 1_000_003 + step * 131 + part, config.drop)
+                seed = (config.seed * 1_000_003 + step * 131 + part) * world + rank
+                loss = loss_on(model, micro, seed, config.drop, net)
             (loss / config.accumulation).backward()
             total += float(loss.detach()) / config.accumulation
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -427,7 +446,8 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
                 for n, p in model.trainable().items():
                     ema[n].mul_(config.ema).add_(p.detach(), alpha=1 - config.ema)
         losses.append(total)
-        rate = (step + 1 - start) * config.batch_size * config.accumulation / max(time.perf_counter() - started, 1e-9)
+        rate = (step + 1 - start) * config.batch_size * config.accumulation * world
+        rate /= max(time.perf_counter() - started, 1e-9)
         log_file.write(
             json.dumps({"step": step + 1, "loss": total, "lr": scheduler.get_last_lr()[0], "samples_per_s": rate})
             + "\n"
@@ -435,9 +455,14 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
         bar.update(1)
         bar.set_postfix_str(f"loss {total:.4f}, {rate:.1f} samples/s")
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-            checkpoint = save_checkpoint(out, step + 1, model, optimizer, config, ema)
+            if lead:
+                checkpoint = save_checkpoint(out, step + 1, model, optimizer, config, ema)
+            if world > 1:
+                torch.distributed.barrier()
     bar.close()
     log_file.close()
+    if world > 1:
+        torch.distributed.destroy_process_group()
     return {"step": min(step + 1, config.steps), "loss": losses[-1] if losses else None, "losses": losses,
             "checkpoint": str(checkpoint) if checkpoint else None}  # fmt: skip
 

@@ -132,3 +132,22 @@ def test_task_inversion_learns_only_the_new_vector(tiny_dir, tmp_path):
             assert torch.equal(param, before[name]), name
     with pytest.raises(Exception, match="already has that task"):
         train(config(out, tmp_path / "again", 2, invert_task="color", invert_from=str(tmp_path / "base")))
+
+
+def test_data_parallel_training_under_torchrun(tiny_dir, shards, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).parent / "torchrun"
+    args = ["train", "--shards", str(shards), "--out", str(tmp_path / "ddp"), "--steps", "3", "--resolution", "32",
+            "--batch-size", "2", "--checkpoint-every", "3", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "DATAGEN_TINY_DIR": str(tiny_dir), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "datagen.cli", *args],
+                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").open()]
+    assert [row["step"] for row in log] == [1, 2, 3], "one log, from rank 0"
+    assert (tmp_path / "ddp" / "checkpoints" / "step-00000003" / "model.safetensors").is_file()
+    assert load_editor(str(tmp_path / "ddp")).tasks == TrainConfig(shards=[], out="").tasks

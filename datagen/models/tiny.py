@@ -8,6 +8,7 @@ here touches the network: tokenizers are built from a local word list.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -43,16 +44,16 @@ def resolve(model: str) -> Path:
     if (final / "config.json").exists() or (final / "model_index.json").exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    build_dir = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=final.parent))
-    try:
-        BUILDERS[kind](build_dir)
+    with open(final.parent / f".{kind}.lock", "w") as lock:  # processes starting together build it once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "config.json").exists() or (final / "model_index.json").exists():
+            return final
+        build_dir = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=final.parent))
         try:
-            os.replace(build_dir, final)  # several workers may race: the first rename wins, all are equal
-        except OSError:
-            if not final.exists():
-                raise
-    finally:
-        shutil.rmtree(build_dir, ignore_errors=True)
+            BUILDERS[kind](build_dir)
+            os.replace(build_dir, final)
+        finally:
+            shutil.rmtree(build_dir, ignore_errors=True)
     return final
 
 
