@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+import warnings
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ class TrainConfig:
     shards: list[str]
     """Tar shards: local paths, folders of them, or fsspec/`pipe:` URLs WebDataset opens."""
     out: str
-    """Run directory: checkpoints/, log.jsonl."""
+    """Run directory: checkpoints/, log.jsonl, tensorboard/."""
     init: str = "tiny:t2i"
     """A diffusers text-to-image checkpoint (model id, folder or tiny:t2i) the editor starts from."""
     resolution: int = 256
@@ -241,8 +242,13 @@ def read_samples(config: TrainConfig, urls: list[str], rank: int = 0):
                 "instruction": meta["instruction"],
                 "weight": config.task_weights.get(meta["task"], 1.0),
             }
-        except (KeyError, StopIteration, ValueError, BadImage, json.JSONDecodeError):
+        except (KeyError, StopIteration, ValueError, BadImage, json.JSONDecodeError) as e:
             stats["skipped"] += 1
+            if stats["skipped"] in (1, 10, 100) or stats["skipped"] % 1000 == 0:
+                warnings.warn(
+                    f"skipped {stats['skipped']} corrupt training sample(s), the last {sample.get('__key__')!r}: {e}",
+                    stacklevel=2,
+                )
             return None
 
     dataset = (
@@ -424,6 +430,11 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
     bar = tqdm(total=config.steps, initial=start, desc="train", disable=None if progress and lead else True)
     started = time.perf_counter()
     log_file = (out / "log.jsonl").open("a") if lead else open(os.devnull, "w")  # noqa: SIM115
+    board = None
+    if lead:
+        from torch.utils.tensorboard import SummaryWriter
+
+        board = SummaryWriter(str(out / "tensorboard"))
     step = start
     for step, batch in batches(config, urls, start, rank):
         if step >= config.steps:
@@ -452,6 +463,9 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
             json.dumps({"step": step + 1, "loss": total, "lr": scheduler.get_last_lr()[0], "samples_per_s": rate})
             + "\n"
         )
+        if board is not None:
+            for name, value in (("loss", total), ("lr", scheduler.get_last_lr()[0]), ("samples_per_s", rate)):
+                board.add_scalar(f"train/{name}", value, step + 1)
         bar.update(1)
         bar.set_postfix_str(f"loss {total:.4f}, {rate:.1f} samples/s")
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
@@ -461,6 +475,8 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
                 torch.distributed.barrier()
     bar.close()
     log_file.close()
+    if board is not None:
+        board.close()
     if world > 1:
         torch.distributed.destroy_process_group()
     return {"step": min(step + 1, config.steps), "loss": losses[-1] if losses else None, "losses": losses,

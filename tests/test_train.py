@@ -35,6 +35,7 @@ def test_the_model_learns_a_handful_of_samples(tiny_dir, shards, tmp_path):
     assert last < first / 4, f"loss {first:.3f} -> {last:.3f}"
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").open()]
     assert [row["step"] for row in log] == list(range(1, 61)) and all(row["samples_per_s"] > 0 for row in log)
+    assert any((tmp_path / "tensorboard").glob("events.out.tfevents.*")), "TensorBoard logs"
 
 
 def test_resume_gives_the_uninterrupted_losses(tiny_dir, shards, tmp_path):
@@ -151,3 +152,19 @@ def test_data_parallel_training_under_torchrun(tiny_dir, shards, tmp_path):
     assert [row["step"] for row in log] == [1, 2, 3], "one log, from rank 0"
     assert (tmp_path / "ddp" / "checkpoints" / "step-00000003" / "model.safetensors").is_file()
     assert load_editor(str(tmp_path / "ddp")).tasks == TrainConfig(shards=[], out="").tasks
+
+
+def test_corrupt_samples_are_skipped_with_a_counted_warning(shards, tmp_path):
+    import webdataset as wds
+
+    from datagen.train import read_samples
+
+    good = next(iter(wds.WebDataset(str(shards / "shards" / "remove-000000.tar"), shardshuffle=False)))
+    with wds.TarWriter(str(tmp_path / "mixed.tar")) as sink:
+        sink.write({"__key__": "broken", "input.png": b"not a png", "output.png": b"x", "json": good["json"]})
+        sink.write({k: v for k, v in good.items() if not k.startswith("__") or k == "__key__"})
+    settings = config(tmp_path / "mixed.tar", tmp_path / "unused", 1, shuffle=1)
+    stream = read_samples(settings, [str(tmp_path / "mixed.tar")])
+    with pytest.warns(UserWarning, match=r"skipped 1 corrupt training sample\(s\), the last 'broken'"):
+        samples = [next(stream) for _ in range(3)]
+    assert {s["key"] for s in samples} == {good["__key__"]}
