@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", default="tiny:t2i", help="text-to-image checkpoint to start from (default: tiny:t2i)")
     for flag, kind, default in (("--resolution", int, 256), ("--batch-size", int, 8), ("--accumulation", int, 1),
                                 ("--steps", int, 1000), ("--lr", float, 1e-4), ("--checkpoint-every", int, 500),
-                                ("--seed", int, 0), ("--ema", float, 0.0)):  # fmt: skip
+                                ("--seed", int, 0), ("--ema", float, 0.0), ("--workers", int, 0)):  # fmt: skip
         train.add_argument(flag, type=kind, default=default, help=f"(default: {default})")
     train.add_argument("--min-score", action="append", default=[], metavar="SCORE=MIN", help="e.g. clip_dir=0.2")
     train.add_argument("--invert-task", help="task inversion: learn only a new vector for this task ...")
@@ -304,6 +304,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         shards=args.shards, out=args.out, init=args.init, resolution=args.resolution, batch_size=args.batch_size,
         accumulation=args.accumulation, steps=args.steps, lr=args.lr, checkpoint_every=args.checkpoint_every,
         seed=args.seed, ema=args.ema, min_score=min_score, invert_task=args.invert_task, invert_from=args.invert_from,
+        workers=args.workers,
     )  # fmt: skip
     result = train(config, progress=not args.no_progress)
     print(f"step {result['step']}: loss {result['loss']:.4f}; checkpoint {result['checkpoint']}")

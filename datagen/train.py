@@ -63,6 +63,8 @@ class TrainConfig:
     seed: int = 0
     shuffle: int = 1000
     """Shuffle buffer, in samples."""
+    workers: int = 0
+    """DataLoader worker processes decoding samples, each with its own resampled stream (0: the training process)."""
     min_score: dict[str, float] = field(default_factory=dict)
     """Keep only samples whose stored score is at least this (e.g. {"clip_dir": 0.2})."""
     task_weights: dict[str, float] = field(default_factory=dict)
@@ -213,7 +215,7 @@ def shard_urls(shards: list[str]) -> list[str]:
     return urls
 
 
-def read_samples(config: TrainConfig, urls: list[str], rank: int = 0):
+def read_samples(config: TrainConfig, urls: list[str]):
     """Decoded training samples in a fixed order for a seed (so a resumed run sees the same batches); corrupt ones
     are skipped and counted."""
     import webdataset as wds
@@ -251,19 +253,16 @@ def read_samples(config: TrainConfig, urls: list[str], rank: int = 0):
                 )
             return None
 
-    dataset = (
-        wds.WebDataset(
-            urls,
-            resampled=True,
-            shardshuffle=False,
-            seed=config.seed + rank,  # resampled shards: each rank draws its own sequence ...
-            handler=wds.warn_and_continue,
-            nodesplitter=wds.split_by_node,  # ... and keeps every world-th shard of it
-            empty_check=False,
-        )
-        .shuffle(config.shuffle, rng=__import__("random").Random(config.seed + rank))
-        .map(decode)
+    # Resampled shards with a deterministic seed per (rank, worker) — WebDataset(resampled=True) would mix the pid
+    # and the clock into it — then a seeded shuffle buffer: the same run sees the same samples in the same order.
+    dataset = wds.DataPipeline(
+        wds.ResampledShards(urls, seed=config.seed, deterministic=True),
+        wds.tarfile_to_samples(handler=wds.warn_and_continue),
+        lambda source: shuffled(source, config.shuffle, config.seed),
+        wds.map(decode),
     )
+    if config.workers:
+        dataset = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=config.workers, collate_fn=_keep)
     rng = np.random.default_rng(config.seed)
     unusable = 0
     for sample in dataset:
@@ -280,6 +279,29 @@ def read_samples(config: TrainConfig, urls: list[str], rank: int = 0):
         if sample["weight"] < 1.0 and rng.random() >= sample["weight"]:
             continue
         yield sample
+
+
+def shuffled(source, size: int, seed: int):
+    """A shuffle buffer of `size` samples, seeded per rank and DataLoader worker."""
+    import random
+
+    from webdataset.utils import pytorch_worker_seed
+
+    rng = random.Random(seed * 1_000_003 + pytorch_worker_seed())
+    buffer = []
+    for sample in source:
+        buffer.append(sample)
+        if len(buffer) >= size:
+            k = rng.randrange(len(buffer))
+            buffer[k], buffer[-1] = buffer[-1], buffer[k]
+            yield buffer.pop()
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def _keep(sample):
+    """DataLoader's per-sample conversion, left out: samples stay numpy."""
+    return sample
 
 
 def augment(sample: dict, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -299,10 +321,10 @@ def augment(sample: dict, size: int, seed: int) -> tuple[torch.Tensor, torch.Ten
     return out[0], out[1]
 
 
-def batches(config: TrainConfig, urls: list[str], start: int = 0, rank: int = 0):
+def batches(config: TrainConfig, urls: list[str], start: int = 0):
     """(step, batch) from `start`; a resumed run skips the batches the interrupted one consumed. Each rank of a
-    data-parallel run reads its own resampled stream."""
-    stream = read_samples(config, urls, rank)
+    data-parallel run (and each worker) reads its own resampled stream."""
+    stream = read_samples(config, urls)
     size = config.batch_size * config.accumulation
     step = 0
     while True:
@@ -436,7 +458,7 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
 
         board = SummaryWriter(str(out / "tensorboard"))
     step = start
-    for step, batch in batches(config, urls, start, rank):
+    for step, batch in batches(config, urls, start):
         if step >= config.steps:
             break
         optimizer.zero_grad(set_to_none=True)

@@ -19,8 +19,8 @@ from datagen.train import TrainConfig, drop_masks, edit, keep_changed, load_edit
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     out = tmp_path_factory.mktemp("shards")
-    execute(load_run("remove", "local", out=str(out), n=16, overrides=["pipeline.image_size=64"]), "generate",
-            workers=0, progress=False)  # fmt: skip
+    config = load_run("remove", "local", out=str(out), n=16, shard_size=4, overrides=["pipeline.image_size=64"])
+    execute(config, "generate", workers=0, progress=False)  # four shards: resampling order matters for resume
     return out
 
 
@@ -46,6 +46,18 @@ def test_resume_gives_the_uninterrupted_losses(tiny_dir, shards, tmp_path):
     assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-00000003", "step-00000005"]
     files = {p.name for p in (tmp_path / "b" / "checkpoints" / "step-00000005").iterdir()}
     assert files == {"model.safetensors", "optimizer.safetensors", "state.json"}, "no pickles"
+
+
+def test_data_loader_workers_give_a_deterministic_stream(shards, tmp_path):
+    from datagen.train import batches, shard_urls
+
+    def keys(workers: int) -> list[list[str]]:
+        settings = config(shards, tmp_path, 1, workers=workers, shuffle=4)
+        stream = batches(settings, shard_urls(settings.shards))
+        return [[float(b["input"].sum())] + b["instruction"] for _, b in (next(stream) for _ in range(4))]
+
+    assert keys(2) == keys(2), "two workers, the same batches twice"
+    assert keys(0) == keys(0)
 
 
 def test_guidance_dropout_rates():
