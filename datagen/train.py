@@ -197,12 +197,15 @@ def loss_on(model: EditModel, batch: dict, step_seed: int, p_drop: float, net=No
 
 
 def shard_urls(shards: list[str]) -> list[str]:
-    """Tar paths from paths, folders (their shards/ or themselves) and URLs (kept as given)."""
+    """Tar paths from paths, folders (their shards/ or themselves) and URLs: `pipe:` and the schemes WebDataset
+    opens itself, anything else through fsspec (s3://, gs://, memory:// ...; a URL not ending in .tar is a folder)."""
     urls = []
     for entry in shards:
         path = Path(entry)
-        if "://" in entry or entry.startswith("pipe:"):
+        if entry.startswith("pipe:"):
             urls.append(entry)
+        elif "://" in entry:
+            urls += _remote_tars(entry)
         elif path.is_dir():
             folder = path / "shards" if (path / "shards").is_dir() else path
             urls += sorted(str(p) for p in folder.glob("*.tar"))
@@ -213,6 +216,30 @@ def shard_urls(shards: list[str]) -> list[str]:
     if not urls:
         raise ConfigError(f"--shards {' '.join(shards)}: no .tar shards found")
     return urls
+
+
+def _remote_tars(url: str) -> list[str]:
+    from webdataset.gopen import gopen_schemes
+
+    scheme = url.split("://", 1)[0]
+    if gopen_schemes.get(scheme, _fsspec_open) is not _fsspec_open and scheme != "file":  # WebDataset's own
+        return [url]
+    import fsspec
+
+    gopen_schemes.setdefault(scheme, _fsspec_open)
+    if url.endswith(".tar"):
+        return [url]
+    fs, root = fsspec.core.url_to_fs(url)
+    root = root.rstrip("/")
+    found = fs.glob(f"{root}/shards/*.tar") or fs.glob(f"{root}/*.tar")
+    return sorted(fs.unstrip_protocol(p) for p in found)
+
+
+def _fsspec_open(url: str, mode: str = "rb", bufsize: int = 8192, **_):
+    """WebDataset's opener for schemes it does not know itself."""
+    import fsspec
+
+    return fsspec.open(url, mode).open()
 
 
 def read_samples(config: TrainConfig, urls: list[str]):
@@ -226,6 +253,7 @@ def read_samples(config: TrainConfig, urls: list[str]):
     index = {name: n for n, name in enumerate(config.tasks)}
 
     def decode(sample):
+        stats["read"] = stats.get("read", 0) + 1
         try:
             meta = json.loads(sample["json"])
             if config.invert_task and meta["task"] != config.invert_task:
@@ -253,11 +281,19 @@ def read_samples(config: TrainConfig, urls: list[str]):
                 )
             return None
 
+    def unreadable(exn: Exception) -> bool:
+        """A shard that cannot be read is skipped with a warning; if none can be, say so rather than spin."""
+        stats["unreadable"] = stats.get("unreadable", 0) + 1
+        if stats["unreadable"] >= 50 and stats.get("read", 0) == 0:
+            raise ConfigError(f"--shards: no shard could be read ({stats['unreadable']} attempts; last: {exn!r})")
+        warnings.warn(f"skipped an unreadable shard: {exn!r}", stacklevel=2)
+        return True
+
     # Resampled shards with a deterministic seed per (rank, worker) — WebDataset(resampled=True) would mix the pid
     # and the clock into it — then a seeded shuffle buffer: the same run sees the same samples in the same order.
     dataset = wds.DataPipeline(
         wds.ResampledShards(urls, seed=config.seed, deterministic=True),
-        wds.tarfile_to_samples(handler=wds.warn_and_continue),
+        wds.tarfile_to_samples(handler=unreadable),
         lambda source: shuffled(source, config.shuffle, config.seed),
         wds.map(decode),
     )

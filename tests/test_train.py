@@ -180,3 +180,49 @@ def test_corrupt_samples_are_skipped_with_a_counted_warning(shards, tmp_path):
     with pytest.warns(UserWarning, match=r"skipped 1 corrupt training sample\(s\), the last 'broken'"):
         samples = [next(stream) for _ in range(3)]
     assert {s["key"] for s in samples} == {good["__key__"]}
+
+
+def test_shards_on_any_fsspec_filesystem(tiny_dir, shards, tmp_path):
+    import fsspec
+
+    from datagen.train import shard_urls
+
+    memory = fsspec.filesystem("memory")
+    for tar in sorted((shards / "shards").glob("*.tar")):
+        memory.pipe(f"/bucket/run/shards/{tar.name}", tar.read_bytes())
+    urls = shard_urls(["memory://bucket/run"])
+    assert urls == [f"memory:///bucket/run/shards/remove-00000{i}.tar" for i in range(4)]
+    result = train(config("memory://bucket/run", tmp_path, 2), progress=False)
+    assert result["step"] == 2 and all(np.isfinite(result["losses"]))
+
+
+def test_eval_of_a_checkpoint_on_a_benchmark_parquet(tiny_dir, shards, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from datagen import models
+    from datagen.config import load_pipeline
+    from datagen.evaluate import evaluate, load_benchmark
+    from datagen.train import to_png
+
+    pairs = load_pairs([str(shards)], 2)
+    rows = {
+        "idx": [0, 1],
+        "instruction": [p["instruction"] for p in pairs],
+        "image": [{"bytes": to_png(p["input"]), "path": None} for p in pairs],
+        "input_caption": [p["input_caption"] for p in pairs],
+        "output_caption": [p["output_caption"] for p in pairs],
+        "task": ["remove", "remove"],
+    }
+    pq.write_table(pa.table(rows), tmp_path / "bench.parquet")
+    train(config(shards, tmp_path / "run", 1), progress=False)
+    roles = load_pipeline("tiny").roles
+    clip, dino = models.build("clip", roles["clip"]), models.build("dino", roles["dino"])
+    clip.load()
+    dino.load()
+    bench = load_benchmark(str(tmp_path / "bench.parquet"), None)
+    measured = evaluate(bench, clip, dino, load_editor(str(tmp_path / "run")), {"steps": 2})
+    assert len(measured) == 2 and all(0 <= row["l1"] <= 1 and -1 <= row["clip_img"] <= 1 for row in measured)
+    pq.write_table(pa.table({"instruction": ["x"]}), tmp_path / "bad.parquet")
+    with pytest.raises(Exception, match=r"needs columns .*image.* \(it has instruction\)"):
+        load_benchmark(str(tmp_path / "bad.parquet"), None)
