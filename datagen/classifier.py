@@ -38,10 +38,7 @@ class TaskClassifier:
         self.bias = bias if bias is not None else np.zeros(len(tasks), np.float32)
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
-        logits = featurise(texts) @ self.weights + self.bias
-        logits -= logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
+        return self.probabilities_from(featurise(texts))
 
     def predict(self, texts: list[str]) -> list[str]:
         return [self.tasks[i] for i in self.probabilities(texts).argmax(axis=1)]

@@ -16,8 +16,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from datagen.config import ConfigError
 from datagen.filters import pixel_scores
+from datagen.generators.base import check_args, int_in, one_of
 from datagen.models.oracle import GroundingMiss
 from datagen.record import EditRecord
 from datagen.sources import LoadedInput
@@ -59,30 +59,18 @@ class GroundedInpaint:
 
     @staticmethod
     def check_args(args: dict[str, Any], where: str) -> None:
-        unknown = set(args) - set(DEFAULTS)
-        if unknown:
-            raise ConfigError(
-                f"{where}: field `generator.args`: unknown {sorted(unknown)}; allowed: {', '.join(DEFAULTS)}"
-            )
-        variants = args.get("mask_variants", DEFAULTS["mask_variants"])
-        if not isinstance(variants, list) or not variants or any(v not in VARIANTS for v in variants):
-            raise ConfigError(
-                f"{where}: field `generator.args.mask_variants`: {variants!r}; allowed: a non-empty list of "
-                f"{', '.join(VARIANTS)}"
-            )
-        direction = args.get("direction", DEFAULTS["direction"])
-        if direction not in DIRECTIONS:
-            raise ConfigError(
-                f"{where}: field `generator.args.direction`: {direction!r}; allowed: {', '.join(DIRECTIONS)}"
-            )
-        if args.get("region", "object") not in REGIONS:
-            raise ConfigError(
-                f"{where}: field `generator.args.region`: {args['region']!r}; allowed: {', '.join(REGIONS)}"
-            )
-        for name in ("dilate_px", "blur_px"):
-            value = args.get(name, DEFAULTS[name])
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 64:
-                raise ConfigError(f"{where}: field `generator.args.{name}`: {value!r}; allowed: an integer in [0, 64]")
+        variants = (
+            lambda v: isinstance(v, list) and bool(v) and all(x in VARIANTS for x in v),
+            f"a non-empty list of {', '.join(VARIANTS)}",
+        )
+        rules = {
+            "mask_variants": variants,
+            "direction": one_of(*DIRECTIONS),
+            "region": one_of(*REGIONS),
+            "dilate_px": int_in(0, 64),
+            "blur_px": int_in(0, 64),
+        }
+        check_args(args, DEFAULTS, rules, where)
 
     def __init__(self, args: dict[str, Any], models: dict[str, Any]):
         self.args = {**DEFAULTS, **args}
