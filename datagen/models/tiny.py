@@ -50,7 +50,10 @@ def resolve(model: str) -> Path:
             return final
         build_dir = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=final.parent))
         try:
-            BUILDERS[kind](build_dir)
+            import torch
+
+            with torch.random.fork_rng():  # the builders seed the global RNG: leave the caller's stream alone
+                BUILDERS[kind](build_dir)
             os.replace(build_dir, final)
         finally:
             shutil.rmtree(build_dir, ignore_errors=True)
