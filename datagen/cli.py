@@ -241,7 +241,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"all {len(summaries)} tasks: {kept} kept of {samples} attempted")
     if args.command != "write":
         out = configs[0].run.out
-        print(f"  shards: {Path(out) / 'shards'} (check them with: datagen verify {out})")
+        print(f"  shards: {out.rstrip('/')}/shards (check them with: datagen verify {out})")
     return 1 if failed else 0
 
 

@@ -13,7 +13,6 @@ import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from datagen.images import BadImage
 from datagen.models.oracle import GroundingMiss
 from datagen.record import EditRecord, sample_key, sample_seed
 from datagen.sources import BadSource, LoadedInput, build_source
+from datagen.storage import Folder
 from datagen.writer import WriterReject
 
 TEXT_FIELDS = ("instruction", "input_caption", "output_caption", "objects")
@@ -95,7 +95,7 @@ class ShardWorker:
         run, task = self.config.run, self.config.task
         paths = shards.shard_paths(run.out, "write", task.name, shard)
         if shards.is_committed(paths):
-            return json.loads(paths.stats.read_text())
+            return shards.read_stats(paths)
         shards.clear_uncommitted(paths)
         started = time.perf_counter()
         writer = self.models["llm"]
@@ -143,7 +143,7 @@ class ShardWorker:
         reasons = Counter(t["reason"] for t in texts if t["status"] != "ok")
         lines = [json.dumps(t, sort_keys=True, ensure_ascii=False) for t in texts]
         data = ("\n".join(lines) + "\n").encode()
-        sha = shards.write_atomic(paths.jsonl, data)
+        sha = paths.folder.write_atomic(paths.jsonl, data)
         stats = {
             "phase": "write",
             "task": task.name,
@@ -151,11 +151,12 @@ class ShardWorker:
             "records": len(lines),
             "rejected": sum(reasons.values()),
             "reasons": dict(sorted(reasons.items())),
-            "jsonl": {"name": paths.jsonl.name, "bytes": len(data), "sha256": sha},
+            "jsonl": {"name": paths.jsonl, "bytes": len(data), "sha256": sha},
             "config": self.config.fingerprint(),
             "seconds": round(time.perf_counter() - started, 3),
+            "committed": _now(),
         }
-        shards.write_atomic(paths.stats, json.dumps(stats, indent=1, sort_keys=True).encode())
+        paths.folder.write_atomic(paths.stats, json.dumps(stats, indent=1, sort_keys=True).encode())
         return stats
 
     # ----------------------------------------------------------------------------------- phase 2: render
@@ -167,7 +168,7 @@ class ShardWorker:
             raise RuntimeError(f"instructions of shard {texts.name} are not written yet: run `datagen write` first")
         paths = shards.shard_paths(run.out, "render", task.name, shard)
         if shards.is_committed(paths):
-            return json.loads(paths.stats.read_text())
+            return shards.read_stats(paths)
         shards.clear_uncommitted(paths)
         spec = self.config.generator
         generator = generators.get(spec.kind)(spec.args, self.models)
@@ -176,9 +177,11 @@ class ShardWorker:
         used = {role: self.models[role].model_id for role in (*generator.roles, *scoring)}
         timings: Counter[str] = Counter()
         records: list[EditRecord] = []
-        tar = shards.TarShardWriter(paths.tar, pipe.image_format, pipe.image_quality, pipe.png_compression)
+        tar = shards.TarShardWriter(
+            paths.folder, paths.tar, pipe.image_format, pipe.image_quality, pipe.png_compression
+        )
         try:
-            for line in texts.jsonl.read_text(encoding="utf-8").splitlines():
+            for line in texts.folder.read_text(texts.jsonl).splitlines():
                 candidates = self._render_sample(json.loads(line), generator, used, timings, draws_input)
                 t0 = time.perf_counter()
                 for record in candidates:
@@ -192,7 +195,7 @@ class ShardWorker:
             tar.abort()
             raise
         manifest = shards.manifest_bytes(records)
-        parquet_sha = shards.write_atomic(paths.parquet, manifest)
+        parquet_sha = paths.folder.write_atomic(paths.parquet, manifest)
         first = {}
         for record in records:
             first.setdefault(record.key, record)
@@ -214,15 +217,16 @@ class ShardWorker:
             "image_format": pipe.image_format,
             "tar": tar_info,
             "parquet": {
-                "name": paths.parquet.name,
+                "name": paths.parquet,
                 "bytes": len(manifest),
                 "sha256": parquet_sha,
                 "rows": len(records),
             },
             "config": self.config.fingerprint(),
             "timings": {k: round(v, 4) for k, v in sorted(timings.items())},
+            "committed": _now(),
         }
-        shards.write_atomic(paths.stats, json.dumps(stats, indent=1, sort_keys=True).encode())
+        paths.folder.write_atomic(paths.stats, json.dumps(stats, indent=1, sort_keys=True).encode())
         return stats
 
     def _render_sample(
@@ -332,12 +336,11 @@ def _fingerprint_view(data: dict) -> dict:
 
 def start_run(configs: list[RunConfig]) -> None:
     """Write OUT/run.json for these tasks (one, or a mixture), or check that an existing one plans the same run."""
-    out = Path(configs[0].run.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "run.json"
+    out = Folder(configs[0].run.out)
+    out.makedirs()
     resolved = {c.task.name: c.model_dump(mode="json", by_alias=True) for c in configs}
-    if path.exists():
-        previous = read_run(path)
+    if out.exists("run.json"):
+        previous = read_run(out)
         if set(previous) != set(resolved):
             raise ConfigError(
                 f"{out} holds a run of task(s) {', '.join(sorted(previous))}, not {', '.join(sorted(resolved))}; "
@@ -356,29 +359,38 @@ def start_run(configs: list[RunConfig]) -> None:
         "runs": {c.task.name: {"config": resolved[c.task.name], "fingerprint": c.fingerprint()} for c in configs},
         "seed": configs[0].run.seed,
         "versions": versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": _now(),
     }
-    shards.write_atomic(path, json.dumps(record, indent=1, sort_keys=True).encode())
-
-
-def read_run(path: Path) -> dict[str, dict]:
-    """Task name -> resolved configuration, from OUT/run.json."""
     try:
-        record = json.loads(path.read_text())
+        out.write_atomic("run.json", json.dumps(record, indent=1, sort_keys=True).encode())
+    except (OSError, ValueError) as e:  # a missing bucket, no permission, a full disk
+        raise ConfigError(f"{out}: cannot write run.json there ({type(e).__name__}: {e})") from None
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def read_run(out: Folder) -> dict[str, dict]:
+    """Task name -> resolved configuration, from OUT/run.json."""
+    path = out.url("run.json")
+    try:
+        record = json.loads(out.read_text("run.json"))
         if "config" in record and "runs" not in record:  # a single-task run written before mixtures existed
             return {record["config"]["task"]["name"]: record["config"]}
         return {task: run["config"] for task, run in record["runs"].items()}
     except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-        raise ConfigError(f"{path}: unreadable ({e}); move it away to start a new run in {path.parent}") from None
+        raise ConfigError(f"{path}: unreadable ({e}); move it away to start a new run in {out}") from None
 
 
 def load_runs(out: str) -> list[RunConfig]:
     """The configurations of the run in OUT (resume without --task)."""
-    path = Path(out) / "run.json"
-    if not path.is_file():
+    folder = Folder(out)
+    path = folder.url("run.json")
+    if not folder.exists("run.json"):
         raise ConfigError(f"--task is required: {path} does not exist, so there is no run to resume")
     configs = []
-    for task, data in sorted(read_run(path).items()):
+    for task, data in sorted(read_run(folder).items()):
         try:
             config = RunConfig.model_validate(data)
         except Exception as e:
@@ -459,18 +471,16 @@ def pending_shards(config: RunConfig, phase: str) -> list[int]:
     """Shards whose last phase is not committed yet (resume planning)."""
     run, task = config.run, config.task
     marker_phase = "write" if phase == "write" else "render"
-    folder = Path(run.out) / ("texts" if marker_phase == "write" else "shards")
+    folder = Folder(run.out).sub("texts" if marker_phase == "write" else "shards")
     done = set()
-    if folder.is_dir():
-        prefix = f"{task.name}-"
-        for name in os.listdir(folder):
-            if name.startswith(prefix) and name.endswith(".stats.json"):
-                done.add(int(name[len(prefix) : len(prefix) + 6]))
+    prefix = f"{task.name}-"
+    for name in folder.names():
+        if name.startswith(prefix) and name.endswith(".stats.json"):
+            done.add(int(name[len(prefix) : len(prefix) + 6]))
     return [i for i in range(run.num_shards) if i not in done]
 
 
 def record_failure(config: RunConfig, phase: str, shard: int, result: dict[str, Any], attempts: int) -> None:
-    path = Path(config.run.out) / "failed" / f"{shards.shard_name(config.task.name, shard)}.json"
     body = {
         "phase": phase,
         "shard": shard,
@@ -478,11 +488,12 @@ def record_failure(config: RunConfig, phase: str, shard: int, result: dict[str, 
         "error": result.get("error"),
         "traceback": result.get("traceback"),
     }
-    shards.write_atomic(path, json.dumps(body, indent=1).encode())
+    failed = Folder(config.run.out).sub("failed")
+    failed.write_atomic(f"{shards.shard_name(config.task.name, shard)}.json", json.dumps(body, indent=1).encode())
 
 
 def clear_failure(config: RunConfig, shard: int) -> None:
-    (Path(config.run.out) / "failed" / f"{shards.shard_name(config.task.name, shard)}.json").unlink(missing_ok=True)
+    Folder(config.run.out).sub("failed").remove(f"{shards.shard_name(config.task.name, shard)}.json")
 
 
 def execute_all(

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from datagen.config import ConfigError, known
+from datagen.storage import Folder
 
 # -------------------------------------------------------------------------------------------- defaults
 
@@ -198,24 +199,36 @@ def loss_on(model: EditModel, batch: dict, step_seed: int, p_drop: float, net=No
 
 def shard_urls(shards: list[str]) -> list[str]:
     """Tar paths from paths, folders (their shards/ or themselves) and URLs: `pipe:` and the schemes WebDataset
-    opens itself, anything else through fsspec (s3://, gs://, memory:// ...; a URL not ending in .tar is a folder)."""
+    opens itself, anything else through fsspec (s3://, gs://, memory:// ...; a URL not ending in .tar is a folder).
+    In a folder written by datagen only committed shards count (those with their .stats.json marker)."""
     urls = []
     for entry in shards:
-        path = Path(entry)
         if entry.startswith("pipe:"):
             urls.append(entry)
         elif "://" in entry:
             urls += _remote_tars(entry)
-        elif path.is_dir():
-            folder = path / "shards" if (path / "shards").is_dir() else path
-            urls += sorted(str(p) for p in folder.glob("*.tar"))
-        elif path.is_file():
-            urls.append(str(path))
+        elif Path(entry).is_dir():
+            urls += _folder_tars(Folder(entry))
+        elif Path(entry).is_file():
+            urls.append(entry)
         else:
             raise ConfigError(f"--shards {entry!r}: no such file, folder or URL")
     if not urls:
         raise ConfigError(f"--shards {' '.join(shards)}: no .tar shards found")
     return urls
+
+
+def _folder_tars(folder: Folder) -> list[str]:
+    """The tars of a run (its shards/) or of a folder of them; where markers exist, the committed ones only."""
+    names = folder.sub("shards").names()
+    if any(n.endswith(".tar") for n in names):
+        folder = folder.sub("shards")
+    else:
+        names = folder.names()
+    tars = [n for n in names if n.endswith(".tar") and not n.startswith(".")]
+    if any(n.endswith(".stats.json") for n in names):  # datagen's: uncommitted shards are invisible
+        tars = [n for n in tars if f"{n[: -len('.tar')]}.stats.json" in names]
+    return [folder.url(n) for n in tars]
 
 
 def _remote_tars(url: str) -> list[str]:
@@ -224,15 +237,10 @@ def _remote_tars(url: str) -> list[str]:
     scheme = url.split("://", 1)[0]
     if gopen_schemes.get(scheme, _fsspec_open) is not _fsspec_open and scheme != "file":  # WebDataset's own
         return [url]
-    import fsspec
-
     gopen_schemes.setdefault(scheme, _fsspec_open)
     if url.endswith(".tar"):
         return [url]
-    fs, root = fsspec.core.url_to_fs(url)
-    root = root.rstrip("/")
-    found = fs.glob(f"{root}/shards/*.tar") or fs.glob(f"{root}/*.tar")
-    return sorted(fs.unstrip_protocol(p) for p in found)
+    return _folder_tars(Folder(url))
 
 
 def _fsspec_open(url: str, mode: str = "rb", bufsize: int = 8192, **_):

@@ -191,7 +191,7 @@ def test_shards_on_any_fsspec_filesystem(tiny_dir, shards, tmp_path):
     for tar in sorted((shards / "shards").glob("*.tar")):
         memory.pipe(f"/bucket/run/shards/{tar.name}", tar.read_bytes())
     urls = shard_urls(["memory://bucket/run"])
-    assert urls == [f"memory:///bucket/run/shards/remove-00000{i}.tar" for i in range(4)]
+    assert urls == [f"memory://bucket/run/shards/remove-00000{i}.tar" for i in range(4)]
     result = train(config("memory://bucket/run", tmp_path, 2), progress=False)
     assert result["step"] == 2 and all(np.isfinite(result["losses"]))
 

@@ -1,0 +1,206 @@
+"""Run folders on any filesystem: a local path, or an fsspec URL (`s3://bucket/run`, `gs://...`, `memory://...`).
+
+The commit protocol (DESIGN.md) needs one guarantee from storage: a file appears under its final name whole or not
+at all. Locally that is a hidden temporary, flushed, fsynced and renamed (then the folder fsynced). Object stores have
+no rename but publish an object only when its upload completes (one PUT, or a multipart upload completed on close),
+so there the final object is written directly and an interrupted upload is aborted. Either way the `.stats.json`
+marker is written last, so a shard whose marker exists is complete, and one without it is redone.
+
+Credentials and endpoints come from the filesystem's own configuration: for S3 the usual `AWS_*` variables or
+`~/.aws` (`AWS_ENDPOINT_URL` for a MinIO or other S3-compatible server).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+from typing import IO
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from datagen.config import ConfigError
+
+
+def is_url(location: str | Path) -> bool:
+    return "://" in str(location)
+
+
+class Folder:
+    """One folder of a run: list, read and atomically write its files, by name."""
+
+    def __init__(self, location: str | Path):
+        self.location = str(location).rstrip("/") or "/"
+        try:
+            self.fs, path = fsspec.core.url_to_fs(self.location)
+        except (ImportError, ValueError) as e:  # an unknown scheme, or its package is not installed
+            raise ConfigError(f"{self.location}: {e}") from None
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self.path = path.rstrip("/") or "/"
+
+    def __repr__(self) -> str:
+        return f"Folder({self.location!r})"
+
+    def __str__(self) -> str:
+        return self.location
+
+    def sub(self, name: str) -> Folder:
+        return Folder(f"{self.location}/{name}")
+
+    def at(self, name: str) -> str:
+        """The filesystem path of a file in this folder."""
+        return f"{self.path}/{name}"
+
+    def url(self, name: str) -> str:
+        """A file's location as the user gave the folder: a path, or a URL with its scheme."""
+        return f"{self.location}/{name}"
+
+    # ------------------------------------------------------------------------------------------- reading
+
+    def names(self) -> list[str]:
+        """The names of the files in this folder, sorted; empty when the folder does not exist."""
+        if self.local:
+            return sorted(n for n in os.listdir(self.path) if os.path.isfile(self.at(n))) if self.is_dir() else []
+        self.fs.invalidate_cache(self.path)  # other workers write here: never trust a cached listing
+        try:
+            entries = self.fs.ls(self.path, detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file")
+
+    def is_dir(self) -> bool:
+        if self.local:
+            return os.path.isdir(self.path)
+        return bool(self.names())  # object stores have no empty folders
+
+    def exists(self, name: str) -> bool:
+        if self.local:
+            return os.path.isfile(self.at(name))
+        self.fs.invalidate_cache(self.path)
+        try:
+            return self.fs.isfile(self.at(name))
+        except FileNotFoundError:
+            return False
+
+    def size(self, name: str) -> int:
+        return os.path.getsize(self.at(name)) if self.local else int(self.fs.size(self.at(name)))
+
+    def read_bytes(self, name: str) -> bytes:
+        if self.local:
+            return Path(self.at(name)).read_bytes()
+        return self.fs.cat_file(self.at(name))
+
+    def read_text(self, name: str) -> str:
+        return self.read_bytes(name).decode("utf-8")
+
+    def open(self, name: str) -> IO[bytes]:
+        """A seekable binary reader."""
+        return open(self.at(name), "rb") if self.local else self.fs.open(self.at(name), "rb")  # noqa: SIM115
+
+    def sha256(self, name: str) -> str:
+        sha = hashlib.sha256()
+        with self.open(name) as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                sha.update(block)
+        return sha.hexdigest()
+
+    # ------------------------------------------------------------------------------------------- writing
+
+    def makedirs(self) -> None:
+        if self.local:
+            os.makedirs(self.path, exist_ok=True)
+
+    def remove(self, name: str) -> None:
+        if self.local:
+            Path(self.at(name)).unlink(missing_ok=True)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.at(name))
+        self.fs.invalidate_cache(self.path)
+
+    def write_atomic(self, name: str, data: bytes) -> str:
+        """Publish bytes under `name`, whole or not at all; returns their sha256."""
+        with self.writer(name) as f:
+            f.write(data)
+        return hashlib.sha256(data).hexdigest()
+
+    def writer(self, name: str) -> AtomicWriter:
+        return AtomicWriter(self, name)
+
+
+class AtomicWriter:
+    """A binary file that appears under its final name on `commit()` (or a clean `with` exit), never before;
+    `abort()` leaves nothing behind. Counts and hashes what passes."""
+
+    def __init__(self, folder: Folder, name: str):
+        self.folder, self.name = folder, name
+        self.final = folder.at(name)
+        self.sha, self.size = hashlib.sha256(), 0
+        folder.makedirs()
+        if folder.local:
+            self.tmp = folder.at(f".{name}.{os.getpid()}.tmp")
+            self._f = open(self.tmp, "wb")  # noqa: SIM115
+        else:
+            self.tmp = None
+            self._f = folder.fs.open(self.final, "wb")
+        self.closed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        self._f.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:  # parts are flushed on commit; tarfile calls this
+        pass
+
+    def commit(self) -> str:
+        """Publish the file; returns its sha256."""
+        if self.folder.local:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            os.replace(self.tmp, self.final)
+            fd = os.open(self.folder.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:
+            self._f.close()  # completes the upload: the object appears now
+            self.folder.fs.invalidate_cache(self.folder.path)
+        self.closed = True
+        return self.sha.hexdigest()
+
+    def abort(self) -> None:
+        """Drop what was written: the local temporary, or the unfinished upload."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.folder.local:
+            self._f.close()
+            Path(self.tmp).unlink(missing_ok=True)
+            return
+        with contextlib.suppress(Exception):
+            self._f.discard()  # S3: aborts the multipart upload
+        with contextlib.suppress(Exception):
+            self._f.closed = True  # so that garbage collection does not complete the upload
+        with contextlib.suppress(Exception):
+            self.folder.remove(self.name)
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.abort()
