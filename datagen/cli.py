@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("out", help="run directory")
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    show = sub.add_parser("show", help="print a few samples of a run: instruction, captions, scores, where they are")
+    show.add_argument("out", help="run directory or URL")
+    show.add_argument("--n", type=int, default=8, help="how many (default: 8)")
+    show.add_argument("--task", help="only this task")
+    show.add_argument("--status", default="kept", choices=["kept", "rejected", "error", "all"], help="(default: kept)")
+    show.add_argument("--json", action="store_true", help="one JSON object per line")
     train = sub.add_parser("train", help="train the editing model on shards", description="Train an "
         "InstructPix2Pix-style editor with task embeddings on shards (datagen/train.py); resumes from OUT's last "
         "checkpoint.")  # fmt: skip
@@ -401,6 +407,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    """A quick look: the first N samples (of a task, of a status) with everything known about them."""
+    from itertools import islice
+
+    from datagen.config import ConfigError
+    from datagen.shards import manifest_rows
+
+    if args.n < 1:
+        raise ConfigError(f"--n {args.n}: give a positive number of samples")
+    rows = list(islice(manifest_rows(args.out, args.task, None if args.status == "all" else args.status), args.n))
+    if not rows:
+        what = " ".join(x for x in (args.status if args.status != "all" else "", args.task or "", "samples") if x)
+        raise ConfigError(f"{args.out}: no committed {what} (check the run with: datagen verify {args.out})")
+    root = args.out.rstrip("/")
+    for row in rows:
+        scores = {k[len("score_") :]: v for k, v in row.items() if k.startswith("score_") and v is not None}
+        where = f"{root}/shards/{row['shard_name']}.tar" if row["status"] == "kept" else "not stored (not kept)"
+        if args.json:
+            keep = ("key", "task", "status", "reason", "instruction", "input_caption", "output_caption", "objects")
+            print(json.dumps({**{k: row[k] for k in keep}, "scores": scores, "tar": where}, ensure_ascii=False))
+            continue
+        print(f"{row['key']}  [{row['task']}] {row['status']}" + (f": {row['reason']}" if row["reason"] else ""))
+        print(f"  instruction:    {row['instruction']}")
+        print(f"  input caption:  {row['input_caption']}")
+        print(f"  output caption: {row['output_caption']}")
+        if row["objects"]:
+            print(f"  objects:        {', '.join(row['objects'])}")
+        print("  scores:         " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(scores.items())))
+        print(f"  tar:            {where}" + (f" ({row['key']}.input|output|mask|json|txt)" if "tar" in where else ""))
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from datagen.shards import verify
 
@@ -427,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "verify":
             return cmd_verify(args)
+        if args.command == "show":
+            return cmd_show(args)
         if args.command == "preflight":
             return cmd_preflight(args)
         if args.command == "tasks":

@@ -21,6 +21,7 @@ from datagen import __version__, filters, generators, models, shards
 from datagen.config import ConfigError, RunConfig
 from datagen.images import BadImage
 from datagen.models.oracle import GroundingMiss
+from datagen.progress import Progress, log_event
 from datagen.record import EditRecord, sample_key, sample_seed
 from datagen.sources import BadSource, LoadedInput, build_source
 from datagen.storage import Folder
@@ -551,7 +552,7 @@ def _execute_phase(
         todo += [(name, s) for s in pending]
     started = time.perf_counter()
     label = configs[0].task.name if len(configs) == 1 else f"{len(configs)} tasks"
-    bar = _progress_bar(len(todo), f"{label} {phase}", progress)
+    bar = Progress(len(todo), f"{label} {phase}", unit="shard", enabled=progress)
 
     def on_result(item: tuple[str, int], result: dict[str, Any], attempts: int) -> bool:
         """Returns True when the shard is finished (committed or given up)."""
@@ -565,12 +566,14 @@ def _execute_phase(
         else:
             summary.failed[shard] = result["error"]
             record_failure(config, phase, shard, result, attempts)
-        bar.update(1)
+            if progress:
+                log_event(
+                    "shard_failed", task=name, shard=shard, phase=phase, attempts=attempts, error=result["error"]
+                )
         elapsed = time.perf_counter() - started
         done = sum(s.samples for s in summaries.values())
-        kept = sum(s.kept for s in summaries.values())
-        postfix = f"kept {kept}/{done}" if phase != "write" else f"{done} records"
-        bar.set_postfix_str(f"{postfix}, {done / max(elapsed, 1e-9):.1f} samples/s", refresh=True)
+        counts = {"kept": sum(s.kept for s in summaries.values())} if phase != "write" else {}
+        bar.update(1, samples=done, **counts, samples_per_s=round(done / max(elapsed, 1e-9), 1))
         return True
 
     try:
@@ -584,14 +587,6 @@ def _execute_phase(
     for summary in summaries.values():
         summary.seconds = seconds
     return [summaries[c.task.name] for c in configs]
-
-
-def _progress_bar(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, desc=desc, unit="shard", disable=None if enabled else True, file=sys.stderr, dynamic_ncols=True
-    )
 
 
 def _run_inline(configs: list[RunConfig], phase: str, todo: list[tuple[str, int]], on_result) -> None:

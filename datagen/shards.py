@@ -279,3 +279,18 @@ def verify(out: str | Path) -> Verdict:
         verdict.samples += samples
         verdict.problems.extend(problems)
     return verdict
+
+
+def manifest_rows(out: str | Path, task: str | None = None, status: str | None = None, columns=None):
+    """Rows of the committed shards' manifests in shard order (one shard in memory at a time), optionally of one
+    task and one status; each row also names its shard."""
+    folder = Folder(out).sub("shards")
+    stems, _ = committed_names(folder)
+    for stem in stems:
+        if task and not stem.startswith(f"{task}-"):
+            continue
+        with folder.open(f"{stem}.parquet") as f:
+            table = pq.read_table(f, columns=columns)
+        for row in table.to_pylist():
+            if status is None or row.get("status") == status:
+                yield {"shard_name": stem, **row}

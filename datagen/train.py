@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from datagen.config import ConfigError, known
+from datagen.progress import Progress
 from datagen.storage import Folder
 
 # -------------------------------------------------------------------------------------------- defaults
@@ -445,8 +446,6 @@ def load_optimizer(optimizer, checkpoint: Path, meta: dict) -> None:
 
 def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=print) -> dict[str, Any]:
     """Train; returns {"step", "loss" (last), "losses", "checkpoint"}."""
-    from tqdm import tqdm
-
     torch.manual_seed(config.seed)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
@@ -493,7 +492,7 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
     )
     losses = []
     lead = rank == 0  # logs and checkpoints
-    bar = tqdm(total=config.steps, initial=start, desc="train", disable=None if progress and lead else True)
+    bar = Progress(config.steps, "train", unit="step", enabled=progress and lead, initial=start)
     started = time.perf_counter()
     log_file = (out / "log.jsonl").open("a") if lead else open(os.devnull, "w")  # noqa: SIM115
     board = None
@@ -532,8 +531,7 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
         if board is not None:
             for name, value in (("loss", total), ("lr", scheduler.get_last_lr()[0]), ("samples_per_s", rate)):
                 board.add_scalar(f"train/{name}", value, step + 1)
-        bar.update(1)
-        bar.set_postfix_str(f"loss {total:.4f}, {rate:.1f} samples/s")
+        bar.update(1, loss=round(total, 4), samples_per_s=round(rate, 1))
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
             if lead:
                 checkpoint = save_checkpoint(out, step + 1, model, optimizer, config, ema)
