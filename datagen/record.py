@@ -62,7 +62,9 @@ class EditRecord:
         return self
 
     def text_fields(self) -> dict[str, Any]:
-        """The sample's metadata: the tar's `.json` member, minus nothing a trainer needs."""
+        """The sample's metadata: the tar's `.json` member. One schema for every sample of every task, so loaders that
+        infer it from the first samples (Hugging Face `datasets`) lose nothing: every score is present (null where
+        not measured) and the task-specific mappings (params, models, source) are JSON text, as in the manifest."""
         return {
             "key": self.key,
             "task": self.task,
@@ -71,10 +73,10 @@ class EditRecord:
             "output_caption": self.output_caption,
             "objects": self.objects,
             "boxes": self.boxes,
-            "params": self.params,
-            "scores": {k: _finite(v) for k, v in sorted(self.scores.items())},
-            "models": self.models,
-            "source": self.source,
+            "params": json.dumps(self.params, sort_keys=True),
+            "scores": {name: _finite(self.scores.get(name)) for name in sorted(SCORES)},
+            "models": json.dumps(self.models, sort_keys=True),
+            "source": json.dumps(self.source, sort_keys=True),
             "seed": self.seed,
         }
 

@@ -147,7 +147,8 @@ def test_remove_on_tiny_end_to_end(tiny_dir, tmp_path):
     assert len(kept) == 8, "tiny keeps every sample (enforce_filters: false) so the whole path runs"
     for sample in kept:
         meta = json.loads(sample["json"])
-        assert meta["models"]["llm"] == "tiny:llm" and meta["models"]["inpaint"] == "tiny:inpaint"
+        models = json.loads(meta["models"])
+        assert models["llm"] == "tiny:llm" and models["inpaint"] == "tiny:inpaint"
         for score in ("clip_dir", "clip_img", "clip_out", "dino", "detect_input", "detect_output", "mask_area"):
             assert score in meta["scores"] and -1 <= meta["scores"][score] <= 1, score
         before, after, mask = (decode_member(sample[k]) for k in ("input.png", "output.png", "mask.png"))
@@ -168,7 +169,7 @@ def test_add_is_a_removal_swapped(tiny_dir, tmp_path):
     worker = ShardWorker(config)
     for text, sample in zip(written, samples(tmp_path), strict=True):
         meta = json.loads(sample["json"])
-        assert meta["params"]["direction"] == "add"
+        assert json.loads(meta["params"])["direction"] == "add"
         original = worker.source.load(text["source"], config.run.max_image_pixels).image
         source_caption = worker.source.item(text["source"]).caption
         assert text["output_caption"] == source_caption, "the source image, with its caption, is the output"

@@ -63,7 +63,7 @@ def check_contract(config, out: Path, strict: bool = True) -> None:
         text = written[sample["__key__"]]
         assert meta["instruction"] == text["instruction"] == sample["txt"].decode()
         assert meta["output_caption"] == text["output_caption"] and meta["objects"] == text["objects"]
-        assert set(meta["models"]) <= declared, f"{config.task.name} used roles it does not declare"
+        assert set(json.loads(meta["models"])) <= declared, f"{config.task.name} used roles it does not declare"
         before, after, mask = (decode_member(sample[k]) for k in ("input.png", "output.png", "mask.png"))
         assert before.shape == after.shape and mask.shape == before.shape[:2]
         assert (before[mask == 0] == after[mask == 0]).all(), f"{config.task.name}: pixels changed outside the mask"
@@ -185,5 +185,6 @@ def test_text_to_image_draws_the_source_caption_not_the_rewritten_one(tiny_dir, 
     for sample in wds.WebDataset(tar, shardshuffle=False, empty_check=False):
         meta = json.loads(sample["json"])
         seed, caption = seeds[sample["__key__"]]
-        photo = decode_member(sample["output.png" if meta["params"]["direction"] == "from_map" else "input.png"])
+        from_map = json.loads(meta["params"])["direction"] == "from_map"
+        photo = decode_member(sample["output.png" if from_map else "input.png"])
         assert (photo == t2i.generate(caption, seed=seed)).all(), "the photo side is the source caption's image"
