@@ -1,4 +1,5 @@
-"""`datagen` command line: generate | write | render | verify | tasks | preflight | train | edit | eval."""
+"""`datagen` command line: generate | write | render | verify | show | report | export | tasks | preflight | train |
+edit | eval | classify."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 from datagen import __version__
+from datagen import export as export_cmd
 
 EPILOG = "Example: datagen generate --task remove --pipeline local --n 200 --out out/remove"
 
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("out", help="run directory")
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    export_cmd.add_parser(sub)
     show = sub.add_parser("show", help="print a few samples of a run: instruction, captions, scores, where they are")
     show.add_argument("out", help="run directory or URL")
     show.add_argument("--n", type=int, default=8, help="how many (default: 8)")
@@ -467,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_verify(args)
         if args.command == "show":
             return cmd_show(args)
+        if args.command == "export":
+            return export_cmd.run(args)
         if args.command == "preflight":
             return cmd_preflight(args)
         if args.command == "tasks":

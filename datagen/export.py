@@ -1,0 +1,364 @@
+"""`datagen export`: a run's committed shards as a Hugging Face parquet dataset or an imagefolder.
+
+    datagen export out/remove --format hf-parquet --dest exports/remove
+    datagen export out/remove --format imagefolder --dest exports/remove-folder
+
+`hf-parquet` writes DEST/data/train/{task}-{i:06d}.parquet, one file per committed shard, in row groups of at most
+ROW_GROUP_ROWS samples. Images are Hugging Face `Image` features (struct {bytes, path}) and the schema carries the
+`huggingface` metadata `datasets` writes itself, so `load_dataset("parquet", data_files=...)` decodes them to PIL
+images with no casting. `imagefolder` writes DEST/train/{n:06d}/, the n-th committed shard's images and a
+`metadata.jsonl` whose `*_file_name` columns `load_dataset("imagefolder", data_dir=DEST)` turns into image columns.
+`load_dataset(DEST)` infers splits from folder names (any folder named like `*-test-*` or `val_*`), so the split is
+a folder `train/` in both formats and no folder is named after a task: a task called `test` must stay in train.
+Both use the column names of the diffusers InstructPix2Pix example trainer (input_image, edit_prompt,
+edited_image) plus ours (mask, task, key, captions, one score_<name> per score, the sample's whole json).
+
+Both stream: tars are read shard by shard as streams, each checked against its stats (sample count, sha256), and a
+shard's parquet file or metadata.jsonl is published whole only after its last sample (datagen.storage: a rename on
+a local disk, a completed upload on object stores). DEST/.datagen-export.json, written last, marks a finished
+export (hidden, so that `load_dataset(DEST)` does not take it for data). `datasets` is not needed to export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import math
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the rest is imported where it is used: `datagen --help` stays instant with this parser in it
+    import pyarrow as pa
+
+    from datagen.storage import Folder
+
+FORMATS = ("hf-parquet", "imagefolder")
+MARKER = ".datagen-export.json"
+"""Written last in DEST: a finished export, what it holds and where it came from."""
+ROW_GROUP_ROWS = 100  # datasets' own row group size for image datasets: random access without huge reads
+ROW_GROUP_BYTES = 128 << 20  # ... and a bound on memory when images are large
+IMAGE_COLUMNS = {"input": "input_image", "output": "edited_image", "mask": "mask"}
+"""Tar member -> column; input_image and edited_image are the diffusers InstructPix2Pix script's defaults."""
+
+
+def _error(message: str) -> Exception:
+    """A ConfigError: a problem the user can act on, reported without a traceback."""
+    from datagen.config import ConfigError
+
+    return ConfigError(message)
+
+
+@functools.cache
+def score_columns() -> tuple[str, ...]:
+    """One float column per score of datagen.filters.SCORES, in that order."""
+    from datagen.filters import SCORES
+
+    return tuple(f"score_{name}" for name in SCORES)
+
+
+@functools.cache
+def hf_schema() -> pa.Schema:
+    """The hf-parquet schema, with the `huggingface` metadata datasets.Features.arrow_schema writes: from it
+    Features.from_arrow_schema knows the struct {bytes, path} columns are Images and decodes them to PIL."""
+    import pyarrow as pa
+
+    image = (pa.struct([("bytes", pa.binary()), ("path", pa.string())]), {"_type": "Image"})
+    string = (pa.string(), {"dtype": "string", "_type": "Value"})
+    columns = {
+        "input_image": image,
+        "edit_prompt": string,
+        "edited_image": image,
+        "mask": image,
+        "task": string,
+        "key": string,
+        "input_caption": string,
+        "output_caption": string,
+        **{column: (pa.float64(), {"dtype": "float64", "_type": "Value"}) for column in score_columns()},
+        "json": string,
+    }
+    features = {name: feature for name, (_, feature) in columns.items()}
+    return pa.schema([(name, kind) for name, (kind, _) in columns.items()]).with_metadata(
+        {"huggingface": json.dumps({"info": {"features": features}})}
+    )
+
+
+@dataclass
+class Shard:
+    name: str
+    task: str
+    kept: int
+    sha256: str | None
+    image_format: str
+
+
+@dataclass
+class Sample:
+    key: str
+    images: dict[str, tuple[str, bytes]]
+    """input / output / mask -> (member name, encoded bytes as stored in the tar)."""
+    meta: dict[str, Any]
+    """The `.json` member, parsed."""
+    meta_text: str
+    instruction: str
+    """The `.txt` member."""
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+
+def committed_shards(out: str) -> tuple[Folder, list[Shard]]:
+    """OUT/shards and its shards that have their `.stats.json` commit marker, by name; ConfigError if none."""
+    from datagen.storage import Folder
+
+    folder = Folder(out).sub("shards")
+    shards = []
+    for name in folder.names():
+        if name.startswith(".") or not name.endswith(".stats.json"):
+            continue
+        try:
+            stats = json.loads(folder.read_bytes(name))
+            shards.append(
+                Shard(
+                    name[: -len(".stats.json")],
+                    stats["task"],
+                    int(stats["kept"]),
+                    stats.get("tar", {}).get("sha256"),
+                    stats.get("image_format", "png"),
+                )
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise _error(f"{folder.url(name)}: unreadable stats marker ({e!r})") from None
+    if not shards:
+        raise _error(
+            f"{out}: no committed shards (no shards/*.stats.json there); render some first: "
+            f"datagen generate --task TASK --out {out}"
+        )
+    return folder, shards
+
+
+class _HashingReader:
+    """Read-through file that hashes what passes, so a streamed tar can be checked against its stats."""
+
+    def __init__(self, f):
+        self.f, self.sha = f, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.f.read(size)
+        self.sha.update(data)
+        return data
+
+
+def read_shard(folder: Folder, shard: Shard) -> Iterator[Sample]:
+    """The samples of one committed tar in order, streamed one at a time; ConfigError for anything unreadable.
+
+    The count and sha256 are checked against the stats after the last sample, so a caller that publishes only
+    after the loop never publishes a damaged shard."""
+    from datagen.shards import MEMBER_RE, safe_member_name
+
+    where = folder.url(f"{shard.name}.tar")
+    want = {f"input.{shard.image_format}", f"output.{shard.image_format}", "mask.png", "json", "txt"}
+    seen: set[str] = set()
+    count = 0
+    try:
+        with folder.open(f"{shard.name}.tar") as raw:
+            stream = _HashingReader(raw)
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                key, members = None, {}
+                for member in tar:
+                    match = MEMBER_RE.match(member.name)
+                    if not member.isfile() or not safe_member_name(member.name) or not match:
+                        raise _error(f"{where}: member {member.name!r} is not a regular file named key.field")
+                    if match["key"] != key:
+                        if key is not None:
+                            yield _sample(where, key, members, want)
+                            count += 1
+                        key, members = match["key"], {}
+                        if key in seen:
+                            raise _error(f"{where}: members of {key} are not contiguous")
+                        seen.add(key)
+                    members[match["field"]] = (member.name, tar.extractfile(member).read())
+                if key is not None:
+                    yield _sample(where, key, members, want)
+                    count += 1
+            while stream.read(1 << 20):  # the tar's end padding, for the checksum
+                pass
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise _error(f"{where}: unreadable shard ({e!r}); check the run with: datagen verify OUT") from None
+    if count != shard.kept:
+        raise _error(f"{where}: {count} samples in the tar, its stats say kept={shard.kept}")
+    if shard.sha256 and stream.sha.hexdigest() != shard.sha256:
+        raise _error(f"{where}: sha256 differs from its stats (a damaged or replaced tar)")
+
+
+def _sample(where: str, key: str, members: dict[str, tuple[str, bytes]], want: set[str]) -> Sample:
+    if set(members) != want:
+        raise _error(f"{where}: {key} has members {sorted(members)}, expected {sorted(want)}")
+    try:
+        meta_text = members["json"][1].decode()
+        meta = json.loads(meta_text)
+        instruction = members["txt"][1].decode()
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _error(f"{where}: {key}: unreadable json or txt member ({e})") from None
+    images = {field.split(".")[0]: member for field, member in members.items() if field.split(".")[0] in IMAGE_COLUMNS}
+    return Sample(key, images, meta, meta_text, instruction)
+
+
+def _row(sample: Sample, images: dict[str, Any]) -> dict[str, Any]:
+    """A sample's columns in hf_schema()'s order; `images` holds the image columns' values; a missing score is None."""
+    scores = sample.meta.get("scores") or {}
+    row = {
+        "input_image": images["input_image"],
+        "edit_prompt": sample.instruction,
+        "edited_image": images["edited_image"],
+        "mask": images["mask"],
+        "task": sample.meta.get("task", ""),
+        "key": sample.key,
+        "input_caption": sample.meta.get("input_caption", ""),
+        "output_caption": sample.meta.get("output_caption", ""),
+    }
+    for column in score_columns():
+        value = scores.get(column.removeprefix("score_"))
+        row[column] = None if value is None else float(value)
+    row["json"] = sample.meta_text
+    return row
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+
+def write_parquet_shard(samples: Iterator[Sample], folder: Folder, name: str) -> int:
+    """One shard -> one parquet file of hf_schema(), a row group at a time, published whole; returns its rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = []
+    count = buffered = 0
+    with folder.writer(name) as f, pq.ParquetWriter(f, hf_schema(), compression="zstd") as writer:
+        for sample in samples:
+            images = {
+                IMAGE_COLUMNS[stem]: {"bytes": data, "path": member} for stem, (member, data) in sample.images.items()
+            }
+            rows.append(_row(sample, images))
+            buffered += sum(len(data) for _, data in sample.images.values())
+            if len(rows) >= ROW_GROUP_ROWS or buffered >= ROW_GROUP_BYTES:
+                writer.write_table(pa.Table.from_pylist(rows, schema=hf_schema()))
+                count, rows, buffered = count + len(rows), [], 0
+        if rows:
+            writer.write_table(pa.Table.from_pylist(rows, schema=hf_schema()))
+            count += len(rows)
+    return count
+
+
+def write_imagefolder_shard(samples: Iterator[Sample], folder: Folder) -> int:
+    """One shard -> a folder of its images and a metadata.jsonl, published last; returns the samples written.
+
+    Images without a metadata line are invisible to the imagefolder loader, so the images are written directly and
+    only metadata.jsonl is published atomically. Every score column is a float on every line, NaN where the sample
+    lacks the score: `datasets` infers the metadata's types from its first lines, and a column all null there
+    cannot hold numbers later."""
+    folder.makedirs()
+    lines = []
+    for sample in samples:
+        for member, data in sample.images.values():
+            folder.fs.pipe_file(folder.at(member), data)
+        row = _row(sample, {IMAGE_COLUMNS[stem]: member for stem, (member, _) in sample.images.items()})
+        line = {f"{k}_file_name" if k in IMAGE_COLUMNS.values() else k: v for k, v in row.items()}
+        line.update({c: math.nan for c in score_columns() if line[c] is None})
+        lines.append(json.dumps(line, ensure_ascii=False))
+    folder.write_atomic("metadata.jsonl", ("\n".join(lines) + "\n").encode())
+    return len(lines)
+
+
+def _prepare_dest(dest: Folder, overwrite: bool) -> None:
+    """Refuse a DEST holding an export (finished or not) unless overwrite; then remove what an export writes."""
+    dest.fs.invalidate_cache()
+    found = [name for name in (MARKER, "data", "train") if dest.fs.exists(dest.at(name))]
+    if found and not overwrite:
+        state = "an export" if MARKER in found else "an unfinished export"
+        raise _error(
+            f"{dest}: already holds {state} ({', '.join(found)}); pass --overwrite to replace it, "
+            "or choose another DEST"
+        )
+    for name in found:
+        dest.fs.rm(dest.at(name), recursive=True)
+    dest.fs.invalidate_cache()
+
+
+def export(out: str, dest: str, format: str, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """Export OUT's committed shards to DEST in `format`; returns the counts (also written to DEST/MARKER)."""
+    if format not in FORMATS:
+        raise _error(f"--format {format!r}: allowed: {', '.join(FORMATS)}")
+    from datagen import __version__
+    from datagen.progress import Progress
+    from datagen.storage import Folder
+
+    source, shards = committed_shards(out)
+    target = Folder(dest)
+    _prepare_dest(target, overwrite)
+    counts: dict[str, Any] = {"format": format, "source": out, "dest": dest, "shards": 0, "samples": 0, "tasks": {}}
+    bar = Progress(len(shards), f"export {format}", unit="shard", enabled=progress)
+    for n, shard in enumerate(shards):
+        samples = read_shard(source, shard)
+        if shard.kept == 0:  # nothing to export (still read, to check it): no empty file for loaders to trip on
+            written = sum(1 for _ in samples)
+        elif format == "hf-parquet":
+            written = write_parquet_shard(samples, target.sub("data").sub("train"), f"{shard.name}.parquet")
+        else:
+            written = write_imagefolder_shard(samples, target.sub("train").sub(f"{n:06d}"))
+        counts["shards"] += 1
+        counts["samples"] += written
+        counts["tasks"][shard.task] = counts["tasks"].get(shard.task, 0) + written
+        bar.update(1, samples=counts["samples"])
+    bar.close()
+    counts["datagen"] = __version__
+    target.write_atomic(MARKER, json.dumps(counts, indent=1, sort_keys=True).encode())
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the `export` subcommand to an argparse subparsers object."""
+    text = "export a run's committed shards as a Hugging Face parquet dataset or an imagefolder"
+    parser = sub.add_parser(
+        "export",
+        help=text,
+        description=text + " (datagen/export.py)",
+        epilog="Example: datagen export out/remove --format hf-parquet --dest exports/remove",
+    )
+    parser.add_argument("out", help="run directory or fsspec URL (its committed shards/ are read)")
+    parser.add_argument("dest_arg", nargs="?", metavar="DEST", help="export folder or fsspec URL (or --dest)")
+    parser.add_argument("--dest", help="export folder or fsspec URL")
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="hf-parquet: DEST/data/train/*.parquet; imagefolder: DEST/train/NNNNNN/ images + metadata.jsonl",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an export already in DEST")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """`datagen export`: export, then say what was written and how to load it."""
+    if args.dest and args.dest_arg and args.dest != args.dest_arg:
+        raise _error(f"DEST given twice: {args.dest_arg!r} and --dest {args.dest!r}; give one")
+    dest = args.dest or args.dest_arg
+    if not dest:
+        raise _error("give DEST: datagen export OUT DEST --format hf-parquet (or --dest DEST)")
+    counts = export(args.out, dest, args.format, progress=not args.no_progress, overwrite=args.overwrite)
+    tasks = ", ".join(f"{task} {n}" for task, n in sorted(counts["tasks"].items()))
+    if args.format == "hf-parquet":
+        where, load, flag = f"{dest}/data/train/", f'load_dataset("parquet", data_dir="{dest}")', "--dataset_name"
+    else:
+        where, load, flag = f"{dest}/train/", f'load_dataset("imagefolder", data_dir="{dest}")', "--train_data_dir"
+    print(f"exported {counts['samples']} samples ({tasks}) from {counts['shards']} committed shards to {where}")
+    print(f"  load with: {load}")
+    print(f"  diffusers examples/instruct_pix2pix/train_instruct_pix2pix.py {flag} {dest} (its default columns)")
+    return 0
