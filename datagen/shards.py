@@ -82,8 +82,7 @@ class ShardPaths:
 
     def leftovers(self) -> list[str]:
         """Files of this shard other than a committed marker: finals of an unfinished commit and temporaries."""
-        prefix, hidden = f"{self.name}.", f".{self.name}."
-        return [n for n in self.folder.names() if n.startswith(hidden) or n.startswith(prefix)]
+        return self.folder.names(f"{self.name}.") + self.folder.names(f".{self.name}.")
 
 
 def shard_paths(out: str | Folder, phase: str, task: str, shard: int) -> ShardPaths:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import os
 from pathlib import Path
 from typing import IO
@@ -59,16 +60,24 @@ class Folder:
 
     # ------------------------------------------------------------------------------------------- reading
 
-    def names(self) -> list[str]:
-        """The names of the files in this folder, sorted; empty when the folder does not exist."""
+    def names(self, prefix: str = "") -> list[str]:
+        """The names of the files in this folder that start with `prefix`, sorted; empty when there is no folder.
+        On stores that filter by prefix server-side (S3, GCS) a prefix lists only what matches: a shard's own
+        files among a hundred thousand."""
         if self.local:
-            return sorted(n for n in os.listdir(self.path) if os.path.isfile(self.at(n))) if self.is_dir() else []
+            if not self.is_dir():
+                return []
+            return sorted(n for n in os.listdir(self.path) if n.startswith(prefix) and os.path.isfile(self.at(n)))
         self.fs.invalidate_cache(self.path)  # other workers write here: never trust a cached listing
         try:
-            entries = self.fs.ls(self.path, detail=True)
+            if prefix and "prefix" in inspect.signature(self.fs.find).parameters:
+                found = self.fs.find(self.path, maxdepth=1, prefix=prefix)
+            else:
+                found = [e["name"] for e in self.fs.ls(self.path, detail=True) if e.get("type") == "file"]
         except FileNotFoundError:
             return []
-        return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file")
+        names = (p.rstrip("/").rsplit("/", 1)[-1] for p in found)
+        return sorted(n for n in names if n.startswith(prefix))
 
     def is_dir(self) -> bool:
         if self.local:
