@@ -236,8 +236,7 @@ def verify_shard(folder: Folder, stats_name: str) -> tuple[int, list[str]]:
         if not key.startswith(f"{stats['task']}_{stats['shard']:06d}_"):
             problems.append(f"{tar_name}: key {key} does not belong to shard {name}")
     try:
-        with folder.open(parquet_name) as f:
-            table = pq.read_table(f, columns=["key", "status"])
+        table = read_parquet(folder, parquet_name, ["key", "status"])
     except (OSError, pa.ArrowException) as e:
         problems.append(f"{parquet_name}: unreadable parquet ({e})")
         return len(fields), problems
@@ -254,6 +253,12 @@ def verify_shard(folder: Folder, stats_name: str) -> tuple[int, list[str]]:
     if sorted(kept_rows) != sorted(fields):
         problems.append(f"{name}: kept keys in the parquet differ from the keys in the tar")
     return len(fields), problems
+
+
+def read_parquet(folder: Folder, name: str, columns=None) -> pa.Table:
+    """A manifest, read whole into memory first (they are small): arrow threads calling back into a Python file
+    object can abort the interpreter at exit when the file is a remote one."""
+    return pq.read_table(pa.BufferReader(folder.read_bytes(name)), columns=columns)
 
 
 def committed_names(folder: Folder) -> tuple[list[str], list[str]]:
@@ -288,8 +293,7 @@ def manifest_rows(out: str | Path, task: str | None = None, status: str | None =
     for stem in stems:
         if task and not stem.startswith(f"{task}-"):
             continue
-        with folder.open(f"{stem}.parquet") as f:
-            table = pq.read_table(f, columns=columns)
+        table = read_parquet(folder, f"{stem}.parquet", columns)
         for row in table.to_pylist():
             if status is None or row.get("status") == status:
                 yield {"shard_name": stem, **row}

@@ -70,7 +70,7 @@ def local_reference(tmp_path_factory):
     return out, _checksums(files)
 
 
-def test_a_run_on_s3_is_byte_identical_to_a_local_one_and_verifies(s3, local_reference):
+def test_a_run_on_s3_is_byte_identical_to_a_local_one_and_verifies(s3, local_reference, tmp_path):
     client, env = s3
     proc = run_cli("generate", "--out", f"s3://{BUCKET}/whole", *ARGS, env=env)
     assert "8/8 shards done" in proc.stdout
@@ -79,6 +79,14 @@ def test_a_run_on_s3_is_byte_identical_to_a_local_one_and_verifies(s3, local_ref
     assert _checksums(files) == local_reference[1] and len(local_reference[1]) == 8
     proc = run_cli("verify", f"s3://{BUCKET}/whole", env=env)
     assert "8 committed shards" in proc.stdout and proc.stdout.strip().endswith("OK")
+
+    # the rest of the tools read the bucket too
+    run_cli("report", f"s3://{BUCKET}/whole", "--dest", str(tmp_path / "report"), env=env)
+    assert (tmp_path / "report" / "index.html").is_file() and any((tmp_path / "report" / "thumbs").iterdir())
+    assert "remove_000000_00000" in run_cli("show", f"s3://{BUCKET}/whole", "--n", "1", env=env).stdout
+    run_cli("export", f"s3://{BUCKET}/whole", f"s3://{BUCKET}/exported", "--format", "hf-parquet", env=env)
+    exported = _objects(client, "exported/")
+    assert sum(n.endswith(".parquet") for n in exported) == 8 and ".datagen-export.json" in exported
 
     # a corrupted object is caught the same way as on disk
     name = "whole/shards/remove-000003.tar"
