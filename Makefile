@@ -20,15 +20,24 @@ TRAIN_OUT ?= runs/edit
 STEPS ?= 300
 NPROC ?= 1
 
-.PHONY: help install test lint generate verify train clean
+FORMAT ?= hf-parquet
+DEST ?= $(OUT)-$(FORMAT)
+
+.PHONY: help install install-browser test lint generate verify show report export train clean
 
 help:
 	@echo "make install                 create $(VENV) and install datagen (CPU, no GPU needed)"
+	@echo "make install-browser         Chromium + chromedriver from the OS packages (the report's browser test)"
 	@echo "make test                    run the test suite"
 	@echo "make lint                    ruff check + format check"
 	@echo "make generate TASK=remove [PIPELINE=local] [N=200] [OUT=out/remove] [SEED=0] [ARGS='--set k=v']"
+	@echo "                             TASK=all or TASK=remove,add for a mixture; OUT may be s3://bucket/run"
 	@echo "make verify OUT=out/remove   check every committed shard"
+	@echo "make show OUT=out/remove     print a few samples with their captions and scores"
+	@echo "make report OUT=out/remove   HTML report with plots -> OUT/report/index.html"
+	@echo "make export OUT=out/remove [FORMAT=hf-parquet|imagefolder] [DEST=out/remove-hf-parquet]"
 	@echo "make train SHARDS=out/remove [TRAIN_OUT=runs/edit] [STEPS=300] [NPROC=1] [ARGS='--init ...']"
+	@echo "make clean                   remove out/ and caches"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +55,11 @@ install: $(BIN)/python
 	$(if $(GPU),,$(BIN)/pip uninstall -y torchvision torchaudio torchcodec)
 	$(BIN)/python -c "import torch, transformers, diffusers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'diffusers', diffusers.__version__)"
 
+# Debian/Ubuntu packages; other systems: install chromium and its chromedriver with the OS package manager.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+install-browser:
+	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver
+
 test:
 	$(BIN)/python -m pytest -q
 
@@ -58,6 +72,15 @@ generate:
 
 verify:
 	$(BIN)/datagen verify $(OUT)
+
+show:
+	$(BIN)/datagen show $(OUT) $(ARGS)
+
+report:
+	$(BIN)/datagen report $(OUT) $(ARGS)
+
+export:
+	$(BIN)/datagen export $(OUT) --format $(FORMAT) $(DEST) $(ARGS)
 
 # CPU default: the tiny editor at 64 px; on GPUs pass ARGS='--init stable-diffusion-v1-5/stable-diffusion-v1-5 --resolution 256'.
 train:
