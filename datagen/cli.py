@@ -464,7 +464,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from datagen.config import ConfigError
+    from datagen.config import ConfigError, RunStopped
 
     args = build_parser().parse_args(argv)
     try:
@@ -492,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"datagen: configuration error:\n{e}", file=sys.stderr)
         return 2
+    except RunStopped as e:
+        print(f"datagen: run stopped: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("datagen: interrupted; committed shards are kept — rerun the same command to resume", file=sys.stderr)
         return 130

@@ -16,6 +16,10 @@ class ConfigError(Exception):
     """A configuration problem, reported before any work starts, in words a user can act on."""
 
 
+class RunStopped(Exception):
+    """The run cannot go on (OUT is full, read-only or forbidden); committed shards are kept, a rerun resumes."""
+
+
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=False)
 

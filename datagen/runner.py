@@ -6,6 +6,8 @@ debugging, or inside a Ray actor that builds the models once and renders many sh
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import sys
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from datagen import __version__, filters, generators, models, shards
-from datagen.config import ConfigError, RunConfig
+from datagen.config import ConfigError, RunConfig, RunStopped
 from datagen.images import BadImage
 from datagen.models.oracle import GroundingMiss
 from datagen.progress import Progress, log_event
@@ -60,6 +62,21 @@ class ModelSet:
         return self[role] if role in self else None
 
 
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+"""OSErrors that say the output location cannot take what is written (full, over quota, read-only, forbidden)."""
+
+
+def storage_failure(error: BaseException) -> bool:
+    """Whether an error (or what caused it) is OUT refusing writes, rather than something wrong with one shard."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
+            return True
+        if isinstance(error, PermissionError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 class ShardWorker:
     """Renders shards of one run; builds its models once, on first use."""
 
@@ -88,7 +105,14 @@ class ShardWorker:
             stats = self.write_shard(shard) if phase == "write" else self.render_shard(shard)
             return {"ok": True, "stats": stats}
         except Exception as e:  # a failing shard is retried, then recorded; the run goes on
-            return {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+            result = {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+            if storage_failure(e):  # ... unless OUT itself cannot take it: then every shard would fail the same way
+                result["storage"] = True
+                with contextlib.suppress(Exception):  # give back the space this shard's published files hold
+                    shards.clear_uncommitted(
+                        shards.shard_paths(self.config.run.out, phase, self.config.task.name, shard)
+                    )
+            return result
 
     # ------------------------------------------------------------------------------------ phase 1: write
 
@@ -558,6 +582,14 @@ def _execute_phase(
         """Returns True when the shard is finished (committed or given up)."""
         name, shard = item
         config, summary = by_task[name], summaries[name]
+        if result.get("storage"):
+            if progress:
+                log_event("run_stopped", task=name, shard=shard, phase=phase, error=result["error"])
+            raise RunStopped(
+                f"{config.run.out}: cannot write shard {shards.shard_name(name, shard)} there "
+                f"({result['error'][:300]}). Every shard committed so far is complete and kept, and nothing "
+                f"half-written is visible; free space (or fix permissions) and rerun the same command to resume."
+            )
         if result["ok"]:
             summary.add(result["stats"])
             clear_failure(config, shard)

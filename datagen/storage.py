@@ -172,7 +172,7 @@ class AtomicWriter:
         pass
 
     def commit(self) -> str:
-        """Publish the file; returns its sha256."""
+        """Publish the file; returns its sha256. On failure the caller aborts."""
         if self.folder.local:
             self._f.flush()
             os.fsync(self._f.fileno())
@@ -195,7 +195,8 @@ class AtomicWriter:
             return
         self.closed = True
         if self.folder.local:
-            self._f.close()
+            with contextlib.suppress(OSError):  # closing flushes its buffer, which fails again on a full disk
+                self._f.close()
             Path(self.tmp).unlink(missing_ok=True)
             return
         with contextlib.suppress(Exception):
@@ -209,7 +210,11 @@ class AtomicWriter:
         return self
 
     def __exit__(self, kind, value, tb) -> None:
-        if kind is None:
-            self.commit()
-        else:
+        if kind is not None:
             self.abort()
+            return
+        try:
+            self.commit()
+        except BaseException:  # a full disk often shows only at the flush
+            self.abort()
+            raise
