@@ -67,7 +67,7 @@ def load_benchmark(path: str, limit: int | None) -> list[dict[str, Any]]:
 
     from datagen.images import decode_image
 
-    table = pq.read_table(path)
+    table = pq.read_table(path, use_threads=False)
     needed = {"instruction", "image", "input_caption", "output_caption", "task"}
     if not needed <= set(table.column_names):
         raise ConfigError(

@@ -215,7 +215,7 @@ def read_manifest(fs, path: str, wanted: tuple[str, ...]):
         missing = [c for c in ROW_COLUMNS if c not in names]
         if missing:
             raise ValueError(f"not a datagen manifest: no column {', '.join(missing)}")
-        return manifest.read(columns=[c for c in wanted if c in names])
+        return manifest.read(columns=[c for c in wanted if c in names], use_threads=False)
     except (OSError, ValueError, pa.ArrowException) as e:
         raise _config_error(
             f"{_where(fs, path)}: unreadable parquet manifest ({e}); `datagen verify` checks the run"

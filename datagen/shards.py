@@ -256,9 +256,10 @@ def verify_shard(folder: Folder, stats_name: str) -> tuple[int, list[str]]:
 
 
 def read_parquet(folder: Folder, name: str, columns=None) -> pa.Table:
-    """A manifest, read whole into memory first (they are small): arrow threads calling back into a Python file
-    object can abort the interpreter at exit when the file is a remote one."""
-    return pq.read_table(pa.BufferReader(folder.read_bytes(name)), columns=columns)
+    """A manifest, read whole into memory first and parsed on this thread (they are small). Arrow's reader threads
+    still alive at interpreter exit abort the process ("terminate called without an active exception") in most
+    short commands such as `datagen show`, so no datagen read of a parquet file uses them."""
+    return pq.read_table(pa.BufferReader(folder.read_bytes(name)), columns=columns, use_threads=False)
 
 
 def committed_names(folder: Folder) -> tuple[list[str], list[str]]:

@@ -309,7 +309,7 @@ class CaptionFileSource:
                 raise ConfigError(f"{self.path}: column `objects` is {objects_type}; {allowed}")
             columns.append("objects")
         try:
-            data = table.read(columns=columns)
+            data = table.read(columns=columns, use_threads=False)
         except (OSError, pa.ArrowException) as e:
             raise ConfigError(f"{self.path}: not a readable Parquet file ({e}); {allowed}") from None
         captions = data.column("caption").to_pylist()
