@@ -132,7 +132,7 @@ class TarShardWriter:
 
     def add(self, record: EditRecord) -> None:
         key = record.key
-        if not KEY_RE.match(key):
+        if not KEY_RE.fullmatch(key):
             raise ValueError(f"sample key {key!r} is not of the form task_SSSSSS_JJJJJ")
         fmt = self.image_format
         members = {
@@ -213,7 +213,7 @@ def verify_shard(folder: Folder, stats_name: str) -> tuple[int, list[str]]:
                 if not safe_member_name(member.name):
                     problems.append(f"{tar_name}: unsafe member name {member.name!r}")
                     continue
-                match = MEMBER_RE.match(member.name)
+                match = MEMBER_RE.fullmatch(member.name)
                 if not match:
                     problems.append(f"{tar_name}: member {member.name!r} is not key.field")
                     continue
