@@ -79,6 +79,19 @@ class Folder:
         names = (p.rstrip("/").rsplit("/", 1)[-1] for p in found)
         return sorted(n for n in names if n.startswith(prefix))
 
+    def iter_names(self, prefix: str = ""):
+        """Like `names`, unsorted and streamed (a local folder of millions of files is never held in memory)."""
+        if not self.local:
+            yield from self.names(prefix)
+            return
+        try:
+            with os.scandir(self.path) as entries:
+                for entry in entries:
+                    if entry.name.startswith(prefix) and entry.is_file():
+                        yield entry.name
+        except FileNotFoundError:
+            return
+
     def is_dir(self) -> bool:
         if self.local:
             return os.path.isdir(self.path)
