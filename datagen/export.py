@@ -112,18 +112,18 @@ class Sample:
 
 def committed_shards(out: str) -> tuple[Folder, list[Shard]]:
     """OUT/shards and its shards that have their `.stats.json` commit marker, by name; ConfigError if none."""
+    from datagen.shards import committed_names
     from datagen.storage import Folder
 
     folder = Folder(out).sub("shards")
     shards = []
-    for name in folder.names():
-        if name.startswith(".") or not name.endswith(".stats.json"):
-            continue
+    for stem in committed_names(folder)[0]:
+        name = f"{stem}.stats.json"
         try:
             stats = json.loads(folder.read_bytes(name))
             shards.append(
                 Shard(
-                    name[: -len(".stats.json")],
+                    stem,
                     stats["task"],
                     int(stats["kept"]),
                     stats.get("tar", {}).get("sha256"),

@@ -108,11 +108,6 @@ def clear_uncommitted(paths: ShardPaths) -> list[str]:
     return removed
 
 
-def write_atomic(folder: Folder, name: str, data: bytes) -> str:
-    """Publish bytes under `folder/name`, whole or not at all; returns the sha256."""
-    return folder.write_atomic(name, data)
-
-
 class TarShardWriter:
     """Streams kept samples into a tar that appears under its final name only on `commit()`."""
 
