@@ -5,11 +5,11 @@ the resolved configuration, and a paged gallery of input | output | mask with in
 kept, rejected and error candidates alike, filterable by task, status and reason and sortable by any score.
 
 The page opens from disk (file://, no server, nothing from the network): its data are `<script src>` files that
-push into a global, its JS and CSS are inline, and every string from the data reaches the page as text (Python
-escapes the static tables; the gallery is built with `textContent`). It stays small for a run of any size:
-manifests are streamed shard by shard reading only the columns needed, histograms accumulate into fixed bins, and
-the gallery is a deterministic sample — per task x status the candidates whose hash of (seed, key, candidate) is
-lowest, the `gallery` budget split evenly — so only sampled rows are read back and only sampled kept pairs are
+push into a global, its JS and CSS (report_assets/) are inlined, and every string from the data reaches the page as
+text (Python escapes the static tables; the gallery is built with `textContent`). It stays small for a run of any
+size: manifests are streamed shard by shard reading only the columns needed, histograms accumulate into fixed bins,
+and the gallery is a deterministic sample — per task x status the candidates whose hash of (seed, key, candidate)
+is lowest, the `gallery` budget split evenly — so only sampled rows are read back and only sampled kept pairs are
 decoded into thumbnails. OUT may be a local folder or any fsspec URL (s3://bucket/run); the report is written
 through the same filesystem.
 
@@ -578,6 +578,13 @@ def _duration(seconds: float) -> str:
 # ------------------------------------------------------------------------------------------ page
 
 
+def _asset(name: str) -> str:
+    """The page's stylesheet or script (datagen/report_assets/), inlined so the page is one file plus data."""
+    from importlib.resources import files
+
+    return files("datagen").joinpath("report_assets", name).read_text(encoding="utf-8")
+
+
 def _js(value: Any) -> str:
     """JSON safe inside <script> and .js files: '<', '>', '&' and line separators only as \\u escapes."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -719,7 +726,7 @@ def render_page(context: dict[str, Any]) -> str:
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(title)}</title><style>{CSS}</style></head>
+<title>{_e(title)}</title><style>{_asset("report.css")}</style></head>
 <body>
 <header><div class="wrap"><h1>datagen run report</h1><div class="about">{about}</div>
 <nav><a href="#summary">Summary</a><a href="#reasons">Rejects</a><a href="#plots">Throughput</a>
@@ -751,7 +758,7 @@ gates; "(off)" marks a gate that is not enforced.</p><div class="grid wide">{sco
 </main>
 <script>window.DATAGEN_META = {meta};</script>
 {scripts}
-<script>{JS}</script>
+<script>{_asset("report.js")}</script>
 </body></html>
 """
 
@@ -931,259 +938,3 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"  open it: file://{Path(index).resolve()}")
     return 0
-
-
-# ------------------------------------------------------------------------------------------ page assets
-
-CSS = """
-:root { --ink: #1d2330; --muted: #677085; --line: #e3e7ee; --bg: #f6f7f9; --kept: #2e8b57; --rejected: #d9534f;
-  --error: #b26b00; --accent: #2f5d9e; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
-  background: var(--bg); }
-.wrap { max-width: 1480px; margin: 0 auto; padding: 0 20px; }
-header { background: #1f2a3c; color: #fff; padding: 14px 0 0; position: sticky; top: 0; z-index: 5; }
-header h1 { font-size: 18px; margin: 0; } .about { color: #b8c2d3; font-size: 12px; margin: 2px 0 8px; }
-nav a { color: #dbe4f3; text-decoration: none; margin-right: 18px; display: inline-block; padding: 6px 0;
-  border-bottom: 2px solid transparent; } nav a:hover { border-color: #8fb3ff; }
-section { margin: 22px 0; scroll-margin-top: 110px; }
-h2 { font-size: 16px; margin: 0 0 10px; } .hint { color: var(--muted); margin: 0 0 10px; }
-.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(190px, 1fr)); gap: 12px; margin-bottom: 18px; }
-.card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px; }
-.card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
-.card .value { font-size: 22px; font-weight: 600; font-variant-numeric: tabular-nums; }
-.card .note { color: var(--muted); font-size: 12px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-.split { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 14px; align-items: start; }
-.split figure img { width: 100%; height: auto; display: block; }
-@media (max-width: 1100px) { .split { grid-template-columns: 1fr; } }
-table.data { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid var(--line);
-  font-size: 13px; }
-table.data th, table.data td { padding: 5px 8px; border-bottom: 1px solid var(--line); text-align: left;
-  vertical-align: top; }
-table.data thead th { background: #eef1f6; font-weight: 600; font-size: 12px; color: #3b4558; position: sticky; }
-table.data tbody th { font-weight: 600; } table.data tbody tr:nth-child(even) { background: #fafbfc; }
-table.data tr.total { border-top: 2px solid #c9d0dc; background: #f1f4f9; } tr.muted { color: var(--muted); }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; }
-.bar { display: inline-block; width: 54px; height: 8px; background: #e6e9ef; border-radius: 4px; margin-right: 6px;
-  vertical-align: middle; overflow: hidden; } .bar i { display: block; height: 100%; background: var(--kept); }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(440px, 1fr)); gap: 14px; }
-.grid.wide { grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); }
-figure { margin: 0; background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 8px; }
-.grid figcaption { color: var(--muted); font-size: 12px; padding: 2px 6px; }
-.grid figure img { width: 100%; height: auto; display: block; }
-.warnings { background: #fff6e5; border: 1px solid #f0c36d; border-radius: 8px; padding: 10px 16px; }
-.warnings ul { margin: 0; padding-left: 18px; }
-.controls { display: flex; flex-wrap: wrap; gap: 10px 16px; align-items: center; background: #fff; padding: 10px 12px;
-  border: 1px solid var(--line); border-radius: 8px; margin-bottom: 10px; }
-.controls.bottom { justify-content: flex-end; } .controls label { color: var(--muted); font-size: 12px; }
-select, button { font: inherit; padding: 3px 6px; border: 1px solid #c6cdd8; border-radius: 5px; background: #fff; }
-button { cursor: pointer; } button:disabled { opacity: .4; cursor: default; }
-.pager { margin-left: auto; display: flex; gap: 10px; align-items: center; } #page-info { font-size: 13px; }
-.pair { display: grid; grid-template-columns: auto minmax(0, 1fr) 300px; gap: 14px; background: #fff;
-  border: 1px solid var(--line); border-left: 4px solid var(--line); border-radius: 8px; padding: 10px;
-  margin-bottom: 8px; }
-.pair[data-status="kept"] { border-left-color: var(--kept); }
-.pair[data-status="rejected"] { border-left-color: var(--rejected); }
-.pair[data-status="error"] { border-left-color: var(--error); }
-.thumbs { display: flex; gap: 6px; } .thumb { border: 0; padding: 0; text-align: center; }
-.thumb img, .placeholder { width: 128px; height: 128px; object-fit: contain; background: #eef0f3;
-  border-radius: 4px; display: block; }
-.thumb img { outline: 1px solid #d5dae2; outline-offset: -1px; }
-.placeholder.wide { width: 396px; height: 72px; }
-.placeholder { display: flex; align-items: center; justify-content: center; text-align: center;
-  color: #8a93a3; font-size: 11px; padding: 8px; border: 1px dashed #c9cfd9;
-  background: repeating-linear-gradient(45deg, #f4f5f7, #f4f5f7 6px, #eceef1 6px, #eceef1 12px); }
-.thumb figcaption { font-size: 11px; color: var(--muted); }
-.head { display: flex; gap: 8px; align-items: baseline; flex-wrap: wrap; font-size: 12px; color: var(--muted); }
-.badge { color: #fff; border-radius: 10px; padding: 0 8px; font-size: 11px; font-weight: 600; background: #888; }
-.pair[data-status="kept"] .badge { background: var(--kept); }
-.pair[data-status="rejected"] .badge { background: var(--rejected); }
-.pair[data-status="error"] .badge { background: var(--error); }
-.task { font-weight: 600; color: var(--accent); } .key { font-family: ui-monospace, Menlo, monospace; }
-.instruction { font-size: 15px; font-weight: 600; margin: 4px 0; overflow-wrap: anywhere; }
-.caption { color: #3b4558; font-size: 13px; overflow-wrap: anywhere; } .caption b { color: var(--muted);
-  font-weight: 500; display: inline-block; width: 52px; }
-.reason { color: var(--rejected); font-size: 13px; margin-top: 4px; overflow-wrap: anywhere; }
-.pair[data-status="error"] .reason { color: var(--error); }
-.params { color: var(--muted); font: 11px ui-monospace, Menlo, monospace; margin-top: 4px; overflow-wrap: anywhere; }
-table.scores { border-collapse: collapse; font-size: 12px; width: 100%; align-self: start; }
-table.scores td { padding: 1px 6px; border-bottom: 1px solid #f0f2f5; }
-table.scores td.v { text-align: right; font-variant-numeric: tabular-nums; }
-table.scores td.g { color: var(--muted); font-size: 11px; white-space: nowrap; }
-table.scores tr.fail td { color: var(--rejected); font-weight: 600; }
-table.scores tr.sorted td { background: #eef4ff; }
-.empty { color: var(--muted); padding: 20px; text-align: center; }
-details > summary { cursor: pointer; list-style: revert; } details > summary h2 { display: inline; }
-pre { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px; font-size: 12px;
-  max-height: 600px; overflow: auto; }
-"""
-
-JS = """
-"use strict";
-(() => {
-  const meta = window.DATAGEN_META;
-  const entries = [].concat(...(window.DATAGEN_PAGES || []));
-  entries.forEach((entry, i) => { entry.order = i; });
-  const $ = (id) => document.getElementById(id);
-  const state = { task: "", status: "", reason: "", sort: "", dir: "desc", page: 0 };
-
-  // Every string from the data goes in as textContent, attribute values or dataset: never as markup.
-  function node(tag, className, text) {
-    const element = document.createElement(tag);
-    if (className) element.className = className;
-    if (text !== undefined && text !== null) element.textContent = String(text);
-    return element;
-  }
-  function option(value, label) {
-    const element = node("option", "", label);
-    element.value = value;
-    return element;
-  }
-  function fill(select, values, all) {
-    select.append(option("", all), ...values.map((value) => option(value, value)));
-  }
-  fill($("f-task"), meta.tasks, "all tasks");
-  fill($("f-status"), meta.statuses, "all statuses");
-  fill($("f-reason"), meta.reasons, "all reasons");
-  fill($("sort"), meta.scores, "sample order");
-  $("sort").firstChild.textContent = "sample order (kept first)";
-
-  function gate(task, score) {
-    const spec = (meta.filters[task] || {})[score];
-    if (!spec || (spec.min === null && spec.max === null)) return null;
-    return spec;
-  }
-  function gateText(spec, task) {
-    const parts = [];
-    if (spec.min !== null && spec.min !== undefined) parts.push("≥ " + spec.min);
-    if (spec.max !== null && spec.max !== undefined) parts.push("≤ " + spec.max);
-    const off = spec.enabled === false || meta.enforced[task] === false;
-    return parts.join(", ") + (off ? " (off)" : "");
-  }
-  function fails(spec, value) {
-    return (spec.min !== null && spec.min !== undefined && value < spec.min)
-      || (spec.max !== null && spec.max !== undefined && value > spec.max);
-  }
-  const missing = (value) => value === null || value === undefined;
-
-  function shown() {
-    let rows = entries.filter((e) => (!state.task || e.task === state.task)
-      && (!state.status || e.status === state.status) && (!state.reason || e.reason === state.reason));
-    if (state.sort) {
-      const sign = state.dir === "asc" ? 1 : -1;
-      rows = rows.slice().sort((a, b) => {
-        const x = a.scores[state.sort], y = b.scores[state.sort];
-        if (missing(x) || missing(y)) return (missing(x) - missing(y)) || (a.order - b.order);
-        return sign * (x - y) || (a.order - b.order);
-      });
-    }
-    return rows;
-  }
-
-  function params(text) {
-    try {
-      return Object.entries(JSON.parse(text)).map(([k, v]) => k + "=" + JSON.stringify(v)).join(" · ");
-    } catch (error) {
-      return text;
-    }
-  }
-
-  function thumb(entry, role) {
-    const figure = node("figure", "thumb");
-    const src = entry.thumbs && entry.thumbs[role];
-    if (src) {
-      const img = node("img");
-      img.src = src;
-      img.alt = role + " of " + entry.key;
-      img.width = 128;
-      img.height = 128;
-      figure.append(img);
-    } else {
-      figure.append(node("div", "placeholder", "thumbnail missing (see the warnings)"));
-    }
-    figure.append(node("figcaption", "", role));
-    return figure;
-  }
-
-  function caption(label, text) {
-    const line = node("div", "caption");
-    line.append(node("b", "", label), document.createTextNode(text || "–"));
-    return line;
-  }
-
-  function card(entry) {
-    const row = node("article", "pair");
-    row.dataset.task = entry.task;
-    row.dataset.status = entry.status;
-    row.dataset.key = entry.key;
-    const thumbs = node("div", "thumbs");
-    if (entry.thumbs || entry.status === "kept") {
-      thumbs.append(thumb(entry, "input"), thumb(entry, "output"), thumb(entry, "mask"));
-    } else {
-      thumbs.append(node("div", "placeholder wide", "images not stored: only the kept candidate of a sample "
-        + "goes into the tar (" + entry.status + ")"));
-    }
-    const text = node("div", "text");
-    const head = node("div", "head");
-    head.append(node("span", "badge", entry.status), node("span", "task", entry.task),
-      node("span", "key", entry.key + " · candidate " + entry.candidate));
-    text.append(head, node("div", "instruction", entry.instruction || "(no instruction)"),
-      caption("input", entry.input_caption), caption("output", entry.output_caption));
-    if (entry.objects.length) text.append(caption("objects", entry.objects.join(", ")));
-    if (entry.reason) text.append(node("div", "reason", entry.reason + (entry.detail ? ": " + entry.detail : "")));
-    if (entry.params) text.append(node("div", "params", params(entry.params)));
-    const scores = node("table", "scores");
-    for (const score of meta.scores) {
-      const value = entry.scores[score];
-      if (missing(value)) continue;
-      const spec = gate(entry.task, score);
-      const tr = node("tr", (spec && fails(spec, value) ? "fail" : "") + (score === state.sort ? " sorted" : ""));
-      const cell = node("td", "v", value.toFixed(4));
-      cell.dataset.score = score;
-      cell.dataset.value = String(value);
-      tr.append(node("td", "", score), cell, node("td", "g", spec ? gateText(spec, entry.task) : ""));
-      scores.append(tr);
-    }
-    row.append(thumbs, text, scores);
-    return row;
-  }
-
-  function render() {
-    const rows = shown();
-    const pages = Math.max(1, Math.ceil(rows.length / meta.page_size));
-    state.page = Math.max(0, Math.min(state.page, pages - 1));
-    const start = state.page * meta.page_size;
-    const list = $("pairs");
-    list.replaceChildren(...rows.slice(start, start + meta.page_size).map(card));
-    if (!rows.length) list.append(node("p", "empty", "No sampled candidate matches these filters."));
-    $("page-info").textContent = "page " + (state.page + 1) + " of " + pages + " · " + rows.length + " candidates";
-    for (const id of ["prev", "prev-bottom"]) $(id).disabled = state.page === 0;
-    for (const id of ["next", "next-bottom"]) $(id).disabled = state.page >= pages - 1;
-    let population = 0;
-    for (const [stratum, n] of Object.entries(meta.strata)) {
-      const [task, status] = stratum.split("/");
-      if ((!state.task || task === state.task) && (!state.status || status === state.status)) population += n;
-    }
-    $("gallery-note").textContent = "A deterministic sample of " + entries.length + " of "
-      + Object.values(meta.strata).reduce((a, b) => a + b, 0) + " candidates (at most " + meta.gallery
-      + ", shared evenly over task × status); these filters match " + population + " candidates in the run. "
-      + "Rejected candidates have no stored images.";
-  }
-
-  const controls = { "f-task": "task", "f-status": "status", "f-reason": "reason", "sort": "sort", "sort-dir": "dir" };
-  for (const [id, key] of Object.entries(controls)) {
-    $(id).addEventListener("change", (event) => { state[key] = event.target.value; state.page = 0; render(); });
-  }
-  function step(delta, scroll) {
-    state.page += delta;
-    render();
-    if (scroll) $("gallery").scrollIntoView();
-  }
-  $("prev").addEventListener("click", () => step(-1, false));
-  $("next").addEventListener("click", () => step(1, false));
-  $("prev-bottom").addEventListener("click", () => step(-1, true));
-  $("next-bottom").addEventListener("click", () => step(1, true));
-  render();
-})();
-"""
