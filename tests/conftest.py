@@ -13,6 +13,7 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
 REPO = Path(__file__).resolve().parent.parent
 DATAGEN = [sys.executable, "-m", "datagen.cli"]
 FAST = ["--set", "pipeline.image_size=96"]
@@ -88,3 +89,12 @@ def tiny_dir(tmp_path_factory) -> Path:
     mp.setenv("DATAGEN_TINY_DIR", str(path))
     yield path
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def two_task_run(tmp_path_factory) -> Path:
+    """A finished local run of remove + color, two shards each; tests that change it work on a copy."""
+    out = tmp_path_factory.mktemp("two_tasks") / "run"
+    run_cli("generate", "--task", "remove,color", "--pipeline", "local", "--n", "24", "--shard-size", "6",
+            "--out", str(out), "--workers", "0", "--no-progress", *FAST)  # fmt: skip
+    return out
