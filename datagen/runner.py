@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -36,6 +37,10 @@ REJECTIONS = (BadImage, BadSource, GroundingMiss, WriterReject)
 """Exceptions that turn one sample into a rejected record; anything else becomes status 'error'."""
 
 
+class ModelLoadError(RuntimeError):
+    """A pipeline's model is on this machine but does not load (corrupt weights, wrong architecture, no memory)."""
+
+
 class ModelSet:
     """The pipeline's role adapters, each built and loaded on first use, then kept for every later shard."""
 
@@ -53,8 +58,15 @@ class ModelSet:
         cache = self._built if role == "llm" else self._shared
         if role not in cache:
             spec = self.config.pipeline.roles[role]
-            adapter = models.build(role, spec, **self.config.model_context())
-            adapter.load()
+            try:
+                adapter = models.build(role, spec, **self.config.model_context())
+                adapter.load()
+            except ConfigError:
+                raise
+            except Exception as e:  # corrupt or incompatible weights, out of (GPU) memory: say which model
+                raise ModelLoadError(
+                    f"the {role} model {spec.model!r} ({spec.backend}) could not be loaded: {type(e).__name__}: {e}"
+                ) from e
             cache[role] = adapter
         return cache[role]
 
@@ -98,6 +110,17 @@ class ShardWorker:
             run = self.config.run
             self._source = build_source(run.source, self.config.pipeline.image_size, run.input)
         return self._source
+
+    def load(self, phase: str) -> None:
+        """Build and load every model `phase` needs now, so a model that cannot load (missing, corrupt, too big
+        for the memory) fails the worker at its start instead of failing each of its shards in turn."""
+        if phase == "write":
+            self.models["llm"]
+            return
+        spec = self.config.generator
+        roles = generators.roles(generators.get(spec.kind), spec.args)
+        for role in (*roles, "clip", "dino", "classifier"):
+            self.models.get(role)
 
     def run(self, phase: str, shard: int) -> dict[str, Any]:
         """Run one phase of one shard, never raising: {'ok': True, 'stats': ...} or {'ok': False, 'error': ...}."""
@@ -320,9 +343,16 @@ class MixtureWorker:
     """One worker (inline, or a Ray actor) for every task of a run: each task's ShardWorker, with the vision models
     shared between tasks and the vLLM engine shared by every task's agent (engines are per process)."""
 
-    def __init__(self, configs: list[RunConfig]):
+    def __init__(self, configs: list[RunConfig], phase: str | None = None):
         shared: dict[str, Any] = {}
         self.workers = {c.task.name: ShardWorker(c, shared) for c in configs}
+        if phase is not None:  # models resident from the start; a worker that cannot load them never takes a shard
+            for worker in self.workers.values():
+                worker.load(phase)
+
+    def ready(self) -> bool:
+        """Answers once the worker is built: the driver gives shards only to workers that started."""
+        return True
 
     def run(self, task: str, phase: str, shard: int) -> dict[str, Any]:
         return self.workers[task].run(phase, shard)
@@ -579,8 +609,8 @@ def _execute_phase(
     label = configs[0].task.name if len(configs) == 1 else f"{len(configs)} tasks"
     bar = Progress(len(todo), f"{label} {phase}", unit="shard", enabled=progress)
 
-    def on_result(item: tuple[str, int], result: dict[str, Any], attempts: int) -> bool:
-        """Returns True when the shard is finished (committed or given up)."""
+    def on_result(item: tuple[str, int], result: dict[str, Any], attempts: int, final: bool = False) -> bool:
+        """Returns True when the shard is finished (committed or given up); `final` gives it up without retry."""
         name, shard = item
         config, summary = by_task[name], summaries[name]
         if result.get("storage"):
@@ -594,7 +624,7 @@ def _execute_phase(
         if result["ok"]:
             summary.add(result["stats"])
             clear_failure(config, shard)
-        elif attempts <= config.run.max_shard_retries:
+        elif not final and attempts <= config.run.max_shard_retries:
             return False
         else:
             summary.failed[shard] = result["error"]
@@ -623,7 +653,14 @@ def _execute_phase(
 
 
 def _run_inline(configs: list[RunConfig], phase: str, todo: list[tuple[str, int]], on_result) -> None:
-    worker = MixtureWorker(configs)
+    try:
+        worker = MixtureWorker(configs, phase)
+    except Exception as e:  # a model that cannot load: every shard fails with the reason, nothing is attempted
+        result = {"ok": False, "error": f"worker could not start: {type(e).__name__}: {e}"[:800]}
+        result["traceback"] = traceback.format_exc()
+        for item in todo:
+            on_result(item, result, 0, final=True)
+        return
     for item in todo:
         attempts = 0
         while True:
@@ -646,6 +683,23 @@ def init_ray(address: str | None) -> None:
         ray.init(_node_ip_address="127.0.0.1", **common)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def actor_error(error: Exception) -> str:
+    """One line for a dead worker: the exception its constructor raised, or how it died (node lost, killed)."""
+    lines = [line.strip() for line in _ANSI.sub("", str(error)).splitlines() if line.strip()]
+    if not lines:
+        return f"worker died: {type(error).__name__}"
+    if "creation task" in lines[0]:  # the constructor raised: its exception is the last line of the traceback
+        return f"worker could not start: {lines[-1]}"[:800]
+    return f"worker died: {lines[0]}"[:800]
+
+
+WAITING_NOTE_S = 60.0
+"""How often the driver says it is waiting for workers the cluster cannot place yet."""
+
+
 def _run_ray(
     configs: list[RunConfig],
     phase: str,
@@ -654,6 +708,11 @@ def _run_ray(
     address: str | None,
     workers: int | None,
 ) -> None:
+    """Shards go only to workers that answered `ready` (their models loaded), two in flight each. A worker that dies
+    (its node lost, killed, out of memory) or cannot start is replaced while the budget lasts (actor.max_restarts
+    per worker); its shards go back to the queue, each attempt counted. Replacements the cluster cannot place stay
+    pending without holding work; when no worker is left and none is starting, the remaining shards fail with the
+    last worker's error."""
     if not todo:
         return
     import ray
@@ -675,12 +734,27 @@ def _run_ray(
         count = min(count, fit)
     count = min(count, len(todo))
     Remote = ray.remote(num_cpus=actor.num_cpus, num_gpus=actor.num_gpus, max_restarts=0)(MixtureWorker)
-    actors = [Remote.remote(configs) for _ in range(count)]
+    starting: dict[Any, Any] = {}  # ready() ref -> worker not answering yet
+    ready: list[Any] = []
     queue = list(reversed(todo))
     attempts: Counter[tuple[str, int]] = Counter()
     in_flight: dict[Any, tuple[tuple[str, int], Any]] = {}
     per_actor: Counter[int] = Counter()
-    replacements = 0
+    budget = actor.max_restarts * count
+    last_error = ""
+
+    def start() -> None:
+        handle = Remote.remote(configs, phase)
+        starting[handle.ready.remote()] = handle
+
+    def lose(handle, error: str) -> None:
+        nonlocal budget, last_error
+        last_error = error
+        ray.kill(handle, no_restart=True)
+        log_event("worker_lost", phase=phase, error=error, replacements_left=budget)
+        if budget > 0:
+            budget -= 1
+            start()
 
     def submit(handle) -> None:
         item = queue.pop()
@@ -688,36 +762,49 @@ def _run_ray(
         in_flight[handle.run.remote(item[0], phase, item[1])] = (item, handle)
         per_actor[id(handle)] += 1
 
+    for _ in range(count):
+        start()
+    waited_since = time.monotonic()
     try:
         while queue or in_flight:
-            for handle in actors:  # two in flight per actor keeps it busy while the driver collects results
-                while queue and per_actor[id(handle)] < 2:
+            for handle in ready:
+                while queue and per_actor[id(handle)] < 2:  # two in flight keeps a worker busy between results
                     submit(handle)
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
-            for ref in ready:
+            if not (ready or starting or in_flight):
+                restarts = f"{actor.max_restarts} restart(s) per worker"
+                error = f"no worker left after {restarts}; the last: {last_error or 'died'}"
+                for item in queue:
+                    on_result(item, {"ok": False, "error": error}, attempts[item], final=True)
+                break
+            done, _ = ray.wait([*in_flight, *starting], num_returns=1, timeout=WAITING_NOTE_S)
+            if not done:
+                if not ready:
+                    log_event(
+                        "waiting_for_workers", phase=phase, starting=len(starting),
+                        seconds=round(time.monotonic() - waited_since), cluster=ray.available_resources(),
+                    )  # fmt: skip
+                continue
+            for ref in done:
+                if ref in starting:
+                    handle = starting.pop(ref)
+                    try:
+                        ray.get(ref)
+                        ready.append(handle)
+                    except RayActorError as e:
+                        lose(handle, actor_error(e))
+                    continue
                 item, handle = in_flight.pop(ref)
                 per_actor[id(handle)] -= 1
                 try:
                     result = ray.get(ref)
                 except RayActorError as e:
-                    result = {
-                        "ok": False,
-                        "error": f"worker died: {str(e).splitlines()[0][:300]}",
-                        "traceback": str(e),
-                    }
-                    if handle in actors:
-                        actors.remove(handle)
-                        ray.kill(handle, no_restart=True)
-                        if replacements < actor.max_restarts * count:
-                            replacements += 1
-                            actors.append(Remote.remote(configs))
+                    error = actor_error(e)
+                    result = {"ok": False, "error": error, "traceback": _ANSI.sub("", str(e))}
+                    if handle in ready:
+                        ready.remove(handle)
+                        lose(handle, error)
                 if not on_result(item, result, attempts[item]):
                     queue.append(item)
-            if not actors and (queue or in_flight):
-                for item in queue:
-                    on_result(item, {"ok": False, "error": "no worker left: every actor died (see failed/)"}, 99)
-                queue.clear()
-                break
     finally:
-        for handle in actors:
+        for handle in [*ready, *starting.values()]:
             ray.kill(handle, no_restart=True)
