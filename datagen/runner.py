@@ -26,7 +26,7 @@ from datagen.images import BadImage
 from datagen.models.oracle import GroundingMiss
 from datagen.progress import Progress, log_event
 from datagen.record import EditRecord, sample_key, sample_seed
-from datagen.sources import BadSource, LoadedInput, build_source
+from datagen.sources import BadSource, LoadedInput, build_source, check_text
 from datagen.storage import Folder
 from datagen.writer import WriterReject
 
@@ -171,8 +171,14 @@ class ShardWorker:
             }
             try:
                 text["source"] = self.source.ref(seed, shard * run.shard_size + index)
-                items[index] = self.source.item(text["source"])
-                text[caption_field] = text["source_caption"] = items[index].caption
+                item = self.source.item(text["source"])
+                if item.topic is None:
+                    item.caption = check_text(item.caption, "caption")
+                else:  # the writer writes the caption from the topic
+                    item.topic = check_text(item.topic, "topic")
+                item.objects = [check_text(name, "object") for name in item.objects]
+                items[index] = item
+                text[caption_field] = text["source_caption"] = item.caption
             except REJECTIONS as e:
                 text.update(status="rejected", reason=e.reason, detail=str(e)[:500])
             texts.append(text)
@@ -180,6 +186,8 @@ class ShardWorker:
         for index, output in zip(items, written, strict=True):
             if isinstance(output, WriterReject):
                 texts[index].update(status="rejected", reason=output.reason, detail=str(output)[:500])
+            elif bad := _bad_output(output):
+                texts[index].update(status="rejected", reason=bad.reason, detail=str(bad)[:500])
             else:
                 output = dict(output)
                 if "source_caption" in output:  # written by the LLM from a topic
@@ -356,6 +364,18 @@ class MixtureWorker:
 
     def run(self, task: str, phase: str, shard: int) -> dict[str, Any]:
         return self.workers[task].run(phase, shard)
+
+
+def _bad_output(output: dict[str, Any]) -> BadSource | None:
+    """A writer output whose texts are empty, too long or hold control characters (a model's stray bytes)."""
+    checks = {"instruction": "instruction", "output_caption": "caption", "source_caption": "caption"}
+    try:
+        for name, what in checks.items():
+            if isinstance(output.get(name), str):
+                check_text(output[name], what, injection=False)
+    except BadSource as e:
+        return BadSource(f"{name}_{e.reason.split('_', 1)[1]}", str(e).split(": ", 1)[1])
+    return None
 
 
 def write_shard(config: RunConfig, shard: int) -> dict[str, Any]:

@@ -45,6 +45,37 @@ MAX_TEXT_BYTES = 1 << 20
 """A caption or annotation member larger than this is a broken sample, not text worth reading."""
 
 
+MAX_TEXT_CHARS = {"caption": 2000, "topic": 500, "object": 200, "instruction": 1000}
+"""Longest caption, topic and object name taken: Emu Edit's captions are a sentence or two; longer text is a
+scraped page or an attack, and would crowd the writer's context."""
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+"""Control characters, bidirectional overrides (text that reads differently than it is) and lone surrogates."""
+_INJECTION = re.compile(
+    r"\[/?INST\]|<</?SYS>>|</?s>|<\|[a-z_]+\|>|\b(ignore|disregard|forget)\b.{0,30}\b(instructions?|prompts?|rules)\b"
+    r"|\bsystem prompt\b",
+    re.IGNORECASE | re.DOTALL,
+)
+"""Chat-template tokens and the usual phrasings of text addressed to the writer LLM rather than describing an image."""
+
+
+def check_text(text: str, what: str = "caption", injection: bool = True) -> str:
+    """A caption, topic, object name or instruction fit for a prompt and a dataset, whitespace runs (tabs, newlines)
+    made one space; BadSource with reason `{what}_empty`, `_too_long`, `_control_characters` or (text from a source,
+    `injection`) `_injection` otherwise."""
+    text = " ".join(text.split())
+    if not text:
+        raise BadSource(f"{what}_empty", f"the {what} is empty")
+    if len(text) > MAX_TEXT_CHARS[what]:
+        raise BadSource(f"{what}_too_long", f"{len(text)} characters > {MAX_TEXT_CHARS[what]}: {text[:80]!r}...")
+    bad = _CONTROL.search(text)
+    if bad:
+        raise BadSource(f"{what}_control_characters", f"U+{ord(bad.group()):04X} at {bad.start()}: {text[:80]!r}")
+    injected = _INJECTION.search(text) if injection else None
+    if injected:
+        raise BadSource(f"{what}_injection", f"{injected.group()!r} addresses the writer: {text[:80]!r}")
+    return text
+
+
 class BadSource(Exception):
     """A source item that cannot become a sample; `reason` is counted in the stats."""
 

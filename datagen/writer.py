@@ -73,6 +73,20 @@ def build_messages(prompt: PromptSpec, text: str, rng: np.random.Generator) -> l
     return messages
 
 
+def parse_completion(text: str, finish_reason: str | None, validate: OutputValidator) -> dict[str, Any] | WriterReject:
+    """A completion's JSON checked against the prompt's schema, or the WriterReject saying what is wrong with it:
+    llm_truncated (cut at max_tokens), llm_not_json, schema_invalid (a field missing, of the wrong type, ...)."""
+    try:
+        return validate(json.loads(text))
+    except json.JSONDecodeError as e:
+        reason = "llm_truncated" if finish_reason == "length" else "llm_not_json"
+        return WriterReject(reason, f"{e.msg} at {e.pos}: {text[:200]!r}")
+    except RecursionError:
+        return WriterReject("llm_not_json", f"nested too deeply: {text[:200]!r}")
+    except WriterReject as e:
+        return e
+
+
 def llama2_chat(messages: list[dict[str, str]], bos: str = "<s>", eos: str = "</s>") -> str:
     """The Llama 2 chat format ([INST], <<SYS>>), for tokenizers that carry no chat template."""
     system = messages[0]["content"] if messages[0]["role"] == "system" else ""
@@ -247,13 +261,7 @@ class VLLMWriter:
             choice = next(completions).outputs[0]
             # decoded whole: vLLM's incremental text can split a multi-byte character into replacement characters
             text = self._tokenizer.decode(choice.token_ids, skip_special_tokens=True)
-            try:
-                results[n] = validate(json.loads(text))
-            except json.JSONDecodeError as e:
-                reason = "llm_truncated" if choice.finish_reason == "length" else "llm_not_json"
-                results[n] = WriterReject(reason, f"{e.msg} at {e.pos}: {text[:200]!r}")
-            except WriterReject as e:
-                results[n] = e
+            results[n] = parse_completion(text, choice.finish_reason, validate)
         return results
 
     def write_batch(self, items: list[SourceItem], seeds: list[int]) -> list[dict[str, Any] | WriterReject]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -10,11 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import DATAGEN, FAST, REPO, run_cli
-from PIL import Image
 
 from datagen.shards import verify
 
@@ -158,105 +155,6 @@ def test_cli_errors_are_one_readable_message(tmp_path):
     assert proc.returncode == 2 and "--task is required" in proc.stderr
     for command in ("generate", "write", "render", "verify"):
         assert "usage: datagen" in run_cli(command, "--help").stdout
-
-
-# -------------------------------------------------------------------------------------------- bad inputs
-
-
-def _png(array: np.ndarray, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", **kwargs)
-    return buf.getvalue()
-
-
-def _scene_photo(seed: int) -> tuple[np.ndarray, list[int]]:
-    """A smooth gradient with one solid rectangle: a 'photo' whose object is known by its box."""
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:120, 0:160]
-    image = np.stack([xs * 1.2, ys * 1.5, 120 + 0 * xs], 2).astype(np.uint8)
-    x0, y0 = int(rng.integers(10, 90)), int(rng.integers(10, 60))
-    image[y0 : y0 + 40, x0 : x0 + 50] = (230, 30, 30)
-    return image, [x0, y0, x0 + 50, y0 + 40]
-
-
-def test_image_folder_with_bad_inputs_rejects_each_and_completes(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    expected = {}
-
-    def add(name: str, data: bytes, reason: str | None, box=(10, 10, 60, 50)) -> None:
-        (folder / name).write_bytes(data)
-        (folder / name).with_suffix(".json").write_text(
-            json.dumps({"caption": "a red box in front of a gradient", "objects": [{"name": "red box", "box": box}]})
-        )
-        expected[name] = reason
-
-    for i in range(4):
-        image, box = _scene_photo(i)
-        add(f"good{i}.png", _png(image), None, box)
-    good = _png(_scene_photo(9)[0])
-    add("zero.png", b"", "empty_file")
-    add("truncated.png", good[: len(good) // 2], "image_truncated")
-    add("text.jpg", b"this is not an image at all", "not_an_image")
-    bomb = io.BytesIO()
-    Image.new("1", (20000, 20000)).save(bomb, format="PNG")
-    add("bomb.png", bomb.getvalue(), "image_too_large")
-    cmyk = io.BytesIO()
-    Image.fromarray(_scene_photo(5)[0]).convert("CMYK").save(cmyk, format="JPEG")
-    add("cmyk.jpg", cmyk.getvalue(), None, _scene_photo(5)[1])
-    sixteen = (np.asarray(Image.fromarray(_scene_photo(6)[0]).convert("L"), np.uint16) * 257).astype(np.uint16)
-    add("sixteen.png", _png(sixteen), None, _scene_photo(6)[1])
-    add("palette.png", _palette(_scene_photo(7)[0]), None, _scene_photo(7)[1])
-    rgba = np.dstack([_scene_photo(8)[0], np.full((120, 160), 255, np.uint8)])
-    add("alpha.png", _png(rgba), None, _scene_photo(8)[1])
-    (folder / "noannotation.png").write_bytes(_png(_scene_photo(10)[0]))
-    expected["noannotation.png"] = "no_objects"
-    (folder / "badjson.png").write_bytes(_png(_scene_photo(11)[0]))
-    (folder / "badjson.json").write_text("{broken")
-    expected["badjson.png"] = "bad_annotation"
-
-    out = tmp_path / "out"
-    proc = run_cli(
-        "generate",
-        "--task",
-        "remove",
-        "--source",
-        "images",
-        "--input",
-        str(folder),
-        "--out",
-        str(out),
-        "--n",
-        str(len(expected)),
-        "--workers",
-        "0",
-        "--no-progress",
-        *FAST,
-    )
-    assert "errors" in proc.stdout and " 0 errors" in proc.stdout
-    rows = pq.read_table(sorted((out / "shards").glob("*.parquet"))).to_pylist()
-    by_file: dict[str, list[dict]] = {}
-    for row in rows:
-        by_file.setdefault(json.loads(row["source"]).get("path"), []).append(row)
-    texts = [json.loads(line) for line in (out / "texts" / "remove-000000.jsonl").read_text().splitlines()]
-    for text in texts:
-        by_file.setdefault(text["source"]["path"] if text["source"] else None, [])
-    for name, reason in expected.items():
-        got = by_file.get(name)
-        assert got, f"{name}: no record"
-        if reason is None:
-            assert all(r["reason"] not in ("image_truncated", "image_corrupt", "not_an_image") for r in got)
-            assert any(r["status"] == "kept" for r in got), (name, [(r["status"], r["reason"]) for r in got])
-        else:
-            assert {r["reason"] for r in got} == {reason}, (name, got[0]["reason"], got[0]["detail"])
-            assert got[0]["detail"], "a reject carries a readable detail"
-    assert verify(out).problems == []
-
-
-def _palette(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).quantize(32).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def test_resume_refuses_options_it_would_ignore_and_mixture_weights_are_checked(tmp_path):
