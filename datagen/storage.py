@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import inspect
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
@@ -156,6 +157,11 @@ class AtomicWriter:
     """A binary file that appears under its final name on `commit()` (or a clean `with` exit), never before;
     `abort()` leaves nothing behind. Counts and hashes what passes."""
 
+    CHUNK = 1 << 20
+    """Writes are gathered into chunks of this size; each chunk is hashed and written by two threads of their own
+    (hashlib and file writes release the GIL) while the caller builds the next one: the sha256 costs no time on
+    the critical path, and at most two chunks are held."""
+
     def __init__(self, folder: Folder, name: str):
         self.folder, self.name = folder, name
         self.final = folder.at(name)
@@ -163,20 +169,62 @@ class AtomicWriter:
         folder.makedirs()
         if folder.local:
             self.tmp = folder.at(f".{name}.{os.getpid()}.tmp")
-            self._f = open(self.tmp, "wb")  # noqa: SIM115
+            self._f = open(self.tmp, "wb", buffering=0)  # noqa: SIM115 - chunks are already large
         else:
             self.tmp = None
             self._f = folder.fs.open(self.final, "wb")
         self.closed = False
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._threads: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None
+        self._in_flight: tuple[Future, Future] | None = None
 
     def writable(self) -> bool:
         return True
 
     def write(self, data) -> int:
-        self.sha.update(data)
-        self.size += len(data)
-        self._f.write(data)
-        return len(data)
+        size = len(data)
+        self.size += size
+        self._pending.append(bytes(data))
+        self._pending_size += size
+        if self._pending_size >= self.CHUNK:
+            self._send()
+        return size
+
+    def _send(self, last: bool = False) -> None:
+        """Hand the gathered bytes to the hashing and writing threads, after the previous chunk is done (whose
+        error, a full disk say, surfaces here). A small file is hashed and written here: no threads for it."""
+        if not self._pending:
+            return
+        chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending, self._pending_size = [], 0
+        self._wait()
+        if last and self._threads is None:
+            self.sha.update(chunk)
+            self._write_all(chunk)
+            return
+        if self._threads is None:
+            self._threads = (ThreadPoolExecutor(1, "datagen-sha"), ThreadPoolExecutor(1, "datagen-write"))
+        hashing, writing = self._threads
+        self._in_flight = (hashing.submit(self.sha.update, chunk), writing.submit(self._write_all, chunk))
+
+    def _write_all(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:  # an unbuffered write may take part of the chunk
+            written = self._f.write(view)
+            view = view[written if written is not None else len(view) :]
+
+    def _wait(self) -> None:
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            for future in in_flight:
+                future.result()
+
+    def _stop_threads(self) -> None:
+        if self._threads is not None:
+            for pool in self._threads:
+                pool.shutdown(wait=True, cancel_futures=True)
+            self._threads = None
 
     def tell(self) -> int:
         return self.size
@@ -186,6 +234,9 @@ class AtomicWriter:
 
     def commit(self) -> str:
         """Publish the file; returns its sha256. On failure the caller aborts."""
+        self._send(last=True)
+        self._wait()
+        self._stop_threads()
         if self.folder.local:
             self._f.flush()
             os.fsync(self._f.fileno())
@@ -207,6 +258,10 @@ class AtomicWriter:
         if self.closed:
             return
         self.closed = True
+        self._pending = []
+        with contextlib.suppress(Exception):  # the error that brought us here may be the last chunk's
+            self._wait()
+        self._stop_threads()
         if self.folder.local:
             with contextlib.suppress(OSError):  # closing flushes its buffer, which fails again on a full disk
                 self._f.close()

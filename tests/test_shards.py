@@ -202,3 +202,64 @@ def test_render_shard_runs_without_ray(run_dir, tmp_path):
     assert stats["tar"]["sha256"] == reference["tar"]["sha256"] and stats["kept"] == reference["kept"]
     assert not (tmp_path / "solo" / "shards" / "remove-000000.tar").exists(), "only the shard asked for"
     assert render_shard(config, 1)["tar"] == stats["tar"], "a committed shard is returned, not redone"
+
+
+def test_tar_framing_is_byte_identical_to_tarfiles(tmp_path):
+    """The writer frames members itself (whole writes, no 16 KiB copies); the bytes must be what tarfile writes."""
+    from datagen.shards import TAR_MTIME, TarShardWriter
+    from datagen.storage import Folder
+
+    rng = np.random.default_rng(0)
+    members = {f"remove_000000_{i:05d}": {"input.png": rng.bytes(size), "json": b"{}", "txt": b"x" * 512}
+               for i, size in enumerate((0, 1, 511, 512, 513, 70_000, 3_000_000))}  # fmt: skip
+    writer = TarShardWriter(Folder(tmp_path), "ours.tar", "png", 95, 3)
+    for key, fields in members.items():
+        writer.add_members(key, fields)
+    info = writer.commit()
+    with tarfile.open(tmp_path / "reference.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
+        for key, fields in members.items():
+            for suffix, data in fields.items():
+                member = tarfile.TarInfo(f"{key}.{suffix}")
+                member.size, member.mtime, member.mode, member.uid, member.gid = len(data), TAR_MTIME, 0o644, 0, 0
+                member.uname = member.gname = ""
+                tar.addfile(member, io.BytesIO(data))
+    ours = (tmp_path / "ours.tar").read_bytes()
+    assert ours == (tmp_path / "reference.tar").read_bytes()
+    assert info["bytes"] == len(ours) and info["sha256"] == __import__("hashlib").sha256(ours).hexdigest()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("chunk", [1, 100, 1 << 20])
+def test_atomic_writer_hashes_and_writes_every_chunk_in_order(tmp_path, chunk):
+    import hashlib
+
+    from datagen.storage import Folder
+
+    parts = [np.random.default_rng(n).bytes(n * 37 % 5000) for n in range(200)]
+    writer = Folder(tmp_path).writer("file.bin")
+    writer.CHUNK = chunk
+    for part in parts:
+        writer.write(part)
+    assert not (tmp_path / "file.bin").exists()  # nothing under the final name before the commit
+    sha = writer.commit()
+    data = b"".join(parts)
+    assert (tmp_path / "file.bin").read_bytes() == data and sha == hashlib.sha256(data).hexdigest()
+    aborted = Folder(tmp_path).writer("gone.bin")
+    aborted.CHUNK = chunk
+    for part in parts:
+        aborted.write(part)
+    aborted.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.bin"]
+
+
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [("remove_000000_00001.input.png", 60_000), ("a.json", 0), ("x" * 100, 5), ("é.txt", 3), ("k.bin", 8**11 - 1)],
+)
+def test_ustar_header_is_tarfiles(name, size):
+    from datagen.shards import TAR_MTIME, ustar_header
+
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode, info.uid, info.gid = size, TAR_MTIME, 0o644, 0, 0
+    info.uname = info.gname = ""
+    assert ustar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
