@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from datagen import __version__
+from datagen import bench as bench_cmd
 from datagen import export as export_cmd
 from datagen import report as report_cmd
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     export_cmd.add_parser(sub)
     report_cmd.add_parser(sub)
+    bench_cmd.add_parser(sub)
     show = sub.add_parser("show", help="print a few samples of a run: instruction, captions, scores, where they are")
     show.add_argument("out", help="run directory or URL")
     show.add_argument("--n", type=int, default=8, help="how many (default: 8)")
@@ -476,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
             return export_cmd.run(args)
         if args.command == "report":
             return report_cmd.run(args)
+        if args.command == "bench":
+            return bench_cmd.run(args)
         if args.command == "preflight":
             return cmd_preflight(args)
         if args.command == "tasks":

@@ -1,0 +1,474 @@
+"""`datagen bench`: every speed figure beside a named baseline measured in the same run.
+
+    writer   our shard writer vs webdataset.TarWriter vs a raw sequential copy of the same bytes; codec costs
+    engine   the `local` pipeline through Ray on every core vs the same work in one plain Python loop
+    render   per-stage time per sample and end-to-end pairs/s of one pipeline and task
+    gpu      the `remove` generator at full size on CUDA, naive vs tuned (datagen/bench_gpu.py)
+
+Figures print as a table; `--json FILE` keeps them. docs/benchmarks.md records them with the machine and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    found = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "python": platform.python_version()}
+    found["torch"] = torch.__version__
+    if torch.cuda.is_available():
+        found["gpu"] = torch.cuda.get_device_name(0)
+    found["date"] = time.strftime("%Y-%m-%d")
+    return found
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    cells = [header, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------- writer
+
+
+def synthetic_samples(count: int, size: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Decoded samples that compress like photos do: smooth gradients, shapes, sensor-like noise; an edited region
+    and its mask."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    samples = []
+    for i in range(count):
+        base = np.stack([xs * 200 + 30, ys * 180 + 40, (xs + ys) * 90 + 50], 2)
+        for _ in range(4):
+            x0, y0 = rng.integers(0, size - size // 4, 2)
+            base[y0 : y0 + size // 4, x0 : x0 + size // 4] = rng.integers(0, 255, 3)
+        image = np.clip(base + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8)
+        mask = np.zeros((size, size), np.uint8)
+        x0, y0 = rng.integers(0, size // 2, 2)
+        mask[y0 : y0 + size // 3, x0 : x0 + size // 3] = 255
+        output = image.copy()
+        output[mask > 0] = np.clip(output[mask > 0].astype(np.int16) // 2 + 60, 0, 255).astype(np.uint8)
+        text = {"key": f"bench_000000_{i:05d}", "instruction": "Remove the red mug", "scores": {"clip_dir": 0.25}}
+        samples.append({"key": text["key"], "input": image, "output": output, "mask": mask, "text": text})
+    return samples
+
+
+def _members(sample: dict[str, Any], fmt: str, level: int) -> dict[str, bytes]:
+    from datagen.images import encode
+
+    return {
+        f"input.{fmt}": encode(sample["input"], fmt, 95, level),
+        f"output.{fmt}": encode(sample["output"], fmt, 95, level),
+        "mask.png": encode(sample["mask"], "png", png_compression=level),
+        "json": json.dumps(sample["text"], sort_keys=True).encode(),
+        "txt": sample["text"]["instruction"].encode(),
+    }
+
+
+def bench_writer(samples: int = 200, size: int = 512, repeats: int = 5, where: str | None = None) -> dict[str, Any]:
+    """Ours (tar framing, sha256, fsync, atomic rename) vs webdataset.TarWriter vs a raw copy of the same bytes,
+    on already-encoded samples; then from decoded arrays, where the codec decides; then the codec table."""
+    import webdataset as wds
+
+    from datagen.images import encode
+    from datagen.shards import TarShardWriter
+    from datagen.storage import Folder
+
+    root = Path(tempfile.mkdtemp(prefix="datagen-bench-", dir=where))
+    try:
+        data = synthetic_samples(samples, size)
+        encoded = [(s["key"], _members(s, "png", 3)) for s in data]
+        folder = Folder(root)
+
+        def ours() -> None:
+            writer = TarShardWriter(folder, "ours.tar", "png", 95, 3)
+            for key, members in encoded:
+                writer.add_members(key, members)
+            writer.commit()
+
+        def tarwriter(fsync: bool) -> None:
+            with open(root / "wds.tar", "wb") as stream:
+                sink = wds.TarWriter(stream)
+                for key, members in encoded:
+                    sink.write({"__key__": key, **members})
+                sink.close()
+                if fsync:
+                    stream.flush()
+                    os.fsync(stream.fileno())
+
+        def raw_copy() -> None:
+            with open(root / "ours.tar", "rb") as src, open(root / "copy.tar", "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+
+        ours()  # warm: the page cache holds the source of the raw copy
+        total = (root / "ours.tar").stat().st_size
+        runs = {"ours": ours, "TarWriter": lambda: tarwriter(False), "TarWriter+fsync": lambda: tarwriter(True)}
+        runs["raw copy"] = raw_copy
+        seconds = {name: [] for name in runs}
+        for _ in range(repeats):  # interleaved, so a noisy neighbour hits every contender alike
+            for name, fn in runs.items():
+                seconds[name].append(_median_time(fn, 1))
+        encoded_rows = {
+            name: {
+                "seconds": statistics.median(t),
+                "mb_s": total / 1e6 / statistics.median(t),
+                "samples_s": samples / statistics.median(t),
+            }
+            for name, t in seconds.items()
+        }
+
+        def ours_decoded() -> None:
+            from datagen.record import EditRecord
+
+            writer = TarShardWriter(folder, "ours-decoded.tar", "png", 95, 3)
+            for s in data:
+                record = EditRecord(
+                    key=s["key"],
+                    task="bench",
+                    shard=0,
+                    index=0,
+                    seed=0,
+                    source={},
+                    instruction=s["text"]["instruction"],
+                    input_image=s["input"],
+                    output_image=s["output"],
+                    mask=s["mask"],
+                )
+                writer.add(record)
+            writer.commit()
+
+        def tarwriter_decoded() -> None:  # its own encoders: numpy arrays -> PIL PNG
+            with wds.TarWriter(str(root / "wds-decoded.tar")) as sink:
+                for s in data:
+                    sink.write(
+                        {
+                            "__key__": s["key"],
+                            "input.png": s["input"],
+                            "output.png": s["output"],
+                            "mask.png": s["mask"],
+                            "json": s["text"],
+                            "txt": s["text"]["instruction"],
+                        }
+                    )
+
+        decoded = {}
+        for name, fn in (("ours", ours_decoded), ("TarWriter", tarwriter_decoded)):
+            t = _median_time(fn, max(1, repeats // 2))
+            path = root / ("ours-decoded.tar" if name == "ours" else "wds-decoded.tar")
+            decoded[name] = {"seconds": t, "samples_s": samples / t, "bytes_per_sample": path.stat().st_size / samples}
+
+        codecs = []
+        probe = data[: min(20, samples)]
+        for fmt, level in [("png", 0), ("png", 1), ("png", 3), ("png", 6), ("png", 9), ("jpg", 95), ("webp", 95)]:
+            t0 = time.perf_counter()
+            sizes = [
+                len(encode(s["input"], fmt, level if fmt != "png" else 95, level if fmt == "png" else 3))
+                for s in probe
+            ]
+            ms = (time.perf_counter() - t0) * 1000 / len(probe)
+            label = f"{fmt} level {level}" if fmt == "png" else f"{fmt} quality {level}"
+            codecs.append({"codec": label, "ms_per_image": ms, "kib_per_image": statistics.mean(sizes) / 1024})
+        from PIL import Image
+
+        t0 = time.perf_counter()
+        for s in probe:
+            buffer = __import__("io").BytesIO()
+            Image.fromarray(s["input"]).save(buffer, "PNG")
+        ms = (time.perf_counter() - t0) * 1000 / len(probe)
+        codecs.append({"codec": "png (PIL default, TarWriter's)", "ms_per_image": ms, "kib_per_image": None})
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    ratio_tw = encoded_rows["ours"]["mb_s"] / encoded_rows["TarWriter"]["mb_s"]
+    ratio_raw = encoded_rows["ours"]["mb_s"] / encoded_rows["raw copy"]["mb_s"]
+    return {
+        "bench": "writer",
+        "samples": samples,
+        "size": size,
+        "repeats": repeats,
+        "tar_mb": total / 1e6,
+        "encoded": encoded_rows,
+        "decoded": decoded,
+        "codecs": codecs,
+        "ratios": {
+            "ours_vs_tarwriter": ratio_tw,
+            "ours_vs_raw_copy": ratio_raw,
+            "ours_vs_tarwriter_fsync": encoded_rows["ours"]["mb_s"] / encoded_rows["TarWriter+fsync"]["mb_s"],
+            "decoded_ours_vs_tarwriter": decoded["ours"]["samples_s"] / decoded["TarWriter"]["samples_s"],
+        },
+        "targets": {"ours_vs_tarwriter": 1.0, "ours_vs_raw_copy": 0.8},
+    }
+
+
+def print_writer(r: dict[str, Any]) -> None:
+    print(
+        f"writer: {r['samples']} samples of {r['size']}x{r['size']} (input, output, mask PNG + json + txt), "
+        f"{r['tar_mb']:.1f} MB per tar, median of {r['repeats']}"
+    )
+    rows = [[name, f"{v['mb_s']:.0f}", f"{v['samples_s']:.0f}"] for name, v in r["encoded"].items()]
+    print(_table(rows, ["already encoded", "MB/s", "samples/s"]))
+    rows = [[name, f"{v['samples_s']:.1f}", f"{v['bytes_per_sample'] / 1024:.0f}"] for name, v in r["decoded"].items()]
+    print(_table(rows, ["from decoded arrays", "samples/s", "KiB/sample"]))
+    rows = [
+        [c["codec"], f"{c['ms_per_image']:.1f}", "" if c["kib_per_image"] is None else f"{c['kib_per_image']:.0f}"]
+        for c in r["codecs"]
+    ]
+    print(_table(rows, ["codec (one input image)", "ms", "KiB"]))
+    ratios = r["ratios"]
+    print(
+        f"ours / TarWriter: {ratios['ours_vs_tarwriter']:.2f}x (target >= 1.0; "
+        f"{ratios['ours_vs_tarwriter_fsync']:.2f}x against TarWriter with the same fsync)"
+    )
+    print(f"ours / raw copy:  {ratios['ours_vs_raw_copy']:.0%} (target >= 80%)")
+    print(f"from decoded arrays, ours / TarWriter: {ratios['decoded_ours_vs_tarwriter']:.2f}x")
+
+
+# ------------------------------------------------------------------------------------------------- engine
+
+
+def _stage_seconds(out: Path) -> tuple[Counter, int]:
+    """Summed per-stage worker seconds of a run (write seconds and render timings of every shard), and samples."""
+    stages: Counter[str] = Counter()
+    samples = 0
+    for stats in (out / "texts").glob("*.stats.json"):
+        stages["write"] += json.loads(stats.read_text())["seconds"]
+    for stats in (out / "shards").glob("*.stats.json"):
+        body = json.loads(stats.read_text())
+        stages.update(body["timings"])
+        samples += body["samples"]
+    return stages, samples
+
+
+def _timed_run(config, workers: int | None) -> float:
+    from datagen.runner import execute_all
+
+    started = time.perf_counter()
+    summaries = execute_all([config], "generate", workers=workers, progress=False)
+    seconds = time.perf_counter() - started
+    failed = sum(len(s.failed) + len(s.written.failed) for s in summaries)
+    if failed:
+        raise RuntimeError(f"{failed} shards failed in the benchmark run {config.run.out}")
+    return seconds
+
+
+def bench_engine(
+    n: int = 1200, shard_size: int = 25, task: str = "remove", where: str | None = None, workers: int | None = None
+) -> dict[str, Any]:
+    """The `local` pipeline through Ray with one actor per core vs the same shards in one plain loop."""
+    import ray
+
+    from datagen.config import load_run
+    from datagen.runner import init_ray
+
+    root = Path(tempfile.mkdtemp(prefix="datagen-bench-", dir=where))
+    try:
+        init_ray(None)  # the cluster's start is not the engine's work
+        cores = workers or int(ray.cluster_resources().get("CPU", 1))
+        results = {}
+        for name, count in (("loop", 0), ("ray", cores)):
+            config = load_run(task, "local", out=str(root / name), n=n, shard_size=shard_size)
+            wall = _timed_run(config, count)
+            stages, samples = _stage_seconds(root / name)
+            results[name] = {
+                "seconds": wall,
+                "samples": samples,
+                "samples_s": samples / wall,
+                "stages_ms_per_sample": {k: 1000 * v / samples for k, v in sorted(stages.items())},
+                "busy_seconds": sum(stages.values()),
+            }
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    loop, par = results["loop"], results["ray"]
+    efficiency = par["samples_s"] / (loop["samples_s"] * cores)
+    capacity = par["seconds"] * cores
+    breakdown = {
+        "stage work (as in the loop)": loop["busy_seconds"] / capacity,
+        "stage slowdown under load": max(0.0, par["busy_seconds"] - loop["busy_seconds"]) / capacity,
+        "outside the stages (start-up, scheduling, results, idle tail)": max(0.0, 1 - par["busy_seconds"] / capacity),
+    }
+    return {
+        "bench": "engine",
+        "task": task,
+        "n": n,
+        "shard_size": shard_size,
+        "cores": cores,
+        "loop": loop,
+        "ray": par,
+        "parallel_efficiency": efficiency,
+        "target": 0.85,
+        "where_the_time_goes": breakdown,
+    }
+
+
+def print_engine(r: dict[str, Any]) -> None:
+    print(
+        f"engine: task {r['task']}, pipeline local, {r['n']} samples in shards of {r['shard_size']}, "
+        f"{r['cores']} cores"
+    )
+    rows = [[name, f"{r[name]['seconds']:.1f}", f"{r[name]['samples_s']:.1f}"] for name in ("loop", "ray")]
+    print(_table(rows, ["", "seconds", "samples/s"]))
+    stages = sorted(set(r["loop"]["stages_ms_per_sample"]) | set(r["ray"]["stages_ms_per_sample"]))
+    rows = [
+        [s, f"{r['loop']['stages_ms_per_sample'].get(s, 0):.1f}", f"{r['ray']['stages_ms_per_sample'].get(s, 0):.1f}"]
+        for s in stages
+    ]
+    print(_table(rows, ["stage (ms/sample)", "loop", "ray worker"]))
+    print(
+        f"parallel efficiency: {r['parallel_efficiency']:.0%} (target >= 85%) = ray samples/s / "
+        f"(loop samples/s x {r['cores']})"
+    )
+    for name, share in r["where_the_time_goes"].items():
+        print(f"  {share:6.1%} of the cores' time: {name}")
+
+
+# ------------------------------------------------------------------------------------------------- render
+
+
+def bench_render(
+    pipeline: str = "local", task: str = "remove", n: int = 100, shard_size: int = 50, where: str | None = None
+) -> dict[str, Any]:
+    """One pipeline and task inline (one process, models loaded once): per-stage time per sample, pairs/s."""
+    from datagen.config import load_run
+
+    root = Path(tempfile.mkdtemp(prefix="datagen-bench-", dir=where))
+    try:
+        config = load_run(task, pipeline, out=str(root / "run"), n=n, shard_size=shard_size)
+        warm = load_run(task, pipeline, out=str(root / "warm"), n=2, shard_size=2)
+        _timed_run(warm, 0)  # model loading and first-call compilation are not per-sample costs
+        wall = _timed_run(config, 0)
+        stages, samples = _stage_seconds(root / "run")
+        kept = sum(json.loads(s.read_text())["kept"] for s in (root / "run" / "shards").glob("*.stats.json"))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {
+        "bench": "render",
+        "pipeline": pipeline,
+        "task": task,
+        "n": n,
+        "samples": samples,
+        "kept": kept,
+        "seconds": wall,
+        "samples_s": samples / wall,
+        "pairs_s": kept / wall,
+        "stages_ms_per_sample": {k: 1000 * v / samples for k, v in sorted(stages.items())},
+        "other_ms_per_sample": 1000 * (wall - sum(stages.values())) / samples,
+    }
+
+
+def print_render(r: dict[str, Any]) -> None:
+    print(f"render: task {r['task']} on pipeline {r['pipeline']}, {r['samples']} samples inline, {r['kept']} kept")
+    rows = [[s, f"{ms:.1f}"] for s, ms in r["stages_ms_per_sample"].items()]
+    rows.append(["other (manifest, stats, commit, driver)", f"{r['other_ms_per_sample']:.1f}"])
+    print(_table(rows, ["stage", "ms/sample"]))
+    print(f"end to end: {r['samples_s']:.1f} samples/s, {r['pairs_s']:.1f} kept pairs/s")
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "bench",
+        help="speed against a baseline measured in the same run (datagen/bench.py)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+        p.add_argument("--tmp", metavar="DIR", help="where the benchmark writes (default: the system's temp dir)")
+
+    w = benches.add_parser("writer", help="shard writer vs webdataset.TarWriter vs a raw copy")
+    w.add_argument("--samples", type=_positive, default=200)
+    w.add_argument("--size", type=_positive, default=512, help="image side in pixels")
+    w.add_argument("--repeats", type=_positive, default=5)
+    common(w)
+    e = benches.add_parser("engine", help="local pipeline through Ray on every core vs one plain loop")
+    e.add_argument("--n", type=_positive, default=1200)
+    e.add_argument("--shard-size", type=_positive, default=25)
+    e.add_argument("--task", default="remove")
+    e.add_argument("--workers", type=_positive, help="actors (default: one per CPU of the cluster)")
+    common(e)
+    r = benches.add_parser("render", help="per-stage time per sample and pairs/s of one pipeline and task")
+    r.add_argument("--pipeline", default="local")
+    r.add_argument("--task", default="remove")
+    r.add_argument("--n", type=_positive, default=100)
+    r.add_argument("--shard-size", type=_positive, default=50)
+    common(r)
+    from datagen import bench_gpu
+
+    bench_gpu.add_arguments(
+        benches.add_parser("gpu", help="the remove generator at full size on CUDA, naive vs tuned")
+    )
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.bench == "gpu":
+        from datagen import bench_gpu
+
+        return bench_gpu.run(args)
+    if args.tmp and not Path(args.tmp).is_dir():
+        from datagen.config import ConfigError
+
+        raise ConfigError(f"--tmp {args.tmp}: no such directory")
+    if args.bench == "writer":
+        result = bench_writer(args.samples, args.size, args.repeats, args.tmp)
+        print_writer(result)
+    elif args.bench == "engine":
+        result = bench_engine(args.n, args.shard_size, args.task, args.tmp, args.workers)
+        print_engine(result)
+    else:
+        result = bench_render(args.pipeline, args.task, args.n, args.shard_size, args.tmp)
+        print_render(result)
+    result["machine"] = machine()
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
