@@ -123,3 +123,25 @@ def test_locate_all_finds_every_instance_without_overlaps(tiny_dir):
     assert 1 <= len(found) <= 5
     assert all(iou(a.box, b.box) <= 0.5 for n, a in enumerate(found) for b in found[n + 1 :])
     assert [d.score for d in found] == sorted((d.score for d in found), reverse=True)
+
+
+def test_channels_last_inpainting_gives_the_same_pixels(tiny_dir):
+    """The tuned layout the GPU pipelines ask for (`channels_last: true`) changes the memory layout, not the result."""
+    import torch
+
+    from datagen import models
+
+    pipe = load_pipeline("tiny")
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:40, 20:48] = 255
+    outputs = []
+    for channels_last in (False, True):
+        spec = pipe.roles["inpaint"].model_copy(deep=True)
+        spec.args["channels_last"] = channels_last
+        adapter = models.build("inpaint", spec, image_size=64)
+        adapter.load()
+        weight = adapter.pipe.unet.conv_in.weight
+        assert weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+        outputs.append(adapter.inpaint(image, mask, "a red mug", seed=3).astype(np.int16))
+    assert np.abs(outputs[0] - outputs[1]).max() <= 2

@@ -29,6 +29,15 @@ class _Diffusion:
         cls = getattr(diffusers, self.spec.args.get("pipeline", self.pipeline_class))
         self.pipe = cls.from_pretrained(path, torch_dtype=self.dtype, use_safetensors=True).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
+        if self.spec.args.get("channels_last", False):  # NHWC convolutions: the tensor cores' layout
+            import torch
+
+            for part in ("unet", "vae"):
+                getattr(self.pipe, part).to(memory_format=torch.channels_last)
+        if self.spec.args.get("compile", False):  # inpainting and text-to-image only: p2p swaps attention processors
+            import torch
+
+            self.pipe.unet = torch.compile(self.pipe.unet)
 
     def _generator(self, seed: int):
         import torch
