@@ -226,6 +226,7 @@ class ShardWorker:
         if shards.is_committed(paths):
             return shards.read_stats(paths)
         shards.clear_uncommitted(paths)
+        started = time.perf_counter()
         spec = self.config.generator
         generator = generators.get(spec.kind)(spec.args, self.models)
         draws_input = bool(getattr(generator, "draws_input", False))
@@ -280,6 +281,7 @@ class ShardWorker:
             },
             "config": self.config.fingerprint(),
             "timings": {k: round(v, 4) for k, v in sorted(timings.items())},
+            "seconds": round(time.perf_counter() - started, 3),
             "committed": _now(),
         }
         paths.folder.write_atomic(paths.stats, json.dumps(stats, indent=1, sort_keys=True).encode())
