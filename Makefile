@@ -23,13 +23,14 @@ NPROC ?= 1
 FORMAT ?= hf-parquet
 DEST ?= $(OUT)-$(FORMAT)
 
-.PHONY: help install install-browser test lint generate verify show report export train clean
+.PHONY: help install install-browser test lint bench generate verify show report export train clean
 
 help:
 	@echo "make install                 create $(VENV) and install datagen (CPU, no GPU needed)"
 	@echo "make install-browser         Chromium + chromedriver from the OS packages (the report's browser test)"
 	@echo "make test                    run the test suite"
 	@echo "make lint                    ruff check + format check"
+	@echo "make bench                   CPU benchmarks against their baselines (writer, engine, render); JSON in BENCH_OUT"
 	@echo "make generate TASK=remove [PIPELINE=local] [N=200] [OUT=out/remove] [SEED=0] [ARGS='--set k=v']"
 	@echo "                             TASK=all or TASK=remove,add for a mixture; OUT may be s3://bucket/run"
 	@echo "make verify OUT=out/remove   check every committed shard"
@@ -66,6 +67,14 @@ test:
 lint:
 	$(BIN)/ruff check datagen tests
 	$(BIN)/ruff format --check datagen tests
+
+BENCH_OUT ?= out/bench
+bench:
+	@mkdir -p $(BENCH_OUT)
+	$(BIN)/datagen bench writer --json $(BENCH_OUT)/writer.json
+	$(BIN)/datagen bench engine --json $(BENCH_OUT)/engine.json
+	$(BIN)/datagen bench render --pipeline local --task remove --json $(BENCH_OUT)/render-local.json
+	$(BIN)/datagen bench render --pipeline tiny --task remove --n 20 --shard-size 10 --json $(BENCH_OUT)/render-tiny.json
 
 generate:
 	$(BIN)/datagen generate --task $(TASK) --pipeline $(PIPELINE) --n $(N) --out $(OUT) --seed $(SEED) $(ARGS)
