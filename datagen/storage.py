@@ -12,6 +12,7 @@ Credentials and endpoints come from the filesystem's own configuration: for S3 t
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import inspect
@@ -158,9 +159,19 @@ class AtomicWriter:
     `abort()` leaves nothing behind. Counts and hashes what passes."""
 
     CHUNK = 1 << 20
-    """Writes are gathered into chunks of this size; each chunk is hashed and written by two threads of their own
-    (hashlib and file writes release the GIL) while the caller builds the next one: the sha256 costs no time on
-    the critical path, and at most two chunks are held."""
+    """Writes are gathered into chunks of about this size; each chunk's pieces are hashed and written (gathered by
+    `os.writev`, never joined into one copy) by two threads of their own, hashlib and file writes releasing the
+    GIL, while the caller builds the next chunks: the sha256 costs no time on the critical path, and at most DEPTH
+    chunks are held. After each chunk the kernel is asked to start writing it to disk, so that the commit's fsync
+    waits for the last chunk only."""
+
+    DEPTH = 4
+    """Chunks the threads may hold at once, so that neither waits for the caller between two chunks (measured on
+    `datagen bench writer`: 1 -> 0.13 s, 2 -> 0.12 s, 4 -> 0.113 s for a 198 MB shard whose sha256 alone takes
+    0.107 s)."""
+
+    IOV_MAX = 1024
+    """The most buffers one `os.writev` call takes (POSIX guarantees at least 16; Linux allows 1024)."""
 
     def __init__(self, folder: Folder, name: str):
         self.folder, self.name = folder, name
@@ -176,48 +187,72 @@ class AtomicWriter:
         self.closed = False
         self._pending: list[bytes] = []
         self._pending_size = 0
+        self._written = 0  # bytes handed to the kernel; only the writing thread moves it
         self._threads: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None
-        self._in_flight: tuple[Future, Future] | None = None
+        self._in_flight: collections.deque[tuple[Future, Future]] = collections.deque()
 
     def writable(self) -> bool:
         return True
 
     def write(self, data) -> int:
         size = len(data)
+        if not size:
+            return 0
         self.size += size
-        self._pending.append(bytes(data))
+        self._pending.append(data if type(data) is bytes else bytes(data))  # the caller may reuse its buffer
         self._pending_size += size
         if self._pending_size >= self.CHUNK:
             self._send()
         return size
 
     def _send(self, last: bool = False) -> None:
-        """Hand the gathered bytes to the hashing and writing threads, after the previous chunk is done (whose
+        """Hand the gathered pieces to the hashing and writing threads, after the previous chunk is done (whose
         error, a full disk say, surfaces here). A small file is hashed and written here: no threads for it."""
         if not self._pending:
             return
-        chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending, self._pending_size = [], 0
-        self._wait()
+        pieces, self._pending, self._pending_size = self._pending, [], 0
+        self._wait(keep=0 if last else self.DEPTH - 1)
         if last and self._threads is None:
-            self.sha.update(chunk)
-            self._write_all(chunk)
+            self._hash_all(pieces)
+            self._write_all(pieces)
             return
         if self._threads is None:
             self._threads = (ThreadPoolExecutor(1, "datagen-sha"), ThreadPoolExecutor(1, "datagen-write"))
         hashing, writing = self._threads
-        self._in_flight = (hashing.submit(self.sha.update, chunk), writing.submit(self._write_all, chunk))
+        self._in_flight.append((hashing.submit(self._hash_all, pieces), writing.submit(self._write_all, pieces)))
 
-    def _write_all(self, chunk: bytes) -> None:
-        view = memoryview(chunk)
-        while view:  # an unbuffered write may take part of the chunk
-            written = self._f.write(view)
-            view = view[written if written is not None else len(view) :]
+    def _hash_all(self, pieces: list[bytes]) -> None:
+        update = self.sha.update
+        for piece in pieces:
+            update(piece)
 
-    def _wait(self) -> None:
-        if self._in_flight is not None:
-            in_flight, self._in_flight = self._in_flight, None
-            for future in in_flight:
+    def _write_all(self, pieces: list[bytes]) -> None:
+        if not self.folder.local:
+            self._f.write(b"".join(pieces))
+            return
+        fd, start = self._f.fileno(), self._written
+        views = [memoryview(piece) for piece in pieces]
+        while views:
+            batch = views[: self.IOV_MAX]
+            written = os.writev(fd, batch)
+            self._written += written
+            if written == sum(len(v) for v in batch):
+                del views[: len(batch)]
+                continue
+            done = 0  # a partial write: drop what went out, then go on from inside the buffer it stopped in
+            while written >= len(views[done]):
+                written -= len(views[done])
+                done += 1
+            views[done] = views[done][written:]
+            del views[:done]
+        if hasattr(os, "posix_fadvise"):  # Linux starts the range's writeback, and drops its pages once clean
+            with contextlib.suppress(OSError):  # a hint: a filesystem that refuses it loses nothing
+                os.posix_fadvise(fd, start, self._written - start, os.POSIX_FADV_DONTNEED)
+
+    def _wait(self, keep: int = 0) -> None:
+        """Until at most `keep` chunks are still being hashed or written; the first error among the rest is raised."""
+        while len(self._in_flight) > keep:
+            for future in self._in_flight.popleft():
                 future.result()
 
     def _stop_threads(self) -> None:

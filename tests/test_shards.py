@@ -252,6 +252,26 @@ def test_atomic_writer_hashes_and_writes_every_chunk_in_order(tmp_path, chunk):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.bin"]
 
 
+def test_atomic_writer_gathers_more_pieces_than_one_writev_takes(tmp_path):
+    """A chunk of thousands of small pieces goes out in several `os.writev` calls, in order; a buffer the caller
+    reuses after `write` returns is copied first."""
+    import hashlib
+
+    from datagen.storage import AtomicWriter, Folder
+
+    rng = np.random.default_rng(0)
+    parts = [rng.bytes(int(n)) for n in rng.integers(1, 4, size=3 * AtomicWriter.IOV_MAX + 7)]
+    writer = Folder(tmp_path).writer("many.bin")
+    scratch = bytearray(8)
+    for part in parts:
+        scratch[: len(part)] = part
+        writer.write(memoryview(scratch)[: len(part)])
+        scratch[:] = b"\xff" * 8
+    sha = writer.commit()
+    data = b"".join(parts)
+    assert (tmp_path / "many.bin").read_bytes() == data and sha == hashlib.sha256(data).hexdigest()
+
+
 @pytest.mark.parametrize(
     ("name", "size"),
     [("remove_000000_00001.input.png", 60_000), ("a.json", 0), ("x" * 100, 5), ("é.txt", 3), ("k.bin", 8**11 - 1)],
