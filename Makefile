@@ -65,8 +65,8 @@ test:
 	$(BIN)/python -m pytest -q
 
 lint:
-	$(BIN)/ruff check datagen tests
-	$(BIN)/ruff format --check datagen tests
+	$(BIN)/ruff check datagen tests benchmarks
+	$(BIN)/ruff format --check datagen tests benchmarks
 
 BENCH_OUT ?= out/bench
 bench:

@@ -2,23 +2,58 @@
 whole listing in memory, then a set). Run: .venv/bin/python benchmarks/resume_planning.py (creates and removes
 /tmp/planb, about a minute on two cores)."""
 
-import os, time, tracemalloc, shutil
+import os
+import shutil
+import time
+import tracemalloc
+
 from datagen.config import load_run
 from datagen.runner import pending_shards
 from datagen.storage import Folder
-out = "/tmp/planb"; folder = f"{out}/shards"; os.makedirs(folder, exist_ok=True)
-for i in range(1_000_000):
-    if i != 500_000:
-        os.close(os.open(f"{folder}/remove-{i:06d}.stats.json", os.O_CREAT | os.O_WRONLY, 0o644))
-c = load_run("remove", "local", out=out, n=1_000_000, shard_size=1)
-def old():  # the previous planner: the sorted listing in memory, then a set of done shards
-    f = Folder(out).sub("shards"); done = set(); prefix = "remove-"
-    for name in f.names():
+
+OUT = "/tmp/planb"
+SHARDS = 1_000_000
+MISSING = 500_000
+
+
+def make_markers() -> None:
+    """One empty stats marker per committed shard, one shard in the middle missing."""
+    folder = f"{OUT}/shards"
+    os.makedirs(folder, exist_ok=True)
+    for i in range(SHARDS):
+        if i != MISSING:
+            os.close(os.open(f"{folder}/remove-{i:06d}.stats.json", os.O_CREAT | os.O_WRONLY, 0o644))
+
+
+def listing_in_memory(config) -> list[int]:
+    """The previous planner: the sorted listing in memory, then a set of done shards."""
+    prefix, done = "remove-", set()
+    for name in Folder(OUT).sub("shards").names():
         if name.startswith(prefix) and name.endswith(".stats.json"):
-            done.add(int(name[len(prefix): len(prefix) + 6]))
-    return [i for i in range(c.run.num_shards) if i not in done]
-for label, fn in (("before (listing in memory)", old), ("streaming bitmap", lambda: pending_shards(c, "render"))):
-    t = time.perf_counter(); r = fn(); dt = time.perf_counter() - t
-    tracemalloc.start(); fn(); peak = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
-    print(f"{label}: {dt:.2f} s, peak {peak / 2**20:.1f} MiB, pending {r}")
-shutil.rmtree(out)
+            done.add(int(name[len(prefix) : len(prefix) + 6]))
+    return [i for i in range(config.run.num_shards) if i not in done]
+
+
+def main() -> None:
+    make_markers()
+    config = load_run("remove", "local", out=OUT, n=SHARDS, shard_size=1)
+    planners = {
+        "before (listing in memory)": lambda: listing_in_memory(config),
+        "streaming bitmap": lambda: list(pending_shards(config, "render")),
+    }
+    try:
+        for label, plan in planners.items():
+            started = time.perf_counter()
+            pending = plan()
+            seconds = time.perf_counter() - started
+            tracemalloc.start()
+            plan()
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            print(f"{label}: {seconds:.2f} s, peak {peak / 2**20:.1f} MiB, pending {pending}")
+    finally:
+        shutil.rmtree(OUT)
+
+
+if __name__ == "__main__":
+    main()
