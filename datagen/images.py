@@ -88,7 +88,7 @@ def fit_square(array: np.ndarray, size: int, nearest: bool = False) -> np.ndarra
     return np.ascontiguousarray(array[top : top + size, left : left + size])
 
 
-def encode(array: np.ndarray, fmt: str, quality: int = 95, png_compression: int = 3) -> bytes:
+def encode(array: np.ndarray, fmt: str, quality: int = 95, png_compression: int = 1) -> bytes:
     """RGB (HxWx3) or single-channel (HxW) uint8 -> encoded bytes; deterministic for equal input."""
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
