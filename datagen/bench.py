@@ -324,7 +324,16 @@ def bench_engine(
         cores = workers or int(ray.cluster_resources().get("CPU", 1))
         results = {}
         for name, count in (("loop", 0), ("ray", cores)):
-            config = load_run(task, "local", out=str(root / name), n=n, shard_size=shard_size)
+            # no input prefetch thread on either side: the loop stays one core's work, and the two sides do
+            # identical work (what prefetching gains inside a worker, `bench render` measures)
+            config = load_run(
+                task,
+                "local",
+                out=str(root / name),
+                n=n,
+                shard_size=shard_size,
+                overrides=["pipeline.actor.prefetch=0"],
+            )
             wall = _timed_run(config, count)
             stages, samples = _stage_seconds(root / name)
             results[name] = {
@@ -390,31 +399,42 @@ def print_engine(r: dict[str, Any]) -> None:
 def bench_render(
     pipeline: str = "local", task: str = "remove", n: int = 100, shard_size: int = 50, where: str | None = None
 ) -> dict[str, Any]:
-    """One pipeline and task inline (one process, models loaded once): per-stage time per sample, pairs/s."""
+    """One pipeline and task inline (one process, models loaded once): per-stage time per sample, pairs/s; and
+    the same run with no input prefetch as the baseline ('load' is then the whole load, not the wait for it)."""
     from datagen.config import load_run
 
     root = Path(tempfile.mkdtemp(prefix="datagen-bench-", dir=where))
+    runs = {}
     try:
-        config = load_run(task, pipeline, out=str(root / "run"), n=n, shard_size=shard_size)
         warm = load_run(task, pipeline, out=str(root / "warm"), n=2, shard_size=2)
         _timed_run(warm, 0)  # model loading and first-call compilation are not per-sample costs
-        wall = _timed_run(config, 0)
-        stages, samples = _stage_seconds(root / "run")
-        kept = sum(json.loads(s.read_text())["kept"] for s in (root / "run" / "shards").glob("*.stats.json"))
+        for name, overrides in (("no prefetch", ["pipeline.actor.prefetch=0"]), ("pipeline", [])):
+            out = root / name.replace(" ", "-")
+            config = load_run(task, pipeline, out=str(out), n=n, shard_size=shard_size, overrides=overrides)
+            wall = _timed_run(config, 0)
+            stages, samples = _stage_seconds(out)
+            kept = sum(json.loads(s.read_text())["kept"] for s in (out / "shards").glob("*.stats.json"))
+            runs[name] = {
+                "prefetch": config.pipeline.actor.prefetch,
+                "samples": samples,
+                "kept": kept,
+                "seconds": wall,
+                "samples_s": samples / wall,
+                "pairs_s": kept / wall,
+                "stages_ms_per_sample": {k: 1000 * v / samples for k, v in sorted(stages.items())},
+                "other_ms_per_sample": 1000 * (wall - sum(stages.values())) / samples,
+            }
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    base = runs["no prefetch"]
     return {
         "bench": "render",
         "pipeline": pipeline,
         "task": task,
         "n": n,
-        "samples": samples,
-        "kept": kept,
-        "seconds": wall,
-        "samples_s": samples / wall,
-        "pairs_s": kept / wall,
-        "stages_ms_per_sample": {k: 1000 * v / samples for k, v in sorted(stages.items())},
-        "other_ms_per_sample": 1000 * (wall - sum(stages.values())) / samples,
+        **runs["pipeline"],
+        "baseline": base,
+        "speedup_over_no_prefetch": runs["pipeline"]["samples_s"] / base["samples_s"],
     }
 
 
@@ -424,6 +444,12 @@ def print_render(r: dict[str, Any]) -> None:
     rows.append(["other (manifest, stats, commit, driver)", f"{r['other_ms_per_sample']:.1f}"])
     print(_table(rows, ["stage", "ms/sample"]))
     print(f"end to end: {r['samples_s']:.1f} samples/s, {r['pairs_s']:.1f} kept pairs/s")
+    base = r["baseline"]
+    load = base["stages_ms_per_sample"].get("load", 0.0)
+    print(
+        f"baseline, no input prefetch: {base['samples_s']:.1f} samples/s (load {load:.1f} ms/sample); "
+        f"with prefetch {r['prefetch']}: {r['speedup_over_no_prefetch']:.2f}x"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- CLI

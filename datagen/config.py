@@ -224,6 +224,9 @@ class ActorSpec(Spec):
     """GPUs reserved per worker actor (fractional shares a GPU between actors)."""
     max_restarts: int = Field(default=2, ge=0, le=100)
     """Times a dead worker actor is replaced before its shards are failed."""
+    prefetch: int = Field(default=1, ge=0, le=64)
+    """Samples whose inputs (image reads and decodes) load on a thread while the current one renders, so the
+    models never wait for the disk; 0 loads each in turn."""
 
 
 class PipelineSpec(Spec):

@@ -14,7 +14,8 @@ import re
 import sys
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,9 +238,17 @@ class ShardWorker:
         tar = shards.TarShardWriter(
             paths.folder, paths.tar, pipe.image_format, pipe.image_quality, pipe.png_compression
         )
+        source, max_pixels = self.source, run.max_image_pixels
+
+        def load_input(text: dict) -> LoadedInput | None:
+            if text["status"] != "ok" or draws_input:  # e.g. prompt-to-prompt draws both images itself
+                return None
+            return source.load(text["source"] or {}, max_pixels)
+
+        lines = (json.loads(line) for line in texts.folder.read_text(texts.jsonl).splitlines())
         try:
-            for line in texts.folder.read_text(texts.jsonl).splitlines():
-                candidates = self._render_sample(json.loads(line), generator, used, timings, draws_input)
+            for text, loaded in prefetched(lines, load_input, pipe.actor.prefetch):
+                candidates = self._render_sample(text, generator, used, timings, draws_input, loaded)
                 t0 = time.perf_counter()
                 for record in candidates:
                     if record.selected:
@@ -288,8 +297,9 @@ class ShardWorker:
         return stats
 
     def _render_sample(
-        self, text: dict, generator, used: dict[str, str], timings: Counter, draws_input: bool
+        self, text: dict, generator, used: dict[str, str], timings: Counter, draws_input: bool, loaded
     ) -> list[EditRecord]:
+        """`loaded()` returns the sample's input (or raises what loading it raised); `load` times the wait for it."""
         task = self.config.task
         record = EditRecord(
             key=text["key"],
@@ -310,10 +320,7 @@ class ShardWorker:
         rng = np.random.default_rng([record.seed, 1])
         try:
             t0 = time.perf_counter()
-            if draws_input:  # e.g. prompt-to-prompt draws both images itself
-                inputs = LoadedInput(image=None)
-            else:
-                inputs = self.source.load(record.source, self.config.run.max_image_pixels)
+            inputs = LoadedInput(image=None) if draws_input else loaded()
             timings["load"] += time.perf_counter() - t0
             if inputs.image is None and not draws_input:  # a text-only source: drawn from the source's own caption
                 t0 = time.perf_counter()
@@ -347,6 +354,25 @@ class ShardWorker:
                 else:
                     candidate.reject("outranked", f"candidate {best.candidate} scored better")
         return candidates
+
+
+def prefetched(items, load, ahead: int):
+    """(item, result) pairs, `result()` returning load(item) or raising what it raised. With ahead > 0 the next
+    `ahead` items load on a thread of their own while the caller works on the current one."""
+    if ahead <= 0:
+        for item in items:
+            yield item, (lambda item=item: load(item))
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="datagen-prefetch") as pool:
+        window: deque = deque()
+        for item in items:
+            window.append((item, pool.submit(load, item)))
+            if len(window) > ahead:
+                first, future = window.popleft()
+                yield first, future.result
+        while window:
+            first, future = window.popleft()
+            yield first, future.result
 
 
 class MixtureWorker:

@@ -60,6 +60,10 @@ def test_render_bench_reports_every_stage(tmp_path):
     assert figures["samples"] == 8 and 0 < figures["kept"] <= 8
     assert {"write", "load", "generate", "encode"} <= set(figures["stages_ms_per_sample"])
     assert figures["samples_s"] == pytest.approx(8 / figures["seconds"])
+    base = figures["baseline"]
+    assert base["prefetch"] == 0 and figures["prefetch"] >= 1 and base["samples"] == 8
+    assert base["kept"] == figures["kept"]  # prefetching changes the speed, never the outcome
+    assert figures["speedup_over_no_prefetch"] == pytest.approx(figures["samples_s"] / base["samples_s"])
 
 
 @pytest.mark.slow

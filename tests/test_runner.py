@@ -54,6 +54,32 @@ def test_ray_run_is_byte_identical_to_the_inline_run(reference, tmp_path, ray_cl
     assert _committed(tmp_path) == _committed(reference)
 
 
+@pytest.mark.parametrize("ahead", [0, 5])
+def test_prefetching_inputs_changes_nothing_in_the_shards(reference, tmp_path, ahead):
+    """The reference loads one sample ahead (the default); none ahead and five ahead commit the same bytes."""
+    set_prefetch = ["--set", f"pipeline.actor.prefetch={ahead}"]
+    run_cli("generate", "--out", str(tmp_path), "--workers", "0", "--no-progress", *ARGS, *set_prefetch)
+    assert _committed(tmp_path) == _committed(reference)
+
+
+def test_prefetched_keeps_order_and_raises_each_error_at_its_own_item():
+    from datagen.runner import prefetched
+
+    def load(n: int) -> int:
+        if n % 3 == 0:
+            raise ValueError(f"bad {n}")
+        return n * n
+
+    for ahead in (0, 1, 4):
+        seen = []
+        for item, result in prefetched(iter(range(10)), load, ahead):
+            try:
+                seen.append((item, result()))
+            except ValueError as e:
+                seen.append((item, str(e)))
+        assert seen == [(n, f"bad {n}" if n % 3 == 0 else n * n) for n in range(10)], ahead
+
+
 @pytest.mark.parametrize("kill_when", ["while_writing_a_tar", "between_shards", "during_instructions"])
 def test_sigkill_then_resume_gives_exactly_the_uninterrupted_keys(reference, tmp_path, kill_when):
     out = tmp_path / "run"
