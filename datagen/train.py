@@ -550,8 +550,9 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
 # ---------------------------------------------------------------------------------------------- editing
 
 
-def load_editor(checkpoint: str) -> EditModel:
-    """An EditModel with a checkpoint's weights (its run's `init` and task list)."""
+def load_editor(checkpoint: str, device: str | None = None) -> EditModel:
+    """An EditModel with a checkpoint's weights (its run's `init` and task list), on `device` (default: the GPU
+    when there is one)."""
     path = Path(checkpoint)
     if path.is_dir() and not (path / "state.json").exists():
         path = latest_checkpoint(path) or path
@@ -566,7 +567,7 @@ def load_editor(checkpoint: str) -> EditModel:
     else:
         model = EditModel.from_checkpoint(meta["config"]["init"], meta["tasks"])
     load_weights(model, path, ema=True)
-    return model.eval()
+    return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
 
 
 @torch.no_grad()
@@ -597,9 +598,13 @@ def edit(
     latents = torch.randn(cond_image.shape, generator=generator).to(device) * sampler.init_noise_sigma
     texts = torch.cat([text, null, null])
     images = torch.cat([cond_image, cond_image, torch.zeros_like(cond_image)])
+    # on a GPU the UNet runs in bf16 as in training; the latents and the sampler's arithmetic stay float32
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     for t in sampler.timesteps:
         noisy = sampler.scale_model_input(torch.cat([latents] * 3), t)
-        full, image_only, none = model.predict(noisy, images, t, texts, task_id).chunk(3)
+        with autocast:
+            predicted = model.predict(noisy, images, t, texts, task_id).float()
+        full, image_only, none = predicted.chunk(3)
         guided = none + image_guidance * (image_only - none) + text_guidance * (full - image_only)
         latents = sampler.step(guided, t, latents).prev_sample
     decoded = model.vae.decode(latents / model.vae.config.scaling_factor).sample
