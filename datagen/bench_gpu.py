@@ -8,8 +8,9 @@ ground the object, segment it from the box, inpaint at 512x512 for 25 steps with
 composite, CLIP-score, encode input, output and mask as PNG on the CPU.
 
 - naive: float32, batch 1, the classic attention processors (no SDPA), no compile, every stage after the other.
-- tuned: bfloat16, SDPA, batches, channels_last for the convolutional models, torch.compile of the UNet and VAE
-  decoder, and the PNG encoding of one batch in a thread pool while the GPU works on the next.
+- tuned: bfloat16, SDPA, batches, channels_last for the convolutional models, fused q/k/v projections,
+  torch.compile of the UNet and VAE decoder (1x1 convolutions as matmuls), and the PNG encoding of one batch in a
+  thread pool while the GPU works on the next.
 
 MFU = (UNet FLOPs per forward, counted by torch.utils.flop_counter) x (UNet forwards per second, timed alone at the
 tuned batch) / the device's dense bf16 peak. Needs CUDA, torch, diffusers and transformers; not Ray, vLLM or
@@ -221,13 +222,20 @@ class RemovePipeline:
             self.unet.set_attn_processor(AttnProcessor())
             self.vae.set_attn_processor(AttnProcessor())
         for model in (self.unet, self.vae, self.clip, self.sam, self.grounding):
-            model.to(dtype=dtype).eval().requires_grad_(False)
+            # .to(device) too: a legacy torch.Tensor(...) parameter (Grounding DINO's level_embed) ignores the
+            # device context above and is made on the CPU
+            model.to(device=device, dtype=dtype).eval().requires_grad_(False)
         if tuned:
             self.unet.to(memory_format=torch.channels_last)
             self.vae.to(memory_format=torch.channels_last)
+            self.unet.fuse_qkv_projections()  # one projection matmul instead of three per self-attention
+            self.vae.fuse_qkv_projections()
         self.unet_forward = self.unet
         self.vae_decode = self.vae.decode
         if compile_models:
+            import torch._inductor.config as inductor
+
+            inductor.conv_1x1_as_mm = True  # the UNet's many 1x1 convolutions as matmuls: faster kernels
             self.unet_forward = torch.compile(self.unet, fullgraph=False)
             self.vae_decode = torch.compile(self.vae.decode, fullgraph=False)
         self.scheduler = DDIMScheduler(
@@ -238,6 +246,7 @@ class RemovePipeline:
             clip_sample=False,
             set_alpha_to_one=False,
         )
+        self.stages: dict[str, float] | None = None  # when a dict: seconds per stage, the GPU synchronised at each
         self.text_len = arch["text_len"]
         self.vocab = self.clip.config.text_config.vocab_size
         self.bert_vocab = grounding.text_config.vocab_size
@@ -251,6 +260,7 @@ class RemovePipeline:
         b, size = images.shape[0], images.shape[1]
         dev, dt = self.device, self.dtype
         pixels = torch.from_numpy(images).to(dev, non_blocking=True).permute(0, 3, 1, 2).to(dt) / 127.5 - 1
+        mark = self._stage_clock()
         with torch.inference_mode():
             # ground: the object phrase as token ids (random weights: any ids exercise the same compute)
             ids = torch.randint(1000, self.bert_vocab, (b, 8), generator=gen).to(dev)
@@ -259,12 +269,14 @@ class RemovePipeline:
             cx, cy, w, h = found.pred_boxes.float()[torch.arange(b, device=dev), best].unbind(-1)
             w, h = w.clamp(0.1, 0.6), h.clamp(0.1, 0.6)
             boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1).clamp(0, 1)
+            mark("ground")
             # segment from the box at SAM's input size
             sam_in = F.interpolate(pixels, size=(self.arch["sam_size"],) * 2, mode="bilinear")
             masks = self.sam(
                 pixel_values=sam_in, input_boxes=(boxes * self.arch["sam_size"])[:, None], multimask_output=False
             ).pred_masks[:, 0, :1]
             mask = (F.interpolate(masks.float(), size=(size, size), mode="bilinear") > 0).to(dt)
+            mark("segment")
             # inpaint: SD 1.5 inpainting's 9 channels, classifier-free guidance as one batch of 2B
             tokens = torch.randint(0, self.vocab, (2 * b, self.text_len), generator=gen).to(dev)
             context = self.clip.text_model(input_ids=tokens).last_hidden_state
@@ -273,6 +285,7 @@ class RemovePipeline:
             latents = torch.randn(masked.shape, generator=gen).to(dev, dt)
             self.scheduler.set_timesteps(self.steps, device=dev)
             extra = torch.cat([small, masked], 1).repeat(2, 1, 1, 1)  # mask and masked image, for both halves
+            mark("encode text and image")
             for t in self.scheduler.timesteps:
                 x = torch.cat([torch.cat([latents, latents]), extra], 1)
                 if self.tuned:
@@ -280,8 +293,10 @@ class RemovePipeline:
                 noise = self.unet_forward(x, t, encoder_hidden_states=context).sample
                 uncond, cond = noise.chunk(2)
                 latents = self.scheduler.step(uncond + 7.5 * (cond - uncond), t, latents).prev_sample
+            mark("denoise (UNet x steps)")
             decoded = self.vae_decode(latents / 0.18215).sample.clamp(-1, 1)
             output = decoded * mask + pixels * (1 - mask)  # outside the mask the input, exactly
+            mark("decode")
             # score: CLIP image-caption similarity of the output
             clip_in = F.interpolate(output, size=(self.clip.config.vision_config.image_size,) * 2, mode="bilinear")
             image_emb = self.clip.get_image_features(pixel_values=clip_in)
@@ -289,12 +304,30 @@ class RemovePipeline:
             image_emb = getattr(image_emb, "pooler_output", image_emb)
             text_emb = getattr(text_emb, "pooler_output", text_emb)
             score = F.cosine_similarity(image_emb.float(), text_emb.float())
+            mark("score")
         out = ((output.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        return {
+        result = {
             "output": out.cpu().numpy(),
             "mask": (mask[:, 0] * 255).to(torch.uint8).cpu().numpy(),
             "clip": score.cpu().numpy(),
         }
+        mark("to host")
+        return result
+
+    def _stage_clock(self):
+        """mark(name): adds the seconds since the previous mark to self.stages[name]; nothing when not profiling."""
+        if self.stages is None:
+            return lambda name: None
+        last = [time.perf_counter()]
+
+        def mark(name: str) -> None:
+            _sync(self.device)
+            now = time.perf_counter()
+            self.stages[name] = self.stages.get(name, 0.0) + now - last[0]
+            last[0] = now
+
+        _sync(self.device)
+        return mark
 
 
 def _encode(images: np.ndarray, result: dict[str, np.ndarray], index: int) -> int:
@@ -355,6 +388,18 @@ def run_path(arch, device, pairs: int, batch: int, steps: int, tuned: bool, comp
         "pairs_s": pairs / seconds,
         "png_bytes": encoded,
     }
+    # where a pair's time goes: one more batch, synchronised after every stage (so not part of the timing above)
+    pipe.stages = {}
+    chunk = images[:batch] if tuned else images[:1]
+    started = time.perf_counter()
+    result = pipe(chunk, seed=1)
+    encode_start = time.perf_counter()
+    for i in range(len(chunk)):
+        _encode(chunk, result, i)
+    pipe.stages["PNG encode (CPU, one thread)"] = time.perf_counter() - encode_start
+    figures["stages_ms_per_pair"] = {k: 1000 * v / len(chunk) for k, v in pipe.stages.items()}
+    figures["profiled_ms_per_pair"] = 1000 * (time.perf_counter() - started) / len(chunk)
+    pipe.stages = None
     if tuned:
         figures["unet"] = unet_mfu(pipe, batch, device)
     del pipe
@@ -467,6 +512,9 @@ def run(args: argparse.Namespace) -> int:
         f"{'no compile' if args.no_compile else 'compiled'}, overlapped: {tuned['pairs_s']:.3f} pairs/s"
     )
     print(f"  speedup {result['speedup']:.1f}x (target >= 10x)")
+    for name, path in (("naive", naive), ("tuned", tuned)):
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in path["stages_ms_per_pair"].items())
+        print(f"  {name} ms per pair, synchronised per stage: {stages}")
     mfu = "n/a (no known peak for this device)" if unet["mfu"] is None else f"{unet['mfu']:.0%} (target >= 40%)"
     print(
         f"  UNet: {unet['gflops_per_forward']:.0f} GFLOP per forward at batch {2 * args.batch}, "
