@@ -588,7 +588,7 @@ def edit(
         raise ConfigError(f"--task {task!r}: the checkpoint knows {', '.join(model.tasks)}")
     device = model.unet.device
     size = image.shape[0] - image.shape[0] % 8
-    pixels = torch.from_numpy(np.ascontiguousarray(image[:size, :size])).permute(2, 0, 1)[None].float() / 127.5 - 1
+    pixels = torch.from_numpy(np.array(image[:size, :size])).permute(2, 0, 1)[None].float() / 127.5 - 1
     cond_image = model.encode_image(pixels.to(device), sample=False)
     text, null = model.encode_text([instruction]), model.encode_text([""])
     task_id = torch.tensor([model.tasks.index(task)] * 3, device=device)
