@@ -17,6 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
+from datagen.bench_gpu import FULL as BENCH
+
 REVISION = "0" * 40
 """The snapshot folder's name: a commit hash, as the hub cache names them."""
 
@@ -33,27 +35,8 @@ TEXT = dict(
     pad_token_id=1,
 )
 FULL = {
-    "unet": dict(
-        sample_size=64,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=2,
-        cross_attention_dim=768,
-        block_out_channels=(320, 640, 1280, 1280),
-        attention_head_dim=8,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    ),
-    "vae": dict(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        layers_per_block=2,
-        sample_size=512,
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-    ),
+    "unet": {**BENCH["unet"], "in_channels": 4},  # bench gpu's SD 1.5 UNet is the 9-channel inpainting one
+    "vae": BENCH["vae"],
     "text": TEXT,
     "clip_vision": dict(
         hidden_size=1024,
@@ -186,7 +169,7 @@ def steady(run: Path, batch_size: int, skip: int) -> dict:
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     first = rows[0]["step"] - 1  # the step the run started from
     at = {r["step"]: (r["step"] - first) * batch_size / r["samples_per_s"] for r in rows}  # seconds since start
-    start, end = rows[min(skip, len(rows) - 2)]["step"], rows[-1]["step"]
+    start, end = rows[min(max(skip - 1, 0), len(rows) - 2)]["step"], rows[-1]["step"]
     seconds = at[end] - at[start]
     return {
         "steps": end - start,
@@ -227,7 +210,7 @@ def main() -> None:
     rate = sub.add_parser("steady", help="steady-state training speed of a `datagen train` run folder")
     rate.add_argument("run", type=Path)
     rate.add_argument("--batch-size", type=int, required=True)
-    rate.add_argument("--skip", type=int, default=5)
+    rate.add_argument("--skip", type=int, default=6, help="steps left out at the start (default 6)")
     data = sub.add_parser("loader", help="samples/s of the training data path alone")
     data.add_argument("shards", nargs="+")
     data.add_argument("--resolution", type=int, default=256)

@@ -128,3 +128,29 @@ def test_unet_flops_match_the_published_count_at_full_size():
     params = sum(p.numel() for p in unet.parameters())
     assert 855e6 < params < 865e6  # the SD 1.5 UNet's 860M parameters
     assert 0.75e12 < counter.get_total_flops() < 0.85e12, counter.get_total_flops() / 1e12
+
+
+def test_real_size_stand_ins_are_found_where_the_hub_cache_would_hold_the_real_ones(tmp_path):
+    """benchmarks/real_size.py (here at --small size): the same commands a user runs with real weights, through the
+    hub cache layout, train from `stable-diffusion-v1-5/stable-diffusion-v1-5`; `steady` reads the run's log."""
+    import subprocess
+    import sys
+
+    from conftest import FAST, REPO
+
+    cache, shards, run = tmp_path / "hf", tmp_path / "shards", tmp_path / "run"
+    script = [sys.executable, str(REPO / "benchmarks" / "real_size.py")]
+    made = subprocess.run([*script, "models", "--cache", str(cache), "--small", "--device", "cpu"], cwd=REPO,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert json.loads(made.stdout.strip().splitlines()[-1])["parameters"]["unet"] > 0
+    snapshot = cache / "models--stable-diffusion-v1-5--stable-diffusion-v1-5" / "snapshots" / ("0" * 40)
+    assert (snapshot / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    run_cli("generate", "--task", "remove", "--n", "8", "--out", str(shards), "--workers", "0", "--no-progress", *FAST)
+    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    sd15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    run_cli("train", "--shards", str(shards), "--out", str(run), "--init", sd15, "--resolution", "32",
+            "--batch-size", "2", "--steps", "4", "--no-progress", env=env)  # fmt: skip
+    steady = subprocess.run([*script, "steady", str(run), "--batch-size", "2", "--skip", "1"], cwd=REPO,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    figures = json.loads(steady.stdout)
+    assert figures["steps"] == 3 and figures["samples_s"] == pytest.approx(2 * figures["steps_s"])
