@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from datagen.bench_gpu import FULL as BENCH
+from datagen.bench_gpu import TINY as BENCH_TINY
 
 REVISION = "0" * 40
 """The snapshot folder's name: a commit hash, as the hub cache names them."""
@@ -60,27 +61,8 @@ FULL = {
     "dino_pixels": 224,
 }
 SMALL = {
-    "unet": dict(
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        cross_attention_dim=32,
-        block_out_channels=(32, 64),
-        attention_head_dim=8,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-    ),
-    "vae": dict(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        layers_per_block=1,
-        sample_size=32,
-        block_out_channels=(32, 64),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-    ),
+    "unet": {**BENCH_TINY["unet"], "in_channels": 4},
+    "vae": BENCH_TINY["vae"],
     "text": {**TEXT, "hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2},
     "clip_vision": dict(
         hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=8
