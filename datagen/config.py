@@ -11,13 +11,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-
-class ConfigError(Exception):
-    """A configuration problem, reported before any work starts, in words a user can act on."""
-
-
-class RunStopped(Exception):
-    """The run cannot go on (OUT is full, read-only or forbidden); committed shards are kept, a rerun resumes."""
+from datagen.errors import ConfigError, RunStopped  # noqa: F401  (re-exported: callers import them from here)
 
 
 class Spec(BaseModel):
@@ -212,7 +206,7 @@ class RoleSpec(Spec):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Compute dtype."""
     batch_size: int = Field(default=1, ge=1, le=1024)
-    """Samples per batched call."""
+    """Items per call of the model: a micro-batch's items go through it in calls of this many."""
     args: dict[str, Any] = Field(default_factory=dict)
     """Backend-specific arguments."""
 
@@ -225,8 +219,11 @@ class ActorSpec(Spec):
     max_restarts: int = Field(default=2, ge=0, le=100)
     """Times a dead worker actor is replaced before its shards are failed."""
     prefetch: int = Field(default=1, ge=0, le=64)
-    """Samples whose inputs (image reads and decodes) load on a thread while the current one renders, so the
-    models never wait for the disk; 0 loads each in turn."""
+    """Micro-batches whose inputs (image reads and decodes, scene drawing) load on threads while the current one
+    renders, so the models never wait for the disk; 0 loads each input in turn when it is needed."""
+    io_threads: int = Field(default=2, ge=1, le=64)
+    """Threads that load inputs ahead and encode kept pairs (PNG/JPEG/WebP) while the models work on the next
+    micro-batch."""
 
 
 class PipelineSpec(Spec):
@@ -247,6 +244,11 @@ class PipelineSpec(Spec):
     encodes in 16 ms against level 3's 20 ms and level 6's 31 ms, for files within 1-3% of their size."""
     roles: dict[str, RoleSpec]
     """Role name -> adapter that plays it."""
+    micro_batch: int = Field(default=8, ge=1, le=4096)
+    """Samples rendered together, stage by stage: every model role gets all of a micro-batch's items at once (in
+    calls of its own `batch_size`), e.g. all mask variants of all its samples in one inpainting batch. Each item
+    keeps its own seed, so the micro-batch never changes what a sample becomes. Bounded by memory: a CUDA
+    out-of-memory error halves it for that micro-batch (counted as `oom_backoff` in the shard's stats)."""
     enforce_filters: bool = True
     """False computes and stores every score but rejects nothing on them (for random-weight pipelines like tiny,
     whose scores are noise): the whole path to the tar is exercised."""

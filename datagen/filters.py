@@ -126,40 +126,61 @@ def clip_scores(
     }
 
 
-def model_scores(candidates: list, models) -> None:
-    """Adds CLIP, DINO and detector scores to a sample's candidates, for the roles the pipeline has.
+def model_scores(groups: list[list], models, known: dict[int, dict[str, float]] | None = None) -> None:
+    """Adds CLIP, DINO, classifier and detector scores to every candidate of a micro-batch; `groups` holds each
+    sample's candidates.
 
     Candidates may share their input (remove) or their output (add, a removal swapped): each distinct image is
-    embedded once.
+    embedded once, and every role is called on the whole micro-batch at once (in calls of its batch_size).
+    `known`: id(image) -> {object name: detector confidence} where a generator already ran the detector on that
+    image (the input `locate` grounded): the gate reuses it instead of detecting again.
     """
-    if not candidates:
+    groups = [group for group in groups if group]
+    if not groups:
         return
-    first = candidates[0]
     unique: dict[int, np.ndarray] = {}
-    for candidate in candidates:
-        unique.setdefault(id(candidate.input_image), candidate.input_image)
-        unique.setdefault(id(candidate.output_image), candidate.output_image)
+    owner: dict[int, int] = {}  # image -> the sample (group) it belongs to
+    for n, group in enumerate(groups):
+        for candidate in group:
+            for image in (candidate.input_image, candidate.output_image):
+                unique.setdefault(id(image), image)
+                owner.setdefault(id(image), n)
     keys = list(unique)
     clip = models.get("clip")
     if clip is not None:
         embedded = dict(zip(keys, clip.embed_images([unique[k] for k in keys]), strict=True))
-        text_in, text_out = clip.embed_texts([first.input_caption or " ", first.output_caption or " "])
-        for c in candidates:
-            c.scores.update(clip_scores(embedded[id(c.input_image)], embedded[id(c.output_image)], text_in, text_out))
+        texts = [text or " " for group in groups for text in (group[0].input_caption, group[0].output_caption)]
+        text_embedded = clip.embed_texts(texts)
+        for n, group in enumerate(groups):
+            text_in, text_out = text_embedded[2 * n], text_embedded[2 * n + 1]
+            for c in group:
+                c.scores.update(
+                    clip_scores(embedded[id(c.input_image)], embedded[id(c.output_image)], text_in, text_out)
+                )
     dino = models.get("dino")
     if dino is not None:
         embedded = dict(zip(keys, dino.embed_images([unique[k] for k in keys]), strict=True))
-        for c in candidates:
-            c.scores["dino"] = cosine(embedded[id(c.input_image)], embedded[id(c.output_image)])
+        for group in groups:
+            for c in group:
+                c.scores["dino"] = cosine(embedded[id(c.input_image)], embedded[id(c.output_image)])
     classifier = models.get("classifier")
     if classifier is not None:
-        prob = classifier.task_prob(first.instruction, first.task)
-        if prob is not None:
-            for candidate in candidates:
-                candidate.scores["task_prob"] = prob
-    grounding = models.get("grounding") if first.objects else None
-    if grounding is not None and hasattr(grounding, "confidence"):
-        found = {k: max(grounding.confidence(unique[k], name) for name in first.objects) for k in keys}
-        for c in candidates:
-            c.scores["detect_input"] = found[id(c.input_image)]
-            c.scores["detect_output"] = found[id(c.output_image)]
+        for group in groups:
+            prob = classifier.task_prob(group[0].instruction, group[0].task)
+            if prob is not None:
+                for candidate in group:
+                    candidate.scores["task_prob"] = prob
+    grounding = models.get("grounding")
+    if grounding is not None and getattr(grounding, "scores_presence", False):
+        known = known or {}
+        queries = [(k, name) for k in keys if k not in known for name in groups[owner[k]][0].objects]
+        measured = grounding.confidence_batch([(unique[k], name) for k, name in queries])
+        found: dict[int, dict[str, float]] = {k: dict(known[k]) for k in keys if k in known}
+        for (k, name), score in zip(queries, measured, strict=True):
+            found.setdefault(k, {})[name] = score
+        for group in groups:
+            if not group[0].objects:
+                continue
+            for c in group:
+                c.scores["detect_input"] = max(found[id(c.input_image)][name] for name in c.objects)
+                c.scores["detect_output"] = max(found[id(c.output_image)][name] for name in c.objects)

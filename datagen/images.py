@@ -9,16 +9,13 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from datagen.errors import Reject
+
 MIN_SIDE = 16
 
 
-class BadImage(Exception):
+class BadImage(Reject):
     """An input image that cannot become a sample; `reason` is the short code counted in the stats."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:

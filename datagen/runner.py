@@ -14,28 +14,22 @@ import re
 import sys
 import time
 import traceback
-from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from datagen import __version__, filters, generators, models, shards
+from datagen import __version__, generators, models, shards
 from datagen.config import ConfigError, RunConfig, RunStopped
-from datagen.images import BadImage
-from datagen.models.oracle import GroundingMiss
+from datagen.errors import Reject
 from datagen.progress import Progress, log_event
-from datagen.record import EditRecord, sample_key, sample_seed
-from datagen.sources import BadSource, LoadedInput, build_source, check_text
+from datagen.record import sample_key, sample_seed
+from datagen.render import ShardRender
+from datagen.sources import BadSource, build_source, check_text
 from datagen.storage import Folder
 from datagen.writer import WriterReject
 
 TEXT_FIELDS = ("instruction", "input_caption", "output_caption", "objects")
 """Writer output fields every task shares; the rest of a task's schema lands in the record's `edit` (then params)."""
-
-REJECTIONS = (BadImage, BadSource, GroundingMiss, WriterReject)
-"""Exceptions that turn one sample into a rejected record; anything else becomes status 'error'."""
 
 
 class ModelLoadError(RuntimeError):
@@ -73,6 +67,10 @@ class ModelSet:
 
     def get(self, role: str) -> Any | None:
         return self[role] if role in self else None
+
+    def built(self) -> dict[str, Any]:
+        """Role -> adapter, of the roles built so far."""
+        return {**self._shared, **self._built}
 
 
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -180,7 +178,7 @@ class ShardWorker:
                 item.objects = [check_text(name, "object") for name in item.objects]
                 items[index] = item
                 text[caption_field] = text["source_caption"] = item.caption
-            except REJECTIONS as e:
+            except Reject as e:
                 text.update(status="rejected", reason=e.reason, detail=str(e)[:500])
             texts.append(text)
         written = writer.write_batch(list(items.values()), [texts[i]["seed"] for i in items])  # one batched call
@@ -228,34 +226,13 @@ class ShardWorker:
             return shards.read_stats(paths)
         shards.clear_uncommitted(paths)
         started = time.perf_counter()
-        spec = self.config.generator
-        generator = generators.get(spec.kind)(spec.args, self.models)
-        draws_input = bool(getattr(generator, "draws_input", False))
-        scoring = [role for role in ("clip", "dino", "classifier") if role in self.models]
-        used = {role: self.models[role].model_id for role in (*generator.roles, *scoring)}
-        timings: Counter[str] = Counter()
-        records: list[EditRecord] = []
+        render = ShardRender(self.config, self.models, self.source)
         tar = shards.TarShardWriter(
             paths.folder, paths.tar, pipe.image_format, pipe.image_quality, pipe.png_compression
         )
-        source, max_pixels = self.source, run.max_image_pixels
-
-        def load_input(text: dict) -> LoadedInput | None:
-            if text["status"] != "ok" or draws_input:  # e.g. prompt-to-prompt draws both images itself
-                return None
-            return source.load(text["source"] or {}, max_pixels)
-
         lines = (json.loads(line) for line in texts.folder.read_text(texts.jsonl).splitlines())
         try:
-            for text, loaded in prefetched(lines, load_input, pipe.actor.prefetch):
-                candidates = self._render_sample(text, generator, used, timings, draws_input, loaded)
-                t0 = time.perf_counter()
-                for record in candidates:
-                    if record.selected:
-                        tar.add(record)
-                    record.input_image = record.output_image = record.mask = None  # memory stays flat
-                timings["encode"] += time.perf_counter() - t0
-                records.extend(candidates)
+            records = render.run(lines, tar)
             tar_info = tar.commit()
         except BaseException:
             tar.abort()
@@ -289,90 +266,12 @@ class ShardWorker:
                 "rows": len(records),
             },
             "config": self.config.fingerprint(),
-            "timings": {k: round(v, 4) for k, v in sorted(timings.items())},
+            **render.stats(),
             "seconds": round(time.perf_counter() - started, 3),
             "committed": _now(),
         }
         paths.folder.write_atomic(paths.stats, json.dumps(stats, indent=1, sort_keys=True).encode())
         return stats
-
-    def _render_sample(
-        self, text: dict, generator, used: dict[str, str], timings: Counter, draws_input: bool, loaded
-    ) -> list[EditRecord]:
-        """`loaded()` returns the sample's input (or raises what loading it raised); `load` times the wait for it."""
-        task = self.config.task
-        record = EditRecord(
-            key=text["key"],
-            task=text["task"],
-            shard=text["shard"],
-            index=text["index"],
-            seed=text["seed"],
-            source=text["source"] or {},
-            input_caption=text["input_caption"],
-            instruction=text["instruction"],
-            output_caption=text["output_caption"],
-            objects=list(text["objects"]),
-            params=dict(text.get("edit", {})),
-            models={"llm": text["writer"], **used},
-        )
-        if text["status"] != "ok":
-            return [record.reject(text["reason"], text["detail"])]
-        rng = np.random.default_rng([record.seed, 1])
-        try:
-            t0 = time.perf_counter()
-            inputs = LoadedInput(image=None) if draws_input else loaded()
-            timings["load"] += time.perf_counter() - t0
-            if inputs.image is None and not draws_input:  # a text-only source: drawn from the source's own caption
-                t0 = time.perf_counter()
-                caption = text.get("source_caption") or record.input_caption  # never a writer-rewritten caption
-                inputs.image = self.models["t2i"].generate(caption, seed=record.seed)
-                timings["t2i"] += time.perf_counter() - t0
-            t1 = time.perf_counter()
-            candidates = generator.candidates(record, inputs, rng)
-            timings["generate"] += time.perf_counter() - t1
-            t2 = time.perf_counter()
-            filters.model_scores(candidates, self.models)
-            timings["score"] += time.perf_counter() - t2
-        except REJECTIONS as e:
-            return [record.reject(e.reason, str(e)[:500])]
-        except Exception as e:  # one broken sample costs one sample, never the shard
-            record.status, record.reason, record.detail = "error", f"error_{type(e).__name__}", str(e)[:500]
-            return [record]
-        passing = []
-        gates = task.filters if self.config.pipeline.enforce_filters else {}
-        for candidate in candidates:
-            reason = filters.judge(candidate.scores, gates)
-            if reason:
-                candidate.reject(reason)
-            else:
-                passing.append(candidate)
-        if passing:
-            best = max(passing, key=lambda c: (filters.rank_key(c.scores, task.select_by), -c.candidate))
-            for candidate in passing:
-                if candidate is best:
-                    candidate.status, candidate.reason, candidate.selected = "kept", "", True
-                else:
-                    candidate.reject("outranked", f"candidate {best.candidate} scored better")
-        return candidates
-
-
-def prefetched(items, load, ahead: int):
-    """(item, result) pairs, `result()` returning load(item) or raising what it raised. With ahead > 0 the next
-    `ahead` items load on a thread of their own while the caller works on the current one."""
-    if ahead <= 0:
-        for item in items:
-            yield item, (lambda item=item: load(item))
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="datagen-prefetch") as pool:
-        window: deque = deque()
-        for item in items:
-            window.append((item, pool.submit(load, item)))
-            if len(window) > ahead:
-                first, future = window.popleft()
-                yield first, future.result
-        while window:
-            first, future = window.popleft()
-            yield first, future.result
 
 
 class MixtureWorker:

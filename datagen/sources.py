@@ -25,6 +25,7 @@ import yaml
 
 from datagen import images, scenes
 from datagen.config import ConfigError
+from datagen.errors import Reject
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 INPUTS = {
@@ -76,12 +77,8 @@ def check_text(text: str, what: str = "caption", injection: bool = True) -> str:
     return text
 
 
-class BadSource(Exception):
+class BadSource(Reject):
     """A source item that cannot become a sample; `reason` is counted in the stats."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
 
 
 @dataclass
@@ -104,6 +101,9 @@ class LoadedInput:
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     """Object name -> exact bool mask, where the source knows it (scenes, annotated images)."""
     scene: scenes.Scene | None = None
+    found: dict[str, float] | None = None
+    """Object name -> a detector's confidence that it is in `image`, when a generator located the objects with one:
+    the detector gate reuses it instead of running the detector on this image again."""
 
     def ground_truth(self, removed: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         """(exact image with these objects removed, mask of the objects still in it), where the source can

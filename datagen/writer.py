@@ -16,17 +16,13 @@ import jsonschema
 import numpy as np
 
 from datagen.config import ConfigError, PromptSpec, RoleSpec
+from datagen.errors import Reject
 from datagen.models import weights
 from datagen.sources import SourceItem
 
 
-class WriterReject(Exception):
+class WriterReject(Reject):
     """The writer could not produce a valid record for this item; `reason` is counted in the stats."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 class OutputValidator:

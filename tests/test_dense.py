@@ -75,7 +75,7 @@ def test_depth_keeps_the_disparity_order(dense):
     model = dense["depth"]
     inputs = image((56, 56), seed=3)
     with torch.inference_mode():
-        predicted = model.model(pixel_values=model._pixels(inputs.image)).predicted_depth[0].numpy()
+        predicted = model.model(pixel_values=model._pixels([inputs.image])).predicted_depth[0].numpy()
     expected = (predicted - predicted.min()) / (predicted.max() - predicted.min())
     np.testing.assert_allclose(model.depth(inputs), expected, atol=1e-5)
 

@@ -10,10 +10,12 @@ import pytest
 from datagen import models
 from datagen.config import FilterSpec, load_run
 from datagen.filters import judge, l1, pixel_scores, rank_key
+from datagen.generators.base import Sample
 from datagen.generators.grounded_inpaint import GroundedInpaint, composite, mask_variants
 from datagen.models.oracle import GroundingMiss
 from datagen.record import EditRecord
 from datagen.sources import LoadedInput, SceneSource, SourceItem
+from datagen.stages import StageClock
 from datagen.template_writer import caption_without
 from datagen.writer import OutputValidator, WriterReject
 
@@ -120,16 +122,25 @@ def test_composite_keeps_outside_exact_and_blends_inside():
 
 
 def test_grounded_inpaint_removes_the_object_and_nothing_else(config, built):
+    """Six samples rendered as one micro-batch: one call of each role for all of them."""
     generator = GroundedInpaint(config.task.generator.args, built)
     source = SceneSource(128)
+    batch, targets = [], []
     for seed in range(6):
         item = source.item(source.ref(seed, 0))
-        target = item.objects[0]
-        inputs = source.load(item.ref, 10**8)
+        targets.append(item.objects[0])
         record = EditRecord(
-            key="remove_000000_00000", task="remove", shard=0, index=0, seed=seed, source=item.ref, objects=[target]
-        )
-        candidates = generator.candidates(record, inputs, np.random.default_rng(seed))
+            key="remove_000000_00000", task="remove", shard=0, index=0, seed=seed, source=item.ref,
+            objects=[item.objects[0]],
+        )  # fmt: skip
+        batch.append(Sample(record, source.load(item.ref, 10**8), np.random.default_rng(seed)))
+    clock = StageClock(lambda: built)
+    outcomes = generator.render(batch, clock)
+    stages = clock.stats()
+    assert stages["ground"]["calls"] == {"grounding": 1} and stages["ground"]["items"] == {"grounding": 6}
+    assert stages["generate"]["calls"] == {"inpaint": 1} and stages["generate"]["items"] == {"inpaint": 18}
+    for sample, target, candidates in zip(batch, targets, outcomes, strict=True):
+        inputs = sample.inputs
         assert [c.params["mask_variant"] for c in candidates] == ["exact", "dilated", "bbox"]
         object_mask = inputs.masks[target]
         truth, _ = inputs.ground_truth((target,))

@@ -63,7 +63,7 @@ def test_prefetching_inputs_changes_nothing_in_the_shards(reference, tmp_path, a
 
 
 def test_prefetched_keeps_order_and_raises_each_error_at_its_own_item():
-    from datagen.runner import prefetched
+    from datagen.render import prefetched
 
     def load(n: int) -> int:
         if n % 3 == 0:

@@ -1,17 +1,71 @@
-"""What every generator kind shares: argument checking and the one-candidate result."""
+"""What every generator kind shares: the batched interface, argument checking and the one-candidate result."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from datagen.config import ConfigError
+from datagen.errors import is_out_of_memory
 from datagen.filters import pixel_scores
 from datagen.record import EditRecord
-from datagen.sources import BadSource
+from datagen.sources import BadSource, LoadedInput
+from datagen.stages import StageClock
+
+
+@dataclass
+class Sample:
+    """One instruction record of a micro-batch with its loaded input, and its own random stream."""
+
+    record: EditRecord
+    inputs: LoadedInput
+    rng: np.random.Generator
+
+
+Outcome = list[EditRecord] | Exception
+"""A sample's candidates, or why it has none: a Reject (counted by reason) or another error (status 'error')."""
+
+
+class Generator(Protocol):
+    """A generator kind: a micro-batch of samples in, each sample's candidates (or the reason it has none) out.
+
+    `roles` names the model roles it needs (the pipeline supplies them built); `check_args` validates its task-file
+    arguments before any work starts. `render` times its stages on `clock` and calls each role once per stage
+    with every item of the micro-batch. A CUDA out-of-memory error must propagate: the caller halves the
+    micro-batch and tries again.
+    """
+
+    roles: ClassVar[tuple[str, ...]]
+
+    @staticmethod
+    def check_args(args: dict[str, Any], where: str) -> None: ...
+
+    def render(self, batch: Sequence[Sample], clock: StageClock) -> list[Outcome]: ...
+
+
+class PerSample:
+    """`render` for generators whose work is per sample (classical operators, prompt-to-prompt): their
+    `candidates(record, inputs, rng)` of each sample in turn, in one `generate` stage."""
+
+    def render(self, batch: Sequence[Sample], clock: StageClock) -> list[Outcome]:
+        out: list[Outcome] = []
+        with clock.stage("generate"):
+            for sample in batch:
+                out.append(attempt(self.candidates, sample.record, sample.inputs, sample.rng))
+        return out
+
+
+def attempt(function: Callable[..., Any], *args: Any) -> Any:
+    """function(*args), or the exception it raised (one broken sample costs one sample); out-of-memory propagates."""
+    try:
+        return function(*args)
+    except Exception as e:
+        if is_out_of_memory(e):
+            raise
+        return e
 
 
 class NoClassicalMethod(BadSource):

@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from datagen.generators.base import NoClassicalMethod, candidate, check_args, full_mask
+from datagen.generators.base import NoClassicalMethod, PerSample, candidate, check_args, full_mask
 from datagen.record import EditRecord
 from datagen.sources import LoadedInput
 
@@ -44,7 +44,7 @@ def adjust(image: np.ndarray, op: str, amount: float) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-class ColorAdjust:
+class ColorAdjust(PerSample):
     roles = ()
 
     @staticmethod

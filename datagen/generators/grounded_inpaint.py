@@ -10,6 +10,7 @@ everything but the named objects (background).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -17,10 +18,10 @@ import cv2
 import numpy as np
 
 from datagen.filters import pixel_scores
-from datagen.generators.base import check_args, int_in, one_of
+from datagen.generators.base import Outcome, Sample, check_args, int_in, one_of
 from datagen.models.oracle import GroundingMiss
 from datagen.record import EditRecord
-from datagen.sources import LoadedInput
+from datagen.stages import StageClock
 
 VARIANTS = ("exact", "dilated", "bbox")
 DIRECTIONS = ("remove", "add", "replace")
@@ -78,41 +79,77 @@ class GroundedInpaint:
         self.segmenter = models["segmenter"]
         self.inpainter = models["inpaint"]
 
-    def candidates(self, record: EditRecord, inputs: LoadedInput, rng: np.random.Generator) -> list[EditRecord]:
-        if not record.objects:
-            raise GroundingMiss("no_objects", "the instruction names no object to find")
-        detections = self.grounding.locate(inputs, record.objects)
-        masks = self.segmenter.segment(inputs, detections)
+    def render(self, batch: Sequence[Sample], clock: StageClock) -> list[Outcome]:
+        """Masks first, then one candidate per mask variant: every stage one call of its role for the whole
+        micro-batch (all (image, name) queries grounded together, all mask variants of all samples inpainted
+        together)."""
+        out: list[Outcome] = [GroundingMiss("no_objects", "the instruction names no object to find")] * len(batch)
+        named = [i for i, sample in enumerate(batch) if sample.record.objects]
+        with clock.stage("ground"):
+            found = self.grounding.locate_batch([(batch[i].inputs, batch[i].record.objects) for i in named])
+        located = []
+        for i, detections in zip(named, found, strict=True):
+            if isinstance(detections, Exception):
+                out[i] = detections
+            else:
+                located.append((i, detections))
+                if getattr(self.grounding, "scores_presence", False):  # the detector gate reuses these scores
+                    batch[i].inputs.found = {d.name: d.score for d in detections}
+        with clock.stage("segment"):
+            masks = self.segmenter.segment_batch([(batch[i].inputs, detections) for i, detections in located])
+        with clock.stage("generate"):
+            plans = [self._plan(batch[i], detections, m) for (i, detections), m in zip(located, masks, strict=True)]
+            jobs = [(plan, number, name) for plan in plans for number, name in enumerate(self.args["mask_variants"])]
+            filled = self.inpainter.inpaint_batch(
+                [plan["inputs"].image for plan, _, _ in jobs],
+                [plan["variants"][name] for plan, _, name in jobs],
+                [plan["prompt"] for plan, _, _ in jobs],
+                [plan["record"].seed + number for plan, number, _ in jobs],
+            )
+            results = iter(filled)
+            for (i, _), plan in zip(located, plans, strict=True):
+                out[i] = [self._candidate(plan, number, name, next(results)) for number, name in
+                          enumerate(self.args["mask_variants"])]  # fmt: skip
+        return out
+
+    def _plan(self, sample: Sample, detections: list, masks: list[np.ndarray]) -> dict[str, Any]:
+        """What one sample's candidates share: its masks, the prompt of the repainted image, its ground truth."""
+        record, inputs = sample.record, sample.inputs
         object_mask = np.logical_or.reduce(masks)
         boxes = [d.box for d in detections]
         variants = mask_variants(object_mask, boxes, self.args["dilate_px"], self.args["blur_px"])
         if self.args["region"] == "background":
             variants = {name: 255 - mask for name, mask in variants.items()}
             object_mask = ~object_mask
-        truth = inputs.ground_truth(tuple(record.objects)) if self.args["direction"] != "replace" else None
         add = self.args["direction"] == "add"
-        prompt = record.input_caption if add else record.output_caption  # the caption of the repainted image
-        out = []
-        for number, name in enumerate(self.args["mask_variants"]):
-            mask = variants[name]
-            filled = self.inpainter.inpaint(inputs.image, mask, prompt, seed=record.seed + number)
-            removed = composite(inputs.image, filled, mask)
-            candidate = replace(
-                record,
-                candidate=number,
-                params={
-                    **record.params,
-                    "mask_variant": name,
-                    "dilate_px": self.args["dilate_px"],
-                    "blur_px": self.args["blur_px"],
-                    "direction": self.args["direction"],
-                    "region": self.args["region"],
-                },
-                input_image=removed if add else inputs.image,
-                output_image=inputs.image if add else removed,
-                mask=mask,
-                boxes=boxes,
-                scores=pixel_scores(inputs.image, removed, object_mask, mask, truth),  # the removal either way
-            )
-            out.append(candidate)
-        return out
+        return {
+            "record": record,
+            "inputs": inputs,
+            "object_mask": object_mask,
+            "boxes": boxes,
+            "variants": variants,
+            "truth": inputs.ground_truth(tuple(record.objects)) if self.args["direction"] != "replace" else None,
+            "prompt": record.input_caption if add else record.output_caption,  # the caption of the repainted image
+        }
+
+    def _candidate(self, plan: dict[str, Any], number: int, name: str, filled: np.ndarray) -> EditRecord:
+        image, mask = plan["inputs"].image, plan["variants"][name]
+        removed = composite(image, filled, mask)
+        add = self.args["direction"] == "add"
+        return replace(
+            plan["record"],
+            candidate=number,
+            params={
+                **plan["record"].params,
+                "mask_variant": name,
+                "dilate_px": self.args["dilate_px"],
+                "blur_px": self.args["blur_px"],
+                "direction": self.args["direction"],
+                "region": self.args["region"],
+            },
+            input_image=removed if add else image,
+            output_image=image if add else removed,
+            mask=mask,
+            boxes=plan["boxes"],
+            scores=pixel_scores(image, removed, plan["object_mask"], mask, plan["truth"]),  # the removal either way
+        )

@@ -5,14 +5,15 @@ The drawing is fixed — colour, line width, overlay opacity from the task file 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 
-from datagen.generators.base import RGB, candidate, check_args, int_in, number_in, one_of
+from datagen.generators.base import RGB, Outcome, Sample, attempt, candidate, check_args, int_in, number_in, one_of
 from datagen.record import EditRecord
-from datagen.sources import LoadedInput
+from datagen.stages import StageClock
 
 DEFAULTS = {"draw": "box", "color": [255, 0, 0], "width": 2, "opacity": 0.5}
 
@@ -33,10 +34,24 @@ class Overlay:
         self.grounding = models["grounding"]
         self.segmenter = models["segmenter"] if self.args["draw"] == "mask" else None
 
-    def candidates(self, record: EditRecord, inputs: LoadedInput, rng: np.random.Generator) -> list[EditRecord]:
-        detections = self.grounding.locate(inputs, record.objects)
+    def render(self, batch: Sequence[Sample], clock: StageClock) -> list[Outcome]:
+        with clock.stage("ground"):
+            found = self.grounding.locate_batch([(sample.inputs, sample.record.objects) for sample in batch])
+        located = [i for i, detections in enumerate(found) if not isinstance(detections, Exception)]
+        regions: dict[int, np.ndarray] = {}
+        if self.segmenter is not None:
+            with clock.stage("segment"):
+                masks = self.segmenter.segment_batch([(batch[i].inputs, found[i]) for i in located])
+            regions = {i: np.logical_or.reduce(m) for i, m in zip(located, masks, strict=True)}
+        out: list[Outcome] = list(found)
+        with clock.stage("generate"):
+            for i in located:
+                out[i] = attempt(self._draw, batch[i], found[i], regions.get(i))
+        return out
+
+    def _draw(self, sample: Sample, detections: list, region: np.ndarray | None) -> list[EditRecord]:
         boxes = [d.box for d in detections]
-        before = inputs.image
+        before = sample.inputs.image
         color = np.array(self.args["color"], np.uint8)
         width = max(1, round(self.args["width"] * before.shape[0] / 256))
         if self.args["draw"] == "box":
@@ -47,11 +62,10 @@ class Overlay:
             after[drawn > 0] = color
             region = drawn > 0
         else:
-            region = np.logical_or.reduce(self.segmenter.segment(inputs, detections))
             alpha = float(self.args["opacity"])
             blend = before.astype(np.float32) * (1 - alpha) + color.astype(np.float32) * alpha
             after = before.copy()
             after[region] = np.rint(blend[region]).astype(np.uint8)
         mask = np.where(region, 255, 0).astype(np.uint8)
         params = {"draw": self.args["draw"], "color": self.args["color"]}
-        return [candidate(record, before, after, mask, params, boxes=boxes)]
+        return [candidate(sample.record, before, after, mask, params, boxes=boxes)]

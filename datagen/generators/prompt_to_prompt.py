@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from datagen.generators.base import candidate, check_args, full_mask, int_in, number_in, one_of
+from datagen.generators.base import PerSample, candidate, check_args, full_mask, int_in, number_in, one_of
 from datagen.record import EditRecord
 from datagen.sources import LoadedInput
 
@@ -41,7 +41,7 @@ def _range(low: float, high: float):
     return accepts, f"[min, max] with {low} <= min <= max <= {high}"
 
 
-class PromptToPrompt:
+class PromptToPrompt(PerSample):
     roles = ("t2i",)
 
     @staticmethod

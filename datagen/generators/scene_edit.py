@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from datagen import scenes
-from datagen.generators.base import NoClassicalMethod, candidate, check_args, one_of
+from datagen.generators.base import NoClassicalMethod, PerSample, candidate, check_args, one_of
 from datagen.record import EditRecord
 from datagen.sources import BadSource, LoadedInput
 
@@ -21,7 +21,7 @@ EDITS = ("replace", "retexture", "background")
 DEFAULTS = {"edit": "replace"}
 
 
-class SceneEdit:
+class SceneEdit(PerSample):
     roles = ()
 
     @staticmethod

@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from datagen.generators.base import NoClassicalMethod, candidate, check_args, full_mask, one_of
+from datagen.generators.base import NoClassicalMethod, PerSample, candidate, check_args, full_mask, one_of
 from datagen.record import EditRecord
 from datagen.sources import LoadedInput
 
@@ -133,7 +133,7 @@ def preset(kind: str, value: str):
     raise NoClassicalMethod(f"{FIELD[kind]} {value!r}: the local pipeline renders {', '.join(PRESETS[kind])}")
 
 
-class Stylize:
+class Stylize(PerSample):
     roles = ()
 
     @staticmethod

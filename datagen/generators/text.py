@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from datagen.generators.base import NoClassicalMethod, candidate, check_args, number_in
+from datagen.generators.base import NoClassicalMethod, PerSample, candidate, check_args, number_in
 from datagen.record import EditRecord
 from datagen.sources import LoadedInput
 
@@ -52,7 +52,7 @@ def draw_text(image: np.ndarray, text: str, position: str, size: float) -> tuple
     return out, ink
 
 
-class TextRender:
+class TextRender(PerSample):
     roles = ()
 
     @staticmethod

@@ -8,14 +8,25 @@ map) or from_map (map -> image). Whole-image edits: the mask is all 255.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 
-from datagen.generators.base import NoClassicalMethod, candidate, check_args, full_mask, one_of
+from datagen.generators.base import (
+    NoClassicalMethod,
+    Outcome,
+    Sample,
+    attempt,
+    candidate,
+    check_args,
+    full_mask,
+    one_of,
+)
 from datagen.record import EditRecord
 from datagen.sources import LoadedInput
+from datagen.stages import StageClock
 
 MAPS = ("depth", "normal", "sketch", "segmap", "pose")
 ROLES = {"depth": ("depth",), "normal": ("depth",), "sketch": (), "segmap": ("semseg",), "pose": ("grounding", "pose")}
@@ -95,26 +106,43 @@ class Translate:
         self.roles = self.roles_for(args)
         self.models = {role: models[role] for role in self.roles}
 
-    def render(self, inputs: LoadedInput) -> np.ndarray:
+    def maps(self, items: list[LoadedInput]) -> list[np.ndarray | Exception]:
+        """The map of each input: depth and segmentation maps in one batched call of their role, sketches and poses
+        one image at a time."""
+        if self.map == "segmap":
+            return [
+                c if isinstance(c, Exception) else segmap_image(c) for c in self.models["semseg"].classes_batch(items)
+            ]
+        if self.map in ("depth", "normal"):
+            draw = depth_image if self.map == "depth" else normal_image
+            return [d if isinstance(d, Exception) else draw(d) for d in self.models["depth"].depth_batch(items)]
+        return [attempt(self._map, inputs) for inputs in items]
+
+    def _map(self, inputs: LoadedInput) -> np.ndarray:
         if self.map == "sketch":
             return sketch_image(inputs.image)
-        if self.map == "segmap":
-            return segmap_image(self.models["semseg"].classes(inputs))
-        if self.map == "pose":
-            grounding = self.models["grounding"]
-            people = (
-                grounding.locate_all(inputs, "person")
-                if hasattr(grounding, "locate_all")
-                else grounding.locate(inputs, ["person"])
-            )
-            return pose_image(inputs.image.shape[:2], self.models["pose"].keypoints(inputs, people))
-        depth = self.models["depth"].depth(inputs)
-        return depth_image(depth) if self.map == "depth" else normal_image(depth)
+        grounding = self.models["grounding"]
+        people = (
+            grounding.locate_all(inputs, "person")
+            if hasattr(grounding, "locate_all")
+            else grounding.locate(inputs, ["person"])
+        )
+        return pose_image(inputs.image.shape[:2], self.models["pose"].keypoints(inputs, people))
 
-    def candidates(self, record: EditRecord, inputs: LoadedInput, rng: np.random.Generator) -> list[EditRecord]:
-        direction = record.params.get("direction")
-        if direction not in DIRECTIONS:
-            raise NoClassicalMethod(f"direction {direction!r}: allowed {', '.join(DIRECTIONS)}")
-        rendered = self.render(inputs)
-        before, after = (inputs.image, rendered) if direction == "to_map" else (rendered, inputs.image)
-        return [candidate(record, before, after, full_mask(inputs.image), {"map": self.map, "direction": direction})]
+    def render(self, batch: Sequence[Sample], clock: StageClock) -> list[Outcome]:
+        out: list[Outcome] = []
+        for sample in batch:
+            direction = sample.record.params.get("direction")
+            bad = direction not in DIRECTIONS
+            out.append(NoClassicalMethod(f"direction {direction!r}: allowed {', '.join(DIRECTIONS)}") if bad else [])
+        todo = [i for i, outcome in enumerate(out) if not isinstance(outcome, Exception)]
+        with clock.stage("generate"):
+            for i, rendered in zip(todo, self.maps([batch[i].inputs for i in todo]), strict=True):
+                out[i] = rendered if isinstance(rendered, Exception) else self._candidate(batch[i], rendered)
+        return out
+
+    def _candidate(self, sample: Sample, rendered: np.ndarray) -> list[EditRecord]:
+        record, image = sample.record, sample.inputs.image
+        direction = record.params["direction"]
+        before, after = (image, rendered) if direction == "to_map" else (rendered, image)
+        return [candidate(record, before, after, full_mask(image), {"map": self.map, "direction": direction})]

@@ -29,6 +29,23 @@ BACKENDS: dict[str, dict[str, str]] = {
     "classifier": {"bow": "datagen.classifier:ClassifierRole"},
     "dino": {"dinov2": "datagen.models.embeddings:DINOEmbedder"},
 }
+OPTIONS: dict[str, str | None] = {
+    "template": "NoOptions",
+    "vllm": None,  # datagen/writer.py checks its own (engine arguments, sampling)
+    "diffusers": "DiffusionOptions",
+    "oracle": "NoOptions",
+    "grounding_dino": "GroundingOptions",
+    "sam": "VisionOptions",
+    "opencv": "OpenCVOptions",
+    "scene": "NoOptions",
+    "depth_anything": "VisionOptions",
+    "segformer": "VisionOptions",
+    "vitpose": "VisionOptions",
+    "clip": "VisionOptions",
+    "bow": "NoOptions",
+    "dinov2": "VisionOptions",
+}
+"""Backend -> the typed arguments it takes (datagen/models/options.py); unknown keys are configuration errors."""
 WEIGHTED = {"vllm", "grounding_dino", "sam", "diffusers", "clip", "dinov2", "depth_anything", "segformer", "vitpose"}
 """Backends that load weights: their role needs `model`, and preflight checks it is on this machine."""
 
@@ -51,9 +68,20 @@ def check_model(role: str, spec: RoleSpec, where: str) -> None:
         )
 
 
+def role_options(role: str, spec: RoleSpec):
+    """The role's arguments checked against its backend's declared fields (None: the backend checks its own)."""
+    import importlib
+
+    declared = importlib.import_module("datagen.models.options")
+
+    name = OPTIONS[spec.backend]
+    return None if name is None else getattr(declared, name).parse(spec.args, role)
+
+
 def build(role: str, spec: RoleSpec, **context: Any) -> Any:
     import importlib
 
+    parsed = role_options(role, spec)
     module_name, _, class_name = BACKENDS[role][spec.backend].partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(spec, **context)
+    return cls(spec, options=parsed, **context)

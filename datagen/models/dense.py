@@ -7,6 +7,8 @@ import numpy as np
 from PIL import Image
 
 from datagen.config import ConfigError, RoleSpec
+from datagen.models.batching import Counted, chunked
+from datagen.models.options import VisionOptions
 from datagen.models.weights import locate, model_id, torch_device_dtype
 
 BACKGROUND_LABELS = {"background", "unlabeled", "unlabelled", "void"}
@@ -15,21 +17,28 @@ COCO_KEYPOINTS = 17
 """The translate generator draws COCO's 17-keypoint skeleton."""
 
 
-class _DenseModel:
-    def __init__(self, spec: RoleSpec, **_):
+class _DenseModel(Counted):
+    def __init__(self, spec: RoleSpec, options: VisionOptions | None = None, **_):
         self.spec = spec
+        self.options = options or VisionOptions.parse(spec.args, "dense")
         self.model_id = model_id(spec.model or "", spec.revision)
         self.model = self.processor = None
 
     def _load(self, model_class, processor_class):
         path = locate(self.spec.model, self.spec.revision)
         self.device, self.dtype = torch_device_dtype(self.spec.device, self.spec.dtype)
-        self.model = model_class.from_pretrained(path, use_safetensors=True, dtype=self.dtype).to(self.device).eval()
+        extra = {"attn_implementation": self.options.attention} if self.options.attention else {}
+        model = model_class.from_pretrained(path, use_safetensors=True, dtype=self.dtype, **extra)
+        self.model = model.to(self.device).eval()
         self.processor = processor_class.from_pretrained(path)
 
-    def _pixels(self, image: np.ndarray, **kwargs):
-        batch = self.processor(images=Image.fromarray(image), return_tensors="pt", **kwargs)
+    def _pixels(self, images: list[np.ndarray], **kwargs):
+        batch = self.processor(images=[Image.fromarray(image) for image in images], return_tensors="pt", **kwargs)
         return batch["pixel_values"].to(self.device, self.dtype)
+
+    def _chunks(self, items: list) -> list[list[int]]:
+        """Indices of inputs of one shape, `batch_size` per model call."""
+        return chunked([inputs.image.shape for inputs in items], self.spec.batch_size)
 
 
 class DepthAnything(_DenseModel):
@@ -43,19 +52,29 @@ class DepthAnything(_DenseModel):
         self.nearer_is_larger = getattr(self.model.config, "depth_estimation_type", "relative") != "metric"
 
     def depth(self, inputs) -> np.ndarray:
+        return self.depth_batch([inputs])[0]
+
+    def depth_batch(self, items: list) -> list[np.ndarray]:
         import torch
 
-        height, width = inputs.image.shape[:2]
-        with torch.inference_mode():
-            predicted = self.model(pixel_values=self._pixels(inputs.image)).predicted_depth
-            # resized in float32: the prediction is at the processor's size (a multiple of the patch size)
-            resized = torch.nn.functional.interpolate(
-                predicted.float()[:, None], size=(height, width), mode="bicubic", align_corners=False
-            )
-        depth = resized[0, 0].cpu().numpy()
+        out: list = [None] * len(items)
+        for chunk in self._chunks(items):
+            height, width = items[chunk[0]].image.shape[:2]
+            self.counted(len(chunk))
+            with torch.inference_mode():
+                predicted = self.model(pixel_values=self._pixels([items[i].image for i in chunk])).predicted_depth
+                # resized in float32: the prediction is at the processor's size (a multiple of the patch size)
+                resized = torch.nn.functional.interpolate(
+                    predicted.float()[:, None], size=(height, width), mode="bicubic", align_corners=False
+                )
+            for row, index in enumerate(chunk):
+                out[index] = self._scaled(resized[row, 0].cpu().numpy())
+        return out
+
+    def _scaled(self, depth: np.ndarray) -> np.ndarray:
         low, high = float(depth.min()), float(depth.max())
         if not high > low:  # a flat prediction says nothing about order
-            return np.zeros((height, width), np.float32)
+            return np.zeros(depth.shape, np.float32)
         scaled = (depth - low) / (high - low)
         return (scaled if self.nearer_is_larger else 1.0 - scaled).astype(np.float32)
 
@@ -79,14 +98,23 @@ class SegFormer(_DenseModel):
         self.offset = 0 if first in BACKGROUND_LABELS else 1
 
     def classes(self, inputs) -> np.ndarray:
+        return self.classes_batch([inputs])[0]
+
+    def classes_batch(self, items: list) -> list[np.ndarray]:
         import torch
 
-        height, width = inputs.image.shape[:2]
-        with torch.inference_mode():
-            outputs = self.model(pixel_values=self._pixels(inputs.image))
-        outputs.logits = outputs.logits.float()  # upsampled before the argmax: bf16 would round close classes together
-        labels = self.processor.post_process_semantic_segmentation(outputs, target_sizes=[(height, width)])[0]
-        return np.minimum(labels.cpu().numpy().astype(np.int64) + self.offset, 255).astype(np.uint8)
+        out: list = [None] * len(items)
+        for chunk in self._chunks(items):
+            height, width = items[chunk[0]].image.shape[:2]
+            self.counted(len(chunk))
+            with torch.inference_mode():
+                outputs = self.model(pixel_values=self._pixels([items[i].image for i in chunk]))
+            outputs.logits = outputs.logits.float()  # upsampled before the argmax: bf16 rounds close classes together
+            sizes = [(height, width)] * len(chunk)
+            labels = self.processor.post_process_semantic_segmentation(outputs, target_sizes=sizes)
+            for index, label in zip(chunk, labels, strict=True):
+                out[index] = np.minimum(label.cpu().numpy().astype(np.int64) + self.offset, 255).astype(np.uint8)
+        return out
 
 
 class ViTPose(_DenseModel):
@@ -108,8 +136,9 @@ class ViTPose(_DenseModel):
         if not detections:
             return []
         boxes = [[[x0, y0, x1 - x0, y1 - y0] for x0, y0, x1, y1 in (d.box for d in detections)]]  # COCO x, y, w, h
+        self.counted(1)
         with torch.inference_mode():
-            outputs = self.model(pixel_values=self._pixels(inputs.image, boxes=boxes))
+            outputs = self.model(pixel_values=self._pixels([inputs.image], boxes=boxes))
         outputs.heatmaps = outputs.heatmaps.float()  # the post-processing runs in numpy, which has no bfloat16
         people = self.processor.post_process_pose_estimation(outputs, boxes=boxes)[0]
         return [

@@ -6,60 +6,87 @@ import numpy as np
 from PIL import Image
 
 from datagen.config import RoleSpec
+from datagen.models.batching import Counted, chunked
+from datagen.models.options import DiffusionOptions
 from datagen.models.weights import locate, model_id, torch_device_dtype
 
 
-class _Diffusion:
+class _Diffusion(Counted):
     pipeline_class = ""
 
-    def __init__(self, spec: RoleSpec, image_size: int = 512, **_):
+    def __init__(self, spec: RoleSpec, image_size: int = 512, options: DiffusionOptions | None = None, **_):
         self.spec = spec
+        self.options = options or DiffusionOptions.parse(spec.args, "diffusion")
         self.size = image_size
-        self.steps = int(spec.args.get("steps", 25))
-        self.guidance = float(spec.args.get("guidance", 7.5))
-        self.negative = str(spec.args.get("negative_prompt", ""))
+        self.steps = self.options.steps
+        self.guidance = self.options.guidance
+        self.negative = self.options.negative_prompt
         self.model_id = model_id(spec.model or "", spec.revision)
         self.pipe = None
 
     def load(self) -> None:
         import diffusers
+        import torch
 
         path = locate(self.spec.model, self.spec.revision)
         self.device, self.dtype = torch_device_dtype(self.spec.device, self.spec.dtype)
-        cls = getattr(diffusers, self.spec.args.get("pipeline", self.pipeline_class))
+        cls = getattr(diffusers, self.options.pipeline or self.pipeline_class)
         self.pipe = cls.from_pretrained(path, torch_dtype=self.dtype, use_safetensors=True).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
-        if self.spec.args.get("channels_last", False):  # NHWC convolutions: the tensor cores' layout
-            import torch
+        parts = [getattr(self.pipe, name) for name in ("unet", "vae") if getattr(self.pipe, name, None) is not None]
+        if self.options.attention == "eager":  # the classic processors: the naive baseline
+            from diffusers.models.attention_processor import AttnProcessor
 
-            for part in ("unet", "vae"):
-                getattr(self.pipe, part).to(memory_format=torch.channels_last)
-        if self.spec.args.get("compile", False):  # inpainting and text-to-image only: p2p swaps attention processors
-            import torch
-
+            for part in parts:
+                part.set_attn_processor(AttnProcessor())
+        if self.options.fuse_qkv:  # one projection matmul instead of three per self-attention
+            for part in parts:
+                part.fuse_qkv_projections()
+        if self.options.channels_last:  # NHWC convolutions: the tensor cores' layout
+            for part in parts:
+                part.to(memory_format=torch.channels_last)
+        self.pipe.unet.register_forward_pre_hook(self._count_forward)
+        if self.options.compile:  # inpainting and text-to-image only: p2p swaps attention processors
             self.pipe.unet = torch.compile(self.pipe.unet)
+
+    def _count_forward(self, module, args) -> None:
+        self.forwards += 1
 
     def _generator(self, seed: int):
         import torch
 
         return torch.Generator(device="cpu").manual_seed(seed % 2**63)
 
+    @staticmethod
+    def _uint8(images: np.ndarray) -> list[np.ndarray]:
+        return [(np.clip(image, 0, 1) * 255).round().astype(np.uint8) for image in images]
+
 
 class DiffusionText2Image(_Diffusion):
     pipeline_class = "AutoPipelineForText2Image"
 
     def generate(self, prompt: str, seed: int) -> np.ndarray:
-        result = self.pipe(
-            prompt=prompt,
-            negative_prompt=self.negative or None,
-            height=self.size,
-            width=self.size,
-            num_inference_steps=self.steps,
-            guidance_scale=self.guidance,
-            generator=self._generator(seed),
-            output_type="np",
-        )
-        return (np.clip(result.images[0], 0, 1) * 255).round().astype(np.uint8)
+        return self.generate_batch([prompt], [seed])[0]
+
+    def generate_batch(self, prompts: list[str], seeds: list[int]) -> list[np.ndarray]:
+        """One image per (prompt, seed), `batch_size` per pipeline call; each item's noise comes from its own seeded
+        generator, so an image never depends on its batch neighbours."""
+        out: list = [None] * len(prompts)
+        for chunk in chunked([None] * len(prompts), self.spec.batch_size):
+            self.counted(len(chunk))
+            result = self.pipe(
+                prompt=[prompts[i] for i in chunk],
+                negative_prompt=[self.negative] * len(chunk) if self.negative else None,
+                height=self.size,
+                width=self.size,
+                num_inference_steps=self.steps,
+                guidance_scale=self.guidance,
+                generator=[self._generator(seeds[i]) for i in chunk],
+                output_type="np",
+            )
+            for index, image in zip(chunk, self._uint8(result.images), strict=True):
+                out[index] = image
+        return out
 
     def prompt_to_prompt(self, source: str, target: str, seed: int, **edit) -> tuple[np.ndarray, np.ndarray]:
         """(source image, target image) drawn together with prompt-to-prompt attention control (datagen/models/p2p.py);
@@ -77,6 +104,7 @@ class DiffusionText2Image(_Diffusion):
             negative=self.negative,
             **edit,
         )
+        self.counted(1)
         return before, after
 
     def can_invert(self) -> bool:
@@ -100,6 +128,7 @@ class DiffusionText2Image(_Diffusion):
             negative=self.negative,
             **edit,
         )
+        self.counted(1)
         return after
 
 
@@ -107,19 +136,31 @@ class DiffusionInpainter(_Diffusion):
     pipeline_class = "AutoPipelineForInpainting"
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray, prompt: str = "", seed: int = 0) -> np.ndarray:
-        """Repaint where mask > 0 from `prompt`; the caller composites, so only masked pixels are used."""
-        height, width = image.shape[:2]
-        result = self.pipe(
-            prompt=prompt,
-            negative_prompt=self.negative or None,
-            image=Image.fromarray(image),
-            mask_image=Image.fromarray(np.where(mask > 0, 255, 0).astype(np.uint8)),
-            height=height,
-            width=width,
-            num_inference_steps=self.steps,
-            guidance_scale=self.guidance,
-            strength=float(self.spec.args.get("strength", 1.0)),
-            generator=self._generator(seed),
-            output_type="np",
-        )
-        return (np.clip(result.images[0], 0, 1) * 255).round().astype(np.uint8)
+        return self.inpaint_batch([image], [mask], [prompt], [seed])[0]
+
+    def inpaint_batch(
+        self, images: list[np.ndarray], masks: list[np.ndarray], prompts: list[str], seeds: list[int]
+    ) -> list[np.ndarray]:
+        """Repaint each image where its mask > 0 from its prompt; the caller composites, so only masked pixels are
+        used. Items of one shape go through the pipeline together, `batch_size` per call, each with its own seeded
+        generator: an item's noise never depends on its batch neighbours."""
+        out: list = [None] * len(images)
+        for chunk in chunked([image.shape for image in images], self.spec.batch_size):
+            height, width = images[chunk[0]].shape[:2]
+            self.counted(len(chunk))
+            result = self.pipe(
+                prompt=[prompts[i] for i in chunk],
+                negative_prompt=[self.negative] * len(chunk) if self.negative else None,
+                image=[Image.fromarray(images[i]) for i in chunk],
+                mask_image=[Image.fromarray(np.where(masks[i] > 0, 255, 0).astype(np.uint8)) for i in chunk],
+                height=height,
+                width=width,
+                num_inference_steps=self.steps,
+                guidance_scale=self.guidance,
+                strength=self.options.strength,
+                generator=[self._generator(seeds[i]) for i in chunk],
+                output_type="np",
+            )
+            for index, image in zip(chunk, self._uint8(result.images), strict=True):
+                out[index] = image
+        return out

@@ -6,18 +6,31 @@ import numpy as np
 from PIL import Image
 
 from datagen.config import RoleSpec
+from datagen.models.batching import Counted
+from datagen.models.options import VisionOptions
 from datagen.models.weights import locate, model_id, torch_device_dtype
 
 
-class _Embedder:
-    def __init__(self, spec: RoleSpec, **_):
+class _Embedder(Counted):
+    def __init__(self, spec: RoleSpec, options: VisionOptions | None = None, **_):
         self.spec = spec
+        self.options = options or VisionOptions.parse(spec.args, "embedder")
         self.model_id = model_id(spec.model or "", spec.revision)
         self.model = self.processor = None
 
+    def _from_pretrained(self, model_class, processor_class) -> None:
+        path = locate(self.spec.model, self.spec.revision)
+        self.device, self.dtype = torch_device_dtype(self.spec.device, self.spec.dtype)
+        extra = {"attn_implementation": self.options.attention} if self.options.attention else {}
+        model = model_class.from_pretrained(path, use_safetensors=True, dtype=self.dtype, **extra)
+        self.model = model.to(self.device).eval()
+        self.processor = processor_class.from_pretrained(path)
+
     def _batches(self, items: list):
+        """`batch_size` items per model call, each call counted."""
         size = self.spec.batch_size
         for start in range(0, len(items), size):
+            self.counted(len(items[start : start + size]))
             yield items[start : start + size]
 
     @staticmethod
@@ -30,10 +43,7 @@ class CLIPEmbedder(_Embedder):
     def load(self) -> None:
         from transformers import CLIPModel, CLIPProcessor
 
-        path = locate(self.spec.model, self.spec.revision)
-        self.device, self.dtype = torch_device_dtype(self.spec.device, self.spec.dtype)
-        self.model = CLIPModel.from_pretrained(path, use_safetensors=True, dtype=self.dtype).to(self.device).eval()
-        self.processor = CLIPProcessor.from_pretrained(path)
+        self._from_pretrained(CLIPModel, CLIPProcessor)
 
     def embed_images(self, images: list[np.ndarray]) -> np.ndarray:
         import torch
@@ -64,10 +74,7 @@ class DINOEmbedder(_Embedder):
     def load(self) -> None:
         from transformers import AutoImageProcessor, AutoModel
 
-        path = locate(self.spec.model, self.spec.revision)
-        self.device, self.dtype = torch_device_dtype(self.spec.device, self.spec.dtype)
-        self.model = AutoModel.from_pretrained(path, use_safetensors=True, dtype=self.dtype).to(self.device).eval()
-        self.processor = AutoImageProcessor.from_pretrained(path)
+        self._from_pretrained(AutoModel, AutoImageProcessor)
 
     def embed_images(self, images: list[np.ndarray]) -> np.ndarray:
         import torch

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from PIL import Image
 
 from datagen.config import RoleSpec
+from datagen.models.batching import Counted, chunked
+from datagen.models.options import GroundingOptions
 from datagen.models.oracle import Detection, GroundingMiss
 from datagen.models.weights import locate, model_id, torch_device_dtype
 
 
-class GroundingDINO:
-    """`locate` returns the best box per named object; `confidence` scores how present an object is."""
+class GroundingDINO(Counted):
+    """`locate_batch` finds the best box per named object of each image; `confidence_batch` scores how present an
+    object is (the detector gate). Every call takes a list of (image, name) queries, `batch_size` per forward."""
 
-    def __init__(self, spec: RoleSpec, **_):
+    scores_presence = True
+    """Its detections carry a confidence the detector gate can reuse (an oracle's do not)."""
+
+    def __init__(self, spec: RoleSpec, options: GroundingOptions | None = None, **_):
         self.spec = spec
-        self.box_threshold = float(spec.args.get("box_threshold", 0.35))
-        self.text_threshold = float(spec.args.get("text_threshold", 0.25))
+        self.options = options or GroundingOptions.parse(spec.args, "grounding")
+        self.box_threshold = self.options.box_threshold
+        self.text_threshold = self.options.text_threshold
         self.model_id = model_id(spec.model or "", spec.revision)
         self.model = self.processor = None
 
@@ -25,46 +34,83 @@ class GroundingDINO:
 
         path = locate(self.spec.model, self.spec.revision)
         self.device, self.dtype = torch_device_dtype(self.spec.device, self.spec.dtype)
-        self.model = GroundingDinoForObjectDetection.from_pretrained(path, use_safetensors=True, dtype=self.dtype)
+        extra = {"attn_implementation": self.options.attention} if self.options.attention else {}
+        self.model = GroundingDinoForObjectDetection.from_pretrained(
+            path, use_safetensors=True, dtype=self.dtype, **extra
+        )
         self.model = self.model.to(self.device).eval()
         self.processor = AutoProcessor.from_pretrained(path)
 
-    def _detections(self, image: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(scores (n,), boxes (n, 4) clipped to the image) of every query box for `name`, best first."""
+    def detections(self, queries: Sequence[tuple[np.ndarray, str]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per (image, name) query: (scores (n,), boxes (n, 4) clipped to the image) of every box, best first.
+        Queries go through the model `batch_size` at a time, images of one shape together."""
         import torch
 
-        height, width = image.shape[:2]
-        inputs = self.processor(images=Image.fromarray(image), text=f"{name.lower()}.", return_tensors="pt")
-        inputs = {
-            k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
-            for k, v in inputs.items()
-        }
-        with torch.inference_mode():
-            outputs = self.model(**inputs)
-        result = self.processor.post_process_grounded_object_detection(
-            outputs,
-            inputs["input_ids"],
-            threshold=0.0,
-            text_threshold=self.text_threshold,
-            target_sizes=[(height, width)],
-        )[0]
-        scores = result["scores"].float().cpu().numpy()
-        boxes = result["boxes"].float().cpu().numpy().reshape(-1, 4)
-        boxes = np.clip(boxes, 0, [width, height, width, height])
-        order = np.argsort(-scores, kind="stable")
-        return scores[order], boxes[order]
+        out: list = [None] * len(queries)
+        for chunk in chunked([q[0].shape for q in queries], self.spec.batch_size):
+            images = [Image.fromarray(queries[i][0]) for i in chunk]
+            texts = [f"{queries[i][1].lower()}." for i in chunk]
+            inputs = self.processor(images=images, text=texts, padding=True, return_tensors="pt")
+            inputs = {
+                k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
+                for k, v in inputs.items()
+            }
+            self.counted(len(chunk))
+            with torch.inference_mode():
+                outputs = self.model(**inputs)
+            height, width = queries[chunk[0]][0].shape[:2]
+            results = self.processor.post_process_grounded_object_detection(
+                outputs,
+                inputs["input_ids"],
+                threshold=0.0,
+                text_threshold=self.text_threshold,
+                target_sizes=[(height, width)] * len(chunk),
+            )
+            for index, result in zip(chunk, results, strict=True):
+                scores = result["scores"].float().cpu().numpy()
+                boxes = result["boxes"].float().cpu().numpy().reshape(-1, 4)
+                boxes = np.clip(boxes, 0, [width, height, width, height])
+                order = np.argsort(-scores, kind="stable")
+                out[index] = (scores[order], boxes[order])
+        return out
 
-    def _detect(self, image: np.ndarray, name: str) -> tuple[float, list[float]]:
-        """(best score, box) of `name` in the image; score 0 when nothing passes the text threshold."""
-        scores, boxes = self._detections(image, name)
+    def _best(self, image: np.ndarray, found: tuple[np.ndarray, np.ndarray]) -> tuple[float, list[float]]:
+        """(best score, box) of one query; score 0 (and the whole image) when nothing passes the text threshold."""
+        scores, boxes = found
         if len(scores) == 0:
             return 0.0, [0.0, 0.0, float(image.shape[1]), float(image.shape[0])]
         return float(scores[0]), [float(v) for v in boxes[0]]
 
+    def locate_batch(self, items: Sequence[tuple]) -> list[list[Detection] | GroundingMiss]:
+        """Per (inputs, names): the best box of every name, or GroundingMiss for the first name not found. All the
+        micro-batch's (image, name) queries go through the model together."""
+        queries = [(inputs.image, name) for inputs, names in items for name in names]
+        found = iter(self.detections(queries))
+        out: list = []
+        for inputs, names in items:
+            detections: list[Detection] = []
+            miss = None
+            for name in names:
+                score, box = self._best(inputs.image, next(found))
+                if miss is None and (score < self.box_threshold or box[2] - box[0] < 1 or box[3] - box[1] < 1):
+                    miss = GroundingMiss(
+                        "object_not_found", f"{name!r}: best box score {score:.3f} < {self.box_threshold}"
+                    )
+                detections.append(Detection(name=name, box=box, score=score))
+            out.append(miss or detections)
+        return out
+
+    def locate(self, inputs, names: list[str]) -> list[Detection]:
+        """One image's `locate_batch`, raising its GroundingMiss."""
+        found = self.locate_batch([(inputs, names)])[0]
+        if isinstance(found, GroundingMiss):
+            raise found
+        return found
+
     def locate_all(self, inputs, name: str, limit: int = 8, overlap: float = 0.5) -> list[Detection]:
         """Every instance of `name` (pose: all the people): boxes over the threshold, overlapping ones suppressed
         (IoU > overlap), at most `limit`, best first."""
-        scores, boxes = self._detections(inputs.image, name)
+        scores, boxes = self.detections([(inputs.image, name)])[0]
         kept: list[Detection] = []
         for score, box in zip(scores, boxes, strict=True):
             if score < self.box_threshold or len(kept) == limit:
@@ -76,18 +122,9 @@ class GroundingDINO:
             raise GroundingMiss("object_not_found", f"{name!r}: no box scores {self.box_threshold} or more")
         return kept
 
-    def locate(self, inputs, names: list[str]) -> list[Detection]:
-        found = []
-        for name in names:
-            score, box = self._detect(inputs.image, name)
-            if score < self.box_threshold or box[2] - box[0] < 1 or box[3] - box[1] < 1:
-                raise GroundingMiss("object_not_found", f"{name!r}: best box score {score:.3f} < {self.box_threshold}")
-            found.append(Detection(name=name, box=box, score=score))
-        return found
-
-    def confidence(self, image: np.ndarray, name: str) -> float:
-        """How surely `name` is in the image (the detector gate: removed objects must fall, added ones rise)."""
-        return self._detect(image, name)[0]
+    def confidence_batch(self, queries: Sequence[tuple[np.ndarray, str]]) -> list[float]:
+        """How surely each name is in its image (the detector gate: removed objects must fall, added ones rise)."""
+        return [self._best(q[0], found)[0] for q, found in zip(queries, self.detections(queries), strict=True)]
 
 
 def iou(a, b) -> float:

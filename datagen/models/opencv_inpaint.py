@@ -5,19 +5,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from datagen.config import ConfigError, RoleSpec
+from datagen.config import RoleSpec
+from datagen.models.batching import Counted
+from datagen.models.options import OpenCVOptions
 
 METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 
 
-class OpenCVInpainter:
-    def __init__(self, spec: RoleSpec, **_):
-        self.method = str(spec.args.get("method", "telea"))
-        self.radius = spec.args.get("radius", 5)
-        if self.method not in METHODS:
-            raise ConfigError(f"roles.inpaint.args.method: {self.method!r}; allowed: {', '.join(METHODS)}")
-        if not isinstance(self.radius, int | float) or not 1 <= self.radius <= 50:
-            raise ConfigError(f"roles.inpaint.args.radius: {self.radius!r}; allowed: a number in [1, 50]")
+class OpenCVInpainter(Counted):
+    def __init__(self, spec: RoleSpec, options: OpenCVOptions | None = None, **_):
+        options = options or OpenCVOptions.parse(spec.args, "inpaint")
+        self.method, self.radius = options.method, options.radius
         self.model_id = f"opencv-{cv2.__version__}:{self.method}:r{self.radius}"
 
     def load(self) -> None:
@@ -27,3 +25,8 @@ class OpenCVInpainter:
         """Fill the pixels where mask is set from their surroundings; other pixels are returned unchanged."""
         binary = (mask > 0).astype(np.uint8) * 255
         return cv2.inpaint(image, binary, float(self.radius), METHODS[self.method])
+
+    def inpaint_batch(self, images, masks, prompts, seeds) -> list[np.ndarray]:
+        """`inpaint` of every item (the prompts and seeds of a classical method change nothing)."""
+        self.counted(len(images))
+        return [self.inpaint(image, mask) for image, mask in zip(images, masks, strict=True)]

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from datagen.config import RoleSpec
+from datagen.errors import Reject
+from datagen.models.batching import Counted, each
 from datagen.sources import BadSource, LoadedInput
 
 
@@ -19,12 +21,8 @@ class Detection:
     mask: np.ndarray | None = None
 
 
-class GroundingMiss(Exception):
+class GroundingMiss(Reject):
     """A named object was not found; `reason` is counted in the stats."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
 
 
 def mask_box(mask: np.ndarray) -> list[float]:
@@ -32,7 +30,7 @@ def mask_box(mask: np.ndarray) -> list[float]:
     return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 
 
-class OracleGrounding:
+class OracleGrounding(Counted):
     """Finds named objects by looking them up in the source's own annotations: exact, never wrong."""
 
     def __init__(self, spec: RoleSpec, **_):
@@ -59,8 +57,12 @@ class OracleGrounding:
             found.append(Detection(name=name, box=mask_box(mask), score=1.0, mask=mask))
         return found
 
+    def locate_batch(self, items) -> list[list[Detection] | GroundingMiss]:
+        self.counted(len(items))
+        return each(self.locate, items)
 
-class OracleSegmenter:
+
+class OracleSegmenter(Counted):
     """Returns the exact masks the oracle grounding attached to its detections."""
 
     def __init__(self, spec: RoleSpec, **_):
@@ -73,8 +75,12 @@ class OracleSegmenter:
     def segment(self, inputs: LoadedInput, detections: list[Detection]) -> list[np.ndarray]:
         return [d.mask if d.mask is not None else inputs.masks[d.name] for d in detections]
 
+    def segment_batch(self, items) -> list[list[np.ndarray]]:
+        self.counted(len(items))
+        return [self.segment(inputs, detections) for inputs, detections in items]
 
-class SceneDepth:
+
+class SceneDepth(Counted):
     """Depth of a procedural scene from its depth order (local pipeline): the floor recedes, objects are domes."""
 
     def __init__(self, spec: RoleSpec, **_):
@@ -90,8 +96,12 @@ class SceneDepth:
             )
         return inputs.scene.depth()
 
+    def depth_batch(self, items: list) -> list[np.ndarray | BadSource]:
+        self.counted(len(items))
+        return each(self.depth, [(inputs,) for inputs in items])
 
-class SceneClasses:
+
+class SceneClasses(Counted):
     """Semantic classes of a procedural scene (local pipeline): background 0, then one class per shape."""
 
     def __init__(self, spec: RoleSpec, **_):
@@ -106,3 +116,7 @@ class SceneClasses:
                 "needs_scene", "the local pipeline knows classes only for procedural scenes (--source scene)"
             )
         return inputs.scene.classes()
+
+    def classes_batch(self, items: list) -> list[np.ndarray | BadSource]:
+        self.counted(len(items))
+        return each(self.classes, [(inputs,) for inputs in items])

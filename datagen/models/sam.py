@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from PIL import Image
 
 from datagen.config import RoleSpec
+from datagen.models.batching import Counted, chunked
+from datagen.models.options import VisionOptions
 from datagen.models.weights import locate, model_id, torch_device_dtype
 
 
-class SAMSegmenter:
-    def __init__(self, spec: RoleSpec, **_):
+class SAMSegmenter(Counted):
+    def __init__(self, spec: RoleSpec, options: VisionOptions | None = None, **_):
         self.spec = spec
+        self.options = options or VisionOptions.parse(spec.args, "segmenter")
         self.model_id = model_id(spec.model or "", spec.revision)
         self.model = self.processor = None
 
@@ -20,36 +25,53 @@ class SAMSegmenter:
 
         path = locate(self.spec.model, self.spec.revision)
         self.device, self.dtype = torch_device_dtype(self.spec.device, self.spec.dtype)
-        self.model = SamModel.from_pretrained(path, use_safetensors=True, dtype=self.dtype).to(self.device).eval()
+        extra = {"attn_implementation": self.options.attention} if self.options.attention else {}
+        self.model = SamModel.from_pretrained(path, use_safetensors=True, dtype=self.dtype, **extra)
+        self.model = self.model.to(self.device).eval()
         self.processor = SamProcessor.from_pretrained(path)
 
     def segment(self, inputs, detections) -> list[np.ndarray]:
-        """One bool mask per detection: SAM's highest-IoU mask for its box, clipped to the box."""
+        """One image's `segment_batch`."""
+        return self.segment_batch([(inputs, detections)])[0]
+
+    def segment_batch(self, items: Sequence[tuple]) -> list[list[np.ndarray]]:
+        """Per (inputs, detections): one bool mask per detection, SAM's highest-IoU mask for its box clipped to the
+        box. Images with as many boxes and of one shape go through the model together, `batch_size` at a time."""
         import torch
 
-        if not detections:
-            return []
-        image = inputs.image
-        boxes = [[d.box for d in detections]]
-        batch = self.processor(images=Image.fromarray(image), input_boxes=boxes, return_tensors="pt")
-        pixel_values = batch["pixel_values"].to(self.device, self.dtype)
-        with torch.inference_mode():
-            outputs = self.model(
-                pixel_values=pixel_values,
-                input_boxes=batch["input_boxes"].to(self.device, self.dtype),
-                multimask_output=True,
-            )
-        masks = self.processor.image_processor.post_process_masks(
-            outputs.pred_masks.float().cpu(), batch["original_sizes"], batch["reshaped_input_sizes"]
-        )[0]  # (boxes, 3, H, W)
-        iou = outputs.iou_scores.float().cpu()[0]  # (boxes, 3)
-        out = []
-        for n, detection in enumerate(detections):
-            mask = masks[n, int(torch.argmax(iou[n]))].numpy().astype(bool)
-            x0, y0, x1, y1 = (int(round(v)) for v in detection.box)
-            clipped = np.zeros_like(mask)
-            clipped[y0:y1, x0:x1] = mask[y0:y1, x0:x1]  # SAM masks can spill; the grounded box bounds the object
-            if not clipped.any():  # an empty mask is useless; fall back to the box, which the filters will judge
-                clipped[y0:y1, x0:x1] = True
-            out.append(clipped)
+        out: list = [[] for _ in items]
+        keys = [(inputs.image.shape, len(detections)) for inputs, detections in items]
+        for chunk in chunked(keys, self.spec.batch_size):
+            if not items[chunk[0]][1]:
+                continue
+            images = [Image.fromarray(items[i][0].image) for i in chunk]
+            boxes = [[d.box for d in items[i][1]] for i in chunk]
+            batch = self.processor(images=images, input_boxes=boxes, return_tensors="pt")
+            self.counted(len(chunk))
+            with torch.inference_mode():
+                outputs = self.model(
+                    pixel_values=batch["pixel_values"].to(self.device, self.dtype),
+                    input_boxes=batch["input_boxes"].to(self.device, self.dtype),
+                    multimask_output=True,
+                )
+            masks = self.processor.image_processor.post_process_masks(
+                outputs.pred_masks.float().cpu(), batch["original_sizes"], batch["reshaped_input_sizes"]
+            )  # per image: (boxes, 3, H, W)
+            iou = outputs.iou_scores.float().cpu()  # (images, boxes, 3)
+            for row, index in enumerate(chunk):
+                out[index] = [
+                    _clipped(masks[row][n, int(torch.argmax(iou[row, n]))].numpy().astype(bool), detection.box)
+                    for n, detection in enumerate(items[index][1])
+                ]
         return out
+
+
+def _clipped(mask: np.ndarray, box: list[float]) -> np.ndarray:
+    """SAM masks can spill: the grounded box bounds the object. An empty mask is useless; the box stands in for it,
+    and the filters judge it."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    clipped = np.zeros_like(mask)
+    clipped[y0:y1, x0:x1] = mask[y0:y1, x0:x1]
+    if not clipped.any():
+        clipped[y0:y1, x0:x1] = True
+    return clipped

@@ -1,0 +1,85 @@
+"""The arguments each model backend takes (`roles.ROLE.args` in a pipeline file), declared and checked.
+
+An unknown, misspelt or out-of-range argument is a configuration error naming the field and what is allowed,
+before any work starts; nothing is ignored silently. The settings that make a role fast on a GPU (SDPA,
+channels_last, fused q/k/v projections, torch.compile) are arguments like any other; bf16 is the role's `dtype`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from datagen.errors import ConfigError
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+    @classmethod
+    def parse(cls, args: dict, role: str) -> Options:
+        """`args` checked against this backend's fields; a ConfigError names `roles.ROLE.args.FIELD`."""
+        try:
+            return cls.model_validate(args)
+        except ValidationError as e:
+            error = e.errors()[0]
+            name = ".".join(str(part) for part in error["loc"])
+            allowed = ", ".join(cls.model_fields) or "none (this backend takes no arguments)"
+            if error["type"] == "extra_forbidden":
+                raise ConfigError(f"field `roles.{role}.args.{name}`: unknown argument; allowed: {allowed}") from None
+            raise ConfigError(f"field `roles.{role}.args.{name}`: {error.get('input')!r}: {error['msg']}") from None
+
+
+class NoOptions(Options):
+    """Backends without arguments (oracle, scene, template ...)."""
+
+
+class VisionOptions(Options):
+    """transformers vision models (SAM, CLIP, DINOv2, Depth Anything, SegFormer, ViTPose)."""
+
+    attention: Literal["sdpa", "eager"] | None = None
+    """Attention implementation (transformers' `attn_implementation`); None keeps the model's default (SDPA
+    where the architecture has it). `eager` is the naive baseline of `datagen bench gpu`."""
+
+
+class GroundingOptions(VisionOptions):
+    box_threshold: float = Field(default=0.35, ge=0.0, le=1.0)
+    """A named object is found when its best box scores at least this (the Grounding DINO authors' default)."""
+    text_threshold: float = Field(default=0.25, ge=0.0, le=1.0)
+    """Tokens of the phrase scoring at least this make up a box's label (the authors' default)."""
+
+
+class DiffusionOptions(Options):
+    """diffusers text-to-image and inpainting (Stable Diffusion 1.5 and SDXL families)."""
+
+    steps: int = Field(default=25, ge=1, le=1000)
+    """Denoising steps."""
+    guidance: float = Field(default=7.5, ge=0.0, le=50.0)
+    """Classifier-free guidance scale."""
+    negative_prompt: str = ""
+    """Text the images are steered away from."""
+    strength: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Inpainting: how much of the masked region is re-noised (1 repaints it from scratch)."""
+    pipeline: str | None = None
+    """The diffusers pipeline class (default: AutoPipelineForText2Image / AutoPipelineForInpainting)."""
+    attention: Literal["sdpa", "eager"] = "sdpa"
+    """PyTorch's scaled-dot-product attention (diffusers' default) or the classic processors (the naive baseline)."""
+    channels_last: bool = False
+    """UNet and VAE in the NHWC layout that tensor cores want; tested to give the same pixels."""
+    fuse_qkv: bool = False
+    """One fused q/k/v projection matmul instead of three per self-attention (UNet and VAE)."""
+    compile: bool = False
+    """torch.compile of the UNet (inpainting and text-to-image; prompt-to-prompt's attention processors are left
+    uncompiled). Its warm-up is the first micro-batch of a worker; `datagen bench` warms up outside the timing."""
+
+
+class OpenCVOptions(Options):
+    method: Literal["telea", "ns"] = "telea"
+    """Telea's fast marching or Navier-Stokes."""
+    radius: int | float = Field(default=5, ge=1, le=50)
+    """Neighbourhood radius in pixels."""
+
+
+class ClassifierOptions(Options):
+    """The bag-of-words task classifier (datagen classify)."""
