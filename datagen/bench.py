@@ -2,7 +2,7 @@
 
     writer   our shard writer vs webdataset.TarWriter vs a raw sequential copy of the same bytes; codec costs
     engine   the `local` pipeline through Ray on every core vs the same work in one plain Python loop
-    render   per-stage time per sample and end-to-end pairs/s of one pipeline and task
+    render   one pipeline and task rendered batched vs the same run at batch 1: per-stage time, speedup
     gpu      the `remove` generator at full size on CUDA, naive vs tuned (datagen/bench_gpu.py)
 
 Figures print as a table; `--json FILE` keeps them. docs/benchmarks.md records them with the machine and date.
@@ -396,59 +396,95 @@ def print_engine(r: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------- render
 
 
+def batch_1_overrides(config) -> list[str]:
+    """The same pipeline forced to one sample per micro-batch and one item per model call."""
+    return ["pipeline.micro_batch=1", *(f"pipeline.roles.{role}.batch_size=1" for role in config.pipeline.roles)]
+
+
+def _render_run(task: str, pipeline: str, out: Path, n: int, shard_size: int, overrides: list[str]) -> dict[str, Any]:
+    """Write every shard, then time the render phase alone (the write phase is not what batching changes)."""
+    from datagen.config import load_run
+    from datagen.runner import execute_all
+
+    config = load_run(task, pipeline, out=str(out), n=n, shard_size=shard_size, overrides=overrides)
+    if execute_all([config], "write", workers=0, progress=False)[0].failed:
+        raise RuntimeError(f"the benchmark's write phase failed in {out}")
+    started = time.perf_counter()
+    summary = execute_all([config], "render", workers=0, progress=False)[0]
+    wall = time.perf_counter() - started
+    if summary.failed:
+        raise RuntimeError(f"{len(summary.failed)} shards failed in the benchmark run {out}")
+    stages: Counter[str] = Counter()
+    calls: Counter[str] = Counter()
+    samples = kept = 0
+    for path in (out / "shards").glob("*.stats.json"):
+        body = json.loads(path.read_text())
+        stages.update(body["timings"])
+        for stage in body["stages"].values():
+            calls.update(stage.get("calls", {}))
+        samples, kept = samples + body["samples"], kept + body["kept"]
+    return {
+        "micro_batch": config.pipeline.micro_batch,
+        "batch_sizes": {role: spec.batch_size for role, spec in sorted(config.pipeline.roles.items())},
+        "samples": samples,
+        "kept": kept,
+        "seconds": wall,
+        "samples_s": samples / wall,
+        "pairs_s": kept / wall,
+        "stages_ms_per_sample": {k: 1000 * v / samples for k, v in sorted(stages.items())},
+        "other_ms_per_sample": 1000 * (wall - sum(stages.values())) / samples,
+        "model_calls": dict(sorted(calls.items())),
+    }
+
+
 def bench_render(
     pipeline: str = "local", task: str = "remove", n: int = 100, shard_size: int = 50, where: str | None = None
 ) -> dict[str, Any]:
-    """One pipeline and task inline (one process, models loaded once): per-stage time per sample, pairs/s; and
-    the same run with no input prefetch as the baseline ('load' is then the whole load, not the wait for it)."""
+    """One pipeline and task inline (one process, models loaded once): the render phase as configured (batched)
+    against the same run forced to batch 1, in the same process; per-stage time per sample, pairs/s, and
+    `speedup` = batched render samples/s / batch-1 render samples/s."""
     from datagen.config import load_run
 
     root = Path(tempfile.mkdtemp(prefix="datagen-bench-", dir=where))
-    runs = {}
     try:
         warm = load_run(task, pipeline, out=str(root / "warm"), n=2, shard_size=2)
         _timed_run(warm, 0)  # model loading and first-call compilation are not per-sample costs
-        for name, overrides in (("no prefetch", ["pipeline.actor.prefetch=0"]), ("pipeline", [])):
-            out = root / name.replace(" ", "-")
-            config = load_run(task, pipeline, out=str(out), n=n, shard_size=shard_size, overrides=overrides)
-            wall = _timed_run(config, 0)
-            stages, samples = _stage_seconds(out)
-            kept = sum(json.loads(s.read_text())["kept"] for s in (out / "shards").glob("*.stats.json"))
-            runs[name] = {
-                "prefetch": config.pipeline.actor.prefetch,
-                "samples": samples,
-                "kept": kept,
-                "seconds": wall,
-                "samples_s": samples / wall,
-                "pairs_s": kept / wall,
-                "stages_ms_per_sample": {k: 1000 * v / samples for k, v in sorted(stages.items())},
-                "other_ms_per_sample": 1000 * (wall - sum(stages.values())) / samples,
-            }
+        single = batch_1_overrides(warm)
+        runs = {
+            "batch 1": _render_run(task, pipeline, root / "batch-1", n, shard_size, single),
+            "batched": _render_run(task, pipeline, root / "batched", n, shard_size, []),
+        }
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    base = runs["no prefetch"]
+    base = runs["batch 1"]
     return {
         "bench": "render",
         "pipeline": pipeline,
         "task": task,
         "n": n,
-        **runs["pipeline"],
+        **runs["batched"],
         "baseline": base,
-        "speedup_over_no_prefetch": runs["pipeline"]["samples_s"] / base["samples_s"],
+        "speedup": runs["batched"]["samples_s"] / base["samples_s"],
     }
 
 
 def print_render(r: dict[str, Any]) -> None:
-    print(f"render: task {r['task']} on pipeline {r['pipeline']}, {r['samples']} samples inline, {r['kept']} kept")
-    rows = [[s, f"{ms:.1f}"] for s, ms in r["stages_ms_per_sample"].items()]
-    rows.append(["other (manifest, stats, commit, driver)", f"{r['other_ms_per_sample']:.1f}"])
-    print(_table(rows, ["stage", "ms/sample"]))
-    print(f"end to end: {r['samples_s']:.1f} samples/s, {r['pairs_s']:.1f} kept pairs/s")
     base = r["baseline"]
-    load = base["stages_ms_per_sample"].get("load", 0.0)
+    print(f"render: task {r['task']} on pipeline {r['pipeline']}, {r['samples']} samples inline, {r['kept']} kept")
+    stages = sorted(set(r["stages_ms_per_sample"]) | set(base["stages_ms_per_sample"]))
+    rows = [
+        [s, f"{base['stages_ms_per_sample'].get(s, 0):.1f}", f"{r['stages_ms_per_sample'].get(s, 0):.1f}"]
+        for s in stages
+    ]
+    rows.append(
+        ["other (manifest, stats, commit)", f"{base['other_ms_per_sample']:.1f}", f"{r['other_ms_per_sample']:.1f}"]
+    )
+    print(_table(rows, ["stage (ms/sample)", "batch 1", f"batched (micro-batch {r['micro_batch']})"]))
+    calls = ", ".join(f"{role} {n} vs {base['model_calls'].get(role, 0)}" for role, n in r["model_calls"].items())
+    print(f"model calls, batched vs batch 1: {calls}")
     print(
-        f"baseline, no input prefetch: {base['samples_s']:.1f} samples/s (load {load:.1f} ms/sample); "
-        f"with prefetch {r['prefetch']}: {r['speedup_over_no_prefetch']:.2f}x"
+        f"render: {r['samples_s']:.2f} samples/s batched vs {base['samples_s']:.2f} at batch 1: "
+        f"speedup {r['speedup']:.2f}x ({r['pairs_s']:.2f} kept pairs/s)"
     )
 
 
@@ -479,7 +515,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     e.add_argument("--task", default="remove")
     e.add_argument("--workers", type=_positive, help="actors (default: one per CPU of the cluster)")
     common(e)
-    r = benches.add_parser("render", help="per-stage time per sample and pairs/s of one pipeline and task")
+    r = benches.add_parser("render", help="one pipeline and task, batched vs batch 1: per-stage time, speedup")
     r.add_argument("--pipeline", default="local")
     r.add_argument("--task", default="remove")
     r.add_argument("--n", type=_positive, default=100)
@@ -488,7 +524,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     from datagen import bench_gpu
 
     bench_gpu.add_arguments(
-        benches.add_parser("gpu", help="the remove generator at full size on CUDA, naive vs tuned")
+        benches.add_parser("gpu", help="the product's render of remove on sd15 at full size, naive vs tuned")
     )
     return parser
 

@@ -36,16 +36,18 @@ class SAMSegmenter(Counted):
 
     def segment_batch(self, items: Sequence[tuple]) -> list[list[np.ndarray]]:
         """Per (inputs, detections): one bool mask per detection, SAM's highest-IoU mask for its box clipped to the
-        box. Images with as many boxes and of one shape go through the model together, `batch_size` at a time."""
+        box. Images of one shape go through the model together, `batch_size` at a time."""
         import torch
 
         out: list = [[] for _ in items]
-        keys = [(inputs.image.shape, len(detections)) for inputs, detections in items]
-        for chunk in chunked(keys, self.spec.batch_size):
-            if not items[chunk[0]][1]:
-                continue
+        boxed = [i for i, (_, detections) in enumerate(items) if detections]
+        for part in chunked([items[i][0].image.shape for i in boxed], self.spec.batch_size):
+            chunk = [boxed[i] for i in part]
             images = [Image.fromarray(items[i][0].image) for i in chunk]
-            boxes = [[d.box for d in items[i][1]] for i in chunk]
+            # one tensor needs as many boxes per image: the shorter lists repeat their last box, whose extra masks
+            # are dropped (SAM decodes every box prompt on its own)
+            most = max(len(items[i][1]) for i in chunk)
+            boxes = [[d.box for d in items[i][1]] + [items[i][1][-1].box] * (most - len(items[i][1])) for i in chunk]
             batch = self.processor(images=images, input_boxes=boxes, return_tensors="pt")
             self.counted(len(chunk))
             with torch.inference_mode():
