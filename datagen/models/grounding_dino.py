@@ -45,6 +45,7 @@ class GroundingDINO(Counted):
         """Per (image, name) query: (scores (n,), boxes (n, 4) clipped to the image) of every box, best first.
         Queries go through the model `batch_size` at a time, images of one shape together."""
         import torch
+        from transformers.image_transforms import center_to_corners_format
 
         out: list = [None] * len(queries)
         for chunk in chunked([q[0].shape for q in queries], self.spec.batch_size):
@@ -59,19 +60,15 @@ class GroundingDINO(Counted):
             with torch.inference_mode():
                 outputs = self.model(**inputs)
             height, width = queries[chunk[0]][0].shape[:2]
-            results = self.processor.post_process_grounded_object_detection(
-                outputs,
-                inputs["input_ids"],
-                threshold=0.0,
-                text_threshold=self.text_threshold,
-                target_sizes=[(height, width)] * len(chunk),
-            )
-            for index, result in zip(chunk, results, strict=True):
-                scores = result["scores"].float().cpu().numpy()
-                boxes = result["boxes"].float().cpu().numpy().reshape(-1, 4)
-                boxes = np.clip(boxes, 0, [width, height, width, height])
-                order = np.argsort(-scores, kind="stable")
-                out[index] = (scores[order], boxes[order])
+            # transformers' post-processing decodes a phrase for every box over the threshold (all 900 at 0), in
+            # Python: only scores and boxes are needed, computed as it computes them
+            scores = outputs.logits.float().sigmoid().amax(-1).cpu()
+            boxes = center_to_corners_format(outputs.pred_boxes.float()).cpu()
+            boxes = boxes * torch.tensor([width, height, width, height], dtype=boxes.dtype)
+            for row, index in enumerate(chunk):
+                found = np.clip(boxes[row].numpy(), 0, [width, height, width, height])
+                order = np.argsort(-scores[row].numpy(), kind="stable")
+                out[index] = (scores[row].numpy()[order], found[order])
         return out
 
     def _best(self, image: np.ndarray, found: tuple[np.ndarray, np.ndarray]) -> tuple[float, list[float]]:
