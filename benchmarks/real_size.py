@@ -7,8 +7,10 @@ would be (a Hugging Face cache), so the real commands run at real size on a GPU 
     python benchmarks/real_size.py steady RUN_DIR --batch-size 32         # steady-state steps/s from log.jsonl
     python benchmarks/real_size.py loader SHARDS --resolution 256 --batch-size 32 --workers 8   # data path alone
 
-`--small` writes the same layout with tiny configurations (a CPU check of this script). The tokenizer is datagen's
-tiny CLIP tokenizer (the real vocabulary is a download); the text towers keep CLIP's 49408-token embedding table.
+The sizes are datagen/models/architectures.py's, written by datagen.bench_gpu.write_stand_ins under the model ids
+pipelines/sd15.yaml names (`datagen bench gpu` writes its stand-ins the same way). `--small` writes the tiny sizes
+in the same layout (a CPU check of this script). The tokenizer is datagen's tiny CLIP tokenizer (the real
+vocabulary is a download); the text towers keep CLIP's 49408-token embedding table.
 """
 
 from __future__ import annotations
@@ -17,132 +19,10 @@ import argparse
 import json
 from pathlib import Path
 
-from datagen.bench_gpu import FULL as BENCH
-from datagen.bench_gpu import TINY as BENCH_TINY
+from datagen.bench_gpu import write_stand_ins
 
-REVISION = "0" * 40
-"""The snapshot folder's name: a commit hash, as the hub cache names them."""
-
-TEXT = dict(
-    vocab_size=49408,
-    hidden_size=768,
-    intermediate_size=3072,
-    num_attention_heads=12,
-    num_hidden_layers=12,
-    max_position_embeddings=77,
-    hidden_act="quick_gelu",
-    bos_token_id=0,  # the tiny tokenizer's start and end of text
-    eos_token_id=1,
-    pad_token_id=1,
-)
-FULL = {
-    "unet": {**BENCH["unet"], "in_channels": 4},  # bench gpu's SD 1.5 UNet is the 9-channel inpainting one
-    "vae": BENCH["vae"],
-    "text": TEXT,
-    "clip_vision": dict(
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_attention_heads=16,
-        num_hidden_layers=24,
-        image_size=224,
-        patch_size=14,
-        hidden_act="quick_gelu",
-    ),  # fmt: skip
-    "clip_projection": 768,
-    "clip_pixels": 224,
-    "dino": dict(
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        image_size=518,
-        patch_size=14,
-    ),  # fmt: skip
-    "dino_pixels": 224,
-}
-SMALL = {
-    "unet": {**BENCH_TINY["unet"], "in_channels": 4},
-    "vae": BENCH_TINY["vae"],
-    "text": {**TEXT, "hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2},
-    "clip_vision": dict(
-        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=8
-    ),  # fmt: skip
-    "clip_projection": 16,
-    "clip_pixels": 32,
-    "dino": dict(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, image_size=32, patch_size=8
-    ),  # fmt: skip
-    "dino_pixels": 32,
-}
-
-
-def snapshot(cache: Path, repo: str) -> Path:
-    """The hub cache's folder for `repo` at REVISION, with refs/main pointing at it."""
-    root = cache / f"models--{repo.replace('/', '--')}"
-    (root / "refs").mkdir(parents=True, exist_ok=True)
-    (root / "refs" / "main").write_text(REVISION)
-    folder = root / "snapshots" / REVISION
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def write_models(cache: Path, arch: dict, device: str) -> None:
-    import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import (
-        BitImageProcessorPil,
-        CLIPConfig,
-        CLIPImageProcessorPil,
-        CLIPModel,
-        CLIPProcessor,
-        CLIPTextConfig,
-        CLIPTextModel,
-        Dinov2Config,
-        Dinov2Model,
-    )
-
-    from datagen.models.tiny import clip_tokenizer
-
-    torch.manual_seed(0)
-    tokenizer = clip_tokenizer()
-    with torch.device(device):  # random initialisation of a billion weights is much faster on the GPU
-        unet = UNet2DConditionModel(**arch["unet"])
-        vae = AutoencoderKL(**arch["vae"])
-        text = CLIPTextModel(CLIPTextConfig(**arch["text"]))
-        clip = CLIPModel(
-            CLIPConfig(
-                text_config=arch["text"], vision_config=arch["clip_vision"], projection_dim=arch["clip_projection"]
-            )
-        )
-        dino = Dinov2Model(Dinov2Config(**arch["dino"]))
-    scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, steps_offset=1,
-        set_alpha_to_one=False,
-    )  # fmt: skip
-    sd = StableDiffusionPipeline(
-        unet=unet.cpu(), vae=vae.cpu(), text_encoder=text.cpu(), tokenizer=tokenizer, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )  # fmt: skip
-    sd.save_pretrained(snapshot(cache, "stable-diffusion-v1-5/stable-diffusion-v1-5"), safe_serialization=True)
-    folder = snapshot(cache, "openai/clip-vit-large-patch14")
-    clip.cpu().save_pretrained(folder, safe_serialization=True)
-    side = arch["clip_pixels"]
-    images = CLIPImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
-    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
-    folder = snapshot(cache, "facebook/dinov2-base")
-    dino.cpu().save_pretrained(folder, safe_serialization=True)
-    side = arch["dino_pixels"]
-    BitImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side}).save_pretrained(
-        folder
-    )
-    params = {
-        "unet": unet.num_parameters(),
-        "vae": sum(p.numel() for p in vae.parameters()),
-        "text_encoder": text.num_parameters(),
-        "clip": clip.num_parameters(),
-        "dino": dino.num_parameters(),
-    }
-    print(json.dumps({"cache": str(cache), "parameters": params}))
+ROLES = ("t2i", "clip", "dino")
+"""The sd15 pipeline's roles whose models `datagen train --init` and `datagen eval --pipeline sd15` load."""
 
 
 def steady(run: Path, batch_size: int, skip: int) -> dict:
@@ -201,7 +81,8 @@ def main() -> None:
     data.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
     if args.command == "models":
-        write_models(args.cache, SMALL if args.small else FULL, args.device)
+        written = write_stand_ins(args.cache, ROLES, "tiny" if args.small else "full", args.device)
+        print(json.dumps({"cache": str(args.cache), "stand_ins": written}))
     elif args.command == "steady":
         print(json.dumps(steady(args.run, args.batch_size, args.skip)))
     else:

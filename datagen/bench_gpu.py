@@ -1,32 +1,54 @@
-"""`datagen bench gpu`: the `remove` generator at full size on one GPU, a naive baseline and the tuned path in the
-same run, and the UNet's model FLOPs utilisation.
+"""`datagen bench gpu`: the product's render of `remove` on pipelines/sd15.yaml (512x512, its own settings) on one
+GPU, against the same render forced to the naive settings in the same run; and the UNet's model FLOPs utilisation.
 
-Every model is randomly initialised from its published architecture, so no weights are needed: Grounding DINO
-Swin-T (with its BERT-base text tower), SAM ViT-H, the Stable Diffusion 1.5 inpainting UNet (9 input channels) and
-VAE, CLIP ViT-L/14 (its text tower conditions the UNet, as in SD 1.5, and both towers score the result). A pair is:
-ground the object, segment it from the box, inpaint at 512x512 for 25 steps with classifier-free guidance, decode,
-composite, CLIP-score, encode input, output and mask as PNG on the CPU.
+    datagen bench gpu --json docs/bench/gpu-product.json          # full size, one H100/H200, a few minutes
+    datagen bench gpu --tiny --device cpu --no-compile --pairs 2 --naive-pairs 2 --batch 2 --steps 1   # CPU check
 
-- naive: float32, batch 1, the classic attention processors (no SDPA), no compile, every stage after the other.
-- tuned: bfloat16, SDPA, batches, channels_last for the convolutional models, fused q/k/v projections,
-  torch.compile of the UNet and VAE decoder (1x1 convolutions as matmuls), and the PNG encoding of one batch in a
-  thread pool while the GPU works on the next.
+What is timed is `datagen generate`'s own render phase (datagen.runner.execute_all, inline): procedural scenes,
+instructions from the template writer (the write phase runs first and is not timed), then ground (Grounding DINO
+Swin-T), segment (SAM ViT-H), inpaint every mask variant (SD 1.5 inpainting), score (CLIP ViT-L/14, DINOv2-base,
+the detector on the outputs), encode and commit the shard. No weights are needed: the models sd15.yaml names are
+written, randomly initialised at their published sizes (datagen/models/architectures.py), where the real ones would
+be, a Hugging Face hub cache, and HF_HUB_CACHE points there. Random weights score noise, so the run does what the
+tiny pipeline does: grounding thresholds 0 and no filter rejects (every score is still computed).
 
-MFU = (UNet FLOPs per forward, counted by torch.utils.flop_counter) x (UNet forwards per second, timed alone at the
-tuned batch) / the device's dense bf16 peak. Needs CUDA, torch, diffusers and transformers; not Ray, vLLM or
-webdataset. `--tiny --device cpu` runs the same code on tiny configurations (the test suite does).
+- tuned: sd15.yaml as it is (bf16, SDPA, channels_last ..., its micro-batch and batch sizes); `--batch N` sets the
+  micro-batch and every role's batch size to N, `--no-compile` turns torch.compile off, `--steps` the denoising steps.
+- naive: every role batch 1, float32, eager attention, no channels_last, fused q/k/v or compile, micro-batch 1.
+
+Each path renders two shards of the same size in one worker: the first warms up (compilation, cuDNN's choices; model
+loading is outside any shard), the second is timed. pairs/s = samples of the timed shard / its seconds, from its
+stats, every stage counted (encode and commit included). MFU = UNet FLOPs per forward (torch.utils.flop_counter) x
+forwards per second of the tuned inpainting role's own UNet, timed alone at its batch (x2 for classifier-free
+guidance) / the device's dense bf16 peak. `--tiny --device cpu` runs all of it on tiny models (the test suite does).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
+import math
+import os
+import shutil
+import struct
+import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from datagen.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from datagen.config import RunConfig
+
+PIPELINE, TASK = "sd15", "remove"
+TINY_IMAGE_SIZE = 64
+"""Image side of `--tiny` (the tiny pipeline's): tiny models need no more pixels to run every line."""
 
 PEAK_BF16_TFLOPS = {
     "H100 SXM": 989.4,
@@ -42,400 +64,217 @@ PEAK_BF16_TFLOPS = {
 }
 """Dense (no sparsity) bf16 tensor-core peaks from the vendors' datasheets, matched against the device name."""
 
-FULL = {
-    "size": 512,
-    "unet": dict(
-        sample_size=64,
-        in_channels=9,
-        out_channels=4,
-        layers_per_block=2,
-        cross_attention_dim=768,
-        block_out_channels=(320, 640, 1280, 1280),
-        attention_head_dim=8,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    ),
-    "vae": dict(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        layers_per_block=2,
-        sample_size=512,
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-    ),
-    "clip": dict(
-        text_config=dict(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_attention_heads=12,
-            num_hidden_layers=12,
-            max_position_embeddings=77,
-        ),
-        vision_config=dict(
-            hidden_size=1024,
-            intermediate_size=4096,
-            num_attention_heads=16,
-            num_hidden_layers=24,
-            image_size=224,
-            patch_size=14,
-        ),
-        projection_dim=768,
-    ),
-    "sam": dict(
-        vision_config=dict(
-            hidden_size=1280, num_hidden_layers=32, num_attention_heads=16, global_attn_indexes=[7, 15, 23, 31]
-        )
-    ),
-    "sam_size": 1024,
-    "grounding": {},  # transformers' defaults are Grounding DINO Swin-T with BERT-base
-    "text_len": 77,
-}
-"""The published architectures."""
+# ------------------------------------------------------------------------------------------ stand-ins
 
-TINY = {
-    "size": 128,
-    "unet": dict(
-        sample_size=16,
-        in_channels=9,
-        out_channels=4,
-        layers_per_block=1,
-        cross_attention_dim=32,
-        block_out_channels=(32, 64),
-        attention_head_dim=8,
-        norm_num_groups=32,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-    ),
-    "vae": dict(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        layers_per_block=1,
-        sample_size=128,
-        block_out_channels=(32, 32, 32, 32),
-        norm_num_groups=32,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-    ),
-    "clip": dict(
-        text_config=dict(
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            max_position_embeddings=16,
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        projection_dim=32,
-    ),
-    "sam": dict(
-        vision_config=dict(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            mlp_dim=64,
-            output_channels=32,
-            image_size=64,
-            patch_size=8,
-            window_size=4,
-            global_attn_indexes=[1],
-            num_pos_feats=16,
-        ),
-        prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=8, image_embedding_size=8),
-        mask_decoder_config=dict(
-            hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=32
-        ),
-    ),
-    "sam_size": 64,
-    "grounding": dict(
-        backbone_config=dict(
-            model_type="swin",
-            embed_dim=16,
-            depths=[1, 1, 1, 1],
-            num_heads=[1, 1, 1, 1],
-            window_size=4,
-            image_size=64,
-            out_features=["stage2", "stage3", "stage4"],
-        ),
-        text_config=dict(
-            model_type="bert",
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=37,
-            max_position_embeddings=64,
-        ),
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        num_queries=16,
-        encoder_n_points=2,
-        decoder_n_points=2,
-        max_text_len=64,
-    ),
-    "text_len": 16,
-}
-"""The same code path at a size a CPU runs in seconds."""
+REVISION = "0" * 40
+"""The snapshot folder's name: a commit hash, as the hub cache names them."""
+MARKER = "datagen-stand-in.json"
 
 
-class RemovePipeline:
-    """The remove generator's GPU work for a batch of images: ground, segment, inpaint, decode, composite, score."""
+def _builders() -> dict:
+    from datagen.models import tiny
 
-    def __init__(self, arch: dict[str, Any], device, dtype, tuned: bool, steps: int, compile_models: bool):
-        import torch
-        from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-        from diffusers.models.attention_processor import AttnProcessor
-        from transformers import (
-            CLIPConfig,
-            CLIPModel,
-            GroundingDinoConfig,
-            GroundingDinoForObjectDetection,
-            SamConfig,
-            SamModel,
-        )
-
-        self.arch, self.device, self.dtype, self.tuned, self.steps = arch, device, dtype, tuned, steps
-        attention = "sdpa" if tuned else "eager"
-        torch.manual_seed(0)
-        with torch.device(device):  # random weights made where they run: no host copy of 2 billion parameters
-            self.unet = UNet2DConditionModel(**arch["unet"])
-            self.vae = AutoencoderKL(**arch["vae"])
-            self.clip = CLIPModel(CLIPConfig(**arch["clip"]))
-            self.sam = SamModel(SamConfig(**arch["sam"]))
-            grounding = GroundingDinoConfig(**arch["grounding"])
-            self.grounding = GroundingDinoForObjectDetection(grounding)
-        self.clip.set_attn_implementation(attention)
-        if not tuned:
-            self.unet.set_attn_processor(AttnProcessor())
-            self.vae.set_attn_processor(AttnProcessor())
-        for model in (self.unet, self.vae, self.clip, self.sam, self.grounding):
-            # .to(device) too: a legacy torch.Tensor(...) parameter (Grounding DINO's level_embed) ignores the
-            # device context above and is made on the CPU
-            model.to(device=device, dtype=dtype).eval().requires_grad_(False)
-        if tuned:
-            self.unet.to(memory_format=torch.channels_last)
-            self.vae.to(memory_format=torch.channels_last)
-            self.unet.fuse_qkv_projections()  # one projection matmul instead of three per self-attention
-            self.vae.fuse_qkv_projections()
-        self.unet_forward = self.unet
-        self.vae_decode = self.vae.decode
-        if compile_models:
-            import torch._inductor.config as inductor
-
-            inductor.conv_1x1_as_mm = True  # the UNet's many 1x1 convolutions as matmuls: faster kernels
-            self.unet_forward = torch.compile(self.unet, fullgraph=False)
-            self.vae_decode = torch.compile(self.vae.decode, fullgraph=False)
-        self.scheduler = DDIMScheduler(
-            num_train_timesteps=1000,
-            beta_schedule="scaled_linear",
-            beta_start=0.00085,
-            beta_end=0.012,
-            clip_sample=False,
-            set_alpha_to_one=False,
-        )
-        self.stages: dict[str, float] | None = None  # when a dict: seconds per stage, the GPU synchronised at each
-        self.text_len = arch["text_len"]
-        self.vocab = self.clip.config.text_config.vocab_size
-        self.bert_vocab = grounding.text_config.vocab_size
-
-    def __call__(self, images: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-        """uint8 B x H x W x 3 -> {'output': uint8 images, 'mask': uint8 masks, 'clip': scores}."""
-        import torch
-        import torch.nn.functional as F
-
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        b, size = images.shape[0], images.shape[1]
-        dev, dt = self.device, self.dtype
-        pixels = torch.from_numpy(images).to(dev, non_blocking=True).permute(0, 3, 1, 2).to(dt) / 127.5 - 1
-        mark = self._stage_clock()
-        with torch.inference_mode():
-            # ground: the object phrase as token ids (random weights: any ids exercise the same compute)
-            ids = torch.randint(1000, self.bert_vocab, (b, 8), generator=gen).to(dev)
-            found = self.grounding(pixel_values=pixels, input_ids=ids, attention_mask=torch.ones_like(ids))
-            best = found.logits.float().amax(-1).argmax(-1)
-            cx, cy, w, h = found.pred_boxes.float()[torch.arange(b, device=dev), best].unbind(-1)
-            w, h = w.clamp(0.1, 0.6), h.clamp(0.1, 0.6)
-            boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1).clamp(0, 1)
-            mark("ground")
-            # segment from the box at SAM's input size
-            sam_in = F.interpolate(pixels, size=(self.arch["sam_size"],) * 2, mode="bilinear")
-            masks = self.sam(
-                pixel_values=sam_in, input_boxes=(boxes * self.arch["sam_size"])[:, None], multimask_output=False
-            ).pred_masks[:, 0, :1]
-            mask = (F.interpolate(masks.float(), size=(size, size), mode="bilinear") > 0).to(dt)
-            mark("segment")
-            # inpaint: SD 1.5 inpainting's 9 channels, classifier-free guidance as one batch of 2B
-            tokens = torch.randint(0, self.vocab, (2 * b, self.text_len), generator=gen).to(dev)
-            context = self.clip.text_model(input_ids=tokens).last_hidden_state
-            masked = self.vae.encode(pixels * (1 - mask)).latent_dist.mode() * 0.18215
-            small = F.interpolate(mask, size=masked.shape[-2:])
-            latents = torch.randn(masked.shape, generator=gen).to(dev, dt)
-            self.scheduler.set_timesteps(self.steps, device=dev)
-            extra = torch.cat([small, masked], 1).repeat(2, 1, 1, 1)  # mask and masked image, for both halves
-            mark("encode text and image")
-            for t in self.scheduler.timesteps:
-                x = torch.cat([torch.cat([latents, latents]), extra], 1)
-                if self.tuned:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                noise = self.unet_forward(x, t, encoder_hidden_states=context).sample
-                uncond, cond = noise.chunk(2)
-                latents = self.scheduler.step(uncond + 7.5 * (cond - uncond), t, latents).prev_sample
-            mark("denoise (UNet x steps)")
-            decoded = self.vae_decode(latents / 0.18215).sample.clamp(-1, 1)
-            output = decoded * mask + pixels * (1 - mask)  # outside the mask the input, exactly
-            mark("decode")
-            # score: CLIP image-caption similarity of the output
-            clip_in = F.interpolate(output, size=(self.clip.config.vision_config.image_size,) * 2, mode="bilinear")
-            image_emb = self.clip.get_image_features(pixel_values=clip_in)
-            text_emb = self.clip.get_text_features(input_ids=tokens[b:])
-            image_emb = getattr(image_emb, "pooler_output", image_emb)
-            text_emb = getattr(text_emb, "pooler_output", text_emb)
-            score = F.cosine_similarity(image_emb.float(), text_emb.float())
-            mark("score")
-        out = ((output.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        result = {
-            "output": out.cpu().numpy(),
-            "mask": (mask[:, 0] * 255).to(torch.uint8).cpu().numpy(),
-            "clip": score.cpu().numpy(),
-        }
-        mark("to host")
-        return result
-
-    def _stage_clock(self):
-        """mark(name): adds the seconds since the previous mark to self.stages[name]; nothing when not profiling."""
-        if self.stages is None:
-            return lambda name: None
-        last = [time.perf_counter()]
-
-        def mark(name: str) -> None:
-            _sync(self.device)
-            now = time.perf_counter()
-            self.stages[name] = self.stages.get(name, 0.0) + now - last[0]
-            last[0] = now
-
-        _sync(self.device)
-        return mark
-
-
-def _encode(images: np.ndarray, result: dict[str, np.ndarray], index: int) -> int:
-    from datagen.images import encode
-
-    parts = (
-        encode(images[index], "png"),
-        encode(result["output"][index], "png"),
-        encode(result["mask"][index], "png"),
-    )
-    return sum(len(p) for p in parts)
-
-
-def _inputs(count: int, size: int) -> np.ndarray:
-    from datagen.bench import synthetic_samples
-
-    return np.stack([s["input"] for s in synthetic_samples(count, size)])
-
-
-def _sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def run_path(arch, device, pairs: int, batch: int, steps: int, tuned: bool, compile_models: bool) -> dict[str, Any]:
-    """Pairs per second of one path, after a warm-up batch (compilation, cuDNN autotuning) that is not timed."""
-    import torch
-
-    dtype = torch.bfloat16 if tuned else torch.float32
-    pipe = RemovePipeline(arch, device, dtype, tuned, steps, compile_models)
-    images = _inputs(pairs, arch["size"])
-    pipe(images[:batch], seed=0)
-    _sync(device)
-    started = time.perf_counter()
-    encoded = 0
-    if tuned:  # PNG encoding of batch k on CPU threads while the GPU runs batch k+1
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            pending = []
-            for start in range(0, pairs, batch):
-                chunk = images[start : start + batch]
-                result = pipe(chunk, seed=start)
-                pending += [pool.submit(_encode, chunk, result, i) for i in range(len(chunk))]
-            encoded = sum(f.result() for f in pending)
-    else:
-        for start in range(pairs):
-            chunk = images[start : start + 1]
-            result = pipe(chunk, seed=start)
-            encoded += _encode(chunk, result, 0)
-    _sync(device)
-    seconds = time.perf_counter() - started
-    figures = {
-        "pairs": pairs,
-        "batch": batch if tuned else 1,
-        "dtype": str(dtype).replace("torch.", ""),
-        "seconds": seconds,
-        "pairs_s": pairs / seconds,
-        "png_bytes": encoded,
+    return {
+        "t2i": tiny.build_t2i,
+        "inpaint": tiny.build_inpaint,
+        "grounding": tiny.build_grounding,
+        "segmenter": tiny.build_segmenter,
+        "clip": tiny.build_clip,
+        "dino": tiny.build_dino,
     }
-    # where a pair's time goes: one more batch, synchronised after every stage (so not part of the timing above)
-    pipe.stages = {}
-    chunk = images[:batch] if tuned else images[:1]
-    started = time.perf_counter()
-    result = pipe(chunk, seed=1)
-    encode_start = time.perf_counter()
-    for i in range(len(chunk)):
-        _encode(chunk, result, i)
-    pipe.stages["PNG encode (CPU, one thread)"] = time.perf_counter() - encode_start
-    figures["stages_ms_per_pair"] = {k: 1000 * v / len(chunk) for k, v in pipe.stages.items()}
-    figures["profiled_ms_per_pair"] = 1000 * (time.perf_counter() - started) / len(chunk)
-    pipe.stages = None
-    if tuned:
-        figures["unet"] = unet_mfu(pipe, batch, device)
-    del pipe
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return figures
 
 
-def unet_mfu(pipe: RemovePipeline, batch: int, device) -> dict[str, Any]:
-    """The UNet alone at the tuned batch (2B with guidance): FLOPs per forward, forwards/s, MFU."""
+def snapshot(cache: Path, repo: str) -> Path:
+    """The hub cache's folder for `repo` at REVISION, with refs/main pointing at it."""
+    root = Path(cache) / f"models--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(REVISION)
+    return root / "snapshots" / REVISION
+
+
+def write_stand_ins(
+    cache: Path, roles: Iterable[str], size: str = "full", device: str = "cpu", pipeline: str = PIPELINE
+) -> dict[str, dict]:
+    """Randomly initialised stand-ins of the models `pipeline` names for `roles`, at architectures.SIZES[size],
+    written in the hub cache layout under those model ids; role -> {model, parameters per part}. A snapshot that
+    already holds stand-ins of that size is kept."""
+    from datagen.config import find_config, read_yaml
+    from datagen.models.architectures import SIZES
+
+    specs = read_yaml(find_config("pipelines", pipeline))["roles"]
+    builders = _builders()
+    written = {}
+    for role in roles:
+        if role not in builders:
+            raise ConfigError(f"no stand-in for role {role!r} of pipeline {pipeline}; known: {', '.join(builders)}")
+        repo = specs[role]["model"]
+        folder = snapshot(cache, repo)
+        marker = folder / MARKER
+        if not (marker.is_file() and json.loads(marker.read_text()) == {"size": size}):
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            builders[role](folder, SIZES[size], device)
+            marker.write_text(json.dumps({"size": size}))
+        written[role] = {"model": repo, "parameters": parameters(folder)}
+    return written
+
+
+def parameters(folder: Path) -> dict[str, int]:
+    """Parameters per part (diffusers' subfolders; 'model' for a transformers folder), from the safetensors headers."""
+    counts: dict[str, int] = {}
+    for path in sorted(folder.rglob("*.safetensors")):
+        with open(path, "rb") as f:
+            header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+        part = path.parent.name if path.parent != folder else "model"
+        tensors = (entry["shape"] for name, entry in header.items() if name != "__metadata__")
+        counts[part] = counts.get(part, 0) + sum(math.prod(shape) for shape in tensors)
+    return counts
+
+
+@contextlib.contextmanager
+def hub_cache(path: Path) -> Iterator[None]:
+    """The Hugging Face cache, which datagen.models.weights.locate reads, at `path`, offline, for the block."""
+    import huggingface_hub.constants as hub
+
+    saved = {name: os.environ.get(name) for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE")}
+    before = hub.HF_HUB_CACHE
+    os.environ.update(HF_HUB_CACHE=str(path), HF_HUB_OFFLINE="1")
+    hub.HF_HUB_CACHE = str(path)  # huggingface_hub read the variable when it was imported
+    try:
+        yield
+    finally:
+        hub.HF_HUB_CACHE = before
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# -------------------------------------------------------------------------------------------- settings
+
+COMMON = [
+    "pipeline.roles.llm.backend=template",  # the write phase is not timed: no LLM to load
+    "pipeline.roles.llm.model=null",
+    "pipeline.roles.llm.args={}",
+    "pipeline.enforce_filters=false",  # random weights score noise: every score is computed, none rejects
+    "pipeline.roles.grounding.args.box_threshold=0.0",  # ... and the best box is taken whatever its score
+    "pipeline.roles.grounding.args.text_threshold=0.0",
+]
+"""Overrides of sd15.yaml on both paths."""
+
+
+def overrides(
+    base: RunConfig, naive: bool, device: str, tiny: bool, batch: int | None, steps: int | None, compile_: bool | None
+) -> list[str]:
+    """The overrides of one path on top of COMMON; `base` is sd15 loaded with COMMON alone."""
+    roles = sorted(role for role in base.pipeline.roles if role != "llm")
+    used = sorted(base.roles_used("render"))
+    diffusers = [role for role in roles if base.pipeline.roles[role].backend == "diffusers"]
+    out = [f"pipeline.roles.{role}.device={device}" for role in roles]
+    if tiny:
+        out.append(f"pipeline.image_size={TINY_IMAGE_SIZE}")
+    if device.startswith("cpu"):  # bf16 on a CPU is emulated, not faster
+        out += [f"pipeline.roles.{role}.dtype=float32" for role in roles]
+    if steps is not None:
+        out += [f"pipeline.roles.{role}.args.steps={steps}" for role in diffusers]
+    if naive:
+        out.append("pipeline.micro_batch=1")
+        naive_role = ("batch_size=1", "dtype=float32", "args.attention=eager")
+        out += [f"pipeline.roles.{role}.{setting}" for role in used for setting in naive_role]
+        for role in diffusers:
+            out += [f"pipeline.roles.{role}.args.{key}=false" for key in ("channels_last", "fuse_qkv", "compile")]
+        return out
+    if batch is not None:
+        out.append(f"pipeline.micro_batch={batch}")
+        out += [f"pipeline.roles.{role}.batch_size={batch}" for role in used]
+    if compile_ is not None:  # None: sd15.yaml's own setting
+        out += [f"pipeline.roles.{role}.args.compile={str(compile_).lower()}" for role in diffusers]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- timing
+
+MODEL_STAGES = ("t2i", "ground", "segment", "generate", "score")
+"""The render's stages that run models (on the GPU); load, gate, encode and commit are the CPU's."""
+
+
+def render_path(config: RunConfig) -> dict[str, Any]:
+    """Write (untimed), then render two shards in one worker: the first warms up, the second is timed."""
+    from datagen import shards
+    from datagen.runner import execute_all
+
+    for phase in ("write", "render"):
+        for summary in execute_all([config], phase, workers=0, progress=False):
+            if summary.failed:
+                shard, error = next(iter(summary.failed.items()))
+                raise RuntimeError(f"{phase} of shard {shard} failed in {config.run.out}: {error}")
+    warm, timed = (shards.read_stats(shards.shard_paths(config.run.out, "render", TASK, i)) for i in (0, 1))
+    for stats in (warm, timed):
+        if stats["errors"]:
+            raise RuntimeError(f"{stats['errors']} samples failed in {config.run.out}: {stats['candidate_reasons']}")
+    samples, seconds = timed["samples"], timed["seconds"]
+    stages = timed.get("stages") or {name: {"seconds": s} for name, s in timed["timings"].items()}
+    per_pair = {
+        name: {"ms_per_pair": 1000 * entry["seconds"] / samples, **{k: v for k, v in entry.items() if k != "seconds"}}
+        for name, entry in stages.items()
+    }
+    pipe = config.pipeline
+    used = sorted(config.roles_used("render"))
+    return {
+        "micro_batch": pipe.micro_batch,
+        "roles": {r: pipe.roles[r].model_dump(include={"batch_size", "dtype", "device", "args"}) for r in used},
+        "pairs": samples,
+        "kept": timed["kept"],
+        "seconds": seconds,
+        "pairs_s": samples / seconds,
+        "warmup_seconds": warm["seconds"],
+        "stages": per_pair,
+        "other_ms_per_pair": 1000 * (seconds - sum(e["seconds"] for e in stages.values())) / samples,
+        # the model stages one after another are what a pair must cost at least: their sum is the ceiling
+        "model_stage_share": sum(e["seconds"] for n, e in stages.items() if n in MODEL_STAGES) / seconds,
+    }
+
+
+def unet_mfu(config: RunConfig) -> dict[str, Any]:
+    """The tuned inpainting role's own UNet (loaded by its adapter, with its settings), alone at the role's batch
+    (x2 with classifier-free guidance): FLOPs per forward, forwards/s, MFU."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    latent = pipe.arch["size"] // 8
-    x = torch.randn(2 * batch, 9, latent, latent, device=device, dtype=pipe.dtype)
-    x = x.contiguous(memory_format=torch.channels_last)
+    from datagen import models
+
+    spec = config.pipeline.roles["inpaint"]
+    adapter = models.build("inpaint", spec, **config.model_context())
+    adapter.load()
+    unet = adapter.pipe.unet  # compiled, when the role compiles
+    plain = getattr(unet, "_orig_mod", unet)
+    batch = spec.batch_size * (2 if adapter.guidance > 1 else 1)
+    side = config.pipeline.image_size // adapter.pipe.vae_scale_factor
+    device, dtype = adapter.device, adapter.dtype
+    x = torch.randn(batch, plain.config.in_channels, side, side, device=device, dtype=dtype)
     context = torch.randn(
-        2 * batch, pipe.text_len, pipe.unet.config.cross_attention_dim, device=device, dtype=pipe.dtype
+        batch, adapter.pipe.tokenizer.model_max_length, plain.config.cross_attention_dim, device=device, dtype=dtype
     )
     t = torch.tensor(500, device=device)
     with torch.inference_mode():
         with FlopCounterMode(display=False) as counter:
-            pipe.unet(x, t, encoder_hidden_states=context)
+            plain(x, t, encoder_hidden_states=context)
         flops = counter.get_total_flops()
-        for _ in range(3):
-            pipe.unet_forward(x, t, encoder_hidden_states=context)
+        for _ in range(3):  # compilation (from the render's cache) and the allocator's first blocks
+            unet(x, t, encoder_hidden_states=context)
         _sync(device)
         runs = 20 if device.type == "cuda" else 2
         started = time.perf_counter()
         for _ in range(runs):
-            pipe.unet_forward(x, t, encoder_hidden_states=context)
+            unet(x, t, encoder_hidden_states=context)
         _sync(device)
         seconds = (time.perf_counter() - started) / runs
     achieved = flops / seconds
     peak = peak_flops(device)
     return {
+        "batch": batch,
+        "dtype": str(dtype).replace("torch.", ""),
         "gflops_per_forward": flops / 1e9,
         "forward_ms": seconds * 1000,
         "achieved_tflops": achieved / 1e12,
@@ -444,7 +283,22 @@ def unet_mfu(pipe: RemovePipeline, batch: int, device) -> dict[str, Any]:
     }
 
 
-def peak_flops(device) -> float | None:
+def _sync(device: torch.device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _release() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def peak_flops(device: torch.device) -> float | None:
     import torch
 
     if device.type != "cuda":
@@ -456,70 +310,126 @@ def peak_flops(device) -> float | None:
     return None
 
 
+# ------------------------------------------------------------------------------------------------- CLI
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pairs", type=int, default=32, help="pairs timed per path (default 32)")
-    parser.add_argument("--naive-pairs", type=int, help="pairs for the naive path (default: a quarter of --pairs)")
-    parser.add_argument("--batch", type=int, default=8, help="the tuned path's batch (default 8)")
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--no-compile", action="store_true", help="tuned path without torch.compile")
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--tiny", action="store_true", help="tiny configurations (a CPU check of the code path)")
+    parser.add_argument("--pairs", type=int, default=32, help="samples in the tuned path's timed shard (default 32)")
+    parser.add_argument("--naive-pairs", type=int, help="samples in the naive path's timed shard (default pairs/8)")
+    parser.add_argument("--batch", type=int, help="the tuned path's micro-batch and role batch (default: sd15.yaml's)")
+    parser.add_argument("--steps", type=int, help="denoising steps (default: sd15.yaml's)")
+    compile_ = parser.add_mutually_exclusive_group()
+    compile_.add_argument("--compile", dest="compile", action="store_true", default=None,
+                          help="tuned path with torch.compile of the UNet (default: sd15.yaml's setting)")  # fmt: skip
+    compile_.add_argument("--no-compile", dest="compile", action="store_false", help="tuned path without it")
+    parser.add_argument("--device", default="cuda", help="every role's device (default cuda)")
+    parser.add_argument("--tiny", action="store_true", help="tiny stand-ins at 64x64 (a CPU check of the code path)")
+    parser.add_argument("--hub-cache", metavar="DIR", help="keep the stand-ins here (default: a temporary folder)")
+    parser.add_argument("--tmp", metavar="DIR", help="where the runs are written (default: the system's temp dir)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from datagen.config import ConfigError
-
+    started = time.perf_counter()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             "datagen bench gpu needs CUDA (torch.cuda.is_available() is False); on a CPU, "
             "`--tiny --device cpu --no-compile` runs the same code on tiny models"
         )
-    for name in ("pairs", "batch", "steps"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    arch = TINY if args.tiny else FULL
+    naive_pairs = args.naive_pairs or max(2, args.pairs // 8)
+    counts = {"pairs": args.pairs, "naive-pairs": naive_pairs, "batch": args.batch, "steps": args.steps}
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be at least 1, got {value}")
+    if args.tmp and not Path(args.tmp).is_dir():
+        raise ConfigError(f"--tmp {args.tmp}: no such directory")
     import diffusers
     import transformers
 
-    diffusers.logging.set_verbosity_error()  # random weights cast to bf16 warn once per model
-    transformers.logging.set_verbosity_error()
-    naive_pairs = args.naive_pairs or max(1, args.pairs // 4)
-    naive = run_path(arch, device, naive_pairs, 1, args.steps, tuned=False, compile_models=False)
-    tuned = run_path(arch, device, args.pairs, args.batch, args.steps, tuned=True, compile_models=not args.no_compile)
+    from datagen.config import load_run
+
+    transformers.utils.logging.disable_progress_bar()  # one bar per model written and loaded, at every run
+    diffusers.utils.logging.disable_progress_bar()
+    root = Path(tempfile.mkdtemp(prefix="datagen-bench-gpu-", dir=args.tmp))
+    cache = Path(args.hub_cache) if args.hub_cache else root / "hub"
+    try:
+        base = load_run(TASK, PIPELINE, out=str(root / "base"), n=1, overrides=COMMON)
+        used = sorted(base.roles_used("render"))
+        stand_ins = write_stand_ins(cache, used, "tiny" if args.tiny else "full", args.device)
+        paths, configs = {}, {}
+        with hub_cache(cache):
+            for name, pairs in (("naive", naive_pairs), ("tuned", args.pairs)):
+                naive = name == "naive"
+                extra = overrides(base, naive, args.device, args.tiny, args.batch, args.steps, args.compile)
+                configs[name] = load_run(
+                    TASK, PIPELINE, out=str(root / name), n=2 * pairs, shard_size=pairs, overrides=[*COMMON, *extra]
+                )
+                paths[name] = render_path(configs[name])
+                _release()
+            unet = unet_mfu(configs["tuned"])
+            _release()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     from datagen.bench import machine
 
+    tuned_config = configs["tuned"].pipeline
     result = {
         "bench": "gpu",
+        "pipeline": PIPELINE,
+        "task": TASK,
         "tiny": args.tiny,
-        "steps": args.steps,
-        "size": arch["size"],
-        "naive": naive,
-        "tuned": tuned,
-        "speedup": tuned["pairs_s"] / naive["pairs_s"],
-        "targets": {"speedup": 10, "mfu": 0.4},
+        "device": args.device,
+        "image_size": tuned_config.image_size,
+        "steps": tuned_config.roles["inpaint"].args.get("steps"),
+        "stand_ins": stand_ins,
+        "naive": paths["naive"],
+        "tuned": paths["tuned"],
+        "speedup": paths["tuned"]["pairs_s"] / paths["naive"]["pairs_s"],
+        "unet": unet,
+        "targets": {"speedup": 10, "model_stage_share": 0.9, "mfu": 0.45},
+        "seconds": time.perf_counter() - started,
         "machine": machine(),
     }
-    unet = tuned["unet"]
-    where = result["machine"].get("gpu", str(device)) + (" (tiny configurations)" if args.tiny else "")
-    print(f"gpu: remove generator, {arch['size']}x{arch['size']}, {args.steps} steps, {where}")
-    print(f"  naive  fp32, batch 1, no SDPA, no compile, serial:          {naive['pairs_s']:.3f} pairs/s")
-    print(
-        f"  tuned  bf16, batch {args.batch}, SDPA, channels_last, "
-        f"{'no compile' if args.no_compile else 'compiled'}, overlapped: {tuned['pairs_s']:.3f} pairs/s"
-    )
-    print(f"  speedup {result['speedup']:.1f}x (target >= 10x)")
-    for name, path in (("naive", naive), ("tuned", tuned)):
-        stages = ", ".join(f"{k} {v:.0f}" for k, v in path["stages_ms_per_pair"].items())
-        print(f"  {name} ms per pair, synchronised per stage: {stages}")
-    mfu = "n/a (no known peak for this device)" if unet["mfu"] is None else f"{unet['mfu']:.0%} (target >= 40%)"
-    print(
-        f"  UNet: {unet['gflops_per_forward']:.0f} GFLOP per forward at batch {2 * args.batch}, "
-        f"{unet['forward_ms']:.1f} ms, {unet['achieved_tflops']:.1f} TFLOP/s, MFU {mfu}"
-    )
+    print_result(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     return 0
+
+
+def print_result(r: dict[str, Any]) -> None:
+    from datagen.bench import _table
+
+    where = r["machine"].get("gpu", r["device"]) if r["device"].startswith("cuda") else r["device"]
+    size = " (tiny stand-ins)" if r["tiny"] else ""
+    print(f"gpu: `datagen generate`'s render of {r['task']} on {r['pipeline']}, {r['image_size']}px, {where}{size}")
+    naive, tuned = r["naive"], r["tuned"]
+    for name, path in (("naive", naive), ("tuned", tuned)):
+        inpaint = path["roles"]["inpaint"]
+        args = inpaint["args"]
+        flags = [f"attention {args.get('attention', 'sdpa')}"]
+        flags += [flag for flag in ("channels_last", "fuse_qkv", "compile") if args.get(flag)]
+        print(
+            f"  {name}: micro-batch {path['micro_batch']}, inpaint {inpaint['dtype']} batch {inpaint['batch_size']} "
+            f"{', '.join(flags)}: {path['pairs']} pairs in {path['seconds']:.2f} s, {path['pairs_s']:.3f} pairs/s"
+        )
+    stages = sorted(set(naive["stages"]) | set(tuned["stages"]))
+    rows = [
+        [s, *(f"{p['stages'][s]['ms_per_pair']:.1f}" if s in p["stages"] else "" for p in (naive, tuned))]
+        for s in stages
+    ]
+    rows.append(["other (manifest, stats, commit)", *(f"{p['other_ms_per_pair']:.1f}" for p in (naive, tuned))])
+    print(_table(rows, ["stage (ms/pair)", "naive", "tuned"]))
+    print(f"  speedup {r['speedup']:.1f}x (target >= {r['targets']['speedup']}x)")
+    print(
+        f"  tuned: the model stages take {tuned['model_stage_share']:.0%} of the render (target >= 90% of the "
+        f"sum-of-model-stages ceiling)"
+    )
+    unet = r["unet"]
+    mfu = "n/a (no known peak for this device)" if unet["mfu"] is None else f"{unet['mfu']:.0%} (target >= 45%)"
+    print(
+        f"  UNet: {unet['gflops_per_forward']:.0f} GFLOP per forward at batch {unet['batch']} {unet['dtype']}, "
+        f"{unet['forward_ms']:.1f} ms, {unet['achieved_tflops']:.1f} TFLOP/s, MFU {mfu}"
+    )

@@ -8,6 +8,7 @@ here touches the network: tokenizers are built from a local word list.
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import os
 import shutil
@@ -15,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from datagen import scenes
+from datagen.models.architectures import TINY
 
 VERSION = "v6"  # bump when a builder changes, so stale caches are rebuilt
 
@@ -66,6 +68,15 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+def _made(cls, *args, device: str = "cpu", **kwargs):
+    """cls(*args, **kwargs) with its random weights made on `device` (a billion of them take seconds on a GPU and
+    minutes on a CPU), returned on the CPU to be saved."""
+    import torch
+
+    with torch.device(device):
+        return cls(*args, **kwargs).cpu()
+
+
 # ----------------------------------------------------------------------------------------- tokenizers
 
 
@@ -108,57 +119,42 @@ def bert_tokenizer():
 
 
 # ------------------------------------------------------------------------------------------- builders
+# The builders of the families in datagen/models/architectures.py take its sizes: TINY for `tiny:ROLE`, FULL for
+# the real-size stand-ins (datagen/bench_gpu.py); `device` is where the random weights are made.
 
 
-def clip_text_config(vocab_size: int) -> dict:
-    """The tiny CLIP text tower: CLIP's own and Stable Diffusion's text encoder share it."""
-    return dict(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-    )
+def clip_text_config(vocab_size: int, sizes: dict = TINY) -> dict:
+    """The CLIP text tower: CLIP's own and Stable Diffusion's text encoder share it."""
+    return {"vocab_size": vocab_size, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1, **sizes["clip_text"]}
 
 
-def build_clip(path: Path) -> None:
+def build_clip(path: Path, sizes: dict = TINY, device: str = "cpu") -> None:
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
     _seed()
     tokenizer = clip_tokenizer()
     config = CLIPConfig(
-        text_config=clip_text_config(len(tokenizer)),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=32,
-            patch_size=8,
-        ),
-        projection_dim=16,
+        text_config=clip_text_config(len(tokenizer), sizes),
+        vision_config=dict(sizes["clip_vision"]),
+        projection_dim=sizes["clip_projection"],
     )
-    CLIPModel(config).save_pretrained(path, safe_serialization=True)
-    images = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    _made(CLIPModel, config, device=device).save_pretrained(path, safe_serialization=True)
+    side = sizes["clip_pixels"]
+    images = CLIPImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
     CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(path)
 
 
-def build_dino(path: Path) -> None:
+def build_dino(path: Path, sizes: dict = TINY, device: str = "cpu") -> None:
     from transformers import BitImageProcessorPil, Dinov2Config, Dinov2Model
 
     _seed()
-    config = Dinov2Config(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, image_size=32, patch_size=8
-    )
-    Dinov2Model(config).save_pretrained(path, safe_serialization=True)
-    BitImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
+    config = Dinov2Config(**sizes["dino"])
+    _made(Dinov2Model, config, device=device).save_pretrained(path, safe_serialization=True)
+    side = sizes["dino_pixels"]
+    BitImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side}).save_pretrained(path)
 
 
-def build_grounding(path: Path) -> None:
+def build_grounding(path: Path, sizes: dict = TINY, device: str = "cpu") -> None:
     from transformers import (
         GroundingDinoConfig,
         GroundingDinoForObjectDetection,
@@ -168,99 +164,35 @@ def build_grounding(path: Path) -> None:
 
     _seed()
     tokenizer = bert_tokenizer()
-    config = GroundingDinoConfig(
-        backbone_config=dict(
-            model_type="swin",
-            embed_dim=16,
-            depths=[1, 1, 1, 1],
-            num_heads=[1, 1, 1, 1],
-            window_size=4,
-            image_size=128,
-            out_features=["stage2", "stage3", "stage4"],
-        ),
-        text_config=dict(
-            model_type="bert",
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=37,
-            max_position_embeddings=64,
-        ),
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,  # decoder_layers >= 2: its weight tying needs two
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        num_queries=16,
-        encoder_n_points=2,
-        decoder_n_points=2,
-        max_text_len=64,
-    )
-    GroundingDinoForObjectDetection(config).save_pretrained(path, safe_serialization=True)
-    images = GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 128})
+    arch = copy.deepcopy(sizes["grounding"])
+    arch["text_config"] = {"vocab_size": len(tokenizer), **arch["text_config"]}
+    config = GroundingDinoConfig(**arch)
+    _made(GroundingDinoForObjectDetection, config, device=device).save_pretrained(path, safe_serialization=True)
+    shortest, longest = sizes["grounding_pixels"]
+    images = GroundingDinoImageProcessor(size={"shortest_edge": shortest, "longest_edge": longest})
     GroundingDinoProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(path)
 
 
-def build_segmenter(path: Path) -> None:
+def build_segmenter(path: Path, sizes: dict = TINY, device: str = "cpu") -> None:
     from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
 
     _seed()
-    config = SamConfig(
-        vision_config=dict(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            mlp_dim=64,
-            output_channels=32,
-            image_size=64,
-            patch_size=8,
-            window_size=4,
-            global_attn_indexes=[1],
-            num_pos_feats=16,
-        ),
-        prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=8, image_embedding_size=8),
-        mask_decoder_config=dict(
-            hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=32
-        ),
-    )
-    SamModel(config).save_pretrained(path, safe_serialization=True)
-    images = SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64})
+    config = SamConfig(**copy.deepcopy(sizes["sam"]))
+    _made(SamModel, config, device=device).save_pretrained(path, safe_serialization=True)
+    side = sizes["sam_pixels"]
+    images = SamImageProcessor(size={"longest_edge": side}, pad_size={"height": side, "width": side})
     SamProcessor(image_processor=images).save_pretrained(path)
 
 
-def _sd_parts(in_channels: int):
+def _sd_parts(in_channels: int, sizes: dict = TINY, device: str = "cpu"):
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     _seed()
     tokenizer = clip_tokenizer()
-    unet = UNet2DConditionModel(
-        sample_size=16,
-        in_channels=in_channels,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(32, 64),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=32,
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        norm_num_groups=32,
-        sample_size=32,
-    )
-    text_encoder = CLIPTextModel(CLIPTextConfig(**clip_text_config(len(tokenizer))))
+    unet = _made(UNet2DConditionModel, in_channels=in_channels, **sizes["unet"], device=device)
+    vae = _made(AutoencoderKL, **sizes["vae"], device=device)
+    text_encoder = _made(CLIPTextModel, CLIPTextConfig(**clip_text_config(len(tokenizer), sizes)), device=device)
     scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -272,11 +204,11 @@ def _sd_parts(in_channels: int):
     return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
 
 
-def build_t2i(path: Path) -> None:
+def build_t2i(path: Path, sizes: dict = TINY, device: str = "cpu") -> None:
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(
-        **_sd_parts(4), safety_checker=None, feature_extractor=None, requires_safety_checker=False
+        **_sd_parts(4, sizes, device), safety_checker=None, feature_extractor=None, requires_safety_checker=False
     )
     pipe.save_pretrained(path, safe_serialization=True)
 
@@ -315,11 +247,11 @@ def build_t2i_xl(path: Path) -> None:
     pipe.save_pretrained(path, safe_serialization=True)
 
 
-def build_inpaint(path: Path) -> None:
+def build_inpaint(path: Path, sizes: dict = TINY, device: str = "cpu") -> None:
     from diffusers import StableDiffusionInpaintPipeline
 
     pipe = StableDiffusionInpaintPipeline(
-        **_sd_parts(9), safety_checker=None, feature_extractor=None, requires_safety_checker=False
+        **_sd_parts(9, sizes, device), safety_checker=None, feature_extractor=None, requires_safety_checker=False
     )
     pipe.save_pretrained(path, safe_serialization=True)
 
