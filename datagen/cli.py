@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--alpha", type=float, default=0.03, help="multi-turn: keep a new pixel only if it changed this much"
     )
     edit.add_argument("--seed", type=int, default=0)
+    edit.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines) over the steps")
     cl = sub.add_parser("classify", help="train the task classifier on shards, or classify instructions")
     cl.add_argument("--shards", nargs="+", help="train on the instructions in these runs or .tar files")
     cl.add_argument("--model", required=True, help="classifier folder (written when training, read otherwise)")
@@ -116,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--pipeline", default="sd15", help="whose clip and dino roles measure (default: sd15)")
     ev.add_argument("--limit", type=int, help="at most this many pairs")
     ev.add_argument("--json", help="also write the numbers here")
+    ev.add_argument("--batch-size", type=int, default=8, help="pairs edited and embedded together (default: 8)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines) over the pairs")
     tasks = sub.add_parser(
         "tasks",
         help="list every task: group, generator, the pipelines it runs on",
@@ -326,6 +329,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_edit(args: argparse.Namespace) -> int:
     from datagen.images import BadImage, decode_image
+    from datagen.progress import Progress
     from datagen.train import edit, keep_changed, load_editor, to_png
 
     model = load_editor(args.checkpoint)
@@ -341,11 +345,15 @@ def cmd_edit(args: argparse.Namespace) -> int:
         task = TaskClassifier.load(args.classifier).predict([args.instruction[0]])[0]
     task = task or model.tasks[0]
     current = image
-    for turn, instruction in enumerate(args.instruction, 1):
-        new = edit(model, current, instruction, task, args.steps, args.image_guidance, args.text_guidance, args.seed)
-        current = keep_changed(current[: new.shape[0], : new.shape[1]], new, args.alpha) if turn > 1 else new
-        if len(args.instruction) > 1:
-            Path(f"{Path(args.out).with_suffix('')}-{turn}.png").write_bytes(to_png(current))
+    turns = len(args.instruction)
+    with Progress(turns * args.steps, "edit", unit="step", enabled=not args.no_progress) as bar:
+        for turn, instruction in enumerate(args.instruction, 1):  # each turn edits the previous one's result
+            bar.update(0, turn=f"{turn}/{turns}")
+            new = edit(model, current, instruction, task, args.steps, args.image_guidance, args.text_guidance,
+                       args.seed, on_step=lambda done, steps: bar.update(1))  # fmt: skip
+            current = keep_changed(current[: new.shape[0], : new.shape[1]], new, args.alpha) if turn > 1 else new
+            if turns > 1:
+                Path(f"{Path(args.out).with_suffix('')}-{turn}.png").write_bytes(to_png(current))
     Path(args.out).write_bytes(to_png(current))
     print(f"wrote {args.out} ({len(args.instruction)} turn(s), task {task})")
     return 0
@@ -407,7 +415,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from datagen.train import load_editor
 
         editor = load_editor(args.checkpoint)
-    summary = evaluate.summarise(evaluate.evaluate(pairs, clip, dino, editor))
+    rows = evaluate.evaluate(pairs, clip, dino, editor, batch_size=args.batch_size, progress=not args.no_progress)
+    summary = evaluate.summarise(rows)
     print(evaluate.table(summary, clip.model_id, dino.model_id))
     if args.json:
         evaluate.write_json(Path(args.json), summary, clip.model_id, dino.model_id)

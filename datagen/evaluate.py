@@ -16,6 +16,7 @@ import numpy as np
 
 from datagen.config import ConfigError
 from datagen.filters import clip_scores, cosine
+from datagen.progress import Progress
 
 METRICS = ("clip_dir", "clip_img", "clip_out", "l1", "dino")
 
@@ -80,32 +81,66 @@ def load_benchmark(path: str, limit: int | None) -> list[dict[str, Any]]:
     return pairs
 
 
-def evaluate(pairs: list[dict[str, Any]], clip, dino, editor=None, edit_args: dict | None = None) -> list[dict]:
-    """Per-pair metrics; with an editor the outputs are its edits of the inputs."""
-    from datagen.images import fit_square
-
+def evaluate(
+    pairs: list[dict[str, Any]],
+    clip,
+    dino,
+    editor=None,
+    edit_args: dict | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> list[dict]:
+    """Per-pair metrics, in the order of `pairs`; with an editor the outputs are its edits of the inputs, made
+    `batch_size` pairs at a time. Progress in pairs on stderr (a bar on a terminal, JSON lines otherwise)."""
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size}: give at least 1 pair per batch")
     rows = []
-    for pair in pairs:
-        before = pair["input"]
-        if editor is not None:
-            from datagen.train import edit
+    with Progress(len(pairs), "eval", unit="pair", enabled=progress) as bar:
+        bar.update(0)  # the first line, with the total, before the first batch's edits
 
-            task = pair["task"] if pair["task"] in editor.tasks else editor.tasks[0]
-            before = fit_square(before, editor_size(before))
-            after = edit(editor, before, pair["instruction"], task, **(edit_args or {}))
-            before = before[: after.shape[0], : after.shape[1]]
-        else:
-            after = pair["output"]
-        image_in, image_out = clip.embed_images([before, after])
-        text_in, text_out = clip.embed_texts([pair["input_caption"] or " ", pair["output_caption"] or " "])
-        dino_in, dino_out = dino.embed_images([before, after])
-        rows.append(
-            {
-                "task": pair["task"],
-                **pair_metrics(before, after, image_in, image_out, text_in, text_out, dino_in, dino_out),
-            }
-        )
+        def on_step(done: int, steps: int) -> None:  # a batch of edits takes minutes on a CPU: show its steps
+            bar.update(0, denoising=f"{done}/{steps}")
+
+        for start in range(0, len(pairs), batch_size):
+            batch = pairs[start : start + batch_size]
+            if editor is None:
+                befores, afters = [p["input"] for p in batch], [p["output"] for p in batch]
+            else:
+                befores, afters = edited(batch, editor, edit_args or {}, on_step)
+            rows += measured(batch, befores, afters, clip, dino)
+            bar.update(len(batch))
     return rows
+
+
+def edited(pairs: list[dict[str, Any]], editor, edit_args: dict, on_step=None) -> tuple[list, list]:
+    """(inputs as the editor saw them, its edits): inputs fitted to a square the editor takes, edited together."""
+    from datagen.images import fit_square
+    from datagen.train import edit_batch
+
+    befores = [fit_square(p["input"], editor_size(p["input"])) for p in pairs]
+    tasks = [p["task"] if p["task"] in editor.tasks else editor.tasks[0] for p in pairs]
+    seed = edit_args.get("seed", 0)
+    args = {k: v for k, v in edit_args.items() if k != "seed"}
+    afters = edit_batch(editor, befores, [p["instruction"] for p in pairs], tasks, seeds=[seed] * len(pairs),
+                        on_step=on_step, **args)  # fmt: skip
+    return [b[: a.shape[0], : a.shape[1]] for b, a in zip(befores, afters, strict=True)], afters
+
+
+def measured(pairs: list[dict[str, Any]], befores: list, afters: list, clip, dino) -> list[dict]:
+    """`pair_metrics` of each pair, every embedding of the batch computed in one call per embedder and kind."""
+    n = len(pairs)
+    images = clip.embed_images(befores + afters)
+    texts = clip.embed_texts([p["input_caption"] or " " for p in pairs] + [p["output_caption"] or " " for p in pairs])
+    dinos = dino.embed_images(befores + afters)
+    return [
+        {
+            "task": pair["task"],
+            **pair_metrics(
+                befores[k], afters[k], images[k], images[n + k], texts[k], texts[n + k], dinos[k], dinos[n + k]
+            ),
+        }
+        for k, pair in enumerate(pairs)
+    ]
 
 
 def editor_size(image: np.ndarray) -> int:

@@ -25,6 +25,7 @@ import os
 import time
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -580,35 +581,77 @@ def edit(
     image_guidance: float = 1.5,
     text_guidance: float = 5.0,
     seed: int = 0,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """InstructPix2Pix sampling with separate image and text guidance (Emu Edit: 1.5 and 5.0)."""
+    """InstructPix2Pix sampling with separate image and text guidance (Emu Edit: 1.5 and 5.0); `edit_batch` of one."""
+    return edit_batch(model, [image], [instruction], [task], steps, image_guidance, text_guidance, [seed], on_step)[0]
+
+
+@torch.no_grad()
+def edit_batch(
+    model: EditModel,
+    images: list[np.ndarray],
+    instructions: list[str],
+    tasks: list[str],
+    steps: int = 20,
+    image_guidance: float = 1.5,
+    text_guidance: float = 5.0,
+    seeds: list[int] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> list[np.ndarray]:
+    """`edit` of many images, those of one size sampled together; item k's initial noise comes from seeds[k] alone
+    (default 0), so its edit does not depend on the rest of the batch. on_step(done, steps) after each step."""
+    for task in tasks:
+        if task not in model.tasks:
+            raise ConfigError(f"--task {task!r}: the checkpoint knows {', '.join(model.tasks)}")
+    seeds = seeds if seeds is not None else [0] * len(images)
+    if not len(images) == len(instructions) == len(tasks) == len(seeds):
+        raise ValueError(f"edit_batch: {len(images)} images, {len(instructions)} instructions, {len(tasks)} tasks "
+                         f"and {len(seeds)} seeds; give one of each per item")  # fmt: skip
+    crops = [image[: image.shape[0] // 8 * 8, : image.shape[0] // 8 * 8] for image in images]
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for k, crop in enumerate(crops):
+        by_shape.setdefault(crop.shape, []).append(k)
+    edited: dict[int, np.ndarray] = {}
+    for members in by_shape.values():
+        pixels = torch.from_numpy(np.stack([crops[k] for k in members])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        task_ids = [model.tasks.index(tasks[k]) for k in members]
+        sampled = _sample(model, pixels, [instructions[k] for k in members], task_ids, [seeds[k] for k in members],
+                          steps, image_guidance, text_guidance, on_step)  # fmt: skip
+        edited.update(zip(members, sampled, strict=True))
+    return [edited[k] for k in range(len(images))]
+
+
+def _sample(model, pixels, instructions, task_ids, seeds, steps, image_guidance, text_guidance, on_step):
+    """pixels (B, 3, H, W) in [-1, 1] -> B uint8 images; the three guidance branches of all B in one UNet forward."""
     from diffusers import DDIMScheduler
 
-    if task not in model.tasks:
-        raise ConfigError(f"--task {task!r}: the checkpoint knows {', '.join(model.tasks)}")
     device = model.unet.device
-    size = image.shape[0] - image.shape[0] % 8
-    pixels = torch.from_numpy(np.array(image[:size, :size])).permute(2, 0, 1)[None].float() / 127.5 - 1
     cond_image = model.encode_image(pixels.to(device), sample=False)
-    text, null = model.encode_text([instruction]), model.encode_text([""])
-    task_id = torch.tensor([model.tasks.index(task)] * 3, device=device)
+    batch = len(cond_image)
+    text, null = model.encode_text(instructions), model.encode_text([""]).expand(batch, -1, -1)
+    task_id = torch.tensor(task_ids * 3, device=device)
     sampler = DDIMScheduler.from_config(model.scheduler.config)
     sampler.set_timesteps(steps, device=device)
-    generator = torch.Generator().manual_seed(seed)
-    latents = torch.randn(cond_image.shape, generator=generator).to(device) * sampler.init_noise_sigma
+    # one generator per item: its noise is what a batch of one would draw
+    noise = [torch.randn(cond_image[:1].shape, generator=torch.Generator().manual_seed(seed)) for seed in seeds]
+    latents = torch.cat(noise).to(device) * sampler.init_noise_sigma
     texts = torch.cat([text, null, null])
     images = torch.cat([cond_image, cond_image, torch.zeros_like(cond_image)])
     # on a GPU the UNet runs in bf16 as in training; the latents and the sampler's arithmetic stay float32
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    for t in sampler.timesteps:
+    for k, t in enumerate(sampler.timesteps, 1):
         noisy = sampler.scale_model_input(torch.cat([latents] * 3), t)
         with autocast:
             predicted = model.predict(noisy, images, t, texts, task_id).float()
         full, image_only, none = predicted.chunk(3)
         guided = none + image_guidance * (image_only - none) + text_guidance * (full - image_only)
         latents = sampler.step(guided, t, latents).prev_sample
+        if on_step is not None:
+            on_step(k, len(sampler.timesteps))
     decoded = model.vae.decode(latents / model.vae.config.scaling_factor).sample
-    return ((decoded[0].permute(1, 2, 0).float().cpu().numpy().clip(-1, 1) + 1) * 127.5).round().astype(np.uint8)
+    pixels_out = ((decoded.permute(0, 2, 3, 1).float().cpu().numpy().clip(-1, 1) + 1) * 127.5).round()
+    return list(pixels_out.astype(np.uint8))
 
 
 def keep_changed(previous: np.ndarray, new: np.ndarray, alpha: float = 0.03, blur: int = 5) -> np.ndarray:

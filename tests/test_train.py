@@ -1,5 +1,5 @@
 """The editor trainer on the tiny model (CPU): it learns, resumes exactly, drops guidance as specified; the edit and
-eval paths; metrics and multi-turn thresholding against hand-computed values."""
+eval paths, batched ones against item by item; metrics and multi-turn thresholding against hand-computed values."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from datagen.config import load_run
 from datagen.evaluate import load_pairs, pair_metrics, summarise
 from datagen.runner import execute
-from datagen.train import TrainConfig, drop_masks, edit, keep_changed, load_editor, train
+from datagen.train import TrainConfig, drop_masks, edit, edit_batch, keep_changed, load_editor, train
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,63 @@ def test_edit_and_multi_turn(tiny_dir, shards, tmp_path):
         edit(model, image, "x", "nope")
 
 
+@pytest.fixture(scope="module")
+def editor(tiny_dir, shards, tmp_path_factory):
+    """A checkpoint one training step from the tiny text-to-image model, loaded on the CPU (float32)."""
+    out = tmp_path_factory.mktemp("editor")
+    train(config(shards, out, 1, checkpoint_every=1), progress=False)
+    return load_editor(str(out), device="cpu")
+
+
+def test_a_batched_edit_is_each_item_edited_alone(editor, shards):
+    from datagen.images import fit_square
+
+    inputs = [p["input"] for p in load_pairs([str(shards)], 3)]
+    images = [inputs[0], inputs[0], inputs[1], fit_square(inputs[2], 72), inputs[0]]  # 72 px: a batch of its own
+    instructions = ["remove the ball", "remove the ball", "remove the box", "remove the cup", "remove the ball"]
+    seeds = [0, 1, 0, 0, 0]
+    calls = []
+    batch = edit_batch(
+        editor, images, instructions, ["remove"] * 5, steps=2, seeds=seeds, on_step=lambda k, n: calls.append((k, n))
+    )
+    assert calls == [(1, 2), (2, 2), (1, 2), (2, 2)], "two sizes: two batches of two steps"
+    for k, image in enumerate(images):
+        alone = edit(editor, image, instructions[k], "remove", steps=2, seed=seeds[k])
+        assert batch[k].shape == alone.shape == image.shape
+        assert np.abs(batch[k].astype(int) - alone.astype(int)).max() <= 1, f"item {k} depends on its neighbours"
+    assert (batch[0] == batch[4]).all(), "the same item twice in a batch: the same edit"
+    assert np.abs(batch[0].astype(int) - batch[1].astype(int)).max() > 1, "each item's noise comes from its seed"
+
+
+def test_eval_in_batches_gives_the_pair_by_pair_metrics_with_progress(editor, shards, capsys):
+    from datagen import models
+    from datagen.config import load_pipeline
+    from datagen.evaluate import evaluate
+
+    roles = load_pipeline("tiny").roles
+    clip, dino = models.build("clip", roles["clip"]), models.build("dino", roles["dino"])
+    clip.load()
+    dino.load()
+    pairs = load_pairs([str(shards)], 5)
+    capsys.readouterr()
+    rows = evaluate(pairs, clip, dino, editor, {"steps": 2}, batch_size=2)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert (lines[0]["event"], lines[0]["done"], lines[0]["total"]) == ("progress", 0, 5), "a line before the edits"
+    assert (lines[-1]["event"], lines[-1]["step"], lines[-1]["done"], lines[-1]["unit"]) == ("done", "eval", 5, "pair")
+    assert lines[-1]["denoising"] == "2/2"
+    stored = evaluate(pairs, clip, dino, batch_size=3, progress=False)
+    assert capsys.readouterr().err == "", "--no-progress: silent"
+    for pair, row, stored_row in zip(pairs, rows, stored, strict=True):
+        after = edit(editor, pair["input"], pair["instruction"], "remove", steps=2)  # 64 px: the editor's own size
+        for measured, output in ((row, after), (stored_row, pair["output"])):
+            e_in, e_out = clip.embed_images([pair["input"], output])
+            t_in, t_out = clip.embed_texts([pair["input_caption"] or " ", pair["output_caption"] or " "])
+            d_in, d_out = dino.embed_images([pair["input"], output])
+            alone = pair_metrics(pair["input"], output, e_in, e_out, t_in, t_out, d_in, d_out)
+            assert measured["task"] == "remove"
+            assert {m: measured[m] for m in alone} == pytest.approx(alone, abs=1e-3, nan_ok=True)
+
+
 def test_multi_turn_threshold_keeps_unchanged_pixels_bit_exact():
     previous = np.full((32, 32, 3), 100, np.uint8)
     new = previous.copy()
@@ -114,10 +171,17 @@ def test_train_edit_eval_from_the_command_line(tiny_dir, shards, tmp_path):
                    "--instruction", "remove the ball", "--instruction", "remove the box", "--steps", "2",
                    "--out", str(tmp_path / "out.png"), env=env)  # fmt: skip
     assert "2 turn(s)" in proc.stdout and (tmp_path / "out-1.png").is_file() and (tmp_path / "out.png").is_file()
+    done = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert (done["event"], done["step"], done["done"], done["total"], done["turn"]) == ("done", "edit", 4, 4, "2/2")
     proc = run_cli("eval", "--shards", str(shards), "--pipeline", "tiny", "--json", str(tmp_path / "m.json"), env=env)
     assert "CLIP: tiny:clip   DINO: tiny:dino" in proc.stdout
     numbers = json.loads((tmp_path / "m.json").read_text())["metrics"]
     assert set(numbers["all"]) == {"n", "clip_dir", "clip_img", "clip_out", "l1", "dino"} and numbers["all"]["n"] > 0
+    proc = run_cli("eval", "--shards", str(shards), "--checkpoint", str(tmp_path / "run"), "--pipeline", "tiny",
+                   "--limit", "3", "--batch-size", "2", env=env)  # fmt: skip
+    done = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert (done["event"], done["step"], done["done"], done["unit"]) == ("done", "eval", 3, "pair")
+    assert "remove" in proc.stdout.splitlines()[-1] and " 3 " in proc.stdout.splitlines()[-1]
 
 
 def test_task_inversion_learns_only_the_new_vector(tiny_dir, tmp_path):
