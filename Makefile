@@ -74,7 +74,7 @@ bench:
 	$(BIN)/datagen bench writer --json $(BENCH_OUT)/writer.json
 	$(BIN)/datagen bench engine --json $(BENCH_OUT)/engine.json
 	$(BIN)/datagen bench render --pipeline local --task remove --json $(BENCH_OUT)/render-local.json
-	$(BIN)/datagen bench render --pipeline tiny --task remove --n 20 --shard-size 10 --json $(BENCH_OUT)/render-tiny.json
+	$(BIN)/datagen bench render --pipeline tiny --task remove --n 32 --shard-size 16 --json $(BENCH_OUT)/render-tiny.json
 
 generate:
 	$(BIN)/datagen generate --task $(TASK) --pipeline $(PIPELINE) --n $(N) --out $(OUT) --seed $(SEED) $(ARGS)
