@@ -145,7 +145,7 @@ def test_unknown_score_generator_backend_and_role(tmp_path):
         ConfigError, match=r"roles.inpaint.backend`: unknown backend 'lama'; known for inpaint: opencv"
     ):
         load_run("remove", "local", out=str(tmp_path), n=1, overrides=["pipeline.roles.inpaint.backend=lama"])
-    with pytest.raises(ConfigError, match=r"method: 'fancy'; allowed: telea, ns"):
+    with pytest.raises(ConfigError, match=r"field `roles.inpaint.args.method`: 'fancy'; allowed: telea, ns"):
         load_run("remove", "local", out=str(tmp_path), n=1, overrides=["pipeline.roles.inpaint.args.method=fancy"])
     with pytest.raises(ConfigError, match=r"mask_variants`: \['blob'\]; allowed: .*exact, dilated, bbox"):
         load_run("remove", "local", out=str(tmp_path), n=1, overrides=["generator.args.mask_variants=[blob]"])

@@ -28,7 +28,12 @@ class Options(BaseModel):
             allowed = ", ".join(cls.model_fields) or "none (this backend takes no arguments)"
             if error["type"] == "extra_forbidden":
                 raise ConfigError(f"field `roles.{role}.args.{name}`: unknown argument; allowed: {allowed}") from None
-            raise ConfigError(f"field `roles.{role}.args.{name}`: {error.get('input')!r}: {error['msg']}") from None
+            if error["type"] == "literal_error":
+                what = error["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
+            else:
+                what = error["msg"].removeprefix("Input should be ")
+            name = str(error["loc"][0])  # not the member of a union pydantic tried last
+            raise ConfigError(f"field `roles.{role}.args.{name}`: {error.get('input')!r}; allowed: {what}") from None
 
 
 class NoOptions(Options):
