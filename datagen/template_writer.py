@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from datagen import scenes
-from datagen.config import ConfigError, PromptSpec, RoleSpec
+from datagen.config import EDIT_KINDS, ConfigError, PromptSpec, RoleSpec
 from datagen.scenes import article, compose_caption
 from datagen.sources import SourceItem
 from datagen.writer import OutputValidator, WriterReject
@@ -276,20 +276,8 @@ def text_edit(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
     }
 
 
-KINDS = {
-    "remove_object": remove_object,
-    "add_object": add_object,
-    "replace_object": replace_object,
-    "retexture_object": retexture_object,
-    "change_background": change_background,
-    "global_change": global_change,
-    "stylize": stylize,
-    "color_adjust": color_adjust,
-    "detect_object": detect_object,
-    "segment_object": segment_object,
-    "translate": translate,
-    "text_edit": text_edit,
-}
+KINDS = {kind: globals()[kind] for kind in EDIT_KINDS}
+"""Offline edit kind -> its writer: the function of the same name for each of config.EDIT_KINDS, the one list."""
 VERB_KINDS = {"remove_object", "add_object"}
 """Kinds whose templates use {verb}: their prompt must list verbs."""
 REQUIRED_CHOICES = {
