@@ -1,4 +1,4 @@
-# datagen — `make install && make test`, then `make generate TASK=remove`.
+# datagen — `make install && make test`, then `make generate TASK=remove` (on a fresh clone that alone installs first).
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -28,7 +28,7 @@ DEST ?= $(OUT)-$(FORMAT)
 help:
 	@echo "make install                 create $(VENV) and install datagen (CPU, no GPU needed)"
 	@echo "make install-browser         Chromium + chromedriver from the OS packages (the report's browser test)"
-	@echo "make test                    run the test suite"
+	@echo "make test                    run the test suite (this and the commands below run make install first when $(VENV) is missing)"
 	@echo "make lint                    ruff check + format check"
 	@echo "make bench                   CPU benchmarks against their baselines (writer, engine, render); JSON in BENCH_OUT"
 	@echo "make generate TASK=remove [PIPELINE=local] [N=200] [OUT=out/remove] [SEED=0] [ARGS='--set k=v']"
@@ -56,43 +56,48 @@ install: $(BIN)/python
 	$(if $(GPU),,$(BIN)/pip uninstall -y torchvision torchaudio torchcodec)
 	$(BIN)/python -c "import torch, transformers, diffusers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'diffusers', diffusers.__version__)"
 
+# The environment's marker: the commands below that need the environment build it first when it is missing (a
+# fresh clone: `make generate` alone does everything), and never reinstall once it is there.
+$(BIN)/datagen:
+	$(MAKE) install
+
 # Debian/Ubuntu packages; other systems: install chromium and its chromedriver with the OS package manager.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 install-browser:
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver
 
-test:
+test: $(BIN)/datagen
 	$(BIN)/python -m pytest -q
 
-lint:
+lint: $(BIN)/datagen
 	$(BIN)/ruff check datagen tests benchmarks
 	$(BIN)/ruff format --check datagen tests benchmarks
 
 BENCH_OUT ?= out/bench
-bench:
+bench: $(BIN)/datagen
 	@mkdir -p $(BENCH_OUT)
 	$(BIN)/datagen bench writer --json $(BENCH_OUT)/writer.json
 	$(BIN)/datagen bench engine --json $(BENCH_OUT)/engine.json
 	$(BIN)/datagen bench render --pipeline local --task remove --json $(BENCH_OUT)/render-local.json
 	$(BIN)/datagen bench render --pipeline tiny --task remove --n 32 --shard-size 16 --json $(BENCH_OUT)/render-tiny.json
 
-generate:
+generate: $(BIN)/datagen
 	$(BIN)/datagen generate --task $(TASK) --pipeline $(PIPELINE) --n $(N) --out $(OUT) --seed $(SEED) $(ARGS)
 
-verify:
+verify: $(BIN)/datagen
 	$(BIN)/datagen verify $(OUT)
 
-show:
+show: $(BIN)/datagen
 	$(BIN)/datagen show $(OUT) $(ARGS)
 
-report:
+report: $(BIN)/datagen
 	$(BIN)/datagen report $(OUT) $(ARGS)
 
-export:
+export: $(BIN)/datagen
 	$(BIN)/datagen export $(OUT) --format $(FORMAT) $(DEST) $(ARGS)
 
 # CPU default: the tiny editor at 64 px; on GPUs pass ARGS='--init stable-diffusion-v1-5/stable-diffusion-v1-5 --resolution 256'.
-train:
+train: $(BIN)/datagen
 	$(if $(filter 1,$(NPROC)),$(BIN)/datagen,$(BIN)/torchrun --nproc_per_node $(NPROC) -m datagen.cli) train --shards $(SHARDS) --out $(TRAIN_OUT) --steps $(STEPS) --resolution 64 --batch-size 4 $(ARGS)
 
 clean:

@@ -35,6 +35,12 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--input", help="the source's input: image folder, tar folder, caption file or topic file")
     parser.add_argument(
+        "--repeat",
+        action="store_true",
+        help="--source images: let --n exceed the number of images, reusing them (without it such a run stops "
+        "before any work)",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -173,6 +179,7 @@ def resolve_configs(args: argparse.Namespace) -> list:
     if not args.task and not args.tasks:
         given = [f"--{name.replace('_', '-')}" for name in RUN_DEFAULTS if getattr(args, name) is not None]
         given += ["--set"] * bool(args.overrides) + ["--source"] * bool(args.source) + ["--input"] * bool(args.input)
+        given += ["--repeat"] * bool(args.repeat)
         if given:
             raise ConfigError(
                 f"{', '.join(given)} given without --task: resuming {args.out} uses its run.json as it is; start a "
@@ -197,6 +204,7 @@ def resolve_configs(args: argparse.Namespace) -> list:
             shard_size=args.shard_size,
             source=args.source,
             input=args.input,
+            repeat=args.repeat,
             overrides=args.overrides,
         )
 

@@ -279,6 +279,9 @@ class RunSpec(Spec):
     """Input source (default: the task's first)."""
     input: str | None = None
     """Image folder for source 'images'."""
+    repeat: bool = False
+    """Source 'images': allow --n larger than the number of images, reusing them; without it such a run stops before
+    any work, saying how many distinct images the folder holds."""
     max_image_pixels: int = Field(default=50_000_000, ge=1024)
     """Larger input images are rejected as decompression bombs."""
     max_shard_retries: int = Field(default=2, ge=0, le=20)
@@ -467,6 +470,7 @@ def load_run(
     shard_size: int = 100,
     source: str | None = None,
     input: str | None = None,
+    repeat: bool = False,
     overrides: list[str] = (),
 ) -> RunConfig:
     """Load and cross-check everything a run needs; raises ConfigError before any work starts.
@@ -502,6 +506,7 @@ def load_run(
             shard_size=shard_size,
             source=source or task_spec.sources[0],
             input=input,
+            repeat=repeat,
         ),
         "command line",
     )
@@ -616,4 +621,4 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
         raise ConfigError(
             f"--source {run.source!r}: task {task.name!r} accepts sources {', '.join(task.sources)} ({where})"
         )
-    check_source(run.source, run.input)
+    check_source(run.source, run.input, n=run.n, repeat=run.repeat)

@@ -325,14 +325,20 @@ def export(out: str, dest: str, format: str, progress: bool = True, overwrite: b
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add the `export` subcommand to an argparse subparsers object."""
     text = "export a run's committed shards as a Hugging Face parquet dataset or an imagefolder"
+    formats = "{" + ",".join(FORMATS) + "}"
     parser = sub.add_parser(
         "export",
         help=text,
         description=text + " (datagen/export.py)",
-        epilog="Example: datagen export out/remove --format hf-parquet --dest exports/remove",
+        usage=f"datagen export [-h] OUT [DEST] --format {formats} [--dest DEST] [--overwrite] [--no-progress]",
+        epilog="Example: datagen export out/remove --format hf-parquet exports/remove",
     )
     parser.add_argument("out", help="run directory or fsspec URL (its committed shards/ are read)")
-    parser.add_argument("dest_arg", nargs="?", metavar="DEST", help="export folder or fsspec URL (or --dest)")
+    dest = parser.add_argument("dest_arg", metavar="DEST", help="export folder or fsspec URL (or --dest)")
+    # A plain positional made optional, not nargs="?": argparse fills a "?" positional with nothing at the first
+    # positional it meets, so `export OUT --format F DEST` would leave DEST unrecognised. This one waits for DEST
+    # wherever it stands, and run() asks for it when neither it nor --dest is given.
+    dest.required = False
     parser.add_argument("--dest", help="export folder or fsspec URL")
     parser.add_argument(
         "--format",

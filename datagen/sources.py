@@ -59,6 +59,15 @@ _INJECTION = re.compile(
 """Chat-template tokens and the usual phrasings of text addressed to the writer LLM rather than describing an image."""
 
 
+def inside_folder(root: Path, rel: str, what: str) -> Path:
+    """`root/rel` with symbolic links and `..` resolved; BadSource `path_outside_input` when that lies outside
+    `root`, so a link in an input folder never brings an outside file into the dataset."""
+    path = (root / rel).resolve()
+    if root.resolve() not in path.parents:
+        raise BadSource("path_outside_input", f"{what} {rel!r} leaves the input folder (a symbolic link or '..')")
+    return path
+
+
 def check_text(text: str, what: str = "caption", injection: bool = True) -> str:
     """A caption, topic, object name or instruction fit for a prompt and a dataset, whitespace runs (tabs, newlines)
     made one space; BadSource with reason `{what}_empty`, `_too_long`, `_control_characters` or (text from a source,
@@ -177,6 +186,7 @@ class ImageFolderSource:
         path = (self.root / rel).with_suffix(".json")
         if not path.exists():
             return {}
+        inside_folder(self.root, str(Path(rel).with_suffix(".json")), "sidecar")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -190,6 +200,7 @@ class ImageFolderSource:
 
     def item(self, ref: dict[str, Any]) -> SourceItem:
         rel = str(ref["path"])
+        inside_folder(self.root, rel, "image")
         sidecar = self._sidecar(rel)
         caption = sidecar.get("caption", "")
         if not isinstance(caption, str):
@@ -203,7 +214,7 @@ class ImageFolderSource:
 
     def load(self, ref: dict[str, Any], max_pixels: int) -> LoadedInput:
         rel = str(ref["path"])
-        path = self.root / rel
+        path = inside_folder(self.root, rel, "image")
         try:
             data = path.read_bytes()
         except OSError as e:
@@ -435,6 +446,9 @@ class _TarIndex:
     """Keys of the samples that have an image, in tar order."""
     members: dict[str, dict[str, tuple[int, int]]]
     """Key -> extension -> (data offset, size) in the tar file."""
+    outside: str = ""
+    """For a tar outside the input folder (a symbolic link), never read: why; it stands for one sample, rejected as
+    `path_outside_input`."""
 
 
 def _index_tar(root: Path, rel: str) -> _TarIndex:
@@ -479,10 +493,18 @@ class ShardSource:
     def tars(self) -> dict[str, _TarIndex]:
         """Relative tar path -> its index, in sorted path order."""
         if self._tars is None:
-            self._order = [_index_tar(self.root, rel) for rel in self._tar_paths()]
+            self._order = [self._index(rel) for rel in self._tar_paths()]
             self._starts = [0, *itertools.accumulate(len(tar.keys) for tar in self._order)][:-1]
             self._tars = {tar.rel: tar for tar in self._order}
         return self._tars
+
+    def _index(self, rel: str) -> _TarIndex:
+        if self.single is None:  # a tar named by --input itself is the user's choice, wherever it lies
+            try:
+                inside_folder(self.root, rel, "tar")
+            except BadSource as e:
+                return _TarIndex(rel, [""], {}, outside=e.detail)
+        return _index_tar(self.root, rel)
 
     def _tar_paths(self) -> list[str]:
         if self.single is not None:
@@ -506,6 +528,8 @@ class ShardSource:
 
     def _sample(self, ref: dict[str, Any]) -> dict[str, tuple[int, int]]:
         tar = self.tars.get(str(ref["tar"]))
+        if tar is not None and tar.outside:
+            raise BadSource("path_outside_input", tar.outside)
         exts = tar.members.get(str(ref["key"])) if tar else None
         if exts is None:
             raise BadSource("missing_sample", f"{ref['tar']}: no sample with key {ref['key']!r}")
@@ -576,8 +600,9 @@ def build_source(kind: str, size: int, input_dir: str | None) -> Source:
     raise ValueError(f"unknown source {kind!r}")
 
 
-def check_source(kind: str, input: str | None) -> None:
-    """Open and read (or index) the run's input now, so a bad one fails before any work starts; ConfigError."""
+def check_source(kind: str, input: str | None, n: int | None = None, repeat: bool = False) -> None:
+    """Open and read (or index) the run's input now, so a bad one fails before any work starts; ConfigError.
+    With `n`, an image folder holding fewer images than `n` samples is refused unless `repeat` allows reusing them."""
     if kind not in INPUTS:
         if input:
             raise ConfigError(f"--input is only used with --source {', '.join(INPUTS)} (source is {kind!r})")
@@ -595,8 +620,14 @@ def check_source(kind: str, input: str | None) -> None:
             raise ConfigError(f"--input {input!r}: no such directory or .tar file; --source shards reads {allowed}")
         if path.suffix.lower() != ".tar":
             raise _wrong_suffix(path, kind, (".tar",))
-    if len(build_source(kind, 1, input)) == 0:
+    distinct = len(build_source(kind, 1, input))
+    if distinct == 0:
         raise ConfigError(f"--input {input!r}: {_nothing_found(kind)}; --source {kind} reads {allowed}")
+    if kind == "images" and n is not None and n > distinct and not repeat:
+        raise ConfigError(
+            f"--input {input!r} holds {distinct} images; --n {n} would reuse them; pass --repeat to allow it, "
+            f"or lower --n"
+        )
 
 
 def _nothing_found(kind: str) -> str:

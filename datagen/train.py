@@ -254,12 +254,12 @@ def _fsspec_open(url: str, mode: str = "rb", bufsize: int = 8192, **_):
 
 def read_samples(config: TrainConfig, urls: list[str]):
     """Decoded training samples in a fixed order for a seed (so a resumed run sees the same batches); corrupt ones
-    are skipped and counted."""
+    are skipped and counted, and samples of tasks the model was not given are counted apart, as filtered."""
     import webdataset as wds
 
     from datagen.images import BadImage, decode_member
 
-    stats = {"skipped": 0}
+    stats = {"skipped": 0, "other_task": 0}
     index = {name: n for n, name in enumerate(config.tasks)}
 
     def decode(sample):
@@ -267,6 +267,15 @@ def read_samples(config: TrainConfig, urls: list[str]):
         try:
             meta = json.loads(sample["json"])
             if config.invert_task and meta["task"] != config.invert_task:
+                return None
+            if meta["task"] not in index:  # a well-formed sample of another task: filtered, not corrupt
+                stats["other_task"] += 1
+                if stats["other_task"] in (1, 10, 100) or stats["other_task"] % 1000 == 0:
+                    warnings.warn(
+                        f"filtered {stats['other_task']} training sample(s) of tasks the model was not given, the "
+                        f"last of task {meta['task']!r} (the model's tasks: {', '.join(config.tasks)})",
+                        stacklevel=2,
+                    )
                 return None
             task = index[meta["task"]]
             scores = meta.get("scores", {})
@@ -282,7 +291,7 @@ def read_samples(config: TrainConfig, urls: list[str]):
                 "instruction": meta["instruction"],
                 "weight": config.task_weights.get(meta["task"], 1.0),
             }
-        except (KeyError, StopIteration, ValueError, BadImage, json.JSONDecodeError) as e:
+        except (KeyError, TypeError, StopIteration, ValueError, BadImage, json.JSONDecodeError) as e:
             stats["skipped"] += 1
             if stats["skipped"] in (1, 10, 100) or stats["skipped"] % 1000 == 0:
                 warnings.warn(
@@ -316,9 +325,9 @@ def read_samples(config: TrainConfig, urls: list[str]):
             unusable += 1
             if unusable > 10_000:  # resampled shards never end: say so rather than spin
                 raise ConfigError(
-                    f"--shards: 10000 samples in a row unusable ({stats['skipped']} corrupt; tasks "
-                    f"{', '.join(config.tasks)}; min scores {config.min_score or 'none'}; inverting "
-                    f"{config.invert_task or 'nothing'})"
+                    f"--shards: 10000 samples in a row unusable ({stats['skipped']} corrupt, {stats['other_task']} of "
+                    f"other tasks; tasks {', '.join(config.tasks)}; min scores {config.min_score or 'none'}; "
+                    f"inverting {config.invert_task or 'nothing'})"
                 )
             continue
         unusable = 0
@@ -478,15 +487,17 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
         net = DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
     params = list(model.trainable().values())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0 if config.invert_task else 1e-2)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup)))
     start = 0
     checkpoint = latest_checkpoint(out) if resume else None
     if checkpoint is not None:
         meta = load_weights(model, checkpoint)
-        load_optimizer(optimizer, checkpoint, meta)
+        load_optimizer(optimizer, checkpoint, meta)  # its param groups hold the schedule's initial_lr
         start = meta["step"]
-        scheduler.last_epoch = start - 1
-        scheduler.step()
+    # Built after the optimizer's state is restored and told where the run stands: its constructor sets the lr of
+    # step `start`, so the scheduler never steps before the optimizer does (PyTorch warns, and skips a value).
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup)), last_epoch=start - 1
+    )
     ema = {n: p.detach().clone() for n, p in model.trainable().items()} if config.ema else None
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
