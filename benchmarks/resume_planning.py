@@ -7,7 +7,7 @@ import shutil
 import time
 import tracemalloc
 
-from datagen.config import load_run
+from datagen.resolve import load_run
 from datagen.runner import pending_shards
 from datagen.storage import Folder
 

@@ -11,12 +11,10 @@ Figures print as a table; `--json FILE` keeps them. docs/benchmarks.md records t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import hashlib
 import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -27,25 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from datagen.measure import machine, table
+
 # ------------------------------------------------------------------------------------------------ helpers
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    found = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "python": platform.python_version()}
-    found["torch"] = torch.__version__
-    if torch.cuda.is_available():
-        found["gpu"] = torch.cuda.get_device_name(0)
-    found["date"] = time.strftime("%Y-%m-%d")
-    return found
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -60,14 +42,6 @@ def _median_time(fn, repeats: int) -> float:
 def _settle() -> None:
     """Let the kernel write back what earlier contenders left dirty, so that it is not charged to the next."""
     os.sync()
-
-
-def _table(rows: list[list[Any]], header: list[str]) -> str:
-    cells = [header, *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------- writer
@@ -258,14 +232,14 @@ def print_writer(r: dict[str, Any]) -> None:
         f"{r['tar_mb']:.1f} MB per tar, median of {r['repeats']}"
     )
     rows = [[name, f"{v['mb_s']:.0f}", f"{v['samples_s']:.0f}"] for name, v in r["encoded"].items()]
-    print(_table(rows, ["already encoded", "MB/s", "samples/s"]))
+    print(table(rows, ["already encoded", "MB/s", "samples/s"]))
     rows = [[name, f"{v['samples_s']:.1f}", f"{v['bytes_per_sample'] / 1024:.0f}"] for name, v in r["decoded"].items()]
-    print(_table(rows, ["from decoded arrays", "samples/s", "KiB/sample"]))
+    print(table(rows, ["from decoded arrays", "samples/s", "KiB/sample"]))
     rows = [
         [c["codec"], f"{c['ms_per_image']:.1f}", "" if c["kib_per_image"] is None else f"{c['kib_per_image']:.0f}"]
         for c in r["codecs"]
     ]
-    print(_table(rows, ["codec (one input image)", "ms", "KiB"]))
+    print(table(rows, ["codec (one input image)", "ms", "KiB"]))
     ratios = r["ratios"]
     print(
         f"ours / TarWriter: {ratios['ours_vs_tarwriter']:.2f}x (target >= 1.0; "
@@ -315,7 +289,7 @@ def bench_engine(
     """The `local` pipeline through Ray with one actor per core vs the same shards in one plain loop."""
     import ray
 
-    from datagen.config import load_run
+    from datagen.resolve import load_run
     from datagen.runner import init_ray
 
     root = Path(tempfile.mkdtemp(prefix="datagen-bench-", dir=where))
@@ -378,13 +352,13 @@ def print_engine(r: dict[str, Any]) -> None:
         f"{r['cores']} cores"
     )
     rows = [[name, f"{r[name]['seconds']:.1f}", f"{r[name]['samples_s']:.1f}"] for name in ("loop", "ray")]
-    print(_table(rows, ["", "seconds", "samples/s"]))
+    print(table(rows, ["", "seconds", "samples/s"]))
     stages = sorted(set(r["loop"]["stages_ms_per_sample"]) | set(r["ray"]["stages_ms_per_sample"]))
     rows = [
         [s, f"{r['loop']['stages_ms_per_sample'].get(s, 0):.1f}", f"{r['ray']['stages_ms_per_sample'].get(s, 0):.1f}"]
         for s in stages
     ]
-    print(_table(rows, ["stage (ms/sample)", "loop", "ray worker"]))
+    print(table(rows, ["stage (ms/sample)", "loop", "ray worker"]))
     print(
         f"parallel efficiency: {r['parallel_efficiency']:.0%} (target >= 85%) = ray samples/s / "
         f"(loop samples/s x {r['cores']})"
@@ -403,7 +377,7 @@ def batch_1_overrides(config) -> list[str]:
 
 def _render_run(task: str, pipeline: str, out: Path, n: int, shard_size: int, overrides: list[str]) -> dict[str, Any]:
     """Write every shard, then time the render phase alone (the write phase is not what batching changes)."""
-    from datagen.config import load_run
+    from datagen.resolve import load_run
     from datagen.runner import execute_all
 
     config = load_run(task, pipeline, out=str(out), n=n, shard_size=shard_size, overrides=overrides)
@@ -443,7 +417,7 @@ def bench_render(
     """One pipeline and task inline (one process, models loaded once): the render phase as configured (batched)
     against the same run forced to batch 1, in the same process; per-stage time per sample, pairs/s, and
     `speedup` = batched render samples/s / batch-1 render samples/s."""
-    from datagen.config import load_run
+    from datagen.resolve import load_run
 
     root = Path(tempfile.mkdtemp(prefix="datagen-bench-", dir=where))
     try:
@@ -479,7 +453,7 @@ def print_render(r: dict[str, Any]) -> None:
     rows.append(
         ["other (manifest, stats, commit)", f"{base['other_ms_per_sample']:.1f}", f"{r['other_ms_per_sample']:.1f}"]
     )
-    print(_table(rows, ["stage (ms/sample)", "batch 1", f"batched (micro-batch {r['micro_batch']})"]))
+    print(table(rows, ["stage (ms/sample)", "batch 1", f"batched (micro-batch {r['micro_batch']})"]))
     calls = ", ".join(f"{role} {n} vs {base['model_calls'].get(role, 0)}" for role, n in r["model_calls"].items())
     print(f"model calls, batched vs batch 1: {calls}")
     print(
@@ -545,7 +519,7 @@ def run(args: argparse.Namespace) -> int:
 
         return bench_gpu.run(args)
     if args.tmp and not Path(args.tmp).is_dir():
-        from datagen.config import ConfigError
+        from datagen.errors import ConfigError
 
         raise ConfigError(f"--tmp {args.tmp}: no such directory")
     if args.bench == "writer":

@@ -169,7 +169,9 @@ def overrides(
 ) -> list[str]:
     """The overrides of one path on top of COMMON; `base` is sd15 loaded with COMMON alone."""
     roles = sorted(role for role in base.pipeline.roles if role != "llm")
-    used = sorted(base.roles_used("render"))
+    from datagen.resolve import roles_used
+
+    used = sorted(roles_used(base, "render"))
     diffusers = [role for role in roles if base.pipeline.roles[role].backend == "diffusers"]
     out = [f"pipeline.roles.{role}.device={device}" for role in roles]
     if tiny:
@@ -220,7 +222,9 @@ def render_path(config: RunConfig) -> dict[str, Any]:
         for name, entry in stages.items()
     }
     pipe = config.pipeline
-    used = sorted(config.roles_used("render"))
+    from datagen.resolve import roles_used
+
+    used = sorted(roles_used(config, "render"))
     return {
         "micro_batch": pipe.micro_batch,
         "roles": {r: pipe.roles[r].model_dump(include={"batch_size", "dtype", "device", "args"}) for r in used},
@@ -349,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
     import diffusers
     import transformers
 
-    from datagen.config import load_run
+    from datagen.resolve import load_run, roles_used
 
     transformers.utils.logging.disable_progress_bar()  # one bar per model written and loaded, at every run
     diffusers.utils.logging.disable_progress_bar()
@@ -357,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
     cache = Path(args.hub_cache) if args.hub_cache else root / "hub"
     try:
         base = load_run(TASK, PIPELINE, out=str(root / "base"), n=1, overrides=COMMON)
-        used = sorted(base.roles_used("render"))
+        used = sorted(roles_used(base, "render"))
         stand_ins = write_stand_ins(cache, used, "tiny" if args.tiny else "full", args.device)
         paths, configs = {}, {}
         with hub_cache(cache):
@@ -373,7 +377,7 @@ def run(args: argparse.Namespace) -> int:
             _release()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    from datagen.bench import machine
+    from datagen.measure import machine
 
     tuned_config = configs["tuned"].pipeline
     result = {
@@ -400,7 +404,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_result(r: dict[str, Any]) -> None:
-    from datagen.bench import _table
+    from datagen.measure import table
 
     where = r["machine"].get("gpu", r["device"]) if r["device"].startswith("cuda") else r["device"]
     size = " (tiny stand-ins)" if r["tiny"] else ""
@@ -421,7 +425,7 @@ def print_result(r: dict[str, Any]) -> None:
         for s in stages
     ]
     rows.append(["other (manifest, stats, commit)", *(f"{p['other_ms_per_pair']:.1f}" for p in (naive, tuned))])
-    print(_table(rows, ["stage (ms/pair)", "naive", "tuned"]))
+    print(table(rows, ["stage (ms/pair)", "naive", "tuned"]))
     print(f"  speedup {r['speedup']:.1f}x (target >= {r['targets']['speedup']}x)")
     print(
         f"  tuned: the model stages take {tuned['model_stage_share']:.0%} of the render (target >= 90% of the "

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.config import ConfigError, RoleSpec
+from datagen.config import RoleSpec
+from datagen.errors import ConfigError
 
 FEATURES = 4096
 """Hash buckets of the word and bigram features."""

@@ -156,7 +156,7 @@ RUN_DEFAULTS = {"pipeline": "local", "n": 200, "seed": 0, "shard_size": 100}
 
 def parse_mixture(text: str) -> dict[str, float]:
     """'remove:0.2,add:0.1' -> weights; 'remove,add' -> equal weights."""
-    from datagen.config import ConfigError
+    from datagen.errors import ConfigError
 
     weights = {}
     for part in text.split(","):
@@ -173,7 +173,9 @@ def parse_mixture(text: str) -> dict[str, float]:
 
 def resolve_configs(args: argparse.Namespace) -> list:
     """The run's task configurations: one task, a mixture (--tasks, or --task all / a,b), or OUT's run.json."""
-    from datagen.config import ConfigError, known, load_run
+    from datagen.config import known
+    from datagen.errors import ConfigError
+    from datagen.resolve import load_run
     from datagen.runner import load_runs, split_n
 
     if not args.task and not args.tasks:
@@ -230,8 +232,8 @@ def resolve_configs(args: argparse.Namespace) -> list:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    from datagen.config import load_pipeline
     from datagen.preflight import preflight
+    from datagen.resolve import load_pipeline
 
     checks = preflight(load_pipeline(args.pipeline, args.overrides))
     for c in checks:
@@ -251,7 +253,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from datagen.runner import execute_all
 
     configs = resolve_configs(args)
-    require(configs[0].pipeline, args.command, set().union(*(c.roles_used(args.command) for c in configs)))
+    from datagen.resolve import roles_used
+
+    require(configs[0].pipeline, args.command, set().union(*(roles_used(c, args.command) for c in configs)))
     summaries = execute_all(
         configs, args.command, ray_address=args.ray_address, workers=args.workers, progress=not args.no_progress
     )
@@ -273,7 +277,9 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     """Every task: group, generators, and the pipelines it runs on (or why not)."""
     import tempfile
 
-    from datagen.config import ConfigError, TaskSpec, find_config, known, load_run, read_yaml, validate
+    from datagen.config import TaskSpec, find_config, known, read_yaml, validate
+    from datagen.errors import ConfigError
+    from datagen.resolve import load_run
 
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -314,7 +320,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from datagen.config import ConfigError
+    from datagen.errors import ConfigError
     from datagen.train import TrainConfig, train
 
     min_score = {}
@@ -369,7 +375,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from datagen.classifier import TaskClassifier, held_out
-    from datagen.config import ConfigError
+    from datagen.errors import ConfigError
 
     if args.shards:
         import webdataset as wds
@@ -400,8 +406,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from datagen import evaluate, models
-    from datagen.config import ConfigError, load_pipeline
+    from datagen.errors import ConfigError
     from datagen.preflight import require
+    from datagen.resolve import load_pipeline
 
     if bool(args.shards) == bool(args.benchmark):
         raise ConfigError("give --shards or --benchmark (one of them)")
@@ -435,7 +442,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     """A quick look: the first N samples (of a task, of a status) with everything known about them."""
     from itertools import islice
 
-    from datagen.config import ConfigError
+    from datagen.errors import ConfigError
     from datagen.shards import manifest_rows
 
     if args.n < 1:
@@ -483,7 +490,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from datagen.config import ConfigError, RunStopped
+    from datagen.errors import ConfigError, RunStopped
 
     args = build_parser().parse_args(argv)
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from datagen.config import ConfigError
+from datagen.errors import ConfigError
 from datagen.filters import clip_scores, cosine
 from datagen.progress import Progress
 

@@ -47,15 +47,15 @@ IMAGE_COLUMNS = {"input": "input_image", "output": "edited_image", "mask": "mask
 
 def _error(message: str) -> Exception:
     """A ConfigError: a problem the user can act on, reported without a traceback."""
-    from datagen.config import ConfigError
+    from datagen.errors import ConfigError
 
     return ConfigError(message)
 
 
 @functools.cache
 def score_columns() -> tuple[str, ...]:
-    """One float column per score of datagen.filters.SCORES, in that order."""
-    from datagen.filters import SCORES
+    """One float column per score of datagen.SCORES, in that order."""
+    from datagen.scores import SCORES
 
     return tuple(f"score_{name}" for name in SCORES)
 

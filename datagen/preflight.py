@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datagen.config import ConfigError, PipelineSpec
+from datagen.config import PipelineSpec
+from datagen.errors import ConfigError
 from datagen.models import WEIGHTED
 from datagen.models.weights import ModelMissing, fetch_command, locate
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from datagen.filters import SCORES
+from datagen.scores import SCORES
 
 KEY_RE = re.compile(r"^[a-z][a-z0-9_]*_\d{6}_\d{5}$")
 

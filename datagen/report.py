@@ -96,7 +96,7 @@ class TaskTally:
 
 
 def _config_error(message: str) -> Exception:
-    from datagen.config import ConfigError  # pydantic: imported when needed, so `datagen --help` stays instant
+    from datagen.errors import ConfigError
 
     return ConfigError(message)
 
@@ -229,7 +229,7 @@ class RunTally:
     """Counts, histograms and the gallery's sample of one run, fed one manifest at a time."""
 
     def __init__(self, gallery: int, seed: int):
-        from datagen.filters import SCORES
+        from datagen.scores import SCORES
 
         self.scores = SCORES
         self.capacity, self.seed = gallery, seed

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datagen import __version__, generators, models, shards
-from datagen.config import ConfigError, RunConfig, RunStopped
-from datagen.errors import Reject
+from datagen.config import RunConfig
+from datagen.errors import ConfigError, Reject, RunStopped
 from datagen.progress import Progress, log_event
 from datagen.record import sample_key, sample_seed
 from datagen.render import ShardRender

@@ -18,9 +18,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datagen.filters import SCORES
 from datagen.images import encode
 from datagen.record import KEY_RE, EditRecord
+from datagen.scores import SCORES
 from datagen.storage import Folder
 
 MEMBERS = ("input", "output", "mask", "json", "txt")

@@ -24,8 +24,7 @@ import numpy as np
 import yaml
 
 from datagen import images, scenes
-from datagen.config import ConfigError
-from datagen.errors import Reject
+from datagen.errors import ConfigError, Reject
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 INPUTS = {

@@ -24,7 +24,7 @@ from typing import IO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from datagen.config import ConfigError
+from datagen.errors import ConfigError
 
 
 def is_url(location: str | Path) -> bool:

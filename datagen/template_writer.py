@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from datagen import scenes
-from datagen.config import EDIT_KINDS, ConfigError, PromptSpec, RoleSpec
+from datagen.config import EDIT_KINDS, PromptSpec, RoleSpec
+from datagen.errors import ConfigError
 from datagen.scenes import article, compose_caption
 from datagen.sources import SourceItem
 from datagen.writer import OutputValidator, WriterReject

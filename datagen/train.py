@@ -34,7 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from datagen.config import ConfigError, known
+from datagen.config import known
+from datagen.errors import ConfigError
 from datagen.progress import Progress
 from datagen.storage import Folder
 

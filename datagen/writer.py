@@ -15,8 +15,8 @@ from typing import Any
 import jsonschema
 import numpy as np
 
-from datagen.config import ConfigError, PromptSpec, RoleSpec
-from datagen.errors import Reject
+from datagen.config import PromptSpec, RoleSpec
+from datagen.errors import ConfigError, Reject
 from datagen.models import weights
 from datagen.sources import SourceItem
 

@@ -24,8 +24,8 @@ from conftest import FAST, REPO, run_cli
 from PIL import Image
 
 from datagen import cli
-from datagen.config import load_run
 from datagen.images import fit_square
+from datagen.resolve import load_run
 from datagen.runner import _bad_output
 from datagen.shards import verify
 from datagen.writer import OutputValidator, WriterReject, parse_completion

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from datagen.config import ConfigError, load_run
+from datagen.errors import ConfigError
+from datagen.resolve import load_run
 from datagen.runner import ShardWorker, execute
 
 BATCH_1 = [

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 
 from datagen import models
 from datagen.classifier import TaskClassifier, held_out
-from datagen.config import RoleSpec, load_run
+from datagen.config import RoleSpec
+from datagen.resolve import load_run
 from datagen.runner import execute
 from datagen.sources import SceneSource
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datagen.config import ConfigError, PipelineSpec, PromptSpec, TaskSpec, config_root, load_run, read_yaml, validate
+from datagen.config import PipelineSpec, PromptSpec, TaskSpec, config_root, read_yaml, validate
+from datagen.errors import ConfigError
+from datagen.resolve import load_run
 
 ROOT = config_root()
 

@@ -10,12 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from datagen.config import RoleSpec, load_run
+from datagen.config import RoleSpec
 from datagen.generators.translate import PALETTE
 from datagen.images import decode_member, encode
 from datagen.models import WEIGHTED, build
 from datagen.models.oracle import Detection
 from datagen.models.tiny import resolve
+from datagen.resolve import load_run
 from datagen.runner import execute
 from datagen.sources import LoadedInput
 

@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from datagen.config import ConfigError
+from datagen.errors import ConfigError
 from datagen.export import FORMATS, MARKER, add_parser, export, run
-from datagen.filters import SCORES
+from datagen.scores import SCORES
 
 datasets = pytest.importorskip("datasets")
 

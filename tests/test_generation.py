@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from datagen import models
-from datagen.config import FilterSpec, load_run
+from datagen.config import FilterSpec
 from datagen.filters import judge, l1, pixel_scores, rank_key
 from datagen.generators.base import Sample
 from datagen.generators.grounded_inpaint import GroundedInpaint, composite, mask_variants
 from datagen.models.oracle import GroundingMiss
 from datagen.record import EditRecord
+from datagen.resolve import load_run
 from datagen.sources import LoadedInput, SceneSource, SourceItem
 from datagen.stages import StageClock
 from datagen.template_writer import caption_without

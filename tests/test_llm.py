@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import webdataset as wds
 
-from datagen.config import ConfigError, RoleSpec, load_run
+from datagen.config import RoleSpec
+from datagen.errors import ConfigError
 from datagen.images import decode_member
 from datagen.models.tiny import resolve
 from datagen.record import sample_seed
+from datagen.resolve import load_run
 from datagen.runner import ShardWorker, execute
 from datagen.shards import verify
 from datagen.writer import VLLMWriter, WriterReject, build_messages, llama2_chat, swap_verbs

@@ -17,8 +17,9 @@ from conftest import REPO
 
 from datagen import images
 from datagen.cli import build_parser
-from datagen.config import RunSpec, load_run
+from datagen.config import RunSpec
 from datagen.errors import ConfigError
+from datagen.resolve import load_run
 from datagen.sources import BadSource, ImageFolderSource, ShardSource, check_source
 
 SIZE = 32

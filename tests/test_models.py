@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from datagen.config import ConfigError, load_pipeline, load_run
+from datagen.errors import ConfigError
 from datagen.filters import clip_scores, cosine
 from datagen.models.tiny import BUILDERS, resolve
 from datagen.models.weights import ModelMissing, locate
 from datagen.preflight import preflight, require
+from datagen.resolve import load_pipeline, load_run
 
 
 def test_tiny_models_are_safetensors_folders(tiny_dir):

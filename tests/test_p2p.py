@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from datagen import models
-from datagen.config import load_pipeline
 from datagen.models.p2p import AttentionEdit, align_tokens, prompt_to_prompt
+from datagen.resolve import load_pipeline
 
 KW = {"seed": 3, "size": 64, "steps": 4, "guidance": 5.0}
 

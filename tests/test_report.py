@@ -16,7 +16,7 @@ import pytest
 from conftest import FAST, run_cli
 from PIL import Image
 
-from datagen.config import ConfigError
+from datagen.errors import ConfigError
 from datagen.report import add_parser, build_report, run
 
 INJECTED = "<img src=x onerror=window.__pwned=1></script>Erase"

@@ -9,7 +9,7 @@ import tracemalloc
 
 import pytest
 
-from datagen.config import load_run
+from datagen.resolve import load_run
 from datagen.runner import pending_shards
 
 SHARDS = 1_000_000

@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from datagen.config import load_run
 from datagen.images import decode_member
+from datagen.resolve import load_run
 from datagen.runner import execute
 from datagen.shards import MEMBERS, verify
 

@@ -13,7 +13,7 @@ import pytest
 import webdataset as wds
 
 from datagen import images
-from datagen.config import ConfigError
+from datagen.errors import ConfigError
 from datagen.sources import (
     BadSource,
     CaptionFileSource,

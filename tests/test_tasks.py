@@ -12,10 +12,12 @@ import pytest
 import webdataset as wds
 
 from datagen import generators
-from datagen.config import ConfigError, TaskSpec, known, load_run, read_yaml
+from datagen.config import TaskSpec, known, read_yaml
+from datagen.errors import ConfigError
 from datagen.generators.scene_edit import SceneEdit
 from datagen.images import decode_member
 from datagen.record import EditRecord
+from datagen.resolve import load_run
 from datagen.runner import execute, execute_all, split_n
 from datagen.sources import SceneSource
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from datagen.config import load_run
 from datagen.evaluate import load_pairs, pair_metrics, summarise
+from datagen.resolve import load_run
 from datagen.runner import execute
 from datagen.train import TrainConfig, drop_masks, edit, edit_batch, keep_changed, load_editor, train
 
@@ -108,8 +108,8 @@ def test_a_batched_edit_is_each_item_edited_alone(editor, shards):
 
 def test_eval_in_batches_gives_the_pair_by_pair_metrics_with_progress(editor, shards, capsys):
     from datagen import models
-    from datagen.config import load_pipeline
     from datagen.evaluate import evaluate
+    from datagen.resolve import load_pipeline
 
     roles = load_pipeline("tiny").roles
     clip, dino = models.build("clip", roles["clip"]), models.build("dino", roles["dino"])
@@ -265,8 +265,8 @@ def test_eval_of_a_checkpoint_on_a_benchmark_parquet(tiny_dir, shards, tmp_path)
     import pyarrow.parquet as pq
 
     from datagen import models
-    from datagen.config import load_pipeline
     from datagen.evaluate import evaluate, load_benchmark
+    from datagen.resolve import load_pipeline
     from datagen.train import to_png
 
     pairs = load_pairs([str(shards)], 2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from datagen.config import ConfigError
+from datagen.errors import ConfigError
 
 KINDS: dict[str, str] = {
     "grounded_inpaint": "datagen.generators.grounded_inpaint:GroundedInpaint",

@@ -8,8 +8,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from datagen.config import ConfigError
-from datagen.errors import is_out_of_memory
+from datagen.errors import ConfigError, is_out_of_memory
 from datagen.filters import pixel_scores
 from datagen.record import EditRecord
 from datagen.sources import BadSource, LoadedInput

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from datagen.config import ConfigError, RoleSpec
+from datagen.config import RoleSpec
+from datagen.errors import ConfigError
 
 # role -> backend -> "module:Class"; the module is imported only when the role is built.
 BACKENDS: dict[str, dict[str, str]] = {

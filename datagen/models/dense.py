@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from datagen.config import ConfigError, RoleSpec
+from datagen.config import RoleSpec
+from datagen.errors import ConfigError
 from datagen.models.batching import Counted, chunked
 from datagen.models.options import VisionOptions
 from datagen.models.weights import locate, model_id, torch_device_dtype

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from datagen.config import ConfigError
+from datagen.errors import ConfigError
 
 
 class ModelMissing(ConfigError):

@@ -1,0 +1,39 @@
+"""Every score a candidate can carry: its name, what it measures and its range. Imports nothing of datagen, so the
+record, the readers and the report know the columns without loading the filters or pydantic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Score:
+    description: str
+    range: tuple[float, float]
+
+
+SCORES: dict[str, Score] = {
+    "mask_area": Score("fraction of the image covered by the edited objects' exact mask", (0.0, 1.0)),
+    "inside_change": Score("L1 between input and output inside the objects' exact mask", (0.0, 1.0)),
+    "outside_l1": Score("L1 between input and output outside the edit mask actually used", (0.0, 1.0)),
+    "gt_l1": Score("L1 between output and the exact ground truth over the edited region (scenes only)", (0.0, 1.0)),
+    "gt_objects_l1": Score(
+        "L1 between output and ground truth over other objects' pixels inside the edited region: damage done "
+        "to neighbours (scenes only; 0 when the edit touches none)",
+        (0.0, 1.0),
+    ),
+    "clip_out": Score("CLIP cosine between the output image and the output caption", (-1.0, 1.0)),
+    "clip_img": Score("CLIP cosine between input and output images", (-1.0, 1.0)),
+    "clip_dir": Score(
+        "CLIP directional similarity: cosine between the image change and the caption change (InstructPix2Pix)",
+        (-1.0, 1.0),
+    ),
+    "dino": Score("DINOv2 cosine between input and output images", (-1.0, 1.0)),
+    "detect_input": Score("detector confidence that the named objects are in the input (max over objects)", (0, 1)),
+    "detect_output": Score("detector confidence that the named objects are in the output (max over objects)", (0, 1)),
+    "task_prob": Score(
+        "the task classifier's probability that the instruction asks for the record's own task (Emu Edit's "
+        "task-agreement gate; pipelines with a `classifier` role)",
+        (0, 1),
+    ),
+}
