@@ -289,8 +289,8 @@ def bench_engine(
     """The `local` pipeline through Ray with one actor per core vs the same shards in one plain loop."""
     import ray
 
+    from datagen.distribute import init_ray
     from datagen.resolve import load_run
-    from datagen.runner import init_ray
 
     root = Path(tempfile.mkdtemp(prefix="datagen-bench-", dir=where))
     try:

@@ -26,6 +26,8 @@ What this guarantees, and what not:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -40,6 +42,8 @@ from datagen.errors import RunStopped
 from datagen.storage import Folder
 
 LEASE_NAME = ".lease.json"
+LOCK_NAME = ".lease.lock"
+"""Local disks only: the advisory lock (flock) a writer holds while it checks and writes the lease."""
 TTL = 30.0
 """Seconds without a heartbeat after which a lease is stale and taken over: a killed run's embedded Ray workers die
 within seconds (issue 17), and a rerun waits at most this long."""
@@ -75,7 +79,22 @@ def lease_age(record: dict[str, Any], now: float | None = None) -> float:
 
 
 def is_stale(record: dict[str, Any], now: float | None = None) -> bool:
-    return lease_age(record, now) >= float(record.get("ttl", TTL))
+    """Its heartbeat is older than its ttl, or its holder ran on this host and its process is gone (a killed run
+    is taken over at once by a rerun on the same machine; its Ray workers then fail `check_held`)."""
+    return lease_age(record, now) >= float(record.get("ttl", TTL)) or _holder_gone(record)
+
+
+def _holder_gone(record: dict[str, Any]) -> bool:
+    holder = record.get("holder") or {}
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)  # signal 0: does the process exist?
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, as another user's
+        return False
+    return False
 
 
 def _held(record: dict[str, Any] | None, token: str) -> bool:
@@ -112,6 +131,22 @@ def _utc(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
+@contextlib.contextmanager
+def _local_lock(folder: Folder):
+    """On a local disk, an exclusive advisory lock (flock, released by the kernel if the process dies) held while a
+    writer checks and writes the lease; object stores have no such lock, see the module docstring."""
+    if not folder.local:
+        yield
+        return
+    folder.makedirs()
+    with open(folder.at(LOCK_NAME), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _settle(seconds: float) -> None:
     """The pause between writing a lease and reading it back (a test replaces it to stage a competing write)."""
     time.sleep(seconds)
@@ -143,18 +178,22 @@ class Lease:
         settle: float | None = None,
     ) -> Lease:
         """Take OUT's lease, or raise LeaseHeld naming its live holder. `holder` describes this writer (default: the
-        command line); `settle` is the pause before the read-back (default ttl/10, at most 1 s)."""
+        command line); `settle` is the pause before the read-back (default: none on a local disk, where an advisory
+        lock makes the check and the write one step; ttl/10, at most 1 s, on an object store)."""
         folder = out if isinstance(out, Folder) else Folder(out)
         command = holder if holder is not None else " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]])
         who = {"host": socket.gethostname(), "pid": os.getpid(), "command": command}
         try:
-            previous = read_lease(folder)
-            now = time.time()
-            if previous is not None and not is_stale(previous, now):
-                raise LeaseHeld(_held_message(folder, previous, now))
-            lease = cls(folder, secrets.token_hex(16), who, float(ttl), now)
-            lease._write()
-            _settle(min(1.0, ttl / 10) if settle is None else settle)
+            with _local_lock(folder):
+                previous = read_lease(folder)
+                now = time.time()
+                if previous is not None and not is_stale(previous, now):
+                    raise LeaseHeld(_held_message(folder, previous, now))
+                lease = cls(folder, secrets.token_hex(16), who, float(ttl), now)
+                lease._write()
+            if settle is None:  # on a local disk the lock above made check-and-write atomic: nothing to wait for
+                settle = 0.0 if folder.local else min(1.0, ttl / 10)
+            _settle(settle)
             confirmed = read_lease(folder)
         except (OSError, ValueError) as e:  # a missing bucket, no permission, a full disk
             raise RunStopped(
@@ -238,7 +277,8 @@ def _held_message(folder: Folder, record: dict[str, Any], now: float, race: bool
     wait = math.ceil(max(0.0, ttl - lease_age(record, now)))
     since = "took its lease at the same moment" if race else f"writes there since {_utc(record.get('started', 0))}"
     return (
-        f"{folder}: another datagen {since} ({describe(record, now)}). Wait for it to finish; if it is gone "
-        f"(killed), rerun in {wait} s: a lease whose heartbeat is older than {ttl:g} s is taken over. "
+        f"{folder}: another datagen {since} ({describe(record, now)}). Wait for it to finish; if it was killed, "
+        f"rerun: its lease is taken over once its process is gone from this host, or its heartbeat is older than "
+        f"{ttl:g} s (in {wait} s). "
         f"Lease file: {folder.url(LEASE_NAME)}"
     )

@@ -65,7 +65,7 @@ def ray_cluster():
     """One embedded Ray cluster on loopback shared by every test; yields its address for CLI subprocesses."""
     import ray
 
-    from datagen.runner import init_ray
+    from datagen.distribute import init_ray
 
     init_ray(None)
     yield ray.get_runtime_context().gcs_address

@@ -26,8 +26,8 @@ from PIL import Image
 from datagen import cli
 from datagen.images import fit_square
 from datagen.resolve import load_run
-from datagen.runner import _bad_output
 from datagen.shards import verify
+from datagen.worker import _bad_output
 from datagen.writer import OutputValidator, WriterReject, parse_completion
 
 CAPTION = "a red box in front of a gradient"

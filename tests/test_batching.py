@@ -15,7 +15,8 @@ from PIL import Image
 
 from datagen.errors import ConfigError
 from datagen.resolve import load_run
-from datagen.runner import ShardWorker, execute
+from datagen.runner import execute
+from datagen.worker import ShardWorker
 
 BATCH_1 = [
     "pipeline.micro_batch=1",

@@ -19,8 +19,9 @@ from datagen.images import decode_member
 from datagen.models.tiny import resolve
 from datagen.record import sample_seed
 from datagen.resolve import load_run
-from datagen.runner import ShardWorker, execute
+from datagen.runner import execute
 from datagen.shards import verify
+from datagen.worker import ShardWorker
 from datagen.writer import VLLMWriter, WriterReject, build_messages, llama2_chat, swap_verbs
 
 

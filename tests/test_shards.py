@@ -192,7 +192,8 @@ def test_same_seed_same_bytes_other_seed_other_samples(run_dir, tmp_path):
 
 
 def test_render_shard_runs_without_ray(run_dir, tmp_path):
-    from datagen.runner import render_shard, start_run, write_shard
+    from datagen.runner import start_run
+    from datagen.worker import render_shard, write_shard
 
     config = load_run("remove", "local", out=str(tmp_path / "solo"), n=50, shard_size=25, overrides=FAST)
     start_run([config])

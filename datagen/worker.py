@@ -1,0 +1,333 @@
+"""One shard in one process: a worker builds its models once, then writes or renders shard after shard.
+
+`ShardWorker.write_shard(i)` and `.render_shard(i)` run anywhere: inline for debugging, or inside a Ray actor
+(`MixtureWorker`, one per process, every task of a run sharing its models); datagen/distribute.py hands them shards.
+A shard's render is datagen/render.py's staged, batched render.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import time
+import traceback
+from collections import Counter
+from typing import Any
+
+from datagen import generators, models, shards
+from datagen.config import RunConfig
+from datagen.errors import ConfigError, Reject
+from datagen.lease import LeaseLost, check_held
+from datagen.record import sample_key, sample_seed
+from datagen.render import ShardRender
+from datagen.sources import BadSource, build_source, check_text
+from datagen.writer import WriterReject
+
+TEXT_FIELDS = ("instruction", "input_caption", "output_caption", "objects")
+"""Writer output fields every task shares; the rest of a task's schema lands in the record's `edit` (then params)."""
+
+
+class ModelLoadError(RuntimeError):
+    """A pipeline's model is on this machine but does not load (corrupt weights, wrong architecture, no memory)."""
+
+
+class ModelSet:
+    """The pipeline's role adapters, each built and loaded on first use, then kept for every later shard."""
+
+    def __init__(self, config: RunConfig, shared: dict[str, Any] | None = None, lease: str | None = None):
+        self.config = config
+        self.lease = lease
+        """The token of the driver's lease on OUT (datagen/lease.py): checked before this worker clears leftovers or
+        commits, so a worker whose driver is gone (killed, taken over) never writes beside the new writer."""
+        self._built: dict[str, Any] = {}
+        self._shared = shared if shared is not None else {}
+        """Adapters of roles that do not depend on the task (every role but the LLM's agent), shared by the tasks
+        of a mixture that run in one worker."""
+
+    def __contains__(self, role: str) -> bool:
+        return role in self.config.pipeline.roles
+
+    def __getitem__(self, role: str) -> Any:
+        cache = self._built if role == "llm" else self._shared
+        if role not in cache:
+            spec = self.config.pipeline.roles[role]
+            try:
+                adapter = models.build(role, spec, **self.config.model_context())
+                adapter.load()
+            except ConfigError:
+                raise
+            except Exception as e:  # corrupt or incompatible weights, out of (GPU) memory: say which model
+                raise ModelLoadError(
+                    f"the {role} model {spec.model!r} ({spec.backend}) could not be loaded: {type(e).__name__}: {e}"
+                ) from e
+            cache[role] = adapter
+        return cache[role]
+
+    def get(self, role: str) -> Any | None:
+        return self[role] if role in self else None
+
+    def built(self) -> dict[str, Any]:
+        """Role -> adapter, of the roles built so far."""
+        return {**self._shared, **self._built}
+
+
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+"""OSErrors that say the output location cannot take what is written (full, over quota, read-only, forbidden)."""
+
+
+def storage_failure(error: BaseException) -> bool:
+    """Whether an error (or what caused it) is OUT refusing writes, rather than something wrong with one shard."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
+            return True
+        if isinstance(error, PermissionError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+class ShardWorker:
+    """Renders shards of one run; builds its models once, on first use."""
+
+    def __init__(self, config: RunConfig, shared: dict[str, Any] | None = None, lease: str | None = None):
+        self.config = config
+        self.lease = lease
+        """The token of the driver's lease on OUT (datagen/lease.py): checked before this worker clears leftovers or
+        commits, so a worker whose driver is gone (killed, taken over) never writes beside the new writer."""
+        self._models: ModelSet | None = None
+        self._shared = shared
+        self._source = None
+
+    @property
+    def models(self) -> ModelSet:
+        if self._models is None:
+            self._models = ModelSet(self.config, self._shared)
+        return self._models
+
+    @property
+    def source(self):
+        if self._source is None:
+            run = self.config.run
+            self._source = build_source(run.source, self.config.pipeline.image_size, run.input)
+        return self._source
+
+    def _check_lease(self) -> None:
+        if self.lease is not None:
+            check_held(self.config.run.out, self.lease)
+
+    def load(self, phase: str) -> None:
+        """Build and load every model `phase` needs now, so a model that cannot load (missing, corrupt, too big
+        for the memory) fails the worker at its start instead of failing each of its shards in turn."""
+        if phase == "write":
+            self.models["llm"]
+            return
+        spec = self.config.generator
+        roles = generators.roles(generators.get(spec.kind), spec.args)
+        for role in (*roles, "clip", "dino", "classifier"):
+            self.models.get(role)
+
+    def run(self, phase: str, shard: int) -> dict[str, Any]:
+        """Run one phase of one shard, never raising: {'ok': True, 'stats': ...} or {'ok': False, 'error': ...}."""
+        try:
+            stats = self.write_shard(shard) if phase == "write" else self.render_shard(shard)
+            return {"ok": True, "stats": stats}
+        except Exception as e:  # a failing shard is retried, then recorded; the run goes on
+            result = {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+            if isinstance(e, LeaseLost):  # ... unless this worker's driver no longer owns OUT: stop, touching nothing
+                result["lease_lost"] = True
+                return result
+            if storage_failure(e):  # ... unless OUT itself cannot take it: then every shard would fail the same way
+                result["storage"] = True
+                with contextlib.suppress(Exception):  # give back the space this shard's published files hold
+                    shards.clear_uncommitted(
+                        shards.shard_paths(self.config.run.out, phase, self.config.task.name, shard)
+                    )
+            return result
+
+    # ------------------------------------------------------------------------------------ phase 1: write
+
+    def write_shard(self, shard: int) -> dict[str, Any]:
+        run, task = self.config.run, self.config.task
+        paths = shards.shard_paths(run.out, "write", task.name, shard)
+        if shards.is_committed(paths):
+            return shards.read_stats(paths)
+        self._check_lease()
+        shards.clear_uncommitted(paths)
+        started = time.perf_counter()
+        writer = self.models["llm"]
+        caption_field = f"{self.config.prompt.caption_role}_caption"
+        texts, items = [], {}
+        for index in range(run.shard_len(shard)):
+            seed = sample_seed(run.seed, task.name, shard, index)
+            text = {
+                "key": sample_key(task.name, shard, index),
+                "task": task.name,
+                "shard": shard,
+                "index": index,
+                "seed": seed,
+                "source": None,
+                "input_caption": "",
+                "instruction": "",
+                "output_caption": "",
+                "objects": [],
+                "source_caption": "",
+                "edit": {},
+                "status": "ok",
+                "reason": "",
+                "detail": "",
+                "writer": writer.model_id,
+            }
+            try:
+                text["source"] = self.source.ref(seed, shard * run.shard_size + index)
+                item = self.source.item(text["source"])
+                if item.topic is None:
+                    item.caption = check_text(item.caption, "caption")
+                else:  # the writer writes the caption from the topic
+                    item.topic = check_text(item.topic, "topic")
+                item.objects = [check_text(name, "object") for name in item.objects]
+                items[index] = item
+                text[caption_field] = text["source_caption"] = item.caption
+            except Reject as e:
+                text.update(status="rejected", reason=e.reason, detail=str(e)[:500])
+            texts.append(text)
+        written = writer.write_batch(list(items.values()), [texts[i]["seed"] for i in items])  # one batched call
+        for index, output in zip(items, written, strict=True):
+            if isinstance(output, WriterReject):
+                texts[index].update(status="rejected", reason=output.reason, detail=str(output)[:500])
+            elif bad := _bad_output(output):
+                texts[index].update(status="rejected", reason=bad.reason, detail=str(bad)[:500])
+            else:
+                output = dict(output)
+                if "source_caption" in output:  # written by the LLM from a topic
+                    texts[index][caption_field] = texts[index]["source_caption"] = output.pop("source_caption")
+                for name in TEXT_FIELDS:
+                    if name in output:
+                        texts[index][name] = output.pop(name)
+                texts[index]["edit"] = output  # the task's own fields: new object, style, colour op, direction ...
+        reasons = Counter(t["reason"] for t in texts if t["status"] != "ok")
+        lines = [json.dumps(t, sort_keys=True, ensure_ascii=False) for t in texts]
+        data = ("\n".join(lines) + "\n").encode()
+        sha = paths.folder.write_atomic(paths.jsonl, data)
+        stats = {
+            "phase": "write",
+            "task": task.name,
+            "shard": shard,
+            "records": len(lines),
+            "rejected": sum(reasons.values()),
+            "reasons": dict(sorted(reasons.items())),
+            "jsonl": {"name": paths.jsonl, "bytes": len(data), "sha256": sha},
+            "config": self.config.fingerprint(),
+            "seconds": round(time.perf_counter() - started, 3),
+            "committed": now(),
+        }
+        self._check_lease()
+        paths.folder.write_atomic(paths.stats, json.dumps(stats, indent=1, sort_keys=True).encode())
+        return stats
+
+    # ----------------------------------------------------------------------------------- phase 2: render
+
+    def render_shard(self, shard: int) -> dict[str, Any]:
+        run, task, pipe = self.config.run, self.config.task, self.config.pipeline
+        texts = shards.shard_paths(run.out, "write", task.name, shard)
+        if not shards.is_committed(texts):
+            raise RuntimeError(f"instructions of shard {texts.name} are not written yet: run `datagen write` first")
+        paths = shards.shard_paths(run.out, "render", task.name, shard)
+        if shards.is_committed(paths):
+            return shards.read_stats(paths)
+        self._check_lease()
+        shards.clear_uncommitted(paths)
+        started = time.perf_counter()
+        render = ShardRender(self.config, self.models, self.source)
+        tar = shards.TarShardWriter(
+            paths.folder, paths.tar, pipe.image_format, pipe.image_quality, pipe.png_compression
+        )
+        lines = (json.loads(line) for line in texts.folder.read_text(texts.jsonl).splitlines())
+        try:
+            records = render.run(lines, tar)
+            tar_info = tar.commit()
+        except BaseException:
+            tar.abort()
+            raise
+        manifest = shards.manifest_bytes(records)
+        parquet_sha = paths.folder.write_atomic(paths.parquet, manifest)
+        first = {}
+        for record in records:
+            first.setdefault(record.key, record)
+        kept = [r for r in records if r.status == "kept"]
+        kept_keys = {r.key for r in kept}
+        sample_reasons = Counter(r.reason for key, r in first.items() if key not in kept_keys)
+        errors = sum(1 for key, r in first.items() if r.status == "error")
+        stats = {
+            "phase": "render",
+            "task": task.name,
+            "shard": shard,
+            "samples": len(first),
+            "candidates": len(records),
+            "kept": len(kept),
+            "rejected": len(first) - len(kept) - errors,
+            "errors": errors,
+            "reasons": dict(sorted(sample_reasons.items())),
+            "candidate_reasons": dict(sorted(Counter(r.reason for r in records if r.reason).items())),
+            "image_format": pipe.image_format,
+            "tar": tar_info,
+            "parquet": {
+                "name": paths.parquet,
+                "bytes": len(manifest),
+                "sha256": parquet_sha,
+                "rows": len(records),
+            },
+            "config": self.config.fingerprint(),
+            **render.stats(),
+            "seconds": round(time.perf_counter() - started, 3),
+            "committed": now(),
+        }
+        self._check_lease()
+        paths.folder.write_atomic(paths.stats, json.dumps(stats, indent=1, sort_keys=True).encode())
+        return stats
+
+
+class MixtureWorker:
+    """One worker (inline, or a Ray actor) for every task of a run: each task's ShardWorker, with the vision models
+    shared between tasks and the vLLM engine shared by every task's agent (engines are per process)."""
+
+    def __init__(self, configs: list[RunConfig], phase: str | None = None, lease: str | None = None):
+        shared: dict[str, Any] = {}
+        self.workers = {c.task.name: ShardWorker(c, shared, lease) for c in configs}
+        if phase is not None:  # models resident from the start; a worker that cannot load them never takes a shard
+            for worker in self.workers.values():
+                worker.load(phase)
+
+    def ready(self) -> bool:
+        """Answers once the worker is built: the driver gives shards only to workers that started."""
+        return True
+
+    def run(self, task: str, phase: str, shard: int) -> dict[str, Any]:
+        return self.workers[task].run(phase, shard)
+
+
+def _bad_output(output: dict[str, Any]) -> BadSource | None:
+    """A writer output whose texts are empty, too long or hold control characters (a model's stray bytes)."""
+    checks = {"instruction": "instruction", "output_caption": "caption", "source_caption": "caption"}
+    try:
+        for name, what in checks.items():
+            if isinstance(output.get(name), str):
+                check_text(output[name], what, injection=False)
+    except BadSource as e:
+        return BadSource(f"{name}_{e.reason.split('_', 1)[1]}", str(e).split(": ", 1)[1])
+    return None
+
+
+def write_shard(config: RunConfig, shard: int) -> dict[str, Any]:
+    """Phase 1 of one shard, without Ray (debugging, single-machine benchmarks); returns its stats."""
+    return ShardWorker(config).write_shard(shard)
+
+
+def render_shard(config: RunConfig, shard: int) -> dict[str, Any]:
+    """Phase 2 of one shard, without Ray; its instructions must be written. Returns its stats."""
+    return ShardWorker(config).render_shard(shard)
+
+
+def now() -> str:
+    """UTC time as the stats and run.json record it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
