@@ -1,0 +1,205 @@
+"""`datagen report OUT`: stream the run into a tally, draw the plots, write the page and its files.
+
+OUT and DEST may be local folders or any fsspec URL (s3://bucket/run); the report is written through the same
+filesystem, index.html last, after removing what an earlier report wrote that this one does not rewrite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from collections import Counter
+from typing import Any
+
+from datagen.errors import ConfigError
+from datagen.report.page import render_page, script_json
+from datagen.report.plots import duration, plot_kept, plot_reasons, plot_scores, plot_throughput
+from datagen.report.reading import (
+    ROW_COLUMNS,
+    committed_shards,
+    failed_shards,
+    read_manifest,
+    read_run,
+    timestamp,
+    where,
+)
+from datagen.report.tally import STATUSES, RunTally, gallery_entries, thumbnails
+
+SUMMARY = "`datagen report OUT`: one static HTML page to judge a run at a glance."
+"""The first line of `datagen report --help`."""
+
+
+def build_report(
+    out: str, dest: str | None = None, gallery: int = 2000, page_size: int = 100, seed: int = 0, progress: bool = True
+) -> str:
+    """Write OUT/report/index.html (or DEST/index.html) and its assets; returns where index.html is."""
+    import fsspec
+
+    from datagen.progress import Progress
+
+    if gallery < 0 or page_size < 1:
+        raise ConfigError(f"--gallery {gallery} / --page-size {page_size}: need gallery >= 0 and page size >= 1")
+    fs, root = fsspec.core.url_to_fs(out)
+    root = root.rstrip("/")
+    fs.invalidate_cache()
+    record = read_run(fs, root)
+    shards, ignored = committed_shards(fs, root)
+    tally = RunTally(gallery, seed)
+    tally.warnings += failed_shards(fs, root)
+    with Progress(len(shards), "report: manifests", unit="shard", enabled=progress) as bar:
+        for index, shard in enumerate(shards):
+            wanted = ROW_COLUMNS + tuple(f"score_{name}" for name in tally.scores)
+            tally.add(index, shard, read_manifest(fs, f"{root}/shards/{shard.name}.parquet", wanted))
+            bar.update(1)
+    entries = gallery_entries(fs, root, shards, tally.sample(), tally.scores)
+    files = thumbnails(fs, root, entries, tally.warnings)
+    for entry in entries:
+        del entry["shard"]
+
+    tasks = {task: t.as_dict() for task, t in sorted(tally.tasks.items())}
+    counted = ("shards", "samples", "kept", "rejected", "errors", "candidates", "tar_bytes", "seconds")
+    total: dict[str, Any] = {name: sum(t[name] for t in tasks.values()) for name in counted}
+    for name in ("reasons", "candidate_reasons", "statuses"):
+        total[name] = dict(sum((Counter(t[name]) for t in tasks.values()), Counter()))
+    runs = record["runs"]
+    configs = {task: (runs.get(task) or {}).get("config") or {} for task in tasks}
+    filters = {task: (c.get("task") or {}).get("filters") or {} for task, c in configs.items()}
+    enforced = {task: (c.get("pipeline") or {}).get("enforce_filters", True) for task, c in configs.items()}
+    created = timestamp(record.get("created"))
+
+    files["plots/kept.png"] = plot_kept(tasks)
+    files["plots/reasons.png"] = plot_reasons(Counter(total["reasons"]))
+    files["plots/throughput.png"] = plot_throughput(shards, created, height=max(3.0, 0.9 + 0.28 * len(tasks)))
+    score_plots = []
+    for i, (task, t) in enumerate(sorted(tally.tasks.items()), 1):
+        if t.histograms:
+            name = (
+                f"plots/scores-{i:02d}-{task}.png"
+                if re.fullmatch(r"[a-z0-9_]{1,40}", task)
+                else f"plots/scores-{i:02d}.png"
+            )
+            files[name], note = plot_scores(task, t, filters[task], enforced[task], tally.scores)
+            score_plots.append((task, name, note))
+
+    pages = []
+    for start in range(0, len(entries), page_size):
+        name = f"data/page-{len(pages) + 1:04d}.js"
+        chunk = script_json(entries[start : start + page_size])
+        files[name] = f"(window.DATAGEN_PAGES = window.DATAGEN_PAGES || []).push({chunk});\n".encode()
+        pages.append(name)
+    timed = sorted(s.committed for s in shards if s.committed)
+    throughput = ("–", "no commit times")
+    if timed:
+        start = created if created is not None and created <= timed[0] else timed[0]
+        span = timed[-1] - start
+        if span > 0:
+            throughput = (
+                f"{total['samples'] / span * 3600:,.0f}",
+                f"samples/h over {duration(span)}",
+            )
+    strata = {f"{task}/{status}": n for task, t in tasks.items() for status, n in t["statuses"].items()}
+    meta = {
+        "tasks": sorted(tasks),
+        "statuses": [s for s in STATUSES if total["statuses"].get(s)] + sorted(set(total["statuses"]) - set(STATUSES)),
+        "reasons": sorted(total["candidate_reasons"]),
+        "scores": [name for name in tally.scores if any(name in t.histograms for t in tally.tasks.values())],
+        "filters": {task: {k: v for k, v in f.items() if isinstance(v, dict)} for task, f in filters.items()},
+        "enforced": enforced,
+        "page_size": page_size,
+        "strata": strata,
+        "gallery": gallery,
+    }
+    summary = {
+        "out": out,
+        "tasks": tasks,
+        "total": total,
+        "gallery": {"entries": len(entries), "pages": len(pages), "strata": strata},
+        "shards": [{"name": s.name, "task": s.task, "committed": s.committed} for s in shards],
+        "warnings": tally.warnings,
+    }
+    files["summary.json"] = json.dumps(summary, indent=1, sort_keys=True).encode()
+    context = {
+        "record": record,
+        "where": where(fs, root),
+        "built": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+        "tasks": tasks,
+        "total": total,
+        "shards": shards,
+        "ignored": len(ignored),
+        "warnings": tally.warnings,
+        "throughput": throughput,
+        "overview_plots": [
+            ("plots/kept.png", "kept per task"),
+            ("plots/reasons.png", "rejects by reason"),
+            ("plots/throughput.png", "throughput"),
+        ],
+        "score_plots": score_plots,
+        "pages": pages,
+        "meta": meta,
+    }
+    files["index.html"] = render_page(context).encode()
+    return write_files(fs, root, dest, files)
+
+
+STALE = re.compile(r"^(data/page-\d{4}\.js|plots/[a-z0-9_-]+\.png|thumbs/[a-z0-9_]+\.(input|output|mask)\.(jpg|png))$")
+"""Files an earlier report wrote that this one may not rewrite (fewer pages, another sample): removed first."""
+
+
+def write_files(fs, root: str, dest: str | None, files: dict[str, bytes]) -> str:
+    """Write the report's files under DEST (default OUT/report), index.html last; returns where index.html is."""
+    import fsspec
+
+    if dest is None:
+        target_fs, target = fs, f"{root}/report"
+    else:
+        target_fs, target = fsspec.core.url_to_fs(dest)
+        target = target.rstrip("/")
+    target_fs.invalidate_cache()
+    for folder in ("data", "plots", "thumbs"):
+        path = f"{target}/{folder}"
+        if target_fs.isdir(path):
+            for old in target_fs.ls(path, detail=False):
+                if (
+                    STALE.match(f"{folder}/{old.rstrip('/').rsplit('/', 1)[-1]}")
+                    and f"{folder}/{old.rsplit('/', 1)[-1]}" not in files
+                ):
+                    target_fs.rm_file(old)
+        target_fs.makedirs(path, exist_ok=True)
+    for name, data in sorted(files.items(), key=lambda item: item[0] == "index.html"):
+        target_fs.pipe_file(f"{target}/{name}", data)
+    return where(target_fs, f"{target}/index.html")
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add `report` to the `datagen` subcommands."""
+    text = "write a static HTML report of a run: counts, reject reasons, score histograms, throughput, gallery"
+    parser = sub.add_parser("report", help=text, description=SUMMARY + " " + text + ".",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("out", help="run folder: a path or any fsspec URL (s3://bucket/run)")
+    parser.add_argument("--dest", help="report folder (default: OUT/report); a path or URL")
+    parser.add_argument("--gallery", type=int, default=2000, help="sampled candidates in the gallery (default: 2000)")
+    parser.add_argument("--page-size", type=int, default=100, help="gallery entries per page (default: 100)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the gallery's sample (default: 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """`datagen report`: build the report, say where it is and how to open it."""
+    index = build_report(
+        args.out, args.dest, gallery=args.gallery, page_size=args.page_size, seed=args.seed,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    print(f"report: {index}")
+    if "://" in index:
+        print("  copy its folder to this machine to open it (it needs no server): the page loads files next to it")
+    else:
+        from pathlib import Path
+
+        print(f"  open it: file://{Path(index).resolve()}")
+    return 0

@@ -1,0 +1,201 @@
+"""The report's index.html: static tables escaped here, plot images, the gallery's data files and its script.
+
+The page opens from disk (file://, no server, nothing from the network): its data are `<script src>` files that
+push into a global, its JS and CSS (assets/) are inlined, and every string from the data reaches the page as text
+(Python escapes the static tables; the gallery is built with `textContent`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from datagen.report.plots import duration
+from datagen.report.reading import Shard
+
+
+def _asset(name: str) -> str:
+    """The page's stylesheet or script (datagen/report/assets/), inlined so the page is one file plus data."""
+    from importlib.resources import files
+
+    return files("datagen.report").joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def script_json(value: Any) -> str:
+    """JSON safe inside <script> and .js files: '<', '>', '&' and line separators only as \\u escapes."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    for char in "<>&\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _count(task: str, name: str, value: int) -> str:
+    return f'<td class="num" data-task="{_e(task)}" data-count="{name}">{value:,}</td>'
+
+
+def _share(part: int, whole: int) -> str:
+    share = part / whole if whole else 0.0
+    return f'<td class="num"><span class="bar"><i style="width:{share * 100:.1f}%"></i></span>{share:.1%}</td>'
+
+
+def _reasons_text(reasons: dict[str, int], limit: int = 3) -> str:
+    top = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
+    text = " · ".join(f"{reason} {n:,}" for reason, n in top[:limit])
+    return text + (f" · +{len(top) - limit} more" if len(top) > limit else "")
+
+
+def _task_table(tasks: dict[str, dict], total: dict) -> str:
+    head = ("task", "shards", "attempted", "kept", "kept %", "rejected", "errors", "candidates", "tar", "render time",
+            "top reject reasons")  # fmt: skip
+    rows = []
+    for task, t in [*sorted(tasks.items()), ("all", total)]:
+        rows.append(
+            f"<tr{' class=total' if task == 'all' and t is total else ''}><th>{_e(task)}</th>"
+            + "".join(_count(task, name, t[name]) for name in ("shards", "samples", "kept"))
+            + _share(t["kept"], t["samples"])
+            + "".join(_count(task, name, t[name]) for name in ("rejected", "errors", "candidates"))
+            + f'<td class="num">{_bytes(t["tar_bytes"])}</td><td class="num">{duration(t["seconds"])}</td>'
+            + f"<td>{_e(_reasons_text(t['reasons']))}</td></tr>"
+        )
+    return _table(head, rows, "tasks")
+
+
+def _reason_table(tasks: dict[str, dict], total: dict) -> str:
+    head = ("reason", "samples", "% of attempted", "candidates", "by task")
+    rows = []
+    for reason, n in sorted(total["reasons"].items(), key=lambda item: (-item[1], item[0])):
+        per_task = {task: t["reasons"][reason] for task, t in tasks.items() if t["reasons"].get(reason)}
+        rows.append(
+            f'<tr><th>{_e(reason)}</th><td class="num" data-reason="{_e(reason)}" data-count="samples">{n:,}</td>'
+            f"{_share(n, total['samples'])}"
+            f'<td class="num">{total["candidate_reasons"].get(reason, 0):,}</td>'
+            f"<td>{_e(_reasons_text(per_task, 6))}</td></tr>"
+        )
+    for reason, n in sorted(total["candidate_reasons"].items()):
+        if reason not in total["reasons"]:  # candidates only, e.g. outranked: their sample kept another candidate
+            rows.append(f'<tr class="muted"><th>{_e(reason)}</th><td class="num">0</td><td></td>'
+                        f'<td class="num">{n:,}</td><td>candidates only</td></tr>')  # fmt: skip
+    return _table(head, rows, "reasons") if rows else "<p>No sample was rejected.</p>"
+
+
+def _shard_table(shards: list[Shard]) -> str:
+    head = ("shard", "task", "samples", "candidates", "kept", "errors", "tar bytes", "tar sha256", "committed (UTC)")
+    rows = []
+    for shard in shards:
+        stats, tar = shard.stats, shard.stats.get("tar") or {}
+        sha = str(tar.get("sha256") or "")
+        when = datetime.fromtimestamp(shard.committed, UTC).strftime("%Y-%m-%d %H:%M:%S") if shard.committed else ""
+        rows.append(
+            f"<tr><th>{_e(shard.name)}</th><td>{_e(shard.task)}</td>"
+            + "".join(
+                f'<td class="num">{_e(stats.get(k, ""))}</td>' for k in ("samples", "candidates", "kept", "errors")
+            )
+            + f'<td class="num">{_e(tar.get("bytes", ""))}</td><td class="mono" title="{_e(sha)}">{_e(sha[:12])}</td>'
+            + f"<td>{when}</td></tr>"
+        )
+    return _table(head, rows, "shards")
+
+
+def _table(head: tuple[str, ...], rows: list[str], name: str) -> str:
+    cells = "".join(f"<th>{_e(h)}</th>" for h in head)
+    return (
+        f'<table class="data" id="table-{name}"><thead><tr>{cells}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
+def _card(label: str, value: str, note: str = "") -> str:
+    return (
+        f'<div class="card"><div class="label">{_e(label)}</div><div class="value">{_e(value)}</div>'
+        + (f'<div class="note" title="{_e(note)}">{_e(note)}</div>' if note else "")
+        + "</div>"
+    )
+
+
+def render_page(context: dict[str, Any]) -> str:
+    """index.html: static tables (escaped here), plot images, then the gallery's data files and its script."""
+    record, total, tasks = context["record"], context["total"], context["tasks"]
+    versions = record.get("versions") or {}
+    title = f"datagen report · {context['where']}"
+    share = total["kept"] / total["samples"] if total["samples"] else 0.0
+    cards = "".join(
+        [
+            _card("kept", f"{total['kept']:,} of {total['samples']:,}", f"{share:.1%} of attempted samples"),
+            _card("tasks", f"{len(tasks)}", ", ".join(sorted(tasks))),
+            _card("shards", f"{total['shards']:,}", f"{context['ignored']} uncommitted files ignored"),
+            _card("candidates", f"{total['candidates']:,}", f"{total['errors']:,} samples with errors"),
+            _card(
+                "tar size",
+                _bytes(total["tar_bytes"]),
+                f"{_bytes(total['tar_bytes'] / max(1, total['kept']))} per kept pair",
+            ),
+            _card("throughput", context["throughput"][0], context["throughput"][1]),
+        ]
+    )
+    warnings = "".join(f"<li>{_e(w)}</li>" for w in context["warnings"][:50])
+    if len(context["warnings"]) > 50:
+        warnings += f"<li>… and {len(context['warnings']) - 50} more</li>"
+    overview = [f'<figure><img src="{_e(src)}" alt="{_e(alt)}"></figure>' for src, alt in context["overview_plots"]]
+    score_plots = "".join(
+        f'<figure><img src="{_e(src)}" alt="scores of {_e(task)}">'
+        + (f"<figcaption>{_e(note)}</figcaption>" if note else "")
+        + "</figure>"
+        for task, src, note in context["score_plots"]
+    )
+    scripts = "".join(f'<script src="{_e(name)}"></script>' for name in context["pages"])
+    meta = script_json(context["meta"])
+    config = _e(json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False))
+    about = (
+        f"{_e(context['where'])} · created {_e(record.get('created', '?'))} · seed {_e(record.get('seed', '?'))} · "
+        f"datagen {_e(versions.get('datagen', '?'))} · report built {_e(context['built'])}"
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title><style>{_asset("report.css")}</style></head>
+<body>
+<header><div class="wrap"><h1>datagen run report</h1><div class="about">{about}</div>
+<nav><a href="#summary">Summary</a><a href="#reasons">Rejects</a><a href="#plots">Throughput</a>
+<a href="#scores">Scores</a><a href="#gallery">Gallery</a>
+<a href="#shards">Shards</a><a href="#config">Configuration</a></nav></div></header>
+<main class="wrap">
+{f'<section class="warnings"><h2>Warnings</h2><ul>{warnings}</ul></section>' if warnings else ""}
+<section id="summary"><div class="cards">{cards}</div><h2>Per task</h2>{_task_table(tasks, total)}</section>
+<section id="reasons"><h2>Rejects by reason</h2><div class="split"><div>{_reason_table(tasks, total)}</div>
+{overview[1]}</div></section>
+<section id="plots"><h2>Throughput and yield</h2><div class="grid">{overview[0]}{overview[2]}</div></section>
+<section id="scores"><h2>Scores against thresholds</h2><p class="hint">Every candidate's score, stacked by outcome:
+kept, outranked (passed every gate, a sibling candidate scored better) and rejected. Dashed lines are the task's
+gates; "(off)" marks a gate that is not enforced.</p><div class="grid wide">{score_plots}</div></section>
+<section id="gallery"><h2>Gallery</h2><p class="hint" id="gallery-note"></p>
+<div class="controls">
+<label>task <select id="f-task"></select></label><label>status <select id="f-status"></select></label>
+<label>reason <select id="f-reason"></select></label><label>sort by <select id="sort"></select></label>
+<label>order <select id="sort-dir"><option value="desc">high → low</option><option value="asc">low → high</option>
+</select></label><span class="pager"><button id="prev" type="button">← prev</button>
+<span id="page-info"></span><button id="next" type="button">next →</button></span></div>
+<div id="pairs"></div>
+<div class="controls bottom"><span class="pager"><button id="prev-bottom" type="button">← prev</button>
+<button id="next-bottom" type="button">next →</button></span></div></section>
+<section id="shards"><details{" open" if total["shards"] <= 40 else ""}><summary><h2>Shards ({total["shards"]:,})</h2>
+</summary>{_shard_table(context["shards"])}</details></section>
+<section id="config"><details><summary><h2>Configuration (run.json)</h2></summary><pre>{config}</pre></details>
+</section>
+</main>
+<script>window.DATAGEN_META = {meta};</script>
+{scripts}
+<script>{_asset("report.js")}</script>
+</body></html>
+"""

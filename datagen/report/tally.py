@@ -1,0 +1,239 @@
+"""The run's manifests streamed into counts per task, score histograms and the gallery's deterministic sample.
+
+Histograms accumulate into fixed bins and the gallery keeps, per task x status, the candidates whose hash of
+(seed, key, candidate) is lowest, so memory stays bounded for a run of any size; only the sampled rows are read
+back and only the sampled kept pairs are decoded into thumbnails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import math
+import tarfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from datagen.report.reading import ROW_COLUMNS, Shard, read_manifest, where
+
+STATUSES = ("kept", "rejected", "error")
+CATEGORIES = ("kept", "outranked", "rejected")
+"""Histogram bars: kept; passed every gate but lost the ranking to a sibling candidate; rejected or error."""
+FINE_BINS = 2000  # accumulation bins over a score's whole range; plots merge them over the occupied span
+THUMB_PX = 128
+ENTRY_COLUMNS = ROW_COLUMNS + ("detail", "instruction", "input_caption", "output_caption", "objects", "params")
+
+
+@dataclass
+class TaskTally:
+    """What the manifests say about one task, accumulated shard by shard."""
+
+    shards: int = 0
+    samples: int = 0
+    kept: int = 0
+    errors: int = 0
+    candidates: int = 0
+    tar_bytes: int = 0
+    seconds: float = 0.0
+    reasons: Counter = field(default_factory=Counter)
+    """Sample-level: the reason of each sample that kept nothing (its first candidate's, as the runner counts)."""
+    candidate_reasons: Counter = field(default_factory=Counter)
+    statuses: Counter = field(default_factory=Counter)
+    """Candidate rows per status: the gallery's strata."""
+    histograms: dict[str, Any] = field(default_factory=dict)
+    """Score -> int array (len(CATEGORIES), FINE_BINS) over the score's range."""
+    extremes: dict[str, list[float]] = field(default_factory=dict)
+    """Score -> [lowest, highest] value seen: exact, where the bins are not."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "shards": self.shards,
+            "samples": self.samples,
+            "kept": self.kept,
+            "rejected": self.samples - self.kept - self.errors,
+            "errors": self.errors,
+            "candidates": self.candidates,
+            "tar_bytes": self.tar_bytes,
+            "seconds": round(self.seconds, 3),
+            "reasons": dict(sorted(self.reasons.items())),
+            "candidate_reasons": dict(sorted(self.candidate_reasons.items())),
+            "statuses": dict(sorted(self.statuses.items())),
+        }
+
+
+class RunTally:
+    """Counts, histograms and the gallery's sample of one run, fed one manifest at a time."""
+
+    def __init__(self, gallery: int, seed: int):
+        from datagen.scores import SCORES
+
+        self.scores = SCORES
+        self.capacity, self.seed = gallery, seed
+        self.tasks: dict[str, TaskTally] = defaultdict(TaskTally)
+        self.heaps: dict[tuple[str, str], list[tuple[int, int, int]]] = defaultdict(list)
+        self.warnings: list[str] = []
+
+    def priority(self, key: str, candidate: int) -> int:
+        digest = hashlib.blake2b(f"{self.seed}/{key}/{candidate}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big")
+
+    def add(self, shard_index: int, shard: Shard, table) -> None:
+        import numpy as np
+
+        keys, tasks = table["key"].to_pylist(), table["task"].to_pylist()
+        candidates, statuses = table["candidate"].to_pylist(), table["status"].to_pylist()
+        reasons = [r or "" for r in table["reason"].to_pylist()]
+        first: dict[str, tuple[str, str]] = {}
+        kept_keys = set()
+        for row, (key, task, candidate, status, reason) in enumerate(
+            zip(keys, tasks, candidates, statuses, reasons, strict=True)
+        ):
+            first.setdefault(key, (status, reason))
+            tally = self.tasks[task]
+            tally.statuses[status] += 1
+            if reason:
+                tally.candidate_reasons[reason] += 1
+            if status == "kept":
+                kept_keys.add(key)
+            if self.capacity > 0:  # bottom-k by hash: a uniform sample, the same whatever the shard order
+                heap, item = self.heaps[(task, status)], (-self.priority(key, candidate or 0), shard_index, row)
+                if len(heap) < self.capacity:
+                    heapq.heappush(heap, item)
+                elif item > heap[0]:
+                    heapq.heapreplace(heap, item)
+        tally = self.tasks[shard.task]
+        tally.shards += 1
+        tally.samples += len(first)
+        tally.kept += len(kept_keys)
+        tally.candidates += len(keys)
+        tally.errors += sum(1 for status, _ in first.values() if status == "error")
+        tally.reasons.update(reason for key, (_, reason) in first.items() if key not in kept_keys)
+        tally.tar_bytes += int((shard.stats.get("tar") or {}).get("bytes") or 0)
+        tally.seconds += sum(v for v in (shard.stats.get("timings") or {}).values() if isinstance(v, (int, float)))
+        stats = shard.stats
+        if (stats.get("kept"), stats.get("candidates")) != (len(kept_keys), len(keys)):
+            self.warnings.append(
+                f"{shard.name}: stats say {stats.get('kept')} kept of {stats.get('candidates')} candidates, the "
+                f"manifest has {len(kept_keys)} of {len(keys)} (run `datagen verify`)"
+            )
+
+        status_array = np.asarray(statuses, dtype=object)
+        category = np.full(len(keys), 2, dtype=np.int64)
+        category[status_array == "kept"] = 0
+        category[(status_array == "rejected") & (np.asarray(reasons, dtype=object) == "outranked")] = 1
+        task_array = np.asarray(tasks, dtype=object)
+        for name, score in self.scores.items():
+            column = f"score_{name}"
+            if column not in table.column_names:
+                continue
+            values = table[column].to_numpy(zero_copy_only=False).astype(np.float64)
+            finite = np.isfinite(values)
+            if not finite.any():
+                continue
+            low, high = score.range
+            bins = np.clip(((values - low) / (high - low) * FINE_BINS).astype(np.int64, copy=False), 0, FINE_BINS - 1)
+            for task in set(task_array[finite]):
+                where = finite & (task_array == task)
+                flat = np.bincount(category[where] * FINE_BINS + bins[where], minlength=len(CATEGORIES) * FINE_BINS)
+                hist = self.tasks[task].histograms.setdefault(name, np.zeros((len(CATEGORIES), FINE_BINS), np.int64))
+                hist += flat.reshape(len(CATEGORIES), FINE_BINS)
+                seen = self.tasks[task].extremes.setdefault(name, [math.inf, -math.inf])
+                seen[:] = min(seen[0], float(values[where].min())), max(seen[1], float(values[where].max()))
+
+    def sample(self) -> list[tuple[int, int, str, int]]:
+        """The gallery: (shard index, row, status, rank) — the budget split evenly over task x status strata."""
+        sizes = {stratum: self.tasks[stratum[0]].statuses[stratum[1]] for stratum in self.heaps}
+        quotas = split_evenly(sizes, self.capacity)
+        chosen = []
+        for stratum, heap in sorted(self.heaps.items()):
+            best = sorted(heap, reverse=True)[: quotas[stratum]]
+            chosen += [(shard_index, row, stratum[1], -negative) for negative, shard_index, row in best]
+        return chosen
+
+
+def split_evenly(sizes: dict[Any, int], budget: int) -> dict[Any, int]:
+    """Share `budget` among groups as evenly as their sizes allow (small groups whole, the rest shared out)."""
+    quotas = dict.fromkeys(sizes, 0)
+    open_groups = sorted(k for k, n in sizes.items() if n > 0)
+    left = budget
+    while left > 0 and open_groups:
+        share = max(1, left // len(open_groups))
+        for group in list(open_groups):
+            take = min(share, sizes[group] - quotas[group], left)
+            quotas[group] += take
+            left -= take
+            if quotas[group] == sizes[group]:
+                open_groups.remove(group)
+            if left == 0:
+                break
+    return quotas
+
+
+def _number(value: Any) -> float | None:
+    return round(float(value), 6) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def gallery_entries(fs, root: str, shards: list[Shard], chosen: list[tuple[int, int, str, int]], scores) -> list:
+    """Read back the sampled rows (only their shards' manifests); kept first, then by hash rank (a fair mix)."""
+    by_shard: dict[int, list[tuple[int, str, int]]] = defaultdict(list)
+    for shard_index, row, status, rank in chosen:
+        by_shard[shard_index].append((row, status, rank))
+    status_order = {s: i for i, s in enumerate(STATUSES)}
+    entries = []
+    for shard_index, rows in sorted(by_shard.items()):
+        path = f"{root}/shards/{shards[shard_index].name}.parquet"
+        wanted = ENTRY_COLUMNS + tuple(f"score_{name}" for name in scores)
+        table = read_manifest(fs, path, wanted).take([row for row, _, _ in rows])
+        for record, (_, status, rank) in zip(table.to_pylist(), rows, strict=True):
+            entry = {name: record.get(name) or "" for name in ENTRY_COLUMNS if name not in ("candidate", "objects")}
+            entry["candidate"] = record.get("candidate") or 0
+            entry["objects"] = [str(o) for o in record.get("objects") or []]
+            entry["scores"] = {n: v for n in scores if (v := _number(record.get(f"score_{n}"))) is not None}
+            entry["shard"] = shards[shard_index].name
+            entry["thumbs"] = None
+            entries.append((status_order.get(status, len(STATUSES)), rank, entry))
+    return [entry for _, _, entry in sorted(entries, key=lambda item: item[:2])]
+
+
+def thumbnails(fs, root: str, entries: list[dict], warnings: list[str]) -> dict[str, bytes]:
+    """Decode the sampled kept pairs from their tars (streamed) into small JPEG/PNG files; sets entry['thumbs']."""
+    import cv2
+
+    from datagen.images import BadImage, decode_member, encode
+    from datagen.record import KEY_RE  # keys become file names: only well-formed ones
+
+    wanted: dict[str, dict[str, dict]] = defaultdict(dict)
+    for entry in entries:
+        if entry["status"] == "kept" and KEY_RE.fullmatch(entry["key"]):
+            wanted[entry["shard"]][entry["key"]] = entry
+    files: dict[str, bytes] = {}
+    for shard, keyed in sorted(wanted.items()):
+        path, todo = f"{root}/shards/{shard}.tar", len(keyed) * 3
+        try:
+            with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+                for member in tar:
+                    key, _, suffix = member.name.partition(".")
+                    role = suffix.split(".")[0]
+                    if key not in keyed or role not in ("input", "output", "mask") or not member.isfile():
+                        continue
+                    try:
+                        image = decode_member(tar.extractfile(member).read())
+                    except BadImage as e:
+                        warnings.append(f"{shard}.tar: {member.name}: {e}")
+                        continue
+                    height, width = image.shape[:2]
+                    scale = THUMB_PX / max(height, width)
+                    if scale < 1:
+                        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+                        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+                    ext = "png" if role == "mask" else "jpg"
+                    name = f"thumbs/{key}.{role}.{ext}"
+                    files[name] = encode(image, ext, quality=85)
+                    keyed[key]["thumbs"] = {**(keyed[key]["thumbs"] or {}), role: name}
+                    todo -= 1
+                    if todo == 0:
+                        break
+        except (OSError, tarfile.TarError, EOFError) as e:
+            warnings.append(f"{where(fs, path)}: unreadable tar ({e}); its thumbnails are missing")
+    return files
