@@ -7,6 +7,7 @@ on a CPU, and enough to separate tasks whose instructions differ in wording. Sav
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import zlib
@@ -104,3 +105,32 @@ class ClassifierRole:
         if task not in self.model.tasks:
             return None
         return float(self.model.probabilities([instruction])[0, self.model.tasks.index(task)])
+
+
+def run(args: argparse.Namespace) -> int:
+    """`datagen classify`: train on the instructions in --shards (when given), then classify each --instruction."""
+    if args.shards:
+        import webdataset as wds
+
+        from datagen.train import shard_urls
+
+        rows = []
+        for sample in wds.WebDataset(shard_urls(args.shards), shardshuffle=False, empty_check=False):
+            meta = json.loads(sample["json"])
+            rows.append((sample["__key__"], meta["instruction"], meta["task"]))
+        train = [r for r in rows if not held_out(r[0])]
+        test = [r for r in rows if held_out(r[0])]
+        if len({r[2] for r in train}) < 2:
+            raise ConfigError("--shards: the classifier needs instructions of at least two tasks (use a mixture run)")
+        model = TaskClassifier(sorted({r[2] for r in train}))
+        model.fit([r[1] for r in train], [r[2] for r in train])
+        model.save(args.model)
+        hits = sum(p == r[2] for p, r in zip(model.predict([r[1] for r in test]), test, strict=True)) if test else 0
+        share = hits / len(test) if test else float("nan")
+        print(f"trained on {len(train)} instructions of {len(model.tasks)} tasks; held-out accuracy {share:.3f} "
+              f"on {len(test)} (chance {1 / len(model.tasks):.3f}); saved to {args.model}")  # fmt: skip
+    model = TaskClassifier.load(args.model)
+    for instruction, task in zip(args.instruction, model.predict(args.instruction) if args.instruction else [],
+                                 strict=True):  # fmt: skip
+        print(f"{task}\t{instruction}")
+    return 0

@@ -1,23 +1,109 @@
-"""`datagen` command line: generate | write | render | verify | show | report | export | tasks | preflight | train |
-edit | eval | classify."""
+"""`datagen`: make instruction-based image-editing data, look at it, and train and measure an editor on it.
+
+The command line: the table of commands, their flags, and the commands that are a few lines each. Each command runs
+as `function(args) -> exit code` in the module the table names. Its flags are added only when it is parsed, so
+`datagen --help` imports nothing heavy (train's come from TrainConfig, in a module that needs torch).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from datagen import __version__
-from datagen import bench as bench_cmd
-from datagen import export as export_cmd
-from datagen import report as report_cmd
 
 EPILOG = "Example: datagen generate --task remove --pipeline local --n 200 --out out/remove"
 
 
-def _run_options(parser: argparse.ArgumentParser) -> None:
+@dataclass(frozen=True)
+class Command:
+    """A `datagen` subcommand: its line in `datagen --help`, what runs it and what adds its flags."""
+
+    name: str
+    help: str
+    runs: str
+    """The "module:function" called with the parsed arguments; it returns the exit code."""
+    flags: str | None
+    """The "module:function" adding the command's flags to its parser; None where the running module's
+    `add_parser(subparsers)` registers the command itself (with this help line: a test holds them equal)."""
+
+
+COMMANDS = (
+    Command("generate", "write instructions, then render, filter and shard them (resumable)",
+            "datagen.cli:cmd_run", "datagen.cli:run_flags"),
+    Command("write", "phase 1: captions and edit instructions -> OUT/texts/*.jsonl",
+            "datagen.cli:cmd_run", "datagen.cli:run_flags"),
+    Command("render", "phase 2: instructions -> images, scores, filters -> OUT/shards/*.tar|parquet|stats.json",
+            "datagen.cli:cmd_run", "datagen.cli:run_flags"),
+    Command("verify", "check every committed shard of a run",
+            "datagen.cli:cmd_verify", "datagen.cli:verify_flags"),
+    Command("export", "export a run's committed shards as a Hugging Face parquet dataset or an imagefolder",
+            "datagen.export:run", None),
+    Command("report", "write a static HTML report of a run: counts, reject reasons, score histograms, throughput, "
+            "gallery", "datagen.report:run", None),
+    Command("bench", "speed against a baseline measured in the same run (datagen/bench.py)",
+            "datagen.bench:run", None),
+    Command("show", "print a few samples of a run: instruction, captions, scores, where they are",
+            "datagen.cli:cmd_show", "datagen.cli:show_flags"),
+    Command("train", "train the editing model on shards",
+            "datagen.cli:cmd_train", "datagen.cli:train_flags"),
+    Command("edit", "edit an image with a trained checkpoint (multi-turn: repeat --instruction)",
+            "datagen.cli:cmd_edit", "datagen.cli:edit_flags"),
+    Command("classify", "train the task classifier on shards, or classify instructions",
+            "datagen.classifier:run", "datagen.cli:classify_flags"),
+    Command("eval", "CLIP_dir, CLIP_img, CLIP_out, L1, DINO per task",
+            "datagen.evaluate:run", "datagen.cli:eval_flags"),
+    Command("tasks", "list every task: group, generator, the pipelines it runs on",
+            "datagen.cli:cmd_tasks", "datagen.cli:tasks_flags"),
+    Command("preflight", "check that every model a pipeline names is on this machine",
+            "datagen.cli:cmd_preflight", "datagen.cli:preflight_flags"),
+)  # fmt: skip
+
+
+def look_up(target: str) -> Callable:
+    """The function a "module:function" names. This module's own come from here: under `python -m datagen.cli` it
+    is __main__, and importing it again would load it twice."""
+    module, _, name = target.partition(":")
+    return (globals() if module == "datagen.cli" else vars(importlib.import_module(module)))[name]
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser that adds its flags the first time it parses, so only the chosen command's are built."""
+
+    def __init__(self, *args, flags: Callable[[argparse.ArgumentParser], None] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pending_flags = flags
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self.pending_flags is not None:
+            add, self.pending_flags = self.pending_flags, None
+            add(self)
+        return super().parse_known_args(args, namespace)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="datagen", description=__doc__.split("\n\n")[0], epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"datagen {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
+    for command in COMMANDS:
+        if command.flags is None:
+            importlib.import_module(command.runs.partition(":")[0]).add_parser(sub)
+        else:
+            sub.add_parser(command.name, help=command.help, description=command.help, flags=look_up(command.flags))
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------------ flags
+
+
+def run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
     parser.add_argument("--out", required=True, help="run directory (created; an existing run there is resumed)")
     parser.add_argument(
         "--task",
@@ -54,93 +140,88 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="datagen", description=__doc__, epilog=EPILOG)
-    parser.add_argument("--version", action="version", version=f"datagen {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, text in (
-        ("generate", "write instructions, then render, filter and shard them (resumable)"),
-        ("write", "phase 1: captions and edit instructions -> OUT/texts/*.jsonl"),
-        ("render", "phase 2: instructions -> images, scores, filters -> OUT/shards/*.tar|parquet|stats.json"),
-    ):
-        _run_options(sub.add_parser(name, help=text, description=text, epilog=EPILOG))
-    verify = sub.add_parser(
-        "verify",
-        help="check every committed shard of a run",
-        description="Check every committed shard: tar readable and safe, members of a key "
-        "contiguous and complete, counts agree across tar, parquet and stats, "
-        "checksums match. Exits 1 on any problem.",
+def verify_flags(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Check every committed shard: tar readable and safe, members of a key contiguous and complete, counts agree "
+        "across tar, parquet and stats, checksums match. Exits 1 on any problem."
     )
-    verify.add_argument("out", help="run directory")
-    verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
-    export_cmd.add_parser(sub)
-    report_cmd.add_parser(sub)
-    bench_cmd.add_parser(sub)
-    show = sub.add_parser("show", help="print a few samples of a run: instruction, captions, scores, where they are")
-    show.add_argument("out", help="run directory or URL")
-    show.add_argument("--n", type=int, default=8, help="how many (default: 8)")
-    show.add_argument("--task", help="only this task")
-    show.add_argument("--status", default="kept", choices=["kept", "rejected", "error", "all"], help="(default: kept)")
-    show.add_argument("--json", action="store_true", help="one JSON object per line")
-    train = sub.add_parser("train", help="train the editing model on shards", description="Train an "
-        "InstructPix2Pix-style editor with task embeddings on shards (datagen/train.py); resumes from OUT's last "
-        "checkpoint.")  # fmt: skip
-    train.add_argument("--shards", nargs="+", required=True, help="run folders, .tar files or URLs")
-    train.add_argument("--out", required=True, help="training run folder (checkpoints/, log.jsonl)")
-    train.add_argument("--init", default="tiny:t2i", help="text-to-image checkpoint to start from (default: tiny:t2i)")
-    for flag, kind, default in (("--resolution", int, 256), ("--batch-size", int, 8), ("--accumulation", int, 1),
-                                ("--steps", int, 1000), ("--lr", float, 1e-4), ("--checkpoint-every", int, 500),
-                                ("--seed", int, 0), ("--ema", float, 0.0), ("--workers", int, 0)):  # fmt: skip
-        train.add_argument(flag, type=kind, default=default, help=f"(default: {default})")
-    train.add_argument("--min-score", action="append", default=[], metavar="SCORE=MIN", help="e.g. clip_dir=0.2")
-    train.add_argument("--invert-task", help="task inversion: learn only a new vector for this task ...")
-    train.add_argument("--from", dest="invert_from", help="... from this trained checkpoint, every weight frozen")
-    train.add_argument("--no-progress", action="store_true")
-    edit = sub.add_parser("edit", help="edit an image with a trained checkpoint (multi-turn: repeat --instruction)")
-    edit.add_argument("--checkpoint", required=True, help="a training run folder or one of its checkpoints")
-    edit.add_argument("--image", required=True)
-    edit.add_argument("--instruction", action="append", required=True, help="repeat for multi-turn editing")
-    edit.add_argument("--task", help="task of the instruction (default: --classifier's prediction)")
-    edit.add_argument("--classifier", help="task classifier folder (datagen classify) used when --task is not given")
-    edit.add_argument("--out", required=True, help="PNG to write (turn k also as OUT-k.png when several)")
-    edit.add_argument("--steps", type=int, default=20)
-    edit.add_argument("--image-guidance", type=float, default=1.5)
-    edit.add_argument("--text-guidance", type=float, default=5.0)
-    edit.add_argument(
+    parser.add_argument("out", help="run directory")
+    parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
+
+
+def show_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", help="run directory or URL")
+    parser.add_argument("--n", type=int, default=8, help="how many (default: 8)")
+    parser.add_argument("--task", help="only this task")
+    parser.add_argument(
+        "--status", default="kept", choices=["kept", "rejected", "error", "all"], help="(default: kept)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def train_flags(parser: argparse.ArgumentParser) -> None:
+    from datagen.train import add_flags
+
+    parser.description = (
+        "Train an InstructPix2Pix-style editor with task embeddings on shards (datagen/train.py); resumes from OUT's "
+        "last checkpoint."
+    )
+    add_flags(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines)")
+
+
+def edit_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="a training run folder or one of its checkpoints")
+    parser.add_argument("--image", required=True)
+    parser.add_argument("--instruction", action="append", required=True, help="repeat for multi-turn editing")
+    parser.add_argument("--task", help="task of the instruction (default: --classifier's prediction)")
+    parser.add_argument("--classifier", help="task classifier folder (datagen classify) used when --task is not given")
+    parser.add_argument("--out", required=True, help="PNG to write (turn k also as OUT-k.png when several)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--image-guidance", type=float, default=1.5)
+    parser.add_argument("--text-guidance", type=float, default=5.0)
+    parser.add_argument(
         "--alpha", type=float, default=0.03, help="multi-turn: keep a new pixel only if it changed this much"
     )
-    edit.add_argument("--seed", type=int, default=0)
-    edit.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines) over the steps")
-    cl = sub.add_parser("classify", help="train the task classifier on shards, or classify instructions")
-    cl.add_argument("--shards", nargs="+", help="train on the instructions in these runs or .tar files")
-    cl.add_argument("--model", required=True, help="classifier folder (written when training, read otherwise)")
-    cl.add_argument("--instruction", action="append", default=[], help="classify this instruction (repeatable)")
-    ev = sub.add_parser("eval", help="CLIP_dir, CLIP_img, CLIP_out, L1, DINO per task", description=__import__(
-        "datagen.evaluate", fromlist=["x"]).__doc__)  # fmt: skip
-    ev.add_argument("--shards", nargs="+", help="run folders or .tar files: their pairs, or a checkpoint's edits")
-    ev.add_argument("--benchmark", help="a benchmark-format parquet (needs --checkpoint)")
-    ev.add_argument("--checkpoint", help="evaluate this model's edits instead of the stored outputs")
-    ev.add_argument("--pipeline", default="sd15", help="whose clip and dino roles measure (default: sd15)")
-    ev.add_argument("--limit", type=int, help="at most this many pairs")
-    ev.add_argument("--json", help="also write the numbers here")
-    ev.add_argument("--batch-size", type=int, default=8, help="pairs edited and embedded together (default: 8)")
-    ev.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines) over the pairs")
-    tasks = sub.add_parser(
-        "tasks",
-        help="list every task: group, generator, the pipelines it runs on",
-        description="List every task in tasks/ with its group, its generators (neural and local) and the "
-        "pipelines in pipelines/ it runs on.",
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines) over the steps")
+
+
+def classify_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shards", nargs="+", help="train on the instructions in these runs or .tar files")
+    parser.add_argument("--model", required=True, help="classifier folder (written when training, read otherwise)")
+    parser.add_argument("--instruction", action="append", default=[], help="classify this instruction (repeatable)")
+
+
+def eval_flags(parser: argparse.ArgumentParser) -> None:
+    from datagen import evaluate
+
+    parser.description = evaluate.__doc__
+    parser.add_argument("--shards", nargs="+", help="run folders or .tar files: their pairs, or a checkpoint's edits")
+    parser.add_argument("--benchmark", help="a benchmark-format parquet (needs --checkpoint)")
+    parser.add_argument("--checkpoint", help="evaluate this model's edits instead of the stored outputs")
+    parser.add_argument("--pipeline", default="sd15", help="whose clip and dino roles measure (default: sd15)")
+    parser.add_argument("--limit", type=int, help="at most this many pairs")
+    parser.add_argument("--json", help="also write the numbers here")
+    parser.add_argument("--batch-size", type=int, default=8, help="pairs edited and embedded together (default: 8)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines) over the pairs")
+
+
+def tasks_flags(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "List every task in tasks/ with its group, its generators (neural and local) and the pipelines in pipelines/ "
+        "it runs on."
     )
-    tasks.add_argument("--json", action="store_true", help="as JSON, with the reason a task does not run somewhere")
-    check = sub.add_parser(
-        "preflight",
-        help="check that every model a pipeline names is on this machine",
-        description="List each weighted role's model and where it was found; for a missing one, "
-        "the command that fetches it. Tiny models are built. Exits 1 if any is "
-        "missing. Nothing is downloaded.",
+    parser.add_argument("--json", action="store_true", help="as JSON, with the reason a task does not run somewhere")
+
+
+def preflight_flags(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "List each weighted role's model and where it was found; for a missing one, the command that fetches it. "
+        "Tiny models are built. Exits 1 if any is missing. Nothing is downloaded."
     )
-    check.add_argument("--pipeline", required=True, help="pipeline name in pipelines/ or a YAML path")
-    check.add_argument(
+    parser.add_argument("--pipeline", required=True, help="pipeline name in pipelines/ or a YAML path")
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -148,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH=VALUE",
         help="override a pipeline field, e.g. roles.clip.model=/models/clip",
     )
-    return parser
+
+
+# --------------------------------------------------------------------------------------------- commands
 
 
 RUN_DEFAULTS = {"pipeline": "local", "n": 200, "seed": 0, "shard_size": 100}
@@ -320,23 +403,9 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from datagen.errors import ConfigError
-    from datagen.train import TrainConfig, train
+    from datagen.train import config_from_flags, train
 
-    min_score = {}
-    for item in args.min_score:
-        name, _, value = item.partition("=")
-        try:
-            min_score[name] = float(value)
-        except ValueError:
-            raise ConfigError(f"--min-score {item!r}: expected SCORE=MIN, e.g. clip_dir=0.2") from None
-    config = TrainConfig(
-        shards=args.shards, out=args.out, init=args.init, resolution=args.resolution, batch_size=args.batch_size,
-        accumulation=args.accumulation, steps=args.steps, lr=args.lr, checkpoint_every=args.checkpoint_every,
-        seed=args.seed, ema=args.ema, min_score=min_score, invert_task=args.invert_task, invert_from=args.invert_from,
-        workers=args.workers,
-    )  # fmt: skip
-    result = train(config, progress=not args.no_progress)
+    result = train(config_from_flags(args), progress=not args.no_progress)
     print(f"step {result['step']}: loss {result['loss']:.4f}; checkpoint {result['checkpoint']}")
     return 0
 
@@ -370,71 +439,6 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 Path(f"{Path(args.out).with_suffix('')}-{turn}.png").write_bytes(to_png(current))
     Path(args.out).write_bytes(to_png(current))
     print(f"wrote {args.out} ({len(args.instruction)} turn(s), task {task})")
-    return 0
-
-
-def cmd_classify(args: argparse.Namespace) -> int:
-    from datagen.classifier import TaskClassifier, held_out
-    from datagen.errors import ConfigError
-
-    if args.shards:
-        import webdataset as wds
-
-        from datagen.train import shard_urls
-
-        rows = []
-        for sample in wds.WebDataset(shard_urls(args.shards), shardshuffle=False, empty_check=False):
-            meta = json.loads(sample["json"])
-            rows.append((sample["__key__"], meta["instruction"], meta["task"]))
-        train = [r for r in rows if not held_out(r[0])]
-        test = [r for r in rows if held_out(r[0])]
-        if len({r[2] for r in train}) < 2:
-            raise ConfigError("--shards: the classifier needs instructions of at least two tasks (use a mixture run)")
-        model = TaskClassifier(sorted({r[2] for r in train}))
-        model.fit([r[1] for r in train], [r[2] for r in train])
-        model.save(args.model)
-        hits = sum(p == r[2] for p, r in zip(model.predict([r[1] for r in test]), test, strict=True)) if test else 0
-        share = hits / len(test) if test else float("nan")
-        print(f"trained on {len(train)} instructions of {len(model.tasks)} tasks; held-out accuracy {share:.3f} "
-              f"on {len(test)} (chance {1 / len(model.tasks):.3f}); saved to {args.model}")  # fmt: skip
-    model = TaskClassifier.load(args.model)
-    for instruction, task in zip(args.instruction, model.predict(args.instruction) if args.instruction else [],
-                                 strict=True):  # fmt: skip
-        print(f"{task}\t{instruction}")
-    return 0
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from datagen import evaluate, models
-    from datagen.errors import ConfigError
-    from datagen.preflight import require
-    from datagen.resolve import load_pipeline
-
-    if bool(args.shards) == bool(args.benchmark):
-        raise ConfigError("give --shards or --benchmark (one of them)")
-    if args.benchmark and not args.checkpoint:
-        raise ConfigError("--benchmark needs --checkpoint: a benchmark has inputs only")
-    pipeline = load_pipeline(args.pipeline)
-    missing = [r for r in ("clip", "dino") if r not in pipeline.roles]
-    if missing:
-        raise ConfigError(f"--pipeline {args.pipeline}: has no {' or '.join(missing)} role to measure with")
-    require(pipeline, "render", {"clip", "dino"})
-    clip = models.build("clip", pipeline.roles["clip"])
-    dino = models.build("dino", pipeline.roles["dino"])
-    clip.load()
-    dino.load()
-    pairs = evaluate.load_benchmark(args.benchmark, args.limit) if args.benchmark else evaluate.load_pairs(
-        args.shards, args.limit)  # fmt: skip
-    editor = None
-    if args.checkpoint:
-        from datagen.train import load_editor
-
-        editor = load_editor(args.checkpoint)
-    rows = evaluate.evaluate(pairs, clip, dino, editor, batch_size=args.batch_size, progress=not args.no_progress)
-    summary = evaluate.summarise(rows)
-    print(evaluate.table(summary, clip.model_id, dino.model_id))
-    if args.json:
-        evaluate.write_json(Path(args.json), summary, clip.model_id, dino.model_id)
     return 0
 
 
@@ -493,30 +497,9 @@ def main(argv: list[str] | None = None) -> int:
     from datagen.errors import ConfigError, RunStopped
 
     args = build_parser().parse_args(argv)
+    runs = next(command.runs for command in COMMANDS if command.name == args.command)
     try:
-        if args.command == "verify":
-            return cmd_verify(args)
-        if args.command == "show":
-            return cmd_show(args)
-        if args.command == "export":
-            return export_cmd.run(args)
-        if args.command == "report":
-            return report_cmd.run(args)
-        if args.command == "bench":
-            return bench_cmd.run(args)
-        if args.command == "preflight":
-            return cmd_preflight(args)
-        if args.command == "tasks":
-            return cmd_tasks(args)
-        if args.command == "train":
-            return cmd_train(args)
-        if args.command == "edit":
-            return cmd_edit(args)
-        if args.command == "eval":
-            return cmd_eval(args)
-        if args.command == "classify":
-            return cmd_classify(args)
-        return cmd_run(args)
+        return look_up(runs)(args)
     except ConfigError as e:
         print(f"datagen: configuration error:\n{e}", file=sys.stderr)
         return 2

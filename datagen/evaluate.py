@@ -7,6 +7,7 @@ The CLIP and DINO models come from a pipeline's roles and are printed beside eve
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -157,3 +158,36 @@ def table(summary: dict[str, dict[str, float]], clip_id: str, dino_id: str) -> s
 
 def write_json(path: Path, summary: dict, clip_id: str, dino_id: str) -> None:
     path.write_text(json.dumps({"clip": clip_id, "dino": dino_id, "metrics": summary}, indent=1))
+
+
+def run(args: argparse.Namespace) -> int:
+    """`datagen eval`: measure stored pairs or a checkpoint's edits with a pipeline's clip and dino roles."""
+    from datagen import models
+    from datagen.preflight import require
+    from datagen.resolve import load_pipeline
+
+    if bool(args.shards) == bool(args.benchmark):
+        raise ConfigError("give --shards or --benchmark (one of them)")
+    if args.benchmark and not args.checkpoint:
+        raise ConfigError("--benchmark needs --checkpoint: a benchmark has inputs only")
+    pipeline = load_pipeline(args.pipeline)
+    missing = [r for r in ("clip", "dino") if r not in pipeline.roles]
+    if missing:
+        raise ConfigError(f"--pipeline {args.pipeline}: has no {' or '.join(missing)} role to measure with")
+    require(pipeline, "render", {"clip", "dino"})
+    clip = models.build("clip", pipeline.roles["clip"])
+    dino = models.build("dino", pipeline.roles["dino"])
+    clip.load()
+    dino.load()
+    pairs = load_benchmark(args.benchmark, args.limit) if args.benchmark else load_pairs(args.shards, args.limit)
+    editor = None
+    if args.checkpoint:
+        from datagen.train import load_editor
+
+        editor = load_editor(args.checkpoint)
+    rows = evaluate(pairs, clip, dino, editor, batch_size=args.batch_size, progress=not args.no_progress)
+    summary = summarise(rows)
+    print(table(summary, clip.model_id, dino.model_id))
+    if args.json:
+        write_json(Path(args.json), summary, clip.model_id, dino.model_id)
+    return 0

@@ -18,6 +18,9 @@ step, its noise and its timesteps depend only on (seed, step), so a resumed run 
 
 from __future__ import annotations
 
+import argparse
+import ast
+import inspect
 import io
 import json
 import math
@@ -26,9 +29,9 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 import numpy as np
 import torch
@@ -79,6 +82,75 @@ class TrainConfig:
     """Task inversion: learn only a new vector for this task (samples of other tasks are skipped)."""
     invert_from: str | None = None
     """The trained checkpoint whose weights task inversion freezes."""
+
+
+# `datagen train`'s flags are TrainConfig's fields, so each default above is written once.
+NOT_FLAGS = ("warmup", "drop", "shuffle", "task_weights", "tasks")
+"""Fields the command line leaves at their defaults: the InstructPix2Pix recipe and the task vocabulary (set them
+from Python)."""
+FLAG_NAMES = {"invert_from": "--from"}
+"""Flags not spelled after their field: `--invert-task NAME --from CHECKPOINT` reads as a sentence."""
+PAIR_FLAGS = {"min_score": ("SCORE=MIN", "clip_dir=0.2")}
+"""Dict fields, given as repeated NAME=VALUE flags: the metavar and an example."""
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """A dataclass's field docstrings (the string under each field), which Python does not keep at run time."""
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    return {
+        node.target.id: after.value.value
+        for node, after in zip(body, body[1:], strict=False)
+        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+    }
+
+
+def _flag(name: str) -> str:
+    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field outside NOT_FLAGS: its type, default and help are the field's."""
+    docs, types = field_docs(TrainConfig), get_type_hints(TrainConfig)
+    for spec in fields(TrainConfig):
+        if spec.name in NOT_FLAGS:
+            continue
+        kind, text = types[spec.name], docs.get(spec.name, "").replace("%", "%%")
+        required = spec.default is MISSING and spec.default_factory is MISSING
+        if get_origin(kind) is list:
+            parser.add_argument(_flag(spec.name), dest=spec.name, type=get_args(kind)[0], nargs="+",
+                                required=required, help=text)  # fmt: skip
+        elif get_origin(kind) is dict:
+            metavar, example = PAIR_FLAGS[spec.name]
+            usage = f"On the command line: {_flag(spec.name)} {example}, repeatable."
+            parser.add_argument(_flag(spec.name), dest=spec.name, action="append", default=[], metavar=metavar,
+                                help=f"{text} {usage}")  # fmt: skip
+        else:
+            scalar = next(t for t in (get_args(kind) or (kind,)) if t is not type(None))  # str | None: str
+            default = None if required else spec.default
+            shown = f"(default: {default})" if default is not None else ""
+            parser.add_argument(_flag(spec.name), dest=spec.name, type=scalar, default=default, required=required,
+                                help=" ".join(x for x in (text, shown) if x))  # fmt: skip
+
+
+def config_from_flags(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of parsed `add_flags` flags; NAME=VALUE pairs become dicts."""
+    types, values = get_type_hints(TrainConfig), {}
+    for spec in fields(TrainConfig):
+        if spec.name in NOT_FLAGS:
+            continue
+        value = getattr(args, spec.name)
+        if get_origin(types[spec.name]) is dict:
+            metavar, example = PAIR_FLAGS[spec.name]
+            value_type, pairs = get_args(types[spec.name])[1], {}
+            for item in value:
+                key, _, number = item.partition("=")
+                try:
+                    pairs[key] = value_type(number)
+                except ValueError:
+                    raise ConfigError(f"{_flag(spec.name)} {item!r}: expected {metavar}, e.g. {example}") from None
+            value = pairs
+        values[spec.name] = value
+    return TrainConfig(**values)
 
 
 # ---------------------------------------------------------------------------------------------- model
