@@ -6,11 +6,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from datagen.config import RoleSpec
 from datagen.errors import ConfigError
-from datagen.models.batching import Counted, chunked
-from datagen.models.options import VisionOptions
-from datagen.models.weights import locate, model_id, torch_device_dtype
+from datagen.models.batching import chunked
+from datagen.models.weights import VisionRole
 
 BACKGROUND_LABELS = {"background", "unlabeled", "unlabelled", "void"}
 """Names a segmentation model gives a no-class label; when its class 0 is one of these, class ids are kept as is."""
@@ -18,21 +16,7 @@ COCO_KEYPOINTS = 17
 """The translate generator draws COCO's 17-keypoint skeleton."""
 
 
-class _DenseModel(Counted):
-    def __init__(self, spec: RoleSpec, options: VisionOptions | None = None, **_):
-        self.spec = spec
-        self.options = options or VisionOptions.parse(spec.args, "dense")
-        self.model_id = model_id(spec.model or "", spec.revision)
-        self.model = self.processor = None
-
-    def _load(self, model_class, processor_class):
-        path = locate(self.spec.model, self.spec.revision)
-        self.device, self.dtype = torch_device_dtype(self.spec.device, self.spec.dtype)
-        extra = {"attn_implementation": self.options.attention} if self.options.attention else {}
-        model = model_class.from_pretrained(path, use_safetensors=True, dtype=self.dtype, **extra)
-        self.model = model.to(self.device).eval()
-        self.processor = processor_class.from_pretrained(path)
-
+class _DenseModel(VisionRole):
     def _pixels(self, images: list[np.ndarray], **kwargs):
         batch = self.processor(images=[Image.fromarray(image) for image in images], return_tensors="pt", **kwargs)
         return batch["pixel_values"].to(self.device, self.dtype)
@@ -48,7 +32,7 @@ class DepthAnything(_DenseModel):
     def load(self) -> None:
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-        self._load(AutoModelForDepthEstimation, AutoImageProcessor)
+        self._from_pretrained(AutoModelForDepthEstimation, AutoImageProcessor)
         # relative models predict disparity (larger = nearer); metric ones predict distance (larger = farther)
         self.nearer_is_larger = getattr(self.model.config, "depth_estimation_type", "relative") != "metric"
 
@@ -94,7 +78,7 @@ class SegFormer(_DenseModel):
         # so AutoImageProcessor refuses it here; imported from its module, it preprocesses images without.
         from transformers.models.segformer.image_processing_pil_segformer import SegformerImageProcessorPil
 
-        self._load(SegformerForSemanticSegmentation, SegformerImageProcessorPil)
+        self._from_pretrained(SegformerForSemanticSegmentation, SegformerImageProcessorPil)
         first = str(self.model.config.id2label.get(0, "")).strip().lower()
         self.offset = 0 if first in BACKGROUND_LABELS else 1
 
@@ -124,7 +108,7 @@ class ViTPose(_DenseModel):
     def load(self) -> None:
         from transformers import AutoProcessor, VitPoseForPoseEstimation
 
-        self._load(VitPoseForPoseEstimation, AutoProcessor)
+        self._from_pretrained(VitPoseForPoseEstimation, AutoProcessor)
         if self.model.config.num_labels != COCO_KEYPOINTS:
             raise ConfigError(
                 f"pose model {self.model_id!r} predicts {self.model.config.num_labels} keypoints; the pose task draws "

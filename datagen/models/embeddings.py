@@ -5,27 +5,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from datagen.config import RoleSpec
-from datagen.models.batching import Counted
-from datagen.models.options import VisionOptions
-from datagen.models.weights import locate, model_id, torch_device_dtype
+from datagen.models.weights import VisionRole
 
 
-class _Embedder(Counted):
-    def __init__(self, spec: RoleSpec, options: VisionOptions | None = None, **_):
-        self.spec = spec
-        self.options = options or VisionOptions.parse(spec.args, "embedder")
-        self.model_id = model_id(spec.model or "", spec.revision)
-        self.model = self.processor = None
-
-    def _from_pretrained(self, model_class, processor_class) -> None:
-        path = locate(self.spec.model, self.spec.revision)
-        self.device, self.dtype = torch_device_dtype(self.spec.device, self.spec.dtype)
-        extra = {"attn_implementation": self.options.attention} if self.options.attention else {}
-        model = model_class.from_pretrained(path, use_safetensors=True, dtype=self.dtype, **extra)
-        self.model = model.to(self.device).eval()
-        self.processor = processor_class.from_pretrained(path)
-
+class _Embedder(VisionRole):
     def _batches(self, items: list):
         """`batch_size` items per model call, each call counted."""
         size = self.spec.batch_size

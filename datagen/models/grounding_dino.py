@@ -8,38 +8,30 @@ import numpy as np
 from PIL import Image
 
 from datagen.config import RoleSpec
-from datagen.models.batching import Counted, chunked
+from datagen.models.batching import chunked
 from datagen.models.options import GroundingOptions
 from datagen.models.oracle import Detection, GroundingMiss
-from datagen.models.weights import locate, model_id, torch_device_dtype
+from datagen.models.weights import VisionRole
 
 
-class GroundingDINO(Counted):
+class GroundingDINO(VisionRole):
     """`locate_batch` finds the best box per named object of each image; `confidence_batch` scores how present an
     object is (the detector gate). Every call takes a list of (image, name) queries, `batch_size` per forward."""
 
     scores_presence = True
     """Its detections carry a confidence the detector gate can reuse (an oracle's do not)."""
 
+    options_class = GroundingOptions
+
     def __init__(self, spec: RoleSpec, options: GroundingOptions | None = None, **_):
-        self.spec = spec
-        self.options = options or GroundingOptions.parse(spec.args, "grounding")
+        super().__init__(spec, options)
         self.box_threshold = self.options.box_threshold
         self.text_threshold = self.options.text_threshold
-        self.model_id = model_id(spec.model or "", spec.revision)
-        self.model = self.processor = None
 
     def load(self) -> None:
         from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
-        path = locate(self.spec.model, self.spec.revision)
-        self.device, self.dtype = torch_device_dtype(self.spec.device, self.spec.dtype)
-        extra = {"attn_implementation": self.options.attention} if self.options.attention else {}
-        self.model = GroundingDinoForObjectDetection.from_pretrained(
-            path, use_safetensors=True, dtype=self.dtype, **extra
-        )
-        self.model = self.model.to(self.device).eval()
-        self.processor = AutoProcessor.from_pretrained(path)
+        self._from_pretrained(GroundingDinoForObjectDetection, AutoProcessor)
 
     def detections(self, queries: Sequence[tuple[np.ndarray, str]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per (image, name) query: (scores (n,), boxes (n, 4) clipped to the image) of every box, best first.

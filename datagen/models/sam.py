@@ -7,28 +7,15 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from datagen.config import RoleSpec
-from datagen.models.batching import Counted, chunked
-from datagen.models.options import VisionOptions
-from datagen.models.weights import locate, model_id, torch_device_dtype
+from datagen.models.batching import chunked
+from datagen.models.weights import VisionRole
 
 
-class SAMSegmenter(Counted):
-    def __init__(self, spec: RoleSpec, options: VisionOptions | None = None, **_):
-        self.spec = spec
-        self.options = options or VisionOptions.parse(spec.args, "segmenter")
-        self.model_id = model_id(spec.model or "", spec.revision)
-        self.model = self.processor = None
-
+class SAMSegmenter(VisionRole):
     def load(self) -> None:
         from transformers import SamModel, SamProcessor
 
-        path = locate(self.spec.model, self.spec.revision)
-        self.device, self.dtype = torch_device_dtype(self.spec.device, self.spec.dtype)
-        extra = {"attn_implementation": self.options.attention} if self.options.attention else {}
-        self.model = SamModel.from_pretrained(path, use_safetensors=True, dtype=self.dtype, **extra)
-        self.model = self.model.to(self.device).eval()
-        self.processor = SamProcessor.from_pretrained(path)
+        self._from_pretrained(SamModel, SamProcessor)
 
     def segment(self, inputs, detections) -> list[np.ndarray]:
         """One image's `segment_batch`."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from datagen.config import RoleSpec
 from datagen.errors import ConfigError
+from datagen.models.batching import Counted
+from datagen.models.options import Options, VisionOptions
 
 
 class ModelMissing(ConfigError):
@@ -53,3 +56,24 @@ def torch_device_dtype(device: str, dtype: str):
     transformers.logging.set_verbosity_error()
     diffusers.logging.set_verbosity_error()
     return torch.device(device), getattr(torch, dtype)
+
+
+class VisionRole(Counted):
+    """A role played by a transformers model: the spec, its declared options, and `_from_pretrained` loading the
+    model (safetensors, the role's dtype and attention) and its processor onto the role's device."""
+
+    options_class: type[Options] = VisionOptions
+
+    def __init__(self, spec: RoleSpec, options: Options | None = None, **_):
+        self.spec = spec
+        self.options = options or self.options_class.parse(spec.args, "vision")
+        self.model_id = model_id(spec.model or "", spec.revision)
+        self.model = self.processor = None
+
+    def _from_pretrained(self, model_class, processor_class) -> None:
+        path = locate(self.spec.model, self.spec.revision)
+        self.device, self.dtype = torch_device_dtype(self.spec.device, self.spec.dtype)
+        extra = {"attn_implementation": self.options.attention} if self.options.attention else {}
+        model = model_class.from_pretrained(path, use_safetensors=True, dtype=self.dtype, **extra)
+        self.model = model.to(self.device).eval()
+        self.processor = processor_class.from_pretrained(path)
