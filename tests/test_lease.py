@@ -3,7 +3,6 @@ on local disk with real processes and on a real S3 server (moto) on loopback."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -226,50 +225,10 @@ BUCKET = "datagen-lease"
 
 
 @pytest.fixture(scope="module")
-def s3():
-    """A moto S3 server in its own process on 127.0.0.1 (as in test_remote.py), and a bucket on it."""
-    if importlib.util.find_spec("moto") is None:
-        pytest.skip("moto[server] is a dev dependency: make install")
-    import boto3
-    import s3fs
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    s3fs.S3FileSystem.clear_instance_cache()  # one cached earlier in the session points at another server
-    try:
-        _wait_for(lambda: server.poll() is not None or _listening(port), timeout=60, step=0.1)
-        assert server.poll() is None, "the moto S3 server did not start"
-        client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
-        client.create_bucket(Bucket=BUCKET)
-        yield client
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        s3fs.S3FileSystem.clear_instance_cache()
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+def s3(moto_s3):
+    client, _ = moto_s3
+    client.create_bucket(Bucket=BUCKET)
+    return client
 
 
 def _keys(client, prefix: str) -> list[str]:

