@@ -1,0 +1,132 @@
+"""What every input source shares: the `SourceItem` it gives the writer phase, the `LoadedInput` it gives the render
+phase, the `BadSource` reject, the table of what --input is for each source kind, and the checks on text (captions,
+topics, object names, instructions) and paths that come from an input."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datagen import scenes
+from datagen.errors import ConfigError, Reject
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+INPUTS = {
+    "images": ("DIR", "a folder of images (with optional .json sidecars)"),
+    "captions": (
+        "FILE",
+        'captions as .txt (one per line), .jsonl (one {"caption": "...", "objects": ["..."]} per line, objects '
+        "optional) or .parquet (a string column `caption`, an optional list-of-strings column `objects`)",
+    ),
+    "topics": ("FILE", "topics as .txt (one per line) or .yaml (a list of strings)"),
+    "shards": (
+        "DIR or FILE.tar",
+        'WebDataset .tar shards: KEY.jpg (or .png, ...) with KEY.txt or KEY.json {"caption": "...", "objects": [...]}',
+    ),
+}
+"""Source kind -> (what --input is, what it may hold): the text of every input error."""
+
+
+MAX_TEXT_CHARS = {"caption": 2000, "topic": 500, "object": 200, "instruction": 1000}
+"""Longest caption, topic and object name taken: Emu Edit's captions are a sentence or two; longer text is a
+scraped page or an attack, and would crowd the writer's context."""
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+"""Control characters, bidirectional overrides (text that reads differently than it is) and lone surrogates."""
+_INJECTION = re.compile(
+    r"\[/?INST\]|<</?SYS>>|</?s>|<\|[a-z_]+\|>|\b(ignore|disregard|forget)\b.{0,30}\b(instructions?|prompts?|rules)\b"
+    r"|\bsystem prompt\b",
+    re.IGNORECASE | re.DOTALL,
+)
+"""Chat-template tokens and the usual phrasings of text addressed to the writer LLM rather than describing an image."""
+
+
+def inside_folder(root: Path, rel: str, what: str) -> Path:
+    """`root/rel` with symbolic links and `..` resolved; BadSource `path_outside_input` when that lies outside
+    `root`, so a link in an input folder never brings an outside file into the dataset."""
+    path = (root / rel).resolve()
+    if root.resolve() not in path.parents:
+        raise BadSource("path_outside_input", f"{what} {rel!r} leaves the input folder (a symbolic link or '..')")
+    return path
+
+
+def check_text(text: str, what: str = "caption", injection: bool = True) -> str:
+    """A caption, topic, object name or instruction fit for a prompt and a dataset, whitespace runs (tabs, newlines)
+    made one space; BadSource with reason `{what}_empty`, `_too_long`, `_control_characters` or (text from a source,
+    `injection`) `_injection` otherwise."""
+    text = " ".join(text.split())
+    if not text:
+        raise BadSource(f"{what}_empty", f"the {what} is empty")
+    if len(text) > MAX_TEXT_CHARS[what]:
+        raise BadSource(f"{what}_too_long", f"{len(text)} characters > {MAX_TEXT_CHARS[what]}: {text[:80]!r}...")
+    bad = _CONTROL.search(text)
+    if bad:
+        raise BadSource(f"{what}_control_characters", f"U+{ord(bad.group()):04X} at {bad.start()}: {text[:80]!r}")
+    injected = _INJECTION.search(text) if injection else None
+    if injected:
+        raise BadSource(f"{what}_injection", f"{injected.group()!r} addresses the writer: {text[:80]!r}")
+    return text
+
+
+class BadSource(Reject):
+    """A source item that cannot become a sample; `reason` is counted in the stats."""
+
+
+@dataclass
+class SourceItem:
+    ref: dict[str, Any]
+    """How the render phase finds this input again (JSON-serialisable)."""
+    caption: str
+    objects: list[str]
+    """Names of the objects the source knows are in the image."""
+    setting: str | None = None
+    """For composed captions ('on a tiled floor'): lets the writer rebuild the caption without an object."""
+    topic: str | None = None
+    """For LLM-written captions: the writer writes the caption first, on this topic."""
+
+
+@dataclass
+class LoadedInput:
+    image: np.ndarray | None
+    """None for a text-only source: generate the input image from the caption."""
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    """Object name -> exact bool mask, where the source knows it (scenes, annotated images)."""
+    scene: scenes.Scene | None = None
+    found: dict[str, float] | None = None
+    """Object name -> a detector's confidence that it is in `image`, when a generator located the objects with one:
+    the detector gate reuses it instead of running the detector on this image again."""
+
+    def ground_truth(self, removed: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+        """(exact image with these objects removed, mask of the objects still in it), where the source can
+        render it; None otherwise."""
+        if self.scene is None:
+            return None
+        image = self.scene.render(exclude=removed)
+        others = np.zeros(image.shape[:2], bool)
+        for mask in self.scene.masks.values():
+            others |= mask
+        return image, others
+
+
+def object_names(objects: Any) -> list[str]:
+    """Names from a list of strings or of {"name": ...} dicts; BadSource otherwise."""
+    if objects is None:
+        return []
+    if not isinstance(objects, list):
+        raise BadSource("bad_annotation", f"objects must be a list, got {type(objects).__name__}")
+    names = []
+    for obj in objects:
+        name = obj.get("name") if isinstance(obj, dict) else obj
+        if not isinstance(name, str) or not name.strip():
+            raise BadSource("bad_annotation", f"object without a name: {obj!r:.80}")
+        names.append(name.strip())
+    return names
+
+
+def wrong_suffix(path: Path, kind: str, suffixes: tuple[str, ...]) -> ConfigError:
+    """The error for an --input file whose suffix `--source kind` does not read."""
+    found = repr(path.suffix) if path.suffix else "a file without a suffix"
+    return ConfigError(f"{path}: --source {kind} reads {', '.join(suffixes)} files, not {found}; {INPUTS[kind][1]}")

@@ -1,0 +1,179 @@
+"""WebDataset tar shards: each tar indexed once in one pass over its headers, each sample's members read in place
+by offset, never extracted."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import json
+import os
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datagen import images
+from datagen.errors import ConfigError
+from datagen.sources.base import (
+    IMAGE_SUFFIXES,
+    INPUTS,
+    BadSource,
+    LoadedInput,
+    SourceItem,
+    inside_folder,
+    object_names,
+)
+
+MAX_TEXT_BYTES = 1 << 20
+"""A caption or annotation member larger than this is a broken sample, not text worth reading."""
+
+
+WDS_NAME = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
+"""WebDataset's split of a member name into key (up to the base name's first dot) and extension."""
+WDS_META = re.compile(r"__[^/]*__($|/)")
+"""WebDataset skips members named like this (shard metadata)."""
+
+
+@dataclass
+class _TarIndex:
+    rel: str
+    """Path of the tar relative to the input folder."""
+    keys: list[str]
+    """Keys of the samples that have an image, in tar order."""
+    members: dict[str, dict[str, tuple[int, int]]]
+    """Key -> extension -> (data offset, size) in the tar file."""
+    outside: str = ""
+    """For a tar outside the input folder (a symbolic link), never read: why; it stands for one sample, rejected as
+    `path_outside_input`."""
+
+
+def _index_tar(root: Path, rel: str) -> _TarIndex:
+    """One pass over the tar's headers: where each sample's members lie."""
+    path = root / rel
+    members: dict[str, dict[str, tuple[int, int]]] = {}
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for info in tar:
+                match = WDS_NAME.match(info.name)
+                if not info.isreg() or info.issparse() or not match or WDS_META.match(info.name):
+                    continue
+                key, ext = match.group(1), match.group(2).lower()
+                members.setdefault(key, {}).setdefault(ext, (info.offset_data, info.size))
+    except (OSError, tarfile.TarError) as e:
+        raise ConfigError(f"{path}: not a readable uncompressed tar file ({e}); {INPUTS['shards'][1]}") from None
+    keys = [key for key, exts in members.items() if _image_ext(exts)]
+    return _TarIndex(rel, keys, {key: members[key] for key in keys})
+
+
+def _image_ext(exts: dict[str, tuple[int, int]]) -> str | None:
+    return next((suffix[1:] for suffix in IMAGE_SUFFIXES if suffix[1:] in exts), None)
+
+
+class ShardSource:
+    """WebDataset tar shards (a folder of .tar files, sorted by path, or one .tar): members grouped by key, each
+    sample an image (KEY.jpg, KEY.png, ...) with a caption in KEY.txt or KEY.json {"caption": ..., "objects": [names
+    or {"name": ...}]}. The tars are indexed once; members are read in place by offset, never extracted."""
+
+    kind = "shards"
+
+    def __init__(self, input: str, size: int):
+        path = Path(input)
+        self.root = path if path.is_dir() else path.parent
+        self.single = None if path.is_dir() else path.name
+        self.size = size
+        self._tars: dict[str, _TarIndex] | None = None
+        self._order: list[_TarIndex] = []
+        self._starts: list[int] = []
+
+    @property
+    def tars(self) -> dict[str, _TarIndex]:
+        """Relative tar path -> its index, in sorted path order."""
+        if self._tars is None:
+            self._order = [self._index(rel) for rel in self._tar_paths()]
+            self._starts = [0, *itertools.accumulate(len(tar.keys) for tar in self._order)][:-1]
+            self._tars = {tar.rel: tar for tar in self._order}
+        return self._tars
+
+    def _index(self, rel: str) -> _TarIndex:
+        if self.single is None:  # a tar named by --input itself is the user's choice, wherever it lies
+            try:
+                inside_folder(self.root, rel, "tar")
+            except BadSource as e:
+                return _TarIndex(rel, [""], {}, outside=e.detail)
+        return _index_tar(self.root, rel)
+
+    def _tar_paths(self) -> list[str]:
+        if self.single is not None:
+            return [self.single]
+        found = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.lower().endswith(".tar"):
+                    found.append(os.path.relpath(os.path.join(dirpath, name), self.root))
+        return found
+
+    def __len__(self) -> int:
+        return sum(len(tar.keys) for tar in self.tars.values())
+
+    def ref(self, seed: int, index: int) -> dict[str, Any]:
+        position = index % len(self)
+        number = bisect.bisect_right(self._starts, position) - 1
+        tar = self._order[number]
+        return {"kind": self.kind, "tar": tar.rel, "key": tar.keys[position - self._starts[number]]}
+
+    def _sample(self, ref: dict[str, Any]) -> dict[str, tuple[int, int]]:
+        tar = self.tars.get(str(ref["tar"]))
+        if tar is not None and tar.outside:
+            raise BadSource("path_outside_input", tar.outside)
+        exts = tar.members.get(str(ref["key"])) if tar else None
+        if exts is None:
+            raise BadSource("missing_sample", f"{ref['tar']}: no sample with key {ref['key']!r}")
+        return exts
+
+    def _read(self, ref: dict[str, Any], ext: str, offset: int, size: int) -> bytes:
+        try:
+            with open(self.root / str(ref["tar"]), "rb") as f:
+                f.seek(offset)
+                data = f.read(size)
+        except OSError as e:
+            raise BadSource("unreadable", f"{ref['tar']}: {ref['key']}.{ext}: {e}") from None
+        if len(data) != size:
+            raise BadSource("unreadable", f"{ref['tar']}: {ref['key']}.{ext} is cut short (the tar changed?)")
+        return data
+
+    def _text(self, ref: dict[str, Any], exts: dict[str, tuple[int, int]], ext: str) -> str:
+        offset, size = exts[ext]
+        if size > MAX_TEXT_BYTES:
+            raise BadSource("bad_annotation", f"{ref['key']}.{ext} is {size} bytes, over {MAX_TEXT_BYTES}")
+        try:
+            return self._read(ref, ext, offset, size).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BadSource("bad_annotation", f"{ref['key']}.{ext}: not UTF-8 ({e.reason})") from None
+
+    def _meta(self, ref: dict[str, Any], exts: dict[str, tuple[int, int]]) -> dict[str, Any]:
+        if "json" not in exts:
+            return {}
+        try:
+            data = json.loads(self._text(ref, exts, "json"))
+        except json.JSONDecodeError as e:
+            raise BadSource("bad_annotation", f"{ref['key']}.json: {e}") from None
+        if not isinstance(data, dict):
+            raise BadSource("bad_annotation", f"{ref['key']}.json: expected {{'caption': str, 'objects': [...]}}")
+        return data
+
+    def item(self, ref: dict[str, Any]) -> SourceItem:
+        exts = self._sample(ref)
+        meta = self._meta(ref, exts)
+        caption = self._text(ref, exts, "txt") if "txt" in exts else meta.get("caption", "")
+        if not isinstance(caption, str):
+            raise BadSource("bad_annotation", f"caption must be a string, got {type(caption).__name__}")
+        return SourceItem(ref=ref, caption=caption.strip(), objects=object_names(meta.get("objects")))
+
+    def load(self, ref: dict[str, Any], max_pixels: int) -> LoadedInput:
+        exts = self._sample(ref)
+        ext = _image_ext(exts)
+        offset, size = exts[ext]
+        image = images.decode_image(self._read(ref, ext, offset, size), max_pixels)
+        return LoadedInput(image=images.fit_square(image, self.size))
