@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from datagen.config import PipelineSpec
 from datagen.errors import ConfigError
-from datagen.models import WEIGHTED
+from datagen.models import backend
 from datagen.models.weights import ModelMissing, fetch_command, locate
 
 
@@ -22,7 +22,7 @@ def preflight(pipeline: PipelineSpec, build_tiny: bool = True, roles: set[str] |
     """One Check per weighted role (of `roles`, default all); tiny models are built when asked (no download)."""
     checks = []
     for role, spec in sorted(pipeline.roles.items()):
-        if spec.backend not in WEIGHTED or not spec.model or (roles is not None and role not in roles):
+        if not backend(role, spec.backend).weights or not spec.model or (roles is not None and role not in roles):
             continue
         if spec.model.startswith("tiny:") and not build_tiny:
             checks.append(Check(role, spec.model, True, "built on first use"))

@@ -41,7 +41,7 @@ class ShardRender:
     def __init__(self, config: RunConfig, models, source):
         self.config, self.models, self.source = config, models, source
         spec = config.generator
-        self.generator = generators.get(spec.kind)(spec.args, models)
+        self.generator = generators.build(spec.kind, spec.args, models)
         self.draws_input = bool(getattr(self.generator, "draws_input", False))
         scoring = [role for role in ("clip", "dino", "classifier") if role in models]
         self.used = {role: models[role].model_id for role in (*self.generator.roles, *scoring)}

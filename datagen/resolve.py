@@ -108,12 +108,12 @@ def _can_run(task: TaskSpec, pipeline: str) -> bool:
     """Whether a pipeline file has a generator family and the roles this task needs (a quick look, for messages)."""
     try:
         raw = read_yaml(find_config("pipelines", pipeline))
-    except ConfigError:
+        spec = task.generator_for(str(raw.get("family", "neural")))
+        if spec is None:
+            return False
+        needed = {"llm", *generators.roles(generators.get(spec.kind), spec.args)}
+    except ConfigError:  # an unreadable file, an unknown kind, bad arguments: not a pipeline to suggest
         return False
-    spec = task.generator_for(str(raw.get("family", "neural")))
-    if spec is None or spec.kind not in generators.KINDS:
-        return False
-    needed = {"llm", *generators.roles(generators.get(spec.kind), spec.args)}
     return needed <= set(raw.get("roles") or {})
 
 
@@ -130,8 +130,7 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
             f"pipelines that run it: {able}"
         )
     generator = generators.get(spec.kind, where)
-    generator.check_args(spec.args, where)
-    for role in ("llm", *generators.roles(generator, spec.args)):
+    for role in ("llm", *generators.roles(generator, spec.args, where)):
         if role not in pipe.roles:
             raise ConfigError(
                 f"{origins['pipeline']}: field `roles`: task {task.name!r} needs role {role!r}, which this pipeline "
@@ -194,3 +193,4 @@ def roles_used(config: RunConfig, phase: str) -> set[str]:
     if config.run.source in ("captions", "topics"):
         used.add("t2i")
     return used | ({"llm"} if phase == "generate" else set())
+

@@ -13,7 +13,7 @@ import webdataset as wds
 from datagen.config import RoleSpec
 from datagen.generators.translate import PALETTE
 from datagen.images import decode_member, encode
-from datagen.models import WEIGHTED, build
+from datagen.models import backend, build
 from datagen.models.oracle import Detection
 from datagen.models.tiny import resolve
 from datagen.resolve import load_run
@@ -46,7 +46,7 @@ def test_tiny_dense_models_are_safetensors_folders_loaded_by_the_adapters(tiny_d
     files = {p.name for p in folder.iterdir()}
     assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= files, role
     assert not any(n.endswith((".bin", ".pt", ".pth", ".ckpt")) for n in files), f"{role}: pickle weights"
-    assert BACKEND[role] in WEIGHTED, "preflight checks its weights"
+    assert backend(role, BACKEND[role]).weights, "preflight checks its weights"
     built = dense[role]
     assert built.model_id == f"tiny:{role}"
     assert built.model.dtype.is_floating_point and not built.model.training

@@ -124,7 +124,7 @@ def test_composite_keeps_outside_exact_and_blends_inside():
 
 def test_grounded_inpaint_removes_the_object_and_nothing_else(config, built):
     """Six samples rendered as one micro-batch: one call of each role for all of them."""
-    generator = GroundedInpaint(config.task.generator.args, built)
+    generator = GroundedInpaint(GroundedInpaint.Args.parse(config.task.generator.args), built)
     source = SceneSource(128)
     batch, targets = [], []
     for seed in range(6):

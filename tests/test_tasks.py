@@ -17,8 +17,8 @@ from datagen.errors import ConfigError
 from datagen.generators.scene_edit import SceneEdit
 from datagen.images import decode_member
 from datagen.record import EditRecord
-from datagen.resolve import load_run
-from datagen.runner import execute, execute_all, split_n
+from datagen.resolve import load_run, split_n
+from datagen.runner import execute, execute_all
 from datagen.sources import SceneSource
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,7 +134,7 @@ def test_scene_edits_are_the_re_rendered_scene(edit, field, value):
     record = EditRecord(
         key="k", task="t", shard=0, index=0, seed=1, source=ref, objects=[target], params={field: value}
     )
-    [cand] = SceneEdit({"edit": edit}, {}).candidates(record, inputs, np.random.default_rng(0))
+    [cand] = SceneEdit(SceneEdit.Args(edit=edit), {}).candidates(record, inputs, np.random.default_rng(0))
     assert (cand.input_image[cand.mask == 0] == cand.output_image[cand.mask == 0]).all()
     scene = source.load(ref, 10**7).scene
     if edit == "background":

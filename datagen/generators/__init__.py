@@ -1,15 +1,21 @@
-"""Generator kinds, one module each. A generator turns an instruction record and its loaded input into candidates.
+"""Generator kinds, one module each. A generator turns a micro-batch of instruction records and their loaded
+inputs into candidates.
 
-Contract: `roles` names the model roles it needs (the pipeline supplies them built); `check_args(args, where)`
-validates its task-file arguments before any work starts; `candidates(record, inputs, rng)` returns EditRecords
-with images, mask, boxes, params and scores filled, or raises a reject exception whose `reason` is counted.
+Contract (`base.Generator`): `Args` declares its task-file arguments (`generator.args`), `roles_for(args)` names the
+model roles it needs with them (the pipeline supplies them built), `render(batch, clock)` returns each sample's
+EditRecords with images, mask, boxes, params and scores filled, or the reject exception whose `reason` is counted.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from datagen.errors import ConfigError
+
+if TYPE_CHECKING:
+    from datagen.generators.base import Generator
 
 KINDS: dict[str, str] = {
     "grounded_inpaint": "datagen.generators.grounded_inpaint:GroundedInpaint",
@@ -21,15 +27,22 @@ KINDS: dict[str, str] = {
     "translate": "datagen.generators.translate:Translate",
     "prompt_to_prompt": "datagen.generators.prompt_to_prompt:PromptToPrompt",
 }
+"""Kind (a task file's `generator.kind`) -> "module:Class"; the module is imported only when the kind is used."""
 
 
-def get(kind: str, where: str = "task file") -> type:
+def get(kind: str, where: str = "task file") -> type[Generator]:
     if kind not in KINDS:
         raise ConfigError(f"{where}: field `generator.kind`: unknown kind {kind!r}; known: {', '.join(KINDS)}")
     module_name, _, class_name = KINDS[kind].partition(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def roles(cls: type, args: dict) -> tuple[str, ...]:
+def roles(cls: type[Generator], args: dict[str, Any], where: str = "task file") -> tuple[str, ...]:
     """The model roles a generator kind needs with these arguments."""
-    return tuple(cls.roles_for(args)) if hasattr(cls, "roles_for") else tuple(cls.roles)
+    return tuple(cls.roles_for(cls.Args.parse(args, where)))
+
+
+def build(kind: str, args: dict[str, Any], models: Mapping[str, Any], where: str = "task file") -> Generator:
+    """The generator a task file's `generator` names, with its arguments parsed and the built roles it needs."""
+    cls = get(kind, where)
+    return cls(cls.Args.parse(args, where), models)

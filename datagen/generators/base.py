@@ -1,14 +1,16 @@
-"""What every generator kind shares: the batched interface, argument checking and the one-candidate result."""
+"""What every generator kind shares: the batched interface, typed arguments and the one-candidate result."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
+from pydantic import ConfigDict
 
-from datagen.errors import ConfigError, is_out_of_memory
+from datagen.arguments import Arguments, parse_arguments
+from datagen.errors import is_out_of_memory
 from datagen.filters import pixel_scores
 from datagen.record import EditRecord
 from datagen.sources import BadSource, LoadedInput
@@ -28,19 +30,38 @@ Outcome = list[EditRecord] | Exception
 """A sample's candidates, or why it has none: a Reject (counted by reason) or another error (status 'error')."""
 
 
+class GeneratorArgs(Arguments):
+    """A generator kind's `generator.args`: each kind declares its own as a subclass, `Args`, on its class.
+
+    Strict: a number is not read from a string, nor an integer from a boolean (YAML's `yes` is one).
+    """
+
+    model_config = ConfigDict(strict=True)
+
+    @classmethod
+    def parse(cls, args: dict[str, Any], where: str = "task file") -> GeneratorArgs:
+        """`args` checked against the fields; a ConfigError names `generator.args.NAME` in the file `where`."""
+        return parse_arguments(cls, args, "generator.args", "generator", where)
+
+
+@runtime_checkable
 class Generator(Protocol):
     """A generator kind: a micro-batch of samples in, each sample's candidates (or the reason it has none) out.
 
-    `roles` names the model roles it needs (the pipeline supplies them built); `check_args` validates its task-file
-    arguments before any work starts. `render` times its stages on `clock` and calls each role once per stage
-    with every item of the micro-batch. A CUDA out-of-memory error must propagate: the caller halves the
-    micro-batch and tries again.
+    `Args` declares its task-file arguments; it is constructed with them parsed (kept as `args`) and with the built
+    model roles (`roles_for(args)` names the roles it needs with those arguments; `roles`, the ones it uses).
+    `render` times its stages on `clock` and calls each role once per stage with every item of the micro-batch.
+    A CUDA out-of-memory error must propagate: the caller halves the micro-batch and tries again.
     """
 
-    roles: ClassVar[tuple[str, ...]]
+    Args: ClassVar[type[GeneratorArgs]]
+    args: GeneratorArgs
+    roles: tuple[str, ...]
 
-    @staticmethod
-    def check_args(args: dict[str, Any], where: str) -> None: ...
+    def __init__(self, args: GeneratorArgs, models: Mapping[str, Any]) -> None: ...
+
+    @classmethod
+    def roles_for(cls, args: GeneratorArgs) -> tuple[str, ...]: ...
 
     def render(self, batch: Sequence[Sample], clock: StageClock) -> list[Outcome]: ...
 
@@ -72,45 +93,6 @@ class NoClassicalMethod(BadSource):
 
     def __init__(self, detail: str):
         super().__init__("no_classical_method", detail)
-
-
-Rule = tuple[Callable[[Any], bool], str]
-"""(accepts the value?, what is allowed, in words)."""
-
-
-def one_of(*values: Any) -> Rule:
-    return (lambda v: v in values, f"one of {', '.join(map(str, values))}")
-
-
-def int_in(low: int, high: int) -> Rule:
-    return (
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high,
-        f"an integer in [{low}, {high}]",
-    )
-
-
-def number_in(low: float, high: float) -> Rule:
-    ok = lambda v: isinstance(v, int | float) and not isinstance(v, bool) and low <= v <= high  # noqa: E731
-    return (ok, f"a number in [{low}, {high}]")
-
-
-RGB: Rule = (
-    lambda v: isinstance(v, list) and len(v) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in v),
-    "[r, g, b] with integers in [0, 255]",
-)
-
-
-def check_args(args: dict[str, Any], defaults: dict[str, Any], rules: dict[str, Rule], where: str) -> None:
-    """Unknown names and bad values of `generator.args` as a ConfigError naming the field and what is allowed."""
-    unknown = set(args) - set(defaults)
-    if unknown:
-        raise ConfigError(
-            f"{where}: field `generator.args`: unknown {sorted(unknown)}; allowed: {', '.join(defaults)}"
-        )
-    for name, (accepts, allowed) in rules.items():
-        value = args.get(name, defaults[name])
-        if not accepts(value):
-            raise ConfigError(f"{where}: field `generator.args.{name}`: {value!r}; allowed: {allowed}")
 
 
 def candidate(

@@ -10,23 +10,19 @@ everything but the named objects (background).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
+from pydantic import Field
 
 from datagen.filters import pixel_scores
-from datagen.generators.base import Outcome, Sample, check_args, int_in, one_of
+from datagen.generators.base import GeneratorArgs, Outcome, Sample
 from datagen.models.oracle import GroundingMiss
 from datagen.record import EditRecord
 from datagen.stages import StageClock
-
-VARIANTS = ("exact", "dilated", "bbox")
-DIRECTIONS = ("remove", "add", "replace")
-REGIONS = ("object", "background")
-DEFAULTS = {"mask_variants": list(VARIANTS), "dilate_px": 6, "blur_px": 5, "direction": "remove", "region": "object"}
 
 
 def mask_variants(mask: np.ndarray, boxes: list[list[float]], dilate_px: int, blur_px: int):
@@ -56,25 +52,29 @@ def composite(image: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np.nda
 
 
 class GroundedInpaint:
+    class Args(GeneratorArgs):
+        mask_variants: list[Literal["exact", "dilated", "bbox"]] = Field(
+            default=["exact", "dilated", "bbox"], min_length=1
+        )
+        """One candidate per variant of the object mask, in this order (Emu Edit): exact, dilated (and blurred),
+        the bounding boxes."""
+        dilate_px: int = Field(default=6, ge=0, le=64)
+        """Radius in pixels of the dilated variant's growth."""
+        blur_px: int = Field(default=5, ge=0, le=64)
+        """Radius in pixels of the dilated variant's soft edge (0: hard)."""
+        direction: Literal["remove", "add", "replace"] = "remove"
+        """remove the object; add it (a removal with input and output swapped); replace it from the output caption."""
+        region: Literal["object", "background"] = "object"
+        """What is repainted: the named objects, or everything but them."""
+
     roles = ("grounding", "segmenter", "inpaint")
 
-    @staticmethod
-    def check_args(args: dict[str, Any], where: str) -> None:
-        variants = (
-            lambda v: isinstance(v, list) and bool(v) and all(x in VARIANTS for x in v),
-            f"a non-empty list of {', '.join(VARIANTS)}",
-        )
-        rules = {
-            "mask_variants": variants,
-            "direction": one_of(*DIRECTIONS),
-            "region": one_of(*REGIONS),
-            "dilate_px": int_in(0, 64),
-            "blur_px": int_in(0, 64),
-        }
-        check_args(args, DEFAULTS, rules, where)
+    @classmethod
+    def roles_for(cls, args: Args) -> tuple[str, ...]:
+        return cls.roles
 
-    def __init__(self, args: dict[str, Any], models: dict[str, Any]):
-        self.args = {**DEFAULTS, **args}
+    def __init__(self, args: Args, models: Mapping[str, Any]):
+        self.args = args
         self.grounding = models["grounding"]
         self.segmenter = models["segmenter"]
         self.inpainter = models["inpaint"]
@@ -99,7 +99,7 @@ class GroundedInpaint:
             masks = self.segmenter.segment_batch([(batch[i].inputs, detections) for i, detections in located])
         with clock.stage("generate"):
             plans = [self._plan(batch[i], detections, m) for (i, detections), m in zip(located, masks, strict=True)]
-            jobs = [(plan, number, name) for plan in plans for number, name in enumerate(self.args["mask_variants"])]
+            jobs = [(plan, number, name) for plan in plans for number, name in enumerate(self.args.mask_variants)]
             filled = self.inpainter.inpaint_batch(
                 [plan["inputs"].image for plan, _, _ in jobs],
                 [plan["variants"][name] for plan, _, name in jobs],
@@ -109,7 +109,7 @@ class GroundedInpaint:
             results = iter(filled)
             for (i, _), plan in zip(located, plans, strict=True):
                 out[i] = [self._candidate(plan, number, name, next(results)) for number, name in
-                          enumerate(self.args["mask_variants"])]  # fmt: skip
+                          enumerate(self.args.mask_variants)]  # fmt: skip
         return out
 
     def _plan(self, sample: Sample, detections: list, masks: list[np.ndarray]) -> dict[str, Any]:
@@ -117,35 +117,35 @@ class GroundedInpaint:
         record, inputs = sample.record, sample.inputs
         object_mask = np.logical_or.reduce(masks)
         boxes = [d.box for d in detections]
-        variants = mask_variants(object_mask, boxes, self.args["dilate_px"], self.args["blur_px"])
-        if self.args["region"] == "background":
+        variants = mask_variants(object_mask, boxes, self.args.dilate_px, self.args.blur_px)
+        if self.args.region == "background":
             variants = {name: 255 - mask for name, mask in variants.items()}
             object_mask = ~object_mask
-        add = self.args["direction"] == "add"
+        add = self.args.direction == "add"
         return {
             "record": record,
             "inputs": inputs,
             "object_mask": object_mask,
             "boxes": boxes,
             "variants": variants,
-            "truth": inputs.ground_truth(tuple(record.objects)) if self.args["direction"] != "replace" else None,
+            "truth": inputs.ground_truth(tuple(record.objects)) if self.args.direction != "replace" else None,
             "prompt": record.input_caption if add else record.output_caption,  # the caption of the repainted image
         }
 
     def _candidate(self, plan: dict[str, Any], number: int, name: str, filled: np.ndarray) -> EditRecord:
         image, mask = plan["inputs"].image, plan["variants"][name]
         removed = composite(image, filled, mask)
-        add = self.args["direction"] == "add"
+        add = self.args.direction == "add"
         return replace(
             plan["record"],
             candidate=number,
             params={
                 **plan["record"].params,
                 "mask_variant": name,
-                "dilate_px": self.args["dilate_px"],
-                "blur_px": self.args["blur_px"],
-                "direction": self.args["direction"],
-                "region": self.args["region"],
+                "dilate_px": self.args.dilate_px,
+                "blur_px": self.args.blur_px,
+                "direction": self.args.direction,
+                "region": self.args.region,
             },
             input_image=removed if add else image,
             output_image=image if add else removed,

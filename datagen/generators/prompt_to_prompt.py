@@ -11,68 +11,65 @@ generated pairs, and the record's `method` says which ran).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
-from datagen.generators.base import PerSample, candidate, check_args, full_mask, int_in, number_in, one_of
+from datagen.generators.base import GeneratorArgs, PerSample, candidate, full_mask
 from datagen.record import EditRecord
 from datagen.sources import LoadedInput
 
-DEFAULTS = {
-    "seeds": 3,
-    "cross_fraction": [0.1, 0.9],
-    "self_fraction": 0.4,
-    "reweight": [1.0, 1.0],
-    "inversion": "never",
-    "feature_fraction": 0.8,
-}
-
-
-def _range(low: float, high: float):
-    def accepts(value) -> bool:
-        return (
-            isinstance(value, list)
-            and len(value) == 2
-            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-            and low <= value[0] <= value[1] <= high
-        )
-
-    return accepts, f"[min, max] with {low} <= min <= max <= {high}"
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Weight = Annotated[float, Field(ge=0.0, le=5.0)]
 
 
 class PromptToPrompt(PerSample):
+    class Args(GeneratorArgs):
+        seeds: int = Field(default=3, ge=1, le=16)
+        """Candidates per record, one seed each (InstructPix2Pix); the filters keep the best."""
+        cross_fraction: list[Fraction] = Field(default=[0.1, 0.9], min_length=2, max_length=2)
+        """[min, max] of the share of steps whose cross-attention is injected, drawn per candidate."""
+        self_fraction: Fraction = 0.4
+        """Share of steps whose self-attention is injected."""
+        reweight: list[Weight] = Field(default=[1.0, 1.0], min_length=2, max_length=2)
+        """[min, max] of the weight of the output caption's new words, drawn per candidate."""
+        inversion: Literal["never", "auto"] = "never"
+        """never: both images generated from the captions; auto: the source's image inverted and edited."""
+        feature_fraction: Fraction = 0.8
+        """Plug-and-play (inversion: auto): share of steps whose decoder features are injected."""
+
+        @field_validator("cross_fraction", "reweight")
+        @classmethod
+        def _ordered(cls, value: list[float]) -> list[float]:
+            if value[0] > value[1]:
+                raise ValueError("[min, max] with min <= max")
+            return value
+
     roles = ("t2i",)
 
-    @staticmethod
-    def check_args(args: dict[str, Any], where: str) -> None:
-        rules = {
-            "seeds": int_in(1, 16),
-            "cross_fraction": _range(0.0, 1.0),
-            "self_fraction": number_in(0.0, 1.0),
-            "reweight": _range(0.0, 5.0),
-            "inversion": one_of("never", "auto"),
-            "feature_fraction": number_in(0.0, 1.0),
-        }
-        check_args(args, DEFAULTS, rules, where)
+    @classmethod
+    def roles_for(cls, args: Args) -> tuple[str, ...]:
+        return cls.roles
 
-    def __init__(self, args: dict[str, Any], models):
-        self.args = {**DEFAULTS, **args}
+    def __init__(self, args: Args, models: Mapping[str, Any]):
+        self.args = args
         self.t2i = models["t2i"]
 
     @property
     def draws_input(self) -> bool:
         """True: the runner skips loading the source image, this generator draws the input itself."""
-        return self.args["inversion"] == "never" or not self.t2i.can_invert()
+        return self.args.inversion == "never" or not self.t2i.can_invert()
 
     def candidates(self, record: EditRecord, inputs: LoadedInput, rng: np.random.Generator) -> list[EditRecord]:
         invert = not self.draws_input
         out = []
-        for number in range(self.args["seeds"]):
-            cross = float(rng.uniform(*self.args["cross_fraction"]))
-            reweight = float(rng.uniform(*self.args["reweight"]))
+        for number in range(self.args.seeds):
+            cross = float(rng.uniform(*self.args.cross_fraction))
+            reweight = float(rng.uniform(*self.args.reweight))
             seed = record.seed + number
-            edit = {"cross_fraction": cross, "self_fraction": float(self.args["self_fraction"]), "reweight": reweight}
+            edit = {"cross_fraction": cross, "self_fraction": self.args.self_fraction, "reweight": reweight}
             if invert:
                 before = inputs.image
                 after = self.t2i.plug_and_play(
@@ -80,7 +77,7 @@ class PromptToPrompt(PerSample):
                     record.input_caption,
                     record.output_caption,
                     seed=seed,
-                    feature_fraction=float(self.args["feature_fraction"]),
+                    feature_fraction=self.args.feature_fraction,
                     **edit,
                 )
             else:

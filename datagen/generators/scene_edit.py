@@ -8,28 +8,31 @@ retexture) or everything but the objects (background).
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import numpy as np
 
 from datagen import scenes
-from datagen.generators.base import NoClassicalMethod, PerSample, candidate, check_args, one_of
+from datagen.generators.base import GeneratorArgs, NoClassicalMethod, PerSample, candidate
 from datagen.record import EditRecord
 from datagen.sources import BadSource, LoadedInput
 
-EDITS = ("replace", "retexture", "background")
-DEFAULTS = {"edit": "replace"}
-
 
 class SceneEdit(PerSample):
+    class Args(GeneratorArgs):
+        edit: Literal["replace", "retexture", "background"] = "replace"
+        """replace the named object by another (local), give it another pattern (texture), or put the objects on
+        another background (background)."""
+
     roles = ()
 
-    @staticmethod
-    def check_args(args: dict[str, Any], where: str) -> None:
-        check_args(args, DEFAULTS, {"edit": one_of(*EDITS)}, where)
+    @classmethod
+    def roles_for(cls, args: Args) -> tuple[str, ...]:
+        return cls.roles
 
-    def __init__(self, args: dict[str, Any], models):
-        self.edit = {**DEFAULTS, **args}["edit"]
+    def __init__(self, args: Args, models: Mapping[str, Any]):
+        self.args = args
 
     def candidates(self, record: EditRecord, inputs: LoadedInput, rng: np.random.Generator) -> list[EditRecord]:
         if inputs.scene is None:
@@ -41,7 +44,7 @@ class SceneEdit(PerSample):
         before = scene.render()
         old_masks = dict(scene.masks)
         edited = copy.deepcopy(scene)
-        if self.edit == "background":
+        if self.args.edit == "background":
             value = str(record.params.get("background", "")).strip().lower()
             if value not in scenes.BACKGROUNDS:
                 raise NoClassicalMethod(f"background {value!r}: scenes have {', '.join(scenes.BACKGROUNDS)}")
@@ -58,7 +61,7 @@ class SceneEdit(PerSample):
         obj = next((o for o in edited.objects if o.name == target), None)
         if obj is None:
             raise BadSource("object_not_found", f"{target!r} is not in the scene")
-        if self.edit == "replace":
+        if self.args.edit == "replace":
             parts = scenes.parse_name(str(record.params.get("new_object", "")))
             if parts is None:
                 raise NoClassicalMethod(f"new object {record.params.get('new_object')!r} is not a scene object name")
@@ -75,4 +78,4 @@ class SceneEdit(PerSample):
         changed = old_masks[target] | edited.masks[obj.name]
         mask = np.where(changed, 255, 0).astype(np.uint8)
         box = edited.box(obj.name)
-        return [candidate(record, before, after, mask, {"edit": self.edit, "new_object": obj.name}, boxes=[box])]
+        return [candidate(record, before, after, mask, {"edit": self.args.edit, "new_object": obj.name}, boxes=[box])]

@@ -6,12 +6,13 @@ preset is rejected with `no_classical_method` (the neural stacks draw any style)
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 
-from datagen.generators.base import NoClassicalMethod, PerSample, candidate, check_args, full_mask, one_of
+from datagen.generators.base import GeneratorArgs, NoClassicalMethod, PerSample, candidate, full_mask
 from datagen.record import EditRecord
 from datagen.sources import LoadedInput
 
@@ -134,16 +135,20 @@ def preset(kind: str, value: str):
 
 
 class Stylize(PerSample):
+    class Args(GeneratorArgs):
+        kind: Literal["global", "style"] = "style"
+        """Which presets (PRESETS) and which field of the writer's edit (FIELD) name the rendering."""
+
     roles = ()
 
-    @staticmethod
-    def check_args(args: dict[str, Any], where: str) -> None:
-        check_args(args, {"kind": "style"}, {"kind": one_of(*PRESETS)}, where)
+    @classmethod
+    def roles_for(cls, args: Args) -> tuple[str, ...]:
+        return cls.roles
 
-    def __init__(self, args: dict[str, Any], models):
-        self.kind = args.get("kind", "style")
+    def __init__(self, args: Args, models: Mapping[str, Any]):
+        self.args = args
 
     def candidates(self, record: EditRecord, inputs: LoadedInput, rng: np.random.Generator) -> list[EditRecord]:
-        keyword, render = preset(self.kind, str(record.params.get(FIELD[self.kind], "")))
+        keyword, render = preset(self.args.kind, str(record.params.get(FIELD[self.args.kind], "")))
         after = render(inputs.image)
         return [candidate(record, inputs.image, after, full_mask(inputs.image), {"preset": keyword})]

@@ -7,13 +7,15 @@ dilated a little (both texts for a change).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from pydantic import Field
 
-from datagen.generators.base import NoClassicalMethod, PerSample, candidate, check_args, number_in
+from datagen.generators.base import GeneratorArgs, NoClassicalMethod, PerSample, candidate
 from datagen.record import EditRecord
 from datagen.sources import LoadedInput
 
@@ -26,7 +28,6 @@ POSITIONS = {
     "bottom left": (0.28, 0.85),
     "bottom right": (0.72, 0.85),
 }
-DEFAULTS = {"size": 0.12}
 
 
 def draw_text(image: np.ndarray, text: str, position: str, size: float) -> tuple[np.ndarray, np.ndarray]:
@@ -53,14 +54,18 @@ def draw_text(image: np.ndarray, text: str, position: str, size: float) -> tuple
 
 
 class TextRender(PerSample):
+    class Args(GeneratorArgs):
+        size: float = Field(default=0.12, ge=0.03, le=0.4)
+        """Font size as a share of the image height (long texts shrink to fit the width)."""
+
     roles = ()
 
-    @staticmethod
-    def check_args(args: dict[str, Any], where: str) -> None:
-        check_args(args, DEFAULTS, {"size": number_in(0.03, 0.4)}, where)
+    @classmethod
+    def roles_for(cls, args: Args) -> tuple[str, ...]:
+        return cls.roles
 
-    def __init__(self, args: dict[str, Any], models):
-        self.size = float({**DEFAULTS, **args}["size"])
+    def __init__(self, args: Args, models: Mapping[str, Any]):
+        self.args = args
 
     def candidates(self, record: EditRecord, inputs: LoadedInput, rng: np.random.Generator) -> list[EditRecord]:
         before_text = str(record.params.get("text_before", "")).strip()
@@ -74,10 +79,10 @@ class TextRender(PerSample):
         ink = np.zeros(clean.shape[:2], bool)
         before, after = clean, clean
         if before_text:
-            before, drawn = draw_text(clean, before_text, position, self.size)
+            before, drawn = draw_text(clean, before_text, position, self.args.size)
             ink |= drawn
         if after_text:
-            after, drawn = draw_text(clean, after_text, position, self.size)
+            after, drawn = draw_text(clean, after_text, position, self.args.size)
             ink |= drawn
         grown = cv2.dilate(ink.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         mask = np.where(grown, 255, 0).astype(np.uint8)

@@ -8,27 +8,17 @@ map) or from_map (map -> image). Whole-image edits: the mask is all 255.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 
-from datagen.generators.base import (
-    NoClassicalMethod,
-    Outcome,
-    Sample,
-    attempt,
-    candidate,
-    check_args,
-    full_mask,
-    one_of,
-)
+from datagen.generators.base import GeneratorArgs, NoClassicalMethod, Outcome, Sample, attempt, candidate, full_mask
 from datagen.record import EditRecord
 from datagen.sources import LoadedInput
 from datagen.stages import StageClock
 
-MAPS = ("depth", "normal", "sketch", "segmap", "pose")
 ROLES = {"depth": ("depth",), "normal": ("depth",), "sketch": (), "segmap": ("semseg",), "pose": ("grounding", "pose")}
 SKELETON = (
     (0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (6, 12), (11, 12),
@@ -93,33 +83,33 @@ def pose_image(shape: tuple[int, int], people: list[np.ndarray], min_score: floa
 
 
 class Translate:
-    @staticmethod
-    def roles_for(args: dict[str, Any]) -> tuple[str, ...]:
-        return ROLES.get(args.get("map", "sketch"), ())
+    class Args(GeneratorArgs):
+        map: Literal["depth", "normal", "sketch", "segmap", "pose"] = "sketch"
+        """The map on the other side of the pair; the roles it needs are ROLES[map]."""
 
-    @staticmethod
-    def check_args(args: dict[str, Any], where: str) -> None:
-        check_args(args, {"map": "sketch"}, {"map": one_of(*MAPS)}, where)
+    @classmethod
+    def roles_for(cls, args: Args) -> tuple[str, ...]:
+        return ROLES[args.map]
 
-    def __init__(self, args: dict[str, Any], models):
-        self.map = args.get("map", "sketch")
+    def __init__(self, args: Args, models: Mapping[str, Any]):
+        self.args = args
         self.roles = self.roles_for(args)
         self.models = {role: models[role] for role in self.roles}
 
     def maps(self, items: list[LoadedInput]) -> list[np.ndarray | Exception]:
         """The map of each input: depth and segmentation maps in one batched call of their role, sketches and poses
         one image at a time."""
-        if self.map == "segmap":
+        if self.args.map == "segmap":
             return [
                 c if isinstance(c, Exception) else segmap_image(c) for c in self.models["semseg"].classes_batch(items)
             ]
-        if self.map in ("depth", "normal"):
-            draw = depth_image if self.map == "depth" else normal_image
+        if self.args.map in ("depth", "normal"):
+            draw = depth_image if self.args.map == "depth" else normal_image
             return [d if isinstance(d, Exception) else draw(d) for d in self.models["depth"].depth_batch(items)]
         return [attempt(self._map, inputs) for inputs in items]
 
     def _map(self, inputs: LoadedInput) -> np.ndarray:
-        if self.map == "sketch":
+        if self.args.map == "sketch":
             return sketch_image(inputs.image)
         grounding = self.models["grounding"]
         people = (
@@ -145,4 +135,4 @@ class Translate:
         record, image = sample.record, sample.inputs.image
         direction = record.params["direction"]
         before, after = (image, rendered) if direction == "to_map" else (rendered, image)
-        return [candidate(record, before, after, full_mask(image), {"map": self.map, "direction": direction})]
+        return [candidate(record, before, after, full_mask(image), {"map": self.args.map, "direction": direction})]

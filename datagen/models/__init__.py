@@ -1,88 +1,119 @@
 """Model adapters, one module per family. Each role: cheap constructor, lazy `load()`, batched call, `model_id`.
 
-`build(role, spec)` returns the adapter a pipeline YAML names; heavy libraries are imported only inside adapters.
+`BACKENDS` declares every adapter a pipeline file can name; `build(role, spec)` returns it built, its arguments
+checked. Heavy libraries are imported only inside adapters. What each role's adapter offers: models/roles.py.
 """
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from typing import Any
 
 from datagen.config import RoleSpec
 from datagen.errors import ConfigError
+from datagen.models.options import (
+    ClassifierOptions,
+    DiffusionOptions,
+    GroundingOptions,
+    NoOptions,
+    OpenCVOptions,
+    Options,
+    VisionOptions,
+)
 
-# role -> backend -> "module:Class"; the module is imported only when the role is built.
-BACKENDS: dict[str, dict[str, str]] = {
-    "llm": {"template": "datagen.template_writer:TemplateWriter", "vllm": "datagen.writer:VLLMWriter"},
-    "t2i": {"diffusers": "datagen.models.diffusion:DiffusionText2Image"},
-    "grounding": {
-        "oracle": "datagen.models.oracle:OracleGrounding",
-        "grounding_dino": "datagen.models.grounding_dino:GroundingDINO",
-    },
-    "segmenter": {"oracle": "datagen.models.oracle:OracleSegmenter", "sam": "datagen.models.sam:SAMSegmenter"},
-    "inpaint": {
-        "opencv": "datagen.models.opencv_inpaint:OpenCVInpainter",
-        "diffusers": "datagen.models.diffusion:DiffusionInpainter",
-    },
-    "depth": {"scene": "datagen.models.oracle:SceneDepth", "depth_anything": "datagen.models.dense:DepthAnything"},
-    "semseg": {"scene": "datagen.models.oracle:SceneClasses", "segformer": "datagen.models.dense:SegFormer"},
-    "pose": {"vitpose": "datagen.models.dense:ViTPose"},
-    "clip": {"clip": "datagen.models.embeddings:CLIPEmbedder"},
-    "classifier": {"bow": "datagen.classifier:ClassifierRole"},
-    "dino": {"dinov2": "datagen.models.embeddings:DINOEmbedder"},
+
+@dataclass(frozen=True)
+class Backend:
+    """One adapter that can play a role: what a pipeline file's `roles.ROLE.backend` names."""
+
+    role: str
+    """The role it plays (models/roles.py: its Protocol)."""
+    name: str
+    """Its name in a pipeline file, unique within the role."""
+    target: str
+    """"module:Class" of the adapter; the module is imported only when the role is built."""
+    options: type[Options] | None
+    """The arguments it takes (`roles.ROLE.args`, datagen/models/options.py); None: the adapter checks its own."""
+    weights: bool
+    """Whether it loads weights: its role then needs `model`, and preflight checks the model is on this machine."""
+    tiny: str | None = None
+    """The tiny random twin of its weights that tests and the `tiny` pipeline load (`tiny:NAME`, built by
+    models/tiny.py's BUILDERS[NAME]); None for a backend without weights."""
+
+
+BACKENDS: tuple[Backend, ...] = (
+    Backend("llm", "template", "datagen.template_writer:TemplateWriter", NoOptions, weights=False),
+    # vLLM's engine and sampling arguments are checked by datagen/writer.py itself.
+    Backend("llm", "vllm", "datagen.writer:VLLMWriter", None, weights=True, tiny="tiny:llm"),
+    Backend("t2i", "diffusers", "datagen.models.diffusion:DiffusionText2Image", DiffusionOptions, weights=True,
+            tiny="tiny:t2i"),
+    Backend("grounding", "oracle", "datagen.models.oracle:OracleGrounding", NoOptions, weights=False),
+    Backend("grounding", "grounding_dino", "datagen.models.grounding_dino:GroundingDINO", GroundingOptions,
+            weights=True, tiny="tiny:grounding"),
+    Backend("segmenter", "oracle", "datagen.models.oracle:OracleSegmenter", NoOptions, weights=False),
+    Backend("segmenter", "sam", "datagen.models.sam:SAMSegmenter", VisionOptions, weights=True, tiny="tiny:segmenter"),
+    Backend("inpaint", "opencv", "datagen.models.opencv_inpaint:OpenCVInpainter", OpenCVOptions, weights=False),
+    Backend("inpaint", "diffusers", "datagen.models.diffusion:DiffusionInpainter", DiffusionOptions, weights=True,
+            tiny="tiny:inpaint"),
+    Backend("depth", "scene", "datagen.models.oracle:SceneDepth", NoOptions, weights=False),
+    Backend("depth", "depth_anything", "datagen.models.dense:DepthAnything", VisionOptions, weights=True,
+            tiny="tiny:depth"),
+    Backend("semseg", "scene", "datagen.models.oracle:SceneClasses", NoOptions, weights=False),
+    Backend("semseg", "segformer", "datagen.models.dense:SegFormer", VisionOptions, weights=True, tiny="tiny:semseg"),
+    Backend("pose", "vitpose", "datagen.models.dense:ViTPose", VisionOptions, weights=True, tiny="tiny:pose"),
+    Backend("clip", "clip", "datagen.models.embeddings:CLIPEmbedder", VisionOptions, weights=True, tiny="tiny:clip"),
+    # Its model is the folder `datagen classify` trains and writes, not weights to fetch: preflight leaves it be.
+    Backend("classifier", "bow", "datagen.classifier:ClassifierRole", ClassifierOptions, weights=False),
+    Backend("dino", "dinov2", "datagen.models.embeddings:DINOEmbedder", VisionOptions, weights=True, tiny="tiny:dino"),
+)  # fmt: skip
+"""Every model backend, grouped by role in the order `unknown role` messages list them."""
+
+_BY_ROLE: dict[str, dict[str, Backend]] = {
+    role: {entry.name: entry for entry in BACKENDS if entry.role == role}
+    for role in dict.fromkeys(entry.role for entry in BACKENDS)
 }
-OPTIONS: dict[str, str | None] = {
-    "template": "NoOptions",
-    "vllm": None,  # datagen/writer.py checks its own (engine arguments, sampling)
-    "diffusers": "DiffusionOptions",
-    "oracle": "NoOptions",
-    "grounding_dino": "GroundingOptions",
-    "sam": "VisionOptions",
-    "opencv": "OpenCVOptions",
-    "scene": "NoOptions",
-    "depth_anything": "VisionOptions",
-    "segformer": "VisionOptions",
-    "vitpose": "VisionOptions",
-    "clip": "VisionOptions",
-    "bow": "NoOptions",
-    "dinov2": "VisionOptions",
-}
-"""Backend -> the typed arguments it takes (datagen/models/options.py); unknown keys are configuration errors."""
-WEIGHTED = {"vllm", "grounding_dino", "sam", "diffusers", "clip", "dinov2", "depth_anything", "segformer", "vitpose"}
-"""Backends that load weights: their role needs `model`, and preflight checks it is on this machine."""
 
 
-def check_backend(role: str, backend: str, where: str) -> None:
-    if role not in BACKENDS:
-        raise ConfigError(f"{where}: field `roles.{role}`: unknown role; known roles: {', '.join(BACKENDS)}")
-    if backend not in BACKENDS[role]:
+def backend(role: str, name: str, where: str = "pipeline file") -> Backend:
+    """The declared backend `name` of `role`; a ConfigError lists the known roles or the role's known backends."""
+    if role not in _BY_ROLE:
+        raise ConfigError(f"{where}: field `roles.{role}`: unknown role; known roles: {', '.join(_BY_ROLE)}")
+    if name not in _BY_ROLE[role]:
         raise ConfigError(
-            f"{where}: field `roles.{role}.backend`: unknown backend {backend!r}; "
-            f"known for {role}: {', '.join(BACKENDS[role])}"
+            f"{where}: field `roles.{role}.backend`: unknown backend {name!r}; "
+            f"known for {role}: {', '.join(_BY_ROLE[role])}"
         )
+    return _BY_ROLE[role][name]
+
+
+def check_backend(role: str, name: str, where: str) -> None:
+    backend(role, name, where)
 
 
 def check_model(role: str, spec: RoleSpec, where: str) -> None:
-    if spec.backend in WEIGHTED and not spec.model:
+    entry = backend(role, spec.backend, where)
+    if entry.weights and not spec.model:
         raise ConfigError(
             f"{where}: field `roles.{role}.model`: backend {spec.backend!r} loads weights; name a model id, a local "
-            f"directory or tiny:{role}"
+            f"directory or {entry.tiny}"
         )
 
 
-def role_options(role: str, spec: RoleSpec):
+def role_options(role: str, spec: RoleSpec) -> Options | None:
     """The role's arguments checked against its backend's declared fields (None: the backend checks its own)."""
-    import importlib
+    options = backend(role, spec.backend).options
+    return None if options is None else options.parse(spec.args, role)
 
-    declared = importlib.import_module("datagen.models.options")
 
-    name = OPTIONS[spec.backend]
-    return None if name is None else getattr(declared, name).parse(spec.args, role)
+def adapter_class(entry: Backend) -> type:
+    """The adapter class of a backend (its module imported now)."""
+    module_name, _, class_name = entry.target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def build(role: str, spec: RoleSpec, **context: Any) -> Any:
-    import importlib
-
+    """The adapter of `role` as `spec` configures it, not loaded; context: what some adapters take besides (the
+    prompt of an LLM writer, the pipeline's image size)."""
     parsed = role_options(role, spec)
-    module_name, _, class_name = BACKENDS[role][spec.backend].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(spec, options=parsed, **context)
+    return adapter_class(backend(role, spec.backend))(spec, options=parsed, **context)

@@ -9,31 +9,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from datagen.errors import ConfigError
+from datagen.arguments import Arguments, parse_arguments
 
 
-class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
-
+class Options(Arguments):
     @classmethod
     def parse(cls, args: dict, role: str) -> Options:
         """`args` checked against this backend's fields; a ConfigError names `roles.ROLE.args.FIELD`."""
-        try:
-            return cls.model_validate(args)
-        except ValidationError as e:
-            error = e.errors()[0]
-            name = ".".join(str(part) for part in error["loc"])
-            allowed = ", ".join(cls.model_fields) or "none (this backend takes no arguments)"
-            if error["type"] == "extra_forbidden":
-                raise ConfigError(f"field `roles.{role}.args.{name}`: unknown argument; allowed: {allowed}") from None
-            if error["type"] == "literal_error":
-                what = error["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
-            else:
-                what = error["msg"].removeprefix("Input should be ")
-            name = str(error["loc"][0])  # not the member of a union pydantic tried last
-            raise ConfigError(f"field `roles.{role}.args.{name}`: {error.get('input')!r}; allowed: {what}") from None
+        return parse_arguments(cls, args, f"roles.{role}.args", "backend")
 
 
 class NoOptions(Options):
