@@ -259,12 +259,15 @@ def print_writer(r: dict[str, Any]) -> None:
 
 def _stage_seconds(out: Path) -> tuple[Counter, int]:
     """Summed per-stage worker seconds of a run (write seconds and render timings of every shard), and samples."""
+    from datagen.shards import RunFolder
+
     stages: Counter[str] = Counter()
     samples = 0
-    for stats in (out / "texts").glob("*.stats.json"):
-        stages["write"] += json.loads(stats.read_text())["seconds"]
-    for stats in (out / "shards").glob("*.stats.json"):
-        body = json.loads(stats.read_text())
+    run = RunFolder(out)
+    for shard in run.committed(phase="write"):
+        stages["write"] += shard.stats["seconds"]
+    for shard in run.committed():
+        body = shard.stats
         stages.update(body["timings"])
         stages["commit (manifest, stats, fsync)"] += body["seconds"] - sum(body["timings"].values())
         samples += body["samples"]
@@ -391,8 +394,10 @@ def _render_run(task: str, pipeline: str, out: Path, n: int, shard_size: int, ov
     stages: Counter[str] = Counter()
     calls: Counter[str] = Counter()
     samples = kept = 0
-    for path in (out / "shards").glob("*.stats.json"):
-        body = json.loads(path.read_text())
+    from datagen.shards import RunFolder
+
+    for shard in RunFolder(out).committed():
+        body = shard.stats
         stages.update(body["timings"])
         for stage in body["stages"].values():
             calls.update(stage.get("calls", {}))

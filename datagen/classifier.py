@@ -107,15 +107,21 @@ class ClassifierRole:
         return float(self.model.probabilities([instruction])[0, self.model.tasks.index(task)])
 
 
+def flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shards", nargs="+", help="train on the instructions in these runs or .tar files")
+    parser.add_argument("--model", required=True, help="classifier folder (written when training, read otherwise)")
+    parser.add_argument("--instruction", action="append", default=[], help="classify this instruction (repeatable)")
+
+
 def run(args: argparse.Namespace) -> int:
     """`datagen classify`: train on the instructions in --shards (when given), then classify each --instruction."""
     if args.shards:
         import webdataset as wds
 
-        from datagen.train import shard_urls
+        from datagen.shards import tar_urls
 
         rows = []
-        for sample in wds.WebDataset(shard_urls(args.shards), shardshuffle=False, empty_check=False):
+        for sample in wds.WebDataset(tar_urls(args.shards), shardshuffle=False, empty_check=False):
             meta = json.loads(sample["json"])
             rows.append((sample["__key__"], meta["instruction"], meta["task"]))
         train = [r for r in rows if not held_out(r[0])]

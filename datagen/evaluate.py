@@ -48,10 +48,10 @@ def load_pairs(shards: list[str], limit: int | None) -> list[dict[str, Any]]:
     import webdataset as wds
 
     from datagen.images import decode_member
-    from datagen.train import shard_urls
+    from datagen.shards import tar_urls
 
     pairs = []
-    for sample in wds.WebDataset(shard_urls(shards), shardshuffle=False, empty_check=False):
+    for sample in wds.WebDataset(tar_urls(shards), shardshuffle=False, empty_check=False):
         meta = json.loads(sample["json"])
         pairs.append({
             "task": meta["task"], "instruction": meta["instruction"], "input_caption": meta["input_caption"],
@@ -158,6 +158,18 @@ def table(summary: dict[str, dict[str, float]], clip_id: str, dino_id: str) -> s
 
 def write_json(path: Path, summary: dict, clip_id: str, dino_id: str) -> None:
     path.write_text(json.dumps({"clip": clip_id, "dino": dino_id, "metrics": summary}, indent=1))
+
+
+def flags(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    parser.add_argument("--shards", nargs="+", help="run folders or .tar files: their pairs, or a checkpoint's edits")
+    parser.add_argument("--benchmark", help="a benchmark-format parquet (needs --checkpoint)")
+    parser.add_argument("--checkpoint", help="evaluate this model's edits instead of the stored outputs")
+    parser.add_argument("--pipeline", default="sd15", help="whose clip and dino roles measure (default: sd15)")
+    parser.add_argument("--limit", type=int, help="at most this many pairs")
+    parser.add_argument("--json", help="also write the numbers here")
+    parser.add_argument("--batch-size", type=int, default=8, help="pairs edited and embedded together (default: 8)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines) over the pairs")
 
 
 def run(args: argparse.Namespace) -> int:

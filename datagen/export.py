@@ -13,27 +13,26 @@ a folder `train/` in both formats and no folder is named after a task: a task ca
 Both use the column names of the diffusers InstructPix2Pix example trainer (input_image, edit_prompt,
 edited_image) plus ours (mask, task, key, captions, one score_<name> per score, the sample's whole json).
 
-Both stream: tars are read shard by shard as streams, each checked against its stats (sample count, sha256), and a
-shard's parquet file or metadata.jsonl is published whole only after its last sample (datagen.storage: a rename on
-a local disk, a completed upload on object stores). DEST/.datagen-export.json, written last, marks a finished
-export (hidden, so that `load_dataset(DEST)` does not take it for data). `datasets` is not needed to export.
+Both stream: tars are read shard by shard as streams (datagen/shards: RunFolder.samples), each checked against its
+stats (sample count, sha256), and a shard's parquet file or metadata.jsonl is published whole only after its last
+sample (datagen.storage: a rename on a local disk, a completed upload on object stores). DEST/.datagen-export.json,
+written last, marks a finished export (hidden, so that `load_dataset(DEST)` does not take it for data). `datasets`
+is not needed to export.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import math
-import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the rest is imported where it is used: `datagen --help` stays instant with this parser in it
     import pyarrow as pa
 
+    from datagen.shards import Sample
     from datagen.storage import Folder
 
 FORMATS = ("hf-parquet", "imagefolder")
@@ -84,127 +83,6 @@ def hf_schema() -> pa.Schema:
     return pa.schema([(name, kind) for name, (kind, _) in columns.items()]).with_metadata(
         {"huggingface": json.dumps({"info": {"features": features}})}
     )
-
-
-@dataclass
-class Shard:
-    name: str
-    task: str
-    kept: int
-    sha256: str | None
-    image_format: str
-
-
-@dataclass
-class Sample:
-    key: str
-    images: dict[str, tuple[str, bytes]]
-    """input / output / mask -> (member name, encoded bytes as stored in the tar)."""
-    meta: dict[str, Any]
-    """The `.json` member, parsed."""
-    meta_text: str
-    instruction: str
-    """The `.txt` member."""
-
-
-# ------------------------------------------------------------------------------------------ reading
-
-
-def committed_shards(out: str) -> tuple[Folder, list[Shard]]:
-    """OUT/shards and its shards that have their `.stats.json` commit marker, by name; ConfigError if none."""
-    from datagen.shards import committed_names
-    from datagen.storage import Folder
-
-    folder = Folder(out).sub("shards")
-    shards = []
-    for stem in committed_names(folder)[0]:
-        name = f"{stem}.stats.json"
-        try:
-            stats = json.loads(folder.read_bytes(name))
-            shards.append(
-                Shard(
-                    stem,
-                    stats["task"],
-                    int(stats["kept"]),
-                    stats.get("tar", {}).get("sha256"),
-                    stats.get("image_format", "png"),
-                )
-            )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            raise _error(f"{folder.url(name)}: unreadable stats marker ({e!r})") from None
-    if not shards:
-        raise _error(
-            f"{out}: no committed shards (no shards/*.stats.json there); render some first: "
-            f"datagen generate --task TASK --out {out}"
-        )
-    return folder, shards
-
-
-class _HashingReader:
-    """Read-through file that hashes what passes, so a streamed tar can be checked against its stats."""
-
-    def __init__(self, f):
-        self.f, self.sha = f, hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.f.read(size)
-        self.sha.update(data)
-        return data
-
-
-def read_shard(folder: Folder, shard: Shard) -> Iterator[Sample]:
-    """The samples of one committed tar in order, streamed one at a time; ConfigError for anything unreadable.
-
-    The count and sha256 are checked against the stats after the last sample, so a caller that publishes only
-    after the loop never publishes a damaged shard."""
-    from datagen.shards import MEMBER_RE, safe_member_name
-
-    where = folder.url(f"{shard.name}.tar")
-    want = {f"input.{shard.image_format}", f"output.{shard.image_format}", "mask.png", "json", "txt"}
-    seen: set[str] = set()
-    count = 0
-    try:
-        with folder.open(f"{shard.name}.tar") as raw:
-            stream = _HashingReader(raw)
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
-                key, members = None, {}
-                for member in tar:
-                    match = MEMBER_RE.match(member.name)
-                    if not member.isfile() or not safe_member_name(member.name) or not match:
-                        raise _error(f"{where}: member {member.name!r} is not a regular file named key.field")
-                    if match["key"] != key:
-                        if key is not None:
-                            yield _sample(where, key, members, want)
-                            count += 1
-                        key, members = match["key"], {}
-                        if key in seen:
-                            raise _error(f"{where}: members of {key} are not contiguous")
-                        seen.add(key)
-                    members[match["field"]] = (member.name, tar.extractfile(member).read())
-                if key is not None:
-                    yield _sample(where, key, members, want)
-                    count += 1
-            while stream.read(1 << 20):  # the tar's end padding, for the checksum
-                pass
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise _error(f"{where}: unreadable shard ({e!r}); check the run with: datagen verify OUT") from None
-    if count != shard.kept:
-        raise _error(f"{where}: {count} samples in the tar, its stats say kept={shard.kept}")
-    if shard.sha256 and stream.sha.hexdigest() != shard.sha256:
-        raise _error(f"{where}: sha256 differs from its stats (a damaged or replaced tar)")
-
-
-def _sample(where: str, key: str, members: dict[str, tuple[str, bytes]], want: set[str]) -> Sample:
-    if set(members) != want:
-        raise _error(f"{where}: {key} has members {sorted(members)}, expected {sorted(want)}")
-    try:
-        meta_text = members["json"][1].decode()
-        meta = json.loads(meta_text)
-        instruction = members["txt"][1].decode()
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _error(f"{where}: {key}: unreadable json or txt member ({e})") from None
-    images = {field.split(".")[0]: member for field, member in members.items() if field.split(".")[0] in IMAGE_COLUMNS}
-    return Sample(key, images, meta, meta_text, instruction)
 
 
 def _row(sample: Sample, images: dict[str, Any]) -> dict[str, Any]:
@@ -294,15 +172,17 @@ def export(out: str, dest: str, format: str, progress: bool = True, overwrite: b
         raise _error(f"--format {format!r}: allowed: {', '.join(FORMATS)}")
     from datagen import __version__
     from datagen.progress import Progress
+    from datagen.shards import RunFolder
     from datagen.storage import Folder
 
-    source, shards = committed_shards(out)
+    run = RunFolder(out)
+    shards = run.committed()
     target = Folder(dest)
     _prepare_dest(target, overwrite)
     counts: dict[str, Any] = {"format": format, "source": out, "dest": dest, "shards": 0, "samples": 0, "tasks": {}}
     bar = Progress(len(shards), f"export {format}", unit="shard", enabled=progress)
     for n, shard in enumerate(shards):
-        samples = read_shard(source, shard)
+        samples = run.samples(shard)
         if shard.kept == 0:  # nothing to export (still read, to check it): no empty file for loaders to trip on
             written = sum(1 for _ in samples)
         elif format == "hf-parquet":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 from datagen.config import PipelineSpec
@@ -55,3 +56,35 @@ def require(pipeline: PipelineSpec, phase: str = "generate", roles: set[str] | N
             f"the cache is)"
         )
         raise ConfigError("\n".join(lines))
+
+
+def flags(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "List each weighted role's model and where it was found; for a missing one, the command that fetches it. "
+        "Tiny models are built. Exits 1 if any is missing. Nothing is downloaded."
+    )
+    parser.add_argument("--pipeline", required=True, help="pipeline name in pipelines/ or a YAML path")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override a pipeline field, e.g. roles.clip.model=/models/clip",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from datagen.resolve import load_pipeline
+
+    checks = preflight(load_pipeline(args.pipeline, args.overrides))
+    for c in checks:
+        print(f"{'ok' if c.ok else 'MISSING':<8} {c.role:<10} {c.model:<45} {c.where}")
+    missing = [c for c in checks if not c.ok]
+    if missing:
+        print(
+            f"{len(missing)} model(s) missing; fetch them with the commands above (nothing is downloaded at run time)"
+        )
+    else:
+        print(f"pipeline {args.pipeline}: every model is present ({len(checks)} checked)")
+    return 1 if missing else 0

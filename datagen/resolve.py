@@ -1,8 +1,14 @@
 """A run's configuration loaded and checked against the registries: generator kinds, model backends, scores,
 sources. config.py holds the schemas and YAML loading; what needs the registries lives here, above them, so that
-none of them imports back."""
+none of them imports back. Also the runs the command line asks for (one task, a mixture, or the run in OUT) and
+`datagen tasks`, which says where each task runs."""
 
 from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
 
 from datagen import generators, models
 from datagen.config import (
@@ -194,3 +200,140 @@ def roles_used(config: RunConfig, phase: str) -> set[str]:
         used.add("t2i")
     return used | ({"llm"} if phase == "generate" else set())
 
+
+# ------------------------------------------------------------------------ runs and tasks from the command line
+
+
+RUN_DEFAULTS = {"pipeline": "local", "n": 200, "seed": 0, "shard_size": 100}
+
+
+def parse_mixture(text: str) -> dict[str, float]:
+    """'remove:0.2,add:0.1' -> weights; 'remove,add' -> equal weights."""
+    weights = {}
+    for part in text.split(","):
+        name, _, weight = part.strip().partition(":")
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            value = -1.0
+        if not name or not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"--tasks {text!r}: expected NAME[:WEIGHT],... with positive weights (got {part!r})")
+        weights[name] = weights.get(name, 0.0) + value
+    return weights
+
+
+def split_n(n: int, weights: dict[str, float]) -> dict[str, int]:
+    """N samples shared by weight, largest remainders first, so the parts add up to N exactly."""
+    total = sum(weights.values())
+    exact = {task: n * w / total for task, w in weights.items()}
+    parts = {task: int(value) for task, value in exact.items()}
+    for task in sorted(exact, key=lambda t: (parts[t] - exact[t], t))[: n - sum(parts.values())]:
+        parts[task] += 1
+    return parts
+
+
+def configs_from_flags(args: argparse.Namespace) -> list:
+    """The run's task configurations: one task, a mixture (--tasks, or --task all / a,b), or OUT's run.json."""
+    from datagen.shards.run import load_runs
+
+    if not args.task and not args.tasks:
+        given = [f"--{name.replace('_', '-')}" for name in RUN_DEFAULTS if getattr(args, name) is not None]
+        given += ["--set"] * bool(args.overrides) + ["--source"] * bool(args.source) + ["--input"] * bool(args.input)
+        given += ["--repeat"] * bool(args.repeat)
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)} given without --task: resuming {args.out} uses its run.json as it is; start a "
+                f"new run (another --out) to change the configuration"
+            )
+        return load_runs(args.out)
+    if args.task and args.tasks:
+        raise ConfigError("give --task or --tasks, not both")
+    for name, default in RUN_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    spec = args.tasks or args.task
+    weights = {name: 1.0 for name in known("tasks")} if spec == "all" else parse_mixture(spec)
+
+    def load(name: str, n: int):
+        return load_run(
+            name,
+            args.pipeline,
+            out=args.out,
+            n=n,
+            seed=args.seed,
+            shard_size=args.shard_size,
+            source=args.source,
+            input=args.input,
+            repeat=args.repeat,
+            overrides=args.overrides,
+        )
+
+    skipped = []
+    if spec == "all":  # every task the pipeline runs, N shared among those
+        for name in list(weights):
+            try:
+                load(name, 1)
+            except ConfigError as e:
+                skipped.append(f"{name}: {str(e).splitlines()[0]}")
+                del weights[name]
+    if args.n < 1:
+        raise ConfigError(f"--n {args.n}: allowed: a positive number of samples")
+    counts = split_n(args.n, weights) if weights else {}
+    configs = [load(name, n) for name, n in counts.items() if n > 0]
+    if skipped:
+        print(f"skipped {len(skipped)} task(s) pipeline {args.pipeline!r} cannot run:", file=sys.stderr)
+        for line in skipped:
+            print(f"  {line}", file=sys.stderr)
+    if not configs:
+        raise ConfigError(f"no task of {spec!r} runs on pipeline {args.pipeline!r}")
+    return configs
+
+
+def tasks_flags(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "List every task in tasks/ with its group, its generators (neural and local) and the pipelines in pipelines/ "
+        "it runs on."
+    )
+    parser.add_argument("--json", action="store_true", help="as JSON, with the reason a task does not run somewhere")
+
+
+def tasks(args: argparse.Namespace) -> int:
+    """Every task: group, generators, and the pipelines it runs on (or why not)."""
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in known("tasks"):
+            path = find_config("tasks", name)
+            task = validate(TaskSpec, read_yaml(path), str(path))
+            runs, why = [], {}
+            for pipeline in known("pipelines"):
+                try:
+                    load_run(name, pipeline, out=scratch, n=1)
+                    runs.append(pipeline)
+                except ConfigError as e:
+                    why[pipeline] = str(e).splitlines()[0]
+            neural = task.generator.kind if task.generator else "-"
+            local = task.local if isinstance(task.local, str) else (task.local.kind if task.local else neural)
+            rows.append(
+                {
+                    "task": name,
+                    "group": task.group,
+                    "generator": neural,
+                    "local": local,
+                    "pipelines": runs,
+                    "not_on": why,
+                    "description": task.description,
+                }
+            )
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'task':<11} {'group':<12} {'generator':<17} {'local':<17} pipelines")
+    for row in rows:
+        print(
+            f"{row['task']:<11} {row['group']:<12} {row['generator']:<17} {row['local']:<17} "
+            f"{', '.join(row['pipelines']) or '(none yet)'}"
+        )
+    print(f"{len(rows)} tasks; `datagen tasks --json` says why a task does not run on a pipeline")
+    return 0

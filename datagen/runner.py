@@ -1,123 +1,24 @@
-"""Runs: a phase (write, render, or generate = both) over every shard not yet committed, resume planning, run.json
-and the summary. One shard's work is datagen/worker.py's; handing shards to workers is datagen/distribute.py's.
+"""Runs: a phase (write, render, or generate = both) over every shard not yet committed, under OUT's lease, and
+the summary. One shard's work is datagen/worker.py's; handing shards to workers is datagen/distribute.py's; run.json,
+resume planning and failure records are datagen/shards/run.py's.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from datagen import __version__, shards
 from datagen.config import RunConfig
 from datagen.distribute import DISTRIBUTORS
-from datagen.errors import ConfigError, RunStopped
+from datagen.errors import RunStopped
 from datagen.lease import Lease, describe
 from datagen.progress import Progress, log_event
-from datagen.storage import Folder
-from datagen.worker import now
-
-
-def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"python": sys.version.split()[0], "datagen": __version__}
-    for name in ("numpy", "opencv-python-headless", "pillow", "pyarrow", "ray", "webdataset", "torch"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return found
-
-
-def _fingerprint_view(data: dict) -> dict:
-    view = json.loads(json.dumps(data))
-    view["run"].pop("out", None)  # a run directory may be moved or mounted elsewhere
-    return view
-
-
-def start_run(configs: list[RunConfig]) -> None:
-    """Write OUT/run.json for these tasks (one, or a mixture), or check that an existing one plans the same run."""
-    out = Folder(configs[0].run.out)
-    out.makedirs()
-    resolved = {c.task.name: c.model_dump(mode="json", by_alias=True) for c in configs}
-    if out.exists("run.json"):
-        previous = read_run(out)
-        if set(previous) != set(resolved):
-            raise ConfigError(
-                f"{out} holds a run of task(s) {', '.join(sorted(previous))}, not {', '.join(sorted(resolved))}; "
-                f"resuming would mix two runs. Use another --out, or the original tasks."
-            )
-        diffs = []
-        for task, config in resolved.items():
-            diffs += _diff(_fingerprint_view(previous[task]), _fingerprint_view(config), f"{task}.")
-        if diffs:
-            raise ConfigError(
-                f"{out} holds a run with a different configuration ({'; '.join(diffs[:5])}); resuming would mix "
-                f"two runs. Use another --out, or the original settings."
-            )
-        return
-    record = {
-        "runs": {c.task.name: {"config": resolved[c.task.name], "fingerprint": c.fingerprint()} for c in configs},
-        "seed": configs[0].run.seed,
-        "versions": versions(),
-        "created": now(),
-    }
-    try:
-        out.write_atomic("run.json", json.dumps(record, indent=1, sort_keys=True).encode())
-    except (OSError, ValueError) as e:  # a missing bucket, no permission, a full disk
-        raise ConfigError(f"{out}: cannot write run.json there ({type(e).__name__}: {e})") from None
-
-
-def read_run(out: Folder) -> dict[str, dict]:
-    """Task name -> resolved configuration, from OUT/run.json."""
-    path = out.url("run.json")
-    try:
-        record = json.loads(out.read_text("run.json"))
-        if "config" in record and "runs" not in record:  # a single-task run written before mixtures existed
-            return {record["config"]["task"]["name"]: record["config"]}
-        return {task: run["config"] for task, run in record["runs"].items()}
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-        raise ConfigError(f"{path}: unreadable ({e}); move it away to start a new run in {out}") from None
-
-
-def load_runs(out: str) -> list[RunConfig]:
-    """The configurations of the run in OUT (resume without --task)."""
-    folder = Folder(out)
-    path = folder.url("run.json")
-    if not folder.exists("run.json"):
-        raise ConfigError(f"--task is required: {path} does not exist, so there is no run to resume")
-    configs = []
-    for task, data in sorted(read_run(folder).items()):
-        try:
-            config = RunConfig.model_validate(data)
-        except Exception as e:
-            raise ConfigError(f"{path}: the run of task {task!r} is not a datagen configuration ({e})") from None
-        config.run.out = out
-        configs.append(config)
-    return configs
-
-
-def split_n(n: int, weights: dict[str, float]) -> dict[str, int]:
-    """N samples shared by weight, largest remainders first, so the parts add up to N exactly."""
-    total = sum(weights.values())
-    exact = {task: n * w / total for task, w in weights.items()}
-    parts = {task: int(value) for task, value in exact.items()}
-    for task in sorted(exact, key=lambda t: (parts[t] - exact[t], t))[: n - sum(parts.values())]:
-        parts[task] += 1
-    return parts
-
-
-def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new)):
-            out += _diff(old.get(key), new.get(key), f"{prefix}{key}.")
-        return out
-    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+from datagen.shards import shard_name
+from datagen.shards.run import clear_failure, pending_shards, record_failure, start_run
 
 
 @dataclass
@@ -166,36 +67,6 @@ class Summary:
             for shard, error in sorted(self.failed.items())[:10]:
                 lines.append(f"    {shard:06d}: {error}")
         return lines
-
-
-def pending_shards(config: RunConfig, phase: str) -> list[int]:
-    """Shards whose last phase is not committed yet (resume planning). One streaming pass over the folder's names
-    into a bitmap of the run's shards: a million committed shards plan in about a second in a few MB."""
-    run, task = config.run, config.task
-    folder = Folder(run.out).sub("texts" if phase == "write" else "shards")
-    done = bytearray(run.num_shards)
-    prefix, suffix = f"{task.name}-", ".stats.json"
-    for name in folder.iter_names(prefix):
-        number = name[len(prefix) : -len(suffix)]
-        if name.endswith(suffix) and number.isdigit() and int(number) < run.num_shards:
-            done[int(number)] = 1
-    return [i for i in range(run.num_shards) if not done[i]]
-
-
-def record_failure(config: RunConfig, phase: str, shard: int, result: dict[str, Any], attempts: int) -> None:
-    body = {
-        "phase": phase,
-        "shard": shard,
-        "attempts": attempts,
-        "error": result.get("error"),
-        "traceback": result.get("traceback"),
-    }
-    failed = Folder(config.run.out).sub("failed")
-    failed.write_atomic(f"{shards.shard_name(config.task.name, shard)}.json", json.dumps(body, indent=1).encode())
-
-
-def clear_failure(config: RunConfig, shard: int) -> None:
-    Folder(config.run.out).sub("failed").remove(f"{shards.shard_name(config.task.name, shard)}.json")
 
 
 def execute_all(
@@ -272,7 +143,7 @@ def _execute_phase(
             if progress:
                 log_event("run_stopped", task=name, shard=shard, phase=phase, error=result["error"])
             raise RunStopped(
-                f"{config.run.out}: cannot write shard {shards.shard_name(name, shard)} there "
+                f"{config.run.out}: cannot write shard {shard_name(name, shard)} there "
                 f"({result['error'][:300]}). Every shard committed so far is complete and kept, and nothing "
                 f"half-written is visible; free space (or fix permissions) and rerun the same command to resume."
             )
@@ -303,3 +174,67 @@ def _execute_phase(
     for summary in summaries.values():
         summary.seconds = seconds
     return [summaries[c.task.name] for c in configs]
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+
+def flags(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = "Example: datagen generate --task remove --pipeline local --n 200 --out out/remove"
+    parser.add_argument("--out", required=True, help="run directory (created; an existing run there is resumed)")
+    parser.add_argument(
+        "--task",
+        help="task name in tasks/, a task YAML path, 'all' (every task the pipeline runs) or a,b,... (omit to resume)",
+    )
+    parser.add_argument("--tasks", help="a mixture with weights: remove:0.2,add:0.1,... (N is shared by weight)")
+    parser.add_argument("--pipeline", help="pipeline name in pipelines/ (default: local)")
+    parser.add_argument("--n", type=int, help="samples to attempt; kept ones are fewer (default: 200)")
+    parser.add_argument("--seed", type=int, help="run seed (default: 0)")
+    parser.add_argument("--shard-size", type=int, help="samples per shard (default: 100)")
+    parser.add_argument(
+        "--source",
+        help="input source: scene (procedural), images (a folder), shards (WebDataset tars with captions), "
+        "captions (a .txt/.jsonl/.parquet file) or topics (the LLM writes captions); default: the task's first",
+    )
+    parser.add_argument("--input", help="the source's input: image folder, tar folder, caption file or topic file")
+    parser.add_argument(
+        "--repeat",
+        action="store_true",
+        help="--source images: let --n exceed the number of images, reusing them (without it such a run stops "
+        "before any work)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override a config field by dotted path: filters.mask_area.min=0.02 (task), "
+        "pipeline.image_size=512, prompt.verbs=[Remove]; repeatable",
+    )
+    parser.add_argument("--ray-address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local one)")
+    parser.add_argument("--workers", type=int, help="worker actors (default: one per CPU); 0 runs inline without Ray")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from datagen.preflight import require
+    from datagen.resolve import configs_from_flags, roles_used
+
+    configs = configs_from_flags(args)
+    require(configs[0].pipeline, args.command, set().union(*(roles_used(c, args.command) for c in configs)))
+    summaries = execute_all(
+        configs, args.command, ray_address=args.ray_address, workers=args.workers, progress=not args.no_progress
+    )
+    failed = False
+    for config, summary in zip(configs, summaries, strict=True):
+        for line in summary.lines(config.task.name, config.run.out):
+            print(line)
+        failed |= bool(summary.failed or (summary.written and summary.written.failed))
+    if len(summaries) > 1 and args.command != "write":
+        kept, samples = sum(s.kept for s in summaries), sum(s.samples for s in summaries)
+        print(f"all {len(summaries)} tasks: {kept} kept of {samples} attempted")
+    if args.command != "write":
+        out = configs[0].run.out
+        print(f"  shards: {out.rstrip('/')}/shards (check them with: datagen verify {out})")
+    return 1 if failed else 0

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from datagen.config import known
 from datagen.errors import ConfigError
 from datagen.progress import Progress
-from datagen.storage import Folder
+from datagen.shards.reader import tar_urls
 
 # -------------------------------------------------------------------------------------------- defaults
 
@@ -151,6 +151,21 @@ def config_from_flags(args: argparse.Namespace) -> TrainConfig:
             value = pairs
         values[spec.name] = value
     return TrainConfig(**values)
+
+
+def flags(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Train an InstructPix2Pix-style editor with task embeddings on shards (datagen/train.py); resumes from OUT's "
+        "last checkpoint."
+    )
+    add_flags(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines)")
+
+
+def run(args: argparse.Namespace) -> int:
+    result = train(config_from_flags(args), progress=not args.no_progress)
+    print(f"step {result['step']}: loss {result['loss']:.4f}; checkpoint {result['checkpoint']}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -270,59 +285,6 @@ def loss_on(model: EditModel, batch: dict, step_seed: int, p_drop: float, net=No
 
 
 # ----------------------------------------------------------------------------------------------- data
-
-
-def shard_urls(shards: list[str]) -> list[str]:
-    """Tar paths from paths, folders (their shards/ or themselves) and URLs: `pipe:` and the schemes WebDataset
-    opens itself, anything else through fsspec (s3://, gs://, memory:// ...; a URL not ending in .tar is a folder).
-    In a folder written by datagen only committed shards count (those with their .stats.json marker)."""
-    urls = []
-    for entry in shards:
-        if entry.startswith("pipe:"):
-            urls.append(entry)
-        elif "://" in entry:
-            urls += _remote_tars(entry)
-        elif Path(entry).is_dir():
-            urls += _folder_tars(Folder(entry))
-        elif Path(entry).is_file():
-            urls.append(entry)
-        else:
-            raise ConfigError(f"--shards {entry!r}: no such file, folder or URL")
-    if not urls:
-        raise ConfigError(f"--shards {' '.join(shards)}: no .tar shards found")
-    return urls
-
-
-def _folder_tars(folder: Folder) -> list[str]:
-    """The tars of a run (its shards/) or of a folder of them; where markers exist, the committed ones only."""
-    names = folder.sub("shards").names()
-    if any(n.endswith(".tar") for n in names):
-        folder = folder.sub("shards")
-    else:
-        names = folder.names()
-    tars = [n for n in names if n.endswith(".tar") and not n.startswith(".")]
-    if any(n.endswith(".stats.json") for n in names):  # datagen's: uncommitted shards are invisible
-        tars = [n for n in tars if f"{n[: -len('.tar')]}.stats.json" in names]
-    return [folder.url(n) for n in tars]
-
-
-def _remote_tars(url: str) -> list[str]:
-    from webdataset.gopen import gopen_schemes
-
-    scheme = url.split("://", 1)[0]
-    if gopen_schemes.get(scheme, _fsspec_open) is not _fsspec_open and scheme != "file":  # WebDataset's own
-        return [url]
-    gopen_schemes.setdefault(scheme, _fsspec_open)
-    if url.endswith(".tar"):
-        return [url]
-    return _folder_tars(Folder(url))
-
-
-def _fsspec_open(url: str, mode: str = "rb", bufsize: int = 8192, **_):
-    """WebDataset's opener for schemes it does not know itself."""
-    import fsspec
-
-    return fsspec.open(url, mode).open()
 
 
 def read_samples(config: TrainConfig, urls: list[str]):
@@ -535,7 +497,7 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
     cuda = torch.cuda.is_available()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    urls = shard_urls(config.shards)
+    urls = tar_urls(config.shards)
     if config.invert_task:
         if not config.invert_from:
             raise ConfigError("--invert-task needs --from CHECKPOINT: the trained editor whose weights stay frozen")

@@ -157,10 +157,11 @@ class ShardWorker:
         started = time.perf_counter()
         writer = self.models["llm"]
         caption_field = f"{self.config.prompt.caption_role}_caption"
-        texts, items = [], {}
+        texts: list[shards.InstructionRecord] = []
+        items = {}
         for index in range(run.shard_len(shard)):
             seed = sample_seed(run.seed, task.name, shard, index)
-            text = {
+            text: shards.InstructionRecord = {
                 "key": sample_key(task.name, shard, index),
                 "task": task.name,
                 "shard": shard,
@@ -209,7 +210,7 @@ class ShardWorker:
         lines = [json.dumps(t, sort_keys=True, ensure_ascii=False) for t in texts]
         data = ("\n".join(lines) + "\n").encode()
         sha = paths.folder.write_atomic(paths.jsonl, data)
-        stats = {
+        stats: shards.WriteStats = {
             "phase": "write",
             "task": task.name,
             "shard": shard,
@@ -219,10 +220,10 @@ class ShardWorker:
             "jsonl": {"name": paths.jsonl, "bytes": len(data), "sha256": sha},
             "config": self.config.fingerprint(),
             "seconds": round(time.perf_counter() - started, 3),
-            "committed": now(),
+            "committed": shards.now(),
         }
         self._check_lease()
-        paths.folder.write_atomic(paths.stats, json.dumps(stats, indent=1, sort_keys=True).encode())
+        shards.write_stats(paths, stats)
         return stats
 
     # ----------------------------------------------------------------------------------- phase 2: render
@@ -258,7 +259,7 @@ class ShardWorker:
         kept_keys = {r.key for r in kept}
         sample_reasons = Counter(r.reason for key, r in first.items() if key not in kept_keys)
         errors = sum(1 for key, r in first.items() if r.status == "error")
-        stats = {
+        stats: shards.ShardStats = {
             "phase": "render",
             "task": task.name,
             "shard": shard,
@@ -280,10 +281,10 @@ class ShardWorker:
             "config": self.config.fingerprint(),
             **render.stats(),
             "seconds": round(time.perf_counter() - started, 3),
-            "committed": now(),
+            "committed": shards.now(),
         }
         self._check_lease()
-        paths.folder.write_atomic(paths.stats, json.dumps(stats, indent=1, sort_keys=True).encode())
+        shards.write_stats(paths, stats)
         return stats
 
 
@@ -326,8 +327,3 @@ def write_shard(config: RunConfig, shard: int) -> dict[str, Any]:
 def render_shard(config: RunConfig, shard: int) -> dict[str, Any]:
     """Phase 2 of one shard, without Ray; its instructions must be written. Returns its stats."""
     return ShardWorker(config).render_shard(shard)
-
-
-def now() -> str:
-    """UTC time as the stats and run.json record it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

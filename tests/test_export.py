@@ -167,7 +167,7 @@ def test_errors_name_what_is_wrong(run_dir, tmp_path):
     (bare / "shards").mkdir(parents=True)
     shutil.copy(run_dir / "shards" / "remove-000000.tar", bare / "shards")  # a tar without its marker
     for out in (bare, tmp_path / "nothing"):
-        with pytest.raises(ConfigError, match=f"{out}: no committed shards"):
+        with pytest.raises(ConfigError, match=f"{out}/shards: no committed shards"):
             export(str(out), str(tmp_path / "x"), "hf-parquet", progress=False)
 
     broken = tmp_path / "broken"

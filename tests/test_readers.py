@@ -107,12 +107,13 @@ def test_ray_data(urls, expected, ray_cluster):
 
 
 def test_datagen_training_loader(run_dir, urls, expected, tmp_path):
-    from datagen.train import TrainConfig, read_samples, shard_urls
+    from datagen.shards import tar_urls
+    from datagen.train import TrainConfig, read_samples
 
-    assert sorted(shard_urls([str(run_dir)])) == urls  # the run folder: committed shards only
+    assert sorted(tar_urls([str(run_dir)])) == urls  # the run folder: committed shards only
     config = TrainConfig(shards=[str(run_dir)], out=str(tmp_path), shuffle=1)
     seen: set[str] = set()
-    for n, sample in enumerate(read_samples(config, shard_urls(config.shards))):  # resampled: endless
+    for n, sample in enumerate(read_samples(config, tar_urls(config.shards))):  # resampled: endless
         members = expected[sample["key"]]
         meta = json.loads(members["json"])
         assert sample["task"] == config.tasks.index(meta["task"])

@@ -117,12 +117,13 @@ def test_a_killed_run_on_s3_resumes_to_the_same_shards(s3, local_reference):
 
 
 def test_the_trainer_reads_committed_shards_from_s3(s3, local_reference):
-    from datagen.train import TrainConfig, read_samples, shard_urls
+    from datagen.shards import tar_urls
+    from datagen.train import TrainConfig, read_samples
 
     client, env = s3
     run_cli("generate", "--out", f"s3://{BUCKET}/train", *ARGS, env=env)
     client.put_object(Bucket=BUCKET, Key="train/shards/remove-000099.tar", Body=b"uncommitted")  # no marker
-    urls = shard_urls([f"s3://{BUCKET}/train"])
+    urls = tar_urls([f"s3://{BUCKET}/train"])
     assert len(urls) == 8 and all(u.startswith("s3://") for u in urls) and not any("000099" in u for u in urls)
     config = TrainConfig(shards=[f"s3://{BUCKET}/train"], out="unused", tasks=["remove"], shuffle=1)
     samples = read_samples(config, urls)

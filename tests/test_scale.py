@@ -10,7 +10,7 @@ import tracemalloc
 import pytest
 
 from datagen.resolve import load_run
-from datagen.runner import pending_shards
+from datagen.shards.run import pending_shards
 
 SHARDS = 1_000_000
 MISSING = {0, 123_456, 999_999}

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from datagen.errors import ConfigError
 from datagen.images import decode_member
 from datagen.resolve import load_run
 from datagen.runner import execute
@@ -192,7 +193,7 @@ def test_same_seed_same_bytes_other_seed_other_samples(run_dir, tmp_path):
 
 
 def test_render_shard_runs_without_ray(run_dir, tmp_path):
-    from datagen.runner import start_run
+    from datagen.shards.run import start_run
     from datagen.worker import render_shard, write_shard
 
     config = load_run("remove", "local", out=str(tmp_path / "solo"), n=50, shard_size=25, overrides=FAST)
@@ -278,9 +279,68 @@ def test_atomic_writer_gathers_more_pieces_than_one_writev_takes(tmp_path):
     [("remove_000000_00001.input.png", 60_000), ("a.json", 0), ("x" * 100, 5), ("é.txt", 3), ("k.bin", 8**11 - 1)],
 )
 def test_ustar_header_is_tarfiles(name, size):
-    from datagen.shards import TAR_MTIME, ustar_header
+    from datagen.shards import TAR_MTIME
+    from datagen.shards.writer import ustar_header
 
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode, info.uid, info.gid = size, TAR_MTIME, 0o644, 0, 0
     info.uname = info.gname = ""
     assert ustar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+
+
+# ------------------------------------------------------------------------------------------- the one reader
+
+
+def test_run_folder_reads_only_committed_shards(two_task_run, tmp_path):
+    """RunFolder: committed shards with their stats, leftovers ignored, rows by task and status, samples checked
+    against the stats, run.json, failure records and tar URLs for other readers, all from one place."""
+    from datagen.shards import RunFolder, tar_urls
+
+    out = tmp_path / "run"
+    shutil.copytree(two_task_run, out)
+    shards = out / "shards"
+    shutil.copy(shards / "remove-000000.tar", shards / "remove-000007.tar")  # a commit cut short: no marker
+    (out / "failed").mkdir()
+    (out / "failed" / "color-000003.json").write_text(
+        json.dumps({"phase": "render", "attempts": 3, "error": "x\nboom"})
+    )
+    run = RunFolder(out)
+
+    committed = run.committed()
+    on_disk = sorted(p.name.removesuffix(".stats.json") for p in shards.glob("*.stats.json"))
+    assert [s.name for s in committed] == on_disk and {s.task for s in committed} == {"remove", "color"}
+    for shard in committed:
+        stats = json.loads((shards / f"{shard.name}.stats.json").read_text())
+        assert shard.stats == stats and shard.kept == stats["kept"] and shard.committed is not None
+        samples = list(run.samples(shard))
+        assert len(samples) == stats["kept"]
+        assert all(s.meta["task"] == shard.task and s.instruction == s.meta["instruction"] for s in samples)
+    assert run.uncommitted() == ["remove-000007.tar"]
+    assert run.tar_urls() == tar_urls([str(out)]) == [str(shards / f"{name}.tar") for name in on_disk]
+    assert [s.name for s in run.committed("color")] == [n for n in on_disk if n.startswith("color-")]
+    assert len(run.committed(phase="write")) == len(list((out / "texts").glob("*.stats.json")))
+
+    kept_color = list(run.rows("color", "kept"))
+    manifests = [pq.read_table(shards / f"{n}.parquet").to_pylist() for n in on_disk if n.startswith("color-")]
+    assert [r["key"] for r in kept_color] == [r["key"] for m in manifests for r in m if r["status"] == "kept"]
+    assert all(r["shard_name"].startswith("color-") for r in kept_color)
+    assert set(run.configs()) == {"remove", "color"}
+    assert run.failures() == ["color-000003: failed render after 3 attempt(s): boom"]
+
+    empty = RunFolder(tmp_path / "nothing")
+    assert list(empty.rows()) == [] and empty.committed(required=False) == []
+    with pytest.raises(ConfigError, match="no committed shards"):
+        empty.committed()
+    with pytest.raises(ConfigError, match="is not a datagen run folder"):
+        empty.record()
+
+
+def test_only_the_shards_package_knows_the_commit_marker():
+    """One module defines what a committed shard is: no other module spells the marker's name."""
+    package = Path(__file__).resolve().parents[1] / "datagen"
+    spelled = [
+        str(path.relative_to(package.parent))
+        for path in package.rglob("*.py")
+        if path.parent.name != "shards" and '.stats.json"' in path.read_text()
+    ]
+    assert spelled == []

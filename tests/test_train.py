@@ -49,11 +49,12 @@ def test_resume_gives_the_uninterrupted_losses(tiny_dir, shards, tmp_path):
 
 
 def test_data_loader_workers_give_a_deterministic_stream(shards, tmp_path):
-    from datagen.train import batches, shard_urls
+    from datagen.shards import tar_urls
+    from datagen.train import batches
 
     def keys(workers: int) -> list[list[str]]:
         settings = config(shards, tmp_path, 1, workers=workers, shuffle=4)
-        stream = batches(settings, shard_urls(settings.shards))
+        stream = batches(settings, tar_urls(settings.shards))
         return [[float(b["input"].sum())] + b["instruction"] for _, b in (next(stream) for _ in range(4))]
 
     assert keys(2) == keys(2), "two workers, the same batches twice"
@@ -249,12 +250,12 @@ def test_corrupt_samples_are_skipped_with_a_counted_warning(shards, tmp_path):
 def test_shards_on_any_fsspec_filesystem(tiny_dir, shards, tmp_path):
     import fsspec
 
-    from datagen.train import shard_urls
+    from datagen.shards import tar_urls
 
     memory = fsspec.filesystem("memory")
     for tar in sorted((shards / "shards").glob("*.tar")):
         memory.pipe(f"/bucket/run/shards/{tar.name}", tar.read_bytes())
-    urls = shard_urls(["memory://bucket/run"])
+    urls = tar_urls(["memory://bucket/run"])
     assert urls == [f"memory://bucket/run/shards/remove-00000{i}.tar" for i in range(4)]
     result = train(config("memory://bucket/run", tmp_path, 2), progress=False)
     assert result["step"] == 2 and all(np.isfinite(result["losses"]))

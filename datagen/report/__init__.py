@@ -16,9 +16,9 @@ through the same filesystem.
     datagen report out/remove                     # -> out/remove/report/index.html
     datagen report s3://bucket/run --dest /tmp/run-report
 
-The modules, in the order a report is built:
+The run is read through datagen/shards (RunFolder: run.json, committed shards, manifests, tar members). The
+modules, in the order a report is built:
 
-- reading: run.json, the committed shards' stats markers, failure records and parquet manifests of OUT;
 - tally: the manifests streamed into counts, score histograms and the gallery's sample and thumbnails;
 - plots: the figures (matplotlib, imported only when drawing);
 - page: index.html, its tables, and the inlined CSS and JS of assets/;

@@ -11,21 +11,15 @@ import json
 import re
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datagen.errors import ConfigError
 from datagen.report.page import render_page, script_json
 from datagen.report.plots import duration, plot_kept, plot_reasons, plot_scores, plot_throughput
-from datagen.report.reading import (
-    ROW_COLUMNS,
-    committed_shards,
-    failed_shards,
-    read_manifest,
-    read_run,
-    timestamp,
-    where,
-)
 from datagen.report.tally import STATUSES, RunTally, gallery_entries, thumbnails
+
+if TYPE_CHECKING:
+    from datagen.storage import Folder
 
 SUMMARY = "`datagen report OUT`: one static HTML page to judge a run at a glance."
 """The first line of `datagen report --help`."""
@@ -35,26 +29,23 @@ def build_report(
     out: str, dest: str | None = None, gallery: int = 2000, page_size: int = 100, seed: int = 0, progress: bool = True
 ) -> str:
     """Write OUT/report/index.html (or DEST/index.html) and its assets; returns where index.html is."""
-    import fsspec
-
     from datagen.progress import Progress
+    from datagen.shards.reader import ROW_COLUMNS, RunFolder, timestamp
+    from datagen.storage import Folder
 
     if gallery < 0 or page_size < 1:
         raise ConfigError(f"--gallery {gallery} / --page-size {page_size}: need gallery >= 0 and page size >= 1")
-    fs, root = fsspec.core.url_to_fs(out)
-    root = root.rstrip("/")
-    fs.invalidate_cache()
-    record = read_run(fs, root)
-    shards, ignored = committed_shards(fs, root)
+    run = RunFolder(out)
+    record = run.record()
+    shards, ignored = run.committed(), run.uncommitted()
     tally = RunTally(gallery, seed)
-    tally.warnings += failed_shards(fs, root)
+    tally.warnings += run.failures()
     with Progress(len(shards), "report: manifests", unit="shard", enabled=progress) as bar:
         for index, shard in enumerate(shards):
-            wanted = ROW_COLUMNS + tuple(f"score_{name}" for name in tally.scores)
-            tally.add(index, shard, read_manifest(fs, f"{root}/shards/{shard.name}.parquet", wanted))
+            tally.add(index, shard, run.manifest(shard.name, ROW_COLUMNS + tuple(f"score_{n}" for n in tally.scores)))
             bar.update(1)
-    entries = gallery_entries(fs, root, shards, tally.sample(), tally.scores)
-    files = thumbnails(fs, root, entries, tally.warnings)
+    entries = gallery_entries(run, shards, tally.sample(), tally.scores)
+    files = thumbnails(run, entries, tally.warnings)
     for entry in entries:
         del entry["shard"]
 
@@ -122,7 +113,7 @@ def build_report(
     files["summary.json"] = json.dumps(summary, indent=1, sort_keys=True).encode()
     context = {
         "record": record,
-        "where": where(fs, root),
+        "where": str(run),
         "built": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
         "tasks": tasks,
         "total": total,
@@ -140,36 +131,30 @@ def build_report(
         "meta": meta,
     }
     files["index.html"] = render_page(context).encode()
-    return write_files(fs, root, dest, files)
+    return write_files(Folder(dest) if dest else run.folder.sub("report"), files)
 
 
 STALE = re.compile(r"^(data/page-\d{4}\.js|plots/[a-z0-9_-]+\.png|thumbs/[a-z0-9_]+\.(input|output|mask)\.(jpg|png))$")
 """Files an earlier report wrote that this one may not rewrite (fewer pages, another sample): removed first."""
 
 
-def write_files(fs, root: str, dest: str | None, files: dict[str, bytes]) -> str:
-    """Write the report's files under DEST (default OUT/report), index.html last; returns where index.html is."""
-    import fsspec
-
-    if dest is None:
-        target_fs, target = fs, f"{root}/report"
-    else:
-        target_fs, target = fsspec.core.url_to_fs(dest)
-        target = target.rstrip("/")
-    target_fs.invalidate_cache()
+def write_files(target: Folder, files: dict[str, bytes]) -> str:
+    """Write the report's files in `target` (OUT/report, or DEST), index.html last; returns where index.html is."""
+    fs, root = target.fs, target.path
+    fs.invalidate_cache()
     for folder in ("data", "plots", "thumbs"):
-        path = f"{target}/{folder}"
-        if target_fs.isdir(path):
-            for old in target_fs.ls(path, detail=False):
+        path = f"{root}/{folder}"
+        if fs.isdir(path):
+            for old in fs.ls(path, detail=False):
                 if (
                     STALE.match(f"{folder}/{old.rstrip('/').rsplit('/', 1)[-1]}")
                     and f"{folder}/{old.rsplit('/', 1)[-1]}" not in files
                 ):
-                    target_fs.rm_file(old)
-        target_fs.makedirs(path, exist_ok=True)
+                    fs.rm_file(old)
+        fs.makedirs(path, exist_ok=True)
     for name, data in sorted(files.items(), key=lambda item: item[0] == "index.html"):
-        target_fs.pipe_file(f"{target}/{name}", data)
-    return where(target_fs, f"{target}/index.html")
+        fs.pipe_file(f"{root}/{name}", data)
+    return target.url("index.html")
 
 
 # ------------------------------------------------------------------------------------------ command line

@@ -10,10 +10,12 @@ from __future__ import annotations
 import html
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datagen.report.plots import duration
-from datagen.report.reading import Shard
+
+if TYPE_CHECKING:
+    from datagen.shards import Shard
 
 
 def _asset(name: str) -> str:

@@ -9,9 +9,12 @@ import io
 import math
 from collections import Counter
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from datagen.report.reading import Shard
 from datagen.report.tally import CATEGORIES, FINE_BINS, TaskTally
+
+if TYPE_CHECKING:
+    from datagen.shards import Shard
 
 PLOT_BINS = 40
 COLOURS = {"kept": "#2e8b57", "outranked": "#8da9c4", "rejected": "#d9534f", "attempted": "#d5dbe3"}

@@ -13,16 +13,18 @@ import math
 import tarfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from datagen.report.reading import ROW_COLUMNS, Shard, read_manifest, where
+if TYPE_CHECKING:
+    from datagen.shards import RunFolder, Shard
 
 STATUSES = ("kept", "rejected", "error")
 CATEGORIES = ("kept", "outranked", "rejected")
 """Histogram bars: kept; passed every gate but lost the ranking to a sibling candidate; rejected or error."""
 FINE_BINS = 2000  # accumulation bins over a score's whole range; plots merge them over the occupied span
 THUMB_PX = 128
-ENTRY_COLUMNS = ROW_COLUMNS + ("detail", "instruction", "input_caption", "output_caption", "objects", "params")
+ENTRY_COLUMNS = ("detail", "instruction", "input_caption", "output_caption", "objects", "params")
+"""A gallery entry's manifest columns beyond those every reader reads (datagen/shards/reader.py: ROW_COLUMNS)."""
 
 
 @dataclass
@@ -174,19 +176,21 @@ def _number(value: Any) -> float | None:
     return round(float(value), 6) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def gallery_entries(fs, root: str, shards: list[Shard], chosen: list[tuple[int, int, str, int]], scores) -> list:
+def gallery_entries(run: RunFolder, shards: list[Shard], chosen: list[tuple[int, int, str, int]], scores) -> list:
     """Read back the sampled rows (only their shards' manifests); kept first, then by hash rank (a fair mix)."""
+    from datagen.shards.reader import ROW_COLUMNS
+
+    columns = ROW_COLUMNS + ENTRY_COLUMNS
     by_shard: dict[int, list[tuple[int, str, int]]] = defaultdict(list)
     for shard_index, row, status, rank in chosen:
         by_shard[shard_index].append((row, status, rank))
     status_order = {s: i for i, s in enumerate(STATUSES)}
     entries = []
     for shard_index, rows in sorted(by_shard.items()):
-        path = f"{root}/shards/{shards[shard_index].name}.parquet"
-        wanted = ENTRY_COLUMNS + tuple(f"score_{name}" for name in scores)
-        table = read_manifest(fs, path, wanted).take([row for row, _, _ in rows])
+        wanted = columns + tuple(f"score_{name}" for name in scores)
+        table = run.manifest(shards[shard_index].name, wanted).take([row for row, _, _ in rows])
         for record, (_, status, rank) in zip(table.to_pylist(), rows, strict=True):
-            entry = {name: record.get(name) or "" for name in ENTRY_COLUMNS if name not in ("candidate", "objects")}
+            entry = {name: record.get(name) or "" for name in columns if name not in ("candidate", "objects")}
             entry["candidate"] = record.get("candidate") or 0
             entry["objects"] = [str(o) for o in record.get("objects") or []]
             entry["scores"] = {n: v for n in scores if (v := _number(record.get(f"score_{n}"))) is not None}
@@ -196,7 +200,7 @@ def gallery_entries(fs, root: str, shards: list[Shard], chosen: list[tuple[int, 
     return [entry for _, _, entry in sorted(entries, key=lambda item: item[:2])]
 
 
-def thumbnails(fs, root: str, entries: list[dict], warnings: list[str]) -> dict[str, bytes]:
+def thumbnails(run: RunFolder, entries: list[dict], warnings: list[str]) -> dict[str, bytes]:
     """Decode the sampled kept pairs from their tars (streamed) into small JPEG/PNG files; sets entry['thumbs']."""
     import cv2
 
@@ -209,31 +213,30 @@ def thumbnails(fs, root: str, entries: list[dict], warnings: list[str]) -> dict[
             wanted[entry["shard"]][entry["key"]] = entry
     files: dict[str, bytes] = {}
     for shard, keyed in sorted(wanted.items()):
-        path, todo = f"{root}/shards/{shard}.tar", len(keyed) * 3
+        todo = len(keyed) * 3
         try:
-            with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
-                for member in tar:
-                    key, _, suffix = member.name.partition(".")
-                    role = suffix.split(".")[0]
-                    if key not in keyed or role not in ("input", "output", "mask") or not member.isfile():
-                        continue
-                    try:
-                        image = decode_member(tar.extractfile(member).read())
-                    except BadImage as e:
-                        warnings.append(f"{shard}.tar: {member.name}: {e}")
-                        continue
-                    height, width = image.shape[:2]
-                    scale = THUMB_PX / max(height, width)
-                    if scale < 1:
-                        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-                        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-                    ext = "png" if role == "mask" else "jpg"
-                    name = f"thumbs/{key}.{role}.{ext}"
-                    files[name] = encode(image, ext, quality=85)
-                    keyed[key]["thumbs"] = {**(keyed[key]["thumbs"] or {}), role: name}
-                    todo -= 1
-                    if todo == 0:
-                        break
+            for name, tar, member in run.members(shard):
+                key, _, suffix = name.partition(".")
+                role = suffix.split(".")[0]
+                if key not in keyed or role not in ("input", "output", "mask"):
+                    continue
+                try:
+                    image = decode_member(tar.extractfile(member).read())
+                except BadImage as e:
+                    warnings.append(f"{shard}.tar: {name}: {e}")
+                    continue
+                height, width = image.shape[:2]
+                scale = THUMB_PX / max(height, width)
+                if scale < 1:
+                    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+                    image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+                ext = "png" if role == "mask" else "jpg"
+                thumb = f"thumbs/{key}.{role}.{ext}"
+                files[thumb] = encode(image, ext, quality=85)
+                keyed[key]["thumbs"] = {**(keyed[key]["thumbs"] or {}), role: thumb}
+                todo -= 1
+                if todo == 0:
+                    break
         except (OSError, tarfile.TarError, EOFError) as e:
-            warnings.append(f"{where(fs, path)}: unreadable tar ({e}); its thumbnails are missing")
+            warnings.append(f"{run.shards.url(shard + '.tar')}: unreadable tar ({e}); its thumbnails are missing")
     return files
