@@ -92,3 +92,17 @@ def test_errors_and_scores_import_nothing_of_datagen():
     graph = imports()
     assert graph["datagen.errors"] == set() and graph["datagen.scores"] == set()
     assert "datagen.config" not in graph["datagen.record"], "the basic record does not pull in pydantic"
+
+
+def test_the_readme_map_names_every_module():
+    """README's "How it fits together" names each module and package of datagen/, and nothing that is not there."""
+    import re
+
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme.split("## How it fits together", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`([a-z_]+(?:\.py|/))`", section)) - {"datagen/"}
+    top = {p.name + "/" for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    top |= {p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"}
+    inside = {f.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists() for f in p.glob("*.py")}
+    assert top - named == set(), "modules and packages the map does not mention"
+    assert named - top - inside == set(), "names in the map that are no module or package"
