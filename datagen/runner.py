@@ -88,7 +88,7 @@ def execute_all(
             return _execute_phase(configs, phase, ray_address, workers, progress, lease)
         written = _execute_phase(configs, "write", ray_address, workers, progress, lease)
         if workers == 0:
-            from datagen.writer import release_engines
+            from datagen.models.vllm_engine import release_engines
 
             release_engines("cuda")  # the LLM's GPU memory goes back before the image models load in this process
         rendered = _execute_phase(

@@ -8,7 +8,6 @@ writer-agnostic.
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 from datagen.config import PromptSpec, RoleSpec
 from datagen.errors import ConfigError, Reject
 from datagen.models import weights
+from datagen.models.vllm_engine import check_engine_args, engine, engine_kwargs
 from datagen.sources import SourceItem
 
 
@@ -110,24 +110,6 @@ VLLM_ARGS = {
 }
 """Arguments of the vllm backend (roles.llm.args) and their defaults; temperature and top-p are Emu Edit's."""
 
-_ENGINES: dict[str, tuple[str, Any]] = {}
-"""One vLLM engine per model and engine arguments in a process, with its device: loaded once, shared by every
-writer built there."""
-
-
-def release_engines(device: str) -> None:
-    """Drop this process's engines on `device` and give their memory back (inline runs, before rendering)."""
-    import gc
-
-    for key in [k for k, (d, _) in _ENGINES.items() if d == device]:
-        del _ENGINES[key]
-    gc.collect()
-    if device == "cuda":
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
 
 class VLLMWriter:
     """Llama 2 (or any chat model) on vLLM: one agent per task, JSON constrained by the prompt's schema."""
@@ -151,13 +133,7 @@ class VLLMWriter:
             if isinstance(value, bool) or not typed or not low <= value <= high:
                 what = "an integer" if kind is int else "a number"
                 raise ConfigError(f"field `roles.llm.args.{name}`: {value!r}; allowed: {what} in [{low}, {high}]")
-        if not isinstance(self.args["engine_args"], dict):
-            raise ConfigError("field `roles.llm.args.engine_args`: must be a mapping of vllm.LLM keyword arguments")
-        for unsafe in ("trust_remote_code", "load_format"):
-            if unsafe in self.args["engine_args"]:
-                raise ConfigError(
-                    f"field `roles.llm.args.engine_args.{unsafe}`: not allowed (safetensors only, no remote code)"
-                )
+        check_engine_args(self.args["engine_args"], "llm")
         if self.args["max_tokens"] >= self.args["max_model_len"]:
             raise ConfigError(
                 f"field `roles.llm.args.max_tokens`: {self.args['max_tokens']} leaves no room for the prompt in "
@@ -175,45 +151,20 @@ class VLLMWriter:
         self._tokenizer = None
 
     def engine_kwargs(self, path: str) -> dict[str, Any]:
-        cpu = self.spec.device == "cpu"
-        kwargs = {
-            "model": path,
-            "tokenizer": path,
-            "dtype": self.spec.dtype,
-            "tensor_parallel_size": self.args["tensor_parallel_size"],
-            "max_model_len": self.args["max_model_len"],
-            "gpu_memory_utilization": 0.05 if cpu else self.args["gpu_memory_utilization"],
-            "enforce_eager": cpu if self.args["enforce_eager"] is None else bool(self.args["enforce_eager"]),
-            "seed": 0,
-            "trust_remote_code": False,
-            "load_format": "safetensors",
-            "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
-            **self.args["engine_args"],
-        }
-        if cpu:
-            # A prompt prefilled in chunks makes vLLM rewind the request's seeded generator, which torch's CPU
-            # generator cannot do; whole prompts only.
-            kwargs["enable_chunked_prefill"] = False
-        if cpu or self.args["kv_cache_memory_bytes"] is not None:
-            kwargs["kv_cache_memory_bytes"] = int(self.args["kv_cache_memory_bytes"] or 256 * 2**20)
-        if self.args["tensor_parallel_size"] > 1:
-            kwargs.setdefault("distributed_executor_backend", "mp")  # inside a Ray actor holding the GPUs
-        return kwargs
+        names = ("tensor_parallel_size", "max_model_len", "gpu_memory_utilization", "enforce_eager")
+        return engine_kwargs(
+            self.spec,
+            path,
+            **{name: self.args[name] for name in names},
+            kv_cache_memory_bytes=self.args["kv_cache_memory_bytes"],
+            engine_args=self.args["engine_args"],
+        )
 
     def load(self) -> None:
         if self._engine is not None:
             return
         path = str(weights.locate(str(self.spec.model), self.spec.revision))
-        kwargs = self.engine_kwargs(path)
-        key = json.dumps(kwargs, sort_keys=True, default=str)
-        if key not in _ENGINES:
-            if self.spec.device == "cpu":
-                # the engine core in this process: no spawned subprocess, nothing to re-import
-                os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-            from vllm import LLM
-
-            _ENGINES[key] = (self.spec.device, LLM(**kwargs))
-        self._engine = _ENGINES[key][1]
+        self._engine = engine(self.spec.device, self.engine_kwargs(path))
         self._tokenizer = self._engine.get_tokenizer()
 
     def render(self, messages: list[dict[str, str]]) -> list[int]:
