@@ -28,6 +28,8 @@ class FilterSpec(Spec):
     """Reject a candidate whose score is above this value (None: no upper bound)."""
     enabled: bool = True
     """False keeps the score in the manifest but never rejects on it."""
+    reason: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,40}$")
+    """The reason counted when this filter rejects (default: `{score}_low` or `{score}_high`), e.g. `unchanged`."""
 
     @model_validator(mode="after")
     def _ordered(self) -> FilterSpec:
@@ -144,6 +146,27 @@ class PromptTemplates(Spec):
                         f"{field_name}[{n}] {template!r}: bad placeholder {e}; allowed: {allowed}"
                     ) from None
         return self
+
+
+class JudgePrompt(Spec):
+    """prompts/judge/GROUP.yaml: what the judge is told about one task group's edits."""
+
+    group: Literal["region", "free-form", "vision", "translation"]
+    system: str = Field(min_length=1)
+    """Who the judge is and what it sees (the input image, the output image, the instruction)."""
+    rubric: str = Field(min_length=1)
+    """What each score (following, preservation, quality, overall; 0-10) means for this group's edits."""
+
+
+def judge_prompt(group: str) -> JudgePrompt:
+    """The judge's rubric of a task group (prompts/judge/GROUP.yaml)."""
+    path = config_root() / "prompts" / "judge" / f"{group}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file (the judge's rubric of task group {group!r})")
+    prompt = validate(JudgePrompt, read_yaml(path), str(path))
+    if prompt.group != group:
+        raise ConfigError(f"{path}: field `group`: {prompt.group!r}; allowed: {group!r} (the file's name)")
+    return prompt
 
 
 class PromptSpec(Spec):

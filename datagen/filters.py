@@ -40,6 +40,7 @@ def pixel_scores(
         "mask_area": float(object_mask.mean()),
         "inside_change": l1(before, after, object_mask),
         "outside_l1": l1(before, after, ~edited) if (~edited).any() else 0.0,
+        "change": l1(before, after, edited) if edited.any() else 0.0,
     }
     if ground_truth is not None:
         truth, others = ground_truth
@@ -50,8 +51,9 @@ def pixel_scores(
     return scores
 
 
-def judge(scores: dict[str, float], filters: dict[str, FilterSpec]) -> str:
-    """'' to keep, else the reason of the first failing filter: '{score}_low', '{score}_high' or 'nan_{score}'.
+def gate(scores: dict[str, float], filters: dict[str, FilterSpec]) -> str:
+    """'' to keep, else the reason of the first failing filter: its own `reason`, else '{score}_low' or
+    '{score}_high'; or 'nan_{score}'.
 
     Filters are checked in the fixed order of SCORES, so the reason never depends on the order of a YAML mapping.
     """
@@ -65,9 +67,9 @@ def judge(scores: dict[str, float], filters: dict[str, FilterSpec]) -> str:
             continue
         value = scores[name]
         if spec.min is not None and value < spec.min:
-            return f"{name}_low"
+            return spec.reason or f"{name}_low"
         if spec.max is not None and value > spec.max:
-            return f"{name}_high"
+            return spec.reason or f"{name}_high"
     return ""
 
 
@@ -154,3 +156,21 @@ def model_scores(groups: list[list], models, known: dict[int, dict[str, float]] 
             for c in group:
                 c.scores["detect_input"] = max(found[id(c.input_image)][name] for name in c.objects)
                 c.scores["detect_output"] = max(found[id(c.output_image)][name] for name in c.objects)
+
+
+def judge_scores(groups: list[list], judge, group: str) -> dict[int, Exception]:
+    """The judge's verdict on every candidate of a micro-batch, in one call: its scores (judge_*) and reasoning on
+    each record, and the instruction it rewrote where it rewrites. Returns id(candidate) -> the reason for each
+    candidate it gave no verdict on (an answer cut off or not parsing): those are rejected, whatever the gates."""
+    candidates = [candidate for candidates in groups for candidate in candidates]
+    items = [(c.input_image, c.output_image, c.instruction, group, (c.seed + c.candidate) % (2**31 - 1))
+             for c in candidates]  # fmt: skip
+    failures: dict[int, Exception] = {}
+    for candidate, verdict in zip(candidates, judge.judge_batch(items), strict=True):
+        if isinstance(verdict, Exception):
+            failures[id(candidate)] = verdict
+            continue
+        candidate.scores.update(verdict.scores())
+        candidate.judge_reasoning = verdict.reasoning
+        candidate.instruction_rewritten = verdict.instruction_rewritten
+    return failures

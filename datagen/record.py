@@ -56,6 +56,10 @@ class EditRecord:
     selected: bool = False
     models: dict[str, str] = field(default_factory=dict)
     """Role -> model id (and revision) that produced this candidate."""
+    judge_reasoning: str = ""
+    """What the judge saw, in its words ('' without a judge)."""
+    instruction_rewritten: str = ""
+    """What the judge says the edit actually did, as an instruction ('' unless the judge rewrites)."""
 
     def reject(self, reason: str, detail: str = "") -> EditRecord:
         self.status, self.reason, self.detail, self.selected = "rejected", reason, detail, False
@@ -78,6 +82,8 @@ class EditRecord:
             "models": json.dumps(self.models, sort_keys=True),
             "source": json.dumps(self.source, sort_keys=True),
             "seed": self.seed,
+            "judge_reasoning": self.judge_reasoning,
+            "instruction_rewritten": self.instruction_rewritten,
         }
 
     def manifest_row(self) -> dict[str, Any]:
@@ -101,6 +107,8 @@ class EditRecord:
             "params": json.dumps(self.params, sort_keys=True),
             "boxes": json.dumps(self.boxes),
             "models": json.dumps(self.models, sort_keys=True),
+            "judge_reasoning": self.judge_reasoning,
+            "instruction_rewritten": self.instruction_rewritten,
         }
         for name in SCORES:
             row[f"score_{name}"] = _finite(self.scores.get(name))

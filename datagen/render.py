@@ -43,7 +43,7 @@ class ShardRender:
         spec = config.generator
         self.generator = generators.build(spec.kind, spec.args, models)
         self.draws_input = bool(getattr(self.generator, "draws_input", False))
-        scoring = [role for role in ("clip", "dino", "classifier") if role in models]
+        scoring = [role for role in ("clip", "dino", "classifier", "judge") if role in models]
         self.used = {role: models[role].model_id for role in (*self.generator.roles, *scoring)}
         self.clock = StageClock(models.built)
         self.micro_batches = 0
@@ -149,22 +149,32 @@ class ShardRender:
                 inputs.image = image
         samples = [Sample(record, inputs, np.random.default_rng([record.seed, 1])) for record, inputs, _ in live]
         outcomes = self.generator.render(samples, self.clock)
+        rendered = [o for o in outcomes if not isinstance(o, Exception)]
         with self.clock.stage("score"):
             known = {id(s.inputs.image): s.inputs.found for s in samples if s.inputs.found}
-            filters.model_scores([o for o in outcomes if not isinstance(o, Exception)], self.models, known)
+            filters.model_scores(rendered, self.models, known)
+        unjudged: dict[int, Exception] = {}
+        if "judge" in self.models:
+            with self.clock.stage("judge"):
+                unjudged = filters.judge_scores(rendered, self.models["judge"], self.config.task.group)
         with self.clock.stage("gate"):
             return [
-                [failed(sample.record, outcome)] if isinstance(outcome, Exception) else self._gate(outcome)
+                [failed(sample.record, outcome)] if isinstance(outcome, Exception) else self._gate(outcome, unjudged)
                 for sample, outcome in zip(samples, outcomes, strict=True)
             ]
 
-    def _gate(self, candidates: list[EditRecord]) -> list[EditRecord]:
-        """Each candidate judged by the task's filters; the best passing one kept, the other passing ones outranked."""
+    def _gate(self, candidates: list[EditRecord], unjudged: dict[int, Exception]) -> list[EditRecord]:
+        """Each candidate judged by the task's filters; the best passing one kept, the other passing ones outranked.
+        A candidate the judge gave no verdict on is rejected with the judge's reason."""
         task = self.config.task
         gates = task.filters if self.config.pipeline.enforce_filters else {}
         passing = []
         for candidate in candidates:
-            reason = filters.judge(candidate.scores, gates)
+            if id(candidate) in unjudged:
+                error = unjudged[id(candidate)]
+                candidate.reject(getattr(error, "reason", "judge_failed"), getattr(error, "detail", str(error))[:500])
+                continue
+            reason = filters.gate(candidate.scores, gates)
             if reason:
                 candidate.reject(reason)
             else:

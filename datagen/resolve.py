@@ -190,12 +190,12 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
 
 def roles_used(config: RunConfig, phase: str) -> set[str]:
     """The roles a phase of this run loads: write the LLM; render the generator's, the scoring models the
-    pipeline has, and text-to-image for text-only sources."""
+    pipeline has (the judge among them), and text-to-image for text-only sources."""
     if phase == "write":
         return {"llm"}
     spec = config.generator
     used = set(generators.roles(generators.get(spec.kind), spec.args))
-    used |= {"clip", "dino", "grounding", "classifier"} & set(config.pipeline.roles)
+    used |= {"clip", "dino", "grounding", "classifier", "judge"} & set(config.pipeline.roles)
     if config.run.source in ("captions", "topics"):
         used.add("t2i")
     return used | ({"llm"} if phase == "generate" else set())

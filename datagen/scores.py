@@ -22,6 +22,11 @@ SCORES: dict[str, Score] = {
         "to neighbours (scenes only; 0 when the edit touches none)",
         (0.0, 1.0),
     ),
+    "change": Score(
+        "L1 between input and output over the edit mask (the whole image for a global edit): about 0 for an edit "
+        "that changed nothing",
+        (0.0, 1.0),
+    ),
     "clip_out": Score("CLIP cosine between the output image and the output caption", (-1.0, 1.0)),
     "clip_img": Score("CLIP cosine between input and output images", (-1.0, 1.0)),
     "clip_dir": Score(
@@ -36,4 +41,8 @@ SCORES: dict[str, Score] = {
         "task-agreement gate; pipelines with a `classifier` role)",
         (0, 1),
     ),
+    "judge_following": Score("the judge: the output does what the instruction asks (0-10)", (0, 10)),
+    "judge_preservation": Score("the judge: what the instruction does not mention is unchanged (0-10)", (0, 10)),
+    "judge_quality": Score("the judge: the output looks natural, without artifacts (0-10; VIEScore's PQ)", (0, 10)),
+    "judge_overall": Score("the judge: the pair is a good training example overall (0-10)", (0, 10)),
 }

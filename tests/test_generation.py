@@ -9,7 +9,7 @@ import pytest
 
 from datagen import models
 from datagen.config import FilterSpec
-from datagen.filters import judge, l1, pixel_scores, rank_key
+from datagen.filters import gate, l1, pixel_scores, rank_key
 from datagen.generators.base import Sample
 from datagen.generators.grounded_inpaint import GroundedInpaint, composite, mask_variants
 from datagen.models.oracle import GroundingMiss
@@ -192,11 +192,11 @@ def test_judge_reasons_and_ranking():
         "inside_change": FilterSpec(min=0.05),
         "outside_l1": FilterSpec(max=0.01, enabled=False),
     }
-    assert judge({"mask_area": 0.1, "inside_change": 0.2, "outside_l1": 0.9}, filters) == ""
-    assert judge({"mask_area": 0.001, "inside_change": 0.2}, filters) == "mask_area_low"
-    assert judge({"mask_area": 0.7, "inside_change": 0.0}, filters) == "mask_area_high"
-    assert judge({"mask_area": 0.1, "inside_change": 0.01}, filters) == "inside_change_low"
-    assert judge({"mask_area": 0.1, "inside_change": float("nan")}, filters) == "nan_inside_change"
-    assert judge({"mask_area": 0.1, "inside_change": 0.2, "clip_dir": 0.1}, filters) == "", "unfiltered score"
+    assert gate({"mask_area": 0.1, "inside_change": 0.2, "outside_l1": 0.9}, filters) == ""
+    assert gate({"mask_area": 0.001, "inside_change": 0.2}, filters) == "mask_area_low"
+    assert gate({"mask_area": 0.7, "inside_change": 0.0}, filters) == "mask_area_high"
+    assert gate({"mask_area": 0.1, "inside_change": 0.01}, filters) == "inside_change_low"
+    assert gate({"mask_area": 0.1, "inside_change": float("nan")}, filters) == "nan_inside_change"
+    assert gate({"mask_area": 0.1, "inside_change": 0.2, "clip_dir": 0.1}, filters) == "", "unfiltered score"
     assert rank_key({"gt_l1": 0.2}, ["clip_dir", "-gt_l1"]) == -0.2
     assert rank_key({"clip_dir": 0.3, "gt_l1": 0.2}, ["clip_dir", "-gt_l1"]) == 0.3

@@ -1,5 +1,8 @@
-"""The restructuring changes no byte: a fixed-seed `local` mixture and a `tiny` run commit exactly the shards they
-committed before it (hashes recorded on main before the run folder and runner were reorganised, issue 17)."""
+"""A fixed-seed `local` mixture and a `tiny` run commit exactly these bytes: what a restructuring must not change.
+
+Recorded on main before the run folder and runner were reorganised (issue 17); recorded again when every record
+gained the `change` score, the judge's scores and reasoning and `instruction_rewritten` (issue 18), after checking
+that apart from those fields (and the judge in `tiny`'s `models`) every tar member and manifest row was the same."""
 
 from __future__ import annotations
 
@@ -9,40 +12,40 @@ import pytest
 from conftest import run_cli
 
 LOCAL = {
-    "add-000000.parquet": "a08601855a05b44153f342a0378c84f12dd4d138912020fefa9dcb2684704dc9",
-    "add-000000.tar": "53b649be8f977075890ea2126f9f6d7668d765e8cff7447e444303d835027c1a",
-    "background-000000.parquet": "34da87d15db0dda0faeecc3e4dcbdc331a5fbfb7b3a5587590a4abbe2c81ef07",
-    "background-000000.tar": "0a2d777cb8ff5c6350ad2effc4fd25ecf0178474f704b6a7c9b59b38dc35f15d",
-    "color-000000.parquet": "643a0672dcb096f5942b9a9ad6f3307579b36b587c81365301f538fb8f7f1a01",
-    "color-000000.tar": "542aca4fd780f3a5f0905690bfc827ace6e19da2a0d3b08505c7ff2455acec0a",
-    "depth-000000.parquet": "4f1e7a3260d6743df498247c1a14eeff0d6beb6fc54cae2d7d1fd4fde1b8cbc0",
-    "depth-000000.tar": "671c7adb5905fccb1bb5560ed82951711b7183d47125b3ff7d9f67d72db8cd5c",
-    "detect-000000.parquet": "6f46a77986fa69a385101c513c2d3a84dccd19ade49c4f201a5c7cc62b46b40d",
-    "detect-000000.tar": "ea1319993ec76f21e97c3c328fe246869756610b901d6238399bc8fe3fcb3f5f",
-    "global-000000.parquet": "a4c1db46002909a9d95f62ddfc72fbd1fb564763c52631a6bc8ac696973be562",
-    "global-000000.tar": "0befbff961fdcc3af0e4b596b0982769745502cbc92c08d31c859dab9cd2549c",
-    "local-000000.parquet": "79092162a51fb89d6708066ddf1ae6f338412d4b1b55966516c556364e991901",
-    "local-000000.tar": "8710cfbdbd3d91aa8c9d7f8fe0e995b6ea3ee2be224aacee5c145d9aec78604c",
-    "normal-000000.parquet": "78775783deeda1034dab1a99d6b11e9757866773b5ba56030d0680821322e989",
-    "normal-000000.tar": "1f82f8e2b40278ff340b5dcd6d1ccbad0bbde059e5ed7f9d5fb49c8475dc5713",
-    "remove-000000.parquet": "bdbe882a345e438678b0d5aaa77017fdad4949f6913824d46178d639f9cbbd41",
-    "remove-000000.tar": "e1bd105fca33fd3226d3a8a99088eb4dbbf10f63c83f2f313571e429381f4dc9",
-    "segmap-000000.parquet": "37e9e295aa7ad8032189fea525641e1a3ef5053cc47eb8e33bead078de2e6de3",
-    "segmap-000000.tar": "f57c8a0051de9e71414990c8c6d691469330fe8cc1f290ad03530a235c3e589e",
-    "segment-000000.parquet": "d480e9216b88ec4f61fd147c404c64ad568c172646e49f4bc03f2649d8977207",
-    "segment-000000.tar": "93111653a54827c376fd779ecb2b78d4453a5d8895a1e24c5438246d1909a6d5",
-    "sketch-000000.parquet": "7e67c09a4513d709a0a2f9f888e6ac9c3d88556cd5957adbb3314a2eba81111a",
-    "sketch-000000.tar": "11d32a7932b87a9875cc3a2177706383caf275f75f68cbcabf0549dff36d8dd5",
-    "style-000000.parquet": "6cb79146779fe889fea536912c3ae0d74bb16084160ac21928d9e34f6257115e",
-    "style-000000.tar": "2eb4eb99d8958cf1151ab117656985e140120d414f00225b88ed00c4426454a7",
-    "text-000000.parquet": "bb19d91fceea7d910e2767d98ffcf8d6abffaaf58ae2315f0b429114ed55fdf1",
-    "text-000000.tar": "64cc1087da551de30f8926bc497df8b90997582cc0a5d972732da9a7a451e873",
-    "texture-000000.parquet": "83015da7ae611b10995cf869afa8c63ead8d8c6aed6ace59410fbb5216cd6d07",
-    "texture-000000.tar": "3566f6d834cf4d30fdf5a1e97a727b3fb616a8796732aca6ba9832aa81cd1b91",
+    "add-000000.parquet": "a407e969f598e0a19a53730a4489398f6d0a0a9d755a8e309d22e2b4f5928c2e",
+    "add-000000.tar": "8cbfef6e68816daec78c3f62a030a09658b9e7acfa72f9a4e76ff41ba24e8473",
+    "background-000000.parquet": "4c49a629260bbd2d887db911e6c3e33a7145d8c1132ca4a703939541c0f81020",
+    "background-000000.tar": "d43b56b8ce8447ba745ab4f0cafc779c08314a7cba3ca278a78f62cf6b8d3d41",
+    "color-000000.parquet": "c1629068079343b67163b989e6db4523ba078e81a6d6dc9efb749af8db381fa3",
+    "color-000000.tar": "3924f1313dcf67acc36e7a6a8d1f22ce31677165f17f749a2ffe575af8d9206f",
+    "depth-000000.parquet": "97fac6987f2674331913d6adcf1893b7b27477343f254e7a359e5aae5ad4c1f3",
+    "depth-000000.tar": "3202671e6d57581f225da7ee7922391c889a611b870a4505869bdd76e057a66e",
+    "detect-000000.parquet": "95f4f6e949b3a51afbbbe136df04e49da471cf4eef761803d31e5102394ded51",
+    "detect-000000.tar": "63f7ec26c41390ccd5ea19fba75b97097973cda9dd138f1d44ccf3b15f2eb362",
+    "global-000000.parquet": "33f1b762ba6340f7fee0775138f5e68d6371bb7f77eb1db2cb3617bf975143f0",
+    "global-000000.tar": "a8c58e03a686a05048e10220813568da06ddf190b5ff23b932c2d0062492e5c2",
+    "local-000000.parquet": "7a1ae0427c83a6ee21a970795750698ddad2bd26bbd7cd681de0de3a1e18c3b9",
+    "local-000000.tar": "5a816d1dadf2ce75f07f156db51f91d80f62523418a14e22fc64309ac786ccb5",
+    "normal-000000.parquet": "41a94b5242519ff539fe136aa3520d0d16a29e85679d8d277408373b2c6d21af",
+    "normal-000000.tar": "7d136f2cd677ed25bc5ebaa68347da92e3a115df2b0f2df859d11440e1371cdd",
+    "remove-000000.parquet": "1c810a6361e39c6f56bb8cdca29d8267458750243c375bfcbf1f5229af321375",
+    "remove-000000.tar": "6afc6d71bed2a2cbbafb9097be30ea66dff4351bebfc2c95014036cf7a01dbc1",
+    "segmap-000000.parquet": "2bde902766190d5bb1720849fba0a1795879df47534bc5918342e07d63aca0bf",
+    "segmap-000000.tar": "76e4ae623d816de87f99ca5c091121b32fadeff3930b896dd11a9bee4aa2c7d8",
+    "segment-000000.parquet": "4d970da5b469fa2b9d03bfee03c00afdb2d038bdaa4e0c13bbe34ea2e990cb6a",
+    "segment-000000.tar": "73cfb88365c4e97a2481868ea7a760b7f5f01623d356f320f5451f48a81fc047",
+    "sketch-000000.parquet": "615b67d947559406c0eda945480adc77b800bcf0771c5058780eb130addb3fe2",
+    "sketch-000000.tar": "841f6431ef7d3a0e861d05476a76dd0225d15f1bb15cded19a61ef630ffdef33",
+    "style-000000.parquet": "26ee4bd2410bbf42b2b6f807b7c52f456e95447d6b60f5ae1ec604a5f5632eb1",
+    "style-000000.tar": "ca583cecd9a5166983c2633d7c69df0a5c70693c96272a149738c74002920bf1",
+    "text-000000.parquet": "a0cda45554cbb539aca8a3010c195ffee8e219accc1c12bce2fcf45e2745afb2",
+    "text-000000.tar": "0ba238c1bd3f74bf256573de3384631decec610717897fd380f566ad00247be3",
+    "texture-000000.parquet": "fe9c9bcf2a798fdf11f0ee8a16cf9b88e2c63b6d0600b3ac6e33c5ed5c9c5216",
+    "texture-000000.tar": "75584bad45f43ac63416d86877c86f1a9042547cc0eae7913e2b8ff8e1f9ee75",
 }
 TINY = {
-    "remove-000000.parquet": "1305c06b592fc582c0bda572ea2b27a8346325c39aee8edcd243e3fe63b8e2af",
-    "remove-000000.tar": "530eef8324839a177e8e377273b92d8ec51f5ab179f6dada774706064dedfc29",
+    "remove-000000.parquet": "f7b9c25375eedee7db07f2b1a335196f426198581a089e92b8d71438a6e7e6df",
+    "remove-000000.tar": "8e562e005ed19a8f2799385176bb3f5101cea754c8bd0c2371504585ef150b5b",
 }
 
 

@@ -16,6 +16,7 @@ from datagen.models.options import (
     ClassifierOptions,
     DiffusionOptions,
     GroundingOptions,
+    JudgeOptions,
     NoOptions,
     OpenCVOptions,
     Options,
@@ -66,6 +67,7 @@ BACKENDS: tuple[Backend, ...] = (
     # Its model is the folder `datagen classify` trains and writes, not weights to fetch: preflight leaves it be.
     Backend("classifier", "bow", "datagen.classifier:ClassifierRole", ClassifierOptions, weights=False),
     Backend("dino", "dinov2", "datagen.models.embeddings:DINOEmbedder", VisionOptions, weights=True, tiny="tiny:dino"),
+    Backend("judge", "vllm", "datagen.models.judge:VLLMJudge", JudgeOptions, weights=True, tiny="tiny:vlm"),
 )  # fmt: skip
 """Every model backend, grouped by role in the order `unknown role` messages list them."""
 

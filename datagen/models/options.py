@@ -7,7 +7,7 @@ channels_last, fused q/k/v projections, torch.compile) are arguments like any ot
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -73,3 +73,26 @@ class OpenCVOptions(Options):
 
 class ClassifierOptions(Options):
     """The bag-of-words task classifier (datagen classify)."""
+
+
+class JudgeOptions(Options):
+    """A vision-language judge served by vLLM (datagen/models/judge.py)."""
+
+    max_tokens: int = Field(default=384, ge=16, le=8192)
+    """Room for the answer: the reasoning (at most 240 characters), four scores, the rewritten instruction."""
+    max_model_len: int = Field(default=8192, ge=256, le=1 << 20)
+    """Prompt (rubric, instruction, both images' tokens) plus answer."""
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    """0: greedy, the same verdict for the same pair."""
+    tensor_parallel_size: int = Field(default=1, ge=1, le=64)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
+    kv_cache_memory_bytes: int | None = Field(default=None, ge=1 << 20)
+    """A fixed KV cache instead of a share of GPU memory (always fixed on CPU: 256 MiB unless given)."""
+    enforce_eager: bool | None = None
+    """None: eager on CPU, CUDA graphs on GPUs."""
+    image_edge: int = Field(default=768, ge=28, le=4096)
+    """Longest edge in pixels of the two images sent (larger ones are shrunk, keeping their aspect)."""
+    rewrite: bool = False
+    """Also write `instruction_rewritten`: an instruction saying what the edit actually did (re-captioning)."""
+    engine_args: dict[str, Any] = {}
+    """More vllm.LLM arguments (not trust_remote_code or load_format)."""

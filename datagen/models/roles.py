@@ -132,6 +132,14 @@ class TaskJudge(Role, Protocol):
     def task_prob(self, instruction: str, task: str) -> float | None: ...
 
 
+@runtime_checkable
+class PairJudge(Role, Protocol):
+    """judge: a verdict on each (input, output, instruction, task group, seed): scores 0-10 and the reasoning, or
+    the reason there is none (filters.py: judge_scores)."""
+
+    def judge_batch(self, items: Sequence[tuple[np.ndarray, np.ndarray, str, str, int]]) -> list[Any]: ...
+
+
 PROTOCOLS: dict[str, type[Role]] = {
     "llm": Writer,
     "t2i": TextToImage,
@@ -144,5 +152,6 @@ PROTOCOLS: dict[str, type[Role]] = {
     "clip": ImageTextEmbedder,
     "classifier": TaskJudge,
     "dino": ImageEmbedder,
+    "judge": PairJudge,
 }
 """Role name (a pipeline file's `roles.ROLE`) -> the Protocol its adapters satisfy."""

@@ -324,6 +324,110 @@ def build_llm(path: Path) -> None:
     tokenizer.save_pretrained(path)
 
 
+VLM_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] | capitalize }}:"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<image>{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+"""Idefics3's chat format (`User:<image><image>text<end_of_utterance>`), image parts as `{"type": "image"}`."""
+VLM_TOKENS = ["<fake_token_around_image>", "<image>", "<global-img>"]
+VLM_TOKENS += [f"<row_{row}_col_{col}>" for row in range(1, 7) for col in range(1, 7)]
+"""The special tokens Idefics3's processor writes around and for each image."""
+
+
+def vlm_tokenizer():
+    """Byte-level BPE over printable ASCII (see llama_tokenizer), trained on the prompt files (the judge's rubrics
+    included) and the judge's answer keys, with Idefics3's image tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from datagen.config import config_root
+
+    corpus = [" ".join(WORDS), '{"reasoning": "", "following": 0, "preservation": 0, "quality": 0, "overall": 0}']
+    corpus.append('{"instruction_rewritten": "", "instruction": "", "output_caption": "", "objects": []}')
+    for path in sorted((config_root() / "prompts").rglob("*.yaml")):
+        corpus.extend(path.read_text(encoding="utf-8").splitlines())
+    corpus = [line.encode("ascii", "ignore").decode() for line in corpus]
+    printable = [chr(b) for b in range(0x21, 0x7F)] + ["\u0120", "\u010a"]  # ASCII, space and newline as bytes
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    special = ["<unk>", "<|begin_of_text|>", "<|end_of_text|>", "<end_of_utterance>", *VLM_TOKENS]
+    trainer = trainers.BpeTrainer(
+        vocab_size=768,
+        special_tokens=special,
+        initial_alphabet=printable,
+        limit_alphabet=len(printable),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<|begin_of_text|>",
+        eos_token="<end_of_utterance>",
+        pad_token="<|end_of_text|>",
+        unk_token="<unk>",
+        additional_special_tokens=VLM_TOKENS,
+        chat_template=VLM_CHAT_TEMPLATE,
+        model_max_length=4096,
+    )
+
+
+def build_vlm(path: Path) -> None:
+    """A vision-language model vLLM's CPU build can serve: Idefics3 (Qwen2-VL's processing needs torchvision, which
+    the CPU torch build cannot have). Two images per request, 4 tokens each, at 56 px."""
+    from transformers import (
+        GenerationConfig,
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+    )
+
+    _seed()
+    tokenizer = vlm_tokenizer()
+    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in ("<image>", "<|end_of_text|>")}
+    text = {
+        "model_type": "llama",
+        "vocab_size": len(tokenizer),
+        "hidden_size": 128,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,  # head dimension 32: one vLLM's CPU attention supports
+        "max_position_embeddings": 4096,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "tie_word_embeddings": False,
+    }
+    vision = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "image_size": 56, "patch_size": 14}  # fmt: skip
+    config = Idefics3Config(
+        text_config=text,
+        vision_config=vision,
+        scale_factor=2,
+        image_token_id=ids["<image>"],
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    model = Idefics3ForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=[tokenizer.eos_token_id, ids["<|end_of_text|>"]],
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model.save_pretrained(path, safe_serialization=True)
+    images = Idefics3ImageProcessorPil(
+        do_image_splitting=False, size={"longest_edge": 56}, max_image_size={"longest_edge": 56}
+    )
+    Idefics3Processor(
+        image_processor=images, tokenizer=tokenizer, image_seq_len=4, chat_template=VLM_CHAT_TEMPLATE
+    ).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+
+
 def build_depth(path: Path) -> None:
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessorPil
 
@@ -398,6 +502,7 @@ def build_pose(path: Path) -> None:
 
 BUILDERS = {
     "llm": build_llm,
+    "vlm": build_vlm,
     "clip": build_clip,
     "dino": build_dino,
     "grounding": build_grounding,

@@ -56,6 +56,8 @@ MANIFEST_SCHEMA = pa.schema(
         ("params", pa.string()),
         ("boxes", pa.string()),
         ("models", pa.string()),
+        ("judge_reasoning", pa.string()),
+        ("instruction_rewritten", pa.string()),
     ]
     + [(f"score_{name}", pa.float64()) for name in SCORES]
 )
