@@ -187,6 +187,8 @@ class ShardWorker:
                 else:  # the writer writes the caption from the topic
                     item.topic = check_text(item.topic, "topic")
                 item.objects = [check_text(name, "object") for name in item.objects]
+                if getattr(writer, "sees_image", False):  # a vision-language writer writes from the image itself
+                    item.image = self.source.load(text["source"], run.max_image_pixels).image
                 items[index] = item
                 text[caption_field] = text["source_caption"] = item.caption
             except Reject as e:

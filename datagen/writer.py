@@ -17,7 +17,7 @@ import numpy as np
 from datagen.config import PromptSpec, RoleSpec
 from datagen.errors import ConfigError, Reject
 from datagen.models import weights
-from datagen.models.vllm_engine import check_engine_args, engine, engine_kwargs
+from datagen.models.vllm_engine import check_engine_args, engine, engine_kwargs, shrink
 from datagen.sources import SourceItem
 
 
@@ -107,8 +107,13 @@ VLLM_ARGS = {
     "kv_cache_memory_bytes": None,
     "enforce_eager": None,
     "engine_args": {},
+    "see_image": False,
+    "image_edge": 768,
 }
-"""Arguments of the vllm backend (roles.llm.args) and their defaults; temperature and top-p are Emu Edit's."""
+"""Arguments of the vllm backend (roles.llm.args) and their defaults; temperature and top-p are Emu Edit's.
+see_image: a vision-language model writes from the input image itself as well as its caption (X2Edit, Pico-Banana),
+the image shrunk to image_edge pixels on its longest side; sources without an image (captions, topics) write from
+the caption alone."""
 
 
 class VLLMWriter:
@@ -126,6 +131,7 @@ class VLLMWriter:
             "max_tokens": (int, 8, 8192),
             "max_model_len": (int, 256, 1 << 20),
             "gpu_memory_utilization": (float, 0.01, 1.0),
+            "image_edge": (int, 28, 4096),
         }
         for name, (kind, low, high) in checks.items():
             value = self.args[name]
@@ -134,6 +140,9 @@ class VLLMWriter:
                 what = "an integer" if kind is int else "a number"
                 raise ConfigError(f"field `roles.llm.args.{name}`: {value!r}; allowed: {what} in [{low}, {high}]")
         check_engine_args(self.args["engine_args"], "llm")
+        if not isinstance(self.args["see_image"], bool):
+            raise ConfigError(f"field `roles.llm.args.see_image`: {self.args['see_image']!r}; allowed: true, false")
+        self.sees_image = self.args["see_image"]
         if self.args["max_tokens"] >= self.args["max_model_len"]:
             raise ConfigError(
                 f"field `roles.llm.args.max_tokens`: {self.args['max_tokens']} leaves no room for the prompt in "
@@ -158,6 +167,7 @@ class VLLMWriter:
             **{name: self.args[name] for name in names},
             kv_cache_memory_bytes=self.args["kv_cache_memory_bytes"],
             engine_args=self.args["engine_args"],
+            images_per_prompt=1 if self.sees_image else 0,
         )
 
     def load(self) -> None:
@@ -166,6 +176,11 @@ class VLLMWriter:
         path = str(weights.locate(str(self.spec.model), self.spec.revision))
         self._engine = engine(self.spec.device, self.engine_kwargs(path))
         self._tokenizer = self._engine.get_tokenizer()
+        if self.sees_image and not getattr(self._tokenizer, "chat_template", None):
+            raise ConfigError(
+                f"field `roles.llm.args.see_image`: model {self.model_id} has no chat template to place an image in; "
+                f"use a vision-language model, or see_image: false"
+            )
 
     def render(self, messages: list[dict[str, str]]) -> list[int]:
         """Token ids of a chat: the tokenizer's chat template where it has one, else the Llama 2 format."""
@@ -176,22 +191,31 @@ class VLLMWriter:
         text = llama2_chat(messages, tokenizer.bos_token or "<s>", tokenizer.eos_token or "</s>")
         return tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _complete(self, prompt: PromptSpec, texts: list[str], seeds: list[int], validate) -> list:
-        """One batched vLLM call: parsed and validated outputs, or WriterReject with the reason."""
+    def _complete(self, prompt: PromptSpec, texts: list[str], seeds: list[int], validate, images=None) -> list:
+        """One batched vLLM call: parsed and validated outputs, or WriterReject with the reason. `images`: per text,
+        the input image the model sees with it (see_image), or None."""
         from vllm.sampling_params import SamplingParams, StructuredOutputsParams
 
         requests, params, results = [], [], []
         limit = self.args["max_model_len"] - self.args["max_tokens"]
-        for text, seed in zip(texts, seeds, strict=True):
+        for text, seed, image in zip(texts, seeds, images or [None] * len(texts), strict=True):
             rng = np.random.default_rng(seed)
-            ids = self.render(build_messages(prompt, text, rng))
+            messages = build_messages(prompt, text, rng)
+            if image is None:
+                ids = self.render(messages)
+                request = {"prompt_token_ids": ids}
+            else:  # the image goes where the model's chat template puts an image part; vLLM expands it to tokens
+                messages[-1]["content"] = [{"type": "image"}, {"type": "text", "text": messages[-1]["content"]}]
+                chat = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                ids = self._tokenizer(chat, add_special_tokens=False)["input_ids"]  # the text's share of the prompt
+                request = {"prompt": chat, "multi_modal_data": {"image": shrink(image, self.args["image_edge"])}}
             if len(ids) > limit:  # one over-long request must not fail the whole batch
                 results.append(
                     WriterReject("llm_prompt_too_long", f"{len(ids)} tokens > {limit} (max_model_len - max_tokens)")
                 )
                 continue
             results.append(None)
-            requests.append({"prompt_token_ids": ids})
+            requests.append(request)
             params.append(
                 SamplingParams(
                     temperature=self.args["temperature"],
@@ -201,15 +225,35 @@ class VLLMWriter:
                     structured_outputs=StructuredOutputsParams(json=prompt.output_schema),
                 )
             )
-        completions = iter(self._engine.generate(requests, params, use_tqdm=False) if requests else [])
+        completions = iter(self._generate(requests, params))
         for n, slot in enumerate(results):
             if slot is not None:
                 continue
-            choice = next(completions).outputs[0]
+            completion = next(completions)
+            if isinstance(completion, WriterReject):
+                results[n] = completion
+                continue
+            choice = completion.outputs[0]
             # decoded whole: vLLM's incremental text can split a multi-byte character into replacement characters
             text = self._tokenizer.decode(choice.token_ids, skip_special_tokens=True)
             results[n] = parse_completion(text, choice.finish_reason, validate)
         return results
+
+    def _generate(self, requests: list, params: list) -> list:
+        """The engine's completions; if it refuses the batch (a prompt whose image makes it too long), one request
+        at a time, a refused one becoming its WriterReject."""
+        if not requests:
+            return []
+        try:
+            return self._engine.generate(requests, params, use_tqdm=False)
+        except ValueError:
+            out = []
+            for request, param in zip(requests, params, strict=True):
+                try:
+                    out.append(self._engine.generate([request], [param], use_tqdm=False)[0])
+                except ValueError as e:
+                    out.append(WriterReject("llm_prompt_too_long", str(e)[:300]))
+            return out
 
     def write_batch(self, items: list[SourceItem], seeds: list[int]) -> list[dict[str, Any] | WriterReject]:
         """Instructions for a batch of items (a whole shard in one vLLM call); topics first get a caption."""
@@ -232,7 +276,10 @@ class VLLMWriter:
                     else result["caption"].strip()
                 )
         ready = [n for n, c in enumerate(captions) if isinstance(c, str) and c]
-        outputs = self._complete(self.prompt, [captions[n] for n in ready], [seeds[n] for n in ready], self.validate)
+        seen = [items[n].image if self.sees_image else None for n in ready]
+        outputs = self._complete(
+            self.prompt, [captions[n] for n in ready], [seeds[n] for n in ready], self.validate, seen
+        )
         results: list[dict[str, Any] | WriterReject] = [
             c if isinstance(c, WriterReject) else WriterReject("empty_caption") for c in captions
         ]

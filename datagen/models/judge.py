@@ -25,7 +25,7 @@ from datagen.errors import ConfigError, Reject
 from datagen.models import weights
 from datagen.models.batching import Counted
 from datagen.models.options import JudgeOptions
-from datagen.models.vllm_engine import check_engine_args, engine, engine_kwargs
+from datagen.models.vllm_engine import check_engine_args, engine, engine_kwargs, shrink
 
 SCORES = ("following", "preservation", "quality", "overall")
 """The judge's scores, 0-10 each; stored as score_judge_NAME."""
@@ -95,18 +95,6 @@ def request_text(instruction: str, rewrite: bool) -> str:
     if rewrite:
         text += "\nAlso write instruction_rewritten: the instruction that says exactly what the edit did."
     return text
-
-
-def shrink(image: np.ndarray, edge: int):
-    """A PIL image of at most `edge` pixels on its longest side."""
-    from PIL import Image
-
-    picture = Image.fromarray(image)
-    if max(picture.size) > edge:
-        scale = edge / max(picture.size)
-        picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
-                                 Image.Resampling.LANCZOS)  # fmt: skip
-    return picture
 
 
 class VLLMJudge(Counted):

@@ -13,6 +13,8 @@ import json
 import os
 from typing import Any
 
+import numpy as np
+
 from datagen.config import RoleSpec
 from datagen.errors import ConfigError
 
@@ -97,3 +99,15 @@ def release_engines(device: str) -> None:
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def shrink(image: np.ndarray, edge: int):
+    """A PIL image of at most `edge` pixels on its longest side."""
+    from PIL import Image
+
+    picture = Image.fromarray(image)
+    if max(picture.size) > edge:
+        scale = edge / max(picture.size)
+        picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+                                 Image.Resampling.LANCZOS)  # fmt: skip
+    return picture

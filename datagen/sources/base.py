@@ -86,6 +86,8 @@ class SourceItem:
     """For composed captions ('on a tiled floor'): lets the writer rebuild the caption without an object."""
     topic: str | None = None
     """For LLM-written captions: the writer writes the caption first, on this topic."""
+    image: np.ndarray | None = field(default=None, repr=False)
+    """The input image, loaded in the write phase only for a writer that sees it (`roles.llm.args.see_image`)."""
 
 
 @dataclass

@@ -1,0 +1,62 @@
+"""A vision-language writer writes each instruction from the input image as well as its caption (roles.llm.args
+see_image), through the same real vLLM engine and the same output schema as the text writer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from PIL import Image
+
+from datagen.errors import ConfigError
+from datagen.resolve import load_pipeline, load_run
+from datagen.sources import SourceItem
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+        sidecar = {"caption": "a red cup on a wooden table", "objects": [{"name": "red cup", "box": [10, 10, 50, 50]}]}
+        (folder / f"p{i}.json").write_text(json.dumps(sidecar))
+    return folder
+
+
+VLM = ["--set", "pipeline.roles.llm.model=tiny:vlm", "--set", "pipeline.roles.llm.args.see_image=true"]
+
+
+def test_the_writer_sees_the_image_of_an_image_source(tiny_dir, photos, tmp_path):
+    run_cli("write", "--task", "remove", "--pipeline", "tiny", "--n", "4", "--source", "images", "--input",
+            str(photos), "--out", str(tmp_path), "--workers", "0", "--no-progress", *VLM)  # fmt: skip
+    lines = [json.loads(line) for line in (tmp_path / "texts" / "remove-000000.jsonl").read_text().splitlines()]
+    assert len(lines) == 4
+    for line in lines:
+        assert line["writer"] == "tiny:vlm" and line["input_caption"] == "a red cup on a wooden table"
+        assert line["status"] == "ok" or line["reason"].startswith(("schema_invalid", "llm_")), line
+
+
+def test_different_images_give_different_instructions(tiny_dir, tmp_path):
+    from datagen import models
+
+    config = load_run("remove", "tiny", out=str(tmp_path), n=1, overrides=VLM[1::2])
+    writer = models.build("llm", config.pipeline.roles["llm"], prompt=config.prompt)
+    rng = np.random.default_rng(1)
+    items = [SourceItem(ref={}, caption="a red cup on a wooden table", objects=["red cup"]) for _ in range(3)]
+    items[0].image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    items[1].image = items[0].image.copy()
+    items[2].image = 255 - items[0].image
+    out = writer.write_batch(items, [7, 7, 7])  # one seed: only the image differs between the requests
+    assert json.dumps(out[0], default=str) == json.dumps(out[1], default=str)
+    assert json.dumps(out[0], default=str) != json.dumps(out[2], default=str)
+
+
+def test_see_image_is_checked():
+    spec = load_pipeline("tiny", ["roles.llm.args.see_image=maybe"]).roles["llm"]
+    from datagen.writer import VLLMWriter
+
+    with pytest.raises(ConfigError, match=r"roles\.llm\.args\.see_image`: 'maybe'; allowed: true, false"):
+        VLLMWriter(spec, prompt=None)
