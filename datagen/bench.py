@@ -393,6 +393,7 @@ def _render_run(task: str, pipeline: str, out: Path, n: int, shard_size: int, ov
         raise RuntimeError(f"{len(summary.failed)} shards failed in the benchmark run {out}")
     stages: Counter[str] = Counter()
     calls: Counter[str] = Counter()
+    items: Counter[str] = Counter()
     samples = kept = 0
     from datagen.shards import RunFolder
 
@@ -401,6 +402,7 @@ def _render_run(task: str, pipeline: str, out: Path, n: int, shard_size: int, ov
         stages.update(body["timings"])
         for stage in body["stages"].values():
             calls.update(stage.get("calls", {}))
+            items.update(stage.get("items", {}))
         samples, kept = samples + body["samples"], kept + body["kept"]
     return {
         "micro_batch": config.pipeline.micro_batch,
@@ -413,6 +415,8 @@ def _render_run(task: str, pipeline: str, out: Path, n: int, shard_size: int, ov
         "stages_ms_per_sample": {k: 1000 * v / samples for k, v in sorted(stages.items())},
         "other_ms_per_sample": 1000 * (wall - sum(stages.values())) / samples,
         "model_calls": dict(sorted(calls.items())),
+        "model_items": dict(sorted(items.items())),
+        "stage_seconds": dict(sorted(stages.items())),
     }
 
 
@@ -421,7 +425,8 @@ def bench_render(
 ) -> dict[str, Any]:
     """One pipeline and task inline (one process, models loaded once): the render phase as configured (batched)
     against the same run forced to batch 1, in the same process; per-stage time per sample, pairs/s, and
-    `speedup` = batched render samples/s / batch-1 render samples/s."""
+    `speedup` = batched render samples/s / batch-1 render samples/s. With a judge in the pipeline, also the same
+    batched render without it: the judge's requests/s and its share of the render time."""
     from datagen.resolve import load_run
 
     root = Path(tempfile.mkdtemp(prefix="datagen-bench-", dir=where))
@@ -433,18 +438,31 @@ def bench_render(
             "batch 1": _render_run(task, pipeline, root / "batch-1", n, shard_size, single),
             "batched": _render_run(task, pipeline, root / "batched", n, shard_size, []),
         }
+        if "judge" in warm.pipeline.roles:
+            runs["no judge"] = _render_run(
+                task, pipeline, root / "no-judge", n, shard_size, ["pipeline.roles.judge=null"]
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    base = runs["batch 1"]
-    return {
+    base, batched = runs["batch 1"], runs["batched"]
+    result = {
         "bench": "render",
         "pipeline": pipeline,
         "task": task,
         "n": n,
-        **runs["batched"],
+        **batched,
         "baseline": base,
-        "speedup": runs["batched"]["samples_s"] / base["samples_s"],
+        "speedup": batched["samples_s"] / base["samples_s"],
     }
+    if "no judge" in runs:
+        seconds, requests = batched["stage_seconds"].get("judge", 0.0), batched["model_items"].get("judge", 0)
+        result["judge"] = {
+            "requests": requests,
+            "requests_s": requests / seconds if seconds else float("nan"),
+            "share_of_render": seconds / batched["seconds"],
+            "without_judge": runs["no judge"],
+        }
+    return result
 
 
 def print_render(r: dict[str, Any]) -> None:
@@ -465,6 +483,12 @@ def print_render(r: dict[str, Any]) -> None:
         f"render: {r['samples_s']:.2f} samples/s batched vs {base['samples_s']:.2f} at batch 1: "
         f"speedup {r['speedup']:.2f}x ({r['pairs_s']:.2f} kept pairs/s)"
     )
+    if "judge" in r:
+        judge, without = r["judge"], r["judge"]["without_judge"]
+        print(
+            f"judge: {judge['requests']} requests at {judge['requests_s']:.1f}/s, {judge['share_of_render']:.0%} of "
+            f"the render time; the same render without it: {without['samples_s']:.2f} samples/s"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- CLI

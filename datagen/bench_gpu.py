@@ -157,6 +157,7 @@ COMMON = [
     "pipeline.roles.llm.backend=template",  # the write phase is not timed: no LLM to load
     "pipeline.roles.llm.model=null",
     "pipeline.roles.llm.args={}",
+    "pipeline.roles.judge=null",  # no vLLM on the device: the judge is timed on CPU (`datagen bench render`)
     "pipeline.enforce_filters=false",  # random weights score noise: every score is computed, none rejects
     "pipeline.roles.grounding.args.box_threshold=0.0",  # ... and the best box is taken whatever its score
     "pipeline.roles.grounding.args.text_threshold=0.0",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from datagen.errors import ConfigError
 
@@ -266,7 +266,14 @@ class PipelineSpec(Spec):
     """zlib level for PNG members. 1 by measurement (`datagen bench writer`, docs/benchmarks.md): at 512x512 it
     encodes in 16 ms against level 3's 20 ms and level 6's 31 ms, for files within 1-3% of their size."""
     roles: dict[str, RoleSpec]
-    """Role name -> adapter that plays it."""
+    """Role name -> adapter that plays it. A role set to null is left out: `--set pipeline.roles.judge=null`
+    renders without the judge."""
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _drop_null_roles(cls, roles: Any) -> Any:
+        return {name: spec for name, spec in roles.items() if spec is not None} if isinstance(roles, dict) else roles
+
     micro_batch: int = Field(default=8, ge=1, le=4096)
     """Samples rendered together, stage by stage: every model role gets all of a micro-batch's items at once (in
     calls of its own `batch_size`), e.g. all mask variants of all its samples in one inpainting batch. Each item

@@ -70,6 +70,20 @@ def test_render_bench_reports_every_stage_against_batch_1(tmp_path):
     assert "speedup" in proc.stdout
 
 
+def test_render_bench_times_the_judge_against_the_same_render_without_it(tiny_dir, tmp_path):
+    result = tmp_path / "render.json"
+    proc = run_cli("bench", "render", "--pipeline", "tiny", "--n", "4", "--shard-size", "4", "--json", str(result),
+                   "--tmp", str(tmp_path))  # fmt: skip
+    figures = json.loads(result.read_text())
+    judge = figures["judge"]
+    assert judge["requests"] == figures["model_items"]["judge"] == 12  # every candidate: 4 samples x 3 mask variants
+    assert judge["requests_s"] == pytest.approx(12 / figures["stage_seconds"]["judge"])
+    assert 0 < judge["share_of_render"] < 1
+    without = judge["without_judge"]
+    assert "judge" not in without["model_calls"] and without["samples"] == figures["samples"] == 4
+    assert "judge:" in proc.stdout
+
+
 @pytest.mark.slow
 def test_engine_bench_runs_the_loop_and_ray_on_the_same_work(tmp_path):
     result = tmp_path / "engine.json"

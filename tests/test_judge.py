@@ -120,3 +120,14 @@ def test_change_is_measured_where_the_edit_was_made():
     mask[:5] = 255
     assert pixel_scores(before, after, mask > 0, mask)["change"] == 1.0
     assert pixel_scores(before, after, mask > 0, np.full((10, 10), 255, np.uint8))["change"] == 0.5
+
+
+@pytest.mark.parametrize("pipeline", ["sd15", "sdxl", "emu"])
+def test_real_pipelines_name_a_judge_preflight_checks_and_null_leaves_out(pipeline):
+    from datagen.preflight import preflight
+    from datagen.resolve import load_pipeline
+
+    spec = load_pipeline(pipeline)
+    assert spec.roles["judge"].model == "Qwen/Qwen2.5-VL-7B-Instruct" and spec.roles["judge"].backend == "vllm"
+    assert "judge" in {check.role for check in preflight(spec, build_tiny=False)}
+    assert "judge" not in load_pipeline(pipeline, ["roles.judge=null"]).roles
