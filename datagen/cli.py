@@ -54,7 +54,7 @@ COMMANDS = (
             "datagen.edit:run", "datagen.edit:flags"),
     Command("classify", "train the task classifier on shards, or classify instructions",
             "datagen.classifier:run", "datagen.classifier:flags"),
-    Command("eval", "CLIP_dir, CLIP_img, CLIP_out, L1, DINO per task",
+    Command("eval", "CLIP_dir, CLIP_img, CLIP_out, L1, DINO per task; with --judge, VIEScore's SC, PQ, O",
             "datagen.evaluate:run", "datagen.evaluate:flags"),
     Command("tasks", "list every task: group, generator, the pipelines it runs on",
             "datagen.resolve:tasks", "datagen.resolve:tasks_flags"),

@@ -1,15 +1,33 @@
-"""Emu Edit's benchmark metrics: CLIP_dir, CLIP_img, CLIP_out, L1 and DINO, per task and overall.
+"""Emu Edit's benchmark metrics (CLIP_dir, CLIP_img, CLIP_out, L1, DINO) per task and overall; with `--judge`, also
+VIEScore's SC, PQ and O from a pipeline's vision-language judge.
 
 On shards, the pairs as stored (the dataset's own quality) or, with a checkpoint, the model's edits of their inputs;
-on a benchmark-format parquet (instruction, image, input_caption, output_caption, task, idx) a checkpoint's edits.
-The CLIP and DINO models come from a pipeline's roles and are printed beside every number.
+on a benchmark parquet, a checkpoint's edits of its inputs (a benchmark has no reference outputs). The CLIP, DINO
+and judge models come from pipelines' roles and are printed beside every number.
+
+Benchmark parquets, told apart by their columns (or `--benchmark-format`); other columns are not read:
+
+  emu    Emu Edit's test set: image -> the input (an image struct {bytes, path}, or bytes); instruction; task;
+         input_caption and output_caption -> the captions of CLIP_dir and CLIP_out.
+  gedit  GEdit-Bench (key, task_type, instruction, instruction_language, input_image, ...): input_image -> the
+         input (a struct or bytes; input_image_raw, the unresized original, is not read); instruction; task_type ->
+         the task, as the editor and the judge see it by GEDIT_TASKS (below); instruction_language (en, cn) ->
+         `--language`, as GEdit-Bench reports the two apart; key is not needed. No captions: CLIP_dir and CLIP_out
+         are NaN.
+
+VIEScore from the judge's verdict (datagen/models/judge.py), 0-10 each: SC = min(following, preservation), PQ =
+quality, O = sqrt(SC x PQ). The rubric is the task group's (prompts/judge/GROUP.yaml): tasks/TASK.yaml's group,
+GEDIT_TASKS' for GEdit-Bench's task types, free-form for any other task name. A pair the judge gives no verdict on
+(an answer cut off or not parsing) is NaN for all three, left out of the means and counted (`unjudged`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-from collections import defaultdict
+import math
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +38,33 @@ from datagen.filters import clip_scores, cosine
 from datagen.progress import Progress
 
 METRICS = ("clip_dir", "clip_img", "clip_out", "l1", "dino")
+JUDGE_METRICS = ("SC", "PQ", "O")
+"""VIEScore's semantic consistency, perceptual quality and overall score, in its own notation."""
+FORMATS = {
+    "emu": ("instruction", "image", "input_caption", "output_caption", "task"),
+    "gedit": ("task_type", "instruction", "input_image"),
+}
+"""The columns each benchmark format needs."""
+FORMAT_NAMES = {"emu": "Emu Edit test set", "gedit": "GEdit-Bench"}
+GEDIT_TASKS: dict[str, tuple[str, str]] = {
+    # task_type: (the datagen task the editor is conditioned on, its group: the judge's rubric)
+    "background_change": ("background", "region"),
+    "color_alter": ("local", "region"),  # one object's colour; datagen's `color` adjusts the whole image (vision)
+    "material_alter": ("texture", "region"),
+    "motion_change": ("local", "region"),  # a subject's pose or action changes; the scene around it stays
+    "ps_human": ("local", "region"),  # portrait retouching: one person's face, hair or body; the rest stays
+    "style_change": ("style", "free-form"),
+    "subject-add": ("add", "region"),
+    "subject-remove": ("remove", "region"),
+    "subject-replace": ("local", "region"),
+    "text_change": ("text", "free-form"),
+    "tone_transfer": ("global", "free-form"),  # lighting, season, weather or time of day over the whole image
+}
+"""GEdit-Bench's 11 task types as datagen tasks; none is a vision or translation edit. Each group is its task's
+(tasks/TASK.yaml), which a test holds."""
+OTHER_GROUP = "free-form"
+"""The rubric of a task name that is neither a datagen task nor a GEdit-Bench type: the most general one (the
+whole image may change; its content must survive)."""
 
 
 def pair_metrics(before, after, embed_in, embed_out, text_in, text_out, dino_in, dino_out) -> dict[str, float]:
@@ -30,7 +75,9 @@ def pair_metrics(before, after, embed_in, embed_out, text_in, text_out, dino_in,
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean of each metric per task and over all rows (NaNs, from identical captions or images, left out)."""
+    """Mean of each metric per task and over all rows (NaNs, from identical captions or images, missing captions or
+    pairs the judge did not score, left out); with judge scores, how many pairs it did not score."""
+    judged = bool(rows) and "SC" in rows[0]
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         groups[row["task"]].append(row)
@@ -38,9 +85,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     out = {}
     for task, members in sorted(groups.items()):
         out[task] = {"n": len(members)}
-        for metric in METRICS:
+        for metric in METRICS + (JUDGE_METRICS if judged else ()):
             values = [r[metric] for r in members if not np.isnan(r[metric])]
             out[task][metric] = float(np.mean(values)) if values else float("nan")
+        if judged:
+            out[task]["unjudged"] = sum(1 for r in members if r["unjudged"])
     return out
 
 
@@ -64,22 +113,67 @@ def load_pairs(shards: list[str], limit: int | None) -> list[dict[str, Any]]:
     return pairs
 
 
-def load_benchmark(path: str, limit: int | None) -> list[dict[str, Any]]:
+def benchmark_format(path: str, asked: str = "auto") -> str:
+    """`emu` or `gedit`: the format asked for, its columns checked, or (auto) the one whose columns the file has."""
+    import pyarrow.parquet as pq
+
+    columns = pq.read_schema(path).names
+    has = ", ".join(columns)
+    if asked == "auto":
+        for name, needed in FORMATS.items():
+            if set(needed) <= set(columns):
+                return name
+        wanted = " or ".join(f"{', '.join(sorted(needed))} ({FORMAT_NAMES[n]})" for n, needed in FORMATS.items())
+        raise ConfigError(f"{path}: needs columns {wanted} (it has {has})")
+    missing = sorted(set(FORMATS[asked]) - set(columns))
+    if missing:
+        raise ConfigError(f"{path}: --benchmark-format {asked} needs columns {', '.join(missing)} (it has {has})")
+    return asked
+
+
+def load_benchmark(
+    path: str, limit: int | None, form: str = "auto", language: str | None = None
+) -> list[dict[str, Any]]:
+    """The pairs of a benchmark parquet (module docstring: its columns), inputs decoded; `language`: GEdit-Bench's
+    rows with that instruction_language only."""
     import pyarrow.parquet as pq
 
     from datagen.images import decode_image
 
-    table = pq.read_table(path, use_threads=False)
-    needed = {"instruction", "image", "input_caption", "output_caption", "task"}
-    if not needed <= set(table.column_names):
-        raise ConfigError(
-            f"{path}: needs columns {', '.join(sorted(needed))} (it has {', '.join(table.column_names)})"
-        )
+    form = benchmark_format(path, form)
+    columns = list(FORMATS[form])
+    if form == "gedit" and "instruction_language" in pq.read_schema(path).names:
+        columns.append("instruction_language")
+    if language is not None and "instruction_language" not in columns:
+        raise ConfigError(f"--language {language}: {path} has no instruction_language column (GEdit-Bench's)")
+    rows = pq.read_table(path, columns=columns, use_threads=False).to_pylist()
+    if language is not None:
+        found = sorted({str(row["instruction_language"]) for row in rows})
+        rows = [row for row in rows if row["instruction_language"] == language]
+        if not rows:
+            raise ConfigError(f"--language {language}: no such rows in {path} (its languages: {', '.join(found)})")
     pairs = []
-    for row in table.to_pylist()[:limit]:
-        image = row["image"]["bytes"] if isinstance(row["image"], dict) else row["image"]
-        pairs.append({**{k: row[k] for k in needed - {"image"}}, "input": decode_image(image, 50_000_000)})
+    for row in rows[:limit]:
+        image = row["image" if form == "emu" else "input_image"]
+        image = decode_image(image["bytes"] if isinstance(image, dict) else image, 50_000_000)
+        if form == "emu":
+            pairs.append({**{k: row[k] for k in FORMATS["emu"] if k != "image"}, "input": image})
+        else:
+            pairs.append({"task": row["task_type"], "instruction": row["instruction"], "input_caption": None,
+                          "output_caption": None, "input": image})  # fmt: skip
     return pairs
+
+
+@functools.cache
+def task_group(task: str) -> str:
+    """The task group whose judge rubric fits a task (module docstring)."""
+    from datagen.config import find_config, known, read_yaml
+
+    if task in GEDIT_TASKS:
+        return GEDIT_TASKS[task][1]
+    if task in known("tasks"):
+        return str(read_yaml(find_config("tasks", task))["group"])
+    return OTHER_GROUP
 
 
 def evaluate(
@@ -90,9 +184,11 @@ def evaluate(
     edit_args: dict | None = None,
     batch_size: int = 8,
     progress: bool = True,
+    judge=None,
 ) -> list[dict]:
     """Per-pair metrics, in the order of `pairs`; with an editor the outputs are its edits of the inputs, made
-    `batch_size` pairs at a time. Progress in pairs on stderr (a bar on a terminal, JSON lines otherwise)."""
+    `batch_size` pairs at a time; with a judge, its SC, PQ and O of each batch in one call. Progress in pairs on
+    stderr (a bar on a terminal, JSON lines otherwise)."""
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: give at least 1 pair per batch")
     rows = []
@@ -108,7 +204,11 @@ def evaluate(
                 befores, afters = [p["input"] for p in batch], [p["output"] for p in batch]
             else:
                 befores, afters = edited(batch, editor, edit_args or {}, on_step)
-            rows += measured(batch, befores, afters, clip, dino)
+            metrics = measured(batch, befores, afters, clip, dino)
+            if judge is not None:
+                verdicts = judged(batch, befores, afters, judge, start)
+                metrics = [{**m, **v} for m, v in zip(metrics, verdicts, strict=True)]
+            rows += metrics
             bar.update(len(batch))
     return rows
 
@@ -119,7 +219,7 @@ def edited(pairs: list[dict[str, Any]], editor, edit_args: dict, on_step=None) -
     from datagen.train import edit_batch
 
     befores = [fit_square(p["input"], editor_size(p["input"])) for p in pairs]
-    tasks = [p["task"] if p["task"] in editor.tasks else editor.tasks[0] for p in pairs]
+    tasks = [editor_task(p["task"], editor.tasks) for p in pairs]
     seed = edit_args.get("seed", 0)
     args = {k: v for k, v in edit_args.items() if k != "seed"}
     afters = edit_batch(editor, befores, [p["instruction"] for p in pairs], tasks, seeds=[seed] * len(pairs),
@@ -127,21 +227,47 @@ def edited(pairs: list[dict[str, Any]], editor, edit_args: dict, on_step=None) -
     return [b[: a.shape[0], : a.shape[1]] for b, a in zip(befores, afters, strict=True)], afters
 
 
+def editor_task(task: str, known: list[str]) -> str:
+    """The task the editor is conditioned on: the pair's (GEdit-Bench's types as GEDIT_TASKS says), else its first."""
+    task = GEDIT_TASKS[task][0] if task in GEDIT_TASKS else task
+    return task if task in known else known[0]
+
+
 def measured(pairs: list[dict[str, Any]], befores: list, afters: list, clip, dino) -> list[dict]:
-    """`pair_metrics` of each pair, every embedding of the batch computed in one call per embedder and kind."""
+    """`pair_metrics` of each pair, every embedding of the batch computed in one call per embedder and kind; CLIP_out
+    and CLIP_dir are NaN where a caption they need is missing (GEdit-Bench has none)."""
     n = len(pairs)
     images = clip.embed_images(befores + afters)
     texts = clip.embed_texts([p["input_caption"] or " " for p in pairs] + [p["output_caption"] or " " for p in pairs])
     dinos = dino.embed_images(befores + afters)
-    return [
-        {
-            "task": pair["task"],
-            **pair_metrics(
-                befores[k], afters[k], images[k], images[n + k], texts[k], texts[n + k], dinos[k], dinos[n + k]
-            ),
-        }
-        for k, pair in enumerate(pairs)
-    ]
+    rows = []
+    for k, pair in enumerate(pairs):
+        metrics = pair_metrics(
+            befores[k], afters[k], images[k], images[n + k], texts[k], texts[n + k], dinos[k], dinos[n + k]
+        )
+        if not pair["output_caption"]:
+            metrics["clip_out"] = math.nan
+        if not (pair["input_caption"] and pair["output_caption"]):
+            metrics["clip_dir"] = math.nan
+        rows.append({"task": pair["task"], **metrics})
+    return rows
+
+
+def judged(pairs: list[dict[str, Any]], befores: list, afters: list, judge, first: int) -> list[dict]:
+    """VIEScore's SC, PQ and O of each pair from the judge's verdicts, one call for the batch; `unjudged`: the reason
+    the judge gave no verdict (the scores NaN), else "". Each pair's seed is its place in the whole evaluation, so
+    the scores do not depend on the batch size."""
+    items = [(before, after, pair["instruction"], task_group(pair["task"]), first + k)
+             for k, (pair, before, after) in enumerate(zip(pairs, befores, afters, strict=True))]  # fmt: skip
+    rows = []
+    for verdict in judge.judge_batch(items):
+        if isinstance(verdict, Exception):
+            reason = getattr(verdict, "reason", "judge_failed")
+            rows.append({"SC": math.nan, "PQ": math.nan, "O": math.nan, "unjudged": reason})
+        else:
+            rows.append({"SC": verdict.semantics, "PQ": float(verdict.quality), "O": verdict.vie_overall,
+                         "unjudged": ""})  # fmt: skip
+    return rows
 
 
 def editor_size(image: np.ndarray) -> int:
@@ -149,57 +275,111 @@ def editor_size(image: np.ndarray) -> int:
     return max(64, side - side % 8)
 
 
-def table(summary: dict[str, dict[str, float]], clip_id: str, dino_id: str) -> str:
-    lines = [f"CLIP: {clip_id}   DINO: {dino_id}", f"{'task':<12} {'n':>5} " + " ".join(f"{m:>9}" for m in METRICS)]
+def table(summary: dict[str, dict[str, float]], models: dict[str, str]) -> str:
+    """The summary as a table under the models that measured it (CLIP, DINO and, if any, the judge)."""
+    judged = "SC" in summary.get("all", {})
+    width = max([12, *(len(task) for task in summary)])
+    header = f"{'task':<{width}} {'n':>5} " + " ".join(f"{m:>9}" for m in METRICS)
+    if judged:
+        header += " " + " ".join(f"{m:>6}" for m in JUDGE_METRICS) + f" {'unjudged':>8}"
+    lines = ["   ".join(f"{role}: {model}" for role, model in models.items()), header]
     for task, values in summary.items():
-        lines.append(f"{task:<12} {values['n']:>5} " + " ".join(f"{values[m]:>9.4f}" for m in METRICS))
+        line = f"{task:<{width}} {values['n']:>5} " + " ".join(f"{values[m]:>9.4f}" for m in METRICS)
+        if judged:
+            line += " " + " ".join(f"{values[m]:>6.2f}" for m in JUDGE_METRICS) + f" {values['unjudged']:>8}"
+        lines.append(line)
     return "\n".join(lines)
 
 
-def write_json(path: Path, summary: dict, clip_id: str, dino_id: str) -> None:
-    path.write_text(json.dumps({"clip": clip_id, "dino": dino_id, "metrics": summary}, indent=1))
+def unjudged_reasons(rows: list[dict]) -> dict[str, int]:
+    """How many pairs the judge gave no verdict on, by reason."""
+    return dict(sorted(Counter(row["unjudged"] for row in rows if row.get("unjudged")).items()))
+
+
+def write_json(path: Path, summary: dict, models: dict[str, str], unjudged: dict[str, int] | None = None) -> None:
+    """The numbers and the models (`clip`, `dino`, `judge`); with a judge, its `unjudged` pairs by reason."""
+    document: dict[str, Any] = {role.lower(): model for role, model in models.items()}
+    document["metrics"] = summary
+    if unjudged is not None:
+        document["unjudged"] = unjudged
+    path.write_text(json.dumps(document, indent=1))
 
 
 def flags(parser: argparse.ArgumentParser) -> None:
-    parser.description = __doc__
+    tasks = "\n".join(f"  {name:<18} {task:<11} {group}" for name, (task, group) in GEDIT_TASKS.items())
+    parser.description = f"{__doc__}\nGEDIT_TASKS: task_type, datagen task, group\n{tasks}"
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # the tables as written
     parser.add_argument("--shards", nargs="+", help="run folders or .tar files: their pairs, or a checkpoint's edits")
-    parser.add_argument("--benchmark", help="a benchmark-format parquet (needs --checkpoint)")
+    parser.add_argument("--benchmark", help="a benchmark parquet, Emu Edit's or GEdit-Bench's (needs --checkpoint)")
+    parser.add_argument("--benchmark-format", choices=("auto", "emu", "gedit"), default="auto",
+                        help="the benchmark's format (default: auto, told by its columns)")  # fmt: skip
+    parser.add_argument("--language", help="GEdit-Bench: the rows of this instruction_language only, e.g. en or cn")
     parser.add_argument("--checkpoint", help="evaluate this model's edits instead of the stored outputs")
     parser.add_argument("--pipeline", default="sd15", help="whose clip and dino roles measure (default: sd15)")
+    parser.add_argument("--judge", metavar="PIPELINE", help="also VIEScore's SC, PQ and O from this pipeline's judge")
     parser.add_argument("--limit", type=int, help="at most this many pairs")
     parser.add_argument("--json", help="also write the numbers here")
-    parser.add_argument("--batch-size", type=int, default=8, help="pairs edited and embedded together (default: 8)")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="pairs edited, embedded and judged together (default: 8)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines) over the pairs")
 
 
 def run(args: argparse.Namespace) -> int:
-    """`datagen eval`: measure stored pairs or a checkpoint's edits with a pipeline's clip and dino roles."""
+    """`datagen eval`: measure stored pairs or a checkpoint's edits with a pipeline's clip and dino roles, and with
+    --judge another's judge."""
     from datagen import models
     from datagen.preflight import require
     from datagen.resolve import load_pipeline
 
     if bool(args.shards) == bool(args.benchmark):
         raise ConfigError("give --shards or --benchmark (one of them)")
-    if args.benchmark and not args.checkpoint:
-        raise ConfigError("--benchmark needs --checkpoint: a benchmark has inputs only")
+    form = benchmark_format(args.benchmark, args.benchmark_format) if args.benchmark else None
+    if form and not args.checkpoint:
+        raise ConfigError(
+            f"--benchmark {args.benchmark}: a {FORMAT_NAMES[form]} parquet has input images only; give --checkpoint, "
+            f"the model whose edits to measure"
+        )
+    if args.language and form != "gedit":
+        raise ConfigError("--language picks GEdit-Bench rows: give it with a GEdit-Bench --benchmark")
     pipeline = load_pipeline(args.pipeline)
     missing = [r for r in ("clip", "dino") if r not in pipeline.roles]
     if missing:
         raise ConfigError(f"--pipeline {args.pipeline}: has no {' or '.join(missing)} role to measure with")
+    judging = load_pipeline(args.judge) if args.judge else None
+    if judging is not None and "judge" not in judging.roles:
+        raise ConfigError(
+            f"--judge {args.judge}: pipeline {judging.name!r} has no judge role (roles.judge); name a pipeline that "
+            f"has one, e.g. --judge tiny"
+        )
     require(pipeline, "render", {"clip", "dino"})
+    if judging is not None:
+        require(judging, "render", {"judge"})
     clip = models.build("clip", pipeline.roles["clip"])
     dino = models.build("dino", pipeline.roles["dino"])
     clip.load()
     dino.load()
-    pairs = load_benchmark(args.benchmark, args.limit) if args.benchmark else load_pairs(args.shards, args.limit)
+    if args.benchmark:
+        pairs = load_benchmark(args.benchmark, args.limit, form, args.language)
+    else:
+        pairs = load_pairs(args.shards, args.limit)
     editor = None
     if args.checkpoint:
         from datagen.train import load_editor
 
         editor = load_editor(args.checkpoint)
-    rows = evaluate(pairs, clip, dino, editor, batch_size=args.batch_size, progress=not args.no_progress)
+    judge = None
+    if judging is not None:  # last: vLLM checks its memory share against what the editor leaves free
+        judge = models.build("judge", judging.roles["judge"])
+        judge.load()
+    rows = evaluate(pairs, clip, dino, editor, batch_size=args.batch_size, progress=not args.no_progress, judge=judge)
     summary = summarise(rows)
-    print(table(summary, clip.model_id, dino.model_id))
+    names = {"CLIP": clip.model_id, "DINO": dino.model_id, **({"judge": judge.model_id} if judge else {})}
+    print(table(summary, names))
+    unjudged = unjudged_reasons(rows) if judge else None
+    if judge:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in unjudged.items())
+        print(f"judge: {sum(unjudged.values())} of {len(rows)} pairs unscored (SC, PQ, O NaN){': ' if reasons else ''}"
+              f"{reasons}")  # fmt: skip
     if args.json:
-        write_json(Path(args.json), summary, clip.model_id, dino.model_id)
+        write_json(Path(args.json), summary, names, unjudged)
     return 0
