@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -60,6 +61,9 @@ class TaskSpec(Spec):
     local: GeneratorSpec | Literal["none"] | None = None
     """On pipelines of family `local`: None uses `generator` (its roles are played by classical backends there),
     a spec names the classical generator, 'none' says no classical method can make this task."""
+    editor: GeneratorSpec | None = None
+    """On pipelines that have an `editor` role (an instruction-editing model, e.g. FLUX.1 Kontext): the generator
+    used there instead of `generator` (kind instruct_edit); None: `generator` there too."""
     sources: list[Literal["scene", "images", "captions", "topics", "shards"]] = Field(min_length=1)
     """Input sources this task accepts, the first being the default: scene (procedural), images (a folder), captions
     (a caption file; images generated), topics (a topic list; captions written, images generated) or shards
@@ -76,10 +80,12 @@ class TaskSpec(Spec):
     def prompt_name(self) -> str:
         return self.prompt or self.name
 
-    def generator_for(self, family: str) -> GeneratorSpec | None:
-        """The generator this task uses on a pipeline of `family`; None where it cannot run there."""
+    def generator_for(self, family: str, roles: Collection[str] = ()) -> GeneratorSpec | None:
+        """The generator this task uses on a pipeline of `family` with `roles`; None where it cannot run there."""
         if family == "local" and self.local is not None:
             return None if self.local == "none" else self.local
+        if self.editor is not None and "editor" in roles:
+            return self.editor
         return self.generator
 
     @model_validator(mode="after")
@@ -338,7 +344,7 @@ class RunConfig(Spec):
     @property
     def generator(self) -> GeneratorSpec:
         """The task's generator on this pipeline (check() has made sure it exists)."""
-        return self.task.generator_for(self.pipeline.family)
+        return self.task.generator_for(self.pipeline.family, self.pipeline.roles)
 
     def model_context(self) -> dict[str, Any]:
         """What role adapters are built with besides their RoleSpec."""

@@ -114,7 +114,7 @@ def _can_run(task: TaskSpec, pipeline: str) -> bool:
     """Whether a pipeline file has a generator family and the roles this task needs (a quick look, for messages)."""
     try:
         raw = read_yaml(find_config("pipelines", pipeline))
-        spec = task.generator_for(str(raw.get("family", "neural")))
+        spec = task.generator_for(str(raw.get("family", "neural")), raw.get("roles") or {})
         if spec is None:
             return False
         needed = {"llm", *generators.roles(generators.get(spec.kind), spec.args)}
@@ -127,7 +127,7 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
     """Cross-file checks: generator kind, roles, filters, scores, source."""
     task, pipe, run = config.task, config.pipeline, config.run
     where = origins["task"]
-    spec = task.generator_for(pipe.family)
+    spec = task.generator_for(pipe.family, pipe.roles)
     if spec is None:
         why = "no classical method makes it" if pipe.family == "local" else "it has no neural generator yet"
         able = ", ".join(p for p in known("pipelines") if _can_run(task, p)) or "none yet"
@@ -174,12 +174,12 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
     if run.source in ("captions", "topics") and "t2i" not in pipe.roles:
         raise ConfigError(
             f"--source {run.source}: captions without images need a text-to-image role to draw the inputs; "
-            f"{origins['pipeline']} has no `roles.t2i` (pipelines with one: tiny, sd15, sdxl, emu)"
+            f"{origins['pipeline']} has no `roles.t2i` (pipelines with one: tiny, sd15, sdxl, emu, flux)"
         )
     if run.source == "topics" and pipe.roles["llm"].backend == "template":
         raise ConfigError(
             f"--source topics: the LLM writes the captions, and {origins['pipeline']} uses the template writer "
-            f"(roles.llm.backend: template); use a pipeline whose llm is vllm (tiny, sd15, sdxl, emu)"
+            f"(roles.llm.backend: template); use a pipeline whose llm is vllm (tiny, sd15, sdxl, emu, flux)"
         )
     if run.source not in task.sources:
         raise ConfigError(
@@ -291,8 +291,8 @@ def configs_from_flags(args: argparse.Namespace) -> list:
 
 def tasks_flags(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "List every task in tasks/ with its group, its generators (neural and local) and the pipelines in pipelines/ "
-        "it runs on."
+        "List every task in tasks/ with its group, its generators (neural, on pipelines with an editor, local) and "
+        "the pipelines in pipelines/ it runs on."
     )
     parser.add_argument("--json", action="store_true", help="as JSON, with the reason a task does not run somewhere")
 
@@ -321,6 +321,7 @@ def tasks(args: argparse.Namespace) -> int:
                     "group": task.group,
                     "generator": neural,
                     "local": local,
+                    "editor": task.editor.kind if task.editor else neural,
                     "pipelines": runs,
                     "not_on": why,
                     "description": task.description,
@@ -329,10 +330,10 @@ def tasks(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    print(f"{'task':<11} {'group':<12} {'generator':<17} {'local':<17} pipelines")
+    print(f"{'task':<11} {'group':<12} {'generator':<17} {'editor':<17} {'local':<17} pipelines")
     for row in rows:
         print(
-            f"{row['task']:<11} {row['group']:<12} {row['generator']:<17} {row['local']:<17} "
+            f"{row['task']:<11} {row['group']:<12} {row['generator']:<17} {row['editor']:<17} {row['local']:<17} "
             f"{', '.join(row['pipelines']) or '(none yet)'}"
         )
     print(f"{len(rows)} tasks; `datagen tasks --json` says why a task does not run on a pipeline")

@@ -33,8 +33,8 @@ def config_files(folder: str) -> list[Path]:
 
 def generator_specs(task: TaskSpec) -> dict[str, GeneratorSpec]:
     """The task file's generators by field: `generator` (neural pipelines, and local ones unless `local` says
-    otherwise) and `local`."""
-    specs = {"generator": task.generator, "local": task.local}
+    otherwise), `editor` (pipelines with an editor role) and `local`."""
+    specs = {"generator": task.generator, "editor": task.editor, "local": task.local}
     return {field: spec for field, spec in specs.items() if isinstance(spec, GeneratorSpec)}
 
 
@@ -62,17 +62,21 @@ def test_task_file_names_a_kind_its_arguments_and_declared_roles(path):
 @pytest.mark.parametrize("path", config_files("tasks"), ids=lambda path: path.stem)
 def test_task_file_loads_on_a_pipeline_of_each_family_it_declares(path, tmp_path):
     task = validate(TaskSpec, read_yaml(path), str(path))
-    for family in ("local", "neural"):
-        spec = task.generator_for(family)
-        if spec is None:
+    for family, editor in (("local", False), ("neural", False), ("neural", True)):
+        spec = task.generator_for(family, ["editor"] if editor else [])
+        if spec is None or (editor and task.editor is None):
             continue
         needed = {"llm", *generators.roles(generators.get(spec.kind), spec.args)}
+        pipelines = {pipe.stem: read_yaml(pipe) for pipe in config_files("pipelines")}
         able = [
-            pipe.stem
-            for pipe in config_files("pipelines")
-            if read_yaml(pipe).get("family", "neural") == family and needed <= set(read_yaml(pipe)["roles"])
+            name
+            for name, pipe in pipelines.items()
+            if pipe.get("family", "neural") == family
+            and needed <= set(pipe["roles"])
+            and (task.editor is not None and "editor" in pipe["roles"]) == editor  # where `editor` is chosen
         ]
-        assert able, f"{path}: no {family} pipeline has the roles {sorted(needed)}"
+        what = f"{family} pipeline{' with an editor' if editor else ''}"
+        assert able, f"{path}: no {what} has the roles {sorted(needed)}"
         config = load_run(path.stem, able[0], out=str(tmp_path / "never-written"), n=1)
         assert config.generator == spec
 

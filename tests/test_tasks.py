@@ -23,7 +23,7 @@ from datagen.sources import SceneSource
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMBERS = {"input.png", "output.png", "mask.png", "json", "txt"}
-SCORING = {"llm", "clip", "dino"}
+SCORING = {"llm", "clip", "dino", "judge"}
 
 
 def runnable(pipeline: str) -> list[str]:
@@ -107,7 +107,8 @@ def test_every_task_on_local_keeps_the_contract(tmp_path):
 def test_pose_says_where_it_runs(tmp_path):
     with pytest.raises(
         ConfigError,
-        match=r"task 'pose' does not run on pipeline 'local'.*no classical method.*that run it: emu, sd15, sdxl, tiny",
+        match=r"task 'pose' does not run on pipeline 'local'.*no classical method.*"
+        r"that run it: emu, flux, sd15, sdxl, tiny, tiny-flux",
     ):
         load_run("pose", "local", out=str(tmp_path), n=1)
     with pytest.raises(ConfigError, match=r"--source 'scene': task 'pose' accepts sources captions, images, shards"):

@@ -26,6 +26,7 @@ KINDS: dict[str, str] = {
     "text": "datagen.generators.text:TextRender",
     "translate": "datagen.generators.translate:Translate",
     "prompt_to_prompt": "datagen.generators.prompt_to_prompt:PromptToPrompt",
+    "instruct_edit": "datagen.generators.instruct_edit:InstructEdit",
 }
 """Kind (a task file's `generator.kind`) -> "module:Class"; the module is imported only when the kind is used."""
 

@@ -51,6 +51,45 @@ def composite(image: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np.nda
     return out
 
 
+def region_masks(
+    masks: list[np.ndarray], boxes: list[list[float]], region: str, dilate_px: int, blur_px: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(the bool region an edit is about, its mask variants: uint8, 255 where pixels may change) of the objects'
+    masks: their union (region `object`) or everything but it (`background`)."""
+    object_mask = np.logical_or.reduce(masks)
+    variants = mask_variants(object_mask, boxes, dilate_px, blur_px)
+    if region == "background":
+        return ~object_mask, {name: 255 - mask for name, mask in variants.items()}
+    return object_mask, variants
+
+
+Located = tuple[int, list, list[np.ndarray]]
+"""A sample found: its index in the micro-batch, its detections, one bool mask per detection."""
+
+
+def ground_and_segment(
+    batch: Sequence[Sample], grounding: Any, segmenter: Any, clock: StageClock
+) -> tuple[list[Outcome], list[Located]]:
+    """Every sample's named objects located (one grounding call) and segmented (one segmenter call) for the whole
+    micro-batch: (each sample's outcome so far: the reason it has no region, overwritten by the caller for samples
+    found; the samples found). A detector's scores of the input are kept for the detector gate."""
+    out: list[Outcome] = [GroundingMiss("no_objects", "the instruction names no object to find")] * len(batch)
+    named = [i for i, sample in enumerate(batch) if sample.record.objects]
+    with clock.stage("ground"):
+        found = grounding.locate_batch([(batch[i].inputs, batch[i].record.objects) for i in named])
+    located = []
+    for i, detections in zip(named, found, strict=True):
+        if isinstance(detections, Exception):
+            out[i] = detections
+        else:
+            located.append((i, detections))
+            if getattr(grounding, "scores_presence", False):  # the detector gate reuses these scores
+                batch[i].inputs.found = {d.name: d.score for d in detections}
+    with clock.stage("segment"):
+        masks = segmenter.segment_batch([(batch[i].inputs, detections) for i, detections in located])
+    return out, [(i, detections, m) for (i, detections), m in zip(located, masks, strict=True)]
+
+
 class GroundedInpaint:
     class Args(GeneratorArgs):
         mask_variants: list[Literal["exact", "dilated", "bbox"]] = Field(
@@ -83,22 +122,9 @@ class GroundedInpaint:
         """Masks first, then one candidate per mask variant: every stage one call of its role for the whole
         micro-batch (all (image, name) queries grounded together, all mask variants of all samples inpainted
         together)."""
-        out: list[Outcome] = [GroundingMiss("no_objects", "the instruction names no object to find")] * len(batch)
-        named = [i for i, sample in enumerate(batch) if sample.record.objects]
-        with clock.stage("ground"):
-            found = self.grounding.locate_batch([(batch[i].inputs, batch[i].record.objects) for i in named])
-        located = []
-        for i, detections in zip(named, found, strict=True):
-            if isinstance(detections, Exception):
-                out[i] = detections
-            else:
-                located.append((i, detections))
-                if getattr(self.grounding, "scores_presence", False):  # the detector gate reuses these scores
-                    batch[i].inputs.found = {d.name: d.score for d in detections}
-        with clock.stage("segment"):
-            masks = self.segmenter.segment_batch([(batch[i].inputs, detections) for i, detections in located])
+        out, located = ground_and_segment(batch, self.grounding, self.segmenter, clock)
         with clock.stage("generate"):
-            plans = [self._plan(batch[i], detections, m) for (i, detections), m in zip(located, masks, strict=True)]
+            plans = [self._plan(batch[i], detections, masks) for i, detections, masks in located]
             jobs = [(plan, number, name) for plan in plans for number, name in enumerate(self.args.mask_variants)]
             filled = self.inpainter.inpaint_batch(
                 [plan["inputs"].image for plan, _, _ in jobs],
@@ -107,7 +133,7 @@ class GroundedInpaint:
                 [plan["record"].seed + number for plan, number, _ in jobs],
             )
             results = iter(filled)
-            for (i, _), plan in zip(located, plans, strict=True):
+            for (i, _, _), plan in zip(located, plans, strict=True):
                 out[i] = [self._candidate(plan, number, name, next(results)) for number, name in
                           enumerate(self.args.mask_variants)]  # fmt: skip
         return out
@@ -115,12 +141,8 @@ class GroundedInpaint:
     def _plan(self, sample: Sample, detections: list, masks: list[np.ndarray]) -> dict[str, Any]:
         """What one sample's candidates share: its masks, the prompt of the repainted image, its ground truth."""
         record, inputs = sample.record, sample.inputs
-        object_mask = np.logical_or.reduce(masks)
         boxes = [d.box for d in detections]
-        variants = mask_variants(object_mask, boxes, self.args.dilate_px, self.args.blur_px)
-        if self.args.region == "background":
-            variants = {name: 255 - mask for name, mask in variants.items()}
-            object_mask = ~object_mask
+        object_mask, variants = region_masks(masks, boxes, self.args.region, self.args.dilate_px, self.args.blur_px)
         add = self.args.direction == "add"
         return {
             "record": record,

@@ -11,6 +11,18 @@ from datagen.models.options import DiffusionOptions
 from datagen.models.weights import locate, model_id, torch_device_dtype
 
 
+def seeded_generator(seed: int):
+    """An item's own noise stream (on the CPU, so a seed draws the same noise on every device)."""
+    import torch
+
+    return torch.Generator(device="cpu").manual_seed(seed % 2**63)
+
+
+def uint8_images(images: np.ndarray) -> list[np.ndarray]:
+    """A pipeline's float images in [0, 1] (output_type "np") as uint8 RGB arrays."""
+    return [(np.clip(image, 0, 1) * 255).round().astype(np.uint8) for image in images]
+
+
 class _Diffusion(Counted):
     pipeline_class = ""
 
@@ -52,15 +64,6 @@ class _Diffusion(Counted):
     def _count_forward(self, module, args) -> None:
         self.forwards += 1
 
-    def _generator(self, seed: int):
-        import torch
-
-        return torch.Generator(device="cpu").manual_seed(seed % 2**63)
-
-    @staticmethod
-    def _uint8(images: np.ndarray) -> list[np.ndarray]:
-        return [(np.clip(image, 0, 1) * 255).round().astype(np.uint8) for image in images]
-
 
 class DiffusionText2Image(_Diffusion):
     pipeline_class = "AutoPipelineForText2Image"
@@ -81,10 +84,10 @@ class DiffusionText2Image(_Diffusion):
                 width=self.size,
                 num_inference_steps=self.steps,
                 guidance_scale=self.guidance,
-                generator=[self._generator(seeds[i]) for i in chunk],
+                generator=[seeded_generator(seeds[i]) for i in chunk],
                 output_type="np",
             )
-            for index, image in zip(chunk, self._uint8(result.images), strict=True):
+            for index, image in zip(chunk, uint8_images(result.images), strict=True):
                 out[index] = image
         return out
 
@@ -158,9 +161,9 @@ class DiffusionInpainter(_Diffusion):
                 num_inference_steps=self.steps,
                 guidance_scale=self.guidance,
                 strength=self.options.strength,
-                generator=[self._generator(seeds[i]) for i in chunk],
+                generator=[seeded_generator(seeds[i]) for i in chunk],
                 output_type="np",
             )
-            for index, image in zip(chunk, self._uint8(result.images), strict=True):
+            for index, image in zip(chunk, uint8_images(result.images), strict=True):
                 out[index] = image
         return out

@@ -64,6 +64,37 @@ class DiffusionOptions(Options):
     uncompiled). Its warm-up is the first micro-batch of a worker; `datagen bench` warms up outside the timing."""
 
 
+class FluxOptions(Options):
+    """What the diffusers FLUX.1 backends share (datagen/models/flux.py)."""
+
+    steps: int = Field(default=28, ge=1, le=1000)
+    """Denoising steps (flow matching; Black Forest Labs' examples use 28-50)."""
+    guidance: float = Field(default=30.0, ge=0.0, le=100.0)
+    """Distilled guidance, fed to the transformer (one forward per step, no classifier-free pass)."""
+    max_sequence_length: int = Field(default=512, ge=16, le=512)
+    """T5 tokens of the prompt (FLUX.1's limit is 512); shorter is faster, and captions rarely need 512."""
+    pipeline: str | None = None
+    """The diffusers pipeline class (default: FluxFillPipeline for inpaint, FluxKontextPipeline for the editor)."""
+    fuse_qkv: bool = False
+    """One fused q/k/v projection matmul instead of three per attention of the transformer."""
+    compile: bool = False
+    """torch.compile of the transformer; its warm-up is the first micro-batch of a worker."""
+
+
+class FluxFillOptions(FluxOptions):
+    """FLUX.1 Fill (inpaint): the image repainted where the mask is, from a caption; guidance 30 is its default."""
+
+    strength: float = Field(default=1.0, gt=0.0, le=1.0)
+    """How much of the masked region is re-noised (1 repaints it from scratch)."""
+
+
+class FluxKontextOptions(FluxOptions):
+    """FLUX.1 Kontext (editor): the image redrawn as an instruction asks."""
+
+    guidance: float = Field(default=2.5, ge=0.0, le=100.0)
+    """Distilled guidance (Kontext's default 2.5); a generator may ask for other values per item."""
+
+
 class OpenCVOptions(Options):
     method: Literal["telea", "ns"] = "telea"
     """Telea's fast marching or Navier-Stokes."""

@@ -89,6 +89,19 @@ class Inpainter(Role, Protocol):
 
 
 @runtime_checkable
+class Editor(Role, Protocol):
+    """editor: each image redrawn as its instruction says, from its seed, at its guidance (None: the role's own);
+    the whole image may change, the caller composites where the edit must stay in a region (instruct_edit)."""
+
+    guidance: float
+    """The guidance of items given none (the role's `args.guidance`), recorded with each candidate."""
+
+    def edit_batch(
+        self, images: list[np.ndarray], instructions: list[str], seeds: list[int], guidance: list[float] | None = None
+    ) -> list[np.ndarray]: ...
+
+
+@runtime_checkable
 class Depth(Role, Protocol):
     """depth: float depth in [0, 1] (1 nearest) per image (translate: depth, normal)."""
 
@@ -146,6 +159,7 @@ PROTOCOLS: dict[str, type[Role]] = {
     "grounding": Grounding,
     "segmenter": Segmenter,
     "inpaint": Inpainter,
+    "editor": Editor,
     "depth": Depth,
     "semseg": SemanticClasses,
     "pose": Pose,

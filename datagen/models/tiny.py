@@ -256,6 +256,81 @@ def build_inpaint(path: Path, sizes: dict = TINY, device: str = "cpu") -> None:
     pipe.save_pretrained(path, safe_serialization=True)
 
 
+def t5_tokenizer():
+    """T5 unigram tokenizer over single characters (letters of both cases, digits, punctuation, word starts): every
+    text tokenises, deterministically; pad, end and unknown take T5's ids 0, 1 and 2."""
+    import string
+
+    from transformers import T5TokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(char, -3.0) for char in string.ascii_letters + string.digits + string.punctuation]
+    pieces += [("\u2581" + char, -3.5) for char in string.ascii_letters]
+    return T5TokenizerFast(vocab=pieces, extra_ids=0, model_max_length=512)
+
+
+def _flux_parts(in_channels: int) -> dict:
+    """A tiny FLUX.1: the transformer (one double-stream and one single-stream block), CLIP and T5 text encoders,
+    and a VAE of four blocks (8x downsampling like the real one, so sides must be multiples of 16)."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    _seed()
+    tokenizer, tokenizer_2 = clip_tokenizer(), t5_tokenizer()
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=in_channels,
+        out_channels=8,  # 2 latent channels, packed 2x2
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=True,  # FLUX.1 dev, Fill and Kontext are guidance-distilled
+        axes_dims_rope=[4, 4, 8],
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(4, 4, 4, 4),
+        layers_per_block=1,
+        latent_channels=2,
+        norm_num_groups=1,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(**clip_text_config(len(tokenizer))))
+    text_encoder_2 = T5EncoderModel(
+        T5Config(vocab_size=len(tokenizer_2), d_model=32, d_ff=37, d_kv=8, num_layers=2, num_heads=4,
+                 relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    )  # fmt: skip
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+        max_image_seq_len=4096
+    )  # fmt: skip
+    return dict(transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, scheduler=scheduler)  # fmt: skip
+
+
+def build_flux_fill(path: Path) -> None:
+    """FLUX.1 Fill: the transformer reads the noisy latents, the masked image's latents and the mask, packed (2x2
+    patches): 8 + 8 + 4 * 8 * 8 channels."""
+    from diffusers import FluxFillPipeline
+
+    FluxFillPipeline(**_flux_parts(8 + 8 + 256)).save_pretrained(path, safe_serialization=True)
+
+
+def build_flux_kontext(path: Path) -> None:
+    """FLUX.1 Kontext: the input image's latents ride along as extra tokens, so the transformer reads only the packed
+    latents (8 channels)."""
+    from diffusers import FluxKontextPipeline
+
+    FluxKontextPipeline(**_flux_parts(8)).save_pretrained(path, safe_serialization=True)
+
+
 LLAMA2_CHAT_TEMPLATE = (
     "{% if messages[0]['role'] == 'system' %}{% set system = messages[0]['content'] %}"
     "{% set messages = messages[1:] %}{% else %}{% set system = '' %}{% endif %}"
@@ -510,6 +585,8 @@ BUILDERS = {
     "t2i": build_t2i,
     "t2i_xl": build_t2i_xl,
     "inpaint": build_inpaint,
+    "flux_fill": build_flux_fill,
+    "flux_kontext": build_flux_kontext,
     "depth": build_depth,
     "semseg": build_semseg,
     "pose": build_pose,
