@@ -134,6 +134,21 @@ def test_resume_refuses_a_different_configuration(reference, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_a_run_stored_before_a_field_existed_resumes(reference, tmp_path):
+    """run.json of an older version lacks fields added since (here keep_rejected and a filter's reason): they take
+    their defaults, and the run resumes instead of being refused as a different configuration."""
+    out = tmp_path / "run"
+    run_cli("write", "--out", str(out), "--workers", "0", "--no-progress", *ARGS)
+    record = json.loads((out / "run.json").read_text())
+    for run in record["runs"].values():
+        del run["config"]["pipeline"]["keep_rejected"]
+        for spec in run["config"]["task"]["filters"].values():
+            del spec["reason"]
+    (out / "run.json").write_text(json.dumps(record))
+    run_cli("render", "--out", str(out), "--workers", "0", "--no-progress")
+    assert _committed(out) == _committed(reference)
+
+
 def test_write_then_render_phases(reference, tmp_path):
     out = tmp_path / "run"
     proc = run_cli("render", "--out", str(out), "--workers", "0", *ARGS, check=False)

@@ -51,7 +51,7 @@ def start_run(configs: list[RunConfig]) -> None:
             )
         diffs = []
         for task, config in resolved.items():
-            diffs += _diff(_fingerprint_view(previous[task]), _fingerprint_view(config), f"{task}.")
+            diffs += _diff(_fingerprint_view(_current(previous[task])), _fingerprint_view(config), f"{task}.")
         if diffs:
             raise ConfigError(
                 f"{out} holds a run with a different configuration ({'; '.join(diffs[:5])}); resuming would mix "
@@ -68,6 +68,15 @@ def start_run(configs: list[RunConfig]) -> None:
         out.write_atomic("run.json", json.dumps(record, indent=1, sort_keys=True).encode())
     except (OSError, ValueError) as e:  # a missing bucket, no permission, a full disk
         raise ConfigError(f"{out}: cannot write run.json there ({type(e).__name__}: {e})") from None
+
+
+def _current(data: dict) -> dict:
+    """A stored configuration as this version writes it: fields added since it was stored take their defaults (so
+    a run started before they existed resumes); one the schema no longer reads is compared as it was."""
+    try:
+        return RunConfig.model_validate(data).model_dump(mode="json", by_alias=True)
+    except Exception:
+        return data
 
 
 def load_runs(out: str) -> list[RunConfig]:
