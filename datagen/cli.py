@@ -40,8 +40,8 @@ COMMANDS = (
             "datagen.runner:run", "datagen.runner:flags"),
     Command("verify", "check every committed shard of a run",
             "datagen.shards.verify:run", "datagen.shards.verify:flags"),
-    Command("export", "export a run's committed shards as a Hugging Face parquet dataset or an imagefolder",
-            "datagen.export:run", None),
+    Command("export", "export a run's committed shards as a Hugging Face parquet dataset, an imagefolder or "
+            "preference pairs", "datagen.export:run", None),
     Command("report", "write a static HTML report of a run: counts, reject reasons, score histograms, throughput, "
             "gallery", "datagen.report:run", None),
     Command("bench", "speed against a baseline measured in the same run (datagen/bench.py)",

@@ -288,6 +288,11 @@ class PipelineSpec(Spec):
     enforce_filters: bool = True
     """False computes and stores every score but rejects nothing on them (for random-weight pipelines like tiny,
     whose scores are noise): the whole path to the tar is exercised."""
+    keep_rejected: bool = False
+    """Also store the images of every rendered candidate that was not kept (rejected by a gate or the judge, or
+    outranked) in a second tar per shard, `{shard}.rejected.tar`: failures as data, for preference pairs
+    (`datagen export --format preference`) and for the report's gallery. Off by default: it roughly doubles what a
+    shard writes."""
     actor: ActorSpec = Field(default_factory=ActorSpec)
     """Resources of each Ray actor of the render phase (images, filters, shards)."""
     writer_actor: ActorSpec = Field(default_factory=ActorSpec)

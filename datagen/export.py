@@ -1,7 +1,8 @@
-"""`datagen export`: a run's committed shards as a Hugging Face parquet dataset or an imagefolder.
+"""`datagen export`: a run's committed shards as a Hugging Face parquet dataset, an imagefolder, or preference pairs.
 
     datagen export out/remove --format hf-parquet --dest exports/remove
     datagen export out/remove --format imagefolder --dest exports/remove-folder
+    datagen export out/remove --format preference --dest exports/remove-pairs      # a run made with keep_rejected
 
 `hf-parquet` writes DEST/data/train/{task}-{i:06d}.parquet, one file per committed shard, in row groups of at most
 ROW_GROUP_ROWS samples. Images are Hugging Face `Image` features (struct {bytes, path}) and the schema carries the
@@ -13,29 +14,45 @@ a folder `train/` in both formats and no folder is named after a task: a task ca
 Both use the column names of the diffusers InstructPix2Pix example trainer (input_image, edit_prompt,
 edited_image) plus ours (mask, task, key, captions, one score_<name> per score, the sample's whole json).
 
-Both stream: tars are read shard by shard as streams (datagen/shards: RunFolder.samples), each checked against its
-stats (sample count, sha256), and a shard's parquet file or metadata.jsonl is published whole only after its last
-sample (datagen.storage: a rename on a local disk, a completed upload on object stores). DEST/.datagen-export.json,
-written last, marks a finished export (hidden, so that `load_dataset(DEST)` does not take it for data). `datasets`
-is not needed to export.
+`preference` needs a run made with `pipeline.keep_rejected` (its shards' rejected tars) and writes
+DEST/data/train/{task}-{i:06d}.parquet like hf-parquet: one row per kept sample and each candidate of the same sample
+that was not kept (rejected or outranked) and edited the same input image (`add`'s candidates each have their own
+input: those are skipped and counted). Columns: input_image, edit_prompt, chosen_image, rejected_image,
+chosen_scores, rejected_scores, task, key, rejected_candidate, rejected_reason. The scores are structs of one float
+per score (None where not measured): `datasets` loads them as dicts with no parsing, every row has the same fields,
+and Arrow keeps them typed for filtering (a JSON text column would need json.loads per row and loses the types).
+
+`--instruction rewritten` makes the judge's account of what the edit did (`instruction_rewritten`, a pipeline whose
+judge has `rewrite: true`) the edit_prompt; a sample without one falls back to the original instruction, and the
+marker counts those rows (`instruction_fell_back`).
+
+Every format streams: tars are read shard by shard as streams (datagen/shards: RunFolder.samples, .rejected), each
+checked against its stats (count, sha256), and a shard's parquet file or metadata.jsonl is published whole only after
+its last sample (datagen.storage: a rename on a local disk, a completed upload on object stores).
+DEST/.datagen-export.json, written last, marks a finished export (hidden, so that `load_dataset(DEST)` does not take
+it for data). `datasets` is not needed to export.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import math
+from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the rest is imported where it is used: `datagen --help` stays instant with this parser in it
     import pyarrow as pa
 
-    from datagen.shards import Sample
+    from datagen.shards import Candidate, Sample
     from datagen.storage import Folder
 
-FORMATS = ("hf-parquet", "imagefolder")
+FORMATS = ("hf-parquet", "imagefolder", "preference")
+INSTRUCTIONS = ("original", "rewritten")
+"""Which instruction becomes edit_prompt: the writer's, or the judge's account of what the edit did."""
 MARKER = ".datagen-export.json"
 """Written last in DEST: a finished export, what it holds and where it came from."""
 ROW_GROUP_ROWS = 100  # datasets' own row group size for image datasets: random access without huge reads
@@ -59,38 +76,100 @@ def score_columns() -> tuple[str, ...]:
     return tuple(f"score_{name}" for name in SCORES)
 
 
-@functools.cache
-def hf_schema() -> pa.Schema:
-    """The hf-parquet schema, with the `huggingface` metadata datasets.Features.arrow_schema writes: from it
-    Features.from_arrow_schema knows the struct {bytes, path} columns are Images and decodes them to PIL."""
+IMAGE_FEATURE = {"_type": "Image"}
+STRING_FEATURE = {"dtype": "string", "_type": "Value"}
+FLOAT_FEATURE = {"dtype": "float64", "_type": "Value"}
+
+
+def _schema(columns: dict[str, tuple[pa.DataType, dict]]) -> pa.Schema:
+    """Column -> (Arrow type, datasets feature) as a schema with the `huggingface` metadata datasets.Features
+    .arrow_schema writes: from it Features.from_arrow_schema knows the struct {bytes, path} columns are Images and
+    decodes them to PIL."""
     import pyarrow as pa
 
-    image = (pa.struct([("bytes", pa.binary()), ("path", pa.string())]), {"_type": "Image"})
-    string = (pa.string(), {"dtype": "string", "_type": "Value"})
-    columns = {
-        "input_image": image,
-        "edit_prompt": string,
-        "edited_image": image,
-        "mask": image,
-        "task": string,
-        "key": string,
-        "input_caption": string,
-        "output_caption": string,
-        **{column: (pa.float64(), {"dtype": "float64", "_type": "Value"}) for column in score_columns()},
-        "json": string,
-    }
     features = {name: feature for name, (_, feature) in columns.items()}
     return pa.schema([(name, kind) for name, (kind, _) in columns.items()]).with_metadata(
         {"huggingface": json.dumps({"info": {"features": features}})}
     )
 
 
-def _row(sample: Sample, images: dict[str, Any]) -> dict[str, Any]:
+def _image_type() -> pa.DataType:
+    import pyarrow as pa
+
+    return pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+
+@functools.cache
+def hf_schema() -> pa.Schema:
+    """The hf-parquet schema."""
+    import pyarrow as pa
+
+    image, string = (_image_type(), IMAGE_FEATURE), (pa.string(), STRING_FEATURE)
+    return _schema(
+        {
+            "input_image": image,
+            "edit_prompt": string,
+            "edited_image": image,
+            "mask": image,
+            "task": string,
+            "key": string,
+            "input_caption": string,
+            "output_caption": string,
+            **{column: (pa.float64(), FLOAT_FEATURE) for column in score_columns()},
+            "json": string,
+        }
+    )
+
+
+@functools.cache
+def preference_schema() -> pa.Schema:
+    """The preference schema: the scores of each side as a struct of one float per score."""
+    import pyarrow as pa
+
+    from datagen.scores import SCORES
+
+    image, string = (_image_type(), IMAGE_FEATURE), (pa.string(), STRING_FEATURE)
+    scores = (pa.struct([(name, pa.float64()) for name in SCORES]), dict.fromkeys(SCORES, FLOAT_FEATURE))
+    return _schema(
+        {
+            "input_image": image,
+            "edit_prompt": string,
+            "chosen_image": image,
+            "rejected_image": image,
+            "chosen_scores": scores,
+            "rejected_scores": scores,
+            "task": string,
+            "key": string,
+            "rejected_candidate": (pa.int64(), {"dtype": "int64", "_type": "Value"}),
+            "rejected_reason": string,
+        }
+    )
+
+
+class PromptChoice:
+    """Which instruction becomes a row's edit_prompt (INSTRUCTIONS), counting the rows that asked for the rewritten
+    one and fell back to the original (no judge, or a judge that does not rewrite)."""
+
+    def __init__(self, instruction: str):
+        self.instruction = instruction
+        self.fell_back = 0
+
+    def __call__(self, original: str, meta: dict[str, Any]) -> str:
+        if self.instruction == "original":
+            return original
+        rewritten = meta.get("instruction_rewritten") or ""
+        if not rewritten.strip():
+            self.fell_back += 1
+            return original
+        return rewritten
+
+
+def _row(sample: Sample, images: dict[str, Any], prompt: PromptChoice) -> dict[str, Any]:
     """A sample's columns in hf_schema()'s order; `images` holds the image columns' values; a missing score is None."""
     scores = sample.meta.get("scores") or {}
     row = {
         "input_image": images["input_image"],
-        "edit_prompt": sample.instruction,
+        "edit_prompt": prompt(sample.instruction, sample.meta),
         "edited_image": images["edited_image"],
         "mask": images["mask"],
         "task": sample.meta.get("task", ""),
@@ -108,30 +187,45 @@ def _row(sample: Sample, images: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ writing
 
 
-def write_parquet_shard(samples: Iterator[Sample], folder: Folder, name: str) -> int:
+def write_parquet_shard(samples: Iterator[Sample], folder: Folder, name: str, prompt: PromptChoice) -> int:
     """One shard -> one parquet file of hf_schema(), a row group at a time, published whole; returns its rows."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    rows: list[dict[str, Any]] = []
-    count = buffered = 0
-    with folder.writer(name) as f, pq.ParquetWriter(f, hf_schema(), compression="zstd") as writer:
+    def rows() -> Iterator[tuple[dict[str, Any], int]]:
         for sample in samples:
             images = {
                 IMAGE_COLUMNS[stem]: {"bytes": data, "path": member} for stem, (member, data) in sample.images.items()
             }
-            rows.append(_row(sample, images))
-            buffered += sum(len(data) for _, data in sample.images.values())
-            if len(rows) >= ROW_GROUP_ROWS or buffered >= ROW_GROUP_BYTES:
-                writer.write_table(pa.Table.from_pylist(rows, schema=hf_schema()))
-                count, rows, buffered = count + len(rows), [], 0
-        if rows:
-            writer.write_table(pa.Table.from_pylist(rows, schema=hf_schema()))
-            count += len(rows)
+            yield _row(sample, images, prompt), sum(len(data) for _, data in sample.images.values())
+
+    return _write_rows(rows(), folder, name, hf_schema())
+
+
+def _write_rows(rows: Iterator[tuple[dict[str, Any], int]], folder: Folder, name: str, schema: pa.Schema) -> int:
+    """(row, its image bytes) -> one parquet file of `schema`, a row group at a time, published whole after the last
+    row; no file when there is no row (an empty file trips loaders). Returns the rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
+        return 0
+    batch: list[dict[str, Any]] = []
+    count = buffered = 0
+    with folder.writer(name) as f, pq.ParquetWriter(f, schema, compression="zstd") as writer:
+        for row, size in itertools.chain([first], rows):
+            batch.append(row)
+            buffered += size
+            if len(batch) >= ROW_GROUP_ROWS or buffered >= ROW_GROUP_BYTES:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                count, batch, buffered = count + len(batch), [], 0
+        if batch:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            count += len(batch)
     return count
 
 
-def write_imagefolder_shard(samples: Iterator[Sample], folder: Folder) -> int:
+def write_imagefolder_shard(samples: Iterator[Sample], folder: Folder, prompt: PromptChoice) -> int:
     """One shard -> a folder of its images and a metadata.jsonl, published last; returns the samples written.
 
     Images without a metadata line are invisible to the imagefolder loader, so the images are written directly and
@@ -143,12 +237,78 @@ def write_imagefolder_shard(samples: Iterator[Sample], folder: Folder) -> int:
     for sample in samples:
         for member, data in sample.images.values():
             folder.fs.pipe_file(folder.at(member), data)
-        row = _row(sample, {IMAGE_COLUMNS[stem]: member for stem, (member, _) in sample.images.items()})
+        row = _row(sample, {IMAGE_COLUMNS[stem]: member for stem, (member, _) in sample.images.items()}, prompt)
         line = {f"{k}_file_name" if k in IMAGE_COLUMNS.values() else k: v for k, v in row.items()}
         line.update({c: math.nan for c in score_columns() if line[c] is None})
         lines.append(json.dumps(line, ensure_ascii=False))
     folder.write_atomic("metadata.jsonl", ("\n".join(lines) + "\n").encode())
     return len(lines)
+
+
+def preference_pairs(
+    samples: Iterator[Sample], candidates: Iterator[Candidate], skipped: Counter
+) -> Iterator[tuple[Sample, Candidate]]:
+    """(kept sample, a candidate of the same sample that was not kept and edited the same input image), streaming
+    the shard's tar and its rejected tar side by side (both in key order). `skipped` counts the candidates left
+    unpaired: `input_differs` (add: every candidate has its own input) and `not_kept` (their sample kept none)."""
+    kept = _ascending(samples)
+    sample = next(kept, None)
+    for key, group in itertools.groupby(_ascending(candidates), key=lambda c: c.key):
+        while sample is not None and sample.key < key:
+            sample = next(kept, None)
+        for candidate in group:
+            if sample is None or sample.key != key:
+                skipped["not_kept"] += 1
+            elif candidate.images["input"][1] != sample.images["input"][1]:
+                skipped["input_differs"] += 1
+            else:
+                yield sample, candidate
+    for _ in kept:  # to the end of the tar: its count and checksum are checked there
+        pass
+
+
+def _ascending(items: Iterator) -> Iterator:
+    """`items` (samples or candidates) as they come, refusing keys out of order: the pairing relies on it."""
+    last = ""
+    for item in items:
+        if item.key < last:
+            raise _error(f"{item.key} comes after {last} in its tar: not a tar datagen wrote (datagen verify OUT)")
+        last = item.key
+        yield item
+
+
+def _preference_row(sample: Sample, candidate: Candidate, prompt: PromptChoice) -> tuple[dict[str, Any], int]:
+    """A pair's columns in preference_schema()'s order, and its image bytes."""
+    from datagen.scores import SCORES
+
+    def scores(meta: dict[str, Any]) -> dict[str, float | None]:
+        given = meta.get("scores") or {}
+        return {name: None if given.get(name) is None else float(given[name]) for name in SCORES}
+
+    images = (sample.images["input"], sample.images["output"], candidate.images["output"])
+    row = {
+        "input_image": {"bytes": images[0][1], "path": images[0][0]},
+        "edit_prompt": prompt(sample.instruction, sample.meta),
+        "chosen_image": {"bytes": images[1][1], "path": images[1][0]},
+        "rejected_image": {"bytes": images[2][1], "path": images[2][0]},
+        "chosen_scores": scores(sample.meta),
+        "rejected_scores": scores(candidate.meta),
+        "task": sample.meta.get("task", ""),
+        "key": sample.key,
+        "rejected_candidate": candidate.candidate,
+        "rejected_reason": candidate.meta.get("reason", ""),
+    }
+    return row, sum(len(data) for _, data in images)
+
+
+def write_preference_shard(
+    samples: Iterator[Sample], candidates: Iterator[Candidate], folder: Folder, name: str, prompt: PromptChoice,
+    skipped: Counter,
+) -> int:  # fmt: skip
+    """One shard's preference pairs -> one parquet file of preference_schema(), published whole (none without a
+    pair); returns its rows."""
+    pairs = preference_pairs(samples, candidates, skipped)
+    return _write_rows((_preference_row(s, c, prompt) for s, c in pairs), folder, name, preference_schema())
 
 
 def _prepare_dest(dest: Folder, overwrite: bool) -> None:
@@ -166,10 +326,15 @@ def _prepare_dest(dest: Folder, overwrite: bool) -> None:
     dest.fs.invalidate_cache()
 
 
-def export(out: str, dest: str, format: str, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
-    """Export OUT's committed shards to DEST in `format`; returns the counts (also written to DEST/MARKER)."""
+def export(
+    out: str, dest: str, format: str, progress: bool = True, overwrite: bool = False, instruction: str = "original"
+) -> dict[str, Any]:
+    """Export OUT's committed shards to DEST in `format`, `instruction` (INSTRUCTIONS) as edit_prompt; returns the
+    counts (also written to DEST/MARKER)."""
     if format not in FORMATS:
         raise _error(f"--format {format!r}: allowed: {', '.join(FORMATS)}")
+    if instruction not in INSTRUCTIONS:
+        raise _error(f"--instruction {instruction!r}: allowed: {', '.join(INSTRUCTIONS)}")
     from datagen import __version__
     from datagen.progress import Progress
     from datagen.shards import RunFolder
@@ -177,23 +342,38 @@ def export(out: str, dest: str, format: str, progress: bool = True, overwrite: b
 
     run = RunFolder(out)
     shards = run.committed()
+    if format == "preference" and (without := [s.name for s in shards if not s.keeps_rejected]):
+        raise _error(
+            f"{run.shards}: {len(without)} of {len(shards)} committed shards ({', '.join(without[:3])}"
+            f"{' …' if len(without) > 3 else ''}) stored no rejected candidates: the run was made without "
+            f"pipeline.keep_rejected, and preference pairs need them. Generate a run into a new --out with "
+            f"--set pipeline.keep_rejected=true"
+        )
     target = Folder(dest)
     _prepare_dest(target, overwrite)
     counts: dict[str, Any] = {"format": format, "source": out, "dest": dest, "shards": 0, "samples": 0, "tasks": {}}
+    prompt, skipped = PromptChoice(instruction), Counter()
     bar = Progress(len(shards), f"export {format}", unit="shard", enabled=progress)
     for n, shard in enumerate(shards):
         samples = run.samples(shard)
-        if shard.kept == 0:  # nothing to export (still read, to check it): no empty file for loaders to trip on
+        if format == "preference":
+            written = write_preference_shard(samples, run.rejected(shard), target.sub("data").sub("train"),
+                                             f"{shard.name}.parquet", prompt, skipped)  # fmt: skip
+        elif shard.kept == 0:  # nothing to export (still read, to check it): no empty file for loaders to trip on
             written = sum(1 for _ in samples)
         elif format == "hf-parquet":
-            written = write_parquet_shard(samples, target.sub("data").sub("train"), f"{shard.name}.parquet")
+            written = write_parquet_shard(samples, target.sub("data").sub("train"), f"{shard.name}.parquet", prompt)
         else:
-            written = write_imagefolder_shard(samples, target.sub("train").sub(f"{n:06d}"))
+            written = write_imagefolder_shard(samples, target.sub("train").sub(f"{n:06d}"), prompt)
         counts["shards"] += 1
         counts["samples"] += written
         counts["tasks"][shard.task] = counts["tasks"].get(shard.task, 0) + written
         bar.update(1, samples=counts["samples"])
     bar.close()
+    counts["instruction"] = instruction
+    counts["instruction_fell_back"] = prompt.fell_back
+    if format == "preference":
+        counts["unpaired"] = {"input_differs": skipped["input_differs"], "not_kept": skipped["not_kept"]}
     counts["datagen"] = __version__
     target.write_atomic(MARKER, json.dumps(counts, indent=1, sort_keys=True).encode())
     return counts
@@ -204,13 +384,14 @@ def export(out: str, dest: str, format: str, progress: bool = True, overwrite: b
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add the `export` subcommand to an argparse subparsers object."""
-    text = "export a run's committed shards as a Hugging Face parquet dataset or an imagefolder"
+    text = "export a run's committed shards as a Hugging Face parquet dataset, an imagefolder or preference pairs"
     formats = "{" + ",".join(FORMATS) + "}"
     parser = sub.add_parser(
         "export",
         help=text,
         description=text + " (datagen/export.py)",
-        usage=f"datagen export [-h] OUT [DEST] --format {formats} [--dest DEST] [--overwrite] [--no-progress]",
+        usage=f"datagen export [-h] OUT [DEST] --format {formats} [--instruction {{{','.join(INSTRUCTIONS)}}}] "
+        "[--dest DEST] [--overwrite] [--no-progress]",
         epilog="Example: datagen export out/remove --format hf-parquet exports/remove",
     )
     parser.add_argument("out", help="run directory or fsspec URL (its committed shards/ are read)")
@@ -224,7 +405,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--format",
         required=True,
         choices=FORMATS,
-        help="hf-parquet: DEST/data/train/*.parquet; imagefolder: DEST/train/NNNNNN/ images + metadata.jsonl",
+        help="hf-parquet: DEST/data/train/*.parquet; imagefolder: DEST/train/NNNNNN/ images + metadata.jsonl; "
+        "preference: DEST/data/train/*.parquet of (chosen, rejected) pairs, from a run made with "
+        "--set pipeline.keep_rejected=true",
+    )
+    parser.add_argument(
+        "--instruction",
+        choices=INSTRUCTIONS,
+        default="original",
+        help="the edit_prompt: the writer's instruction (default), or the judge's rewritten one where the run has "
+        "it (a judge with rewrite: true), the original elsewhere (counted in the export's marker)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an export already in DEST")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -238,13 +428,22 @@ def run(args: argparse.Namespace) -> int:
     dest = args.dest or args.dest_arg
     if not dest:
         raise _error("give DEST: datagen export OUT DEST --format hf-parquet (or --dest DEST)")
-    counts = export(args.out, dest, args.format, progress=not args.no_progress, overwrite=args.overwrite)
+    counts = export(args.out, dest, args.format, progress=not args.no_progress, overwrite=args.overwrite,
+                    instruction=args.instruction)  # fmt: skip
     tasks = ", ".join(f"{task} {n}" for task, n in sorted(counts["tasks"].items()))
-    if args.format == "hf-parquet":
-        where, load, flag = f"{dest}/data/train/", f'load_dataset("parquet", data_dir="{dest}")', "--dataset_name"
-    else:
+    what = "preference pairs" if args.format == "preference" else "samples"
+    if args.format == "imagefolder":
         where, load, flag = f"{dest}/train/", f'load_dataset("imagefolder", data_dir="{dest}")', "--train_data_dir"
-    print(f"exported {counts['samples']} samples ({tasks}) from {counts['shards']} committed shards to {where}")
+    else:
+        where, load, flag = f"{dest}/data/train/", f'load_dataset("parquet", data_dir="{dest}")', "--dataset_name"
+    print(f"exported {counts['samples']} {what} ({tasks}) from {counts['shards']} committed shards to {where}")
+    if counts["instruction_fell_back"]:
+        print(f"  {counts['instruction_fell_back']} rows without a rewritten instruction kept the original")
+    if args.format == "preference":
+        unpaired = counts["unpaired"]
+        print(f"  unpaired rejected candidates: {unpaired['input_differs']} with another input image than the kept "
+              f"one's, {unpaired['not_kept']} of samples that kept none")  # fmt: skip
     print(f"  load with: {load}")
-    print(f"  diffusers examples/instruct_pix2pix/train_instruct_pix2pix.py {flag} {dest} (its default columns)")
+    if args.format != "preference":
+        print(f"  diffusers examples/instruct_pix2pix/train_instruct_pix2pix.py {flag} {dest} (its default columns)")
     return 0

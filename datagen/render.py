@@ -4,7 +4,8 @@ A shard's instruction records go through in micro-batches (`pipeline.micro_batch
 inputs (threads, ahead of time) -> text-to-image (text-only sources) -> the generator's stages (e.g. ground ->
 segment -> generate, each one call of its role for the whole micro-batch) -> score (embedders, detector gate) ->
 gates and ranking -> encode (threads, overlapping the next micro-batch's model work) and write, in order. Every
-item keeps its own seed, so a sample becomes the same pair whatever its batch neighbours.
+item keeps its own seed, so a sample becomes the same pair whatever its batch neighbours. With pipeline.keep_rejected
+the rendered candidates that were not kept are encoded the same way, into the shard's rejected tar.
 
 A micro-batch that fails as a whole (a CUDA out-of-memory error, or one sample breaking a batched call) is halved
 and tried again, down to single samples: an out-of-memory error is counted as `oom_backoff`, and a sample that
@@ -36,7 +37,7 @@ Live = tuple[EditRecord, LoadedInput, dict]
 
 
 class ShardRender:
-    """One shard's render with a worker's models; `run(texts, tar)` returns every candidate record."""
+    """One shard's render with a worker's models; `run(texts, tar, rejected)` returns every candidate record."""
 
     def __init__(self, config: RunConfig, models, source):
         self.config, self.models, self.source = config, models, source
@@ -49,21 +50,25 @@ class ShardRender:
         self.micro_batches = 0
         self.oom_backoff = 0
 
-    def run(self, texts: Iterable[dict], tar: TarShardWriter) -> list[EditRecord]:
+    def run(
+        self, texts: Iterable[dict], tar: TarShardWriter, rejected: TarShardWriter | None = None
+    ) -> list[EditRecord]:
+        """Render every instruction record; kept pairs go into `tar`, and the rendered candidates that were not kept
+        into `rejected` where one is given (pipeline.keep_rejected)."""
         pipe = self.config.pipeline
         size = pipe.micro_batch
         records: list[EditRecord] = []
         with ThreadPoolExecutor(pipe.actor.io_threads, thread_name_prefix="datagen-io") as pool:
-            writing: deque = deque()  # the previous micro-batch's kept pairs, encoding on the pool, in order
+            writing: deque = deque()  # the previous micro-batch's pairs, encoding on the pool, in order
             batch: list = []
             for item in prefetched(texts, self._load, pipe.actor.prefetch * size, pool):
                 batch.append(item)
                 if len(batch) == size:
-                    records += self._render_and_queue(batch, writing, tar, pool)
+                    records += self._render_and_queue(batch, writing, (tar, rejected), pool)
                     batch = []
             if batch:
-                records += self._render_and_queue(batch, writing, tar, pool)
-            self._write(writing, tar)
+                records += self._render_and_queue(batch, writing, (tar, rejected), pool)
+            self._write(writing)
         return records
 
     def stats(self) -> dict[str, Any]:
@@ -83,23 +88,30 @@ class ShardRender:
             return None
         return self.source.load(text["source"] or {}, self.config.run.max_image_pixels)
 
-    def _render_and_queue(self, batch: list, writing: deque, tar: TarShardWriter, pool: Executor) -> list:
+    def _render_and_queue(
+        self, batch: list, writing: deque, tars: tuple[TarShardWriter, TarShardWriter | None], pool: Executor
+    ) -> list:
+        """Render a micro-batch, write the previous one's pairs, queue this one's for encoding; `tars`: (the kept
+        tar, the rejected tar or None)."""
+        tar, rejected = tars
         candidates = self.render_batch(batch)
-        self._write(writing, tar)  # the previous micro-batch's pairs were encoding while this one rendered
+        self._write(writing)  # the previous micro-batch's pairs were encoding while this one rendered
         out = []
         for records in candidates:
             for record in records:
-                if record.selected:
-                    writing.append((record, pool.submit(tar.encode, record)))
+                # kept -> the tar; rendered but not kept -> the rejected tar, if the run keeps them; else nowhere
+                into = tar if record.selected else rejected if record.output_image is not None else None
+                if into is not None:
+                    writing.append((record, into, pool.submit(into.encode, record)))
                 else:
                     record.input_image = record.output_image = record.mask = None  # memory stays flat
             out += records
         return out
 
-    def _write(self, writing: deque, tar: TarShardWriter) -> None:
+    def _write(self, writing: deque) -> None:
         started = time.perf_counter()
         while writing:
-            record, encoded = writing.popleft()
+            record, tar, encoded = writing.popleft()
             tar.add_members(record.key, encoded.result())
             record.input_image = record.output_image = record.mask = None
         self.clock.add("encode", time.perf_counter() - started)

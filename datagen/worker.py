@@ -242,15 +242,18 @@ class ShardWorker:
         shards.clear_uncommitted(paths)
         started = time.perf_counter()
         render = ShardRender(self.config, self.models, self.source)
-        tar = shards.TarShardWriter(
-            paths.folder, paths.tar, pipe.image_format, pipe.image_quality, pipe.png_compression
-        )
+        codec = (pipe.image_format, pipe.image_quality, pipe.png_compression)
+        tar = shards.TarShardWriter(paths.folder, paths.tar, *codec)
+        rejected = shards.RejectedTarWriter(paths.folder, paths.rejected_tar, *codec) if pipe.keep_rejected else None
         lines = (json.loads(line) for line in texts.folder.read_text(texts.jsonl).splitlines())
         try:
-            records = render.run(lines, tar)
+            records = render.run(lines, tar, rejected)
             tar_info = tar.commit()
+            rejected_info = {"rejected_tar": rejected.commit()} if rejected is not None else {}
         except BaseException:
             tar.abort()
+            if rejected is not None:
+                rejected.abort()
             raise
         manifest = shards.manifest_bytes(records)
         parquet_sha = paths.folder.write_atomic(paths.parquet, manifest)
@@ -274,6 +277,7 @@ class ShardWorker:
             "candidate_reasons": dict(sorted(Counter(r.reason for r in records if r.reason).items())),
             "image_format": pipe.image_format,
             "tar": tar_info,
+            **rejected_info,
             "parquet": {
                 "name": paths.parquet,
                 "bytes": len(manifest),

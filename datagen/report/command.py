@@ -45,7 +45,7 @@ def build_report(
             tally.add(index, shard, run.manifest(shard.name, ROW_COLUMNS + tuple(f"score_{n}" for n in tally.scores)))
             bar.update(1)
     entries = gallery_entries(run, shards, tally.sample(), tally.scores)
-    files = thumbnails(run, entries, tally.warnings)
+    files = thumbnails(run, entries, tally.warnings, {s.name for s in shards if s.keeps_rejected})
     for entry in entries:
         del entry["shard"]
 
@@ -101,6 +101,7 @@ def build_report(
         "page_size": page_size,
         "strata": strata,
         "gallery": gallery,
+        "keeps_rejected": any(s.keeps_rejected for s in shards),
     }
     summary = {
         "out": out,
@@ -134,7 +135,9 @@ def build_report(
     return write_files(Folder(dest) if dest else run.folder.sub("report"), files)
 
 
-STALE = re.compile(r"^(data/page-\d{4}\.js|plots/[a-z0-9_-]+\.png|thumbs/[a-z0-9_]+\.(input|output|mask)\.(jpg|png))$")
+STALE = re.compile(
+    r"^(data/page-\d{4}\.js|plots/[a-z0-9_-]+\.png|thumbs/[a-z0-9_]+(\.c\d+)?\.(input|output|mask)\.(jpg|png))$"
+)
 """Files an earlier report wrote that this one may not rewrite (fewer pages, another sample): removed first."""
 
 

@@ -2,7 +2,8 @@
 
 Histograms accumulate into fixed bins and the gallery keeps, per task x status, the candidates whose hash of
 (seed, key, candidate) is lowest, so memory stays bounded for a run of any size; only the sampled rows are read
-back and only the sampled kept pairs are decoded into thumbnails.
+back and only the sampled pairs are decoded into thumbnails: kept ones from their shard's tar, the others from its
+rejected tar where the run stored them (pipeline.keep_rejected).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ CATEGORIES = ("kept", "outranked", "rejected")
 """Histogram bars: kept; passed every gate but lost the ranking to a sibling candidate; rejected or error."""
 FINE_BINS = 2000  # accumulation bins over a score's whole range; plots merge them over the occupied span
 THUMB_PX = 128
-ENTRY_COLUMNS = ("detail", "instruction", "input_caption", "output_caption", "objects", "params")
+ENTRY_COLUMNS = (
+    "detail", "instruction", "input_caption", "output_caption", "objects", "params", "judge_reasoning",
+    "instruction_rewritten",
+)  # fmt: skip
 """A gallery entry's manifest columns beyond those every reader reads (datagen/shards/reader.py: ROW_COLUMNS)."""
 
 
@@ -200,30 +204,38 @@ def gallery_entries(run: RunFolder, shards: list[Shard], chosen: list[tuple[int,
     return [entry for _, _, entry in sorted(entries, key=lambda item: item[:2])]
 
 
-def thumbnails(run: RunFolder, entries: list[dict], warnings: list[str]) -> dict[str, bytes]:
-    """Decode the sampled kept pairs from their tars (streamed) into small JPEG/PNG files; sets entry['thumbs']."""
+def thumbnails(run: RunFolder, entries: list[dict], warnings: list[str], rejected_tars: set[str]) -> dict[str, bytes]:
+    """Decode the sampled candidates' images from their tars (streamed) into small JPEG/PNG files; sets
+    entry['thumbs']. Kept pairs come from their shard's tar; the others from its rejected tar, for the shards
+    named in `rejected_tars` (rendered with pipeline.keep_rejected); the rest stay without images."""
     import cv2
 
     from datagen.images import BadImage, decode_member, encode
     from datagen.record import KEY_RE  # keys become file names: only well-formed ones
 
-    wanted: dict[str, dict[str, dict]] = defaultdict(dict)
+    wanted: dict[tuple[str, bool], dict[str, dict]] = defaultdict(dict)
+    """(shard, from its rejected tar) -> member stem (key, or key.c<candidate> in a rejected tar) -> entry."""
     for entry in entries:
-        if entry["status"] == "kept" and KEY_RE.fullmatch(entry["key"]):
-            wanted[entry["shard"]][entry["key"]] = entry
+        if not KEY_RE.fullmatch(entry["key"]):
+            continue
+        if entry["status"] == "kept":
+            wanted[(entry["shard"], False)][entry["key"]] = entry
+        elif entry["shard"] in rejected_tars:
+            wanted[(entry["shard"], True)][f"{entry['key']}.c{int(entry['candidate'])}"] = entry
     files: dict[str, bytes] = {}
-    for shard, keyed in sorted(wanted.items()):
-        todo = len(keyed) * 3
+    for (shard, rejected), stems in sorted(wanted.items()):
+        todo = len(stems) * 3
+        tar_name = f"{shard}.rejected.tar" if rejected else f"{shard}.tar"
         try:
-            for name, tar, member in run.members(shard):
-                key, _, suffix = name.partition(".")
-                role = suffix.split(".")[0]
-                if key not in keyed or role not in ("input", "output", "mask"):
+            for name, tar, member in run.members(shard, rejected):
+                parts = name.rsplit(".", 2)  # an image member: stem, role, extension
+                if len(parts) != 3 or parts[0] not in stems or parts[1] not in ("input", "output", "mask"):
                     continue
+                stem, role = parts[0], parts[1]
                 try:
                     image = decode_member(tar.extractfile(member).read())
                 except BadImage as e:
-                    warnings.append(f"{shard}.tar: {name}: {e}")
+                    warnings.append(f"{tar_name}: {name}: {e}")
                     continue
                 height, width = image.shape[:2]
                 scale = THUMB_PX / max(height, width)
@@ -231,12 +243,12 @@ def thumbnails(run: RunFolder, entries: list[dict], warnings: list[str]) -> dict
                     size = (max(1, round(width * scale)), max(1, round(height * scale)))
                     image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
                 ext = "png" if role == "mask" else "jpg"
-                thumb = f"thumbs/{key}.{role}.{ext}"
+                thumb = f"thumbs/{stem}.{role}.{ext}"
                 files[thumb] = encode(image, ext, quality=85)
-                keyed[key]["thumbs"] = {**(keyed[key]["thumbs"] or {}), role: thumb}
+                stems[stem]["thumbs"] = {**(stems[stem]["thumbs"] or {}), role: thumb}
                 todo -= 1
                 if todo == 0:
                     break
         except (OSError, tarfile.TarError, EOFError) as e:
-            warnings.append(f"{run.shards.url(shard + '.tar')}: unreadable tar ({e}); its thumbnails are missing")
+            warnings.append(f"{run.shards.url(tar_name)}: unreadable tar ({e}); its thumbnails are missing")
     return files

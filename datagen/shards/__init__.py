@@ -18,15 +18,17 @@ from datagen.shards.layout import (
     shard_paths,
     write_stats,
 )
-from datagen.shards.reader import RunFolder, Sample, Shard, tar_urls
+from datagen.shards.reader import Candidate, RunFolder, Sample, Shard, tar_urls
 from datagen.shards.verify import Verdict, verify
-from datagen.shards.writer import TarShardWriter, manifest_bytes
+from datagen.shards.writer import RejectedTarWriter, TarShardWriter, manifest_bytes
 
 __all__ = [
+    "Candidate",
     "MANIFEST_SCHEMA",
     "MEMBERS",
     "TAR_MTIME",
     "InstructionRecord",
+    "RejectedTarWriter",
     "RunFolder",
     "Sample",
     "Shard",

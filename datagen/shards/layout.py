@@ -5,11 +5,14 @@
     OUT/shards/{task}-{shard:06d}.tar       phase 2: kept samples, members key.{input,output}.ext, key.mask.png,
                                                       key.json, key.txt
     OUT/shards/{task}-{shard:06d}.parquet   phase 2: every candidate's manifest row (MANIFEST_SCHEMA)
+    OUT/shards/{task}-{shard:06d}.rejected.tar  with pipeline.keep_rejected: the rendered candidates not kept,
+                                                      members key.c{n}.{input,output}.ext, key.c{n}.mask.png,
+                                                      key.c{n}.json
     OUT/{texts,shards}/{name}.stats.json    the commit marker (WriteStats / ShardStats), written last
     OUT/failed/{task}-{shard:06d}.json      a shard that failed after its retries (a rerun retries it)
     OUT/.lease.json                         the live writer's lease and heartbeat (datagen/lease.py)
 
-A shard is committed when its `.stats.json` marker exists: the marker is published last, after its tar and parquet
+A shard is committed when its `.stats.json` marker exists: the marker is published last, after its tars and parquet
 (or jsonl), each whole or not at all (datagen/storage.py). A shard without its marker is not done: resume deletes
 its leftovers and redoes it, and every reader ignores it.
 """
@@ -35,6 +38,8 @@ STATS = ".stats.json"
 """The suffix of the commit marker."""
 MEMBER_RE = re.compile(r"^(?P<key>[a-z][a-z0-9_]*_\d{6}_\d{5})\.(?P<field>[a-z0-9.]+)$")
 """A tar member: the sample's key, then the member's field (`input.png`, `json`, ...)."""
+REJECTED_FIELD_RE = re.compile(r"^c(?P<candidate>\d{1,4})\.(?P<member>[a-z0-9.]+)$")
+"""A field of the rejected tar: the candidate's number, then its member (`c2.input.png`, `c2.json`)."""
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -96,6 +101,7 @@ class FileDigest(TypedDict, total=False):
     sha256: str
     samples: int
     rows: int
+    candidates: int
 
 
 class WriteStats(TypedDict):
@@ -131,6 +137,9 @@ class ShardStats(TypedDict, total=False):
     image_format: str
     tar: FileDigest
     parquet: FileDigest
+    rejected_tar: FileDigest
+    """With pipeline.keep_rejected only: the tar of the rendered candidates that were not kept (samples: their
+    distinct keys, candidates: how many)."""
     config: str
     """The run configuration's fingerprint."""
     stages: dict[str, Any]
@@ -162,6 +171,10 @@ class ShardPaths:
     @property
     def tar(self) -> str:
         return f"{self.name}.tar"
+
+    @property
+    def rejected_tar(self) -> str:
+        return f"{self.name}.rejected.tar"
 
     @property
     def parquet(self) -> str:

@@ -1,6 +1,7 @@
 """Reading a run: `RunFolder` is the one reader every tool goes through (report, export, show, verify, train, eval,
 classify). It knows which shards are committed, reads their stats markers and manifests, streams their samples
-checked against the stats, and names their tars for readers of their own (WebDataset).
+(and, with pipeline.keep_rejected, the candidates they did not keep) checked against the stats, and names their
+tars for readers of their own (WebDataset).
 
 Local folders and fsspec URLs alike; a listing is never cached (other workers may be writing), and manifests are
 read whole into memory and parsed on this thread (datagen/shards/layout.py: read_parquet).
@@ -22,6 +23,7 @@ import pyarrow as pa
 from datagen.errors import ConfigError
 from datagen.shards.layout import (
     MEMBER_RE,
+    REJECTED_FIELD_RE,
     STATS,
     ShardStats,
     committed_stems,
@@ -55,6 +57,11 @@ class Shard:
     def image_format(self) -> str:
         return self.stats.get("image_format", "png")
 
+    @property
+    def keeps_rejected(self) -> bool:
+        """Whether the shard stored its rendered candidates that were not kept (pipeline.keep_rejected)."""
+        return bool(self.stats.get("rejected_tar"))
+
 
 @dataclass
 class Sample:
@@ -68,6 +75,18 @@ class Sample:
     meta_text: str
     instruction: str
     """The `.txt` member."""
+
+
+@dataclass
+class Candidate:
+    """One rendered candidate its shard did not keep (rejected or outranked), as stored in the rejected tar."""
+
+    key: str
+    candidate: int
+    images: dict[str, tuple[str, bytes]]
+    """input / output / mask -> (member name, encoded bytes as stored in the tar)."""
+    meta: dict[str, Any]
+    """The `.c{n}.json` member, parsed: the sample's metadata plus `candidate`, `status`, `reason`, `detail`."""
 
 
 def timestamp(value: Any) -> float | None:
@@ -233,10 +252,11 @@ class RunFolder:
 
     # --------------------------------------------------------------------------------------------------- samples
 
-    def members(self, shard: str) -> Iterator[tuple[str, tarfile.TarFile, tarfile.TarInfo]]:
-        """A shard's tar members as they stream past (name, tar, member), for readers that want a few and stop;
-        only regular files with safe names of the form key.field."""
-        with self.shards.open(f"{shard}.tar") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+    def members(self, shard: str, rejected: bool = False) -> Iterator[tuple[str, tarfile.TarFile, tarfile.TarInfo]]:
+        """A shard's tar members (or its rejected tar's) as they stream past (name, tar, member), for readers that
+        want a few and stop; only regular files with safe names of the form key.field."""
+        name = f"{shard}.rejected.tar" if rejected else f"{shard}.tar"
+        with self.shards.open(name) as f, tarfile.open(fileobj=f, mode="r|") as tar:
             for member in tar:
                 if member.isfile() and safe_member_name(member.name) and MEMBER_RE.fullmatch(member.name):
                     yield member.name, tar, member
@@ -246,12 +266,49 @@ class RunFolder:
 
         The count and sha256 are checked against the stats after the last sample, so a caller that publishes only
         after the loop never publishes a damaged shard."""
-        where = self.shards.url(f"{shard.name}.tar")
+        name = f"{shard.name}.tar"
         want = {f"input.{shard.image_format}", f"output.{shard.image_format}", "mask.png", "json", "txt"}
-        seen: set[str] = set()
         count = 0
+        for key, members in self._grouped(name, shard.stats.get("tar") or {}):
+            yield _sample(self.shards.url(name), key, members, want)
+            count += 1
+        if count != shard.kept:
+            raise ConfigError(f"{self.shards.url(name)}: {count} samples in the tar, its stats say kept={shard.kept}")
+
+    def rejected(self, shard: Shard) -> Iterator[Candidate]:
+        """The rendered candidates a shard did not keep, from its rejected tar, in order (a sample's candidates one
+        after another), streamed a sample at a time and checked like `samples`: count and sha256 against the stats.
+        ConfigError if the shard was rendered without pipeline.keep_rejected."""
+        digest = shard.stats.get("rejected_tar")
+        if not digest:
+            raise ConfigError(
+                f"{self.shards.url(shard.name + STATS)}: shard {shard.name} kept no rejected candidates (the run was "
+                f"made without pipeline.keep_rejected); render a run with --set pipeline.keep_rejected=true"
+            )
+        name = f"{shard.name}.rejected.tar"
+        where = self.shards.url(name)
+        want = {f"input.{shard.image_format}", f"output.{shard.image_format}", "mask.png", "json"}
+        count = 0
+        for key, members in self._grouped(name, digest):
+            candidates: dict[int, dict[str, tuple[str, bytes]]] = {}
+            for field, member in members.items():
+                match = REJECTED_FIELD_RE.fullmatch(field)
+                if not match:
+                    raise ConfigError(f"{where}: member {member[0]!r} is not named key.c<candidate>.field")
+                candidates.setdefault(int(match["candidate"]), {})[match["member"]] = member
+            for number, fields in candidates.items():
+                yield _candidate(where, key, number, fields, want)
+                count += 1
+        if count != digest.get("candidates"):
+            raise ConfigError(f"{where}: {count} candidates in the tar, its stats say {digest.get('candidates')}")
+
+    def _grouped(self, name: str, digest: dict[str, Any]) -> Iterator[tuple[str, dict[str, tuple[str, bytes]]]]:
+        """A committed tar's members grouped by key (field -> (member name, bytes)), streamed a key at a time; its
+        sha256 checked against `digest` after the last key; ConfigError for anything unreadable."""
+        where = self.shards.url(name)
+        seen: set[str] = set()
         try:
-            with self.shards.open(f"{shard.name}.tar") as raw:
+            with self.shards.open(name) as raw:
                 stream = _HashingReader(raw)
                 with tarfile.open(fileobj=stream, mode="r|") as tar:
                     key, members = None, {}
@@ -261,23 +318,19 @@ class RunFolder:
                             raise ConfigError(f"{where}: member {member.name!r} is not a regular file named key.field")
                         if match["key"] != key:
                             if key is not None:
-                                yield _sample(where, key, members, want)
-                                count += 1
+                                yield key, members
                             key, members = match["key"], {}
                             if key in seen:
                                 raise ConfigError(f"{where}: members of {key} are not contiguous")
                             seen.add(key)
                         members[match["field"]] = (member.name, tar.extractfile(member).read())
                     if key is not None:
-                        yield _sample(where, key, members, want)
-                        count += 1
+                        yield key, members
                 while stream.read(1 << 20):  # the tar's end padding, for the checksum
                     pass
         except (tarfile.TarError, OSError, EOFError) as e:
             raise ConfigError(f"{where}: unreadable shard ({e!r}); check the run with: datagen verify OUT") from None
-        if count != shard.kept:
-            raise ConfigError(f"{where}: {count} samples in the tar, its stats say kept={shard.kept}")
-        sha = shard.stats.get("tar", {}).get("sha256")
+        sha = digest.get("sha256")
         if sha and stream.sha.hexdigest() != sha:
             raise ConfigError(f"{where}: sha256 differs from its stats (a damaged or replaced tar)")
 
@@ -309,6 +362,17 @@ def _sample(where: str, key: str, members: dict[str, tuple[str, bytes]], want: s
         raise ConfigError(f"{where}: {key}: unreadable json or txt member ({e})") from None
     images = {field.split(".")[0]: member for field, member in members.items() if field.split(".")[0] in IMAGES}
     return Sample(key, images, meta, meta_text, instruction)
+
+
+def _candidate(where: str, key: str, number: int, members: dict[str, tuple[str, bytes]], want: set[str]) -> Candidate:
+    if set(members) != want:
+        raise ConfigError(f"{where}: {key} candidate {number} has members {sorted(members)}, expected {sorted(want)}")
+    try:
+        meta = json.loads(members["json"][1].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{where}: {key} candidate {number}: unreadable json member ({e})") from None
+    images = {field.split(".")[0]: member for field, member in members.items() if field.split(".")[0] in IMAGES}
+    return Candidate(key, number, images, meta)
 
 
 # ------------------------------------------------------------------------------ tars named on a command line

@@ -30,12 +30,18 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         what = " ".join(x for x in (args.status if args.status != "all" else "", args.task or "", "samples") if x)
         raise ConfigError(f"{args.out}: no committed {what} (check the run with: datagen verify {args.out})")
+    keeps_rejected = {s.name for s in run.committed(args.task, required=False) if s.keeps_rejected}
     for row in rows:
         scores = {k[len("score_") :]: v for k, v in row.items() if k.startswith("score_") and v is not None}
+        members = f"{row['key']}.input|output|mask|json|txt"
         where = run.shards.url(f"{row['shard_name']}.tar") if row["status"] == "kept" else "not stored (not kept)"
+        if row["status"] != "kept" and row["shard_name"] in keeps_rejected and row.get("score_mask_area") is not None:
+            members = f"{row['key']}.c{row['candidate']}.input|output|mask|json"  # rendered: kept as data
+            where = run.shards.url(f"{row['shard_name']}.rejected.tar")
         if args.json:
-            keep = ("key", "task", "status", "reason", "instruction", "input_caption", "output_caption", "objects")
-            print(json.dumps({**{k: row[k] for k in keep}, "scores": scores, "tar": where}, ensure_ascii=False))
+            keep = ("key", "task", "status", "reason", "instruction", "input_caption", "output_caption", "objects",
+                    "judge_reasoning", "instruction_rewritten")  # fmt: skip
+            print(json.dumps({**{k: row.get(k) for k in keep}, "scores": scores, "tar": where}, ensure_ascii=False))
             continue
         print(f"{row['key']}  [{row['task']}] {row['status']}" + (f": {row['reason']}" if row["reason"] else ""))
         print(f"  instruction:    {row['instruction']}")
@@ -43,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  output caption: {row['output_caption']}")
         if row["objects"]:
             print(f"  objects:        {', '.join(row['objects'])}")
+        if row.get("instruction_rewritten"):
+            print(f"  edit done:      {row['instruction_rewritten']} (the judge's words)")
+        if row.get("judge_reasoning"):
+            print(f"  judge:          {row['judge_reasoning']}")
         print("  scores:         " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(scores.items())))
-        print(f"  tar:            {where}" + (f" ({row['key']}.input|output|mask|json|txt)" if "tar" in where else ""))
+        print(f"  tar:            {where}" + (f" ({members})" if where.endswith(".tar") else ""))
     return 0

@@ -2,8 +2,10 @@
 
 A committed shard passes when its tar and parquet have the sizes and sha256 its marker records, every tar member is
 a regular file with a safe name of the form key.field, a sample's members are contiguous and complete, its keys
-belong to the shard, and the tar, the marker and the manifest's kept rows count the same samples. Uncommitted
-leftovers are listed, not errors: readers ignore them and a resumed run removes them.
+belong to the shard, and the tar, the marker and the manifest's kept rows count the same samples. A shard made with
+pipeline.keep_rejected has its rejected tar checked the same way, its candidates against the manifest's rendered rows
+that were not kept. Uncommitted leftovers are listed, not errors: readers ignore them and a resumed run removes
+them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from datagen.shards.layout import MEMBER_RE, committed_names, read_parquet, safe_member_name
+from datagen.shards.layout import (
+    MEMBER_RE,
+    REJECTED_FIELD_RE,
+    committed_names,
+    read_parquet,
+    safe_member_name,
+)
 from datagen.storage import Folder
 
 
@@ -36,9 +44,12 @@ def verify_shard(folder: Folder, stats_name: str) -> tuple[int, list[str]]:
         stats = json.loads(folder.read_text(stats_name))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         return 0, [f"{stats_name}: unreadable stats ({e})"]
-    tar_name, parquet_name = f"{name}.tar", f"{name}.parquet"
+    tar_name, parquet_name, rejected_name = f"{name}.tar", f"{name}.parquet", f"{name}.rejected.tar"
+    files = {tar_name: stats.get("tar", {}), parquet_name: stats.get("parquet", {})}
+    if "rejected_tar" in stats:  # pipeline.keep_rejected
+        files[rejected_name] = stats.get("rejected_tar") or {}
     present = set(folder.names())
-    for member, entry in ((tar_name, stats.get("tar", {})), (parquet_name, stats.get("parquet", {}))):
+    for member, entry in files.items():
         if member not in present:
             problems.append(f"{member}: missing")
             continue
@@ -51,6 +62,40 @@ def verify_shard(folder: Folder, stats_name: str) -> tuple[int, list[str]]:
         return 0, problems
 
     image_members = {f"input.{stats['image_format']}", f"output.{stats['image_format']}", "mask.png", "json", "txt"}
+    fields = _scan_tar(folder, tar_name, problems)
+    if fields is None:
+        return 0, problems
+    for key, got in fields.items():
+        if got != image_members:
+            problems.append(f"{tar_name}: {key} has members {sorted(got)}, expected {sorted(image_members)}")
+        if not key.startswith(f"{stats['task']}_{stats['shard']:06d}_"):
+            problems.append(f"{tar_name}: key {key} does not belong to shard {name}")
+    try:
+        rendered = ["candidate", "score_mask_area"] if rejected_name in files else []
+        table = read_parquet(folder, parquet_name, ["key", "status", *rendered])
+    except (OSError, pa.ArrowException) as e:
+        problems.append(f"{parquet_name}: unreadable parquet ({e})")
+        return len(fields), problems
+    kept_rows = [k for k, s in zip(table["key"].to_pylist(), table["status"].to_pylist(), strict=True) if s == "kept"]
+    counts = {
+        "tar samples": len(fields),
+        "stats kept": stats.get("kept"),
+        "parquet kept rows": len(kept_rows),
+    }
+    if len(set(counts.values())) != 1:
+        problems.append(f"{name}: counts disagree: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if table.num_rows != stats.get("candidates"):
+        problems.append(f"{parquet_name}: {table.num_rows} rows, stats say {stats.get('candidates')} candidates")
+    if sorted(kept_rows) != sorted(fields):
+        problems.append(f"{name}: kept keys in the parquet differ from the keys in the tar")
+    if rejected_name in files:
+        problems += _verify_rejected(folder, rejected_name, stats, table)
+    return len(fields), problems
+
+
+def _scan_tar(folder: Folder, tar_name: str, problems: list[str]) -> dict[str, set[str]] | None:
+    """A tar's keys in order -> their fields, every member checked (regular file, safe key.field name, contiguous
+    keys, whole); None, with the problem, if the tar cannot be read."""
     keys: list[str] = []
     fields: dict[str, set[str]] = {}
     try:
@@ -78,30 +123,55 @@ def verify_shard(folder: Folder, stats_name: str) -> tuple[int, list[str]]:
                     problems.append(f"{tar_name}: {member.name} truncated")
     except (tarfile.TarError, OSError, EOFError) as e:
         problems.append(f"{tar_name}: unreadable tar ({e})")
-        return 0, problems
+        return None
+    return fields
+
+
+def _verify_rejected(folder: Folder, tar_name: str, stats: dict, table: pa.Table) -> list[str]:
+    """The rejected tar (pipeline.keep_rejected): each candidate complete (input, output, mask, json), its candidates
+    exactly the manifest's rendered rows that were not kept (rendered: they carry the pixel scores every rendered
+    candidate gets), as many as its stats say."""
+    problems: list[str] = []
+    fields = _scan_tar(folder, tar_name, problems)
+    if fields is None:
+        return problems
+    fmt = stats["image_format"]
+    want = {f"input.{fmt}", f"output.{fmt}", "mask.png", "json"}
+    stored: set[tuple[str, int]] = set()
     for key, got in fields.items():
-        if got != image_members:
-            problems.append(f"{tar_name}: {key} has members {sorted(got)}, expected {sorted(image_members)}")
         if not key.startswith(f"{stats['task']}_{stats['shard']:06d}_"):
-            problems.append(f"{tar_name}: key {key} does not belong to shard {name}")
-    try:
-        table = read_parquet(folder, parquet_name, ["key", "status"])
-    except (OSError, pa.ArrowException) as e:
-        problems.append(f"{parquet_name}: unreadable parquet ({e})")
-        return len(fields), problems
-    kept_rows = [k for k, s in zip(table["key"].to_pylist(), table["status"].to_pylist(), strict=True) if s == "kept"]
-    counts = {
-        "tar samples": len(fields),
-        "stats kept": stats.get("kept"),
-        "parquet kept rows": len(kept_rows),
-    }
-    if len(set(counts.values())) != 1:
-        problems.append(f"{name}: counts disagree: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    if table.num_rows != stats.get("candidates"):
-        problems.append(f"{parquet_name}: {table.num_rows} rows, stats say {stats.get('candidates')} candidates")
-    if sorted(kept_rows) != sorted(fields):
-        problems.append(f"{name}: kept keys in the parquet differ from the keys in the tar")
-    return len(fields), problems
+            problems.append(f"{tar_name}: key {key} does not belong to shard {stats['task']}-{stats['shard']:06d}")
+        candidates: dict[int, set[str]] = {}
+        for suffix in got:
+            match = REJECTED_FIELD_RE.fullmatch(suffix)
+            if not match:
+                problems.append(f"{tar_name}: member {key}.{suffix} is not key.c<candidate>.field")
+                continue
+            candidates.setdefault(int(match["candidate"]), set()).add(match["member"])
+        for number, members in candidates.items():
+            if members != want:
+                problems.append(
+                    f"{tar_name}: {key} candidate {number} has members {sorted(members)}, expected {sorted(want)}"
+                )
+            stored.add((key, number))
+    rows = table.to_pylist()
+    rendered = {(r["key"], r["candidate"]) for r in rows if r["status"] != "kept" and r["score_mask_area"] is not None}
+    kept = {(r["key"], r["candidate"]) for r in rows if r["status"] == "kept"}
+    if stored & kept:
+        problems.append(f"{tar_name}: holds kept candidates: {sorted(stored & kept)[:3]}")
+    if stored != rendered:
+        problems.append(
+            f"{tar_name}: its candidates differ from the manifest's rendered rows that were not kept "
+            f"({len(stored)} stored, {len(rendered)} in the manifest)"
+        )
+    digest = stats.get("rejected_tar") or {}
+    counts = (len(stored), len(fields))
+    if counts != (digest.get("candidates"), digest.get("samples")):
+        problems.append(
+            f"{tar_name}: {counts[0]} candidates of {counts[1]} samples, stats say {digest.get('candidates')} of "
+            f"{digest.get('samples')}"
+        )
+    return problems
 
 
 def verify(out: str | Path) -> Verdict:

@@ -1,7 +1,8 @@
 """The shard writer: kept samples streamed into a tar that appears whole on commit, and the parquet manifest.
 
 Tar members are framed exactly as `tarfile` frames them (USTAR, fixed metadata), so the same samples make a
-byte-identical tar; the manifest holds every candidate, kept or not (MANIFEST_SCHEMA).
+byte-identical tar; the manifest holds every candidate, kept or not (MANIFEST_SCHEMA). With pipeline.keep_rejected
+a second tar (RejectedTarWriter) holds the images of the rendered candidates that were not kept.
 """
 
 from __future__ import annotations
@@ -92,6 +93,40 @@ class TarShardWriter:
 
     def abort(self) -> None:
         self._file.abort()
+
+
+class RejectedTarWriter(TarShardWriter):
+    """Streams the rendered candidates that were not kept (rejected or outranked) into `{shard}.rejected.tar`: one
+    call of `add_members` per candidate, its members `key.c{n}.input.ext`, `.c{n}.output.ext`, `.c{n}.mask.png`
+    and `.c{n}.json`, so a sample's candidates lie next to each other under its key."""
+
+    def __init__(self, folder: Folder, name: str, image_format: str, quality: int, png_compression: int):
+        super().__init__(folder, name, image_format, quality, png_compression)
+        self.candidates = 0
+
+    def encode(self, record: EditRecord) -> dict[str, bytes]:
+        """A candidate's members: its images as the kept tar stores them; its json adds its number and verdict."""
+        members = super().encode(record)
+        meta = {
+            **record.text_fields(),
+            "candidate": record.candidate,
+            "status": record.status,
+            "reason": record.reason,
+            "detail": record.detail,
+        }
+        members["json"] = json.dumps(meta, sort_keys=True, ensure_ascii=False).encode()
+        del members["txt"]
+        return {f"c{record.candidate}.{suffix}": data for suffix, data in members.items()}
+
+    def add_members(self, key: str, members: dict[str, bytes]) -> None:
+        repeated = bool(self.keys) and self.keys[-1] == key
+        super().add_members(key, members)
+        if repeated:  # another candidate of the same sample: its key counts once
+            self.keys.pop()
+        self.candidates += 1
+
+    def commit(self) -> dict[str, Any]:
+        return {**super().commit(), "candidates": self.candidates}
 
 
 def manifest_bytes(records: list[EditRecord]) -> bytes:

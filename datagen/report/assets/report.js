@@ -99,8 +99,10 @@
     if (entry.thumbs || entry.status === "kept") {
       thumbs.append(thumb(entry, "input"), thumb(entry, "output"), thumb(entry, "mask"));
     } else {
-      thumbs.append(node("div", "placeholder wide", "images not stored: only the kept candidate of a sample "
-        + "goes into the tar (" + entry.status + ")"));
+      thumbs.append(node("div", "placeholder wide", meta.keeps_rejected
+        ? "no images: this sample failed before any candidate was rendered (" + entry.status + ")"
+        : "images not stored (" + entry.status + "): only the kept candidate of a sample goes into the tar; "
+          + "pipeline.keep_rejected stores the others"));
     }
     const text = node("div", "text");
     const head = node("div", "head");
@@ -109,6 +111,8 @@
     text.append(head, node("div", "instruction", entry.instruction || "(no instruction)"),
       caption("input", entry.input_caption), caption("output", entry.output_caption));
     if (entry.objects.length) text.append(caption("objects", entry.objects.join(", ")));
+    if (entry.instruction_rewritten) text.append(caption("edit done (judge)", entry.instruction_rewritten));
+    if (entry.judge_reasoning) text.append(caption("judge", entry.judge_reasoning));
     if (entry.reason) text.append(node("div", "reason", entry.reason + (entry.detail ? ": " + entry.detail : "")));
     if (entry.params) text.append(node("div", "params", params(entry.params)));
     const scores = node("table", "scores");
@@ -146,7 +150,8 @@
     $("gallery-note").textContent = "A deterministic sample of " + entries.length + " of "
       + Object.values(meta.strata).reduce((a, b) => a + b, 0) + " candidates (at most " + meta.gallery
       + ", shared evenly over task × status); these filters match " + population + " candidates in the run. "
-      + "Rejected candidates have no stored images.";
+      + (meta.keeps_rejected ? "Rejected and outranked candidates' images come from the shards' rejected tars."
+        : "Rejected candidates have no stored images (pipeline.keep_rejected would store them).");
   }
 
   const controls = { "f-task": "task", "f-status": "status", "f-reason": "reason", "sort": "sort", "sort-dir": "dir" };
