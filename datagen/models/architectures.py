@@ -2,14 +2,15 @@
 
 `FULL` holds the published architectures: the Stable Diffusion 1.5 UNet (4 input channels for text-to-image, 9 for
 inpainting: the builder sets them) and VAE with CLIP ViT-L/14's text tower as its text encoder; CLIP ViT-L/14;
-Grounding DINO Swin-T with its BERT-base text tower; SAM ViT-H; DINOv2-base. `TINY` has the same keys at a size a
-CPU runs in milliseconds. The builders in datagen/models/tiny.py take either: `tiny:ROLE` models use TINY, the
-random real-size stand-ins that `datagen bench gpu` and benchmarks/real_size.py write into a hub cache use FULL
-(or TINY, to check that code on a CPU). Text vocabularies are the tokenizers' unless given here: the tiny tokenizers
-stand in for the real ones (a download), and FULL keeps the real embedding tables.
+Grounding DINO Swin-T with its BERT-base text tower (MM-Grounding-DINO-T has the same sizes); SAM ViT-H; SAM 2.1
+Hiera-L; DINOv2-base. `TINY` has the same keys at a size a CPU runs in milliseconds. The builders in
+datagen/models/tiny.py take either: `tiny:ROLE` models use TINY, the random real-size stand-ins that
+`datagen bench gpu` and benchmarks/real_size.py write into a hub cache use FULL (or TINY, to check that code on a
+CPU). Text vocabularies are the tokenizers' unless given here: the tiny tokenizers stand in for the real ones (a
+download), and FULL keeps the real embedding tables.
 
 `*_pixels` are the sides the model's processor resizes to: crop side (CLIP, DINOv2), padded longest side (SAM),
-shortest and longest side (Grounding DINO).
+square side (SAM 2.1), shortest and longest side (Grounding DINO).
 """
 
 from __future__ import annotations
@@ -107,6 +108,21 @@ FULL = {
         ),
     ),
     "sam_pixels": 1024,
+    "sam2": dict(
+        vision_config=dict(  # Hiera-L (transformers' convert_sam2_to_hf.py); prompt encoder and mask decoder: defaults
+            backbone_config=dict(
+                hidden_size=144,
+                embed_dim_per_stage=[144, 288, 576, 1152],
+                num_attention_heads_per_stage=[2, 4, 8, 16],
+                blocks_per_stage=[2, 6, 36, 4],
+                global_attention_blocks=[23, 33, 43],
+                window_positional_embedding_background_size=[7, 7],
+                window_size_per_stage=[8, 4, 16, 8],
+            ),
+            backbone_channel_list=[1152, 576, 288, 144],
+        ),
+    ),
+    "sam2_pixels": 1024,
 }
 """The published architectures."""
 
@@ -209,6 +225,27 @@ TINY = {
         ),
     ),
     "sam_pixels": 64,
+    "sam2": dict(
+        vision_config=dict(
+            # a pooling stage's first block windows with the previous stage's window halved: none may be global
+            backbone_config=dict(
+                hidden_size=8,
+                image_size=[64, 64],
+                embed_dim_per_stage=[8, 16, 32, 64],
+                num_attention_heads_per_stage=[1, 1, 1, 1],
+                blocks_per_stage=[1, 1, 2, 1],
+                global_attention_blocks=[3],
+                window_positional_embedding_background_size=[2, 2],
+                window_size_per_stage=[4, 2, 2, 2],
+            ),
+            backbone_channel_list=[64, 32, 16, 8],
+            backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],  # 64 px at strides 4, 8, 16
+            fpn_hidden_size=32,
+        ),
+        prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16),
+        mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
+    ),
+    "sam2_pixels": 64,
 }
 """The same families at a size a CPU runs in milliseconds (the `tiny` pipeline's models)."""
 

@@ -1,4 +1,5 @@
-"""Open-vocabulary grounding with transformers' GroundingDinoForObjectDetection (same weights as the original)."""
+"""Open-vocabulary grounding with transformers' GroundingDinoForObjectDetection (same weights as the original) and
+MMGroundingDinoForObjectDetection (OpenMMLab's MM-Grounding-DINO), which share a processor and an output."""
 
 from __future__ import annotations
 
@@ -23,15 +24,18 @@ class GroundingDINO(VisionRole):
 
     options_class = GroundingOptions
 
+    model_class = "GroundingDinoForObjectDetection"
+    """The transformers class of its weights."""
+
     def __init__(self, spec: RoleSpec, options: GroundingOptions | None = None, **_):
         super().__init__(spec, options)
         self.box_threshold = self.options.box_threshold
         self.text_threshold = self.options.text_threshold
 
     def load(self) -> None:
-        from transformers import AutoProcessor, GroundingDinoForObjectDetection
+        import transformers
 
-        self._from_pretrained(GroundingDinoForObjectDetection, AutoProcessor)
+        self._from_pretrained(getattr(transformers, self.model_class), transformers.AutoProcessor)
 
     def detections(self, queries: Sequence[tuple[np.ndarray, str]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per (image, name) query: (scores (n,), boxes (n, 4) clipped to the image) of every box, best first.
@@ -114,6 +118,13 @@ class GroundingDINO(VisionRole):
     def confidence_batch(self, queries: Sequence[tuple[np.ndarray, str]]) -> list[float]:
         """How surely each name is in its image (the detector gate: removed objects must fall, added ones rise)."""
         return [self._best(q[0], found)[0] for q, found in zip(queries, self.detections(queries), strict=True)]
+
+
+class MMGroundingDINO(GroundingDINO):
+    """MM-Grounding-DINO: Grounding DINO retrained in the open by OpenMMLab, its contrastive class head improved and
+    the decoder's parameter sharing removed; Grounding DINO's processor, outputs and thresholds."""
+
+    model_class = "MMGroundingDinoForObjectDetection"
 
 
 def iou(a, b) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import fcntl
+import json
 import os
 import shutil
 import tempfile
@@ -155,19 +156,26 @@ def build_dino(path: Path, sizes: dict = TINY, device: str = "cpu") -> None:
 
 
 def build_grounding(path: Path, sizes: dict = TINY, device: str = "cpu") -> None:
-    from transformers import (
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
-    )
+    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection
+
+    _grounding(path, GroundingDinoConfig, GroundingDinoForObjectDetection, sizes, device)
+
+
+def build_grounding_mm(path: Path, sizes: dict = TINY, device: str = "cpu") -> None:
+    """MM-Grounding-DINO at Grounding DINO's sizes (its tiny is a Swin-T with BERT-base too), the same processor."""
+    from transformers import MMGroundingDinoConfig, MMGroundingDinoForObjectDetection
+
+    _grounding(path, MMGroundingDinoConfig, MMGroundingDinoForObjectDetection, sizes, device)
+
+
+def _grounding(path: Path, config_class, model_class, sizes: dict, device: str) -> None:
+    from transformers import GroundingDinoImageProcessor, GroundingDinoProcessor
 
     _seed()
     tokenizer = bert_tokenizer()
     arch = copy.deepcopy(sizes["grounding"])
     arch["text_config"] = {"vocab_size": len(tokenizer), **arch["text_config"]}
-    config = GroundingDinoConfig(**arch)
-    _made(GroundingDinoForObjectDetection, config, device=device).save_pretrained(path, safe_serialization=True)
+    _made(model_class, config_class(**arch), device=device).save_pretrained(path, safe_serialization=True)
     shortest, longest = sizes["grounding_pixels"]
     images = GroundingDinoImageProcessor(size={"shortest_edge": shortest, "longest_edge": longest})
     GroundingDinoProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(path)
@@ -182,6 +190,33 @@ def build_segmenter(path: Path, sizes: dict = TINY, device: str = "cpu") -> None
     side = sizes["sam_pixels"]
     images = SamImageProcessor(size={"longest_edge": side}, pad_size={"height": side, "width": side})
     SamProcessor(image_processor=images).save_pretrained(path)
+
+
+def build_segmenter_sam2(path: Path, sizes: dict = TINY, device: str = "cpu") -> None:
+    """SAM 2.1, with the processor files Sam2Processor writes (its image processor needs torchvision: written here,
+    read by datagen/models/sam.py's Sam2Pixels, and by transformers where torchvision exists)."""
+    from transformers import Sam2Config, Sam2Model
+
+    _seed()
+    config = Sam2Config(**copy.deepcopy(sizes["sam2"]))
+    _made(Sam2Model, config, device=device).save_pretrained(path, safe_serialization=True)
+    side = sizes["sam2_pixels"]
+    images = {
+        "image_processor_type": "Sam2ImageProcessor",
+        "size": {"height": side, "width": side},
+        "mask_size": {"height": side // 4, "width": side // 4},
+        "resample": 2,
+        "do_resize": True,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": [0.485, 0.456, 0.406],
+        "image_std": [0.229, 0.224, 0.225],
+        "do_convert_rgb": True,
+    }
+    (path / "preprocessor_config.json").write_text(json.dumps(images, indent=2))
+    processor = {"processor_class": "Sam2Processor", "target_size": side, "point_pad_value": -10}
+    (path / "processor_config.json").write_text(json.dumps(processor, indent=2))
 
 
 def _sd_parts(in_channels: int, sizes: dict = TINY, device: str = "cpu"):
@@ -581,7 +616,9 @@ BUILDERS = {
     "clip": build_clip,
     "dino": build_dino,
     "grounding": build_grounding,
+    "grounding_mm": build_grounding_mm,
     "segmenter": build_segmenter,
+    "segmenter_sam2": build_segmenter_sam2,
     "t2i": build_t2i,
     "t2i_xl": build_t2i_xl,
     "inpaint": build_inpaint,
