@@ -161,6 +161,7 @@ COMMON = [
     "pipeline.enforce_filters=false",  # random weights score noise: every score is computed, none rejects
     "pipeline.roles.grounding.args.box_threshold=0.0",  # ... and the best box is taken whatever its score
     "pipeline.roles.grounding.args.text_threshold=0.0",
+    "pipeline.buckets=null",  # one square size: the figures in docs/benchmarks.md time 512x512 batches
 ]
 """Overrides of sd15.yaml on both paths."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from datagen.errors import ConfigError
 
@@ -255,6 +255,10 @@ class ActorSpec(Spec):
     micro-batch."""
 
 
+BUCKET_AREA_TOLERANCE = 0.15
+"""How far a bucket's area may stray from the pixel budget: SDXL's 640x1536 is 6% under 1 MP, a typo is far off."""
+
+
 class PipelineSpec(Spec):
     name: str
     """Pipeline name (the file stem)."""
@@ -263,7 +267,42 @@ class PipelineSpec(Spec):
     description: str
     """What this model stack is for."""
     image_size: int = Field(default=256, ge=32, le=4096, multiple_of=8)
-    """Side of the square images the pipeline produces."""
+    """Side of the square images the pipeline produces; with `buckets`, the side of the square whose area is the
+    pixel budget every bucket holds to (1024: 1 MP)."""
+    bucket_multiple: int = Field(default=8, ge=8, le=512)
+    """What every side of `buckets` is a multiple of, as the models need: 16 for FLUX (8x VAE, 2x2 patches), 64 for
+    Stable Diffusion (8x VAE, three UNet downsamplings)."""
+    buckets: list[tuple[int, int]] | None = None
+    """Aspect-ratio buckets, [width, height] each, so that images keep their shape: an input image is resized and
+    centre-cropped to the bucket nearest its aspect ratio; scenes and text-to-image inputs are drawn in a bucket
+    drawn from the sample's seed (datagen/images.py). Each side a multiple of `bucket_multiple`, each area within
+    BUCKET_AREA_TOLERANCE of image_size². None: one square bucket, image_size x image_size."""
+
+    @field_validator("buckets")
+    @classmethod
+    def _buckets_fit(cls, buckets: list[tuple[int, int]] | None, info: ValidationInfo) -> list[tuple[int, int]] | None:
+        if buckets is None or "image_size" not in info.data or "bucket_multiple" not in info.data:
+            return buckets  # (a bad image_size or bucket_multiple is reported on its own)
+        if not buckets:
+            raise ValueError("give at least one [width, height], or null for image_size squares")
+        budget, multiple = info.data["image_size"] ** 2, info.data["bucket_multiple"]
+        for n, (width, height) in enumerate(buckets):
+            bucket = f"[{width}, {height}]"
+            if width % multiple or height % multiple or min(width, height) < 32:
+                raise ValueError(f"{bucket}: each side must be a multiple of bucket_multiple ({multiple}), >= 32")
+            if abs(width * height / budget - 1) > BUCKET_AREA_TOLERANCE:
+                raise ValueError(
+                    f"{bucket}: {width * height} pixels, more than {BUCKET_AREA_TOLERANCE:.0%} off the pixel budget "
+                    f"image_size² = {budget}; change the bucket or image_size"
+                )
+            if (width, height) in buckets[:n]:
+                raise ValueError(f"{bucket} is listed twice")
+        return buckets
+
+    def bucket_sizes(self) -> list[tuple[int, int]]:
+        """The (width, height) buckets images are made in: `buckets`, or the one image_size square."""
+        return list(self.buckets) if self.buckets else [(self.image_size, self.image_size)]
+
     image_format: Literal["png", "jpg", "webp"] = "png"
     """Codec of input and output images in the tar (masks are always PNG)."""
     image_quality: int = Field(default=95, ge=1, le=100)

@@ -12,7 +12,8 @@ images with no casting. `imagefolder` writes DEST/train/{n:06d}/, the n-th commi
 `load_dataset(DEST)` infers splits from folder names (any folder named like `*-test-*` or `val_*`), so the split is
 a folder `train/` in both formats and no folder is named after a task: a task called `test` must stay in train.
 Both use the column names of the diffusers InstructPix2Pix example trainer (input_image, edit_prompt,
-edited_image) plus ours (mask, task, key, captions, one score_<name> per score, the sample's whole json).
+edited_image) plus ours (mask, task, key, captions, the images' width and height, one score_<name> per score, the
+sample's whole json).
 
 `preference` needs a run made with `pipeline.keep_rejected` (its shards' rejected tars) and writes
 DEST/data/train/{task}-{i:06d}.parquet like hf-parquet: one row per kept sample and each candidate of the same sample
@@ -79,6 +80,7 @@ def score_columns() -> tuple[str, ...]:
 IMAGE_FEATURE = {"_type": "Image"}
 STRING_FEATURE = {"dtype": "string", "_type": "Value"}
 FLOAT_FEATURE = {"dtype": "float64", "_type": "Value"}
+INT_FEATURE = {"dtype": "int32", "_type": "Value"}
 
 
 def _schema(columns: dict[str, tuple[pa.DataType, dict]]) -> pa.Schema:
@@ -115,6 +117,8 @@ def hf_schema() -> pa.Schema:
             "key": string,
             "input_caption": string,
             "output_caption": string,
+            "width": (pa.int32(), INT_FEATURE),
+            "height": (pa.int32(), INT_FEATURE),
             **{column: (pa.float64(), FLOAT_FEATURE) for column in score_columns()},
             "json": string,
         }
@@ -176,6 +180,8 @@ def _row(sample: Sample, images: dict[str, Any], prompt: PromptChoice) -> dict[s
         "key": sample.key,
         "input_caption": sample.meta.get("input_caption", ""),
         "output_caption": sample.meta.get("output_caption", ""),
+        "width": sample.meta.get("width"),  # the pair's bucket; None in runs made before samples recorded it
+        "height": sample.meta.get("height"),
     }
     for column in score_columns():
         value = scores.get(column.removeprefix("score_"))

@@ -1,9 +1,19 @@
-"""Decoding untrusted images into RGB arrays (or a reject reason), fitting them to size, encoding members."""
+"""Decoding untrusted images into RGB arrays (or a reject reason), fitting them to aspect-ratio buckets, encoding
+members.
+
+Buckets are the (width, height) shapes a pipeline makes images in, so that images keep their shape: a pipeline names
+them (`pipeline.buckets`, about `image_size`² pixels each), or its one bucket is the `image_size` square. An input
+image goes to the bucket nearest its aspect ratio (`nearest_bucket`, `fit_to_bucket`); an image the pipeline draws
+itself (a scene, a text-to-image input, a prompt-to-prompt pair) gets a bucket drawn from its sample's seed
+(`draw_bucket`), so a rerun draws the same.
+"""
 
 from __future__ import annotations
 
 import io
+import math
 import warnings
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -12,6 +22,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from datagen.errors import Reject
 
 MIN_SIDE = 16
+Bucket = tuple[int, int]
+"""(width, height) in pixels."""
 
 
 class BadImage(Reject):
@@ -73,16 +85,46 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
 
 
-def fit_square(array: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
-    """Resize the short side to `size` and centre-crop to size x size (nearest for masks)."""
-    height, width = array.shape[:2]
-    scale = size / min(height, width)
-    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    if (new_w, new_h) != (width, height):
+def bucket_list(size: int | Sequence[Sequence[int]]) -> list[Bucket]:
+    """The buckets a source was given: a list of (width, height), or an int for one square of that side."""
+    if isinstance(size, int):
+        return [(size, size)]
+    return [(int(width), int(height)) for width, height in size]
+
+
+def nearest_bucket(width: int, height: int, buckets: Sequence[Bucket]) -> Bucket:
+    """The bucket whose aspect ratio is nearest `width / height`, by the distance of their logarithms (so 2:1 and
+    1:2 are equally far from 1:1); a tie goes to the bucket listed first."""
+    ratio = math.log(width / height)
+    # rounded: log(3/2) and -log(2/3) differ in their last bits, and a tie must stay a tie
+    return min(buckets, key=lambda bucket: round(abs(math.log(bucket[0] / bucket[1]) - ratio), 9))
+
+
+def draw_bucket(seed: int, buckets: Sequence[Bucket]) -> Bucket:
+    """The bucket an image drawn for the sample of `seed` is drawn in: uniform over the buckets, from the seed alone
+    (its own stream: the sample's other draws stay as they were). One bucket draws nothing."""
+    if len(buckets) == 1:
+        return buckets[0]
+    return buckets[int(np.random.default_rng([seed, 0xB0C]).integers(len(buckets)))]
+
+
+def fit_to_bucket(array: np.ndarray, bucket: Bucket, nearest: bool = False) -> np.ndarray:
+    """Resize to cover the (width, height) bucket, keeping the aspect ratio, and centre-crop to it (nearest for
+    masks, so a mask follows its image pixel for pixel)."""
+    width, height = bucket
+    old_h, old_w = array.shape[:2]
+    scale = max(width / old_w, height / old_h)
+    new_w, new_h = max(width, round(old_w * scale)), max(height, round(old_h * scale))
+    if (new_w, new_h) != (old_w, old_h):
         interp = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
         array = cv2.resize(array, (new_w, new_h), interpolation=interp)
-    top, left = (new_h - size) // 2, (new_w - size) // 2
-    return np.ascontiguousarray(array[top : top + size, left : left + size])
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    return np.ascontiguousarray(array[top : top + height, left : left + width])
+
+
+def fit_square(array: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    """Resize the short side to `size` and centre-crop to size x size (nearest for masks)."""
+    return fit_to_bucket(array, (size, size), nearest)
 
 
 def encode(array: np.ndarray, fmt: str, quality: int = 95, png_compression: int = 1) -> bytes:

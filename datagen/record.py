@@ -47,6 +47,10 @@ class EditRecord:
     mask: np.ndarray | None = field(default=None, repr=False)
     """uint8 HxW edit mask (255 = edited); all white for tasks with no region."""
     boxes: list[list[float]] = field(default_factory=list)
+    width: int | None = None
+    """Width of the pair's images in pixels (its bucket); None for a sample that never got an image."""
+    height: int | None = None
+    """Height of the pair's images in pixels."""
     scores: dict[str, float] = field(default_factory=dict)
     status: str = "rejected"
     reason: str = ""
@@ -77,6 +81,8 @@ class EditRecord:
             "output_caption": self.output_caption,
             "objects": self.objects,
             "boxes": self.boxes,
+            "width": self.width,
+            "height": self.height,
             "params": json.dumps(self.params, sort_keys=True),
             "scores": {name: _finite(self.scores.get(name)) for name in sorted(SCORES)},
             "models": json.dumps(self.models, sort_keys=True),
@@ -106,6 +112,8 @@ class EditRecord:
             "objects": list(self.objects),
             "params": json.dumps(self.params, sort_keys=True),
             "boxes": json.dumps(self.boxes),
+            "width": self.width,
+            "height": self.height,
             "models": json.dumps(self.models, sort_keys=True),
             "judge_reasoning": self.judge_reasoning,
             "instruction_rewritten": self.instruction_rewritten,

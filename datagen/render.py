@@ -1,11 +1,12 @@
 """The staged, batched render of one shard.
 
 A shard's instruction records go through in micro-batches (`pipeline.micro_batch` samples), stage by stage: load
-inputs (threads, ahead of time) -> text-to-image (text-only sources) -> the generator's stages (e.g. ground ->
-segment -> generate, each one call of its role for the whole micro-batch) -> score (embedders, detector gate) ->
-gates and ranking -> encode (threads, overlapping the next micro-batch's model work) and write, in order. Every
-item keeps its own seed, so a sample becomes the same pair whatever its batch neighbours. With pipeline.keep_rejected
-the rendered candidates that were not kept are encoded the same way, into the shard's rejected tar.
+inputs (threads, ahead of time) -> text-to-image (text-only sources, each in a bucket drawn from its seed) -> the
+generator's stages (e.g. ground -> segment -> generate, each one call of its role for the whole micro-batch) ->
+score (embedders, detector gate) -> gates and ranking -> encode (threads, overlapping the next micro-batch's model
+work) and write, in order. Every item keeps its own seed, so a sample becomes the same pair whatever its batch
+neighbours. With pipeline.keep_rejected the rendered candidates that were not kept are encoded the same way, into
+the shard's rejected tar.
 
 A micro-batch that fails as a whole (a CUDA out-of-memory error, or one sample breaking a batched call) is halved
 and tried again, down to single samples: an out-of-memory error is counted as `oom_backoff`, and a sample that
@@ -27,6 +28,7 @@ from datagen import filters, generators
 from datagen.config import RunConfig
 from datagen.errors import Reject, is_out_of_memory
 from datagen.generators.base import Sample
+from datagen.images import draw_bucket
 from datagen.record import EditRecord
 from datagen.shards import TarShardWriter
 from datagen.sources import LoadedInput
@@ -151,14 +153,21 @@ class ShardRender:
 
     def _stages(self, live: list[Live]) -> list[list[EditRecord]]:
         drawn = [(record, inputs, text) for record, inputs, text in live if inputs.image is None]
+        buckets = self.config.pipeline.bucket_sizes()
+        for record, inputs, _ in drawn:
+            inputs.bucket = draw_bucket(record.seed, buckets)
         if drawn and not self.draws_input:  # a text-only source: drawn from the source's own caption
             with self.clock.stage("t2i"):
                 images = self.models["t2i"].generate_batch(
                     [text.get("source_caption") or record.input_caption for record, _, text in drawn],
                     [record.seed for record, _, _ in drawn],
+                    [inputs.bucket for _, inputs, _ in drawn],
                 )  # never a writer-rewritten caption
             for (_, inputs, _), image in zip(drawn, images, strict=True):
                 inputs.image = image
+        for record, inputs, _ in live:
+            if inputs.image is not None:  # a sample that gets no candidate still says what it was made at
+                record.height, record.width = inputs.image.shape[:2]
         samples = [Sample(record, inputs, np.random.default_rng([record.seed, 1])) for record, inputs, _ in live]
         outcomes = self.generator.render(samples, self.clock)
         rendered = [o for o in outcomes if not isinstance(o, Exception)]

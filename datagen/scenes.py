@@ -1,7 +1,8 @@
 """Procedural scenes: named textured objects over a textured background, with exact masks, boxes and depth order.
 
 A scene is a small spec drawn from a seed; rendering is a pure function of the spec, so re-rendering it without an
-object gives the exact ground truth of that object's removal.
+object gives the exact ground truth of that object's removal. A scene has any width and height (its bucket); a square
+one of side s is the same scene as it always was.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class SceneObject:
 
 @dataclass
 class Scene:
-    size: int
+    width: int
+    height: int
     background: str
     background_seed: int
     objects: list[SceneObject]
@@ -76,12 +78,12 @@ class Scene:
 
     def render(self, exclude: tuple[str, ...] = ()) -> np.ndarray:
         """RGB uint8 image; fills `masks` with each drawn object's visible pixels."""
-        image = background_texture(self.background, self.size, self.background_seed)
-        owner = np.full((self.size, self.size), -1, np.int16)
+        image = background_texture(self.background, self.width, self.height, self.background_seed)
+        owner = np.full((self.height, self.width), -1, np.int16)
         drawn = [o for o in sorted(self.objects, key=lambda o: o.depth) if o.name not in exclude]
         for index, obj in enumerate(drawn):
-            shape = shape_mask(obj, self.size)
-            texture = object_texture(obj, self.size)
+            shape = shape_mask(obj, self.width, self.height)
+            texture = object_texture(obj, self.width, self.height)
             image[shape] = texture[shape]
             owner[shape] = index
         self.masks = {obj.name: owner == index for index, obj in enumerate(drawn)}
@@ -90,7 +92,7 @@ class Scene:
     def depth(self) -> np.ndarray:
         """float32 HxW in [0, 1], 1 nearest: the floor recedes towards the top, each object a dome at its depth
         rank. Call after render() (uses the visible masks)."""
-        ramp = np.linspace(0.0, 0.25, self.size, dtype=np.float32)[:, None].repeat(self.size, 1)
+        ramp = np.linspace(0.0, 0.25, self.height, dtype=np.float32)[:, None].repeat(self.width, 1)
         depth = ramp.copy()
         for obj in self.objects:
             mask = self.masks.get(obj.name)
@@ -103,7 +105,7 @@ class Scene:
 
     def classes(self) -> np.ndarray:
         """uint8 HxW class map: 0 background, 1 + the index of the object's shape in SHAPES. After render()."""
-        out = np.zeros((self.size, self.size), np.uint8)
+        out = np.zeros((self.height, self.width), np.uint8)
         for obj in self.objects:
             mask = self.masks.get(obj.name)
             if mask is not None:
@@ -142,20 +144,23 @@ def parse_name(name: str) -> tuple[str, str, str] | None:
     return None
 
 
-def make_scene(seed: int, size: int, min_objects: int = 2, max_objects: int = 4) -> Scene:
-    """Draw a scene: distinct shapes (so every name is unambiguous), limited overlap, each object mostly visible."""
+def make_scene(seed: int, width: int, height: int | None = None, min_objects: int = 2, max_objects: int = 4) -> Scene:
+    """Draw a scene of width x height (a square without `height`): distinct shapes (so every name is unambiguous),
+    limited overlap, each object mostly visible. Object sizes follow the short side."""
+    height = width if height is None else height
+    short = min(width, height)
     rng = np.random.default_rng(seed)
     count = int(rng.integers(min_objects, max_objects + 1))
     background = str(rng.choice(list(BACKGROUNDS)))
     shapes = rng.permutation(SHAPES)[:count]
     colors = list(COLORS)
     objects: list[SceneObject] = []
-    occupied = np.zeros((size, size), bool)
+    occupied = np.zeros((height, width), bool)
     for depth_rank, shape in enumerate(shapes):
         for _ in range(50):
-            radius = float(rng.uniform(0.09, 0.2) * size)
+            radius = float(rng.uniform(0.09, 0.2) * short)
             margin = radius + 2
-            center = (float(rng.uniform(margin, size - margin)), float(rng.uniform(margin, size - margin)))
+            center = (float(rng.uniform(margin, width - margin)), float(rng.uniform(margin, height - margin)))
             candidate = SceneObject(
                 name="",
                 shape=str(shape),
@@ -167,7 +172,7 @@ def make_scene(seed: int, size: int, min_objects: int = 2, max_objects: int = 4)
                 depth=(depth_rank + 1) / (count + 1),
                 texture_seed=int(rng.integers(2**31)),
             )
-            mask = shape_mask(candidate, size)
+            mask = shape_mask(candidate, width, height)
             if mask.sum() and (mask & occupied).sum() <= 0.15 * mask.sum():
                 break
         else:
@@ -175,18 +180,22 @@ def make_scene(seed: int, size: int, min_objects: int = 2, max_objects: int = 4)
         candidate.name = object_name(candidate.color, candidate.pattern, candidate.shape)
         occupied |= mask
         objects.append(candidate)
-    scene = Scene(
-        size=size, background=background, background_seed=int(rng.integers(2**31)), objects=objects, seed=seed
+    return Scene(
+        width=width,
+        height=height,
+        background=background,
+        background_seed=int(rng.integers(2**31)),
+        objects=objects,
+        seed=seed,
     )
-    return scene
 
 
 # ------------------------------------------------------------------------------------------ geometry
 
 
-def shape_mask(obj: SceneObject, size: int) -> np.ndarray:
-    """Full (unoccluded) silhouette of an object; no anti-aliasing, so masks are exact."""
-    canvas = np.zeros((size, size), np.uint8)
+def shape_mask(obj: SceneObject, width: int, height: int) -> np.ndarray:
+    """Full (unoccluded) silhouette of an object on a width x height canvas; no anti-aliasing, so masks are exact."""
+    canvas = np.zeros((height, width), np.uint8)
     cx, cy = obj.center
     r = obj.radius
     theta = np.deg2rad(obj.angle)
@@ -217,10 +226,10 @@ def shape_mask(obj: SceneObject, size: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- texture
 
 
-def smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
-    """Value noise in [0, 1]: a small random grid upsampled bicubically."""
+def smooth_noise(rng: np.random.Generator, width: int, height: int, cells: int) -> np.ndarray:
+    """Value noise in [0, 1], height x width: a small random grid upsampled bicubically."""
     grid = rng.random((cells, cells), dtype=np.float32)
-    return np.clip(cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC), 0, 1)
+    return np.clip(cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC), 0, 1)
 
 
 def _tone(base: tuple[int, int, int], amount: np.ndarray) -> np.ndarray:
@@ -228,9 +237,9 @@ def _tone(base: tuple[int, int, int], amount: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(base, np.float32)[None, None, :] * amount[:, :, None], 0, 255).astype(np.uint8)
 
 
-def object_texture(obj: SceneObject, size: int) -> np.ndarray:
+def object_texture(obj: SceneObject, width: int, height: int) -> np.ndarray:
     rng = np.random.default_rng(obj.texture_seed)
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     theta = np.deg2rad(obj.angle)
     u = (xs - obj.center[0]) * np.cos(theta) + (ys - obj.center[1]) * np.sin(theta)
     v = -(xs - obj.center[0]) * np.sin(theta) + (ys - obj.center[1]) * np.cos(theta)
@@ -243,34 +252,35 @@ def object_texture(obj: SceneObject, size: int) -> np.ndarray:
     elif obj.pattern == "checkered":
         amount = np.where((np.floor(u / period) + np.floor(v / period)) % 2 == 0, 1.0, 0.5)
     elif obj.pattern == "wooden":
-        rings = np.sin(np.hypot(u, v * 0.3) / period * 4 + smooth_noise(rng, size, 6) * 6)
+        rings = np.sin(np.hypot(u, v * 0.3) / period * 4 + smooth_noise(rng, width, height, 6) * 6)
         amount = 0.75 + 0.25 * rings
     elif obj.pattern == "marbled":
-        veins = np.abs(np.sin(u / period + smooth_noise(rng, size, 8) * 8))
+        veins = np.abs(np.sin(u / period + smooth_noise(rng, width, height, 8) * 8))
         amount = 0.6 + 0.4 * veins
     else:
-        amount = np.ones((size, size), np.float32)
+        amount = np.ones((height, width), np.float32)
     if obj.shape == "ball":  # a little shading so it reads as a sphere
         dist = np.hypot(xs - obj.center[0] + obj.radius * 0.3, ys - obj.center[1] + obj.radius * 0.3)
         amount = amount * np.clip(1.15 - 0.45 * dist / (obj.radius * 1.3), 0.5, 1.15)
     return _tone(COLORS[obj.color], amount.astype(np.float32))
 
 
-def background_texture(name: str, size: int, seed: int) -> np.ndarray:
+def background_texture(name: str, width: int, height: int, seed: int) -> np.ndarray:
+    """The background of a width x height scene; tiles and checks follow the short side."""
     kind, base = BACKGROUNDS[name]
     rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-    cell = size / float(rng.integers(4, 9))
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    cell = min(width, height) / float(rng.integers(4, 9))
     if kind == "tiles":
         grout = ((xs % cell) < 2) | ((ys % cell) < 2)
-        amount = np.where(grout, 0.6, 0.95 + 0.1 * smooth_noise(rng, size, 16))
+        amount = np.where(grout, 0.6, 0.95 + 0.1 * smooth_noise(rng, width, height, 16))
     elif kind == "stripes":
         amount = np.where((xs // (cell / 2)) % 2 == 0, 1.0, 0.85)
     elif kind == "grain":
-        amount = 0.8 + 0.2 * np.sin(ys / 3 + smooth_noise(rng, size, 5) * 10)
+        amount = 0.8 + 0.2 * np.sin(ys / 3 + smooth_noise(rng, width, height, 5) * 10)
     elif kind == "checks":
         amount = np.where(((xs // cell) + (ys // cell)) % 2 == 0, 1.05, 0.8)
     else:
-        amount = 0.8 + 0.2 * smooth_noise(rng, size, 32) + 0.1 * smooth_noise(rng, size, 8)
-    shade = 1.05 - 0.15 * ys / size  # light from above
+        amount = 0.8 + 0.2 * smooth_noise(rng, width, height, 32) + 0.1 * smooth_noise(rng, width, height, 8)
+    shade = 1.05 - 0.15 * ys / height  # light from above
     return _tone(base, (amount * shade).astype(np.float32))

@@ -54,7 +54,11 @@ class TrainConfig:
     init: str = "tiny:t2i"
     """A diffusers text-to-image checkpoint (model id, folder or tiny:t2i) the editor starts from."""
     resolution: int = 256
-    """Training side: InstructPix2Pix trained at 256 and edits fine at 512."""
+    """Training side: InstructPix2Pix trained at 256 and edits fine at 512. A non-square sample trains at its own
+    aspect ratio with about resolution² pixels (`train_shape`), in batches of one shape."""
+    bucket_multiple: int = 8
+    """Sides of a non-square training shape are multiples of this: 8 keeps whole latents under Stable Diffusion's
+    8x VAE (its UNet takes any latent size); 64 also keeps every UNet downsampling even."""
     batch_size: int = 8
     accumulation: int = 1
     """Gradient accumulation: the effective batch is batch_size x accumulation x world size."""
@@ -394,18 +398,32 @@ def _keep(sample):
     return sample
 
 
-def augment(sample: dict, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same random crop and flip on input and output, resized to `size`; tensors in [-1, 1]."""
+def train_shape(width: int, height: int, resolution: int, multiple: int) -> tuple[int, int]:
+    """The (width, height) a sample of this size trains at: a square one at resolution x resolution, any other at
+    its own aspect ratio with about resolution² pixels, each side a multiple of `multiple` (so a pipeline's
+    aspect-ratio buckets stay apart, and nothing is stretched)."""
+    if width == height:
+        return resolution, resolution
+    scale = resolution / math.sqrt(width * height)
+    return tuple(max(multiple, round(side * scale / multiple) * multiple) for side in (width, height))
+
+
+def augment(sample: dict, shape: tuple[int, int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random crop and flip on input and output, resized to `shape` (width, height); the crop has the
+    shape's aspect ratio, so nothing is stretched; tensors in [-1, 1]."""
     import cv2
 
     rng = np.random.default_rng(seed)
     height, width = sample["input"].shape[:2]
-    side = int(min(height, width) * rng.uniform(0.85, 1.0))
-    y, x = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+    target_w, target_h = shape
+    share = rng.uniform(0.85, 1.0)
+    crop_w = int(min(width, height * target_w / target_h) * share)  # the largest crop of that aspect, shrunk
+    crop_h = int(min(height, width * target_h / target_w) * share)
+    y, x = int(rng.integers(0, height - crop_h + 1)), int(rng.integers(0, width - crop_w + 1))
     flip = bool(rng.random() < 0.5)
     out = []
     for image in (sample["input"], sample["output"]):
-        crop = cv2.resize(image[y : y + side, x : x + side], (size, size), interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(image[y : y + crop_h, x : x + crop_w], shape, interpolation=cv2.INTER_AREA)
         crop = crop[:, ::-1] if flip else crop
         out.append(torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 127.5 - 1.0)
     return out[0], out[1]
@@ -413,16 +431,23 @@ def augment(sample: dict, size: int, seed: int) -> tuple[torch.Tensor, torch.Ten
 
 def batches(config: TrainConfig, urls: list[str], start: int = 0):
     """(step, batch) from `start`; a resumed run skips the batches the interrupted one consumed. Each rank of a
-    data-parallel run (and each worker) reads its own resampled stream."""
+    data-parallel run (and each worker) reads its own resampled stream. Samples wait by training shape
+    (`train_shape`): a batch is the first `batch_size x accumulation` samples of one shape, so mixed aspect ratios
+    train unstretched and, the stream being fixed, the batches of a seed are too."""
     stream = read_samples(config, urls)
     size = config.batch_size * config.accumulation
+    waiting: dict[tuple[int, int], list[dict]] = {}
     step = 0
     while True:
-        chunk = [next(stream) for _ in range(size)]
+        sample = next(stream)
+        height, width = sample["input"].shape[:2]
+        shape = train_shape(width, height, config.resolution, config.bucket_multiple)
+        waiting.setdefault(shape, []).append(sample)
+        if len(waiting[shape]) < size:
+            continue
+        chunk = waiting.pop(shape)
         if step >= start:
-            pairs = [
-                augment(s, config.resolution, zlib.crc32(f"{config.seed}/{step}/{s['key']}".encode())) for s in chunk
-            ]
+            pairs = [augment(s, shape, zlib.crc32(f"{config.seed}/{step}/{s['key']}".encode())) for s in chunk]
             yield (
                 step,
                 {
@@ -654,7 +679,7 @@ def edit_batch(
     if not len(images) == len(instructions) == len(tasks) == len(seeds):
         raise ValueError(f"edit_batch: {len(images)} images, {len(instructions)} instructions, {len(tasks)} tasks "
                          f"and {len(seeds)} seeds; give one of each per item")  # fmt: skip
-    crops = [image[: image.shape[0] // 8 * 8, : image.shape[0] // 8 * 8] for image in images]
+    crops = [image[: image.shape[0] // 8 * 8, : image.shape[1] // 8 * 8] for image in images]
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for k, crop in enumerate(crops):
         by_shape.setdefault(crop.shape, []).append(k)

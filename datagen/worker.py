@@ -109,7 +109,7 @@ class ShardWorker:
     def source(self):
         if self._source is None:
             run = self.config.run
-            self._source = build_source(run.source, self.config.pipeline.image_size, run.input)
+            self._source = build_source(run.source, self.config.pipeline.bucket_sizes(), run.input)
         return self._source
 
     def _check_lease(self) -> None:

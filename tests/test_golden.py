@@ -2,7 +2,9 @@
 
 Recorded on main before the run folder and runner were reorganised (issue 17); recorded again when every record
 gained the `change` score, the judge's scores and reasoning and `instruction_rewritten` (issue 18), after checking
-that apart from those fields (and the judge in `tiny`'s `models`) every tar member and manifest row was the same."""
+that apart from those fields (and the judge in `tiny`'s `models`) every tar member and manifest row was the same; and
+again when every sample recorded its `width` and `height` (issue 19: aspect-ratio buckets), after checking that apart
+from those two fields (json member and manifest columns) every tar member and manifest row was the same."""
 
 from __future__ import annotations
 
@@ -12,40 +14,40 @@ import pytest
 from conftest import run_cli
 
 LOCAL = {
-    "add-000000.parquet": "a407e969f598e0a19a53730a4489398f6d0a0a9d755a8e309d22e2b4f5928c2e",
-    "add-000000.tar": "8cbfef6e68816daec78c3f62a030a09658b9e7acfa72f9a4e76ff41ba24e8473",
-    "background-000000.parquet": "4c49a629260bbd2d887db911e6c3e33a7145d8c1132ca4a703939541c0f81020",
-    "background-000000.tar": "d43b56b8ce8447ba745ab4f0cafc779c08314a7cba3ca278a78f62cf6b8d3d41",
-    "color-000000.parquet": "c1629068079343b67163b989e6db4523ba078e81a6d6dc9efb749af8db381fa3",
-    "color-000000.tar": "3924f1313dcf67acc36e7a6a8d1f22ce31677165f17f749a2ffe575af8d9206f",
-    "depth-000000.parquet": "97fac6987f2674331913d6adcf1893b7b27477343f254e7a359e5aae5ad4c1f3",
-    "depth-000000.tar": "3202671e6d57581f225da7ee7922391c889a611b870a4505869bdd76e057a66e",
-    "detect-000000.parquet": "95f4f6e949b3a51afbbbe136df04e49da471cf4eef761803d31e5102394ded51",
-    "detect-000000.tar": "63f7ec26c41390ccd5ea19fba75b97097973cda9dd138f1d44ccf3b15f2eb362",
-    "global-000000.parquet": "33f1b762ba6340f7fee0775138f5e68d6371bb7f77eb1db2cb3617bf975143f0",
-    "global-000000.tar": "a8c58e03a686a05048e10220813568da06ddf190b5ff23b932c2d0062492e5c2",
-    "local-000000.parquet": "7a1ae0427c83a6ee21a970795750698ddad2bd26bbd7cd681de0de3a1e18c3b9",
-    "local-000000.tar": "5a816d1dadf2ce75f07f156db51f91d80f62523418a14e22fc64309ac786ccb5",
-    "normal-000000.parquet": "41a94b5242519ff539fe136aa3520d0d16a29e85679d8d277408373b2c6d21af",
-    "normal-000000.tar": "7d136f2cd677ed25bc5ebaa68347da92e3a115df2b0f2df859d11440e1371cdd",
-    "remove-000000.parquet": "1c810a6361e39c6f56bb8cdca29d8267458750243c375bfcbf1f5229af321375",
-    "remove-000000.tar": "6afc6d71bed2a2cbbafb9097be30ea66dff4351bebfc2c95014036cf7a01dbc1",
-    "segmap-000000.parquet": "2bde902766190d5bb1720849fba0a1795879df47534bc5918342e07d63aca0bf",
-    "segmap-000000.tar": "76e4ae623d816de87f99ca5c091121b32fadeff3930b896dd11a9bee4aa2c7d8",
-    "segment-000000.parquet": "4d970da5b469fa2b9d03bfee03c00afdb2d038bdaa4e0c13bbe34ea2e990cb6a",
-    "segment-000000.tar": "73cfb88365c4e97a2481868ea7a760b7f5f01623d356f320f5451f48a81fc047",
-    "sketch-000000.parquet": "615b67d947559406c0eda945480adc77b800bcf0771c5058780eb130addb3fe2",
-    "sketch-000000.tar": "841f6431ef7d3a0e861d05476a76dd0225d15f1bb15cded19a61ef630ffdef33",
-    "style-000000.parquet": "26ee4bd2410bbf42b2b6f807b7c52f456e95447d6b60f5ae1ec604a5f5632eb1",
-    "style-000000.tar": "ca583cecd9a5166983c2633d7c69df0a5c70693c96272a149738c74002920bf1",
-    "text-000000.parquet": "a0cda45554cbb539aca8a3010c195ffee8e219accc1c12bce2fcf45e2745afb2",
-    "text-000000.tar": "0ba238c1bd3f74bf256573de3384631decec610717897fd380f566ad00247be3",
-    "texture-000000.parquet": "fe9c9bcf2a798fdf11f0ee8a16cf9b88e2c63b6d0600b3ac6e33c5ed5c9c5216",
-    "texture-000000.tar": "75584bad45f43ac63416d86877c86f1a9042547cc0eae7913e2b8ff8e1f9ee75",
+    "add-000000.parquet": "49f1e84ca2add3ba5c45567a20d67cf4bc92812d829a2786dcd4f2ad414cd6d2",
+    "add-000000.tar": "531d7056b12e141ba649a93147be302b0e93d6a96d2b2ef78db0b19bb618f027",
+    "background-000000.parquet": "d3122b5cb996ebd6f1ea5c89aa7ad5257c8146fe23534929f451eeb1823b18f3",
+    "background-000000.tar": "2ad44b52292c421848d0112126f363c856594991918d3aa3454b5d2d3e204f65",
+    "color-000000.parquet": "321675cd969219cce7472505ecf69ebfe168bfe0dce74300c7ac7791393539e7",
+    "color-000000.tar": "48a64245725a54c23321c89d664d6dad9e76a534269dfecb12963bc3373b9ef8",
+    "depth-000000.parquet": "60056dcfe04497c36cc397c26a1432acc12571da71f95f5fc261484edebadd4a",
+    "depth-000000.tar": "f5914f23d04a8ab777dc1a7cbd5d0b097b586f89f94348bf53769744877acc9a",
+    "detect-000000.parquet": "b7b8a0bc9d13ca2d6cfbc4c5dc47b6e43afa2657e6ce75ee32240b4f0b8a9abf",
+    "detect-000000.tar": "3eb85f077f31ff7a0121ed3ca5fe1c7d8482f595f313541fcd388dc586976530",
+    "global-000000.parquet": "65888dc6b76f693f49dcaf4f52b1083beb1840a18829a00ff76ea4cb3ee27f95",
+    "global-000000.tar": "6ae703a18ce2658951033e30aab01625461fef6188092fe50d804863c85d2dec",
+    "local-000000.parquet": "81405fe5eb4022d069821be3847111ba07ee80bdabe2391ae4c041b3b0d83371",
+    "local-000000.tar": "4ad70b72b97ca7e066d513c196c35e0475b2117559228bc538572d903089f00e",
+    "normal-000000.parquet": "c3222ba12dc8e843a3e786a2c7e1dcfd1a3c44405f300e8d626f7b38a26c5051",
+    "normal-000000.tar": "64e91245e3b3486030c9f04b9c5ad56f68c5c379074a79a65ba8a1f6b85ab93c",
+    "remove-000000.parquet": "57dd2149ca4ac98787b57b7d5864991ed4b35c4f8cfe1c7513a82a16b19687cd",
+    "remove-000000.tar": "43ffdd2e2ab997b65e7f9ae57e7805101fd97bfba45111579ac86bf97647fc49",
+    "segmap-000000.parquet": "c8fc158c0e19be7cb4ebfe7b44eb149e871e7430394a82dce0c2b25073c87819",
+    "segmap-000000.tar": "72e741a99ba7fa28bf6fea222d5fa56506530444a87218344f0a5437ca6599c6",
+    "segment-000000.parquet": "96f2451e12df51bf390b5d087d2bee91536211ae52813caa45fedda8f709a648",
+    "segment-000000.tar": "dd3a7753d82c805e2d3a7d2686f8ed342d9cbb21228939e10df6bc1902591709",
+    "sketch-000000.parquet": "5d9c1e32e88f1f293db374437df1e43afacf9d62363d0b6c0725f21e150d0134",
+    "sketch-000000.tar": "748ea11422affcf5296b3c02265f4d5da2bc77ef1a0466e36f1f4f149b8b333d",
+    "style-000000.parquet": "ff56a45887a5dc86d126e5e124cc43e332596c4020bfdfa1f8e8ff39d36ca4d7",
+    "style-000000.tar": "69eeb082c839d3d31f95c36745ff9291a26a56dbec9cbad18f0e6cc7b37e7359",
+    "text-000000.parquet": "296d0c3a361892d754f1767c4947314299446d4752d056d8c5d829ffd4a76782",
+    "text-000000.tar": "b504f3b9a4a059ececed9b9fba792fd606e2b3bfd6ab34a743f901f2acffa36c",
+    "texture-000000.parquet": "746e18d22b0d7c3b5509330ebf244344f6c8fd873b70c85ce975f88cad47865d",
+    "texture-000000.tar": "a9928f42840b194b72311dfee84a1c1174176f740570af878224bce81204728b",
 }
 TINY = {
-    "remove-000000.parquet": "f7b9c25375eedee7db07f2b1a335196f426198581a089e92b8d71438a6e7e6df",
-    "remove-000000.tar": "8e562e005ed19a8f2799385176bb3f5101cea754c8bd0c2371504585ef150b5b",
+    "remove-000000.parquet": "4c46117d2e37838fcf3dc1967a3d6fb050fbdd4a08bd53f27027af43c2996cf2",
+    "remove-000000.tar": "9217bb5d543c0a6edca005d2cf85cadb62d568382fb532eafb51d3e26666dabb",
 }
 
 

@@ -17,7 +17,7 @@ def test_masks_are_exact_and_match_objects(seed):
     union = np.zeros((128, 128), bool)
     for obj in scene.objects:
         mask = scene.masks[obj.name]
-        assert mask.sum() > 0.5 * shape_mask(obj, 128).sum(), "objects stay mostly visible"
+        assert mask.sum() > 0.5 * shape_mask(obj, 128, 128).sum(), "objects stay mostly visible"
         assert not (mask & union).any(), "instance masks are disjoint"
         union |= mask
         x0, y0, x1, y1 = scene.box(obj.name)
@@ -28,7 +28,7 @@ def test_masks_are_exact_and_match_objects(seed):
         changed = (without != image).any(axis=2)
         assert not (changed & ~mask).any(), "re-rendering without the object touches only its mask"
         assert changed[mask].mean() > 0.5
-    background = background_texture(scene.background, 128, scene.background_seed)
+    background = background_texture(scene.background, 128, 128, scene.background_seed)
     assert (image[~union] == background[~union]).all(), "pixels outside every mask are background"
 
 

@@ -116,6 +116,8 @@ def candidate(
         output_image=after,
         mask=mask,
         boxes=boxes or [],
+        width=before.shape[1],
+        height=before.shape[0],
         scores=pixel_scores(before, after, region, mask),
     )
 

@@ -173,5 +173,7 @@ class GroundedInpaint:
             output_image=image if add else removed,
             mask=mask,
             boxes=plan["boxes"],
+            width=image.shape[1],
+            height=image.shape[0],
             scores=pixel_scores(image, removed, plan["object_mask"], mask, plan["truth"]),  # the removal either way
         )

@@ -3,10 +3,10 @@ the cross-attention injection fraction drawn per candidate from a range, the bes
 filters).
 
 `inversion: never` generates the pair: input from the input caption, output from the output caption, in one
-paired run (the source's own image is not used). `inversion: auto` edits the source's image itself: DDIM inversion
-under the input caption, then plug-and-play (decoder features and self-attention of the inverted branch injected)
-towards the output caption (SD 1.5 and SDXL families; a pipeline without its own prompt encoder falls back to
-generated pairs, and the record's `method` says which ran).
+paired run (the source's own image is not used), in a bucket drawn from the sample's seed. `inversion: auto` edits
+the source's image itself: DDIM inversion under the input caption, then plug-and-play (decoder features and
+self-attention of the inverted branch injected) towards the output caption (SD 1.5 and SDXL families; a pipeline
+without its own prompt encoder falls back to generated pairs, and the record's `method` says which ran).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class PromptToPrompt(PerSample):
                 )
             else:
                 before, after = self.t2i.prompt_to_prompt(
-                    record.input_caption, record.output_caption, seed=seed, **edit
+                    record.input_caption, record.output_caption, seed=seed, size=inputs.bucket, **edit
                 )
             params = {
                 "method": "plug_and_play" if invert else "prompt_to_prompt",

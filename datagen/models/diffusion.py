@@ -68,20 +68,25 @@ class _Diffusion(Counted):
 class DiffusionText2Image(_Diffusion):
     pipeline_class = "AutoPipelineForText2Image"
 
-    def generate(self, prompt: str, seed: int) -> np.ndarray:
-        return self.generate_batch([prompt], [seed])[0]
+    def generate(self, prompt: str, seed: int, size: tuple[int, int] | None = None) -> np.ndarray:
+        return self.generate_batch([prompt], [seed], None if size is None else [size])[0]
 
-    def generate_batch(self, prompts: list[str], seeds: list[int]) -> list[np.ndarray]:
-        """One image per (prompt, seed), `batch_size` per pipeline call; each item's noise comes from its own seeded
-        generator, so an image never depends on its batch neighbours."""
+    def generate_batch(
+        self, prompts: list[str], seeds: list[int], sizes: list[tuple[int, int]] | None = None
+    ) -> list[np.ndarray]:
+        """One image per (prompt, seed), of its (width, height) in `sizes` (default: the pipeline's image_size
+        square); items of one size go through the pipeline together, `batch_size` per call, each item's noise from
+        its own seeded generator, so an image never depends on its batch neighbours."""
+        sizes = sizes or [(self.size, self.size)] * len(prompts)
         out: list = [None] * len(prompts)
-        for chunk in chunked([None] * len(prompts), self.spec.batch_size):
+        for chunk in chunked(sizes, self.spec.batch_size):
+            width, height = sizes[chunk[0]]
             self.counted(len(chunk))
             result = self.pipe(
                 prompt=[prompts[i] for i in chunk],
                 negative_prompt=[self.negative] * len(chunk) if self.negative else None,
-                height=self.size,
-                width=self.size,
+                height=height,
+                width=width,
                 num_inference_steps=self.steps,
                 guidance_scale=self.guidance,
                 generator=[seeded_generator(seeds[i]) for i in chunk],
@@ -91,9 +96,12 @@ class DiffusionText2Image(_Diffusion):
                 out[index] = image
         return out
 
-    def prompt_to_prompt(self, source: str, target: str, seed: int, **edit) -> tuple[np.ndarray, np.ndarray]:
-        """(source image, target image) drawn together with prompt-to-prompt attention control (datagen/models/p2p.py);
-        `edit`: cross_fraction, self_fraction, reweight, mask, local_fraction."""
+    def prompt_to_prompt(
+        self, source: str, target: str, seed: int, size: tuple[int, int] | None = None, **edit
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(source image, target image) drawn together with prompt-to-prompt attention control (datagen/models/p2p.py)
+        at `size` (width, height; default the image_size square); `edit`: cross_fraction, self_fraction, reweight,
+        mask, local_fraction."""
         from datagen.models.p2p import prompt_to_prompt
 
         before, after, _ = prompt_to_prompt(
@@ -101,7 +109,7 @@ class DiffusionText2Image(_Diffusion):
             source,
             target,
             seed=seed,
-            size=self.size,
+            size=size or (self.size, self.size),
             steps=self.steps,
             guidance=self.guidance,
             negative=self.negative,
@@ -125,7 +133,7 @@ class DiffusionText2Image(_Diffusion):
             source,
             target,
             seed=seed,
-            size=image.shape[0],
+            size=(image.shape[1], image.shape[0]),
             steps=self.steps,
             guidance=self.guidance,
             negative=self.negative,

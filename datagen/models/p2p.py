@@ -131,7 +131,7 @@ def prompt_to_prompt(
     target: str,
     *,
     seed: int,
-    size: int,
+    size: int | tuple[int, int],
     steps: int,
     guidance: float,
     cross_fraction: float,
@@ -145,9 +145,9 @@ def prompt_to_prompt(
 ) -> tuple[np.ndarray, np.ndarray, AttentionEdit]:
     """(source image, target image, the edit's record) as RGB uint8, from one paired denoising run.
 
-    mask: bool HxW where the target may differ (grounded editing); None edits the whole image. start: the initial
-    latent (1, C, h, w) — an inverted real image — instead of seeded noise. feature_fraction: for that share of
-    the steps the target's decoder features are the source's (plug-and-play).
+    size: a side, or (width, height). mask: bool HxW where the target may differ (grounded editing); None edits the
+    whole image. start: the initial latent (1, C, h, w) — an inverted real image — instead of seeded noise.
+    feature_fraction: for that share of the steps the target's decoder features are the source's (plug-and-play).
     """
     mapper, alphas, mode = token_map(pipe, source, target)
     changed = set(_token_ids(pipe, target)) - set(_token_ids(pipe, source))
@@ -167,9 +167,10 @@ def prompt_to_prompt(
     original = dict(unet.attn_processors)
     unet.set_attn_processor({name: P2PAttnProcessor(edit) for name in original})
     scale = pipe.vae_scale_factor
+    width, height = (size, size) if isinstance(size, int) else size
     if start is None:
         generator = torch.Generator(device="cpu").manual_seed(seed % 2**63)
-        start = torch.randn((1, unet.config.in_channels, size // scale, size // scale), generator=generator)
+        start = torch.randn((1, unet.config.in_channels, height // scale, width // scale), generator=generator)
     latents = start.repeat(2, 1, 1, 1).to(unet.device, unet.dtype)
     hook = None
     if feature_fraction > 0:
@@ -203,8 +204,8 @@ def prompt_to_prompt(
             prompt=[source, target],
             negative_prompt=[negative, negative] if negative else None,
             latents=latents,
-            height=size,
-            width=size,
+            height=height,
+            width=width,
             num_inference_steps=steps,
             guidance_scale=guidance,
             output_type="np",
@@ -224,16 +225,16 @@ def can_invert(pipe) -> bool:
     return hasattr(pipe, "encode_prompt")
 
 
-def _condition(pipe, prompt: str, size: int) -> dict:
+def _condition(pipe, prompt: str, height: int, width: int) -> dict:
     """The UNet's text conditioning for one prompt, without classifier-free guidance (SDXL adds pooled text and
-    its six size/crop ids)."""
+    its six size/crop ids: original height and width, crop top and left, target height and width)."""
     device = pipe.unet.device
     if getattr(pipe, "text_encoder_2", None) is None:
         return {"encoder_hidden_states": pipe.encode_prompt(prompt, device, 1, False)[0]}
     embeddings, _, pooled, _ = pipe.encode_prompt(
         prompt=prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
     )
-    time_ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=embeddings.dtype, device=device)
+    time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=embeddings.dtype, device=device)
     return {"encoder_hidden_states": embeddings, "added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids}}
 
 
@@ -245,7 +246,7 @@ def ddim_invert(pipe, image: np.ndarray, prompt: str, steps: int) -> torch.Tenso
     pixels = torch.from_numpy(image.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
     with torch.inference_mode():
         latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean * vae.config.scaling_factor
-        condition = _condition(pipe, prompt, image.shape[0])
+        condition = _condition(pipe, prompt, *image.shape[:2])
         inverse = DDIMInverseScheduler.from_config(pipe.scheduler.config)
         inverse.set_timesteps(steps, device=unet.device)
         for t in inverse.timesteps:

@@ -39,13 +39,19 @@ class Writer(Role, Protocol):
 class TextToImage(Role, Protocol):
     """t2i: the inputs of text-only sources (render.py), the pairs of prompt-to-prompt (generators/)."""
 
-    def generate_batch(self, prompts: list[str], seeds: list[int]) -> list[np.ndarray]: ...
+    def generate_batch(
+        self, prompts: list[str], seeds: list[int], sizes: list[tuple[int, int]] | None = None
+    ) -> list[np.ndarray]:
+        """One image per prompt and seed, each of its (width, height) in `sizes` (default: the pipeline's square)."""
 
     def can_invert(self) -> bool:
         """Whether `plug_and_play` can edit a given image (DDIM inversion needs the pipeline's own text encoder)."""
 
-    def prompt_to_prompt(self, source: str, target: str, seed: int, **edit: float) -> tuple[np.ndarray, np.ndarray]:
-        """(image of `source`, image of `target`) from one paired run with the attention edit."""
+    def prompt_to_prompt(
+        self, source: str, target: str, seed: int, size: tuple[int, int] | None = None, **edit: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(image of `source`, image of `target`) of (width, height) `size` from one paired run with the attention
+        edit."""
 
     def plug_and_play(self, image: np.ndarray, source: str, target: str, seed: int, **edit: float) -> np.ndarray:
         """`image` (described by `source`) edited towards `target`."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from datagen.errors import ConfigError
 from datagen.report.page import render_page, script_json
 from datagen.report.plots import duration, plot_kept, plot_reasons, plot_scores, plot_throughput
-from datagen.report.tally import STATUSES, RunTally, gallery_entries, thumbnails
+from datagen.report.tally import SIZE_COLUMNS, STATUSES, RunTally, gallery_entries, thumbnails
 
 if TYPE_CHECKING:
     from datagen.storage import Folder
@@ -42,7 +42,8 @@ def build_report(
     tally.warnings += run.failures()
     with Progress(len(shards), "report: manifests", unit="shard", enabled=progress) as bar:
         for index, shard in enumerate(shards):
-            tally.add(index, shard, run.manifest(shard.name, ROW_COLUMNS + tuple(f"score_{n}" for n in tally.scores)))
+            columns = (*ROW_COLUMNS, *SIZE_COLUMNS, *(f"score_{n}" for n in tally.scores))
+            tally.add(index, shard, run.manifest(shard.name, columns))
             bar.update(1)
     entries = gallery_entries(run, shards, tally.sample(), tally.scores)
     files = thumbnails(run, entries, tally.warnings, {s.name for s in shards if s.keeps_rejected})
@@ -52,7 +53,7 @@ def build_report(
     tasks = {task: t.as_dict() for task, t in sorted(tally.tasks.items())}
     counted = ("shards", "samples", "kept", "rejected", "errors", "candidates", "tar_bytes", "seconds")
     total: dict[str, Any] = {name: sum(t[name] for t in tasks.values()) for name in counted}
-    for name in ("reasons", "candidate_reasons", "statuses"):
+    for name in ("reasons", "candidate_reasons", "statuses", "sizes"):
         total[name] = dict(sum((Counter(t[name]) for t in tasks.values()), Counter()))
     runs = record["runs"]
     configs = {task: (runs.get(task) or {}).get("config") or {} for task in tasks}

@@ -47,6 +47,7 @@ def _share(part: int, whole: int) -> str:
 
 
 def _reasons_text(reasons: dict[str, int], limit: int = 3) -> str:
+    """The commonest names of a count (reasons, image sizes) and how many of each."""
     top = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
     text = " · ".join(f"{reason} {n:,}" for reason, n in top[:limit])
     return text + (f" · +{len(top) - limit} more" if len(top) > limit else "")
@@ -54,7 +55,7 @@ def _reasons_text(reasons: dict[str, int], limit: int = 3) -> str:
 
 def _task_table(tasks: dict[str, dict], total: dict) -> str:
     head = ("task", "shards", "attempted", "kept", "kept %", "rejected", "errors", "candidates", "tar", "render time",
-            "top reject reasons")  # fmt: skip
+            "top reject reasons", "kept sizes")  # fmt: skip
     rows = []
     for task, t in [*sorted(tasks.items()), ("all", total)]:
         rows.append(
@@ -63,7 +64,7 @@ def _task_table(tasks: dict[str, dict], total: dict) -> str:
             + _share(t["kept"], t["samples"])
             + "".join(_count(task, name, t[name]) for name in ("rejected", "errors", "candidates"))
             + f'<td class="num">{_bytes(t["tar_bytes"])}</td><td class="num">{duration(t["seconds"])}</td>'
-            + f"<td>{_e(_reasons_text(t['reasons']))}</td></tr>"
+            + f"<td>{_e(_reasons_text(t['reasons']))}</td><td>{_e(_reasons_text(t['sizes']))}</td></tr>"
         )
     return _table(head, rows, "tasks")
 

@@ -24,9 +24,11 @@ CATEGORIES = ("kept", "outranked", "rejected")
 """Histogram bars: kept; passed every gate but lost the ranking to a sibling candidate; rejected or error."""
 FINE_BINS = 2000  # accumulation bins over a score's whole range; plots merge them over the occupied span
 THUMB_PX = 128
+SIZE_COLUMNS = ("width", "height")
+"""The manifest columns of a sample's image size (absent in runs made before samples recorded it)."""
 ENTRY_COLUMNS = (
     "detail", "instruction", "input_caption", "output_caption", "objects", "params", "judge_reasoning",
-    "instruction_rewritten",
+    "instruction_rewritten", *SIZE_COLUMNS,
 )  # fmt: skip
 """A gallery entry's manifest columns beyond those every reader reads (datagen/shards/reader.py: ROW_COLUMNS)."""
 
@@ -51,6 +53,8 @@ class TaskTally:
     """Score -> int array (len(CATEGORIES), FINE_BINS) over the score's range."""
     extremes: dict[str, list[float]] = field(default_factory=dict)
     """Score -> [lowest, highest] value seen: exact, where the bins are not."""
+    sizes: Counter = field(default_factory=Counter)
+    """Kept samples per image size, "WxH": how a run with aspect-ratio buckets filled them."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +69,7 @@ class TaskTally:
             "reasons": dict(sorted(self.reasons.items())),
             "candidate_reasons": dict(sorted(self.candidate_reasons.items())),
             "statuses": dict(sorted(self.statuses.items())),
+            "sizes": dict(sorted(self.sizes.items())),
         }
 
 
@@ -123,6 +128,13 @@ class RunTally:
                 f"{shard.name}: stats say {stats.get('kept')} kept of {stats.get('candidates')} candidates, the "
                 f"manifest has {len(kept_keys)} of {len(keys)} (run `datagen verify`)"
             )
+
+        if "width" in table.column_names:
+            for task, status, width, height in zip(
+                tasks, statuses, table["width"].to_pylist(), table["height"].to_pylist(), strict=True
+            ):
+                if status == "kept" and width and height:
+                    self.tasks[task].sizes[f"{width}x{height}"] += 1
 
         status_array = np.asarray(statuses, dtype=object)
         category = np.full(len(keys), 2, dtype=np.int64)

@@ -60,6 +60,8 @@ MANIFEST_SCHEMA = pa.schema(
         ("objects", pa.list_(pa.string())),
         ("params", pa.string()),
         ("boxes", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
         ("models", pa.string()),
         ("judge_reasoning", pa.string()),
         ("instruction_rewritten", pa.string()),

@@ -13,6 +13,7 @@ Text-only sources (captions, topics) give no image: the render phase generates i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from datagen.errors import ConfigError
@@ -58,8 +59,9 @@ __all__ = [
 Source = SceneSource | ImageFolderSource | CaptionFileSource | TopicSource | ShardSource
 
 
-def build_source(kind: str, size: int, input_dir: str | None) -> Source:
-    """The source of this kind; `input_dir` is the --input path (folder, file or tar)."""
+def build_source(kind: str, size: int | Sequence[tuple[int, int]], input_dir: str | None) -> Source:
+    """The source of this kind; `size` the (width, height) buckets its images are made in (an int: one square,
+    datagen/images.py), `input_dir` the --input path (folder, file or tar)."""
     if kind == "scene":
         return SceneSource(size)
     if kind == "images":

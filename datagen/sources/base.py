@@ -100,6 +100,9 @@ class LoadedInput:
     found: dict[str, float] | None = None
     """Object name -> a detector's confidence that it is in `image`, when a generator located the objects with one:
     the detector gate reuses it instead of running the detector on this image again."""
+    bucket: tuple[int, int] | None = None
+    """(width, height) to draw the image in, where the pipeline draws it (text-only sources, prompt-to-prompt's
+    pairs): the render sets it from the sample's seed (datagen/images.py)."""
 
     def ground_truth(self, removed: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         """(exact image with these objects removed, mask of the objects still in it), where the source can

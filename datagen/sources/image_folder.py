@@ -1,9 +1,11 @@
-"""Image folders: every image under a folder, with an optional JSON sidecar naming its objects (boxes or masks)."""
+"""Image folders: every image under a folder, with an optional JSON sidecar naming its objects (boxes or masks);
+each image fitted to its nearest bucket, its objects' masks with it."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +18,15 @@ from datagen.sources.base import IMAGE_SUFFIXES, BadSource, LoadedInput, SourceI
 class ImageFolderSource:
     """Images under a folder, sorted by path. `photo.jpg` may have `photo.json`:
     {"caption": "...", "objects": [{"name": "red mug", "box": [x0, y0, x1, y1]} | {"name": ..., "mask": "m.png"}]}
-    in the original image's pixel coordinates.
+    in the original image's pixel coordinates. `size`: the (width, height) buckets an image is fitted to, the one
+    nearest its aspect ratio (an int: one square bucket of that side).
     """
 
     kind = "images"
 
-    def __init__(self, root: str, size: int):
+    def __init__(self, root: str, size: int | Sequence[tuple[int, int]]):
         self.root = Path(root)
-        self.size = size
+        self.buckets = images.bucket_list(size)
         self._files: list[str] | None = None
 
     @property
@@ -80,11 +83,12 @@ class ImageFolderSource:
             raise images.BadImage("unreadable", str(e)) from None
         original = images.decode_image(data, max_pixels)
         height, width = original.shape[:2]
+        bucket = images.nearest_bucket(width, height, self.buckets)
         masks = {}
-        for obj in self._sidecar(rel).get("objects", []):
+        for obj in self._sidecar(rel).get("objects", []):  # boxes and masks are in the original's pixels
             mask = self._object_mask(obj, height, width)
-            masks[obj["name"].strip()] = images.fit_square(mask.astype(np.uint8), self.size, nearest=True) > 0
-        return LoadedInput(image=images.fit_square(original, self.size), masks=masks)
+            masks[obj["name"].strip()] = images.fit_to_bucket(mask.astype(np.uint8), bucket, nearest=True) > 0
+        return LoadedInput(image=images.fit_to_bucket(original, bucket), masks=masks)
 
     def _object_mask(self, obj: dict[str, Any], height: int, width: int) -> np.ndarray:
         mask = np.zeros((height, width), bool)

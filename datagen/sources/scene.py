@@ -1,19 +1,24 @@
-"""Procedural scenes: one seed, one scene with its caption, exact object masks and ground truth."""
+"""Procedural scenes: one seed, one scene with its caption, exact object masks and ground truth, drawn in a bucket
+chosen from the seed."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from datagen import scenes
+from datagen.images import bucket_list, draw_bucket
 from datagen.sources.base import LoadedInput, SourceItem
 
 
 class SceneSource:
+    """`size`: the (width, height) buckets a scene may be drawn in, one drawn per seed (an int: one square)."""
+
     kind = "scene"
 
-    def __init__(self, size: int):
-        self.size = size
+    def __init__(self, size: int | Sequence[tuple[int, int]]):
+        self.buckets = bucket_list(size)
 
     def __len__(self) -> int:
         """Procedural: as many scenes as there are seeds."""
@@ -22,8 +27,12 @@ class SceneSource:
     def ref(self, seed: int, index: int) -> dict[str, Any]:
         return {"kind": self.kind, "seed": seed}
 
+    def scene(self, ref: dict[str, Any]) -> scenes.Scene:
+        seed = int(ref["seed"])
+        return scenes.make_scene(seed, *draw_bucket(seed, self.buckets))
+
     def item(self, ref: dict[str, Any]) -> SourceItem:
-        scene = scenes.make_scene(int(ref["seed"]), self.size)
+        scene = self.scene(ref)
         return SourceItem(
             ref=ref,
             caption=scene.caption(),
@@ -32,6 +41,6 @@ class SceneSource:
         )
 
     def load(self, ref: dict[str, Any], max_pixels: int) -> LoadedInput:
-        scene = scenes.make_scene(int(ref["seed"]), self.size)
+        scene = self.scene(ref)
         image = scene.render()
         return LoadedInput(image=image, masks=dict(scene.masks), scene=scene)

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,15 +74,16 @@ def _image_ext(exts: dict[str, tuple[int, int]]) -> str | None:
 class ShardSource:
     """WebDataset tar shards (a folder of .tar files, sorted by path, or one .tar): members grouped by key, each
     sample an image (KEY.jpg, KEY.png, ...) with a caption in KEY.txt or KEY.json {"caption": ..., "objects": [names
-    or {"name": ...}]}. The tars are indexed once; members are read in place by offset, never extracted."""
+    or {"name": ...}]}. The tars are indexed once; members are read in place by offset, never extracted. Each image
+    is fitted to the bucket (`size`: (width, height) buckets, or an int for one square) nearest its aspect ratio."""
 
     kind = "shards"
 
-    def __init__(self, input: str, size: int):
+    def __init__(self, input: str, size: int | Sequence[tuple[int, int]]):
         path = Path(input)
         self.root = path if path.is_dir() else path.parent
         self.single = None if path.is_dir() else path.name
-        self.size = size
+        self.buckets = images.bucket_list(size)
         self._tars: dict[str, _TarIndex] | None = None
         self._order: list[_TarIndex] = []
         self._starts: list[int] = []
@@ -176,4 +178,5 @@ class ShardSource:
         ext = _image_ext(exts)
         offset, size = exts[ext]
         image = images.decode_image(self._read(ref, ext, offset, size), max_pixels)
-        return LoadedInput(image=images.fit_square(image, self.size))
+        height, width = image.shape[:2]
+        return LoadedInput(image=images.fit_to_bucket(image, images.nearest_bucket(width, height, self.buckets)))

@@ -107,7 +107,8 @@
     const text = node("div", "text");
     const head = node("div", "head");
     head.append(node("span", "badge", entry.status), node("span", "task", entry.task),
-      node("span", "key", entry.key + " · candidate " + entry.candidate));
+      node("span", "key", entry.key + " · candidate " + entry.candidate
+        + (entry.width ? " · " + entry.width + "×" + entry.height : "")));
     text.append(head, node("div", "instruction", entry.instruction || "(no instruction)"),
       caption("input", entry.input_caption), caption("output", entry.output_caption));
     if (entry.objects.length) text.append(caption("objects", entry.objects.join(", ")));
