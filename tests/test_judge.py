@@ -12,7 +12,6 @@ import jsonschema
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_cli
 
 from datagen.config import FilterSpec, RoleSpec, TaskSpec, find_config, known, read_yaml, validate
 from datagen.filters import gate, pixel_scores
@@ -22,11 +21,19 @@ from datagen.models.options import JudgeOptions
 JUDGE_COLUMNS = ("score_judge_following", "score_judge_preservation", "score_judge_quality", "score_judge_overall")
 
 
+def generate(out: Path, n: int, overrides: tuple[str, ...] = ()) -> None:
+    """A tiny remove run in this process: its vLLM engines (writer, judge) are the process's, started once."""
+    from datagen.resolve import load_run
+    from datagen.runner import execute
+
+    config = load_run("remove", "tiny", out=str(out), n=n, overrides=list(overrides))
+    assert not execute(config, "generate", workers=0, progress=False).failed
+
+
 @pytest.fixture(scope="module")
 def judged_run(tiny_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("judged") / "run"
-    run_cli("generate", "--task", "remove", "--pipeline", "tiny", "--n", "8", "--out", str(out), "--workers", "0",
-            "--no-progress")  # fmt: skip
+    generate(out, 8)
     return out
 
 
@@ -53,8 +60,7 @@ def test_every_candidate_carries_the_judges_verdict(judged_run):
 
 def test_a_cut_off_answer_rejects_its_candidate_and_nothing_crashes(tiny_dir, tmp_path):
     out = tmp_path / "run"
-    run_cli("generate", "--task", "remove", "--pipeline", "tiny", "--n", "4", "--out", str(out), "--workers", "0",
-            "--no-progress", "--set", "pipeline.roles.judge.args.max_tokens=16")  # fmt: skip
+    generate(out, 4, ("pipeline.roles.judge.args.max_tokens=16",))
     rows = pq.read_table(out / "shards" / "remove-000000.parquet").to_pylist()
     assert {r["reason"] for r in rows} == {"judge_truncated"} and {r["status"] for r in rows} == {"rejected"}
     assert all(r["score_judge_overall"] is None for r in rows)

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli
 from PIL import Image
 
 from datagen.errors import ConfigError
@@ -30,8 +29,11 @@ VLM = ["--set", "pipeline.roles.llm.model=tiny:vlm", "--set", "pipeline.roles.ll
 
 
 def test_the_writer_sees_the_image_of_an_image_source(tiny_dir, photos, tmp_path):
-    run_cli("write", "--task", "remove", "--pipeline", "tiny", "--n", "4", "--source", "images", "--input",
-            str(photos), "--out", str(tmp_path), "--workers", "0", "--no-progress", *VLM)  # fmt: skip
+    from datagen.runner import execute
+
+    config = load_run("remove", "tiny", out=str(tmp_path), n=4, source="images", input=str(photos),
+                      overrides=VLM[1::2])  # fmt: skip
+    assert not execute(config, "write", workers=0, progress=False).failed  # this process's engine, started once
     lines = [json.loads(line) for line in (tmp_path / "texts" / "remove-000000.jsonl").read_text().splitlines()]
     assert len(lines) == 4
     for line in lines:
