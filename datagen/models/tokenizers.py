@@ -87,27 +87,10 @@ def llama_tokenizer():
     Every token is whole ASCII characters, so whatever a random model samples decodes to valid text (with all 256
     bytes in the vocabulary it samples broken UTF-8 sequences, which the grammar and Python count differently).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from datagen.config import config_root
-
     corpus = [" ".join(WORDS), '{"instruction": "", "output_caption": "", "objects": []}']
-    for path in sorted((config_root() / "prompts").glob("*.yaml")):
-        corpus.extend(path.read_text(encoding="utf-8").splitlines())
-    corpus = [line.encode("ascii", "ignore").decode() for line in corpus]
-    printable = [chr(b) for b in range(0x21, 0x7F)] + ["\u0120"]  # byte-level symbols of ASCII; U+0120 is space
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512,
-        special_tokens=["<unk>", "<s>", "</s>"],
-        initial_alphabet=printable,
-        limit_alphabet=len(printable),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    tokenizer = _ascii_bpe(corpus, "*.yaml", ["\u0120"], 512, ["<unk>", "<s>", "</s>"])
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token="<s>",
@@ -128,8 +111,6 @@ VLM_CHAT_TEMPLATE = (
 
 
 VLM_TOKENS = ["<fake_token_around_image>", "<image>", "<global-img>"]
-
-
 VLM_TOKENS += [f"<row_{row}_col_{col}>" for row in range(1, 7) for col in range(1, 7)]
 """The special tokens Idefics3's processor writes around and for each image."""
 
@@ -137,29 +118,12 @@ VLM_TOKENS += [f"<row_{row}_col_{col}>" for row in range(1, 7) for col in range(
 def vlm_tokenizer():
     """Byte-level BPE over printable ASCII (see llama_tokenizer), trained on the prompt files (the judge's rubrics
     included) and the judge's answer keys, with Idefics3's image tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-
-    from datagen.config import config_root
 
     corpus = [" ".join(WORDS), '{"reasoning": "", "following": 0, "preservation": 0, "quality": 0, "overall": 0}']
     corpus.append('{"instruction_rewritten": "", "instruction": "", "output_caption": "", "objects": []}')
-    for path in sorted((config_root() / "prompts").rglob("*.yaml")):
-        corpus.extend(path.read_text(encoding="utf-8").splitlines())
-    corpus = [line.encode("ascii", "ignore").decode() for line in corpus]
-    printable = [chr(b) for b in range(0x21, 0x7F)] + ["\u0120", "\u010a"]  # ASCII, space and newline as bytes
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
     special = ["<unk>", "<|begin_of_text|>", "<|end_of_text|>", "<end_of_utterance>", *VLM_TOKENS]
-    trainer = trainers.BpeTrainer(
-        vocab_size=768,
-        special_tokens=special,
-        initial_alphabet=printable,
-        limit_alphabet=len(printable),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    tokenizer = _ascii_bpe(corpus, "**/*.yaml", ["\u0120", "\u010a"], 768, special)  # space and newline as bytes
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token="<|begin_of_text|>",
@@ -170,3 +134,29 @@ def vlm_tokenizer():
         chat_template=VLM_CHAT_TEMPLATE,
         model_max_length=4096,
     )
+
+
+def _ascii_bpe(corpus: list[str], prompts: str, spaces: list[str], vocab_size: int, special: list[str]):
+    """A byte-level BPE over printable ASCII (plus the byte symbols `spaces`), trained on `corpus` and the lines of
+    the prompt files matching `prompts`; non-ASCII characters are dropped from the training text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from datagen.config import config_root
+
+    corpus = list(corpus)
+    for path in sorted((config_root() / "prompts").glob(prompts)):
+        corpus.extend(path.read_text(encoding="utf-8").splitlines())
+    corpus = [line.encode("ascii", "ignore").decode() for line in corpus]
+    alphabet = [chr(b) for b in range(0x21, 0x7F)] + spaces  # byte-level symbols of ASCII; U+0120 is space
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special,
+        initial_alphabet=alphabet,
+        limit_alphabet=len(alphabet),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    return tokenizer
