@@ -1,10 +1,11 @@
 """Run folders on any filesystem: a local path, or an fsspec URL (`s3://bucket/run`, `gs://...`, `memory://...`).
 
-The commit protocol (DESIGN.md) needs one guarantee from storage: a file appears under its final name whole or not
-at all. Locally that is a hidden temporary, flushed, fsynced and renamed (then the folder fsynced). Object stores have
-no rename but publish an object only when its upload completes (one PUT, or a multipart upload completed on close),
-so there the final object is written directly and an interrupted upload is aborted. Either way the `.stats.json`
-marker is written last, so a shard whose marker exists is complete, and one without it is redone.
+The commit protocol (README.md, section "Output format", **Commit protocol**) needs one guarantee from storage: a
+file appears under its final name whole or not at all. Locally that is a hidden temporary, flushed, fsynced and renamed
+(then the folder fsynced). Object stores have no rename but publish an object only when its upload completes (one PUT,
+or a multipart upload completed on close), so there the final object is written directly and an interrupted upload is
+aborted. Either way the `.stats.json` marker is written last, so a shard whose marker exists is complete, and one
+without it is redone.
 
 Credentials and endpoints come from the filesystem's own configuration: for S3 the usual `AWS_*` variables or
 `~/.aws` (`AWS_ENDPOINT_URL` for a MinIO or other S3-compatible server).
