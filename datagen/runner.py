@@ -75,11 +75,13 @@ def execute_all(
     ray_address: str | None = None,
     workers: int | None = None,
     progress: bool = True,
+    allow_version_change: bool = False,
 ) -> list[Summary]:
     """Run `phase` over every shard not yet committed, for one task or a mixture sharing OUT: 'write', 'render',
     or 'generate' (every task's shards written, then every task's shards rendered, each phase on its own actors,
-    which every task shares: the LLM's GPUs are free before the image models load). One summary per task."""
-    start_run(configs)
+    which every task shares: the LLM's GPUs are free before the image models load). One summary per task.
+    A resume under other versions of the libraries that decide the bytes stops unless `allow_version_change`."""
+    start_run(configs, allow_version_change)
     out = configs[0].run.out
     with Lease.acquire(out, holder=" ".join(["datagen", *sys.argv[1:]])) as lease:  # one live writer per OUT
         if lease.took_over and progress:
@@ -215,6 +217,12 @@ def flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local one)")
     parser.add_argument("--workers", type=int, help="worker actors (default: one per CPU); 0 runs inline without Ray")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--allow-version-change",
+        action="store_true",
+        help="resume a run started under other versions of torch, diffusers, transformers, vLLM, OpenCV, Pillow or "
+        "numpy (without it such a resume stops and names them); the shards committed after it say so in their stats",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -224,7 +232,12 @@ def run(args: argparse.Namespace) -> int:
     configs = configs_from_flags(args)
     require(configs[0].pipeline, args.command, set().union(*(roles_used(c, args.command) for c in configs)))
     summaries = execute_all(
-        configs, args.command, ray_address=args.ray_address, workers=args.workers, progress=not args.no_progress
+        configs,
+        args.command,
+        ray_address=args.ray_address,
+        workers=args.workers,
+        progress=not args.no_progress,
+        allow_version_change=args.allow_version_change,
     )
     failed = False
     for config, summary in zip(configs, summaries, strict=True):

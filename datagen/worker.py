@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import time
 import traceback
 from collections import Counter
 from typing import Any
 
-from datagen import generators, models, shards
+from datagen import models, shards
 from datagen.config import RunConfig
+from datagen.environment import library_versions, version_changes
 from datagen.errors import ConfigError, Reject
 from datagen.lease import LeaseLost, check_held
 from datagen.record import sample_key, sample_seed
+from datagen.resolve import roles_used
+from datagen.shards.run import recorded_versions
 from datagen.render import ShardRender
 from datagen.sources import BadSource, build_source, check_text
 from datagen.writer import WriterReject
@@ -35,11 +39,8 @@ class ModelLoadError(RuntimeError):
 class ModelSet:
     """The pipeline's role adapters, each built and loaded on first use, then kept for every later shard."""
 
-    def __init__(self, config: RunConfig, shared: dict[str, Any] | None = None, lease: str | None = None):
+    def __init__(self, config: RunConfig, shared: dict[str, Any] | None = None):
         self.config = config
-        self.lease = lease
-        """The token of the driver's lease on OUT (datagen/lease.py): checked before this worker clears leftovers or
-        commits, so a worker whose driver is gone (killed, taken over) never writes beside the new writer."""
         self._built: dict[str, Any] = {}
         self._shared = shared if shared is not None else {}
         """Adapters of roles that do not depend on the task (every role but the LLM's agent), shared by the tasks
@@ -112,20 +113,23 @@ class ShardWorker:
             self._source = build_source(run.source, self.config.pipeline.bucket_sizes(), run.input)
         return self._source
 
+    @functools.cached_property
+    def version_note(self) -> dict[str, Any]:
+        """{'version_change': {library: [recorded, current]}} when this worker's libraries that decide the bytes are
+        not those run.json recorded (a resume with --allow-version-change), else {}: every shard's stats carry it."""
+        changes = version_changes(recorded_versions(self.config.run.out), library_versions())
+        return {"version_change": changes} if changes else {}
+
     def _check_lease(self) -> None:
         if self.lease is not None:
             check_held(self.config.run.out, self.lease)
 
     def load(self, phase: str) -> None:
-        """Build and load every model `phase` needs now, so a model that cannot load (missing, corrupt, too big
-        for the memory) fails the worker at its start instead of failing each of its shards in turn."""
-        if phase == "write":
-            self.models["llm"]
-            return
-        spec = self.config.generator
-        roles = generators.roles(generators.get(spec.kind), spec.args)
-        for role in (*roles, "clip", "dino", "classifier"):
-            self.models.get(role)
+        """Build and load every model `phase` needs now (resolve.roles_used: the judge, text-to-image and the
+        detector gate included), so a model that cannot load (missing, corrupt, too big for the memory) fails the
+        worker once, at its start, instead of failing each of its shards in turn."""
+        for role in roles_used(self.config, phase):
+            self.models[role]
 
     def run(self, phase: str, shard: int) -> dict[str, Any]:
         """Run one phase of one shard, never raising: {'ok': True, 'stats': ...} or {'ok': False, 'error': ...}."""
@@ -223,6 +227,7 @@ class ShardWorker:
             "config": self.config.fingerprint(),
             "seconds": round(time.perf_counter() - started, 3),
             "committed": shards.now(),
+            **self.version_note,
         }
         self._check_lease()
         shards.write_stats(paths, stats)
@@ -288,6 +293,7 @@ class ShardWorker:
             **render.stats(),
             "seconds": round(time.perf_counter() - started, 3),
             "committed": shards.now(),
+            **self.version_note,
         }
         self._check_lease()
         shards.write_stats(paths, stats)

@@ -13,6 +13,7 @@ from typing import Any
 
 from datagen import __version__
 from datagen.config import RunConfig
+from datagen.environment import library_versions, version_changes
 from datagen.errors import ConfigError
 from datagen.shards.layout import STATS, now, phase_folder, shard_name
 from datagen.shards.reader import RunFolder
@@ -20,15 +21,41 @@ from datagen.storage import Folder
 
 
 def versions() -> dict[str, str]:
+    """What run.json records of the environment: Python, datagen, the libraries that decide the bytes
+    (environment.BYTE_LIBRARIES, which a resume checks) and the ones that read and write the shards."""
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"python": sys.version.split()[0], "datagen": __version__}
-    for name in ("numpy", "opencv-python-headless", "pillow", "pyarrow", "ray", "webdataset", "torch"):
+    for name in ("pyarrow", "ray", "webdataset"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
             pass
-    return found
+    return {**found, **library_versions()}
+
+
+def recorded_versions(out: str) -> dict[str, str]:
+    """The versions OUT/run.json recorded when the run started ({} for a run folder without one)."""
+    folder = Folder(out)
+    return RunFolder(folder).record().get("versions", {}) if folder.exists("run.json") else {}
+
+
+def check_versions(out: Folder, allow_change: bool) -> None:
+    """A resume under other versions of the libraries that decide the bytes stops and names them, unless the user
+    allows it: then run.json notes the change, and every shard committed from now on says so in its stats."""
+    record = RunFolder(out).record()
+    changes = version_changes(record.get("versions", {}), library_versions())
+    if not changes:
+        return
+    said = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changes.items())
+    if not allow_change:
+        raise ConfigError(
+            f"{out} was started under other versions of the libraries that decide its bytes ({said}); resuming "
+            f"would mix shards made by both. `make install` restores the locked versions (requirements/*.lock), or "
+            f"pass --allow-version-change to go on (the shards committed from now on say so in their stats)."
+        )
+    record.setdefault("version_changes", []).append({"at": now(), "changes": changes})
+    out.write_atomic("run.json", json.dumps(record, indent=1, sort_keys=True).encode())
 
 
 def _fingerprint_view(data: dict) -> dict:
@@ -37,8 +64,9 @@ def _fingerprint_view(data: dict) -> dict:
     return view
 
 
-def start_run(configs: list[RunConfig]) -> None:
-    """Write OUT/run.json for these tasks (one, or a mixture), or check that an existing one plans the same run."""
+def start_run(configs: list[RunConfig], allow_version_change: bool = False) -> None:
+    """Write OUT/run.json for these tasks (one, or a mixture), or check that an existing one plans the same run
+    under the same versions of the libraries that decide its bytes (see check_versions)."""
     out = Folder(configs[0].run.out)
     out.makedirs()
     resolved = {c.task.name: c.model_dump(mode="json", by_alias=True) for c in configs}
@@ -57,6 +85,7 @@ def start_run(configs: list[RunConfig]) -> None:
                 f"{out} holds a run with a different configuration ({'; '.join(diffs[:5])}); resuming would mix "
                 f"two runs. Use another --out, or the original settings."
             )
+        check_versions(out, allow_version_change)
         return
     record = {
         "runs": {c.task.name: {"config": resolved[c.task.name], "fingerprint": c.fingerprint()} for c in configs},
