@@ -30,6 +30,7 @@ from datagen.errors import Reject, is_out_of_memory
 from datagen.generators.base import Sample
 from datagen.images import draw_bucket
 from datagen.record import EditRecord
+from datagen.resolve import roles_used
 from datagen.shards import TarShardWriter
 from datagen.sources import LoadedInput
 from datagen.stages import StageClock
@@ -46,8 +47,8 @@ class ShardRender:
         spec = config.generator
         self.generator = generators.build(spec.kind, spec.args, models)
         self.draws_input = bool(getattr(self.generator, "draws_input", False))
-        scoring = [role for role in ("clip", "dino", "classifier", "judge") if role in models]
-        self.used = {role: models[role].model_id for role in (*self.generator.roles, *scoring)}
+        self.used = {role: models[role].model_id for role in _recorded(config, models)}
+        """Role -> model id of every model that made or scored a candidate: each record's `models`."""
         self.clock = StageClock(models.built)
         self.micro_batches = 0
         self.oom_backoff = 0
@@ -262,3 +263,18 @@ def prefetched(items: Iterable, load: Callable, ahead: int, pool: Executor | Non
         while window:
             first, future = window.popleft()
             yield first, future.result
+
+
+def _recorded(config: RunConfig, models) -> list[str]:
+    """The roles a record names: those of resolve.roles_used that make or score candidates (text-to-image made only
+    the input), grounding only where it is a generator role or scores presence (the detector gate)."""
+    named = []
+    for role, why in roles_used(config, "render").items():
+        if why == "input" or (why == "score" and role == "grounding" and not _scores_presence(models[role])):
+            continue
+        named.append(role)
+    return named
+
+
+def _scores_presence(grounding) -> bool:
+    return bool(getattr(grounding, "scores_presence", False))

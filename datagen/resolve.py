@@ -188,17 +188,29 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
     check_source(run.source, run.input, n=run.n, repeat=run.repeat)
 
 
-def roles_used(config: RunConfig, phase: str) -> set[str]:
-    """The roles a phase of this run loads: write the LLM; render the generator's, the scoring models the
-    pipeline has (the judge among them), and text-to-image for text-only sources."""
-    if phase == "write":
-        return {"llm"}
-    spec = config.generator
-    used = set(generators.roles(generators.get(spec.kind), spec.args))
-    used |= {"clip", "dino", "grounding", "classifier", "judge"} & set(config.pipeline.roles)
-    if config.run.source in ("captions", "topics"):
-        used.add("t2i")
-    return used | ({"llm"} if phase == "generate" else set())
+SCORING_ROLES = ("clip", "dino", "classifier", "judge", "grounding")
+"""Roles that score every rendered candidate where the pipeline has them (grounding: the detector gate, with a backend
+that scores presence)."""
+
+
+def roles_used(config: RunConfig, phase: str) -> dict[str, str]:
+    """The one list of the models a phase of this run loads, role -> why: write, the LLM; render, the generator's
+    roles, every scoring model the pipeline has (the judge and the detector gate among them), and text-to-image for
+    text-only sources; generate, both. Workers load all of them at start (datagen/worker.py), preflight checks them,
+    and a record names those that made or scored it."""
+    used: dict[str, str] = {}
+    if phase in ("write", "generate"):
+        used["llm"] = "writer"
+    if phase in ("render", "generate"):
+        spec = config.generator
+        for role in generators.roles(generators.get(spec.kind), spec.args):
+            used.setdefault(role, "generator")
+        for role in SCORING_ROLES:
+            if role in config.pipeline.roles:
+                used.setdefault(role, "score")
+        if config.run.source in ("captions", "topics"):
+            used.setdefault("t2i", "input")
+    return used
 
 
 # ------------------------------------------------------------------------ runs and tasks from the command line

@@ -86,6 +86,27 @@ def test_a_worker_whose_model_cannot_load_fails_its_shards_after_bounded_restart
     assert not verify(str(out)).problems
 
 
+def test_a_judge_whose_weights_are_missing_stops_the_worker_at_its_start(tmp_path, tiny_dir):
+    """The judge loads with the rest when the worker starts (resolve.roles_used names it), not inside the first
+    shard: a judge that cannot load stops the worker once, with the load error, before it takes a shard."""
+    from datagen.distribute import run_inline
+    from datagen.models import tiny
+    from datagen.resolve import load_run, roles_used
+
+    broken = tmp_path / "judge"
+    shutil.copytree(tiny.resolve("tiny:vlm"), broken)
+    (broken / "model.safetensors").unlink()  # weights missing, config and tokenizer there
+    config = load_run("color", "tiny", out=str(tmp_path / "run"), n=4, shard_size=2,
+                      overrides=[f"pipeline.roles.judge.model={broken}"])  # fmt: skip
+    assert roles_used(config, "render")["judge"] == "score"
+    results = []
+    run_inline([config], "render", [("color", 0), ("color", 1)], lambda *call, **kw: results.append(call) or True)
+    assert [(item, attempts) for item, _, attempts in results] == [(("color", 0), 0), (("color", 1), 0)]
+    error = results[0][1]["error"]
+    assert error.startswith(f"worker could not start: ModelLoadError: the judge model {str(broken)!r} (vllm)")
+    assert not (tmp_path / "run" / "shards").exists()  # no shard was begun
+
+
 # ------------------------------------------------------------------------------------------- node loss
 
 
