@@ -21,11 +21,15 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from datagen.measure import machine, table
+
+if TYPE_CHECKING:
+    from datagen.record import EditRecord
+    from datagen.storage import Folder
 
 # ------------------------------------------------------------------------------------------------ helpers
 
@@ -47,12 +51,14 @@ def _settle() -> None:
 # ------------------------------------------------------------------------------------------------- writer
 
 
-def synthetic_samples(count: int, size: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Decoded samples that compress like photos do: smooth gradients, shapes, sensor-like noise; an edited region
-    and its mask."""
+def synthetic_records(count: int, size: int, seed: int = 0) -> list[EditRecord]:
+    """Kept records whose images compress like photos do: smooth gradients, shapes, sensor-like noise; an edited
+    region and its mask."""
+    from datagen.record import EditRecord
+
     rng = np.random.default_rng(seed)
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    samples = []
+    records = []
     for i in range(count):
         base = np.stack([xs * 200 + 30, ys * 180 + 40, (xs + ys) * 90 + 50], 2)
         for _ in range(4):
@@ -64,165 +70,192 @@ def synthetic_samples(count: int, size: int, seed: int = 0) -> list[dict[str, An
         mask[y0 : y0 + size // 3, x0 : x0 + size // 3] = 255
         output = image.copy()
         output[mask > 0] = np.clip(output[mask > 0].astype(np.int16) // 2 + 60, 0, 255).astype(np.uint8)
-        text = {"key": f"bench_000000_{i:05d}", "instruction": "Remove the red mug", "scores": {"clip_dir": 0.25}}
-        samples.append({"key": text["key"], "input": image, "output": output, "mask": mask, "text": text})
-    return samples
+        records.append(
+            EditRecord(key=f"bench_000000_{i:05d}", task="bench", shard=0, index=i, seed=0, source={},
+                       instruction="Remove the red mug", input_image=image, output_image=output, mask=mask,
+                       width=size, height=size, scores={"clip_dir": 0.25}, status="kept")
+        )  # fmt: skip
+    return records
 
 
-def _members(sample: dict[str, Any], fmt: str, level: int) -> dict[str, bytes]:
+def shard_members(folder: Folder, records: list[EditRecord]) -> list[tuple[str, dict[str, bytes]]]:
+    """(key, members) of each record as the shard writer encodes them (its own `encode`, PNG at level 3): the bytes
+    every already-encoded contender writes."""
+    from datagen.shards import TarShardWriter
+
+    writer = TarShardWriter(folder, "members.tar", "png", 95, 3)
+    try:
+        return [(record.key, writer.encode(record)) for record in records]
+    finally:
+        writer.abort()
+
+
+def write_ours(folder: Folder, name: str, encoded: list[tuple[str, dict[str, bytes]]]) -> None:
+    """Our already-encoded contender: the shard writer framing, hashing, fsyncing and renaming those members."""
+    from datagen.shards import TarShardWriter
+
+    writer = TarShardWriter(folder, name, "png", 95, 3)
+    for key, members in encoded:
+        writer.add_members(key, members)
+    writer.commit()
+
+
+def _write_tarwriter(path: Path, encoded: list[tuple[str, dict[str, bytes]]], fsync: bool) -> None:
+    import webdataset as wds
+
+    with open(path, "wb") as stream:
+        sink = wds.TarWriter(stream)
+        for key, members in encoded:
+            sink.write({"__key__": key, **members})
+        sink.close()
+        if fsync:
+            stream.flush()
+            os.fsync(stream.fileno())
+
+
+def _raw_copy(source: Path, target: Path) -> None:
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+        dst.flush()
+        os.fsync(dst.fileno())
+
+
+def _time_encoded(
+    folder: Folder, encoded: list[tuple[str, dict[str, bytes]]], repeats: int
+) -> tuple[dict[str, dict[str, float]], int, float]:
+    """Ours, TarWriter (with and without fsync) and a raw copy of our tar, interleaved `repeats` times, on the same
+    encoded members: a row of seconds, MB/s and samples/s each; the tar's size; and sha256's time over it."""
+    root = Path(folder.path)
+    write_ours(folder, "ours.tar", encoded)
+    (root / "ours.tar").rename(root / "source.tar")  # the raw copy's source, held in the page cache
+    total = (root / "source.tar").stat().st_size
+    runs = {
+        "ours": functools.partial(write_ours, folder, "ours.tar", encoded),
+        "TarWriter": functools.partial(_write_tarwriter, root / "wds.tar", encoded, False),
+        "TarWriter+fsync": functools.partial(_write_tarwriter, root / "wds.tar", encoded, True),
+        "raw copy": functools.partial(_raw_copy, root / "source.tar", root / "copy.tar"),
+    }
+    outputs = {"ours": "ours.tar", "TarWriter": "wds.tar", "TarWriter+fsync": "wds.tar", "raw copy": "copy.tar"}
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):  # interleaved, so a noisy neighbour hits every contender alike
+        for name, fn in runs.items():
+            (root / outputs[name]).unlink(missing_ok=True)  # each writes a new file: no old one to free
+            _settle()
+            seconds[name].append(_median_time(fn, 1))
+    source = (root / "source.tar").read_bytes()
+    sha_seconds = _median_time(functools.partial(hashlib.sha256, source), repeats)  # ours hashes every byte
+    del source
+    rows = {
+        name: {
+            "seconds": statistics.median(t),
+            "mb_s": total / 1e6 / statistics.median(t),
+            "samples_s": len(encoded) / statistics.median(t),
+        }
+        for name, t in seconds.items()
+    }
+    return rows, total, sha_seconds
+
+
+def _time_decoded(folder: Folder, records: list[EditRecord], repeats: int) -> dict[str, dict[str, float]]:
+    """Ours and TarWriter from decoded arrays, each with its own encoders (ours: the shard's codec; TarWriter: PIL
+    PNG): samples/s and bytes per sample."""
+    import webdataset as wds
+
+    from datagen.shards import TarShardWriter
+
+    root = Path(folder.path)
+
+    def ours() -> None:
+        writer = TarShardWriter(folder, "ours-decoded.tar", "png", 95, 3)
+        for record in records:
+            writer.add(record)
+        writer.commit()
+
+    def tarwriter() -> None:
+        with wds.TarWriter(str(root / "wds-decoded.tar")) as sink:
+            for record in records:
+                sink.write(
+                    {
+                        "__key__": record.key,
+                        "input.png": record.input_image,
+                        "output.png": record.output_image,
+                        "mask.png": record.mask,
+                        "json": record.text_fields(),
+                        "txt": record.instruction,
+                    }
+                )
+
+    decoded = {}
+    for name, fn, path in (("ours", ours, "ours-decoded.tar"), ("TarWriter", tarwriter, "wds-decoded.tar")):
+        t = _median_time(fn, max(1, repeats // 2))
+        size = (root / path).stat().st_size
+        decoded[name] = {"seconds": t, "samples_s": len(records) / t, "bytes_per_sample": size / len(records)}
+    return decoded
+
+
+CODECS = [("png", 0), ("png", 1), ("png", 3), ("png", 6), ("png", 9), ("jpg", 95), ("webp", 95)]
+"""(format, PNG level or JPEG/WebP quality) of the codec table."""
+
+
+def _codec_costs(records: list[EditRecord]) -> list[dict[str, Any]]:
+    """Milliseconds and KiB per input image for each of CODECS (datagen/images.py's `encode`), and PIL's default PNG
+    (what TarWriter uses)."""
+    import io
+
+    from PIL import Image
+
     from datagen.images import encode
 
-    return {
-        f"input.{fmt}": encode(sample["input"], fmt, 95, level),
-        f"output.{fmt}": encode(sample["output"], fmt, 95, level),
-        "mask.png": encode(sample["mask"], "png", png_compression=level),
-        "json": json.dumps(sample["text"], sort_keys=True).encode(),
-        "txt": sample["text"]["instruction"].encode(),
-    }
+    codecs = []
+    for fmt, level in CODECS:
+        t0 = time.perf_counter()
+        sizes = [
+            len(encode(r.input_image, fmt, level if fmt != "png" else 95, level if fmt == "png" else 3))
+            for r in records
+        ]
+        ms = (time.perf_counter() - t0) * 1000 / len(records)
+        label = f"{fmt} level {level}" if fmt == "png" else f"{fmt} quality {level}"
+        codecs.append({"codec": label, "ms_per_image": ms, "kib_per_image": statistics.mean(sizes) / 1024})
+    t0 = time.perf_counter()
+    for r in records:
+        Image.fromarray(r.input_image).save(io.BytesIO(), "PNG")
+    ms = (time.perf_counter() - t0) * 1000 / len(records)
+    codecs.append({"codec": "png (PIL default, TarWriter's)", "ms_per_image": ms, "kib_per_image": None})
+    return codecs
 
 
 def bench_writer(samples: int = 200, size: int = 512, repeats: int = 5, where: str | None = None) -> dict[str, Any]:
     """Ours (tar framing, sha256, fsync, atomic rename) vs webdataset.TarWriter vs a raw copy of the same bytes,
     on already-encoded samples; then from decoded arrays, where the codec decides; then the codec table."""
-    import webdataset as wds
-
-    from datagen.images import encode
-    from datagen.shards import TarShardWriter
     from datagen.storage import Folder
 
     root = Path(tempfile.mkdtemp(prefix="datagen-bench-", dir=where))
     try:
-        data = synthetic_samples(samples, size)
-        encoded = [(s["key"], _members(s, "png", 3)) for s in data]
         folder = Folder(root)
-
-        def ours() -> None:
-            writer = TarShardWriter(folder, "ours.tar", "png", 95, 3)
-            for key, members in encoded:
-                writer.add_members(key, members)
-            writer.commit()
-
-        def tarwriter(fsync: bool) -> None:
-            with open(root / "wds.tar", "wb") as stream:
-                sink = wds.TarWriter(stream)
-                for key, members in encoded:
-                    sink.write({"__key__": key, **members})
-                sink.close()
-                if fsync:
-                    stream.flush()
-                    os.fsync(stream.fileno())
-
-        def raw_copy() -> None:
-            with open(root / "source.tar", "rb") as src, open(root / "copy.tar", "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-                dst.flush()
-                os.fsync(dst.fileno())
-
-        ours()
-        (root / "ours.tar").rename(root / "source.tar")  # the raw copy's source, held in the page cache
-        total = (root / "source.tar").stat().st_size
-        runs = {"ours": ours, "TarWriter": lambda: tarwriter(False), "TarWriter+fsync": lambda: tarwriter(True)}
-        runs["raw copy"] = raw_copy
-        outputs = {"ours": "ours.tar", "TarWriter": "wds.tar", "TarWriter+fsync": "wds.tar", "raw copy": "copy.tar"}
-        seconds = {name: [] for name in runs}
-        for _ in range(repeats):  # interleaved, so a noisy neighbour hits every contender alike
-            for name, fn in runs.items():
-                (root / outputs[name]).unlink(missing_ok=True)  # each writes a new file: no old one to free
-                _settle()
-                seconds[name].append(_median_time(fn, 1))
-        source = (root / "source.tar").read_bytes()
-        sha_seconds = _median_time(functools.partial(hashlib.sha256, source), repeats)  # ours hashes every byte
-        del source
-        encoded_rows = {
-            name: {
-                "seconds": statistics.median(t),
-                "mb_s": total / 1e6 / statistics.median(t),
-                "samples_s": samples / statistics.median(t),
-            }
-            for name, t in seconds.items()
-        }
-
-        def ours_decoded() -> None:
-            from datagen.record import EditRecord
-
-            writer = TarShardWriter(folder, "ours-decoded.tar", "png", 95, 3)
-            for s in data:
-                record = EditRecord(
-                    key=s["key"],
-                    task="bench",
-                    shard=0,
-                    index=0,
-                    seed=0,
-                    source={},
-                    instruction=s["text"]["instruction"],
-                    input_image=s["input"],
-                    output_image=s["output"],
-                    mask=s["mask"],
-                )
-                writer.add(record)
-            writer.commit()
-
-        def tarwriter_decoded() -> None:  # its own encoders: numpy arrays -> PIL PNG
-            with wds.TarWriter(str(root / "wds-decoded.tar")) as sink:
-                for s in data:
-                    sink.write(
-                        {
-                            "__key__": s["key"],
-                            "input.png": s["input"],
-                            "output.png": s["output"],
-                            "mask.png": s["mask"],
-                            "json": s["text"],
-                            "txt": s["text"]["instruction"],
-                        }
-                    )
-
-        decoded = {}
-        for name, fn in (("ours", ours_decoded), ("TarWriter", tarwriter_decoded)):
-            t = _median_time(fn, max(1, repeats // 2))
-            path = root / ("ours-decoded.tar" if name == "ours" else "wds-decoded.tar")
-            decoded[name] = {"seconds": t, "samples_s": samples / t, "bytes_per_sample": path.stat().st_size / samples}
-
-        codecs = []
-        probe = data[: min(20, samples)]
-        for fmt, level in [("png", 0), ("png", 1), ("png", 3), ("png", 6), ("png", 9), ("jpg", 95), ("webp", 95)]:
-            t0 = time.perf_counter()
-            sizes = [
-                len(encode(s["input"], fmt, level if fmt != "png" else 95, level if fmt == "png" else 3))
-                for s in probe
-            ]
-            ms = (time.perf_counter() - t0) * 1000 / len(probe)
-            label = f"{fmt} level {level}" if fmt == "png" else f"{fmt} quality {level}"
-            codecs.append({"codec": label, "ms_per_image": ms, "kib_per_image": statistics.mean(sizes) / 1024})
-        from PIL import Image
-
-        t0 = time.perf_counter()
-        for s in probe:
-            buffer = __import__("io").BytesIO()
-            Image.fromarray(s["input"]).save(buffer, "PNG")
-        ms = (time.perf_counter() - t0) * 1000 / len(probe)
-        codecs.append({"codec": "png (PIL default, TarWriter's)", "ms_per_image": ms, "kib_per_image": None})
+        records = synthetic_records(samples, size)
+        encoded, total, sha_seconds = _time_encoded(folder, shard_members(folder, records), repeats)
+        decoded = _time_decoded(folder, records, repeats)
+        codecs = _codec_costs(records[: min(20, samples)])
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    ratio_tw = encoded_rows["ours"]["mb_s"] / encoded_rows["TarWriter"]["mb_s"]
-    ratio_raw = encoded_rows["ours"]["mb_s"] / encoded_rows["raw copy"]["mb_s"]
-    sha_ratio = total / 1e6 / sha_seconds / encoded_rows["raw copy"]["mb_s"]
+    raw_mb_s, sha_mb_s = encoded["raw copy"]["mb_s"], total / 1e6 / sha_seconds
     return {
         "bench": "writer",
         "samples": samples,
         "size": size,
         "repeats": repeats,
         "tar_mb": total / 1e6,
-        "encoded": encoded_rows,
+        "encoded": encoded,
         "decoded": decoded,
         "codecs": codecs,
         "ratios": {
-            "ours_vs_tarwriter": ratio_tw,
-            "ours_vs_raw_copy": ratio_raw,
-            "ours_vs_tarwriter_fsync": encoded_rows["ours"]["mb_s"] / encoded_rows["TarWriter+fsync"]["mb_s"],
+            "ours_vs_tarwriter": encoded["ours"]["mb_s"] / encoded["TarWriter"]["mb_s"],
+            "ours_vs_raw_copy": encoded["ours"]["mb_s"] / raw_mb_s,
+            "ours_vs_tarwriter_fsync": encoded["ours"]["mb_s"] / encoded["TarWriter+fsync"]["mb_s"],
             "decoded_ours_vs_tarwriter": decoded["ours"]["samples_s"] / decoded["TarWriter"]["samples_s"],
         },
         "targets": {"ours_vs_tarwriter": 1.0, "ours_vs_raw_copy": 0.8},
-        "bound": {"sha256_mb_s": total / 1e6 / sha_seconds, "sha256_vs_raw_copy": sha_ratio},
+        "bound": {"sha256_mb_s": sha_mb_s, "sha256_vs_raw_copy": sha_mb_s / raw_mb_s},
     }
 
 

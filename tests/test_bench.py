@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import json
 import tarfile
+from pathlib import Path
 
 import pytest
 from conftest import run_cli
 
-from datagen.bench import synthetic_samples
+from datagen.bench import shard_members, synthetic_records, write_ours
 from datagen.shards import TarShardWriter
 from datagen.storage import Folder
+
+
+def product_tar(folder: Folder, name: str, records) -> bytes:
+    """The tar the render's shard writer writes for these records."""
+    writer = TarShardWriter(folder, name, "png", 95, 3)
+    for record in records:
+        writer.add(record)
+    writer.commit()
+    return Path(folder.at(name)).read_bytes()
 
 
 def test_writer_bench_compares_the_same_bytes(tmp_path):
@@ -32,25 +42,25 @@ def test_writer_bench_compares_the_same_bytes(tmp_path):
     assert figures["machine"]["cores"] >= 1
     assert "ours / TarWriter:" in proc.stdout and "ours / raw copy:" in proc.stdout
     assert not list(tmp_path.glob("datagen-bench-*"))  # nothing left behind
+    # the bytes timed are the tar the render writes for the same six records
+    written = product_tar(Folder(tmp_path), "product.tar", synthetic_records(6, 64))
+    assert figures["tar_mb"] == pytest.approx(len(written) / 1e6, rel=1e-12)
 
 
 def test_members_written_by_the_benchmark_path_are_the_shard_writers_own(tmp_path):
-    sample = synthetic_samples(1, 32)[0]
-    from datagen.record import EditRecord
-
-    record = EditRecord(key="bench_000000_00000", task="bench", shard=0, index=0, seed=0, source={},
-                        instruction="Remove it", input_image=sample["input"], output_image=sample["output"],
-                        mask=sample["mask"])  # fmt: skip
+    """The tar the writer benchmark times as `ours` is, byte for byte, the tar the render writes for the same
+    records: the benchmark encodes with the product's encoder and writes with the product's writer."""
+    records = synthetic_records(3, 32)
     folder = Folder(tmp_path)
-    first = TarShardWriter(folder, "a.tar", "png", 95, 3)
-    first.add(record)
-    first.commit()
-    second = TarShardWriter(folder, "b.tar", "png", 95, 3)
-    second.add_members(record.key, second.encode(record))
-    second.commit()
-    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
-    with tarfile.open(tmp_path / "a.tar") as tar:
-        assert tar.getnames() == [f"{record.key}.{s}" for s in ("input.png", "output.png", "mask.png", "json", "txt")]
+    write_ours(folder, "bench.tar", shard_members(folder, records))
+    assert (tmp_path / "bench.tar").read_bytes() == product_tar(folder, "product.tar", records)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.tar", "product.tar"], "no leftover temporaries"
+    with tarfile.open(tmp_path / "bench.tar") as tar:
+        names = tar.getnames()
+        member = json.loads(tar.extractfile(f"{records[1].key}.json").read())
+    suffixes = ("input.png", "output.png", "mask.png", "json", "txt")
+    assert names == [f"{record.key}.{s}" for record in records for s in suffixes]
+    assert member == json.loads(json.dumps(records[1].text_fields())), "the json member is the record's own"
 
 
 def test_render_bench_reports_every_stage_against_batch_1(tmp_path):
