@@ -19,6 +19,7 @@ from datagen.report.plots import duration, plot_kept, plot_reasons, plot_scores,
 from datagen.report.tally import SIZE_COLUMNS, STATUSES, RunTally, gallery_entries, thumbnails
 
 if TYPE_CHECKING:
+    from datagen.shards.reader import RunFolder, Shard
     from datagen.storage import Folder
 
 SUMMARY = "`datagen report OUT`: one static HTML page to judge a run at a glance."
@@ -29,8 +30,7 @@ def build_report(
     out: str, dest: str | None = None, gallery: int = 2000, page_size: int = 100, seed: int = 0, progress: bool = True
 ) -> str:
     """Write OUT/report/index.html (or DEST/index.html) and its assets; returns where index.html is."""
-    from datagen.progress import Progress
-    from datagen.shards.reader import ROW_COLUMNS, RunFolder, timestamp
+    from datagen.shards.reader import RunFolder, timestamp
     from datagen.storage import Folder
 
     if gallery < 0 or page_size < 1:
@@ -38,59 +38,20 @@ def build_report(
     run = RunFolder(out)
     record = run.record()
     shards, ignored = run.committed(), run.uncommitted()
-    tally = RunTally(gallery, seed)
-    tally.warnings += run.failures()
-    with Progress(len(shards), "report: manifests", unit="shard", enabled=progress) as bar:
-        for index, shard in enumerate(shards):
-            columns = (*ROW_COLUMNS, *SIZE_COLUMNS, *(f"score_{n}" for n in tally.scores))
-            tally.add(index, shard, run.manifest(shard.name, columns))
-            bar.update(1)
+    tally = tally_run(run, shards, gallery, seed, progress)
     entries = gallery_entries(run, shards, tally.sample(), tally.scores)
     files = thumbnails(run, entries, tally.warnings, {s.name for s in shards if s.keeps_rejected})
     for entry in entries:
         del entry["shard"]
 
     tasks = {task: t.as_dict() for task, t in sorted(tally.tasks.items())}
-    counted = ("shards", "samples", "kept", "rejected", "errors", "candidates", "tar_bytes", "seconds")
-    total: dict[str, Any] = {name: sum(t[name] for t in tasks.values()) for name in counted}
-    for name in ("reasons", "candidate_reasons", "statuses", "sizes"):
-        total[name] = dict(sum((Counter(t[name]) for t in tasks.values()), Counter()))
-    runs = record["runs"]
-    configs = {task: (runs.get(task) or {}).get("config") or {} for task in tasks}
+    total = run_totals(tasks)
+    configs = {task: (record["runs"].get(task) or {}).get("config") or {} for task in tasks}
     filters = {task: (c.get("task") or {}).get("filters") or {} for task, c in configs.items()}
     enforced = {task: (c.get("pipeline") or {}).get("enforce_filters", True) for task, c in configs.items()}
     created = timestamp(record.get("created"))
-
-    files["plots/kept.png"] = plot_kept(tasks)
-    files["plots/reasons.png"] = plot_reasons(Counter(total["reasons"]))
-    files["plots/throughput.png"] = plot_throughput(shards, created, height=max(3.0, 0.9 + 0.28 * len(tasks)))
-    score_plots = []
-    for i, (task, t) in enumerate(sorted(tally.tasks.items()), 1):
-        if t.histograms:
-            name = (
-                f"plots/scores-{i:02d}-{task}.png"
-                if re.fullmatch(r"[a-z0-9_]{1,40}", task)
-                else f"plots/scores-{i:02d}.png"
-            )
-            files[name], note = plot_scores(task, t, filters[task], enforced[task], tally.scores)
-            score_plots.append((task, name, note))
-
-    pages = []
-    for start in range(0, len(entries), page_size):
-        name = f"data/page-{len(pages) + 1:04d}.js"
-        chunk = script_json(entries[start : start + page_size])
-        files[name] = f"(window.DATAGEN_PAGES = window.DATAGEN_PAGES || []).push({chunk});\n".encode()
-        pages.append(name)
-    timed = sorted(s.committed for s in shards if s.committed)
-    throughput = ("–", "no commit times")
-    if timed:
-        start = created if created is not None and created <= timed[0] else timed[0]
-        span = timed[-1] - start
-        if span > 0:
-            throughput = (
-                f"{total['samples'] / span * 3600:,.0f}",
-                f"samples/h over {duration(span)}",
-            )
+    score_plots = draw_plots(files, tally, tasks, total, shards, created, filters, enforced)
+    pages = gallery_pages(files, entries, page_size)
     strata = {f"{task}/{status}": n for task, t in tasks.items() for status, n in t["statuses"].items()}
     meta = {
         "tasks": sorted(tasks),
@@ -122,18 +83,101 @@ def build_report(
         "shards": shards,
         "ignored": len(ignored),
         "warnings": tally.warnings,
-        "throughput": throughput,
-        "overview_plots": [
-            ("plots/kept.png", "kept per task"),
-            ("plots/reasons.png", "rejects by reason"),
-            ("plots/throughput.png", "throughput"),
-        ],
+        "throughput": throughput(shards, created, total["samples"]),
+        "overview_plots": OVERVIEW_PLOTS,
         "score_plots": score_plots,
         "pages": pages,
         "meta": meta,
     }
     files["index.html"] = render_page(context).encode()
     return write_files(Folder(dest) if dest else run.folder.sub("report"), files)
+
+
+def tally_run(run: RunFolder, shards: list[Shard], gallery: int, seed: int, progress: bool) -> RunTally:
+    """Every committed shard's manifest streamed into one tally (only the columns it reads), the run's recorded
+    failures among its warnings."""
+    from datagen.progress import Progress
+    from datagen.shards.reader import ROW_COLUMNS
+
+    tally = RunTally(gallery, seed)
+    tally.warnings += run.failures()
+    columns = (*ROW_COLUMNS, *SIZE_COLUMNS, *(f"score_{n}" for n in tally.scores))
+    with Progress(len(shards), "report: manifests", unit="shard", enabled=progress) as bar:
+        for index, shard in enumerate(shards):
+            tally.add(index, shard, run.manifest(shard.name, columns))
+            bar.update(1)
+    return tally
+
+
+COUNTED = ("shards", "samples", "kept", "rejected", "errors", "candidates", "tar_bytes", "seconds")
+"""A task's counts that add up across tasks."""
+COUNTERS = ("reasons", "candidate_reasons", "statuses", "sizes")
+"""A task's counters (name -> count) that merge across tasks."""
+
+
+def run_totals(tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The whole run's counts: each task's summed, its counters merged."""
+    total: dict[str, Any] = {name: sum(t[name] for t in tasks.values()) for name in COUNTED}
+    for name in COUNTERS:
+        total[name] = dict(sum((Counter(t[name]) for t in tasks.values()), Counter()))
+    return total
+
+
+OVERVIEW_PLOTS = [
+    ("plots/kept.png", "kept per task"),
+    ("plots/reasons.png", "rejects by reason"),
+    ("plots/throughput.png", "throughput"),
+]
+"""The page's overview figures: (file, caption)."""
+
+
+def draw_plots(
+    files: dict[str, bytes],
+    tally: RunTally,
+    tasks: dict[str, dict[str, Any]],
+    total: dict[str, Any],
+    shards: list[Shard],
+    created: float | None,
+    filters: dict[str, dict[str, Any]],
+    enforced: dict[str, bool],
+) -> list[tuple[str, str, str]]:
+    """Draw the overview plots and each task's score histograms into `files`; returns (task, file, note) of the
+    score plots."""
+    files["plots/kept.png"] = plot_kept(tasks)
+    files["plots/reasons.png"] = plot_reasons(Counter(total["reasons"]))
+    files["plots/throughput.png"] = plot_throughput(shards, created, height=max(3.0, 0.9 + 0.28 * len(tasks)))
+    score_plots = []
+    for i, (task, t) in enumerate(sorted(tally.tasks.items()), 1):
+        if t.histograms:
+            # a task name that is not a safe file name stays out of the path
+            safe = re.fullmatch(r"[a-z0-9_]{1,40}", task)
+            name = f"plots/scores-{i:02d}-{task}.png" if safe else f"plots/scores-{i:02d}.png"
+            files[name], note = plot_scores(task, t, filters[task], enforced[task], tally.scores)
+            score_plots.append((task, name, note))
+    return score_plots
+
+
+def gallery_pages(files: dict[str, bytes], entries: list[dict[str, Any]], page_size: int) -> list[str]:
+    """The gallery's entries as script files of `page_size` entries each, added to `files`; returns their names."""
+    pages = []
+    for start in range(0, len(entries), page_size):
+        name = f"data/page-{len(pages) + 1:04d}.js"
+        chunk = script_json(entries[start : start + page_size])
+        files[name] = f"(window.DATAGEN_PAGES = window.DATAGEN_PAGES || []).push({chunk});\n".encode()
+        pages.append(name)
+    return pages
+
+
+def throughput(shards: list[Shard], created: float | None, samples: int) -> tuple[str, str]:
+    """(figure, what it is) of the run's samples per hour, from its start (or first commit) to its last commit."""
+    timed = sorted(s.committed for s in shards if s.committed)
+    if not timed:
+        return ("–", "no commit times")
+    start = created if created is not None and created <= timed[0] else timed[0]
+    span = timed[-1] - start
+    if span <= 0:
+        return ("–", "no commit times")
+    return (f"{samples / span * 3600:,.0f}", f"samples/h over {duration(span)}")
 
 
 STALE = re.compile(
