@@ -17,7 +17,7 @@ import traceback
 from collections import Counter
 from typing import Any
 
-from datagen.config import RunConfig
+from datagen.config import ActorSpec, RunConfig
 from datagen.errors import ConfigError
 from datagen.progress import log_event
 from datagen.worker import MixtureWorker
@@ -97,14 +97,22 @@ def run_ray(
     if not todo:
         return
     import ray
-    from ray.exceptions import RayActorError
 
     init_ray(address)
-    pipeline = configs[0].pipeline
-    actor = pipeline.writer_actor if phase == "write" else pipeline.actor
-    resources = ray.cluster_resources()
+    actor = configs[0].pipeline.writer_actor if phase == "write" else configs[0].pipeline.actor
+    count = min(worker_count(actor, phase, ray.cluster_resources(), workers), len(todo))
+    pool = ActorPool(configs, phase, lease, actor, count, todo)
+    try:
+        pool.run(on_result)
+    finally:
+        pool.stop()
+
+
+def worker_count(actor: ActorSpec, phase: str, resources: dict[str, float], workers: int | None) -> int:
+    """How many actors of this phase to start: `workers`, or as many as the cluster's CPUs hold, no more than its
+    GPUs hold; a ConfigError when an actor that needs GPUs fits nowhere (it would wait forever)."""
     count = workers or max(1, int(resources.get("CPU", 1.0) // actor.num_cpus))
-    if actor.num_gpus > 0:  # actors that cannot be placed would wait forever
+    if actor.num_gpus > 0:
         fit = int(resources.get("GPU", 0.0) // actor.num_gpus)
         if fit == 0:
             raise ConfigError(
@@ -113,81 +121,132 @@ def run_ray(
                 f"{'writer_actor' if phase == 'write' else 'actor'}.num_gpus"
             )
         count = min(count, fit)
-    count = min(count, len(todo))
-    Remote = ray.remote(num_cpus=actor.num_cpus, num_gpus=actor.num_gpus, max_restarts=0)(MixtureWorker)
-    starting: dict[Any, Any] = {}  # ready() ref -> worker not answering yet
-    ready: list[Any] = []
-    queue = list(reversed(todo))
-    attempts: Counter[tuple[str, int]] = Counter()
-    in_flight: dict[Any, tuple[tuple[str, int], Any]] = {}
-    per_actor: Counter[int] = Counter()
-    budget = actor.max_restarts * count
-    last_error = ""
+    return count
 
-    def start() -> None:
-        handle = Remote.remote(configs, phase, lease)
-        starting[handle.ready.remote()] = handle
 
-    def lose(handle, error: str) -> None:
-        nonlocal budget, last_error
-        last_error = error
+IN_FLIGHT = 2
+"""Shards in flight per worker: two keep a worker busy between a result and its next shard."""
+
+
+class ActorPool:
+    """The Ray workers of one phase and the shards they hold: which workers are starting and which answered
+    `ready`, the queue, what is in flight where, each shard's attempts, and the replacements left."""
+
+    def __init__(
+        self,
+        configs: list[RunConfig],
+        phase: str,
+        lease: str | None,
+        actor: ActorSpec,
+        count: int,
+        todo: list[tuple[str, int]],
+    ):
+        import ray
+
+        self.configs, self.phase, self.lease, self.actor = configs, phase, lease, actor
+        self.remote = ray.remote(num_cpus=actor.num_cpus, num_gpus=actor.num_gpus, max_restarts=0)(MixtureWorker)
+        self.starting: dict[Any, Any] = {}
+        """ready() ref -> a worker that has not answered yet."""
+        self.ready: list[Any] = []
+        self.queue = list(reversed(todo))
+        """Shards not handed out, the next last."""
+        self.attempts: Counter[tuple[str, int]] = Counter()
+        self.in_flight: dict[Any, tuple[tuple[str, int], Any]] = {}
+        """run() ref -> (shard, the worker running it)."""
+        self.per_worker: Counter[int] = Counter()
+        self.replacements = actor.max_restarts * count
+        self.last_error = ""
+        for _ in range(count):
+            self.start()
+
+    def start(self) -> None:
+        handle = self.remote.remote(self.configs, self.phase, self.lease)
+        self.starting[handle.ready.remote()] = handle
+
+    def lose(self, handle, error: str) -> None:
+        """A worker is dead or never started: kill it, and start a replacement while the budget lasts."""
+        import ray
+
+        self.last_error = error
         ray.kill(handle, no_restart=True)
-        log_event("worker_lost", phase=phase, error=error, replacements_left=budget)
-        if budget > 0:
-            budget -= 1
-            start()
+        log_event("worker_lost", phase=self.phase, error=error, replacements_left=self.replacements)
+        if self.replacements > 0:
+            self.replacements -= 1
+            self.start()
 
-    def submit(handle) -> None:
-        item = queue.pop()
-        attempts[item] += 1
-        in_flight[handle.run.remote(item[0], phase, item[1])] = (item, handle)
-        per_actor[id(handle)] += 1
+    def hand_out(self) -> None:
+        """Fill every ready worker up to IN_FLIGHT shards from the queue."""
+        for handle in self.ready:
+            while self.queue and self.per_worker[id(handle)] < IN_FLIGHT:
+                item = self.queue.pop()
+                self.attempts[item] += 1
+                self.in_flight[handle.run.remote(item[0], self.phase, item[1])] = (item, handle)
+                self.per_worker[id(handle)] += 1
 
-    for _ in range(count):
-        start()
-    waited_since = time.monotonic()
-    try:
-        while queue or in_flight:
-            for handle in ready:
-                while queue and per_actor[id(handle)] < 2:  # two in flight keeps a worker busy between results
-                    submit(handle)
-            if not (ready or starting or in_flight):
-                restarts = f"{actor.max_restarts} restart(s) per worker"
-                error = f"no worker left after {restarts}; the last: {last_error or 'died'}"
-                for item in queue:
-                    on_result(item, {"ok": False, "error": error}, attempts[item], final=True)
-                break
-            done, _ = ray.wait([*in_flight, *starting], num_returns=1, timeout=WAITING_NOTE_S)
-            if not done:
-                if not ready:
-                    log_event(
-                        "waiting_for_workers", phase=phase, starting=len(starting),
-                        seconds=round(time.monotonic() - waited_since), cluster=ray.available_resources(),
-                    )  # fmt: skip
-                continue
+    def run(self, on_result) -> None:
+        """Until every shard is finished: hand out shards, then take the next worker start or result."""
+        import ray
+
+        waited_since = time.monotonic()
+        while self.queue or self.in_flight:
+            self.hand_out()
+            if not (self.ready or self.starting or self.in_flight):
+                self.fail_the_rest(on_result)
+                return
+            done, _ = ray.wait([*self.in_flight, *self.starting], num_returns=1, timeout=WAITING_NOTE_S)
+            if not done and not self.ready:
+                log_event(
+                    "waiting_for_workers", phase=self.phase, starting=len(self.starting),
+                    seconds=round(time.monotonic() - waited_since), cluster=ray.available_resources(),
+                )  # fmt: skip
             for ref in done:
-                if ref in starting:
-                    handle = starting.pop(ref)
-                    try:
-                        ray.get(ref)
-                        ready.append(handle)
-                    except RayActorError as e:
-                        lose(handle, actor_error(e))
-                    continue
-                item, handle = in_flight.pop(ref)
-                per_actor[id(handle)] -= 1
-                try:
-                    result = ray.get(ref)
-                except RayActorError as e:
-                    error = actor_error(e)
-                    result = {"ok": False, "error": error, "traceback": _ANSI.sub("", str(e))}
-                    if handle in ready:
-                        ready.remove(handle)
-                        lose(handle, error)
-                if not on_result(item, result, attempts[item]):
-                    queue.append(item)
-    finally:
-        for handle in [*ready, *starting.values()]:
+                if ref in self.starting:
+                    self.started(ref)
+                else:
+                    self.finished(ref, on_result)
+
+    def started(self, ref) -> None:
+        """A worker answered `ready` (its models loaded), or its constructor raised."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        handle = self.starting.pop(ref)
+        try:
+            ray.get(ref)
+            self.ready.append(handle)
+        except RayActorError as e:
+            self.lose(handle, actor_error(e))
+
+    def finished(self, ref, on_result) -> None:
+        """A shard's result, or its worker's death as the result; the shard goes back to the queue unless
+        `on_result` says it is finished."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        item, handle = self.in_flight.pop(ref)
+        self.per_worker[id(handle)] -= 1
+        try:
+            result = ray.get(ref)
+        except RayActorError as e:
+            error = actor_error(e)
+            result = {"ok": False, "error": error, "traceback": _ANSI.sub("", str(e))}
+            if handle in self.ready:
+                self.ready.remove(handle)
+                self.lose(handle, error)
+        if not on_result(item, result, self.attempts[item]):
+            self.queue.append(item)
+
+    def fail_the_rest(self, on_result) -> None:
+        """No worker is left and none is starting: every queued shard fails with the last worker's error."""
+        restarts = f"{self.actor.max_restarts} restart(s) per worker"
+        error = f"no worker left after {restarts}; the last: {self.last_error or 'died'}"
+        for item in self.queue:
+            on_result(item, {"ok": False, "error": error}, self.attempts[item], final=True)
+
+    def stop(self) -> None:
+        import ray
+
+        for handle in [*self.ready, *self.starting.values()]:
             ray.kill(handle, no_restart=True)
 
 
