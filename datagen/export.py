@@ -12,8 +12,8 @@ images with no casting. `imagefolder` writes DEST/train/{n:06d}/, the n-th commi
 `load_dataset(DEST)` infers splits from folder names (any folder named like `*-test-*` or `val_*`), so the split is
 a folder `train/` in both formats and no folder is named after a task: a task called `test` must stay in train.
 Both use the column names of the diffusers InstructPix2Pix example trainer (input_image, edit_prompt,
-edited_image) plus ours (mask, task, key, captions, the images' width and height, one score_<name> per score, the
-sample's whole json).
+edited_image) plus ours: mask, the sample record's export columns (datagen/record.py: key, task, captions, the images'
+width and height, one score_<name> per score), the sample's whole json.
 
 `preference` needs a run made with `pipeline.keep_rejected` (its shards' rejected tars) and writes
 DEST/data/train/{task}-{i:06d}.parquet like hf-parquet: one row per kept sample and each candidate of the same sample
@@ -72,15 +72,14 @@ def _error(message: str) -> Exception:
 @functools.cache
 def score_columns() -> tuple[str, ...]:
     """One float column per score of datagen.SCORES, in that order."""
-    from datagen.scores import SCORES
+    from datagen.record import SCORE_PREFIX, export_columns
 
-    return tuple(f"score_{name}" for name in SCORES)
+    return tuple(name for name, _ in export_columns() if name.startswith(SCORE_PREFIX))
 
 
 IMAGE_FEATURE = {"_type": "Image"}
 STRING_FEATURE = {"dtype": "string", "_type": "Value"}
 FLOAT_FEATURE = {"dtype": "float64", "_type": "Value"}
-INT_FEATURE = {"dtype": "int32", "_type": "Value"}
 
 
 def _schema(columns: dict[str, tuple[pa.DataType, dict]]) -> pa.Schema:
@@ -103,8 +102,11 @@ def _image_type() -> pa.DataType:
 
 @functools.cache
 def hf_schema() -> pa.Schema:
-    """The hf-parquet schema."""
+    """The hf-parquet schema: the images and edit_prompt, the sample record's export columns (datagen/record.py:
+    FIELDS), then the sample's whole json."""
     import pyarrow as pa
+
+    from datagen.record import arrow_type, export_columns
 
     image, string = (_image_type(), IMAGE_FEATURE), (pa.string(), STRING_FEATURE)
     return _schema(
@@ -113,13 +115,7 @@ def hf_schema() -> pa.Schema:
             "edit_prompt": string,
             "edited_image": image,
             "mask": image,
-            "task": string,
-            "key": string,
-            "input_caption": string,
-            "output_caption": string,
-            "width": (pa.int32(), INT_FEATURE),
-            "height": (pa.int32(), INT_FEATURE),
-            **{column: (pa.float64(), FLOAT_FEATURE) for column in score_columns()},
+            **{name: (arrow_type(kind), {"dtype": kind, "_type": "Value"}) for name, kind in export_columns()},
             "json": string,
         }
     )
@@ -169,25 +165,18 @@ class PromptChoice:
 
 
 def _row(sample: Sample, images: dict[str, Any], prompt: PromptChoice) -> dict[str, Any]:
-    """A sample's columns in hf_schema()'s order; `images` holds the image columns' values; a missing score is None."""
-    scores = sample.meta.get("scores") or {}
-    row = {
+    """A sample's columns in hf_schema()'s order; `images` holds the image columns' values; a missing score is None,
+    a missing width or height (runs made before samples recorded their bucket) too."""
+    from datagen.record import exported
+
+    return {
         "input_image": images["input_image"],
         "edit_prompt": prompt(sample.instruction, sample.meta),
         "edited_image": images["edited_image"],
         "mask": images["mask"],
-        "task": sample.meta.get("task", ""),
-        "key": sample.key,
-        "input_caption": sample.meta.get("input_caption", ""),
-        "output_caption": sample.meta.get("output_caption", ""),
-        "width": sample.meta.get("width"),  # the pair's bucket; None in runs made before samples recorded it
-        "height": sample.meta.get("height"),
+        **exported(sample.meta),
+        "json": sample.meta_text,
     }
-    for column in score_columns():
-        value = scores.get(column.removeprefix("score_"))
-        row[column] = None if value is None else float(value)
-    row["json"] = sample.meta_text
-    return row
 
 
 # ------------------------------------------------------------------------------------------ writing

@@ -29,13 +29,13 @@ from datagen.config import RunConfig
 from datagen.errors import Reject, is_out_of_memory
 from datagen.generators.base import Sample
 from datagen.images import draw_bucket
-from datagen.record import EditRecord
+from datagen.record import EditRecord, InstructionRecord
 from datagen.resolve import roles_used
 from datagen.shards import TarShardWriter
 from datagen.sources import LoadedInput
 from datagen.stages import StageClock
 
-Live = tuple[EditRecord, LoadedInput, dict]
+Live = tuple[EditRecord, LoadedInput, InstructionRecord]
 """A sample that reached the models: its record, its loaded input, its instruction record."""
 
 
@@ -54,7 +54,7 @@ class ShardRender:
         self.oom_backoff = 0
 
     def run(
-        self, texts: Iterable[dict], tar: TarShardWriter, rejected: TarShardWriter | None = None
+        self, texts: Iterable[InstructionRecord], tar: TarShardWriter, rejected: TarShardWriter | None = None
     ) -> list[EditRecord]:
         """Render every instruction record; kept pairs go into `tar`, and the rendered candidates that were not kept
         into `rejected` where one is given (pipeline.keep_rejected)."""
@@ -86,7 +86,7 @@ class ShardRender:
 
     # ------------------------------------------------------------------------------------------------ stages
 
-    def _load(self, text: dict) -> LoadedInput | None:
+    def _load(self, text: InstructionRecord) -> LoadedInput | None:
         if text["status"] != "ok" or self.draws_input:  # e.g. prompt-to-prompt draws both images itself
             return None
         return self.source.load(text["source"] or {}, self.config.run.max_image_pixels)
@@ -119,13 +119,15 @@ class ShardRender:
             record.input_image = record.output_image = record.mask = None
         self.clock.add("encode", time.perf_counter() - started)
 
-    def render_batch(self, batch: list[tuple[dict, Callable[[], LoadedInput | None]]]) -> list[list[EditRecord]]:
+    def render_batch(
+        self, batch: list[tuple[InstructionRecord, Callable[[], LoadedInput | None]]]
+    ) -> list[list[EditRecord]]:
         """Each (instruction record, its input's loader) -> its candidates, scored, gated and ranked."""
         self.micro_batches += 1
         out: list[list[EditRecord] | None] = [None] * len(batch)
         live: list[tuple[int, Live]] = []
         for n, (text, loaded) in enumerate(batch):
-            record = self._record(text)
+            record = EditRecord.from_instruction(text, self.used)
             if text["status"] != "ok":
                 out[n] = [record.reject(text["reason"], text["detail"])]
                 continue
@@ -209,22 +211,6 @@ class ShardRender:
                 else:
                     candidate.reject("outranked", f"candidate {best.candidate} scored better")
         return candidates
-
-    def _record(self, text: dict) -> EditRecord:
-        return EditRecord(
-            key=text["key"],
-            task=text["task"],
-            shard=text["shard"],
-            index=text["index"],
-            seed=text["seed"],
-            source=text["source"] or {},
-            input_caption=text["input_caption"],
-            instruction=text["instruction"],
-            output_caption=text["output_caption"],
-            objects=list(text["objects"]),
-            params=dict(text.get("edit", {})),
-            models={"llm": text["writer"], **self.used},
-        )
 
 
 def failed(record: EditRecord, error: BaseException) -> EditRecord:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import json
 import time
 import traceback
 from collections import Counter
@@ -21,10 +20,10 @@ from datagen.config import RunConfig
 from datagen.environment import library_versions, version_changes
 from datagen.errors import ConfigError, Reject
 from datagen.lease import LeaseLost, check_held
-from datagen.record import sample_key, sample_seed
+from datagen.record import InstructionRecord, instruction_line, new_instruction, read_instructions, sample_seed
+from datagen.render import ShardRender
 from datagen.resolve import roles_used
 from datagen.shards.run import recorded_versions
-from datagen.render import ShardRender
 from datagen.sources import BadSource, build_source, check_text
 from datagen.writer import WriterReject
 
@@ -161,28 +160,11 @@ class ShardWorker:
         started = time.perf_counter()
         writer = self.models["llm"]
         caption_field = f"{self.config.prompt.caption_role}_caption"
-        texts: list[shards.InstructionRecord] = []
+        texts: list[InstructionRecord] = []
         items = {}
         for index in range(run.shard_len(shard)):
             seed = sample_seed(run.seed, task.name, shard, index)
-            text: shards.InstructionRecord = {
-                "key": sample_key(task.name, shard, index),
-                "task": task.name,
-                "shard": shard,
-                "index": index,
-                "seed": seed,
-                "source": None,
-                "input_caption": "",
-                "instruction": "",
-                "output_caption": "",
-                "objects": [],
-                "source_caption": "",
-                "edit": {},
-                "status": "ok",
-                "reason": "",
-                "detail": "",
-                "writer": writer.model_id,
-            }
+            text = new_instruction(task.name, shard, index, seed, writer.model_id)
             try:
                 text["source"] = self.source.ref(seed, shard * run.shard_size + index)
                 item = self.source.item(text["source"])
@@ -213,7 +195,7 @@ class ShardWorker:
                         texts[index][name] = output.pop(name)
                 texts[index]["edit"] = output  # the task's own fields: new object, style, colour op, direction ...
         reasons = Counter(t["reason"] for t in texts if t["status"] != "ok")
-        lines = [json.dumps(t, sort_keys=True, ensure_ascii=False) for t in texts]
+        lines = [instruction_line(t) for t in texts]
         data = ("\n".join(lines) + "\n").encode()
         sha = paths.folder.write_atomic(paths.jsonl, data)
         stats: shards.WriteStats = {
@@ -250,9 +232,9 @@ class ShardWorker:
         codec = (pipe.image_format, pipe.image_quality, pipe.png_compression)
         tar = shards.TarShardWriter(paths.folder, paths.tar, *codec)
         rejected = shards.RejectedTarWriter(paths.folder, paths.rejected_tar, *codec) if pipe.keep_rejected else None
-        lines = (json.loads(line) for line in texts.folder.read_text(texts.jsonl).splitlines())
+        instructions = read_instructions(texts.folder.read_text(texts.jsonl))
         try:
-            records = render.run(lines, tar, rejected)
+            records = render.run(instructions, tar, rejected)
             tar_info = tar.commit()
             rejected_info = {"rejected_tar": rejected.commit()} if rejected is not None else {}
         except BaseException:

@@ -1,7 +1,7 @@
 """What a run folder holds and what its files are called: the one definition of a committed shard.
 
     OUT/run.json                      the run's tasks, resolved configurations, seed, versions (shards/run.py)
-    OUT/texts/{task}-{shard:06d}.jsonl      phase 1: one InstructionRecord per line
+    OUT/texts/{task}-{shard:06d}.jsonl      phase 1: one InstructionRecord per line (datagen/record.py)
     OUT/shards/{task}-{shard:06d}.tar       phase 2: kept samples, members key.{input,output}.ext, key.mask.png,
                                                       key.json, key.txt
     OUT/shards/{task}-{shard:06d}.parquet   phase 2: every candidate's manifest row (MANIFEST_SCHEMA)
@@ -29,7 +29,8 @@ from typing import Any, TypedDict
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datagen.scores import SCORES
+from datagen.record import InstructionRecord as InstructionRecord  # declared with the sample record
+from datagen.record import manifest_schema
 from datagen.storage import Folder
 
 MEMBERS = ("input", "output", "mask", "json", "txt")
@@ -41,60 +42,10 @@ MEMBER_RE = re.compile(r"^(?P<key>[a-z][a-z0-9_]*_\d{6}_\d{5})\.(?P<field>[a-z0-
 REJECTED_FIELD_RE = re.compile(r"^c(?P<candidate>\d{1,4})\.(?P<member>[a-z0-9.]+)$")
 """A field of the rejected tar: the candidate's number, then its member (`c2.input.png`, `c2.json`)."""
 
-MANIFEST_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()),
-        ("task", pa.string()),
-        ("shard", pa.int32()),
-        ("index", pa.int32()),
-        ("candidate", pa.int16()),
-        ("selected", pa.bool_()),
-        ("status", pa.string()),
-        ("reason", pa.string()),
-        ("detail", pa.string()),
-        ("seed", pa.int64()),
-        ("source", pa.string()),
-        ("input_caption", pa.string()),
-        ("instruction", pa.string()),
-        ("output_caption", pa.string()),
-        ("objects", pa.list_(pa.string())),
-        ("params", pa.string()),
-        ("boxes", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("models", pa.string()),
-        ("judge_reasoning", pa.string()),
-        ("instruction_rewritten", pa.string()),
-    ]
-    + [(f"score_{name}", pa.float64()) for name in SCORES]
-)
+MANIFEST_SCHEMA = manifest_schema()
+"""Every candidate's manifest row, derived from the sample record's one declaration (datagen/record.py: FIELDS)."""
 
 TAR_MTIME = 0  # fixed member metadata: same samples -> byte-identical tar
-
-
-class InstructionRecord(TypedDict):
-    """One line of `texts/{shard}.jsonl`: what phase 1 wrote for one sample, and phase 2 renders."""
-
-    key: str
-    task: str
-    shard: int
-    index: int
-    seed: int
-    source: str | None
-    """The input's reference in its source (a scene seed, an image path, a tar member ...)."""
-    input_caption: str
-    instruction: str
-    output_caption: str
-    objects: list[str]
-    source_caption: str
-    edit: dict[str, Any]
-    """The task's own fields the writer chose: the new object, the style, the colour operation ..."""
-    status: str
-    """`ok`, or `rejected` with its reason and detail."""
-    reason: str
-    detail: str
-    writer: str
-    """The model id of the instruction writer."""
 
 
 class FileDigest(TypedDict, total=False):
