@@ -8,8 +8,8 @@ import time
 import tracemalloc
 
 from datagen.resolve import load_run
-from datagen.runner import pending_shards
-from datagen.storage import Folder
+from datagen.shards.layout import STATS, phase_folder, shard_name
+from datagen.shards.run import pending_shards
 
 OUT = "/tmp/planb"
 SHARDS = 1_000_000
@@ -18,18 +18,18 @@ MISSING = 500_000
 
 def make_markers() -> None:
     """One empty stats marker per committed shard, one shard in the middle missing."""
-    folder = f"{OUT}/shards"
+    folder = phase_folder(OUT, "render").path
     os.makedirs(folder, exist_ok=True)
     for i in range(SHARDS):
         if i != MISSING:
-            os.close(os.open(f"{folder}/remove-{i:06d}.stats.json", os.O_CREAT | os.O_WRONLY, 0o644))
+            os.close(os.open(f"{folder}/{shard_name('remove', i)}{STATS}", os.O_CREAT | os.O_WRONLY, 0o644))
 
 
 def listing_in_memory(config) -> list[int]:
-    """The previous planner: the sorted listing in memory, then a set of done shards."""
-    prefix, done = "remove-", set()
-    for name in Folder(OUT).sub("shards").names():
-        if name.startswith(prefix) and name.endswith(".stats.json"):
+    """The previous planner, the baseline: the sorted listing in memory, then a set of done shards."""
+    prefix, done = f"{config.task.name}-", set()
+    for name in phase_folder(OUT, "render").names():
+        if name.startswith(prefix) and name.endswith(STATS):
             done.add(int(name[len(prefix) : len(prefix) + 6]))
     return [i for i in range(config.run.num_shards) if i not in done]
 
