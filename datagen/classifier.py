@@ -116,14 +116,9 @@ def flags(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """`datagen classify`: train on the instructions in --shards (when given), then classify each --instruction."""
     if args.shards:
-        import webdataset as wds
+        from datagen.shards.reader import read_samples
 
-        from datagen.shards import tar_urls
-
-        rows = []
-        for sample in wds.WebDataset(tar_urls(args.shards), shardshuffle=False, empty_check=False):
-            meta = json.loads(sample["json"])
-            rows.append((sample["__key__"], meta["instruction"], meta["task"]))
+        rows = [(sample.key, sample.meta["instruction"], sample.meta["task"]) for sample in read_samples(args.shards)]
         train = [r for r in rows if not held_out(r[0])]
         test = [r for r in rows if held_out(r[0])]
         if len({r[2] for r in train}) < 2:

@@ -94,19 +94,17 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def load_pairs(shards: list[str], limit: int | None) -> list[dict[str, Any]]:
-    import webdataset as wds
-
+    """The first `limit` (or all) samples of the runs and tars named by --shards, decoded, in order."""
     from datagen.images import decode_member
-    from datagen.shards import tar_urls
+    from datagen.shards.reader import read_samples
 
     pairs = []
-    for sample in wds.WebDataset(tar_urls(shards), shardshuffle=False, empty_check=False):
-        meta = json.loads(sample["json"])
+    for sample in read_samples(shards):
+        meta = sample.meta
         pairs.append({
             "task": meta["task"], "instruction": meta["instruction"], "input_caption": meta["input_caption"],
             "output_caption": meta["output_caption"],
-            "input": decode_member(next(sample[k] for k in sample if k.startswith("input."))),
-            "output": decode_member(next(sample[k] for k in sample if k.startswith("output."))),
+            "input": decode_member(sample.images["input"][1]), "output": decode_member(sample.images["output"][1]),
         })  # fmt: skip
         if limit and len(pairs) >= limit:
             break

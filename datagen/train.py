@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from datagen.config import known
 from datagen.errors import ConfigError
 from datagen.progress import Progress
-from datagen.shards.reader import tar_urls
+from datagen.shards.reader import decode_sample, tar_urls
 
 # -------------------------------------------------------------------------------------------- defaults
 
@@ -301,10 +301,11 @@ def read_samples(config: TrainConfig, urls: list[str]):
     stats = {"skipped": 0, "other_task": 0}
     index = {name: n for n, name in enumerate(config.tasks)}
 
-    def decode(sample):
+    def decode(raw):
         stats["read"] = stats.get("read", 0) + 1
         try:
-            meta = json.loads(sample["json"])
+            sample = decode_sample(raw)
+            meta = sample.meta
             if config.invert_task and meta["task"] != config.invert_task:
                 return None
             if meta["task"] not in index:  # a well-formed sample of another task: filtered, not corrupt
@@ -320,21 +321,19 @@ def read_samples(config: TrainConfig, urls: list[str]):
             scores = meta.get("scores", {})
             if any(scores.get(k, -math.inf) < v for k, v in config.min_score.items()):
                 return None
-            before = next(decode_member(sample[k]) for k in sample if k.startswith("input."))
-            after = next(decode_member(sample[k]) for k in sample if k.startswith("output."))
             return {
-                "key": sample["__key__"],
-                "input": before,
-                "output": after,
+                "key": sample.key,
+                "input": decode_member(sample.images["input"][1]),
+                "output": decode_member(sample.images["output"][1]),
                 "task": task,
                 "instruction": meta["instruction"],
                 "weight": config.task_weights.get(meta["task"], 1.0),
             }
-        except (KeyError, TypeError, StopIteration, ValueError, BadImage, json.JSONDecodeError) as e:
+        except (ConfigError, KeyError, TypeError, ValueError, BadImage) as e:
             stats["skipped"] += 1
             if stats["skipped"] in (1, 10, 100) or stats["skipped"] % 1000 == 0:
                 warnings.warn(
-                    f"skipped {stats['skipped']} corrupt training sample(s), the last {sample.get('__key__')!r}: {e}",
+                    f"skipped {stats['skipped']} corrupt training sample(s), the last {raw.get('__key__')!r}: {e}",
                     stacklevel=2,
                 )
             return None

@@ -1,7 +1,8 @@
 """Reading a run: `RunFolder` is the one reader every tool goes through (report, export, show, verify, train, eval,
 classify). It knows which shards are committed, reads their stats markers and manifests, streams their samples
 (and, with pipeline.keep_rejected, the candidates they did not keep) checked against the stats, and names their
-tars for readers of their own (WebDataset).
+tars for readers of their own (WebDataset). Tools given tars on a command line read them with `read_samples`, and
+the trainer's own WebDataset pipeline decodes each sample with `decode_sample`: one decoding of a sample's members.
 
 Local folders and fsspec URLs alike; a listing is never cached (other workers may be writing), and manifests are
 read whole into memory and parsed on this thread (datagen/shards/layout.py: read_parquet).
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -267,7 +268,7 @@ class RunFolder:
         The count and sha256 are checked against the stats after the last sample, so a caller that publishes only
         after the loop never publishes a damaged shard."""
         name = f"{shard.name}.tar"
-        want = {f"input.{shard.image_format}", f"output.{shard.image_format}", "mask.png", "json", "txt"}
+        want = _sample_members(shard.image_format)
         count = 0
         for key, members in self._grouped(name, shard.stats.get("tar") or {}):
             yield _sample(self.shards.url(name), key, members, want)
@@ -351,6 +352,11 @@ class _HashingReader:
         return data
 
 
+def _sample_members(image_format: str) -> set[str]:
+    """The fields of a kept sample's members (MEMBERS, the images with the shard's codec)."""
+    return {f"input.{image_format}", f"output.{image_format}", "mask.png", "json", "txt"}
+
+
 def _sample(where: str, key: str, members: dict[str, tuple[str, bytes]], want: set[str]) -> Sample:
     if set(members) != want:
         raise ConfigError(f"{where}: {key} has members {sorted(members)}, expected {sorted(want)}")
@@ -360,6 +366,8 @@ def _sample(where: str, key: str, members: dict[str, tuple[str, bytes]], want: s
         instruction = members["txt"][1].decode()
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(f"{where}: {key}: unreadable json or txt member ({e})") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{where}: {key}: its json member is not an object (datagen/record.py: the json fields)")
     images = {field.split(".")[0]: member for field, member in members.items() if field.split(".")[0] in IMAGES}
     return Sample(key, images, meta, meta_text, instruction)
 
@@ -376,6 +384,33 @@ def _candidate(where: str, key: str, number: int, members: dict[str, tuple[str, 
 
 
 # ------------------------------------------------------------------------------ tars named on a command line
+
+
+def read_samples(entries: list[str], flag: str = "--shards") -> Iterator[Sample]:
+    """The samples of the runs and tars named on a command line, in order, each checked and decoded the one way: a
+    run folder's committed shards through RunFolder.samples (checked against their stats), any other tar (a file, a
+    folder of tars, an fsspec or `pipe:` URL: `tar_urls`) as WebDataset streams it, through `decode_sample`."""
+    import webdataset as wds
+
+    for entry in entries:
+        run = None if entry.startswith("pipe:") or entry.endswith(".tar") else RunFolder(entry)
+        shards = run.committed(required=False) if run is not None else []
+        if run is not None and shards:
+            for shard in shards:
+                yield from run.samples(shard)
+        else:
+            for raw in wds.WebDataset(tar_urls([entry], flag), shardshuffle=False, empty_check=False):
+                yield decode_sample(raw)
+
+
+def decode_sample(raw: Mapping[str, Any]) -> Sample:
+    """One sample as WebDataset streams it (`__key__`, `__url__`, then its members' bytes by field), checked and
+    decoded as RunFolder.samples decodes a committed shard's: for readers with a pipeline of their own (the trainer's
+    resampled, shuffled stream). ConfigError if it is not a whole datagen sample."""
+    key = str(raw.get("__key__", ""))
+    members = {field: (f"{key}.{field}", data) for field, data in raw.items() if not field.startswith("__")}
+    image_format = next((field.split(".", 1)[1] for field in members if field.startswith("input.")), "png")
+    return _sample(str(raw.get("__url__", "a tar")), key, members, _sample_members(image_format))
 
 
 def tar_urls(entries: list[str], flag: str = "--shards") -> list[str]:
