@@ -82,6 +82,27 @@ def run_cli(*args: str, env: dict | None = None, check: bool = True, timeout: fl
     return proc
 
 
+def run_inline(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`datagen ARGS` in this process, output captured: for tiny-pipeline runs, whose vLLM engines (writer, judge)
+    are then this process's, started once and shared by every test (a CLI subprocess starts its own, ~13 s each).
+    Returns a CompletedProcess like run_cli's. Use run_cli where the process itself is under test (exit, signals)."""
+    import contextlib
+    import io
+
+    from datagen.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse
+            code = e.code if isinstance(e.code, int) else 2
+    proc = subprocess.CompletedProcess(["datagen", *args], code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"datagen {' '.join(args)} exited {code}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
     """Tiny models built once for the whole run, in a temporary cache (the user's cache is never touched)."""
@@ -90,6 +111,20 @@ def tiny_dir(tmp_path_factory) -> Path:
     mp.setenv("DATAGEN_TINY_DIR", str(path))
     yield path
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def judged_tiny_run(tiny_dir, tmp_path_factory) -> Path:
+    """One finished tiny `remove` run, judged (the judge scores, reasons and rewrites every candidate), its rendered
+    candidates kept (pipeline.keep_rejected): made once in this process, read by the judge, preference and report
+    tests. Tests that change it work on a copy."""
+    from datagen.resolve import load_run
+    from datagen.runner import execute
+
+    out = tmp_path_factory.mktemp("judged") / "run"
+    config = load_run("remove", "tiny", out=str(out), n=8, overrides=["pipeline.keep_rejected=true"])
+    assert not execute(config, "generate", workers=0, progress=False).failed
+    return out
 
 
 @pytest.fixture(scope="session")

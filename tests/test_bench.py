@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_inline
 
 from datagen.bench import shard_members, synthetic_records, write_ours
 from datagen.shards import TarShardWriter
@@ -82,8 +82,8 @@ def test_render_bench_reports_every_stage_against_batch_1(tmp_path):
 
 def test_render_bench_times_the_judge_against_the_same_render_without_it(tiny_dir, tmp_path):
     result = tmp_path / "render.json"
-    proc = run_cli("bench", "render", "--pipeline", "tiny", "--n", "4", "--shard-size", "4", "--json", str(result),
-                   "--tmp", str(tmp_path))  # fmt: skip
+    proc = run_inline("bench", "render", "--pipeline", "tiny", "--n", "4", "--shard-size", "4", "--json", str(result),
+                      "--tmp", str(tmp_path))  # fmt: skip
     figures = json.loads(result.read_text())
     judge = figures["judge"]
     assert judge["requests"] == figures["model_items"]["judge"] == 12  # every candidate: 4 samples x 3 mask variants
@@ -95,9 +95,10 @@ def test_render_bench_times_the_judge_against_the_same_render_without_it(tiny_di
 
 
 @pytest.mark.slow
-def test_engine_bench_runs_the_loop_and_ray_on_the_same_work(tmp_path):
+def test_engine_bench_runs_the_loop_and_ray_on_the_same_work(tmp_path, ray_cluster):
     result = tmp_path / "engine.json"
-    proc = run_cli("bench", "engine", "--n", "40", "--shard-size", "10", "--json", str(result), "--tmp", str(tmp_path))
+    proc = run_cli("bench", "engine", "--n", "40", "--shard-size", "10", "--json", str(result), "--tmp", str(tmp_path),
+                   env={"RAY_ADDRESS": ray_cluster})  # the test run's cluster: Ray starts once per test run
     figures = json.loads(result.read_text())
     assert figures["loop"]["samples"] == figures["ray"]["samples"] == 40
     cores = figures["cores"]

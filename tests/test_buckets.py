@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_inline
 from PIL import Image
 
 from datagen.errors import ConfigError
@@ -324,10 +324,10 @@ def test_a_tiny_run_draws_text_only_inputs_in_buckets(tiny_dir, tmp_path):
     captions.write_text("".join(json.dumps({"caption": f"a {c} ball on a wooden table", "objects": [f"{c} ball"]})
                                 + "\n" for c in ("red", "blue", "green", "yellow")))  # fmt: skip
     out = tmp_path / "run"
-    run_cli("generate", "--task", "remove", "--source", "captions", "--input", str(captions), "--pipeline", "tiny",
-            "--n", "4", "--shard-size", "4", "--out", str(out), "--workers", "0", "--no-progress", *BUCKET_SET,
-            "--set", "pipeline.roles.llm.backend=template", "--set", "pipeline.roles.llm.model=null",
-            "--set", "pipeline.roles.llm.args={}", "--set", "pipeline.roles.judge=null")  # fmt: skip
+    run_inline("generate", "--task", "remove", "--source", "captions", "--input", str(captions), "--pipeline", "tiny",
+               "--n", "4", "--shard-size", "4", "--out", str(out), "--workers", "0", "--no-progress", *BUCKET_SET,
+               "--set", "pipeline.roles.llm.backend=template", "--set", "pipeline.roles.llm.model=null",
+               "--set", "pipeline.roles.llm.args={}", "--set", "pipeline.roles.judge=null")  # fmt: skip
     rows = manifest(out)
     assert len({r["key"] for r in rows if r["status"] == "kept"}) == 4
     assert len({(r["width"], r["height"]) for r in rows}) >= 2

@@ -155,11 +155,6 @@ def photos(tmp_path):
     return folder
 
 
-def test_pose_runs_on_tiny(tmp_path, photos):
-    config = load_run("pose", "tiny", out=str(tmp_path / "out"), n=1, source="images", input=str(photos))
-    assert config.pipeline.roles["pose"].backend == "vitpose"
-
-
 def test_translation_tasks_on_tiny_end_to_end(tiny_dir, tmp_path, photos):
     for task, role in (("depth", "depth"), ("normal", "depth"), ("segmap", "semseg"), ("pose", "pose")):
         out = tmp_path / task

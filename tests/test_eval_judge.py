@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_cli
+from conftest import run_inline
 
 from datagen.cli import main
 from datagen.config import find_config, read_yaml
@@ -170,8 +170,8 @@ def test_sc_pq_o_are_viescores_definitions_and_unscored_pairs_are_counted(embedd
 
 
 def test_eval_with_the_tiny_judge_on_shards(tiny_dir, shards, tmp_path):
-    proc = run_cli("eval", "--shards", str(shards), "--pipeline", "tiny", "--judge", "tiny", "--no-progress",
-                   "--json", str(tmp_path / "m.json"), env={"DATAGEN_TINY_DIR": str(tiny_dir)})  # fmt: skip
+    proc = run_inline("eval", "--shards", str(shards), "--pipeline", "tiny", "--judge", "tiny", "--no-progress",
+                      "--json", str(tmp_path / "m.json"))  # fmt: skip
     lines = proc.stdout.splitlines()
     start = next(k for k, line in enumerate(lines) if line.startswith("CLIP: "))
     assert lines[start] == "CLIP: tiny:clip   DINO: tiny:dino   judge: tiny:vlm"
@@ -187,9 +187,8 @@ def test_eval_with_the_tiny_judge_on_shards(tiny_dir, shards, tmp_path):
 
 
 def test_eval_of_a_checkpoint_on_a_gedit_parquet_with_the_tiny_judge(tiny_dir, checkpoint, gedit, tmp_path):
-    proc = run_cli("eval", "--benchmark", str(gedit), "--checkpoint", str(checkpoint), "--pipeline", "tiny",
-                   "--judge", "tiny", "--batch-size", "2", "--no-progress", "--json", str(tmp_path / "m.json"),
-                   env={"DATAGEN_TINY_DIR": str(tiny_dir)})  # fmt: skip
+    proc = run_inline("eval", "--benchmark", str(gedit), "--checkpoint", str(checkpoint), "--pipeline", "tiny",
+                      "--judge", "tiny", "--batch-size", "2", "--no-progress", "--json", str(tmp_path / "m.json"))  # fmt: skip
     metrics = json.loads((tmp_path / "m.json").read_text())["metrics"]
     assert sorted(metrics) == ["all", "subject-remove", "tone_transfer"]
     assert (metrics["subject-remove"]["n"], metrics["tone_transfer"]["n"]) == (2, 1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_inline
 
 LOCAL = {
     "add-000000.parquet": "49f1e84ca2add3ba5c45567a20d67cf4bc92812d829a2786dcd4f2ad414cd6d2",
@@ -67,6 +67,6 @@ def test_a_local_mixture_commits_the_recorded_bytes(tmp_path):
 
 @pytest.mark.slow
 def test_a_tiny_run_commits_the_recorded_bytes(tiny_dir, tmp_path):
-    run_cli("generate", "--task", "remove", "--pipeline", "tiny", "--n", "4", "--shard-size", "4", "--seed", "7",
-            "--out", str(tmp_path), "--workers", "0", "--no-progress")  # fmt: skip
+    run_inline("generate", "--task", "remove", "--pipeline", "tiny", "--n", "4", "--shard-size", "4", "--seed", "7",
+               "--out", str(tmp_path), "--workers", "0", "--no-progress")  # fmt: skip
     assert _hashes(tmp_path) == TINY

@@ -30,11 +30,9 @@ def generate(out: Path, n: int, overrides: tuple[str, ...] = ()) -> None:
     assert not execute(config, "generate", workers=0, progress=False).failed
 
 
-@pytest.fixture(scope="module")
-def judged_run(tiny_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("judged") / "run"
-    generate(out, 8)
-    return out
+@pytest.fixture
+def judged_run(judged_tiny_run) -> Path:
+    return judged_tiny_run
 
 
 def test_every_candidate_carries_the_judges_verdict(judged_run):

@@ -293,13 +293,10 @@ def test_rewritten_falls_back_to_the_original_without_a_judge(kept_run, tmp_path
         parser.parse_args([*args, "judge"])
 
 
-@pytest.fixture(scope="module")
-def judged_run(tiny_dir, tmp_path_factory) -> Path:
-    """tiny: its judge scores every candidate, reasons, and rewrites the instruction."""
-    out = tmp_path_factory.mktemp("judged") / "run"
-    run_cli("generate", "--task", "remove", "--pipeline", "tiny", "--n", "4", "--out", str(out), "--workers", "0",
-            "--no-progress", *KEEP)  # fmt: skip
-    return out
+@pytest.fixture
+def judged_run(judged_tiny_run) -> Path:
+    """tiny: its judge scores every candidate, reasons, and rewrites the instruction; rendered candidates kept."""
+    return judged_tiny_run
 
 
 def test_rewritten_instructions_on_a_judged_run(judged_run, tmp_path):
@@ -307,7 +304,9 @@ def test_rewritten_instructions_on_a_judged_run(judged_run, tmp_path):
     dest = tmp_path / "hf"
     counts = export(str(judged_run), str(dest), "hf-parquet", progress=False, instruction="rewritten")
     rows = pq.read_table(dest / "data" / "train").to_pylist()
-    assert counts["instruction_fell_back"] == 0 and len(rows) == counts["samples"] == 4
+    manifest = pq.read_table(judged_run / "shards" / "remove-000000.parquet").to_pylist()
+    kept = sum(r["status"] == "kept" for r in manifest)
+    assert kept > 0 and counts["instruction_fell_back"] == 0 and len(rows) == counts["samples"] == kept
     for row in rows:
         meta = json.loads(row["json"])
         assert row["edit_prompt"] == meta["instruction_rewritten"] != ""
@@ -320,7 +319,8 @@ def test_rewritten_instructions_on_a_judged_run(judged_run, tmp_path):
     counts = export(str(judged_run), str(pairs), "preference", progress=False, instruction="rewritten")
     ds = datasets.load_dataset("parquet", data_dir=str(pairs), split="train", cache_dir=str(tmp_path / "cache"))
     rewritten = {r["key"]: json.loads(r["json"])["instruction_rewritten"] for r in rows}
-    assert ds.num_rows == counts["samples"] == 8  # every sample kept one of three mask variants; the two others pair
+    # every kept sample kept one of three mask variants, and the two others (rendered, stored) pair with it
+    assert ds.num_rows == counts["samples"] == 2 * kept
     for row in ds:
         assert row["edit_prompt"] == rewritten[row["key"]]
         assert all(0 <= row[side][f"judge_{n}"] <= 10 for side in ("chosen_scores", "rejected_scores")
