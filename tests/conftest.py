@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -80,6 +82,25 @@ def run_cli(*args: str, env: dict | None = None, check: bool = True, timeout: fl
     if check and proc.returncode != 0:
         raise AssertionError(f"datagen {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def committed_checksums(out: Path | Mapping[str, bytes], texts: bool = False) -> dict[str, tuple[str, ...]]:
+    """Each committed shard's checksums, from its marker: 'shards/NAME.stats.json' -> (tar sha256, parquet sha256),
+    and with `texts` also 'texts/NAME.stats.json' -> (jsonl sha256,). `out` is a run folder on disk, or an object
+    store's files as {relative name: bytes}. Two runs that committed the same bytes have equal checksums."""
+    if isinstance(out, Mapping):
+        markers = {name: data for name, data in out.items() if name.endswith(".stats.json")}
+    else:
+        markers = {f"{sub}/{p.name}": p.read_bytes() for sub in ("shards", "texts")
+                   for p in (out / sub).glob("*.stats.json")}  # fmt: skip
+    found: dict[str, tuple[str, ...]] = {}
+    for name, data in sorted(markers.items()):
+        body = json.loads(data)
+        if name.startswith("shards/"):
+            found[name] = (body["tar"]["sha256"], body["parquet"]["sha256"])
+        elif texts and name.startswith("texts/"):
+            found[name] = (body["jsonl"]["sha256"],)
+    return found
 
 
 def run_inline(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -98,7 +98,7 @@ def test_render_bench_times_the_judge_against_the_same_render_without_it(tiny_di
 def test_engine_bench_runs_the_loop_and_ray_on_the_same_work(tmp_path, ray_cluster):
     result = tmp_path / "engine.json"
     proc = run_cli("bench", "engine", "--n", "40", "--shard-size", "10", "--json", str(result), "--tmp", str(tmp_path),
-                   env={"RAY_ADDRESS": ray_cluster})  # the test run's cluster: Ray starts once per test run
+                   env={"RAY_ADDRESS": ray_cluster})  # fmt: skip
     figures = json.loads(result.read_text())
     assert figures["loop"]["samples"] == figures["ray"]["samples"] == 40
     cores = figures["cores"]

@@ -47,9 +47,7 @@ def test_a_lock_names_every_resolved_distribution_with_its_hash_and_torch_apart(
     }
     text, torch_line = write_lock(report, "# header\n", kind="cpu")
     assert text == (
-        "# header\n"
-        f"absl_py==2.5.1 \\\n    --hash=sha256:{'d' * 64}\n"
-        f"Pillow==13.0.0 \\\n    --hash=sha256:{'a' * 64}\n"
+        f"# header\nabsl_py==2.5.1 \\\n    --hash=sha256:{'d' * 64}\nPillow==13.0.0 \\\n    --hash=sha256:{'a' * 64}\n"
     )
     assert torch_line == "torch==2.13.0+cpu\n"
     gpu_text, _ = write_lock(report, "", kind="gpu")

@@ -188,7 +188,8 @@ def test_eval_with_the_tiny_judge_on_shards(tiny_dir, shards, tmp_path):
 
 def test_eval_of_a_checkpoint_on_a_gedit_parquet_with_the_tiny_judge(tiny_dir, checkpoint, gedit, tmp_path):
     proc = run_inline("eval", "--benchmark", str(gedit), "--checkpoint", str(checkpoint), "--pipeline", "tiny",
-                      "--judge", "tiny", "--batch-size", "2", "--no-progress", "--json", str(tmp_path / "m.json"))  # fmt: skip
+                      "--judge", "tiny", "--batch-size", "2", "--no-progress",
+                      "--json", str(tmp_path / "m.json"))  # fmt: skip
     metrics = json.loads((tmp_path / "m.json").read_text())["metrics"]
     assert sorted(metrics) == ["all", "subject-remove", "tone_transfer"]
     assert (metrics["subject-remove"]["n"], metrics["tone_transfer"]["n"]) == (2, 1)

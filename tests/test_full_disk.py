@@ -4,25 +4,16 @@ hundred KB mounted by the test), so it needs root; elsewhere it skips, saying so
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FAST, run_cli
+from conftest import FAST, committed_checksums, run_cli
 
 from datagen.shards import verify
 
 ARGS = ["--task", "remove", "--n", "96", "--shard-size", "12", "--workers", "0", "--no-progress", *FAST]
-
-
-def _checksums(out: Path) -> dict[str, tuple[str, str]]:
-    found = {}
-    for stats in sorted((out / "shards").glob("*.stats.json")):
-        body = json.loads(stats.read_text())
-        found[stats.name] = (body["tar"]["sha256"], body["parquet"]["sha256"])
-    return found
 
 
 def _bytes(folder: Path) -> int:
@@ -52,7 +43,7 @@ def small_disk(tmp_path):
 def test_a_full_then_read_only_disk_stops_cleanly_and_the_rerun_completes(tmp_path, small_disk):
     reference = tmp_path / "reference"
     run_cli("generate", "--out", str(reference), *ARGS)
-    expected = _checksums(reference)
+    expected = committed_checksums(reference)
     assert len(expected) == 8
 
     disk, remount = small_disk
@@ -62,7 +53,7 @@ def test_a_full_then_read_only_disk_stops_cleanly_and_the_rerun_completes(tmp_pa
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "run stopped" in proc.stderr and "No space left on device" in proc.stderr
     assert "rerun the same command" in proc.stderr and "Traceback" not in proc.stderr
-    partial = _checksums(out)
+    partial = committed_checksums(out)
     assert 0 < len(partial) < 8 and all(expected[name] == sums for name, sums in partial.items())
     verdict = verify(out)
     assert verdict.problems == [], "no corrupt shard committed"
@@ -71,11 +62,11 @@ def test_a_full_then_read_only_disk_stops_cleanly_and_the_rerun_completes(tmp_pa
     remount("ro")
     proc = run_cli("generate", "--out", str(out), "--no-progress", "--workers", "0", check=False)
     assert proc.returncode == 1 and "Read-only file system" in proc.stderr and "Traceback" not in proc.stderr
-    assert _checksums(out) == partial
+    assert committed_checksums(out) == partial
 
     remount("rw,size=64m")
     proc = run_cli("generate", "--out", str(out), "--no-progress", "--workers", "0")
     assert f"({len(partial)} already committed)" in proc.stdout
-    assert _checksums(out) == expected, "exactly what was missing, byte for byte"
+    assert committed_checksums(out) == expected, "exactly what was missing, byte for byte"
     verdict = verify(out)
     assert verdict.problems == [] and verdict.uncommitted == []

@@ -4,7 +4,6 @@ was never interrupted. After every kill: no half-written shard visible, no key i
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import DATAGEN, FAST, REPO, run_cli
+from conftest import DATAGEN, FAST, REPO, committed_checksums, run_cli
 
 from datagen.shards import verify
 
@@ -29,16 +28,6 @@ def _listing(out: Path) -> frozenset[str]:
         if folder.is_dir():
             names.update(f"{sub}/{n}" for n in os.listdir(folder))
     return frozenset(names)
-
-
-def _committed(out: Path) -> dict[str, tuple[str, ...]]:
-    found = {}
-    for stats in sorted((out / "shards").glob("*.stats.json")):
-        body = json.loads(stats.read_text())
-        found[stats.name] = (body["tar"]["sha256"], body["parquet"]["sha256"])
-    for stats in sorted((out / "texts").glob("*.stats.json")):
-        found[f"texts/{stats.name}"] = (json.loads(stats.read_text())["jsonl"]["sha256"],)
-    return found
 
 
 def _check_invariants(out: Path) -> int:
@@ -62,7 +51,7 @@ def _check_invariants(out: Path) -> int:
 def test_sigkill_at_24_points_then_resume_is_exact(tmp_path):
     reference = tmp_path / "reference"
     run_cli("generate", "--out", str(reference), *ARGS)
-    expected = _committed(reference)
+    expected = committed_checksums(reference, texts=True)
     assert len([n for n in expected if not n.startswith("texts/")]) == 40
 
     out = tmp_path / "run"
@@ -96,5 +85,5 @@ def test_sigkill_at_24_points_then_resume_is_exact(tmp_path):
     proc = run_cli("generate", "--out", str(out), "--no-progress", "--workers", "0")
     assert "FAILED" not in proc.stdout
     assert _check_invariants(out) == 40
-    assert _committed(out) == expected, "byte-identical to the uninterrupted run"
+    assert committed_checksums(out, texts=True) == expected, "byte-identical to the uninterrupted run"
     assert verify(out).uncommitted == [], "the last resume cleared every leftover"

@@ -284,11 +284,11 @@ def test_on_s3_the_last_of_two_racing_writers_wins_and_the_heartbeat_sees_a_take
 
 def test_a_second_generate_on_the_same_out_is_refused_while_the_first_runs(tmp_path):
     """Two `datagen generate` on one OUT: the second stops at once with who writes there; nothing is lost."""
-    from conftest import DATAGEN, run_cli
+    from conftest import DATAGEN, FAST, run_cli
 
     out = tmp_path / "run"
     args = ["generate", "--task", "remove", "--n", "400", "--shard-size", "10", "--out", str(out), "--workers", "0",
-            "--no-progress"]  # fmt: skip
+            "--no-progress", *FAST]  # fmt: skip
     first = subprocess.Popen([*DATAGEN, *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(lambda: (out / LEASE_NAME).exists(), timeout=60)

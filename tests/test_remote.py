@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import signal
 import subprocess
 import time
 
 import pytest
-from conftest import DATAGEN, FAST, REPO, run_cli
+from conftest import DATAGEN, FAST, REPO, committed_checksums, run_cli
 
 if importlib.util.find_spec("moto") is None:  # found, not imported: see `s3` below
     pytest.skip("moto[server] is a dev dependency: make install", allow_module_level=True)
@@ -34,22 +33,12 @@ def _objects(client, prefix: str) -> dict[str, bytes]:
     return found
 
 
-def _checksums(files: dict[str, bytes]) -> dict[str, tuple[str, str]]:
-    """Committed shard -> (tar sha256, parquet sha256), from the markers."""
-    out = {}
-    for name, data in files.items():
-        if name.startswith("shards/") and name.endswith(".stats.json"):
-            body = json.loads(data)
-            out[name] = (body["tar"]["sha256"], body["parquet"]["sha256"])
-    return out
-
-
 @pytest.fixture(scope="module")
 def local_reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
     run_cli("generate", "--out", str(out), *ARGS)
     files = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    return out, _checksums(files)
+    return out, committed_checksums(files)
 
 
 def test_a_run_on_s3_is_byte_identical_to_a_local_one_and_verifies(s3, local_reference, tmp_path):
@@ -58,7 +47,7 @@ def test_a_run_on_s3_is_byte_identical_to_a_local_one_and_verifies(s3, local_ref
     assert "8/8 shards done" in proc.stdout
     files = _objects(client, "whole/")
     assert "run.json" in files and not any(n.startswith(".") or "/." in n for n in files), "no temporaries"
-    assert _checksums(files) == local_reference[1] and len(local_reference[1]) == 8
+    assert committed_checksums(files) == local_reference[1] and len(local_reference[1]) == 8
     proc = run_cli("verify", f"s3://{BUCKET}/whole", env=env)
     assert "8 committed shards" in proc.stdout and proc.stdout.strip().endswith("OK")
 
@@ -104,14 +93,14 @@ def test_a_killed_run_on_s3_resumes_to_the_same_shards(s3, local_reference):
     # what a crash between a shard's objects and its marker leaves: finals with no marker, to be redone
     client.put_object(Bucket=BUCKET, Key=prefix + "shards/remove-000007.tar", Body=b"half a shard")
     client.put_object(Bucket=BUCKET, Key=prefix + "shards/remove-000007.parquet", Body=b"not parquet")
-    before = _checksums(_objects(client, prefix))
+    before = committed_checksums(_objects(client, prefix))
     assert 3 <= len(before) < 8
 
     run_cli("verify", f"s3://{BUCKET}/killed", env=env)  # uncommitted leftovers are ignored, not errors
     proc = run_cli("generate", "--out", f"s3://{BUCKET}/killed", "--no-progress", "--workers", "0", env=env)
     assert f"({len(before)} already committed)" in proc.stdout
     after = _objects(client, prefix)
-    assert _checksums(after) == local_reference[1]
+    assert committed_checksums(after) == local_reference[1]
     assert run_cli("verify", f"s3://{BUCKET}/killed", env=env).stdout.strip().endswith("OK")
     assert after["shards/remove-000007.tar"] != b"half a shard"
 

@@ -11,20 +11,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import DATAGEN, FAST, REPO, run_cli
+from conftest import DATAGEN, FAST, REPO, committed_checksums, run_cli
 
 from datagen.shards import verify
 
 ARGS = ["--task", "remove", "--n", "120", "--shard-size", "12", *FAST]
-
-
-def _committed(out: Path) -> dict[str, str]:
-    """shard name -> sha256 of its tar, for committed shards."""
-    found = {}
-    for stats in sorted((out / "shards").glob("*.stats.json")):
-        body = json.loads(stats.read_text())
-        found[stats.name] = body["tar"]["sha256"] + body["parquet"]["sha256"]
-    return found
 
 
 def _keys(out: Path) -> list[str]:
@@ -41,7 +32,7 @@ def reference(tmp_path_factory) -> Path:
 
 
 def test_generate_cli_summary_and_verify(reference):
-    assert len(_committed(reference)) == 10
+    assert len(committed_checksums(reference)) == 10
     proc = run_cli("verify", str(reference))
     assert "10 committed shards" in proc.stdout and proc.stdout.strip().endswith("OK")
     assert len(_keys(reference)) == int(proc.stdout.split("shards, ")[1].split(" samples")[0])
@@ -51,7 +42,7 @@ def test_ray_run_is_byte_identical_to_the_inline_run(reference, tmp_path, ray_cl
     proc = run_cli("generate", "--out", str(tmp_path), "--no-progress", *ARGS, env={"RAY_ADDRESS": ray_cluster})
     assert "10/10 shards done" in proc.stdout and "kept of 120 attempted" in proc.stdout
     assert "rejected by reason:" in proc.stdout and "samples/s" in proc.stdout
-    assert _committed(tmp_path) == _committed(reference)
+    assert committed_checksums(tmp_path) == committed_checksums(reference)
 
 
 @pytest.mark.parametrize("ahead", [0, 5])
@@ -59,7 +50,7 @@ def test_prefetching_inputs_changes_nothing_in_the_shards(reference, tmp_path, a
     """The reference loads one sample ahead (the default); none ahead and five ahead commit the same bytes."""
     set_prefetch = ["--set", f"pipeline.actor.prefetch={ahead}"]
     run_cli("generate", "--out", str(tmp_path), "--workers", "0", "--no-progress", *ARGS, *set_prefetch)
-    assert _committed(tmp_path) == _committed(reference)
+    assert committed_checksums(tmp_path) == committed_checksums(reference)
 
 
 def test_prefetched_keeps_order_and_raises_each_error_at_its_own_item():
@@ -117,11 +108,11 @@ def test_sigkill_then_resume_gives_exactly_the_uninterrupted_keys(reference, tmp
     assert visible == [], "a killed run never leaves a visible half-written shard"
     if kill_when == "while_writing_a_tar":
         assert any(n.endswith(".tmp") for n in before.uncommitted)
-    assert len(_committed(out)) < 10
+    assert len(committed_checksums(out)) < 10
     run_cli("generate", "--out", str(out), "--no-progress", "--workers", "0")  # resume from run.json alone
     after = verify(out)
     assert after.problems == [] and after.uncommitted == []
-    assert _committed(out) == _committed(reference)
+    assert committed_checksums(out) == committed_checksums(reference)
     assert _keys(out) == _keys(reference)
 
 
@@ -146,7 +137,7 @@ def test_a_run_stored_before_a_field_existed_resumes(reference, tmp_path):
             del spec["reason"]
     (out / "run.json").write_text(json.dumps(record))
     run_cli("render", "--out", str(out), "--workers", "0", "--no-progress")
-    assert _committed(out) == _committed(reference)
+    assert committed_checksums(out) == committed_checksums(reference)
 
 
 def test_write_then_render_phases(reference, tmp_path):
@@ -159,7 +150,7 @@ def test_write_then_render_phases(reference, tmp_path):
     lines = (out / "texts" / "remove-000003.jsonl").read_text().splitlines()
     assert len(lines) == 12 and all(json.loads(line)["status"] == "ok" for line in lines)
     run_cli("render", "--out", str(out), "--workers", "0", "--no-progress")
-    assert _committed(out) == _committed(reference)
+    assert committed_checksums(out) == committed_checksums(reference)
 
 
 def shutil_rmtree(path: Path) -> None:
@@ -181,11 +172,11 @@ def test_failing_shard_is_retried_recorded_and_rerun(reference, tmp_path):
     assert "FAILED shards: 1" in proc.stdout and "000004: JSONDecodeError" in proc.stdout
     failure = json.loads((out / "failed" / "remove-000004.json").read_text())
     assert failure["attempts"] == 3 and "Traceback" in failure["traceback"]
-    assert verify(out).problems == [] and len(_committed(out)) == 9
+    assert verify(out).problems == [] and len(committed_checksums(out)) == 9
     (out / "texts" / "remove-000004.stats.json").unlink()  # the operator discards the damaged instructions
     run_cli("generate", "--out", str(out), "--workers", "0", "--no-progress")
     assert not (out / "failed" / "remove-000004.json").exists()
-    assert _committed(out) == _committed(reference)
+    assert committed_checksums(out) == committed_checksums(reference)
 
 
 def test_cli_errors_are_one_readable_message(tmp_path):
