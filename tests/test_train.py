@@ -160,26 +160,25 @@ def test_metrics_are_the_definitions():
 
 
 def test_train_edit_eval_from_the_command_line(tiny_dir, shards, tmp_path):
-    from conftest import run_cli
+    from conftest import run_inline
 
     from datagen.train import to_png
 
-    env = {"DATAGEN_TINY_DIR": str(tiny_dir)}
-    run_cli("train", "--shards", str(shards), "--out", str(tmp_path / "run"), "--steps", "2", "--resolution", "32",
-            "--batch-size", "2", "--no-progress", env=env)  # fmt: skip
+    run_inline("train", "--shards", str(shards), "--out", str(tmp_path / "run"), "--steps", "2", "--resolution", "32",
+               "--batch-size", "2", "--no-progress")  # fmt: skip
     (tmp_path / "in.png").write_bytes(to_png(load_pairs([str(shards)], 1)[0]["input"]))
-    proc = run_cli("edit", "--checkpoint", str(tmp_path / "run"), "--image", str(tmp_path / "in.png"),
-                   "--instruction", "remove the ball", "--instruction", "remove the box", "--steps", "2",
-                   "--out", str(tmp_path / "out.png"), env=env)  # fmt: skip
+    proc = run_inline("edit", "--checkpoint", str(tmp_path / "run"), "--image", str(tmp_path / "in.png"),
+                      "--instruction", "remove the ball", "--instruction", "remove the box", "--steps", "2",
+                      "--out", str(tmp_path / "out.png"))  # fmt: skip
     assert "2 turn(s)" in proc.stdout and (tmp_path / "out-1.png").is_file() and (tmp_path / "out.png").is_file()
     done = json.loads(proc.stderr.strip().splitlines()[-1])
     assert (done["event"], done["step"], done["done"], done["total"], done["turn"]) == ("done", "edit", 4, 4, "2/2")
-    proc = run_cli("eval", "--shards", str(shards), "--pipeline", "tiny", "--json", str(tmp_path / "m.json"), env=env)
+    proc = run_inline("eval", "--shards", str(shards), "--pipeline", "tiny", "--json", str(tmp_path / "m.json"))
     assert "CLIP: tiny:clip   DINO: tiny:dino" in proc.stdout
     numbers = json.loads((tmp_path / "m.json").read_text())["metrics"]
     assert set(numbers["all"]) == {"n", "clip_dir", "clip_img", "clip_out", "l1", "dino"} and numbers["all"]["n"] > 0
-    proc = run_cli("eval", "--shards", str(shards), "--checkpoint", str(tmp_path / "run"), "--pipeline", "tiny",
-                   "--limit", "3", "--batch-size", "2", env=env)  # fmt: skip
+    proc = run_inline("eval", "--shards", str(shards), "--checkpoint", str(tmp_path / "run"), "--pipeline", "tiny",
+                      "--limit", "3", "--batch-size", "2")  # fmt: skip
     done = json.loads(proc.stderr.strip().splitlines()[-1])
     assert (done["event"], done["step"], done["done"], done["unit"]) == ("done", "eval", 3, "pair")
     assert "remove" in proc.stdout.splitlines()[-1] and " 3 " in proc.stdout.splitlines()[-1]
