@@ -215,8 +215,10 @@ def test_make_builds_the_environment_first_only_when_it_is_missing(tmp_path):
         return proc.stdout
 
     fresh = dry_run("generate", tmp_path / "fresh")
-    assert f"-m venv {tmp_path / 'fresh'}" in fresh and 'pip install -e ".[dev,cpu]"' in fresh
-    assert fresh.index("pip install -e") < fresh.index(f"{tmp_path / 'fresh'}/bin/datagen generate")
+    assert f"-m venv {tmp_path / 'fresh'}" in fresh
+    assert "pip install --no-deps --require-hashes -r requirements/cpu.lock" in fresh, "exactly the locked set"
+    assert fresh.index("requirements/cpu.lock") < fresh.index("pip install --no-deps --no-build-isolation -e .")
+    assert fresh.index("datagen.environment check cpu") < fresh.index(f"{tmp_path / 'fresh'}/bin/datagen generate")
     assert not (tmp_path / "fresh").exists(), "a dry run"
     ready = tmp_path / "ready"
     (ready / "bin").mkdir(parents=True)
