@@ -1,0 +1,113 @@
+"""The ocr role: text lines read from images — each its quadrilateral, string and confidence.
+
+Backend `rapidocr`: PP-OCRv4 detection and recognition with the orientation classifier, ONNX weights shipped inside
+the `rapidocr-onnxruntime` wheel (Apache-2.0), run on the CPU by onnxruntime: real weights on every pipeline, `local`
+and CI included, with nothing to fetch. The text task reads its inputs with it at write time (which lines are there
+to edit) and reads every candidate again (is the new string there, the old one gone).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datagen.models.batching import Counted
+
+
+@dataclass(frozen=True)
+class TextLine:
+    """One line of text found in an image."""
+
+    quad: tuple[tuple[float, float], ...]
+    """Its four corners in pixels: top-left, top-right, bottom-right, bottom-left."""
+    text: str
+    confidence: float
+    height: float = field(default=0.0)
+    """The line's height in pixels (the mean of its two sides)."""
+
+    @classmethod
+    def of(cls, quad, text: str, confidence: float) -> TextLine:
+        q = np.asarray(quad, np.float64).reshape(4, 2)
+        height = (np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2
+        corners = tuple((round(float(x), 1), round(float(y), 1)) for x, y in q)
+        return cls(corners, str(text), round(float(confidence), 4), round(float(height), 1))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"quad": [list(p) for p in self.quad], "text": self.text, "confidence": self.confidence,
+                "height": self.height}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TextLine:
+        return cls.of(data["quad"], data["text"], data["confidence"])
+
+
+def normalise(text: str) -> str:
+    """How OCR benchmarks compare strings: case folded, whitespace removed (detectors often drop spaces)."""
+    return re.sub(r"\s+", "", text).casefold()
+
+
+def edit_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def ned_similarity(read: str, target: str) -> float:
+    """1 - normalised edit distance (AnyText's NED) of the normalised strings: 1.0 when they are equal."""
+    a, b = normalise(read), normalise(target)
+    if not a and not b:
+        return 1.0
+    return 1.0 - edit_distance(a, b) / max(len(a), len(b))
+
+
+class RapidOCRReader(Counted):
+    """PP-OCRv4 through rapidocr-onnxruntime; `read_batch(images)` -> the lines of each image."""
+
+    def __init__(self, spec, options=None, **_context: Any):
+        self.spec = spec
+        self.options = options
+        self.model_id = "rapidocr-onnxruntime:PP-OCRv4"
+        self._engine = None
+        self.seconds = 0.0
+
+    def load(self) -> None:
+        if self._engine is not None:
+            return
+        from rapidocr_onnxruntime import RapidOCR
+
+        threads = self.options.threads if self.options is not None and self.options.threads else -1
+        self._engine = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=threads)
+        models = Path(__import__("rapidocr_onnxruntime").__file__).parent / "models"
+        missing = [name for name in ("ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx")
+                   if not (models / name).is_file()]  # fmt: skip
+        if missing:
+            raise FileNotFoundError(f"rapidocr-onnxruntime's wheel lacks {', '.join(missing)} in {models}")
+
+    def read_batch(self, images: Sequence[np.ndarray]) -> list[list[TextLine]]:
+        """The lines of each image (RGB uint8), those read at the backend's min_confidence or above, top to
+        bottom. One call per image inside (the detector takes one image at a time); counted as one batch."""
+        self.load()
+        self.counted(len(images))
+        started = time.perf_counter()
+        floor = self.options.min_confidence if self.options is not None else 0.5
+        out = []
+        for image in images:
+            bgr = np.ascontiguousarray(np.asarray(image)[..., ::-1])
+            found, _ = self._engine(bgr, text_score=floor)
+            lines = [TextLine.of(quad, text, score) for quad, text, score in (found or []) if float(score) >= floor]
+            out.append(sorted(lines, key=lambda line: (line.quad[0][1], line.quad[0][0])))
+        self.seconds += time.perf_counter() - started
+        return out
+
+    def read(self, image: np.ndarray) -> list[TextLine]:
+        return self.read_batch([image])[0]

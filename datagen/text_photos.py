@@ -1,0 +1,99 @@
+"""A text-on-photo set from real photos that scikit-image ships (public domain / CC0, in its wheel): known strings
+drawn in real fonts, sizes, colours and angles, each with its quadrilateral. The tests run the real OCR on it and
+`datagen bench text` measures detection, the edits and the gates on it. Same seed, same set.
+
+    from datagen.text_photos import text_photos
+    for photo in text_photos(24, seed=0): photo.image, photo.line.text, photo.line.quad
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from datagen import glyphs
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "camera", "coins", "brick", "grass",
+          "gravel", "clock", "moon", "colorwheel", "hubble_deep_field")  # fmt: skip
+"""skimage.data photos bundled in its wheel (the ones fetched from the network are not used)."""
+STRINGS = ("OPEN DAILY", "SALE", "EXIT 12", "Fresh Bread", "NO PARKING", "Hotel Central", "CAFE", "2024",
+           "Welcome", "STOP", "Bus Stop", "Pharmacy", "FOR RENT", "Museum", "Books", "Station Road")  # fmt: skip
+"""What the set writes: shop signs, street names, numbers."""
+HEIGHTS = (12, 16, 20, 24, 32, 40, 48)
+"""Ink heights in pixels: below 16 px is where detectors start to miss lines."""
+COLOURS = ((255, 255, 255), (15, 15, 15), (230, 30, 30), (250, 220, 40), (30, 60, 200))
+
+
+@dataclass(frozen=True)
+class DrawnLine:
+    text: str
+    quad: np.ndarray
+    """4x2 corners (top-left, top-right, bottom-right, bottom-left) of the line's box."""
+    font: str
+    colour: tuple[int, int, int]
+    height: int
+    """Ink height in pixels."""
+    angle: float
+
+
+@dataclass(frozen=True)
+class TextPhoto:
+    name: str
+    """`{photo}-{k}`: which scikit-image photo, which draw."""
+    image: np.ndarray
+    line: DrawnLine
+    clean: np.ndarray
+    """The photo before the text was drawn."""
+
+
+def photo(name: str) -> np.ndarray:
+    """A scikit-image photo as HxWx3 uint8 RGB, at most 640 px on its long side."""
+    import cv2
+    import skimage.data
+
+    image = np.asarray(getattr(skimage.data, name)())
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    image = np.ascontiguousarray(image[..., :3]).astype(np.uint8)
+    scale = 640 / max(image.shape[:2])
+    if scale < 1:
+        image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
+                           interpolation=cv2.INTER_AREA)  # fmt: skip
+    return image
+
+
+def _contrasting(image: np.ndarray, quad: np.ndarray, rng: np.random.Generator) -> tuple[int, int, int]:
+    """A colour of COLOURS that stands out from the box's mean brightness (as real signs do)."""
+    behind = float(glyphs.patch(image, quad).mean())
+    ranked = sorted(COLOURS, key=lambda c: -abs(np.mean(c) - behind))
+    return ranked[int(rng.integers(0, 2))]
+
+
+def text_photos(n: int = 28, seed: int = 0, angles: float = 12.0) -> list[TextPhoto]:
+    """`n` photos, each with one known line of text drawn on it (photos cycled, everything else drawn by seed)."""
+    rng = np.random.default_rng(seed)
+    cache: dict[str, np.ndarray] = {}
+    out = []
+    for k in range(n):
+        name = PHOTOS[k % len(PHOTOS)]
+        clean = cache.setdefault(name, photo(name))
+        h, w = clean.shape[:2]
+        text = STRINGS[int(rng.integers(len(STRINGS)))]
+        font = glyphs.FONTS[int(rng.integers(len(glyphs.FONTS)))]
+        height = int(HEIGHTS[k % len(HEIGHTS)])
+        angle = float(rng.uniform(-angles, angles))
+        width = glyphs.text_width(text, font, height)
+        if width > 0.85 * w:  # too long for this photo: smaller
+            height = max(10, int(height * 0.85 * w / width))
+            width = glyphs.text_width(text, font, height)
+        box_h = height / (1 - 2 * 0.08)  # the box glyphs.draw fills, margins included
+        cx = float(rng.uniform(width / 2 + 8, w - width / 2 - 8))
+        cy = float(rng.uniform(box_h / 2 + 8 + width * 0.2, h - box_h / 2 - 8 - width * 0.2))
+        quad = glyphs.line_quad((cx, cy), width, box_h, angle)
+        colour = _contrasting(clean, quad, rng)
+        image, _ = glyphs.draw(clean, quad, text, font, colour, fit="stretch")
+        out.append(TextPhoto(f"{name}-{k}", image, DrawnLine(text, quad, font, colour, height, angle), clean))
+    return out

@@ -1,0 +1,93 @@
+"""The ocr role with real weights (PP-OCRv4 from the rapidocr-onnxruntime wheel) on real photos (scikit-image's),
+and the glyph geometry the text task draws with: what is read, where, and how well."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from datagen import glyphs
+from datagen.models.ocr import RapidOCRReader, TextLine, edit_distance, ned_similarity, normalise
+from datagen.text_photos import text_photos
+
+
+@pytest.fixture(scope="module")
+def reader() -> RapidOCRReader:
+    reader = RapidOCRReader(None)
+    reader.load()
+    return reader
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return text_photos(28, seed=0)
+
+
+@pytest.fixture(scope="module")
+def reads(reader, photos):
+    return reader.read_batch([p.image for p in photos])
+
+
+def _coverage(line: TextLine, quad, shape) -> float:
+    found, drawn = glyphs.quad_mask(shape, line.quad) > 0, glyphs.quad_mask(shape, quad) > 0
+    return float((found & drawn).sum() / drawn.sum())
+
+
+def test_strings_are_compared_as_ocr_benchmarks_compare_them():
+    assert normalise(" Open\tDaily ") == "opendaily"
+    assert edit_distance("kitten", "sitting") == 3 and edit_distance("", "abc") == 3
+    assert ned_similarity("OPENDAILY", "OPEN DAILY") == 1.0, "spaces are not counted (detectors drop them)"
+    assert ned_similarity("useum", "Museum") == pytest.approx(1 - 1 / 6)
+    assert ned_similarity("", "") == 1.0 and ned_similarity("abc", "") == 0.0
+
+
+def test_the_real_ocr_reads_the_photographed_page(reader):
+    import skimage.data
+
+    page = np.stack([skimage.data.page()] * 3, axis=-1)
+    lines = reader.read(page)
+    assert lines[0].text == "Region-basedsegmentation" and lines[0].confidence > 0.9
+    assert len(lines) >= 4 and all(line.height > 10 for line in lines)
+    assert [line.quad[0][1] for line in lines] == sorted(line.quad[0][1] for line in lines), "top to bottom"
+    assert reader.calls == 1 and reader.items == 1
+
+
+def test_lines_drawn_on_real_photos_are_found_where_they_were_drawn(reads, photos):
+    found = []
+    for photo, lines in zip(photos, reads, strict=True):
+        best = max(lines, key=lambda line: _coverage(line, photo.line.quad, photo.image.shape), default=None)
+        hit = best is not None and _coverage(best, photo.line.quad, photo.image.shape) > 0.5
+        found.append((photo.line.height, hit, ned_similarity(best.text, photo.line.text) if hit else 0.0))
+    tall = [hit for height, hit, _ in found if height >= 16]
+    assert sum(tall) / len(tall) >= 0.9, found
+    read_right = [ned for _, hit, ned in found if hit]
+    assert np.mean(read_right) >= 0.85 and sum(ned == 1.0 for ned in read_right) >= len(found) // 2, found
+
+
+def test_a_line_round_trips_through_its_dict():
+    line = TextLine.of([[1, 2], [30, 2], [30, 14], [1, 14]], "SALE", 0.987654)
+    assert TextLine.from_dict(line.as_dict()) == line and line.height == 12.0
+
+
+def test_the_glyphs_colour_and_font_are_recovered_from_the_pixels(photos):
+    for photo in photos[:6]:
+        if photo.line.height < 24:
+            continue
+        colour = glyphs.glyph_colour(photo.image, photo.line.quad)
+        assert np.abs(np.subtract(colour, photo.line.colour)).max() <= 40, (photo.name, colour, photo.line.colour)
+        name, iou = glyphs.match_font(photo.image, photo.line.quad, photo.line.text)
+        assert iou > 0.5, (photo.name, name, iou)
+        drawn_iou = dict(
+            (n, i) for n, i in [glyphs.match_font(photo.image, photo.line.quad, photo.line.text, (photo.line.font,))]
+        )[photo.line.font]
+        assert iou >= drawn_iou, "the best match is at least as good as the font it was drawn in"
+
+
+def test_a_string_drawn_into_a_quad_stays_inside_it_at_its_angle():
+    image = np.full((120, 200, 3), 200, np.uint8)
+    quad = glyphs.line_quad((100, 60), 120, 30, 10.0)
+    out, ink = glyphs.draw(image, quad, "HELLO", "dejavu-sans-bold", (10, 10, 10))
+    inside = glyphs.quad_mask(image.shape, quad, dilate=2) > 0
+    assert ink.any() and not (ink & ~inside).any()
+    assert (out[~inside] == 200).all(), "nothing outside the box changes"
+    assert abs(glyphs.geometry(quad).angle - 10.0) < 1e-3 and round(glyphs.geometry(quad).height) == 30
