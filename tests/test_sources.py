@@ -294,7 +294,7 @@ def test_build_source_builds_every_kind_and_len_works(tmp_path, shard_dir):
     for kind, source in built.items():
         assert source.kind == kind
         assert source.ref(5, 0)["kind"] == kind
-    with pytest.raises(ValueError, match="unknown source 'video'"):
+    with pytest.raises(ConfigError, match="--source 'video': unknown source; known: scene, images, captions, topics"):
         build_source("video", SIZE, None)
 
 
@@ -331,7 +331,10 @@ def test_missing_input_says_what_each_kind_needs():
 
 def test_missing_files(tmp_path):
     missing = str(tmp_path / "nope.txt")
-    assert config_error("images", missing) == f"--input {missing!r}: no such directory"
+    assert config_error("images", missing) == (
+        f"--input {missing!r}: no such directory; --source images reads a folder of images (with optional .json "
+        "sidecars)"
+    )
     message = config_error("captions", missing)
     assert message.startswith(f"--input {missing!r}: no such file; --source captions reads captions as .txt")
     assert config_error("topics", missing).startswith(f"--input {missing!r}: no such file; --source topics reads")

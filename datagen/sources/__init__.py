@@ -5,10 +5,15 @@ A source gives the writer phase a `SourceItem` (caption, object names, a referen
 `LoadedInput` for that reference (image, object masks where the source knows them, ground truth where it exists).
 Text-only sources (captions, topics) give no image: the render phase generates it from the caption.
 
-- `base.py`: `SourceItem`, `LoadedInput`, `BadSource`, the table of --input kinds, the checks on input text and paths;
+A new kind of input is one module with a class that keeps `base.Source` (its `kind`, its `input` spec, `from_input`,
+`__len__`, `ref`, `item`, `load`) and one line in `SOURCES`; `tests/test_source_contract.py` holds every registered
+kind to the protocol.
+
+- `base.py`: the `Source` protocol, `InputSpec`, `SourceItem`, `LoadedInput`, `BadSource`, the checks on input text
+  and paths;
 - `scene.py`: procedural scenes; `image_folder.py`: image folders with JSON sidecars;
 - `text_files.py`: caption files and topic lists; `webdataset.py`: WebDataset tar shards;
-- here: building a source by kind and checking a run's --input before any work starts.
+- here: the registry, building a source by kind and checking a run's --input before any work starts.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ from pathlib import Path
 from datagen.errors import ConfigError
 from datagen.sources.base import (
     IMAGE_SUFFIXES,
-    INPUTS,
     MAX_TEXT_CHARS,
     BadSource,
+    InputSpec,
     LoadedInput,
+    Source,
     SourceItem,
     check_text,
     inside_folder,
@@ -35,14 +41,15 @@ from datagen.sources.webdataset import MAX_TEXT_BYTES, WDS_META, WDS_NAME, Shard
 
 __all__ = [
     "IMAGE_SUFFIXES",
-    "INPUTS",
     "MAX_TEXT_BYTES",
     "MAX_TEXT_CHARS",
+    "SOURCES",
     "WDS_META",
     "WDS_NAME",
     "BadSource",
     "CaptionFileSource",
     "ImageFolderSource",
+    "InputSpec",
     "LoadedInput",
     "SceneSource",
     "ShardSource",
@@ -53,62 +60,51 @@ __all__ = [
     "check_source",
     "check_text",
     "inside_folder",
+    "source_class",
 ]
 
 
-Source = SceneSource | ImageFolderSource | CaptionFileSource | TopicSource | ShardSource
+SOURCES: dict[str, type[Source]] = {
+    cls.kind: cls for cls in (SceneSource, ImageFolderSource, CaptionFileSource, TopicSource, ShardSource)
+}
+"""Every source kind (`--source KIND`, a task file's `sources`) -> its class, in the order messages list them."""
+
+
+def source_class(kind: str) -> type[Source]:
+    """The registered class of a source kind; a ConfigError lists the known kinds."""
+    if kind not in SOURCES:
+        raise ConfigError(f"--source {kind!r}: unknown source; known: {', '.join(SOURCES)}")
+    return SOURCES[kind]
 
 
 def build_source(kind: str, size: int | Sequence[tuple[int, int]], input_dir: str | None) -> Source:
     """The source of this kind; `size` the (width, height) buckets its images are made in (an int: one square,
     datagen/images.py), `input_dir` the --input path (folder, file or tar)."""
-    if kind == "scene":
-        return SceneSource(size)
-    if kind == "images":
-        return ImageFolderSource(str(input_dir), size)
-    if kind == "captions":
-        return CaptionFileSource(str(input_dir))
-    if kind == "topics":
-        return TopicSource(str(input_dir))
-    if kind == "shards":
-        return ShardSource(str(input_dir), size)
-    raise ValueError(f"unknown source {kind!r}")
+    return source_class(kind).from_input(input_dir, size)
 
 
 def check_source(kind: str, input: str | None, n: int | None = None, repeat: bool = False) -> None:
     """Open and read (or index) the run's input now, so a bad one fails before any work starts; ConfigError.
-    With `n`, an image folder holding fewer images than `n` samples is refused unless `repeat` allows reusing them."""
-    if kind not in INPUTS:
+    With `n`, a kind whose inputs `repeat` guards (an image folder) holding fewer than `n` is refused unless `repeat`
+    allows reusing them."""
+    spec = source_class(kind).input
+    if spec is None:
         if input:
-            raise ConfigError(f"--input is only used with --source {', '.join(INPUTS)} (source is {kind!r})")
+            reading = ", ".join(name for name, cls in SOURCES.items() if cls.input is not None)
+            raise ConfigError(f"--input is only used with --source {reading} (source is {kind!r})")
         return
-    arg, allowed = INPUTS[kind]
     if not input:
-        raise ConfigError(f"--source {kind} needs --input {arg}: {allowed}")
+        raise ConfigError(f"--source {kind} needs --input {spec.arg}: {spec.allowed}")
     path = Path(input)
-    if kind == "images" and not path.is_dir():
-        raise ConfigError(f"--input {input!r}: no such directory")
-    if kind in ("captions", "topics") and not path.is_file():
-        raise ConfigError(f"--input {input!r}: no such file; --source {kind} reads {allowed}")
-    if kind == "shards" and not path.is_dir():
-        if not path.is_file():
-            raise ConfigError(f"--input {input!r}: no such directory or .tar file; --source shards reads {allowed}")
-        if path.suffix.lower() != ".tar":
-            raise wrong_suffix(path, kind, (".tar",))
+    if not ((spec.folder and path.is_dir()) or (spec.suffixes and path.is_file())):
+        raise ConfigError(f"--input {input!r}: no such {spec.where()}; --source {kind} reads {spec.allowed}")
+    if path.is_file() and path.suffix.lower() not in spec.suffixes:
+        raise wrong_suffix(path, kind, spec)
     distinct = len(build_source(kind, 1, input))
     if distinct == 0:
-        raise ConfigError(f"--input {input!r}: {_nothing_found(kind)}; --source {kind} reads {allowed}")
-    if kind == "images" and n is not None and n > distinct and not repeat:
+        raise ConfigError(f"--input {input!r}: {spec.empty}; --source {kind} reads {spec.allowed}")
+    if spec.repeat and n is not None and n > distinct and not repeat:
         raise ConfigError(
-            f"--input {input!r} holds {distinct} images; --n {n} would reuse them; pass --repeat to allow it, "
+            f"--input {input!r} holds {distinct} {kind}; --n {n} would reuse them; pass --repeat to allow it, "
             f"or lower --n"
         )
-
-
-def _nothing_found(kind: str) -> str:
-    return {
-        "images": f"no images found (looked for {' '.join(IMAGE_SUFFIXES)})",
-        "captions": "no captions in it (blank lines are skipped)",
-        "topics": "no topics in it (blank lines are skipped)",
-        "shards": f"no samples with an image member ({' '.join(IMAGE_SUFFIXES)}) in any .tar file",
-    }[kind]

@@ -1,13 +1,14 @@
-"""What every input source shares: the `SourceItem` it gives the writer phase, the `LoadedInput` it gives the render
-phase, the `BadSource` reject, the table of what --input is for each source kind, and the checks on text (captions,
-topics, object names, instructions) and paths that come from an input."""
+"""What every input source shares: the `Source` protocol a kind keeps, the `SourceItem` it gives the writer phase,
+the `LoadedInput` it gives the render phase, the `BadSource` reject, the `InputSpec` saying what its --input is, and
+the checks on text (captions, topics, object names, instructions) and paths that come from an input."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -15,20 +16,31 @@ from datagen import scenes
 from datagen.errors import ConfigError, Reject
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-INPUTS = {
-    "images": ("DIR", "a folder of images (with optional .json sidecars)"),
-    "captions": (
-        "FILE",
-        'captions as .txt (one per line), .jsonl (one {"caption": "...", "objects": ["..."]} per line, objects '
-        "optional) or .parquet (a string column `caption`, an optional list-of-strings column `objects`)",
-    ),
-    "topics": ("FILE", "topics as .txt (one per line) or .yaml (a list of strings)"),
-    "shards": (
-        "DIR or FILE.tar",
-        'WebDataset .tar shards: KEY.jpg (or .png, ...) with KEY.txt or KEY.json {"caption": "...", "objects": [...]}',
-    ),
-}
-"""Source kind -> (what --input is, what it may hold): the text of every input error."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What --input is for a source kind that reads one: the text of its input errors, and what `check_source`
+    checks before any work starts."""
+
+    arg: str
+    """How --input is shown in messages: DIR, FILE, DIR or FILE.tar."""
+    allowed: str
+    """What it may hold, in a sentence."""
+    folder: bool
+    """Whether --input may be a folder."""
+    suffixes: tuple[str, ...]
+    """The suffixes of the files --input may be (none: only a folder)."""
+    empty: str
+    """What was looked for, for the error when the input holds nothing."""
+    repeat: bool = False
+    """Whether more samples than distinct inputs needs --repeat (images: each sample would reuse a photo)."""
+
+    def where(self) -> str:
+        """What --input must exist as: 'directory', 'file' or 'directory or .tar file'."""
+        if not self.suffixes:
+            return "directory"
+        return f"directory or {', '.join(self.suffixes)} file" if self.folder else "file"
 
 
 MAX_TEXT_CHARS = {"caption": 2000, "topic": 500, "object": 200, "instruction": 1000}
@@ -87,7 +99,10 @@ class SourceItem:
     topic: str | None = None
     """For LLM-written captions: the writer writes the caption first, on this topic."""
     image: np.ndarray | None = field(default=None, repr=False)
-    """The input image, loaded in the write phase only for a writer that sees it (`roles.llm.args.see_image`)."""
+    """The input image, loaded in the write phase only for a writer that sees it (`roles.llm.args.see_image`) or a
+    task that reads it first (the text task's OCR)."""
+    text_lines: list[dict[str, Any]] | None = None
+    """The legible lines the OCR read in the image (quad, text, confidence, height): the text task edits one."""
 
 
 @dataclass
@@ -116,6 +131,35 @@ class LoadedInput:
         return image, others
 
 
+@runtime_checkable
+class Source(Protocol):
+    """One kind of input (`--source KIND`): a registry line in datagen/sources/__init__.py's SOURCES and one module.
+
+    A source is built from the run's --input and image buckets; it says how many distinct inputs it holds, gives
+    each sample a JSON reference from its seed and index (the write phase stores it), turns a reference into the
+    writer's `SourceItem`, and into the render's `LoadedInput` (an image no larger than `max_pixels` when decoded,
+    fitted to a bucket; None for text-only sources). Anything wrong with one input is a `BadSource` for that sample.
+    """
+
+    kind: ClassVar[str]
+    """Its name on the command line and in task files' `sources`, and each reference's "kind"."""
+    input: ClassVar[InputSpec | None]
+    """What its --input is; None for a source that reads none (procedural scenes)."""
+
+    @classmethod
+    def from_input(cls, input: str | None, size: int | Sequence[tuple[int, int]]) -> Source:
+        """The source reading `input` (None where `input` is None), its images made in the buckets `size`."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def ref(self, seed: int, index: int) -> dict[str, Any]: ...
+
+    def item(self, ref: dict[str, Any]) -> SourceItem: ...
+
+    def load(self, ref: dict[str, Any], max_pixels: int) -> LoadedInput: ...
+
+
 def object_names(objects: Any) -> list[str]:
     """Names from a list of strings or of {"name": ...} dicts; BadSource otherwise."""
     if objects is None:
@@ -131,7 +175,7 @@ def object_names(objects: Any) -> list[str]:
     return names
 
 
-def wrong_suffix(path: Path, kind: str, suffixes: tuple[str, ...]) -> ConfigError:
+def wrong_suffix(path: Path, kind: str, spec: InputSpec) -> ConfigError:
     """The error for an --input file whose suffix `--source kind` does not read."""
     found = repr(path.suffix) if path.suffix else "a file without a suffix"
-    return ConfigError(f"{path}: --source {kind} reads {', '.join(suffixes)} files, not {found}; {INPUTS[kind][1]}")
+    return ConfigError(f"{path}: --source {kind} reads {', '.join(spec.suffixes)} files, not {found}; {spec.allowed}")

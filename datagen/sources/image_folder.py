@@ -7,12 +7,12 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from datagen import images
-from datagen.sources.base import IMAGE_SUFFIXES, BadSource, LoadedInput, SourceItem, inside_folder
+from datagen.sources.base import IMAGE_SUFFIXES, BadSource, InputSpec, LoadedInput, SourceItem, inside_folder
 
 
 class ImageFolderSource:
@@ -22,12 +22,24 @@ class ImageFolderSource:
     nearest its aspect ratio (an int: one square bucket of that side).
     """
 
-    kind = "images"
+    kind: ClassVar[str] = "images"
+    input: ClassVar[InputSpec | None] = InputSpec(
+        arg="DIR",
+        allowed="a folder of images (with optional .json sidecars)",
+        folder=True,
+        suffixes=(),
+        empty=f"no images found (looked for {' '.join(IMAGE_SUFFIXES)})",
+        repeat=True,
+    )
 
     def __init__(self, root: str, size: int | Sequence[tuple[int, int]]):
         self.root = Path(root)
         self.buckets = images.bucket_list(size)
         self._files: list[str] | None = None
+
+    @classmethod
+    def from_input(cls, input: str | None, size: int | Sequence[tuple[int, int]]) -> ImageFolderSource:
+        return cls(str(input), size)
 
     @property
     def files(self) -> list[str]:

@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from datagen import scenes
 from datagen.images import bucket_list, draw_bucket
-from datagen.sources.base import LoadedInput, SourceItem
+from datagen.sources.base import InputSpec, LoadedInput, SourceItem
 
 
 class SceneSource:
     """`size`: the (width, height) buckets a scene may be drawn in, one drawn per seed (an int: one square)."""
 
-    kind = "scene"
+    kind: ClassVar[str] = "scene"
+    input: ClassVar[InputSpec | None] = None
 
     def __init__(self, size: int | Sequence[tuple[int, int]]):
         self.buckets = bucket_list(size)
+
+    @classmethod
+    def from_input(cls, input: str | None, size: int | Sequence[tuple[int, int]]) -> SceneSource:
+        return cls(size)
 
     def __len__(self) -> int:
         """Procedural: as many scenes as there are seeds."""

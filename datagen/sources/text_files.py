@@ -4,14 +4,14 @@ give no image: the render phase generates it from the caption (which, for a topi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from datagen.errors import ConfigError
-from datagen.sources.base import BadSource, LoadedInput, SourceItem, object_names, wrong_suffix
+from datagen.sources.base import BadSource, InputSpec, LoadedInput, SourceItem, object_names, wrong_suffix
 
 
 def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -39,12 +39,24 @@ class CaptionFileSource:
     """Captions from a .txt, .jsonl or .parquet file, one sample per row; text-only: the render phase generates
     each input image from its caption. Rows are the file's non-blank lines (or the table's rows)."""
 
-    kind = "captions"
-    SUFFIXES = (".txt", ".jsonl", ".parquet")
+    kind: ClassVar[str] = "captions"
+    input: ClassVar[InputSpec | None] = InputSpec(
+        arg="FILE",
+        allowed='captions as .txt (one per line), .jsonl (one {"caption": "...", "objects": ["..."]} per line, '
+        "objects optional) or .parquet (a string column `caption`, an optional list-of-strings column `objects`)",
+        folder=False,
+        suffixes=(".txt", ".jsonl", ".parquet"),
+        empty="no captions in it (blank lines are skipped)",
+    )
 
     def __init__(self, path: str):
         self.path = Path(path)
         self._rows: list[tuple[Any, Any]] | None = None
+
+    @classmethod
+    def from_input(cls, input: str | None, size: int | Sequence[tuple[int, int]]) -> CaptionFileSource:
+        """Text-only: `size` is not used (the render draws each image in a bucket of its own)."""
+        return cls(str(input))
 
     @property
     def rows(self) -> list[tuple[Any, Any]]:
@@ -61,7 +73,7 @@ class CaptionFileSource:
             return [self._jsonl_row(lineno, text) for lineno, text in _text_lines(self.path)]
         if suffix == ".parquet":
             return self._parquet_rows()
-        raise wrong_suffix(self.path, self.kind, self.SUFFIXES)
+        raise wrong_suffix(self.path, self.kind, self.input)
 
     def _jsonl_row(self, lineno: int, text: str) -> tuple[Any, Any]:
         line = '{"caption": "...", "objects": ["...", ...]} (objects optional)'
@@ -125,12 +137,23 @@ class TopicSource:
     """Topics from a .txt (one per line) or .yaml (a list of strings) file, cycled through; the writer writes a
     caption on the topic, the render phase generates the image from it."""
 
-    kind = "topics"
-    SUFFIXES = (".txt", ".yaml", ".yml")
+    kind: ClassVar[str] = "topics"
+    input: ClassVar[InputSpec | None] = InputSpec(
+        arg="FILE",
+        allowed="topics as .txt (one per line) or .yaml (a list of strings)",
+        folder=False,
+        suffixes=(".txt", ".yaml", ".yml"),
+        empty="no topics in it (blank lines are skipped)",
+    )
 
     def __init__(self, path: str):
         self.path = Path(path)
         self._topics: list[str] | None = None
+
+    @classmethod
+    def from_input(cls, input: str | None, size: int | Sequence[tuple[int, int]]) -> TopicSource:
+        """Text-only: `size` is not used (the render draws each image in a bucket of its own)."""
+        return cls(str(input))
 
     @property
     def topics(self) -> list[str]:
@@ -144,7 +167,7 @@ class TopicSource:
             return [text for _, text in _text_lines(self.path)]
         if suffix in (".yaml", ".yml"):
             return self._yaml_topics()
-        raise wrong_suffix(self.path, self.kind, self.SUFFIXES)
+        raise wrong_suffix(self.path, self.kind, self.input)
 
     def _yaml_topics(self) -> list[str]:
         allowed = "a YAML topics file is a list of strings, one `- topic` per line"

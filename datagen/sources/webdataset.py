@@ -12,14 +12,14 @@ import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from datagen import images
 from datagen.errors import ConfigError
 from datagen.sources.base import (
     IMAGE_SUFFIXES,
-    INPUTS,
     BadSource,
+    InputSpec,
     LoadedInput,
     SourceItem,
     inside_folder,
@@ -34,6 +34,15 @@ WDS_NAME = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
 """WebDataset's split of a member name into key (up to the base name's first dot) and extension."""
 WDS_META = re.compile(r"__[^/]*__($|/)")
 """WebDataset skips members named like this (shard metadata)."""
+SHARDS_INPUT = InputSpec(
+    arg="DIR or FILE.tar",
+    allowed='WebDataset .tar shards: KEY.jpg (or .png, ...) with KEY.txt or KEY.json {"caption": "...", "objects": '
+    "[...]}",
+    folder=True,
+    suffixes=(".tar",),
+    empty=f"no samples with an image member ({' '.join(IMAGE_SUFFIXES)}) in any .tar file",
+)
+"""What --input is for --source shards."""
 
 
 @dataclass
@@ -62,7 +71,7 @@ def _index_tar(root: Path, rel: str) -> _TarIndex:
                 key, ext = match.group(1), match.group(2).lower()
                 members.setdefault(key, {}).setdefault(ext, (info.offset_data, info.size))
     except (OSError, tarfile.TarError) as e:
-        raise ConfigError(f"{path}: not a readable uncompressed tar file ({e}); {INPUTS['shards'][1]}") from None
+        raise ConfigError(f"{path}: not a readable uncompressed tar file ({e}); {SHARDS_INPUT.allowed}") from None
     keys = [key for key, exts in members.items() if _image_ext(exts)]
     return _TarIndex(rel, keys, {key: members[key] for key in keys})
 
@@ -77,7 +86,8 @@ class ShardSource:
     or {"name": ...}]}. The tars are indexed once; members are read in place by offset, never extracted. Each image
     is fitted to the bucket (`size`: (width, height) buckets, or an int for one square) nearest its aspect ratio."""
 
-    kind = "shards"
+    kind: ClassVar[str] = "shards"
+    input: ClassVar[InputSpec | None] = SHARDS_INPUT
 
     def __init__(self, input: str, size: int | Sequence[tuple[int, int]]):
         path = Path(input)
@@ -87,6 +97,10 @@ class ShardSource:
         self._tars: dict[str, _TarIndex] | None = None
         self._order: list[_TarIndex] = []
         self._starts: list[int] = []
+
+    @classmethod
+    def from_input(cls, input: str | None, size: int | Sequence[tuple[int, int]]) -> ShardSource:
+        return cls(str(input), size)
 
     @property
     def tars(self) -> dict[str, _TarIndex]:

@@ -1,0 +1,124 @@
+"""Every registered source kind keeps the `Source` protocol: built from an --input through the registry, it names
+itself, counts its inputs, gives JSON references that come back the same from the write phase, and turns each into
+the writer's item and the render's input. A kind is tested because it is in `sources.SOURCES`, with no list here;
+a new kind adds its small example input to EXAMPLES."""
+
+from __future__ import annotations
+
+import json
+import typing
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webdataset as wds
+
+from datagen import images
+from datagen.config import TaskSpec, config_root, known, read_yaml
+from datagen.errors import ConfigError
+from datagen.sources import SOURCES, LoadedInput, Source, SourceItem, build_source, check_source
+
+BUCKETS = [(48, 32), (32, 48)]
+"""Two buckets, so that fitted images show which one they went to."""
+
+
+def _picture(height: int, width: int) -> np.ndarray:
+    return np.random.default_rng(height * width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _images(root: Path) -> str:
+    (root / "photos").mkdir()
+    (root / "photos" / "wide.png").write_bytes(images.encode(_picture(40, 64), "png"))
+    (root / "photos" / "wide.json").write_text(json.dumps({"caption": "a red mug", "objects": [
+        {"name": "red mug", "box": [4, 4, 20, 20]}]}))  # fmt: skip
+    (root / "photos" / "tall.png").write_bytes(images.encode(_picture(64, 40), "png"))
+    return str(root / "photos")
+
+
+def _captions(root: Path) -> str:
+    (root / "captions.jsonl").write_text('{"caption": "a red mug", "objects": ["red mug"]}\n{"caption": "a cat"}\n')
+    return str(root / "captions.jsonl")
+
+
+def _topics(root: Path) -> str:
+    (root / "topics.yaml").write_text("- kitchens\n- gardens\n")
+    return str(root / "topics.yaml")
+
+
+def _shards(root: Path) -> str:
+    with wds.TarWriter(str(root / "part.tar")) as sink:
+        sink.write({"__key__": "a", "png": images.encode(_picture(40, 64), "png"), "txt": "a red mug"})
+        sink.write({"__key__": "b", "png": images.encode(_picture(64, 40), "png"), "json": b'{"caption": "a cat"}'})
+    return str(root / "part.tar")
+
+
+EXAMPLES: dict[str, Callable[[Path], str | None]] = {
+    "scene": lambda root: None,
+    "images": _images,
+    "captions": _captions,
+    "topics": _topics,
+    "shards": _shards,
+}
+"""Source kind -> writes a small input of two samples under a folder and returns the --input (None: none read)."""
+
+
+def test_every_registered_kind_has_an_example_input():
+    assert set(EXAMPLES) == set(SOURCES), "a registered kind needs an example input here (and only those)"
+
+
+@pytest.mark.parametrize("kind", list(SOURCES))
+def test_source_kind_keeps_the_protocol(kind, tmp_path):
+    cls = SOURCES[kind]
+    assert cls.kind == kind, "the registry's name is the class's kind"
+    input = EXAMPLES[kind](tmp_path)
+    assert (cls.input is None) == (input is None), "a kind reads an --input exactly when it declares one"
+    check_source(kind, input, n=2)
+    source = build_source(kind, BUCKETS, input)
+    assert type(source) is cls and isinstance(source, Source)
+    assert len(source) >= 2
+    text_only = kind in ("captions", "topics")
+    for index in range(2):
+        ref = source.ref(seed=10 + index, index=index)
+        assert ref["kind"] == kind
+        stored = json.loads(json.dumps(ref))  # what the write phase keeps and the render reads back
+        assert stored == ref and source.ref(seed=10 + index, index=index) == ref, "references are JSON and stable"
+        item = source.item(stored)
+        assert isinstance(item, SourceItem) and item.ref == stored
+        assert isinstance(item.caption, str) and all(isinstance(name, str) for name in item.objects)
+        assert (item.topic is not None) == (kind == "topics"), "only topics leave the caption to the writer"
+        loaded = source.load(stored, max_pixels=10**6)
+        assert isinstance(loaded, LoadedInput)
+        if text_only:
+            assert loaded.image is None, "a text-only source leaves the image to text-to-image"
+        else:
+            assert loaded.image.dtype == np.uint8 and loaded.image.shape[2] == 3
+            assert (loaded.image.shape[1], loaded.image.shape[0]) in BUCKETS, "images are fitted to a bucket"
+            for name, mask in loaded.masks.items():
+                assert name in item.objects and mask.shape == loaded.image.shape[:2] and mask.dtype == bool
+    assert source.ref(seed=10, index=0) != source.ref(seed=11, index=1), "two samples are two inputs"
+
+
+@pytest.mark.parametrize("kind", [kind for kind, cls in SOURCES.items() if cls.input is not None])
+def test_a_kind_that_reads_an_input_refuses_none_and_an_empty_one(kind, tmp_path):
+    spec = SOURCES[kind].input
+    with pytest.raises(ConfigError, match=rf"^--source {kind} needs --input {spec.arg}: "):
+        check_source(kind, None)
+    empty = tmp_path / "empty"
+    if spec.folder:
+        empty.mkdir()
+    else:
+        empty = empty.with_suffix(spec.suffixes[0])
+        empty.write_text("")
+    with pytest.raises(ConfigError, match=rf": {spec.empty.split(' (')[0]}"):
+        check_source(kind, str(empty))
+
+
+def test_every_source_a_task_file_accepts_is_registered():
+    """Task files name kinds from the registry; where config.py spells the kinds out as a Literal, it agrees."""
+    (item,) = typing.get_args(TaskSpec.model_fields["sources"].annotation)
+    if typing.get_origin(item) is typing.Literal:
+        assert set(typing.get_args(item)) == set(SOURCES), "TaskSpec.sources and sources.SOURCES name the same kinds"
+    for name in known("tasks"):
+        raw = read_yaml(config_root() / "tasks" / f"{name}.yaml")
+        assert set(raw["sources"]) <= set(SOURCES), name
