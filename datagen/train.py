@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import inspect
 import io
 import json
@@ -296,47 +297,8 @@ def read_samples(config: TrainConfig, urls: list[str]):
     are skipped and counted, and samples of tasks the model was not given are counted apart, as filtered."""
     import webdataset as wds
 
-    from datagen.images import BadImage, decode_member
-
     stats = {"skipped": 0, "other_task": 0}
     index = {name: n for n, name in enumerate(config.tasks)}
-
-    def decode(raw):
-        stats["read"] = stats.get("read", 0) + 1
-        try:
-            sample = decode_sample(raw)
-            meta = sample.meta
-            if config.invert_task and meta["task"] != config.invert_task:
-                return None
-            if meta["task"] not in index:  # a well-formed sample of another task: filtered, not corrupt
-                stats["other_task"] += 1
-                if stats["other_task"] in (1, 10, 100) or stats["other_task"] % 1000 == 0:
-                    warnings.warn(
-                        f"filtered {stats['other_task']} training sample(s) of tasks the model was not given, the "
-                        f"last of task {meta['task']!r} (the model's tasks: {', '.join(config.tasks)})",
-                        stacklevel=2,
-                    )
-                return None
-            task = index[meta["task"]]
-            scores = meta.get("scores", {})
-            if any(scores.get(k, -math.inf) < v for k, v in config.min_score.items()):
-                return None
-            return {
-                "key": sample.key,
-                "input": decode_member(sample.images["input"][1]),
-                "output": decode_member(sample.images["output"][1]),
-                "task": task,
-                "instruction": meta["instruction"],
-                "weight": config.task_weights.get(meta["task"], 1.0),
-            }
-        except (ConfigError, KeyError, TypeError, ValueError, BadImage) as e:
-            stats["skipped"] += 1
-            if stats["skipped"] in (1, 10, 100) or stats["skipped"] % 1000 == 0:
-                warnings.warn(
-                    f"skipped {stats['skipped']} corrupt training sample(s), the last {raw.get('__key__')!r}: {e}",
-                    stacklevel=2,
-                )
-            return None
 
     def unreadable(exn: Exception) -> bool:
         """A shard that cannot be read is skipped with a warning; if none can be, say so rather than spin."""
@@ -352,7 +314,7 @@ def read_samples(config: TrainConfig, urls: list[str]):
         wds.ResampledShards(urls, seed=config.seed, deterministic=True),
         wds.tarfile_to_samples(handler=unreadable),
         lambda source: shuffled(source, config.shuffle, config.seed),
-        wds.map(decode),
+        wds.map(functools.partial(training_sample, config=config, index=index, stats=stats)),
     )
     if config.workers:
         dataset = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=config.workers, collate_fn=_keep)
@@ -372,6 +334,48 @@ def read_samples(config: TrainConfig, urls: list[str]):
         if sample["weight"] < 1.0 and rng.random() >= sample["weight"]:
             continue
         yield sample
+
+
+def training_sample(raw: dict, config: TrainConfig, index: dict[str, int], stats: dict[str, int]) -> dict | None:
+    """A tar sample decoded for training, or None (counted in `stats`, with a warning now and then) when it is
+    corrupt, of a task the model was not given (not in `index`, its row in the task tables), or below a
+    `min_score`."""
+    from datagen.images import BadImage, decode_member
+
+    stats["read"] = stats.get("read", 0) + 1
+    try:
+        sample = decode_sample(raw)
+        meta = sample.meta
+        if config.invert_task and meta["task"] != config.invert_task:
+            return None
+        if meta["task"] not in index:  # a well-formed sample of another task: filtered, not corrupt
+            stats["other_task"] += 1
+            if stats["other_task"] in (1, 10, 100) or stats["other_task"] % 1000 == 0:
+                warnings.warn(
+                    f"filtered {stats['other_task']} training sample(s) of tasks the model was not given, the "
+                    f"last of task {meta['task']!r} (the model's tasks: {', '.join(config.tasks)})",
+                    stacklevel=2,
+                )
+            return None
+        scores = meta.get("scores", {})
+        if any(scores.get(k, -math.inf) < v for k, v in config.min_score.items()):
+            return None
+        return {
+            "key": sample.key,
+            "input": decode_member(sample.images["input"][1]),
+            "output": decode_member(sample.images["output"][1]),
+            "task": index[meta["task"]],
+            "instruction": meta["instruction"],
+            "weight": config.task_weights.get(meta["task"], 1.0),
+        }
+    except (ConfigError, KeyError, TypeError, ValueError, BadImage) as e:
+        stats["skipped"] += 1
+        if stats["skipped"] in (1, 10, 100) or stats["skipped"] % 1000 == 0:
+            warnings.warn(
+                f"skipped {stats['skipped']} corrupt training sample(s), the last {raw.get('__key__')!r}: {e}",
+                stacklevel=2,
+            )
+        return None
 
 
 def shuffled(source, size: int, seed: int):
@@ -513,7 +517,7 @@ def load_optimizer(optimizer, checkpoint: Path, meta: dict) -> None:
 # ------------------------------------------------------------------------------------------------ loop
 
 
-def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=print) -> dict[str, Any]:
+def train(config: TrainConfig, resume: bool = True, progress: bool = True) -> dict[str, Any]:
     """Train; returns {"step", "loss" (last), "losses", "checkpoint"}."""
     torch.manual_seed(config.seed)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -522,100 +526,151 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True, log=p
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     urls = tar_urls(config.shards)
-    if config.invert_task:
-        if not config.invert_from:
-            raise ConfigError("--invert-task needs --from CHECKPOINT: the trained editor whose weights stay frozen")
-        model = load_editor(config.invert_from).train()
-        if config.invert_task in model.tasks:
-            raise ConfigError(f"--invert-task {config.invert_task!r}: the checkpoint already has that task")
-        model.add_task(config.invert_task)
-        model.freeze_all_but_last_task()
-        config.tasks = list(model.tasks)
-    else:
-        model = EditModel.from_checkpoint(config.init, config.tasks)
-    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
-    model.to(device)
-    net = None
-    if world > 1:  # under torchrun; initialised after the models load: tiny models are built by whichever rank
-        # gets there first, and transformers writes weights only on rank 0 once a process group exists
-        from torch.nn.parallel import DistributedDataParallel
-
-        if not torch.distributed.is_initialized():
-            torch.distributed.init_process_group("nccl" if cuda else "gloo")
-
-        net = DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
-    params = list(model.trainable().values())
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0 if config.invert_task else 1e-2)
-    start = 0
-    checkpoint = latest_checkpoint(out) if resume else None
-    if checkpoint is not None:
-        meta = load_weights(model, checkpoint)
-        load_optimizer(optimizer, checkpoint, meta)  # its param groups hold the schedule's initial_lr
-        start = meta["step"]
-    # Built after the optimizer's state is restored and told where the run stands: its constructor sets the lr of
-    # step `start`, so the scheduler never steps before the optimizer does (PyTorch warns, and skips a value).
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup)), last_epoch=start - 1
-    )
+    model = model_to_train(config).to(torch.device(f"cuda:{local_rank}" if cuda else "cpu"))
+    net = data_parallel(model, local_rank, cuda) if world > 1 else None
+    optimizer = optimizer_for(model, config)
+    checkpoint, start = resume_point(out, model, optimizer) if resume else (None, 0)
+    scheduler = warmup_schedule(optimizer, config.warmup, start)
     ema = {n: p.detach().clone() for n, p in model.trainable().items()} if config.ema else None
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    )
-    losses = []
     lead = rank == 0  # logs and checkpoints
-    bar = Progress(config.steps, "train", unit="step", enabled=progress and lead, initial=start)
-    started = time.perf_counter()
-    log_file = (out / "log.jsonl").open("a") if lead else open(os.devnull, "w")  # noqa: SIM115
-    board = None
-    if lead:
-        from torch.utils.tensorboard import SummaryWriter
-
-        board = SummaryWriter(str(out / "tensorboard"))
+    journal = TrainLog(out, config, start, world, enabled=lead, progress=progress)
+    losses = []
     step = start
     for step, batch in batches(config, urls, start):
         if step >= config.steps:
             break
-        optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for part in range(config.accumulation):
-            sl = slice(part * config.batch_size, (part + 1) * config.batch_size)
-            micro = {k: v[sl] for k, v in batch.items()}
-            with autocast:
-                seed = (config.seed * 1_000_003 + step * 131 + part) * world + rank
-                loss = loss_on(model, micro, seed, config.drop, net)
-            (loss / config.accumulation).backward()
-            total += float(loss.detach()) / config.accumulation
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        # a micro-batch's dropout, noise and timesteps depend only on (seed, step, part, rank)
+        seeds = [(config.seed * 1_000_003 + step * 131 + part) * world + rank for part in range(config.accumulation)]
+        loss = train_step(model, net, optimizer, batch, config, seeds)
         scheduler.step()
         if ema is not None:
-            with torch.no_grad():
-                for n, p in model.trainable().items():
-                    ema[n].mul_(config.ema).add_(p.detach(), alpha=1 - config.ema)
-        losses.append(total)
-        rate = (step + 1 - start) * config.batch_size * config.accumulation * world
-        rate /= max(time.perf_counter() - started, 1e-9)
-        log_file.write(
-            json.dumps({"step": step + 1, "loss": total, "lr": scheduler.get_last_lr()[0], "samples_per_s": rate})
-            + "\n"
-        )
-        if board is not None:
-            for name, value in (("loss", total), ("lr", scheduler.get_last_lr()[0]), ("samples_per_s", rate)):
-                board.add_scalar(f"train/{name}", value, step + 1)
-        bar.update(1, loss=round(total, 4), samples_per_s=round(rate, 1))
+            update_ema(ema, model, config.ema)
+        losses.append(loss)
+        journal.write(step + 1, loss, scheduler.get_last_lr()[0])
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
             if lead:
                 checkpoint = save_checkpoint(out, step + 1, model, optimizer, config, ema)
             if world > 1:
                 torch.distributed.barrier()
-    bar.close()
-    log_file.close()
-    if board is not None:
-        board.close()
+    journal.close()
     if world > 1:
         torch.distributed.destroy_process_group()
     return {"step": min(step + 1, config.steps), "loss": losses[-1] if losses else None, "losses": losses,
             "checkpoint": str(checkpoint) if checkpoint else None}  # fmt: skip
+
+
+def model_to_train(config: TrainConfig) -> EditModel:
+    """The editor a text-to-image checkpoint starts; for task inversion, the trained editor of `--from` with one
+    new task, whose two vectors alone train (config.tasks becomes its task list)."""
+    if not config.invert_task:
+        return EditModel.from_checkpoint(config.init, config.tasks)
+    if not config.invert_from:
+        raise ConfigError("--invert-task needs --from CHECKPOINT: the trained editor whose weights stay frozen")
+    model = load_editor(config.invert_from).train()
+    if config.invert_task in model.tasks:
+        raise ConfigError(f"--invert-task {config.invert_task!r}: the checkpoint already has that task")
+    model.add_task(config.invert_task)
+    model.freeze_all_but_last_task()
+    config.tasks = list(model.tasks)
+    return model
+
+
+def data_parallel(model: EditModel, local_rank: int, cuda: bool) -> torch.nn.Module:
+    """The model wrapped for DDP under torchrun, so gradients are averaged across ranks. The process group starts
+    here, after the models load: tiny models are built by whichever rank gets there first, and transformers writes
+    weights only on rank 0 once a process group exists."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    return DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
+
+
+def optimizer_for(model: EditModel, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW on the trainable weights. No weight decay under task inversion: the task tables' other rows are frozen
+    by a gradient mask, which decoupled decay would get around."""
+    params = list(model.trainable().values())
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0 if config.invert_task else 1e-2)
+
+
+def resume_point(out: Path, model: EditModel, optimizer: torch.optim.Optimizer) -> tuple[Path | None, int]:
+    """The run's latest checkpoint and its step, its weights and optimizer state loaded; (None, 0) when it has
+    none."""
+    checkpoint = latest_checkpoint(out)
+    if checkpoint is None:
+        return None, 0
+    meta = load_weights(model, checkpoint)
+    load_optimizer(optimizer, checkpoint, meta)  # its param groups hold the schedule's initial_lr
+    return checkpoint, meta["step"]
+
+
+def warmup_schedule(optimizer: torch.optim.Optimizer, warmup: int, start: int):
+    """A linear warm-up over `warmup` steps, then the constant learning rate, standing at step `start`."""
+    # Built after the optimizer's state is restored and told where the run stands: its constructor sets the lr of
+    # step `start`, so the scheduler never steps before the optimizer does (PyTorch warns, and skips a value).
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)), last_epoch=start - 1
+    )
+
+
+def train_step(model: EditModel, net, optimizer: torch.optim.Optimizer, batch: dict, config: TrainConfig,
+               seeds: list[int]) -> float:  # fmt: skip
+    """One optimizer step on a batch of `batch_size x accumulation` samples, in micro-batches of batch_size (one
+    seed each), the gradient norm clipped at 1; returns the batch's mean loss. net: as for `loss_on`."""
+    device = model.unet.device
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
+    optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for part, seed in enumerate(seeds):
+        sl = slice(part * config.batch_size, (part + 1) * config.batch_size)
+        micro = {k: v[sl] for k, v in batch.items()}
+        with autocast:
+            loss = loss_on(model, micro, seed, config.drop, net)
+        (loss / config.accumulation).backward()
+        total += float(loss.detach()) / config.accumulation
+    torch.nn.utils.clip_grad_norm_(list(model.trainable().values()), 1.0)
+    optimizer.step()
+    return total
+
+
+@torch.no_grad()
+def update_ema(ema: dict[str, torch.Tensor], model: EditModel, decay: float) -> None:
+    for n, p in model.trainable().items():
+        ema[n].mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+
+class TrainLog:
+    """What a run reports each step, from the lead rank only (`enabled`): a line of log.jsonl, TensorBoard scalars
+    and the progress bar. samples_per_s counts every rank's samples since the run (or its resumption) started."""
+
+    def __init__(self, out: Path, config: TrainConfig, start: int, world: int, enabled: bool, progress: bool):
+        self.start, self.enabled = start, enabled
+        self.samples_per_step = config.batch_size * config.accumulation * world
+        self.bar = Progress(config.steps, "train", unit="step", enabled=progress and enabled, initial=start)
+        self.started = time.perf_counter()
+        self.file = (out / "log.jsonl").open("a") if enabled else None
+        self.board = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.board = SummaryWriter(str(out / "tensorboard"))
+
+    def write(self, step: int, loss: float, lr: float) -> None:
+        """Step `step` (counted from 1) is done."""
+        rate = (step - self.start) * self.samples_per_step / max(time.perf_counter() - self.started, 1e-9)
+        if self.enabled:
+            self.file.write(json.dumps({"step": step, "loss": loss, "lr": lr, "samples_per_s": rate}) + "\n")
+            for name, value in (("loss", loss), ("lr", lr), ("samples_per_s", rate)):
+                self.board.add_scalar(f"train/{name}", value, step)
+        self.bar.update(1, loss=round(loss, 4), samples_per_s=round(rate, 1))
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.enabled:
+            self.file.close()
+            self.board.close()
 
 
 # ---------------------------------------------------------------------------------------------- editing
