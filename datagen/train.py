@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import functools
 import inspect
 import io
 import json
@@ -314,7 +313,8 @@ def read_samples(config: TrainConfig, urls: list[str]):
         wds.ResampledShards(urls, seed=config.seed, deterministic=True),
         wds.tarfile_to_samples(handler=unreadable),
         lambda source: shuffled(source, config.shuffle, config.seed),
-        wds.map(functools.partial(training_sample, config=config, index=index, stats=stats)),
+        # a plain stage, not wds.map, which drops the None of an unusable sample: the loop below counts them
+        lambda source: (training_sample(raw, config, index, stats) for raw in source),
     )
     if config.workers:
         dataset = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=config.workers, collate_fn=_keep)
