@@ -17,6 +17,7 @@ import numpy as np
 from datagen.config import PromptSpec, RoleSpec
 from datagen.errors import ConfigError, Reject
 from datagen.models import weights
+from datagen.models.options import WriterOptions
 from datagen.models.vllm_engine import check_engine_args, engine, engine_kwargs, shrink
 from datagen.sources import SourceItem
 
@@ -97,59 +98,29 @@ def llama2_chat(messages: list[dict[str, str]], bos: str = "<s>", eos: str = "</
     return "".join(out)
 
 
-VLLM_ARGS = {
-    "tensor_parallel_size": 1,
-    "temperature": 0.9,
-    "top_p": 0.9,
-    "max_tokens": 256,
-    "max_model_len": 4096,
-    "gpu_memory_utilization": 0.9,
-    "kv_cache_memory_bytes": None,
-    "enforce_eager": None,
-    "engine_args": {},
-    "see_image": False,
-    "image_edge": 768,
-}
-"""Arguments of the vllm backend (roles.llm.args) and their defaults; temperature and top-p are Emu Edit's.
-see_image: a vision-language model writes from the input image itself as well as its caption (X2Edit, Pico-Banana),
-the image shrunk to image_edge pixels on its longest side; sources without an image (captions, topics) write from
-the caption alone."""
-
-
 class VLLMWriter:
-    """Llama 2 (or any chat model) on vLLM: one agent per task, JSON constrained by the prompt's schema."""
+    """Llama 2 (or any chat model) on vLLM: one agent per task, JSON constrained by the prompt's schema. Its
+    arguments (`roles.llm.args`) are declared in datagen/models/options.py (WriterOptions)."""
 
-    def __init__(self, spec: RoleSpec, prompt: PromptSpec, caption_prompt: PromptSpec | None = None, **_):
-        unknown = set(spec.args) - set(VLLM_ARGS)
-        if unknown:
-            raise ConfigError(f"field `roles.llm.args`: unknown {sorted(unknown)}; allowed: {', '.join(VLLM_ARGS)}")
-        self.args = {**VLLM_ARGS, **spec.args}
-        checks = {
-            "tensor_parallel_size": (int, 1, 64),
-            "temperature": (float, 0.0, 2.0),
-            "top_p": (float, 1e-6, 1.0),
-            "max_tokens": (int, 8, 8192),
-            "max_model_len": (int, 256, 1 << 20),
-            "gpu_memory_utilization": (float, 0.01, 1.0),
-            "image_edge": (int, 28, 4096),
-        }
-        for name, (kind, low, high) in checks.items():
-            value = self.args[name]
-            typed = isinstance(value, int) if kind is int else isinstance(value, int | float)
-            if isinstance(value, bool) or not typed or not low <= value <= high:
-                what = "an integer" if kind is int else "a number"
-                raise ConfigError(f"field `roles.llm.args.{name}`: {value!r}; allowed: {what} in [{low}, {high}]")
-        check_engine_args(self.args["engine_args"], "llm")
-        if not isinstance(self.args["see_image"], bool):
-            raise ConfigError(f"field `roles.llm.args.see_image`: {self.args['see_image']!r}; allowed: true, false")
-        self.sees_image = self.args["see_image"]
-        if self.args["max_tokens"] >= self.args["max_model_len"]:
+    def __init__(
+        self,
+        spec: RoleSpec,
+        prompt: PromptSpec,
+        caption_prompt: PromptSpec | None = None,
+        options: WriterOptions | None = None,
+        **_,
+    ):
+        options = options or WriterOptions.parse(spec.args, "llm")
+        check_engine_args(options.engine_args, "llm")
+        if options.max_tokens >= options.max_model_len:
             raise ConfigError(
-                f"field `roles.llm.args.max_tokens`: {self.args['max_tokens']} leaves no room for the prompt in "
-                f"max_model_len {self.args['max_model_len']}; allowed: less than max_model_len"
+                f"field `roles.llm.args.max_tokens`: {options.max_tokens} leaves no room for the prompt in "
+                f"max_model_len {options.max_model_len}; allowed: less than max_model_len"
             )
         if spec.device not in ("cpu", "cuda"):
             raise ConfigError(f"field `roles.llm.device`: {spec.device!r}; allowed: cpu, cuda")
+        self.args = options.model_dump()
+        self.sees_image = options.see_image
         self.spec = spec
         self.prompt = prompt
         self.caption_prompt = caption_prompt

@@ -146,12 +146,13 @@ def test_backend_keeps_its_declaration(entry, context, tiny_dir, tmp_path):
     role, where = entry.role, "pipelines/contract.yaml"
     cls = models.adapter_class(entry)
     assert isinstance(cls, type), f"{entry.target} is not a class"
-    if entry.options is not None:
-        assert issubclass(entry.options, Options) and entry.options.model_config["extra"] == "forbid"
-        entry.options.parse({}, role)  # every argument has a default
+    assert issubclass(entry.options, Options) and entry.options.model_config["extra"] == "forbid"
+    entry.options.parse({}, role)  # every argument has a default
     unknown = RoleSpec(backend=entry.name, model=entry.tiny or "unused", args={UNKNOWN: 1})
     with pytest.raises(ConfigError, match=rf"roles\.{role}\.args.*{UNKNOWN}"):
         models.build(role, unknown, **context)
+    with pytest.raises(ConfigError, match=rf"^{where}: field `roles\.{role}\.args\.{UNKNOWN}`: unknown argument"):
+        models.check_args(role, unknown, where)  # declared, so checked without building the adapter
 
     bare = RoleSpec(backend=entry.name)
     if entry.weights:

@@ -94,9 +94,10 @@ def test_llama2_fallback_format_equals_the_chat_template(tiny_dir):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ({"temperature": 3}, r"roles.llm.args.temperature`: 3; allowed: a number in \[0.0, 2.0\]"),
-        ({"tensor_parallel_size": 1.5}, r"tensor_parallel_size`: 1.5; allowed: an integer in \[1, 64\]"),
-        ({"top_k": 5}, r"roles.llm.args`: unknown \['top_k'\]; allowed: tensor_parallel_size, temperature"),
+        ({"temperature": 3}, r"roles.llm.args.temperature`: 3; allowed: less than or equal to 2"),
+        ({"tensor_parallel_size": 1.5}, r"tensor_parallel_size`: 1.5; allowed: a valid integer"),
+        ({"top_k": 5}, r"roles.llm.args.top_k`: unknown argument; allowed: tensor_parallel_size, temperature"),
+        ({"max_tokens": 4096}, r"roles.llm.args.max_tokens`: 4096 leaves no room for the prompt in max_model_len"),
         ({"engine_args": {"trust_remote_code": True}}, r"trust_remote_code`: not allowed"),
     ],
 )

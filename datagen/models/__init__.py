@@ -23,6 +23,7 @@ from datagen.models.options import (
     OpenCVOptions,
     Options,
     VisionOptions,
+    WriterOptions,
 )
 
 
@@ -36,8 +37,8 @@ class Backend:
     """Its name in a pipeline file, unique within the role."""
     target: str
     """"module:Class" of the adapter; the module is imported only when the role is built."""
-    options: type[Options] | None
-    """The arguments it takes (`roles.ROLE.args`, datagen/models/options.py); None: the adapter checks its own."""
+    options: type[Options]
+    """The arguments it takes (`roles.ROLE.args`), declared in datagen/models/options.py."""
     weights: bool
     """Whether it loads weights: its role then needs `model`, and preflight checks the model is on this machine."""
     tiny: str | None = None
@@ -47,8 +48,7 @@ class Backend:
 
 BACKENDS: tuple[Backend, ...] = (
     Backend("llm", "template", "datagen.template_writer:TemplateWriter", NoOptions, weights=False),
-    # vLLM's engine and sampling arguments are checked by datagen/writer.py itself.
-    Backend("llm", "vllm", "datagen.writer:VLLMWriter", None, weights=True, tiny="tiny:llm"),
+    Backend("llm", "vllm", "datagen.writer:VLLMWriter", WriterOptions, weights=True, tiny="tiny:llm"),
     Backend("t2i", "diffusers", "datagen.models.diffusion:DiffusionText2Image", DiffusionOptions, weights=True,
             tiny="tiny:t2i"),
     Backend("grounding", "oracle", "datagen.models.oracle:OracleGrounding", NoOptions, weights=False),
@@ -112,10 +112,20 @@ def check_model(role: str, spec: RoleSpec, where: str) -> None:
         )
 
 
-def role_options(role: str, spec: RoleSpec) -> Options | None:
-    """The role's arguments checked against its backend's declared fields (None: the backend checks its own)."""
-    options = backend(role, spec.backend).options
-    return None if options is None else options.parse(spec.args, role)
+def role_options(role: str, spec: RoleSpec) -> Options:
+    """The role's arguments checked against its backend's declared fields."""
+    return backend(role, spec.backend).options.parse(spec.args, role)
+
+
+def check_args(role: str, spec: RoleSpec, where: str) -> None:
+    """`roles.ROLE.args` checked against the declared fields of the backend it names, without building it: an
+    unknown, misspelt or out-of-range argument is a ConfigError naming the file `where`, the field and what is
+    allowed. What `datagen preflight` and every run check for each role of a pipeline, beside check_model."""
+    entry = backend(role, spec.backend, where)
+    try:
+        entry.options.parse(spec.args, role)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def adapter_class(entry: Backend) -> type:

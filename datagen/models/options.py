@@ -106,6 +106,31 @@ class ClassifierOptions(Options):
     """The bag-of-words task classifier (datagen classify)."""
 
 
+class WriterOptions(Options):
+    """The instruction writer served by vLLM (datagen/writer.py); temperature and top-p are Emu Edit's."""
+
+    tensor_parallel_size: int = Field(default=1, ge=1, le=64)
+    """GPUs the model is split over (vLLM's multiprocessing executor, inside the write actor's GPUs)."""
+    temperature: float = Field(default=0.9, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.9, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=256, ge=8, le=8192)
+    """Room for the answer: instruction, output caption and objects in the task's JSON schema."""
+    max_model_len: int = Field(default=4096, ge=256, le=1 << 20)
+    """Prompt (system text, in-context examples, the caption) plus answer."""
+    gpu_memory_utilization: float = Field(default=0.9, ge=0.01, le=1.0)
+    kv_cache_memory_bytes: int | None = Field(default=None, ge=1 << 20)
+    """A fixed KV cache instead of a share of GPU memory (always fixed on CPU: 256 MiB unless given)."""
+    enforce_eager: bool | None = None
+    """None: eager on CPU, CUDA graphs on GPUs."""
+    engine_args: dict[str, Any] = {}
+    """More vllm.LLM arguments (not trust_remote_code or load_format)."""
+    see_image: bool = False
+    """A vision-language model writes from the input image itself as well as its caption (X2Edit, Pico-Banana);
+    sources without an image (captions, topics) write from the caption alone."""
+    image_edge: int = Field(default=768, ge=28, le=4096)
+    """Longest edge in pixels of the image the writer sees (larger ones are shrunk, keeping their aspect)."""
+
+
 class JudgeOptions(Options):
     """A vision-language judge served by vLLM (datagen/models/judge.py)."""
 
