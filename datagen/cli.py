@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datagen import __version__
 
 EPILOG = "Example: datagen generate --task remove --pipeline local --n 200 --out out/remove"
+VERBOSE_HELP = "show the library messages datagen silences as known to be harmless (datagen/quiet.py)"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class CommandParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.pending_flags = flags
         """The "module:function" that adds the flags, until they are added."""
+        # also after the command (`datagen bench render -v`); SUPPRESS keeps a `datagen -v` given before it
+        self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
 
     def parse_known_args(self, args=None, namespace=None):
         if self.pending_flags is not None:
@@ -89,6 +93,7 @@ class CommandParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="datagen", description=__doc__.split("\n\n")[0], epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"datagen {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     for command in COMMANDS:
         if command.flags is None:
@@ -100,8 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from datagen.errors import ConfigError, RunStopped
+    from datagen.quiet import VERBOSE, quiet
 
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        os.environ[VERBOSE] = "1"  # for this process and the workers it starts
+    quiet()
     runs = next(command.runs for command in COMMANDS if command.name == args.command)
     try:
         return look_up(runs)(args)

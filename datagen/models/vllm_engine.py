@@ -17,6 +17,7 @@ import numpy as np
 
 from datagen.config import RoleSpec
 from datagen.errors import ConfigError
+from datagen.quiet import quiet
 
 UNSAFE = ("trust_remote_code", "load_format")
 """Engine arguments a pipeline file may not set."""
@@ -81,6 +82,7 @@ def engine(device: str, kwargs: dict[str, Any]) -> Any:
         if device == "cpu":
             # the engine core in this process: no spawned subprocess, nothing to re-import
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        quiet()  # this process may be a Ray worker or a library caller, not the CLI that already did
         from vllm import LLM
 
         _ENGINES[key] = (device, LLM(**kwargs))
