@@ -117,10 +117,11 @@ def test_train_flags_are_the_config_fields_with_their_defaults():
     parser = build_parser()
     args = parser.parse_args(["train", "--shards", "a", "b", "--out", "o"])
     assert asdict(config_from_flags(args)) == asdict(TrainConfig(shards=["a", "b"], out="o"))
-    flags = {o for a in _commands(parser)[0]["train"]._actions for o in a.option_strings}
-    assert flags == {"-h", "--help", "--shards", "--out", "--init", "--resolution", "--bucket-multiple",
-                     "--batch-size", "--accumulation", "--steps", "--lr", "--checkpoint-every", "--seed", "--ema",
-                     "--workers", "--min-score", "--invert-task", "--from", "--no-progress"}  # fmt: skip
+    flags = {o for a in _commands(parser)[0]["train"]._actions for o in a.option_strings}  # -h, -v: every command's
+    assert flags == {"-h", "--help", "-v", "--verbose", "--shards", "--out", "--init", "--resolution",
+                     "--bucket-multiple", "--batch-size", "--accumulation", "--steps", "--lr", "--checkpoint-every",
+                     "--seed", "--ema", "--workers", "--min-score", "--invert-task", "--from",
+                     "--no-progress"}  # fmt: skip
     given = ["--init", "x:y", "--resolution", "32", "--batch-size", "2", "--accumulation", "3", "--steps", "4",
              "--lr", "0.5", "--checkpoint-every", "5", "--seed", "6", "--ema", "0.9", "--workers", "7",
              "--min-score", "clip_dir=0.2", "--min-score", "dino=0.5", "--invert-task", "remove",
