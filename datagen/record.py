@@ -3,9 +3,10 @@ place a sample is written derives from it.
 
     FIELDS               each field: its Python type, its manifest column (Arrow type and encoding), how the tar's
                          `.json` member holds it, whether the instruction record and the exports carry it
-    EditRecord           one candidate in memory; `text_fields()` (the `.json` member) and `manifest_row()` (its
-                         parquet row) are derived from FIELDS, as are `manifest_schema()`, `export_columns()` and
-                         `exported()` (the columns `datagen export` takes from a json member)
+    EditRecord           one candidate in memory; `text_fields()` (the `.json` member), `candidate_fields()` (a
+                         rejected candidate's) and `manifest_row()` (its parquet row) are derived from FIELDS, as are
+                         `manifest_schema()`, `export_columns()` and `exported()` (the columns `datagen export` takes
+                         from a json member)
     InstructionRecord    phase 1's record of a sample, one line of `texts/*.jsonl`: made by `new_instruction()`,
                          turned into a candidate by `EditRecord.from_instruction()`; its `source` is a `SourceRef`
 
@@ -134,6 +135,9 @@ PIXELS = ("input_image", "output_image", "mask")
 VERDICT = ("status", "reason", "detail")
 """Both records carry a verdict, each its own: phase 1's (`ok` or `rejected`) and the candidate's (`kept`,
 `rejected` or `error`); the render rejects a sample phase 1 rejected with its reason."""
+CANDIDATE_VERDICT = ("candidate", *VERDICT)
+"""What the json member of a rendered candidate that was not kept (`{shard}.rejected.tar`) holds besides the json
+fields: its number among the sample's candidates and its verdict, as they are (`EditRecord.candidate_fields()`)."""
 SCORE_PREFIX = "score_"
 """A score's manifest and export column: `score_<name>`."""
 
@@ -337,6 +341,11 @@ class EditRecord:
         present (null where not measured) and the task-specific mappings (params, models, source) are JSON text, as
         in the manifest."""
         return {f.name: encoded(f.json, getattr(self, f.name)) for f in JSON_FIELDS}
+
+    def candidate_fields(self) -> dict[str, Any]:
+        """A not-kept candidate's metadata: the `.c{n}.json` member of `{shard}.rejected.tar`, `text_fields()` and
+        CANDIDATE_VERDICT."""
+        return {**self.text_fields(), **{name: getattr(self, name) for name in CANDIDATE_VERDICT}}
 
     def manifest_row(self) -> dict[str, Any]:
         """One parquet row (manifest_schema()): every field but the pixels."""

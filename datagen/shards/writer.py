@@ -105,16 +105,10 @@ class RejectedTarWriter(TarShardWriter):
         self.candidates = 0
 
     def encode(self, record: EditRecord) -> dict[str, bytes]:
-        """A candidate's members: its images as the kept tar stores them; its json adds its number and verdict."""
+        """A candidate's members: its images as the kept tar stores them; its json adds its number and verdict
+        (`EditRecord.candidate_fields()`)."""
         members = super().encode(record)
-        meta = {
-            **record.text_fields(),
-            "candidate": record.candidate,
-            "status": record.status,
-            "reason": record.reason,
-            "detail": record.detail,
-        }
-        members["json"] = json.dumps(meta, sort_keys=True, ensure_ascii=False).encode()
+        members["json"] = json.dumps(record.candidate_fields(), sort_keys=True, ensure_ascii=False).encode()
         del members["txt"]
         return {f"c{record.candidate}.{suffix}": data for suffix, data in members.items()}
 
