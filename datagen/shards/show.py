@@ -8,6 +8,7 @@ import json
 from itertools import islice
 
 from datagen.errors import ConfigError
+from datagen.record import SCORE_PREFIX
 from datagen.shards.reader import RunFolder
 
 
@@ -31,11 +32,14 @@ def run(args: argparse.Namespace) -> int:
         what = " ".join(x for x in (args.status if args.status != "all" else "", args.task or "", "samples") if x)
         raise ConfigError(f"{args.out}: no committed {what} (check the run with: datagen verify {args.out})")
     keeps_rejected = {s.name for s in run.committed(args.task, required=False) if s.keeps_rejected}
+    mask_area = f"{SCORE_PREFIX}mask_area"  # measured on every rendered candidate
     for row in rows:
-        scores = {k[len("score_") :]: v for k, v in row.items() if k.startswith("score_") and v is not None}
+        scores = {
+            k.removeprefix(SCORE_PREFIX): v for k, v in row.items() if k.startswith(SCORE_PREFIX) and v is not None
+        }
         members = f"{row['key']}.input|output|mask|json|txt"
         where = run.shards.url(f"{row['shard_name']}.tar") if row["status"] == "kept" else "not stored (not kept)"
-        if row["status"] != "kept" and row["shard_name"] in keeps_rejected and row.get("score_mask_area") is not None:
+        if row["status"] != "kept" and row["shard_name"] in keeps_rejected and row.get(mask_area) is not None:
             members = f"{row['key']}.c{row['candidate']}.input|output|mask|json"  # rendered: kept as data
             where = run.shards.url(f"{row['shard_name']}.rejected.tar")
         if args.json:
