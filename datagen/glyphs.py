@@ -90,23 +90,11 @@ def patch(image: np.ndarray, quad) -> np.ndarray:
                                borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
 
 
-def ink(rectified: np.ndarray) -> np.ndarray:
-    """Bool mask of a rectified line's glyph pixels: Otsu on its grey levels; the ink is the class that touches the
-    patch's border less (the border is background around the glyphs)."""
+def _classes(rectified: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two classes of a rectified line's pixels by Otsu on its grey levels: (bright, dark)."""
     grey = cv2.cvtColor(rectified, cv2.COLOR_RGB2GRAY) if rectified.ndim == 3 else rectified
     _, split = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    bright = split > 0
-    border = np.concatenate([bright[0], bright[-1], bright[:, 0], bright[:, -1]])
-    return ~bright if border.mean() > 0.5 else bright
-
-
-def glyph_colour(image: np.ndarray, quad) -> tuple[int, int, int]:
-    """The median colour of the line's ink (its background's opposite where no ink separates)."""
-    rectified = patch(image, quad)
-    mask = ink(rectified)
-    if not mask.any() or mask.all():
-        return (0, 0, 0) if rectified.mean() > 127 else (255, 255, 255)
-    return tuple(int(v) for v in np.median(rectified[mask].reshape(-1, 3), axis=0))
+    return split > 0, split == 0
 
 
 def render(text: str, font_name: str, width: int, height: int, fit: str = "stretch") -> np.ndarray:
@@ -134,18 +122,41 @@ def render(text: str, font_name: str, width: int, height: int, fit: str = "stret
     return out
 
 
-def match_font(image: np.ndarray, quad, text: str, fonts: tuple[str, ...] = FONTS) -> tuple[str, float]:
-    """The font whose rendering of `text`, stretched to the line's box, best overlaps the line's ink: (name, IoU)."""
-    mask = ink(patch(image, quad))
-    height, width = mask.shape
-    best = (fonts[0], -1.0)
+@dataclass(frozen=True)
+class Glyphs:
+    """What a line's pixels say about how it was written."""
+
+    font: str
+    """The installed font whose rendering of the line's text best overlaps its ink."""
+    overlap: float
+    """That rendering's IoU with the ink (about 0.5 and up for a good match)."""
+    colour: tuple[int, int, int]
+    """The median colour of the ink where the rendering covers it."""
+
+
+def read_glyphs(image: np.ndarray, quad, text: str, fonts: tuple[str, ...] = FONTS) -> Glyphs:
+    """The font and colour of a line whose text is known (the OCR read it): each font's rendering of the text,
+    stretched to the line's box, against both Otsu classes of its pixels; the best overlap names the font and which
+    class is ink (a bright or a dark text), and the ink under the rendering gives the colour."""
+    rectified = patch(image, quad)
+    height, width = rectified.shape[:2]
+    classes = _classes(rectified)
+    best = (fonts[0], -1.0, classes[0], classes[0])
     for name in fonts:
         drawn = render(text, name, width, height) > 0.5
-        union = (drawn | mask).sum()
-        iou = float((drawn & mask).sum() / union) if union else 0.0
-        if iou > best[1]:
-            best = (name, iou)
-    return best
+        for mask in classes:
+            union = (drawn | mask).sum()
+            iou = float((drawn & mask).sum() / union) if union else 0.0
+            if iou > best[1]:
+                best = (name, iou, mask, drawn)
+    name, iou, mask, drawn = best
+    core = cv2.erode(drawn.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # stroke centres: no background rim
+    under = next((m for m in (mask & core, mask & drawn) if m.any()), mask)
+    if not under.any():
+        colour = (0, 0, 0) if rectified.mean() > 127 else (255, 255, 255)
+    else:
+        colour = tuple(int(v) for v in np.median(rectified[under].reshape(-1, 3), axis=0))
+    return Glyphs(name, round(iou, 4), colour)
 
 
 def draw(image: np.ndarray, quad, text: str, font_name: str, colour, fit: str = "keep",

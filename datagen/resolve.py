@@ -136,7 +136,9 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
             f"pipelines that run it: {able}"
         )
     generator = generators.get(spec.kind, where)
-    for role in ("llm", *generators.roles(generator, spec.args, where)):
+    needed = (*generators.write_roles(generator, spec.args, run.source, where),
+              *generators.roles(generator, spec.args, where, source=run.source))  # fmt: skip
+    for role in ("llm", *needed):
         if role not in pipe.roles:
             raise ConfigError(
                 f"{origins['pipeline']}: field `roles`: task {task.name!r} needs role {role!r}, which this pipeline "
@@ -194,16 +196,20 @@ that scores presence)."""
 
 
 def roles_used(config: RunConfig, phase: str) -> dict[str, str]:
-    """The one list of the models a phase of this run loads, role -> why: write, the LLM; render, the generator's
-    roles, every scoring model the pipeline has (the judge and the detector gate among them), and text-to-image for
-    text-only sources; generate, both. Workers load all of them at start (datagen/worker.py), preflight checks them,
+    """The one list of the models a phase of this run loads, role -> why: write, the LLM (and what reads the input
+    first: the OCR of the text task on photos); render, the generator's roles for this source, every scoring model
+    the pipeline has (the judge and the detector gate among them), and text-to-image for text-only sources;
+    generate, both. Workers load all of them at start (datagen/worker.py), preflight checks them,
     and a record names those that made or scored it."""
     used: dict[str, str] = {}
+    spec, source = config.generator, config.run.source
+    kind = generators.get(spec.kind)
     if phase in ("write", "generate"):
         used["llm"] = "writer"
+        for role in generators.write_roles(kind, spec.args, source):
+            used.setdefault(role, "reader")
     if phase in ("render", "generate"):
-        spec = config.generator
-        for role in generators.roles(generators.get(spec.kind), spec.args):
+        for role in generators.roles(kind, spec.args, source=source):
             used.setdefault(role, "generator")
         for role in SCORING_ROLES:
             if role in config.pipeline.roles:

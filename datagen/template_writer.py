@@ -83,6 +83,14 @@ class TemplateWriter:
         text = str(rng.choice(templates)).format(verb=verb.lower(), Verb=verb[:1].upper() + verb[1:], **values)
         return re.sub(r"\s{2,}", " ", text).strip()
 
+    def choices_for(self, key: str) -> list[str]:
+        """templates.choices[key], or a rejection naming what the prompt file lacks."""
+        if key not in self.templates.choices:
+            raise WriterReject(
+                "no_template_choices", f"prompts/{self.prompt.name}.yaml has no templates.choices.{key}"
+            )
+        return list(self.templates.choices[key])
+
     def choice(self, key: str, rng: np.random.Generator, exclude: str = "") -> str:
         if key not in self.templates.choices:
             raise WriterReject(
@@ -254,8 +262,11 @@ def translate(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
 
 
 def text_edit(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
-    """text: add, remove or change a short text at a position; rendered with a real font by the generator."""
-    mode = str(rng.choice(TEXT_MODES))
+    """text: add, remove or change a short text at a position; rendered with a real font by the generator. On a
+    photo whose lines the OCR read (item.text_lines), remove, replace or restyle one of them, quoting it."""
+    mode = str(rng.choice((*LINE_MODES, "add") if item.text_lines else TEXT_MODES))
+    if mode in LINE_MODES and item.text_lines:
+        return text_line_edit(w, item, rng, mode)
     where = w.choice("positions", rng)
     before = "" if mode == "add" else w.choice("texts", rng)
     after = "" if mode == "remove" else w.choice("texts", rng, exclude=before)
@@ -275,6 +286,50 @@ def text_edit(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
         "text_after": after,
         "position": where,
     }
+
+
+LINE_MODES = ("remove", "replace", "restyle")
+RESTYLES = ("red", "blue", "white", "black", "yellow", "green", "upper", "lower")
+"""A restyle: a colour (generators/text.py: RESTYLE_COLOURS) or a case."""
+
+
+def text_line_edit(w: TemplateWriter, item: SourceItem, rng, mode: str) -> dict[str, Any]:
+    """One of the photo's legible lines removed, replaced by another text, or restyled (colour or case), quoted as
+    the OCR read it; the write phase finds the line again by that text."""
+    line = item.text_lines[int(rng.integers(len(item.text_lines)))]
+    old = line["text"]
+    where = position_of(line, item.image.shape if item.image is not None else None)
+    edit: dict[str, Any] = {"mode": mode, "text_before": old, "position": where, "objects": []}
+    if mode == "remove":
+        edit["instruction"] = w.fill(w.templates.inverse, rng, old=old, where=where)
+        edit["text_after"] = ""
+    elif mode == "replace":
+        new = w.choice("texts", rng, exclude=old)
+        edit["instruction"] = w.fill(w.templates.choices["change"], rng, value=new, old=old, where=where)
+        edit["text_after"] = new
+    else:
+        style = str(rng.choice([s for s in RESTYLES if s not in ("upper", "lower") or getattr(old, s)() != old]))
+        key = "restyle_case" if style in ("upper", "lower") else "restyle_colour"
+        words = {"upper": "capital letters", "lower": "lowercase letters"}
+        edit["instruction"] = w.fill(w.choices_for(key), rng, old=old, value=words.get(style, style), where=where)
+        edit["text_after"] = getattr(old, style)() if style in ("upper", "lower") else old
+        if style not in ("upper", "lower"):
+            edit["colour"] = style
+    after = edit["text_after"]
+    edit["input_caption"] = f'{item.caption}, with the text "{old}"'
+    edit["output_caption"] = f'{item.caption}, with the text "{after}"' if after else item.caption
+    return edit
+
+
+def position_of(line: dict[str, Any], shape: tuple[int, ...] | None) -> str:
+    """Where a line sits, in the words of the text prompt's positions (top left ... bottom right)."""
+    if shape is None:
+        return "center"
+    xs, ys = zip(*line["quad"], strict=True)
+    x, y = sum(xs) / 4 / shape[1], sum(ys) / 4 / shape[0]
+    row = "top" if y < 1 / 3 else "bottom" if y > 2 / 3 else "center"
+    column = "left" if x < 1 / 3 else "right" if x > 2 / 3 else ""
+    return "center" if row == "center" else f"{row} {column}".strip()
 
 
 KINDS = {kind: globals()[kind] for kind in EDIT_KINDS}

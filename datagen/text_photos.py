@@ -47,8 +47,8 @@ class TextPhoto:
     """The photo before the text was drawn."""
 
 
-def photo(name: str) -> np.ndarray:
-    """A scikit-image photo as HxWx3 uint8 RGB, at most 640 px on its long side."""
+def photo(name: str, square: int | None = None) -> np.ndarray:
+    """A scikit-image photo as HxWx3 uint8 RGB, at most 640 px on its long side (or its centre, `square` px)."""
     import cv2
     import skimage.data
 
@@ -58,6 +58,10 @@ def photo(name: str) -> np.ndarray:
     if image.ndim == 2:
         image = np.stack([image] * 3, axis=-1)
     image = np.ascontiguousarray(image[..., :3]).astype(np.uint8)
+    if square is not None:
+        side = min(image.shape[:2])
+        top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
+        return cv2.resize(image[top : top + side, left : left + side], (square, square), interpolation=cv2.INTER_AREA)
     scale = 640 / max(image.shape[:2])
     if scale < 1:
         image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
@@ -72,18 +76,20 @@ def _contrasting(image: np.ndarray, quad: np.ndarray, rng: np.random.Generator) 
     return ranked[int(rng.integers(0, 2))]
 
 
-def text_photos(n: int = 28, seed: int = 0, angles: float = 12.0) -> list[TextPhoto]:
-    """`n` photos, each with one known line of text drawn on it (photos cycled, everything else drawn by seed)."""
+def text_photos(n: int = 28, seed: int = 0, angles: float = 12.0, square: int | None = None,
+                heights: tuple[int, ...] = HEIGHTS) -> list[TextPhoto]:  # fmt: skip
+    """`n` photos, each with one known line of text drawn on it (photos cycled, everything else drawn by seed);
+    `square`: each photo's centre at that size (what a pipeline without buckets renders)."""
     rng = np.random.default_rng(seed)
     cache: dict[str, np.ndarray] = {}
     out = []
     for k in range(n):
         name = PHOTOS[k % len(PHOTOS)]
-        clean = cache.setdefault(name, photo(name))
+        clean = cache.setdefault(name, photo(name, square))
         h, w = clean.shape[:2]
         text = STRINGS[int(rng.integers(len(STRINGS)))]
         font = glyphs.FONTS[int(rng.integers(len(glyphs.FONTS)))]
-        height = int(HEIGHTS[k % len(HEIGHTS)])
+        height = int(heights[k % len(heights)])
         angle = float(rng.uniform(-angles, angles))
         width = glyphs.text_width(text, font, height)
         if width > 0.85 * w:  # too long for this photo: smaller

@@ -15,7 +15,7 @@ import traceback
 from collections import Counter
 from typing import Any
 
-from datagen import models, shards
+from datagen import generators, models, shards
 from datagen.config import RunConfig
 from datagen.environment import library_versions, version_changes
 from datagen.errors import ConfigError, Reject
@@ -180,6 +180,7 @@ class ShardWorker:
             except Reject as e:
                 text.update(status="rejected", reason=e.reason, detail=str(e)[:500])
             texts.append(text)
+        seen = self._look(items, texts)
         written = writer.write_batch(list(items.values()), [texts[i]["seed"] for i in items])  # one batched call
         for index, output in zip(items, written, strict=True):
             if isinstance(output, WriterReject):
@@ -193,7 +194,11 @@ class ShardWorker:
                 for name in TEXT_FIELDS:
                     if name in output:
                         texts[index][name] = output.pop(name)
-                texts[index]["edit"] = output  # the task's own fields: new object, style, colour op, direction ...
+                edit = self._generator.with_seen(seen[index], output) if index in seen else output
+                if isinstance(edit, Reject):
+                    texts[index].update(status="rejected", reason=edit.reason, detail=str(edit)[:500])
+                else:
+                    texts[index]["edit"] = edit  # the task's own fields: new object, style, colour op, direction ...
         reasons = Counter(t["reason"] for t in texts if t["status"] != "ok")
         lines = [instruction_line(t) for t in texts]
         data = ("\n".join(lines) + "\n").encode()
@@ -214,6 +219,40 @@ class ShardWorker:
         self._check_lease()
         shards.write_stats(paths, stats)
         return stats
+
+    @property
+    def _generator(self):
+        return generators.get(self.config.generator.kind)
+
+    def _look(self, items: dict[int, Any], texts: list[InstructionRecord]) -> dict[int, dict[str, Any]]:
+        """Where the task reads its input before the writer writes (generators.write_roles: the text task's OCR on
+        photos), each input's image loaded and all of them looked at in one batched call. Returns index -> what
+        was seen (also set on the item for the writer); an input with nothing to edit is rejected with the reason,
+        and leaves `items`."""
+        spec, run = self.config.generator, self.config.run
+        readers = generators.write_roles(self._generator, spec.args, run.source)
+        if not readers or not items:
+            return {}
+        for index in list(items):
+            try:
+                if items[index].image is None:
+                    items[index].image = self.source.load(texts[index]["source"], run.max_image_pixels).image
+            except Reject as e:
+                texts[index].update(status="rejected", reason=e.reason, detail=str(e)[:500])
+                del items[index]
+        args = self._generator.Args.parse(spec.args, "task file")
+        looked = self._generator.look(args, {role: self.models[role] for role in readers},
+                                      [items[i].image for i in items])  # fmt: skip
+        seen = {}
+        for index, outcome in zip(list(items), looked, strict=True):
+            if isinstance(outcome, Reject):
+                texts[index].update(status="rejected", reason=outcome.reason, detail=str(outcome)[:500])
+                del items[index]
+                continue
+            for name, value in outcome.items():
+                setattr(items[index], name, value)
+            seen[index] = outcome
+        return seen
 
     # ----------------------------------------------------------------------------------- phase 2: render
 

@@ -38,9 +38,21 @@ def get(kind: str, where: str = "task file") -> type[Generator]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def roles(cls: type[Generator], args: dict[str, Any], where: str = "task file") -> tuple[str, ...]:
-    """The model roles a generator kind needs with these arguments."""
-    return tuple(cls.roles_for(cls.Args.parse(args, where)))
+def roles(
+    cls: type[Generator], args: dict[str, Any], where: str = "task file", source: str | None = None
+) -> tuple[str, ...]:
+    """The model roles a generator kind needs with these arguments; with a source, for that kind of input (a kind
+    may declare `roles_for_source(args, source)`: the text task inpaints only on photos)."""
+    parsed = cls.Args.parse(args, where)
+    for_source = getattr(cls, "roles_for_source", None)
+    return tuple(for_source(parsed, source) if for_source is not None and source else cls.roles_for(parsed))
+
+
+def write_roles(cls: type[Generator], args: dict[str, Any], source: str, where: str = "task file") -> tuple[str, ...]:
+    """The roles the write phase needs for this kind on this source besides the writer (a kind may declare
+    `write_roles(args, source)`: the text task reads a photo's lines with the OCR role before the writer writes)."""
+    declared = getattr(cls, "write_roles", None)
+    return tuple(declared(cls.Args.parse(args, where), source)) if declared is not None else ()
 
 
 def build(kind: str, args: dict[str, Any], models: Mapping[str, Any], where: str = "task file") -> Generator:

@@ -1,8 +1,13 @@
-"""The text task: a short text added, removed or changed, rendered with a real font into a chosen region.
+"""The text task: a short text added, removed or changed.
 
-The font is Pillow's bundled scalable font, so every machine renders the same pixels. Removal and change are exact
-too: the text is drawn onto the clean image, so the image without it is known. The mask is the text's pixels,
-dilated a little (both texts for a change).
+Two paths, chosen by what the writer wrote:
+- drawn text (scenes, sources without images, and `add` everywhere): the text is drawn with Pillow's bundled
+  scalable font onto the clean image, so add, remove and change are exact (the image without it is known); the mask
+  is the text's pixels, dilated a little (both texts for a change).
+- a line that is really there (photos: `images`, `shards`), which the OCR role read at write time: remove inpaints
+  the line's quadrilateral, dilated (OpenCV on `local`, the pipeline's inpainter elsewhere); replace and restyle
+  remove it, then render the new string into the same quadrilateral — height and angle from the box, colour from
+  the old glyphs (or the restyled colour), the installed font that best matches the old glyphs (datagen/glyphs.py).
 """
 
 from __future__ import annotations
@@ -15,9 +20,17 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from pydantic import Field
 
+from datagen import glyphs
+from datagen.errors import Reject
 from datagen.generators.base import GeneratorArgs, NoClassicalMethod, PerSample, candidate
 from datagen.record import EditRecord
-from datagen.sources import LoadedInput
+from datagen.sources import BadSource, LoadedInput
+
+PHOTO_SOURCES = ("images", "shards")
+"""Sources whose inputs are photos: their text task edits the lines the OCR role reads in them."""
+RESTYLE_COLOURS = {"red": (205, 30, 30), "blue": (30, 70, 200), "white": (245, 245, 245), "black": (15, 15, 15),
+                   "yellow": (245, 210, 30), "green": (30, 150, 60)}  # fmt: skip
+"""The colours a restyle may ask for, by the name its instruction says."""
 
 POSITIONS = {
     "top": (0.5, 0.15),
@@ -57,6 +70,12 @@ class TextRender(PerSample):
     class Args(GeneratorArgs):
         size: float = Field(default=0.12, ge=0.03, le=0.4)
         """Font size as a share of the image height (long texts shrink to fit the width)."""
+        min_text_height: int = Field(default=16, ge=6, le=512)
+        """A line read in a photo is editable from this height in pixels (below it, detection and recognition
+        are unreliable: the detector finds under 90% of lines 12 px high, see docs/benchmarks.md)."""
+        dilate: int = Field(default=3, ge=0, le=64)
+        """Pixels the removed line's quadrilateral grows by before it is inpainted (the glyphs' anti-aliased rims
+        and shadows spill past the detector's box)."""
 
     roles = ()
 
@@ -64,10 +83,53 @@ class TextRender(PerSample):
     def roles_for(cls, args: Args) -> tuple[str, ...]:
         return cls.roles
 
+    @classmethod
+    def roles_for_source(cls, args: Args, source: str) -> tuple[str, ...]:
+        """On photos, the inpainter removes a line that is really there."""
+        return ("inpaint",) if source in PHOTO_SOURCES else cls.roles
+
+    @classmethod
+    def write_roles(cls, args: Args, source: str) -> tuple[str, ...]:
+        """On photos, the write phase reads the input's lines first (the writer edits one of them)."""
+        return ("ocr",) if source in PHOTO_SOURCES else ()
+
+    @classmethod
+    def look(cls, args: Args, roles: Mapping[str, Any], images: list[np.ndarray]) -> list[dict[str, Any] | Reject]:
+        """The write phase's look at photos, one batched OCR call: each input's legible lines (at least
+        min_text_height high) for the writer, or the input rejected when it has none."""
+        out: list[dict[str, Any] | Reject] = []
+        for lines in roles["ocr"].read_batch(images):
+            legible = [line.as_dict() for line in lines if line.height >= args.min_text_height and line.text.strip()]
+            if legible:
+                out.append({"text_lines": legible})
+            else:
+                out.append(BadSource("no_legible_text", f"the OCR read {len(lines)} line(s) in the input, none at "
+                                     f"least {args.min_text_height} px high: no text to edit"))  # fmt: skip
+        return out
+
+    @classmethod
+    def with_seen(cls, seen: dict[str, Any], edit: dict[str, Any]) -> dict[str, Any] | Reject:
+        """The writer's edit with what the look saw: every legible line, and the one the instruction quotes (found
+        by its text) for a remove, replace or restyle."""
+        lines = seen.get("text_lines") or []
+        edit = {**edit, "lines": lines}
+        if edit.get("mode") in ("remove", "replace", "restyle"):
+            line = next((line for line in lines if line["text"] == edit.get("text_before")), None)
+            if line is None:
+                read = ", ".join(repr(x["text"]) for x in lines)
+                quoted = edit.get("text_before")
+                return BadSource("text_not_read", f"the instruction quotes {quoted!r}, which the OCR did not read in "
+                                 f"the input (it read {read})")  # fmt: skip
+            edit["line"] = line
+        return edit
+
     def __init__(self, args: Args, models: Mapping[str, Any]):
         self.args = args
+        self.models = models
 
     def candidates(self, record: EditRecord, inputs: LoadedInput, rng: np.random.Generator) -> list[EditRecord]:
+        if record.params.get("line"):
+            return [self._edit_line(record, inputs)]
         before_text = str(record.params.get("text_before", "")).strip()
         after_text = str(record.params.get("text_after", "")).strip()
         position = str(record.params.get("position", "center"))
@@ -88,3 +150,28 @@ class TextRender(PerSample):
         mask = np.where(grown, 255, 0).astype(np.uint8)
         mode = "add" if not before_text else "remove" if not after_text else "change"
         return [candidate(record, before, after, mask, {"mode": mode, "position": position}, object_mask=ink)]
+
+    def _edit_line(self, record: EditRecord, inputs: LoadedInput) -> EditRecord:
+        """Remove, replace or restyle a line the OCR read in the photo (record.params['line'])."""
+        params = record.params
+        line, mode = params["line"], str(params.get("mode", ""))
+        if mode not in ("remove", "replace", "restyle"):
+            raise NoClassicalMethod(f"mode {mode!r} for a line read in the photo: allowed remove, replace, restyle")
+        image = inputs.image  # the same pixels the OCR read at write time: the source loads an input one way
+        quad = np.asarray(line["quad"], np.float32)
+        mask = glyphs.quad_mask(image.shape, quad, dilate=self.args.dilate)
+        inpainter = self.models["inpaint"]
+        removed = inpainter.inpaint_batch([image], [mask], [str(record.output_caption or "")], [record.seed])[0]
+        if isinstance(removed, Exception):
+            raise removed
+        extra: dict[str, Any] = {"mode": mode, "line_text": line["text"]}
+        after = removed
+        if mode != "remove":
+            new_text = str(params.get("text_after") or "")
+            if not new_text:
+                raise NoClassicalMethod(f"{mode} without the new text")
+            seen = glyphs.read_glyphs(image, quad, line["text"])
+            colour = RESTYLE_COLOURS.get(str(params.get("colour")), seen.colour)
+            after, _ = glyphs.draw(removed, quad, new_text, seen.font, colour, fit="keep")
+            extra.update(font=seen.font, font_overlap=seen.overlap, colour=list(colour))
+        return candidate(record, image, after, mask, extra)

@@ -20,6 +20,7 @@ from datagen.models.options import (
     GroundingOptions,
     JudgeOptions,
     NoOptions,
+    OCROptions,
     OpenCVOptions,
     Options,
     VisionOptions,
@@ -78,6 +79,8 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("classifier", "bow", "datagen.classifier:ClassifierRole", ClassifierOptions, weights=False),
     Backend("dino", "dinov2", "datagen.models.embeddings:DINOEmbedder", VisionOptions, weights=True, tiny="tiny:dino"),
     Backend("judge", "vllm", "datagen.models.judge:VLLMJudge", JudgeOptions, weights=True, tiny="tiny:vlm"),
+    # Real weights on every pipeline: PP-OCRv4's ONNX files ship inside the rapidocr-onnxruntime wheel.
+    Backend("ocr", "rapidocr", "datagen.models.ocr:RapidOCRReader", OCROptions, weights=False),
 )  # fmt: skip
 """Every model backend, grouped by role in the order `unknown role` messages list them."""
 

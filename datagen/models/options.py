@@ -152,3 +152,12 @@ class JudgeOptions(Options):
     """Also write `instruction_rewritten`: an instruction saying what the edit actually did (re-captioning)."""
     engine_args: dict[str, Any] = {}
     """More vllm.LLM arguments (not trust_remote_code or load_format)."""
+
+
+class OCROptions(Options):
+    """rapidocr: PP-OCRv4 on onnxruntime."""
+
+    min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Lines read with a lower recognition confidence are dropped (rapidocr's own default text_score)."""
+    threads: int | None = Field(default=None, ge=1, le=256)
+    """onnxruntime's intra- and inter-op threads; None lets it choose (all cores)."""

@@ -159,6 +159,14 @@ class PairJudge(Role, Protocol):
     def judge_batch(self, items: Sequence[tuple[np.ndarray, np.ndarray, str, str, int]]) -> list[Any]: ...
 
 
+@runtime_checkable
+class TextReader(Role, Protocol):
+    """ocr: the text lines of each image (quadrilateral, string, confidence): the text task reads its photos with it
+    before writing (generators/text.py: look)."""
+
+    def read_batch(self, images: Sequence[np.ndarray]) -> list[list[Any]]: ...
+
+
 PROTOCOLS: dict[str, type[Role]] = {
     "llm": Writer,
     "t2i": TextToImage,
@@ -173,5 +181,6 @@ PROTOCOLS: dict[str, type[Role]] = {
     "classifier": TaskJudge,
     "dino": ImageEmbedder,
     "judge": PairJudge,
+    "ocr": TextReader,
 }
 """Role name (a pipeline file's `roles.ROLE`) -> the Protocol its adapters satisfy."""
