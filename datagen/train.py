@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from datagen.config import known
 from datagen.errors import ConfigError
 from datagen.progress import Progress
-from datagen.shards.reader import decode_sample, tar_urls
+from datagen.shards.reader import decode_sample
+from datagen.shards.urls import tar_urls
 
 # -------------------------------------------------------------------------------------------- defaults
 

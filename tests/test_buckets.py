@@ -272,7 +272,7 @@ def test_shard_inputs_are_fitted_to_their_nearest_bucket(tmp_path):
 def test_the_trainer_batches_by_shape_and_trains_on_mixed_shapes(tiny_dir, photo_run, tmp_path):
     import torch
 
-    from datagen.shards.reader import tar_urls
+    from datagen.shards import tar_urls
     from datagen.train import TrainConfig, augment, batches, train, train_shape
 
     assert train_shape(96, 64, 32, 8) == (40, 24) and train_shape(64, 96, 32, 8) == (24, 40)

@@ -1,6 +1,6 @@
 """The run folder, owned in one place: its layout and the one definition of a committed shard (layout), the shard
-writer (writer), the one reader every tool goes through (reader: RunFolder), run.json, resume planning and failure
-records (run), and `datagen verify` (verify).
+writer (writer), the one reader every tool goes through (reader: RunFolder), the tars named on a command line (urls),
+run.json, resume planning and failure records (run), and `datagen verify` (verify).
 """
 
 from datagen.shards.layout import (
@@ -18,7 +18,8 @@ from datagen.shards.layout import (
     shard_paths,
     write_stats,
 )
-from datagen.shards.reader import Candidate, RunFolder, Sample, Shard, tar_urls
+from datagen.shards.reader import Candidate, RunFolder, Sample, Shard
+from datagen.shards.urls import tar_urls
 from datagen.shards.verify import Verdict, verify
 from datagen.shards.writer import RejectedTarWriter, TarShardWriter, manifest_bytes
 
