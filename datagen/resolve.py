@@ -97,7 +97,8 @@ def load_run(
 
 
 def load_pipeline(name: str, overrides: list[str] = ()) -> PipelineSpec:
-    """One pipeline file, validated, with its backends checked (for preflight)."""
+    """One pipeline file, validated, with each role's backend, model and arguments checked (for preflight): a
+    misspelt argument is an error naming the file and the field."""
     path = find_config("pipelines", name)
     raw = read_yaml(path)
     for text in overrides:
@@ -105,7 +106,7 @@ def load_pipeline(name: str, overrides: list[str] = ()) -> PipelineSpec:
         apply_override(raw, parts[1:] if parts[0] == "pipeline" and len(parts) > 1 else parts, value, text)
     spec = validate(PipelineSpec, raw, str(path))
     for role, role_spec in spec.roles.items():
-        models.check_backend(role, role_spec.backend, str(path))
+        models.check_args(role, role_spec, str(path))
         models.check_model(role, role_spec, str(path))
     return spec
 
@@ -145,7 +146,7 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
                 f"does not define (it has: {', '.join(sorted(pipe.roles))})"
             )
     for role, spec in pipe.roles.items():
-        models.check_backend(role, spec.backend, origins["pipeline"])
+        models.check_args(role, spec, origins["pipeline"])
         models.check_model(role, spec, origins["pipeline"])
         try:
             # constructors are cheap and validate their args

@@ -77,3 +77,17 @@ def test_the_writer_options_default_to_what_the_writer_used_before():
         "see_image": False,
         "image_edge": 768,
     }
+
+
+def test_preflight_and_every_run_stop_at_a_misspelt_argument(tmp_path):
+    from conftest import run_inline
+
+    from datagen.resolve import load_run
+
+    proc = run_inline("preflight", "--pipeline", "local", "--set", "roles.inpaint.args.radus=3", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    where = str(find_config("pipelines", "local"))
+    assert f"{where} (with --set overrides)" in proc.stderr or where in proc.stderr
+    assert "field `roles.inpaint.args.radus`: unknown argument; allowed: method, radius" in proc.stderr
+    with pytest.raises(ConfigError, match=r"local\.yaml.*field `roles\.inpaint\.args\.radus`: unknown argument"):
+        load_run("remove", "local", out=str(tmp_path), n=1, overrides=["pipeline.roles.inpaint.args.radus=3"])

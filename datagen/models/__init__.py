@@ -102,10 +102,6 @@ def backend(role: str, name: str, where: str = "pipeline file") -> Backend:
     return _BY_ROLE[role][name]
 
 
-def check_backend(role: str, name: str, where: str) -> None:
-    backend(role, name, where)
-
-
 def check_model(role: str, spec: RoleSpec, where: str) -> None:
     entry = backend(role, spec.backend, where)
     if entry.weights and not spec.model:
