@@ -162,11 +162,13 @@ def test_repeat_is_a_run_option_stored_in_run_json(photos, tmp_path):
 
 
 def training_tar(path: Path, tasks: list[str]) -> Path:
+    """A tar of samples with every member a sample carries (the reader takes one that lacks any as corrupt)."""
+    mask = images.encode(np.full((64, 64), 255, np.uint8), "png")
     with wds.TarWriter(str(path)) as sink:
         for n, task in enumerate(tasks):
             meta = {"task": task, "instruction": f"edit {n}", "scores": {}}
             sink.write({"__key__": f"{task}_{n:06d}", "input.png": png(n, 64), "output.png": png(n + 50, 64),
-                        "json": json.dumps(meta)})  # fmt: skip
+                        "mask.png": mask, "json": json.dumps(meta), "txt": f"edit {n}"})  # fmt: skip
     return path
 
 
