@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -42,9 +43,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            # Pillow's own bomb check runs inside open(); ours (below) uses the configured limit.
-            Image.MAX_IMAGE_PIXELS = max(max_pixels, 1)
-            image = Image.open(io.BytesIO(data))
+            image = _open(data, max_pixels)
             width, height = image.size
             if width * height > max_pixels:
                 raise BadImage("image_too_large", f"{width}x{height} exceeds max_image_pixels={max_pixels}")
@@ -64,6 +63,22 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         # Pillow spells it both "image file is truncated" and "Truncated File Read" (header cut short).
         reason = "image_truncated" if "truncated" in str(e).lower() else "image_corrupt"
         raise BadImage(reason, str(e)) from None
+
+
+_PIXEL_LIMIT = threading.Lock()
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """Image.open with Pillow's own bomb check (it runs inside open) at the configured limit. Pillow's limit is one
+    for the whole process, shared by the input-loading threads and every other reader in it: it is set under a lock
+    and put back, so nothing else decodes under ours."""
+    with _PIXEL_LIMIT:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = max(max_pixels, 1)
+        try:
+            return Image.open(io.BytesIO(data))
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:
