@@ -76,10 +76,14 @@ def locked(kind: str = "cpu") -> dict[str, str]:
 
 
 def installed() -> dict[str, str]:
-    """Canonical name -> version of every distribution installed in this interpreter's environment."""
+    """Canonical name -> version of every distribution installed in this interpreter's environment: its
+    site-packages only, not what else is on sys.path at the time (setuptools puts its vendored packages there
+    once something imports it)."""
+    import sysconfig
     from importlib.metadata import distributions
 
-    return {canonical(d.metadata["Name"]): d.version for d in distributions() if d.metadata["Name"]}
+    paths = list(dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib")))
+    return {canonical(d.metadata["Name"]): d.version for d in distributions(path=paths) if d.metadata["Name"]}
 
 
 def differences(pins: dict[str, str], present: dict[str, str], kind: str = "cpu") -> list[str]:
