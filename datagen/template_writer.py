@@ -83,14 +83,6 @@ class TemplateWriter:
         text = str(rng.choice(templates)).format(verb=verb.lower(), Verb=verb[:1].upper() + verb[1:], **values)
         return re.sub(r"\s{2,}", " ", text).strip()
 
-    def choices_for(self, key: str) -> list[str]:
-        """templates.choices[key], or a rejection naming what the prompt file lacks."""
-        if key not in self.templates.choices:
-            raise WriterReject(
-                "no_template_choices", f"prompts/{self.prompt.name}.yaml has no templates.choices.{key}"
-            )
-        return list(self.templates.choices[key])
-
     def choice(self, key: str, rng: np.random.Generator, exclude: str = "") -> str:
         if key not in self.templates.choices:
             raise WriterReject(
@@ -263,7 +255,7 @@ def translate(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
 
 def text_edit(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
     """text: add, remove or change a short text at a position; rendered with a real font by the generator. On a
-    photo whose lines the OCR read (item.text_lines), remove, replace or restyle one of them, quoting it."""
+    photo whose lines the OCR read (item.text_lines), remove or replace one of them, quoting it."""
     mode = str(rng.choice((*LINE_MODES, "add") if item.text_lines else TEXT_MODES))
     if mode in LINE_MODES and item.text_lines:
         return text_line_edit(w, item, rng, mode)
@@ -288,37 +280,32 @@ def text_edit(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
     }
 
 
-LINE_MODES = ("remove", "replace", "restyle")
-RESTYLES = ("red", "blue", "white", "black", "yellow", "green", "upper", "lower")
-"""A restyle: a colour (generators/text.py: RESTYLE_COLOURS) or a case."""
+LINE_MODES = ("remove", "replace")
+"""What the writer does to a line read in a photo (the write phase tells them apart by text_after)."""
 
 
 def text_line_edit(w: TemplateWriter, item: SourceItem, rng, mode: str) -> dict[str, Any]:
-    """One of the photo's legible lines removed, replaced by another text, or restyled (colour or case), quoted as
-    the OCR read it; the write phase finds the line again by that text."""
+    """One of the photo's legible lines removed or replaced by another text, quoted as the OCR read it; the write
+    phase finds the line again by that text (generators/text.py: with_seen)."""
     line = item.text_lines[int(rng.integers(len(item.text_lines)))]
     old = line["text"]
     where = position_of(line, item.image.shape if item.image is not None else None)
-    edit: dict[str, Any] = {"mode": mode, "text_before": old, "position": where, "objects": []}
+    offered = {"remove": w.templates.inverse, "replace": w.templates.choices["change"]}
+    quoting = {name: [t for t in templates if "{old}" in t] or templates for name, templates in offered.items()}
     if mode == "remove":
-        edit["instruction"] = w.fill(w.templates.inverse, rng, old=old, where=where)
-        edit["text_after"] = ""
-    elif mode == "replace":
-        new = w.choice("texts", rng, exclude=old)
-        edit["instruction"] = w.fill(w.templates.choices["change"], rng, value=new, old=old, where=where)
-        edit["text_after"] = new
+        instruction, new = w.fill(quoting["remove"], rng, old=old, where=where), ""
     else:
-        style = str(rng.choice([s for s in RESTYLES if s not in ("upper", "lower") or getattr(old, s)() != old]))
-        key = "restyle_case" if style in ("upper", "lower") else "restyle_colour"
-        words = {"upper": "capital letters", "lower": "lowercase letters"}
-        edit["instruction"] = w.fill(w.choices_for(key), rng, old=old, value=words.get(style, style), where=where)
-        edit["text_after"] = getattr(old, style)() if style in ("upper", "lower") else old
-        if style not in ("upper", "lower"):
-            edit["colour"] = style
-    after = edit["text_after"]
-    edit["input_caption"] = f'{item.caption}, with the text "{old}"'
-    edit["output_caption"] = f'{item.caption}, with the text "{after}"' if after else item.caption
-    return edit
+        new = w.choice("texts", rng, exclude=old)
+        instruction = w.fill(quoting["replace"], rng, value=new, old=old, where=where)
+    return {
+        "instruction": instruction,
+        "input_caption": f'{item.caption}, with the text "{old}"',
+        "output_caption": f'{item.caption}, with the text "{new}"' if new else item.caption,
+        "objects": [],
+        "text_before": old,
+        "text_after": new,
+        "position": where,
+    }
 
 
 def position_of(line: dict[str, Any], shape: tuple[int, ...] | None) -> str:

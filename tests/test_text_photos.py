@@ -1,5 +1,5 @@
 """The text task on real photos, on `local`, with the real OCR: the write phase reads each photo's lines and writes
-about one that is there (quoted as read), the render removes, replaces or restyles that line in its own box, and a
+about one that is there (quoted as read), the render removes or replaces that line in its own box, and a
 photo with no legible text is rejected, counted."""
 
 from __future__ import annotations
@@ -61,13 +61,13 @@ def test_the_writer_writes_about_a_line_the_ocr_read_and_a_photo_without_text_is
     assert {t["reason"] for t in rejected} == {"no_legible_text"} and len(rejected) <= 3, rejected
     assert "zz-no-text.png" in {t["source"]["path"] for t in rejected}
     modes = {t["edit"].get("mode", "add") for t in texts if t["status"] == "ok"}
-    assert modes >= {"remove", "replace"} and modes <= {"remove", "replace", "restyle", "add"}, modes
+    assert modes >= {"remove", "replace"} and modes <= {"remove", "replace", "add"}, modes
     for t in texts:
-        if t["status"] != "ok" or t["edit"].get("mode") not in ("remove", "replace", "restyle"):
+        if t["status"] != "ok" or t["edit"].get("mode") not in ("remove", "replace"):
             continue
         line, lines = t["edit"]["line"], t["edit"]["lines"]
         assert line in lines and all(read["height"] >= 16 for read in lines), "the chosen one of the legible lines"
-        assert f'"{line["text"]}"' in t["instruction"] or t["edit"]["mode"] == "remove", t["instruction"]
+        assert f'"{line["text"]}"' in t["instruction"], t["instruction"]
         assert t["edit"]["text_before"] == line["text"]
     stats = json.loads((run / "texts" / "text-000000.stats.json").read_text())
     assert stats["reasons"] == {"no_legible_text": len(rejected)}
@@ -83,7 +83,7 @@ def test_each_edit_changes_only_its_line_and_a_removed_line_is_no_longer_read(ru
     removed = 0
     for key, members in pairs.items():
         edit = texts[key]["edit"]
-        if edit.get("mode") not in ("remove", "replace", "restyle"):
+        if edit.get("mode") not in ("remove", "replace"):
             continue
         assert rows[key]["score_outside_l1"] == 0.0, "nothing outside the line's box changes"
         params = json.loads(rows[key]["params"])

@@ -5,9 +5,9 @@ Two paths, chosen by what the writer wrote:
   scalable font onto the clean image, so add, remove and change are exact (the image without it is known); the mask
   is the text's pixels, dilated a little (both texts for a change).
 - a line that is really there (photos: `images`, `shards`), which the OCR role read at write time: remove inpaints
-  the line's quadrilateral, dilated (OpenCV on `local`, the pipeline's inpainter elsewhere); replace and restyle
+  the line's quadrilateral, dilated (OpenCV on `local`, the pipeline's inpainter elsewhere); replace
   remove it, then render the new string into the same quadrilateral — height and angle from the box, colour from
-  the old glyphs (or the restyled colour), the installed font that best matches the old glyphs (datagen/glyphs.py).
+  the old glyphs, the installed font that best matches the old glyphs (datagen/glyphs.py).
 """
 
 from __future__ import annotations
@@ -28,9 +28,6 @@ from datagen.sources import BadSource, LoadedInput
 
 PHOTO_SOURCES = ("images", "shards")
 """Sources whose inputs are photos: their text task edits the lines the OCR role reads in them."""
-RESTYLE_COLOURS = {"red": (205, 30, 30), "blue": (30, 70, 200), "white": (245, 245, 245), "black": (15, 15, 15),
-                   "yellow": (245, 210, 30), "green": (30, 150, 60)}  # fmt: skip
-"""The colours a restyle may ask for, by the name its instruction says."""
 
 POSITIONS = {
     "top": (0.5, 0.15),
@@ -110,10 +107,11 @@ class TextRender(PerSample):
     @classmethod
     def with_seen(cls, seen: dict[str, Any], edit: dict[str, Any]) -> dict[str, Any] | Reject:
         """The writer's edit with what the look saw: every legible line, and the one the instruction quotes (found
-        by its text) for a remove, replace or restyle."""
+        by its text) for a remove or a replace."""
         lines = seen.get("text_lines") or []
         edit = {**edit, "lines": lines}
-        if edit.get("mode") in ("remove", "replace", "restyle"):
+        if edit.get("text_before"):  # about a line that is there: remove it, or replace it
+            edit["mode"] = "replace" if edit.get("text_after") else "remove"
             line = next((line for line in lines if line["text"] == edit.get("text_before")), None)
             if line is None:
                 read = ", ".join(repr(x["text"]) for x in lines)
@@ -152,11 +150,11 @@ class TextRender(PerSample):
         return [candidate(record, before, after, mask, {"mode": mode, "position": position}, object_mask=ink)]
 
     def _edit_line(self, record: EditRecord, inputs: LoadedInput) -> EditRecord:
-        """Remove, replace or restyle a line the OCR read in the photo (record.params['line'])."""
+        """Remove or replace a line the OCR read in the photo (record.params['line'])."""
         params = record.params
         line, mode = params["line"], str(params.get("mode", ""))
-        if mode not in ("remove", "replace", "restyle"):
-            raise NoClassicalMethod(f"mode {mode!r} for a line read in the photo: allowed remove, replace, restyle")
+        if mode not in ("remove", "replace"):
+            raise NoClassicalMethod(f"mode {mode!r} for a line read in the photo: allowed remove, replace")
         image = inputs.image  # the same pixels the OCR read at write time: the source loads an input one way
         quad = np.asarray(line["quad"], np.float32)
         mask = glyphs.quad_mask(image.shape, quad, dilate=self.args.dilate)
@@ -171,7 +169,6 @@ class TextRender(PerSample):
             if not new_text:
                 raise NoClassicalMethod(f"{mode} without the new text")
             seen = glyphs.read_glyphs(image, quad, line["text"])
-            colour = RESTYLE_COLOURS.get(str(params.get("colour")), seen.colour)
-            after, _ = glyphs.draw(removed, quad, new_text, seen.font, colour, fit="keep")
-            extra.update(font=seen.font, font_overlap=seen.overlap, colour=list(colour))
+            after, _ = glyphs.draw(removed, quad, new_text, seen.font, seen.colour, fit="keep")
+            extra.update(font=seen.font, font_overlap=seen.overlap, colour=list(seen.colour))
         return candidate(record, image, after, mask, extra)
