@@ -186,7 +186,7 @@ def cluster():
 @pytest.mark.slow
 def test_losing_a_worker_node_mid_run_still_commits_every_shard_exactly_once(cluster, tmp_path):
     # enough shards that the render is still under way when the node dies, however fast this machine renders
-    args = ["--task", "remove", "--n", "240", "--shard-size", "4", "--no-progress", *FAST]
+    args = ["--task", "remove", "--n", "480", "--shard-size", "4", "--no-progress", *FAST]
     reference = tmp_path / "reference"
     run_cli("generate", "--out", str(reference), "--workers", "0", *args)
 
@@ -209,7 +209,7 @@ def test_losing_a_worker_node_mid_run_still_commits_every_shard_exactly_once(clu
     assert "Traceback" not in stderr
     lost = _events(stderr, "worker_lost")
     assert lost and all(e["error"].startswith("worker died:") for e in lost), stderr
-    assert "60/60 shards done" in stdout
+    assert "120/120 shards done" in stdout
     # every shard, byte for byte: nothing lost, nothing twice
     assert committed_checksums(out) == committed_checksums(reference)
     assert not verify(str(out)).problems
