@@ -9,7 +9,6 @@ to edit) and reads every candidate again (is the new string there, the old one g
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +77,6 @@ class RapidOCRReader(Counted):
         self.options = options
         self.model_id = "rapidocr-onnxruntime:PP-OCRv4"
         self._engine = None
-        self.seconds = 0.0
 
     def load(self) -> None:
         if self._engine is not None:
@@ -98,7 +96,6 @@ class RapidOCRReader(Counted):
         bottom. One call per image inside (the detector takes one image at a time); counted as one batch."""
         self.load()
         self.counted(len(images))
-        started = time.perf_counter()
         floor = self.options.min_confidence if self.options is not None else 0.5
         out = []
         for image in images:
@@ -106,7 +103,6 @@ class RapidOCRReader(Counted):
             found, _ = self._engine(bgr, text_score=floor)
             lines = [TextLine.of(quad, text, score) for quad, text, score in (found or []) if float(score) >= floor]
             out.append(sorted(lines, key=lambda line: (line.quad[0][1], line.quad[0][0])))
-        self.seconds += time.perf_counter() - started
         return out
 
     def read(self, image: np.ndarray) -> list[TextLine]:
