@@ -109,6 +109,9 @@ def test_tiny_llm_speaks_llama2_chat(tiny_dir):
     assert prompt == "<s>[INST] <<SYS>>\nYou write edits.\n<</SYS>>\n\na red ball [/INST]"
     text = '{"instruction": "Remove the red striped ball", "objects": ["ball"]}'
     assert tokenizer.decode(tokenizer(text, add_special_tokens=False).input_ids) == text, "byte-level: lossless"
+    unseen = 'Restyle the words "OPEN DAILY" in crimson capitals, 24/7 ~ {ok}'  # frozen: new prompts still tokenise
+    ids = tokenizer(unseen, add_special_tokens=False).input_ids
+    assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids) == unseen
     model = LlamaForCausalLM.from_pretrained(path, use_safetensors=True)
     assert model.config.hidden_size // model.config.num_attention_heads == 64, "a head size vLLM's CPU attention runs"
     assert model.config.vocab_size == len(tokenizer)

@@ -1,11 +1,21 @@
 """The tiny models' tokenizers, made offline (no hub): byte-level BPE or word-level models trained with `tokenizers` on
 the words the scenes and templates use and on the prompt files, wrapped in the transformers classes the real models
 ship, with the chat templates the real ones carry.
+
+The two BPE tokenizers (the LLM's and the VLM's) are frozen: trained once and committed under `tiny_tokenizers/`, so
+that editing a prompt file changes neither the tiny models' token ids nor, through them, the golden bytes.
+`python -m datagen.models.tokenizers` retrains them from the prompt files as they are now (then re-record the tiny
+golden hashes, saying why, in the same commit).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from datagen import scenes
+
+FROZEN = Path(__file__).with_name("tiny_tokenizers")
+"""Where the frozen BPE tokenizers live, one `tokenizer.json` (the `tokenizers` library's format) per model."""
 
 WORDS = sorted(
     {
@@ -89,10 +99,8 @@ def llama_tokenizer():
     """
     from transformers import PreTrainedTokenizerFast
 
-    corpus = [" ".join(WORDS), '{"instruction": "", "output_caption": "", "objects": []}']
-    tokenizer = _ascii_bpe(corpus, "*.yaml", ["\u0120"], 512, ["<unk>", "<s>", "</s>"])
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
+        tokenizer_object=_frozen("llama"),
         bos_token="<s>",
         eos_token="</s>",
         unk_token="<unk>",
@@ -120,12 +128,8 @@ def vlm_tokenizer():
     included) and the judge's answer keys, with Idefics3's image tokens."""
     from transformers import PreTrainedTokenizerFast
 
-    corpus = [" ".join(WORDS), '{"reasoning": "", "following": 0, "preservation": 0, "quality": 0, "overall": 0}']
-    corpus.append('{"instruction_rewritten": "", "instruction": "", "output_caption": "", "objects": []}')
-    special = ["<unk>", "<|begin_of_text|>", "<|end_of_text|>", "<end_of_utterance>", *VLM_TOKENS]
-    tokenizer = _ascii_bpe(corpus, "**/*.yaml", ["\u0120", "\u010a"], 768, special)  # space and newline as bytes
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
+        tokenizer_object=_frozen("vlm"),
         bos_token="<|begin_of_text|>",
         eos_token="<end_of_utterance>",
         pad_token="<|end_of_text|>",
@@ -160,3 +164,42 @@ def _ascii_bpe(corpus: list[str], prompts: str, spaces: list[str], vocab_size: i
     )
     tokenizer.train_from_iterator(corpus, trainer=trainer)
     return tokenizer
+
+
+def _llama_bpe():
+    corpus = [" ".join(WORDS), '{"instruction": "", "output_caption": "", "objects": []}']
+    return _ascii_bpe(corpus, "*.yaml", ["\u0120"], 512, ["<unk>", "<s>", "</s>"])
+
+
+def _vlm_bpe():
+    corpus = [" ".join(WORDS), '{"reasoning": "", "following": 0, "preservation": 0, "quality": 0, "overall": 0}']
+    corpus.append('{"instruction_rewritten": "", "instruction": "", "output_caption": "", "objects": []}')
+    special = ["<unk>", "<|begin_of_text|>", "<|end_of_text|>", "<end_of_utterance>", *VLM_TOKENS]
+    return _ascii_bpe(corpus, "**/*.yaml", ["\u0120", "\u010a"], 768, special)  # space and newline as bytes
+
+
+TRAINERS = {"llama": _llama_bpe, "vlm": _vlm_bpe}
+"""How each frozen tokenizer was trained: the LLM's on the top-level prompt files, the VLM's on all of them (the
+judge's rubrics included) and the judge's answer keys."""
+
+
+def _frozen(name: str):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(FROZEN / f"{name}.json"))
+
+
+def freeze() -> list[Path]:
+    """Retrain every frozen tokenizer from the prompt files as they are now and write it under FROZEN."""
+    FROZEN.mkdir(exist_ok=True)
+    written = []
+    for name, train in TRAINERS.items():
+        path = FROZEN / f"{name}.json"
+        path.write_text(train().to_str(pretty=True) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in freeze():
+        print(f"wrote {path}")
