@@ -84,6 +84,22 @@ def parse_completion(text: str, finish_reason: str | None, validate: OutputValid
         return e
 
 
+def with_lines(caption: str, lines: list[dict[str, Any]] | None) -> str:
+    """The writer's message: the caption, and the lines the OCR read in the input when it read some."""
+    if not lines:
+        return caption
+    return f"{caption}\nText read in the image: " + ", ".join(json.dumps(line["text"]) for line in lines)
+
+
+def quoting_lines(schema: dict[str, Any], lines: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The schema with `text_before` held to the lines the OCR read (or empty, a text added), so that even a
+    random model quotes text that is really there; the schema itself where nothing was read."""
+    if not lines or "text_before" not in schema.get("properties", {}):
+        return schema
+    quoted = list(dict.fromkeys(["", *(line["text"] for line in lines)]))
+    return {**schema, "properties": {**schema["properties"], "text_before": {"type": "string", "enum": quoted}}}
+
+
 def llama2_chat(messages: list[dict[str, str]], bos: str = "<s>", eos: str = "</s>") -> str:
     """The Llama 2 chat format ([INST], <<SYS>>), for tokenizers that carry no chat template."""
     system = messages[0]["content"] if messages[0]["role"] == "system" else ""
@@ -162,14 +178,18 @@ class VLLMWriter:
         text = llama2_chat(messages, tokenizer.bos_token or "<s>", tokenizer.eos_token or "</s>")
         return tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _complete(self, prompt: PromptSpec, texts: list[str], seeds: list[int], validate, images=None) -> list:
+    def _complete(
+        self, prompt: PromptSpec, texts: list[str], seeds: list[int], validate, images=None, schemas=None
+    ) -> list:
         """One batched vLLM call: parsed and validated outputs, or WriterReject with the reason. `images`: per text,
-        the input image the model sees with it (see_image), or None."""
+        the input image the model sees with it (see_image), or None; `schemas`: per text, the JSON schema its
+        output is held to (default: the prompt's)."""
         from vllm.sampling_params import SamplingParams, StructuredOutputsParams
 
         requests, params, results = [], [], []
         limit = self.args["max_model_len"] - self.args["max_tokens"]
-        for text, seed, image in zip(texts, seeds, images or [None] * len(texts), strict=True):
+        schemas = schemas or [prompt.output_schema] * len(texts)
+        for text, seed, image, schema in zip(texts, seeds, images or [None] * len(texts), schemas, strict=True):
             rng = np.random.default_rng(seed)
             messages = build_messages(prompt, text, rng)
             if image is None:
@@ -193,7 +213,7 @@ class VLLMWriter:
                     top_p=self.args["top_p"],
                     max_tokens=self.args["max_tokens"],
                     seed=int(rng.integers(2**31 - 1)),
-                    structured_outputs=StructuredOutputsParams(json=prompt.output_schema),
+                    structured_outputs=StructuredOutputsParams(json=schema),
                 )
             )
         completions = iter(self._generate(requests, params))
@@ -248,9 +268,9 @@ class VLLMWriter:
                 )
         ready = [n for n, c in enumerate(captions) if isinstance(c, str) and c]
         seen = [items[n].image if self.sees_image else None for n in ready]
-        outputs = self._complete(
-            self.prompt, [captions[n] for n in ready], [seeds[n] for n in ready], self.validate, seen
-        )
+        messages = [with_lines(captions[n], items[n].text_lines) for n in ready]
+        schemas = [quoting_lines(self.prompt.output_schema, items[n].text_lines) for n in ready]
+        outputs = self._complete(self.prompt, messages, [seeds[n] for n in ready], self.validate, seen, schemas)
         results: list[dict[str, Any] | WriterReject] = [
             c if isinstance(c, WriterReject) else WriterReject("empty_caption") for c in captions
         ]
