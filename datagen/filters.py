@@ -99,8 +99,8 @@ def clip_scores(
 
 
 def model_scores(groups: list[list], models, known: dict[int, dict[str, float]] | None = None) -> None:
-    """Adds CLIP, DINO, classifier and detector scores to every candidate of a micro-batch; `groups` holds each
-    sample's candidates.
+    """Adds CLIP, DINO, classifier, OCR read-back and detector scores to every candidate of a micro-batch; `groups`
+    holds each sample's candidates.
 
     Candidates may share their input (remove) or their output (add, a removal swapped): each distinct image is
     embedded once, and every role is called on the whole micro-batch at once (in calls of its batch_size).
@@ -142,6 +142,16 @@ def model_scores(groups: list[list], models, known: dict[int, dict[str, float]] 
             if prob is not None:
                 for candidate in group:
                     candidate.scores["task_prob"] = prob
+    ocr = models.get("ocr")
+    on_lines = [c for group in groups for c in group if c.params.get("line")]
+    if ocr is not None and on_lines:  # the text task on photos: read each candidate's line again
+        from datagen.models.ocr import read_regions, text_scores
+
+        places = [c.params.get("box") or c.params["line"]["quad"] for c in on_lines]  # where the string is now
+        reads = read_regions(ocr, [c.output_image for c in on_lines], places)
+        for c, read in zip(on_lines, reads, strict=True):
+            c.params["read_after"] = read
+            c.scores.update(text_scores(read, c.params["mode"], c.params["target_text"], c.params["line_text"]))
     grounding = models.get("grounding")
     if grounding is not None and getattr(grounding, "scores_presence", False):
         known = known or {}

@@ -27,6 +27,20 @@ SCORES: dict[str, Score] = {
         "that changed nothing",
         (0.0, 1.0),
     ),
+    "ocr_target_ned": Score(
+        "text edits on a line read in a photo: 1 - normalised edit distance between what the OCR reads in the "
+        "line's place in the output and the string that should be there (case and spaces ignored, as OCR "
+        "benchmarks compare; replace and restyle)",
+        (0.0, 1.0),
+    ),
+    "ocr_exact": Score(
+        "1 when the OCR reads exactly the string that should be there (sentence accuracy), else 0", (0.0, 1.0)
+    ),  # fmt: skip
+    "ocr_old_gone": Score(
+        "1 - the similarity (as ocr_target_ned) of what the OCR reads in the line's place to the old string: 1 when "
+        "nothing like it is read there any more (remove, and replace unless the new string contains the old)",
+        (0.0, 1.0),
+    ),
     "clip_out": Score("CLIP cosine between the output image and the output caption", (-1.0, 1.0)),
     "clip_img": Score("CLIP cosine between input and output images", (-1.0, 1.0)),
     "clip_dir": Score(

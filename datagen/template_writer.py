@@ -15,6 +15,7 @@ import numpy as np
 from datagen import scenes
 from datagen.config import EDIT_KINDS, PromptSpec, RoleSpec
 from datagen.errors import ConfigError
+from datagen.generators.text import LINE_MODES
 from datagen.scenes import article, compose_caption
 from datagen.sources import SourceItem
 from datagen.writer import OutputValidator, WriterReject
@@ -52,6 +53,12 @@ class TemplateWriter:
             raise ConfigError(
                 f"prompts/{prompt.name}.yaml: field `templates.choices`: edit {prompt.templates.edit!r} needs "
                 f"{', '.join(missing)}"
+            )
+        unknown = [m for m in prompt.templates.choices.get("line_modes", []) if m not in (*LINE_MODES, "add")]
+        if prompt.templates.edit == "text_edit" and unknown:
+            raise ConfigError(
+                f"prompts/{prompt.name}.yaml: field `templates.choices.line_modes`: {', '.join(map(repr, unknown))}: "
+                f"allowed {', '.join((*LINE_MODES, 'add'))}"
             )
         self.prompt = prompt
         self.templates = prompt.templates
@@ -255,8 +262,10 @@ def translate(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
 
 def text_edit(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
     """text: add, remove or change a short text at a position; rendered with a real font by the generator. On a
-    photo whose lines the OCR read (item.text_lines), remove or replace one of them, quoting it."""
-    mode = str(rng.choice((*LINE_MODES, "add") if item.text_lines else TEXT_MODES))
+    photo whose lines the OCR read (item.text_lines), remove, replace or restyle one of them, quoting it, or add a
+    text: one of `templates.choices.line_modes` (all four when the prompt lists none)."""
+    line_modes = w.templates.choices.get("line_modes") or (*LINE_MODES, "add")
+    mode = str(rng.choice(line_modes if item.text_lines else TEXT_MODES))
     if mode in LINE_MODES and item.text_lines:
         return text_line_edit(w, item, rng, mode)
     where = w.choice("positions", rng)
@@ -280,32 +289,55 @@ def text_edit(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
     }
 
 
-LINE_MODES = ("remove", "replace")
-"""What the writer does to a line read in a photo (the write phase tells them apart by text_after)."""
+CASES = {"upper": str.upper, "lower": str.lower, "title": str.title}
+"""A restyle's new cases: templates.choices.restyle_<case> asks for each."""
 
 
 def text_line_edit(w: TemplateWriter, item: SourceItem, rng, mode: str) -> dict[str, Any]:
-    """One of the photo's legible lines removed or replaced by another text, quoted as the OCR read it; the write
-    phase finds the line again by that text (generators/text.py: with_seen)."""
+    """One of the photo's legible lines removed, replaced by another text or restyled (another case, or a colour from
+    templates.choices.text_colors), quoted as the OCR read it; the write phase finds the line again by that text
+    and tells the modes apart by text_after (generators/text.py: with_seen)."""
     line = item.text_lines[int(rng.integers(len(item.text_lines)))]
     old = line["text"]
     where = position_of(line, item.image.shape if item.image is not None else None)
     offered = {"remove": w.templates.inverse, "replace": w.templates.choices["change"]}
     quoting = {name: [t for t in templates if "{old}" in t] or templates for name, templates in offered.items()}
+    style: dict[str, str] = {}
     if mode == "remove":
-        instruction, new = w.fill(quoting["remove"], rng, old=old, where=where), ""
-    else:
-        new = w.choice("texts", rng, exclude=old)
+        instruction, new, output_caption = w.fill(quoting["remove"], rng, old=old, where=where), "", item.caption
+    elif mode == "replace":  # a string about as long as the old one, as a sign is rewritten: it fits the old box
+        texts = _templates(w, "texts")
+        fitting = [t for t in texts if t != old and 0.5 <= len(t) / max(1, len(old)) <= 1.5]
+        new = str(rng.choice(fitting or [t for t in texts if t != old] or texts))
         instruction = w.fill(quoting["replace"], rng, value=new, old=old, where=where)
+        output_caption = f'{item.caption}, with the text "{new}"'
+    else:  # restyle: another case where one differs, or a colour
+        kinds = ["color", *(case for case, change in CASES.items() if change(old) != old)]
+        kind = str(rng.choice(kinds))
+        if kind == "color":
+            new, colour = old, w.choice("text_colors", rng)
+            instruction = w.fill(_templates(w, "restyle_color"), rng, value=colour, old=old, where=where)
+            output_caption, style = f'{item.caption}, with the text "{old}" in {colour}', {"text_color": colour}
+        else:
+            new = CASES[kind](old)
+            instruction = w.fill(_templates(w, f"restyle_{kind}"), rng, value=new, old=old, where=where)
+            output_caption = f'{item.caption}, with the text "{new}"'
     return {
         "instruction": instruction,
         "input_caption": f'{item.caption}, with the text "{old}"',
-        "output_caption": f'{item.caption}, with the text "{new}"' if new else item.caption,
+        "output_caption": output_caption,
         "objects": [],
         "text_before": old,
         "text_after": new,
         "position": where,
+        **style,
     }
+
+
+def _templates(w: TemplateWriter, key: str) -> list[str]:
+    if key not in w.templates.choices:
+        raise WriterReject("no_template_choices", f"prompts/{w.prompt.name}.yaml has no templates.choices.{key}")
+    return w.templates.choices[key]
 
 
 def position_of(line: dict[str, Any], shape: tuple[int, ...] | None) -> str:

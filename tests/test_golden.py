@@ -4,7 +4,10 @@ Recorded on main before the run folder and runner were reorganised (issue 17); r
 gained the `change` score, the judge's scores and reasoning and `instruction_rewritten` (issue 18), after checking
 that apart from those fields (and the judge in `tiny`'s `models`) every tar member and manifest row was the same; and
 again when every sample recorded its `width` and `height` (issue 19: aspect-ratio buckets), after checking that apart
-from those two fields (json member and manifest columns) every tar member and manifest row was the same."""
+from those two fields (json member and manifest columns) every tar member and manifest row was the same; and again
+when the OCR read-back scores were added (issue 24: ocr_target_ned, ocr_exact, ocr_old_gone), after checking that
+apart from those three keys, null on every record here, in each json member and the three manifest columns, every
+tar member and manifest row was the same."""
 
 from __future__ import annotations
 
@@ -14,40 +17,40 @@ import pytest
 from conftest import run_cli, run_inline
 
 LOCAL = {
-    "add-000000.parquet": "49f1e84ca2add3ba5c45567a20d67cf4bc92812d829a2786dcd4f2ad414cd6d2",
-    "add-000000.tar": "531d7056b12e141ba649a93147be302b0e93d6a96d2b2ef78db0b19bb618f027",
-    "background-000000.parquet": "d3122b5cb996ebd6f1ea5c89aa7ad5257c8146fe23534929f451eeb1823b18f3",
-    "background-000000.tar": "2ad44b52292c421848d0112126f363c856594991918d3aa3454b5d2d3e204f65",
-    "color-000000.parquet": "321675cd969219cce7472505ecf69ebfe168bfe0dce74300c7ac7791393539e7",
-    "color-000000.tar": "48a64245725a54c23321c89d664d6dad9e76a534269dfecb12963bc3373b9ef8",
-    "depth-000000.parquet": "60056dcfe04497c36cc397c26a1432acc12571da71f95f5fc261484edebadd4a",
-    "depth-000000.tar": "f5914f23d04a8ab777dc1a7cbd5d0b097b586f89f94348bf53769744877acc9a",
-    "detect-000000.parquet": "b7b8a0bc9d13ca2d6cfbc4c5dc47b6e43afa2657e6ce75ee32240b4f0b8a9abf",
-    "detect-000000.tar": "3eb85f077f31ff7a0121ed3ca5fe1c7d8482f595f313541fcd388dc586976530",
-    "global-000000.parquet": "65888dc6b76f693f49dcaf4f52b1083beb1840a18829a00ff76ea4cb3ee27f95",
-    "global-000000.tar": "6ae703a18ce2658951033e30aab01625461fef6188092fe50d804863c85d2dec",
-    "local-000000.parquet": "81405fe5eb4022d069821be3847111ba07ee80bdabe2391ae4c041b3b0d83371",
-    "local-000000.tar": "4ad70b72b97ca7e066d513c196c35e0475b2117559228bc538572d903089f00e",
-    "normal-000000.parquet": "c3222ba12dc8e843a3e786a2c7e1dcfd1a3c44405f300e8d626f7b38a26c5051",
-    "normal-000000.tar": "64e91245e3b3486030c9f04b9c5ad56f68c5c379074a79a65ba8a1f6b85ab93c",
-    "remove-000000.parquet": "57dd2149ca4ac98787b57b7d5864991ed4b35c4f8cfe1c7513a82a16b19687cd",
-    "remove-000000.tar": "43ffdd2e2ab997b65e7f9ae57e7805101fd97bfba45111579ac86bf97647fc49",
-    "segmap-000000.parquet": "c8fc158c0e19be7cb4ebfe7b44eb149e871e7430394a82dce0c2b25073c87819",
-    "segmap-000000.tar": "72e741a99ba7fa28bf6fea222d5fa56506530444a87218344f0a5437ca6599c6",
-    "segment-000000.parquet": "96f2451e12df51bf390b5d087d2bee91536211ae52813caa45fedda8f709a648",
-    "segment-000000.tar": "dd3a7753d82c805e2d3a7d2686f8ed342d9cbb21228939e10df6bc1902591709",
-    "sketch-000000.parquet": "5d9c1e32e88f1f293db374437df1e43afacf9d62363d0b6c0725f21e150d0134",
-    "sketch-000000.tar": "748ea11422affcf5296b3c02265f4d5da2bc77ef1a0466e36f1f4f149b8b333d",
-    "style-000000.parquet": "ff56a45887a5dc86d126e5e124cc43e332596c4020bfdfa1f8e8ff39d36ca4d7",
-    "style-000000.tar": "69eeb082c839d3d31f95c36745ff9291a26a56dbec9cbad18f0e6cc7b37e7359",
-    "text-000000.parquet": "296d0c3a361892d754f1767c4947314299446d4752d056d8c5d829ffd4a76782",
-    "text-000000.tar": "b504f3b9a4a059ececed9b9fba792fd606e2b3bfd6ab34a743f901f2acffa36c",
-    "texture-000000.parquet": "746e18d22b0d7c3b5509330ebf244344f6c8fd873b70c85ce975f88cad47865d",
-    "texture-000000.tar": "a9928f42840b194b72311dfee84a1c1174176f740570af878224bce81204728b",
+    "add-000000.parquet": "82845dcebe88b6a09fdfe059aabd647b4b80a06a113f9b5d491a6465121a5f18",
+    "add-000000.tar": "31dbe3f7d360ec862f3ada5a48e09cf659c61ac4516edac7dbe1e3ef98e4c77b",
+    "background-000000.parquet": "c06b9caf86db2201addcda17c4caf0f365bda8aeb053e19f71bfebce03869ca1",
+    "background-000000.tar": "34bf8d6dfb5b56879096124544788ca17979689f55defe2a0a3ef6ce2b09803b",
+    "color-000000.parquet": "c11efc5fa27a7e4559c7912e2f0571d43da5f329490ded433435f7d3226b0aba",
+    "color-000000.tar": "2fe9957bd169c6642d5c8da47f5fec814dedafb8ec3e4f35183f8bf27446c1ed",
+    "depth-000000.parquet": "c0ecc6e7a392ea86d7fa7fdb3c15bd77b0382dd68ffda520bc309c7cd86d8ef1",
+    "depth-000000.tar": "6bfba344c2ec136f31504785059c77d077c0eb74315a3ed12c891c674a3a2c5c",
+    "detect-000000.parquet": "bea2da8cfee4dc3487b5bd6dd5726c49a5fb02e7a2c873d079926592b25544c5",
+    "detect-000000.tar": "da7a41fbec4e10b54d57146cd8ebd22dbb92414d9a5b2b0a73abe28cea00f376",
+    "global-000000.parquet": "17334110bb122b60786c7aa6d816a4df1b79ff4e3c672881127c7847bf99524c",
+    "global-000000.tar": "fd82ed7d45309a356232e1250a97da856bf36992b3cc0b823f42c2cfd535304e",
+    "local-000000.parquet": "28a29af11813494023534242a22dbee44df0716494b2ffbca02827ab4ed76754",
+    "local-000000.tar": "0000f2e0bfb69aa220ea7ec2347457a81eca3a77722a6952c495f9bb8564aac9",
+    "normal-000000.parquet": "c6af5d51949e8fd8e78fcdbcb1034a7145b99094efd919ad545570160f306c09",
+    "normal-000000.tar": "1b01ef76b634133360189b99f0acef6bf47b217706e1d829c6b8fa04e5d6c580",
+    "remove-000000.parquet": "e1f0e97312456b3cba074dcf98bba071eba88edc6e87534286291e6ddaf151a6",
+    "remove-000000.tar": "624d5ce35a76564f4920107ddc65eb555bd2cf5d5eb58aaf2a65cea033f85f2f",
+    "segmap-000000.parquet": "66e2658a69cc343fb26170e84a5b2625e5f84111072826b35617725db4fd6ddd",
+    "segmap-000000.tar": "e3d2b359d72da22ffc0c13cf542a3b51b92c0c637cc2d7365541349cddaeebc7",
+    "segment-000000.parquet": "9d726495fba6ad4e1fb0e71fb444be237eecda5979ec320b426574360df602ae",
+    "segment-000000.tar": "53a1b6c6bedb1def34fe03a5cfa210ee2b3e54b203fd650beed0acdc2bb5a152",
+    "sketch-000000.parquet": "7f8aa2286dded046e44e47265b22a5e436a1a2fe8533f5b571fa66e2f2d968d3",
+    "sketch-000000.tar": "008d425554318e0c8c26331cf5e688d6c3b2ee6a08bb5241d4dde474df16c73a",
+    "style-000000.parquet": "726c6fb2897c607511b03a7b317fa1a3d74302d6dbfc1662dbea2551eac7baec",
+    "style-000000.tar": "cae091aeef0962a79e3e393e40df280ee01cf425a03b0b21cb9f642770bf4a5c",
+    "text-000000.parquet": "57925531193ba94a9de0da5efeca1f0524d5112f91f1d473c6716098d6ee7fc6",
+    "text-000000.tar": "add78388f3874cd90c9d19274cd2916394f8fe84045b52fbec6bce8153921214",
+    "texture-000000.parquet": "6f4da0ef1ed7cdea9db3d19e7817991df3ccc21d44525ae053c6ad3d67590fb5",
+    "texture-000000.tar": "061ddc78b5dd9190bd92ad7b3561d1e1d0060c4374e80061b70e6411c0702670",
 }
 TINY = {
-    "remove-000000.parquet": "4c46117d2e37838fcf3dc1967a3d6fb050fbdd4a08bd53f27027af43c2996cf2",
-    "remove-000000.tar": "9217bb5d543c0a6edca005d2cf85cadb62d568382fb532eafb51d3e26666dabb",
+    "remove-000000.parquet": "ad4a361add8cc77c14e6137b85d843600f8d840746b175de3c50bbe2409fd37e",
+    "remove-000000.tar": "67298d7839a8a63218d574e779a204500b0b35041da7f375068bdd41ac1d2155",
 }
 
 

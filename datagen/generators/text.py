@@ -5,27 +5,37 @@ Two paths, chosen by what the writer wrote:
   scalable font onto the clean image, so add, remove and change are exact (the image without it is known); the mask
   is the text's pixels, dilated a little (both texts for a change).
 - a line that is really there (photos: `images`, `shards`), which the OCR role read at write time: remove inpaints
-  the line's quadrilateral, dilated (OpenCV on `local`, the pipeline's inpainter elsewhere); replace
-  remove it, then render the new string into the same quadrilateral — height and angle from the box, colour from
-  the old glyphs, the installed font that best matches the old glyphs (datagen/glyphs.py).
+  the line's quadrilateral, dilated (OpenCV on `local`, the pipeline's inpainter elsewhere); replace and restyle
+  (a new case or colour) remove it, then render the string into the same quadrilateral — height and angle from the
+  box, colour from the old glyphs (or the one asked for), the installed font that best matches the old glyphs
+  (datagen/glyphs.py); an inpainter that follows its prompt also writes it itself, a second candidate. The OCR
+  reads every candidate again (filters.model_scores: ocr_target_ned, ocr_exact, ocr_old_gone).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from pydantic import Field
 
-from datagen import glyphs
+from datagen import glyphs, scenes
 from datagen.errors import Reject
-from datagen.generators.base import GeneratorArgs, NoClassicalMethod, PerSample, candidate
+from datagen.generators.base import GeneratorArgs, NoClassicalMethod, Outcome, PerSample, Sample, attempt, candidate
+from datagen.generators.grounded_inpaint import composite
+from datagen.models.ocr import normalise as ocr_normalise
 from datagen.record import EditRecord
 from datagen.sources import BadSource, LoadedInput
 
+if TYPE_CHECKING:
+    from datagen.stages import StageClock
+
+LINE_MODES = ("remove", "replace", "restyle")
+"""What an edit does to a line read in a photo."""
 PHOTO_SOURCES = ("images", "shards")
 """Sources whose inputs are photos: their text task edits the lines the OCR role reads in them."""
 
@@ -70,6 +80,12 @@ class TextRender(PerSample):
         min_text_height: int = Field(default=16, ge=6, le=512)
         """A line read in a photo is editable from this height in pixels (below it, detection and recognition
         are unreliable: the detector finds under 90% of lines 12 px high, see docs/benchmarks.md)."""
+        max_line_chars: int = Field(default=48, ge=1, le=48)
+        """Longer lines (a page's running text) are not offered to the writer: an edit quotes a sign, a title, a
+        label. At most the 48 characters prompts/text.yaml allows text_before."""
+        lengthen: float = Field(default=0.3, ge=0, le=2)
+        """The removed box grows by this share of the line's height at each end along its baseline: a detector's
+        box often clips a first or last glyph (it read "us Stop" for "Bus Stop"), which would stay behind."""
         dilate: int = Field(default=3, ge=0, le=64)
         """Pixels the removed line's quadrilateral grows by before it is inpainted (the glyphs' anti-aliased rims
         and shadows spill past the detector's box)."""
@@ -82,8 +98,8 @@ class TextRender(PerSample):
 
     @classmethod
     def roles_for_source(cls, args: Args, source: str) -> tuple[str, ...]:
-        """On photos, the inpainter removes a line that is really there."""
-        return ("inpaint",) if source in PHOTO_SOURCES else cls.roles
+        """On photos, the inpainter removes a line that is really there, and the OCR reads every candidate again."""
+        return ("inpaint", "ocr") if source in PHOTO_SOURCES else cls.roles
 
     @classmethod
     def write_roles(cls, args: Args, source: str) -> tuple[str, ...]:
@@ -93,25 +109,34 @@ class TextRender(PerSample):
     @classmethod
     def look(cls, args: Args, roles: Mapping[str, Any], images: list[np.ndarray]) -> list[dict[str, Any] | Reject]:
         """The write phase's look at photos, one batched OCR call: each input's legible lines (at least
-        min_text_height high) for the writer, or the input rejected when it has none."""
+        min_text_height high, at most max_line_chars long) for the writer, or the input rejected when it has
+        none."""
         out: list[dict[str, Any] | Reject] = []
         for lines in roles["ocr"].read_batch(images):
-            legible = [line.as_dict() for line in lines if line.height >= args.min_text_height and line.text.strip()]
+            legible = [line.as_dict() for line in lines if line.height >= args.min_text_height
+                       and line.text.strip() and len(line.text) <= args.max_line_chars]  # fmt: skip
             if legible:
                 out.append({"text_lines": legible})
             else:
                 out.append(BadSource("no_legible_text", f"the OCR read {len(lines)} line(s) in the input, none at "
-                                     f"least {args.min_text_height} px high: no text to edit"))  # fmt: skip
+                                     f"least {args.min_text_height} px high and at most {args.max_line_chars} "
+                                     f"characters long: no text to edit"))  # fmt: skip
         return out
 
     @classmethod
     def with_seen(cls, seen: dict[str, Any], edit: dict[str, Any]) -> dict[str, Any] | Reject:
         """The writer's edit with what the look saw: every legible line, and the one the instruction quotes (found
-        by its text) for a remove or a replace."""
+        by its text) for a remove, a replace or a restyle. The mode follows from the texts: no text after removes;
+        the same text (up to case and spaces) restyles it, in its new case or `text_color`; another text replaces
+        it (in `text_color` too, when the writer names one)."""
         lines = seen.get("text_lines") or []
         edit = {**edit, "lines": lines}
-        if edit.get("text_before"):  # about a line that is there: remove it, or replace it
-            edit["mode"] = "replace" if edit.get("text_after") else "remove"
+        if edit.get("text_before"):  # about a line that is there
+            before, after = str(edit["text_before"]), str(edit.get("text_after") or "")
+            same = after and ocr_normalise(after) == ocr_normalise(before)
+            edit["mode"] = "remove" if not after else "restyle" if same else "replace"
+            if after == before and not edit.get("text_color"):
+                return BadSource("no_edit", f"the edit keeps {before!r} as it is: neither a new case nor a colour")
             line = next((line for line in lines if line["text"] == edit.get("text_before")), None)
             if line is None:
                 read = ", ".join(repr(x["text"]) for x in lines)
@@ -126,8 +151,6 @@ class TextRender(PerSample):
         self.models = models
 
     def candidates(self, record: EditRecord, inputs: LoadedInput, rng: np.random.Generator) -> list[EditRecord]:
-        if record.params.get("line"):
-            return [self._edit_line(record, inputs)]
         before_text = str(record.params.get("text_before", "")).strip()
         after_text = str(record.params.get("text_after", "")).strip()
         position = str(record.params.get("position", "center"))
@@ -149,26 +172,136 @@ class TextRender(PerSample):
         mode = "add" if not before_text else "remove" if not after_text else "change"
         return [candidate(record, before, after, mask, {"mode": mode, "position": position}, object_mask=ink)]
 
-    def _edit_line(self, record: EditRecord, inputs: LoadedInput) -> EditRecord:
-        """Remove or replace a line the OCR read in the photo (record.params['line'])."""
+    def render(self, batch: Sequence[Sample], clock: StageClock) -> list[Outcome]:
+        """Drawn texts one sample at a time; lines read in photos together, each inpainter call batched."""
+        out: list[Outcome] = [[] for _ in batch]
+        on_lines = [n for n, sample in enumerate(batch) if sample.record.params.get("line")]
+        with clock.stage("generate"):
+            for n, sample in enumerate(batch):
+                if n not in on_lines:
+                    out[n] = attempt(self.candidates, sample.record, sample.inputs, sample.rng)
+        if on_lines:
+            for n, outcome in zip(on_lines, self._edit_lines([batch[n] for n in on_lines], clock), strict=True):
+                out[n] = outcome
+        return out
+
+    def _plan(self, record: EditRecord, inputs: LoadedInput) -> LinePlan:
+        """What to do to the line the OCR read (record.params['line']): its mask, and for a replace or a restyle
+        the string to write there, in which font and colour."""
         params = record.params
         line, mode = params["line"], str(params.get("mode", ""))
-        if mode not in ("remove", "replace"):
-            raise NoClassicalMethod(f"mode {mode!r} for a line read in the photo: allowed remove, replace")
+        if mode not in LINE_MODES:
+            raise NoClassicalMethod(f"mode {mode!r} for a line read in the photo: allowed {', '.join(LINE_MODES)}")
         image = inputs.image  # the same pixels the OCR read at write time: the source loads an input one way
         quad = np.asarray(line["quad"], np.float32)
-        mask = glyphs.quad_mask(image.shape, quad, dilate=self.args.dilate)
+        mask = glyphs.quad_mask(image.shape, glyphs.lengthened(quad, self.args.lengthen), dilate=self.args.dilate)
+        plan = LinePlan(image, quad, mask, mode, line["text"], box=quad)
+        if mode == "remove":
+            return plan
+        plan.target = str(params.get("text_after") or "").strip() or (line["text"] if mode == "restyle" else "")
+        if not plan.target:
+            raise NoClassicalMethod(f"{mode} without the new text")
+        seen = glyphs.read_glyphs(image, quad, line["text"])
+        plan.font, plan.overlap, plan.colour, plan.band = seen.font, seen.overlap, seen.colour, seen.band
+        plan.box = glyphs.widened(quad, plan.target, plan.font, plan.band, image.shape)  # a longer string: longer box
+        plan.mask = np.maximum(plan.mask, glyphs.quad_mask(image.shape, plan.box, dilate=self.args.dilate))
+        named = str(params.get("text_color") or "")
+        if named:
+            if named not in scenes.COLORS:
+                raise NoClassicalMethod(f"text colour {named!r}: allowed {', '.join(scenes.COLORS)}")
+            plan.colour = scenes.COLORS[named]
+        return plan
+
+    def _edit_lines(self, samples: list[Sample], clock: StageClock) -> list[Outcome]:
+        """Remove, replace or restyle the line each sample's instruction quotes. Candidate 0: the line inpainted
+        away, the new string drawn into its box in the matched font. Candidate 1 (an inpainter that follows its
+        prompt, for a replace or a restyle): the inpainter writes the quoted string into the line's box itself —
+        with the string rendered beside the photo as a glyph template where the inpainter reads one (FLUX.1 Fill,
+        as X2Edit does)."""
+        plans: list[LinePlan | Exception] = [attempt(self._plan, s.record, s.inputs) for s in samples]
+        ready = [n for n, plan in enumerate(plans) if isinstance(plan, LinePlan)]
         inpainter = self.models["inpaint"]
-        removed = inpainter.inpaint_batch([image], [mask], [str(record.output_caption or "")], [record.seed])[0]
-        if isinstance(removed, Exception):
-            raise removed
-        extra: dict[str, Any] = {"mode": mode, "line_text": line["text"]}
-        after = removed
-        if mode != "remove":
-            new_text = str(params.get("text_after") or "")
-            if not new_text:
-                raise NoClassicalMethod(f"{mode} without the new text")
-            seen = glyphs.read_glyphs(image, quad, line["text"])
-            after, _ = glyphs.draw(removed, quad, new_text, seen.font, seen.colour, fit="keep")
-            extra.update(font=seen.font, font_overlap=seen.overlap, colour=list(seen.colour))
-        return candidate(record, image, after, mask, extra)
+        with clock.stage("inpaint"):
+            removed = inpainter.inpaint_batch(
+                [plans[n].image for n in ready],
+                [plans[n].mask for n in ready],
+                [str(samples[n].record.output_caption or "") for n in ready],
+                [samples[n].record.seed for n in ready],
+            )
+            prompted = [n for n in ready if plans[n].target and inpainter.follows_prompt]
+            written = dict(zip(prompted, self._write_with_inpainter(inpainter, [plans[n] for n in prompted],
+                                                                    [samples[n].record for n in prompted]),
+                               strict=True))  # fmt: skip
+        out: list[Outcome] = list(plans)  # a failed plan stays its exception
+        with clock.stage("draw"):
+            for n, cleared in zip(ready, removed, strict=True):
+                plan, record = plans[n], samples[n].record
+                if isinstance(cleared, Exception):
+                    out[n] = cleared
+                    continue
+                cleared = composite(plan.image, cleared, plan.mask)
+                extra = {"mode": plan.mode, "line_text": plan.old, "target_text": plan.target, "method": "inpaint"}
+                after = cleared
+                if plan.target:
+                    after, _ = glyphs.draw(cleared, plan.box, plan.target, plan.font, plan.colour, band=plan.band)
+                    extra.update(method="glyphs", font=plan.font, font_overlap=plan.overlap, colour=list(plan.colour),
+                                 box=np.round(plan.box, 1).tolist())  # fmt: skip
+                found = [candidate(record, plan.image, after, plan.mask, extra)]
+                image, method = written.get(n, (None, ""))
+                if image is not None and not isinstance(image, Exception):
+                    extra = {"mode": plan.mode, "line_text": plan.old, "target_text": plan.target, "method": method,
+                             "box": np.round(plan.box, 1).tolist()}  # fmt: skip
+                    found.append(candidate(record, plan.image, composite(plan.image, image, plan.mask), plan.mask,
+                                           extra, number=1))  # fmt: skip
+                out[n] = found
+        return out
+
+    def _write_with_inpainter(self, inpainter, plans: list[LinePlan], records: list[EditRecord]) -> list[tuple]:
+        """(image or exception, method) per plan: the inpainter repaints the line's box with the quoted string in
+        its prompt. Where it reads a glyph template (`reads_glyph_template`: FLUX.1 Fill), the canvas is a diptych —
+        the string rendered in the line's place on white at the left, the photo at the right with only the line's
+        box to repaint — and the right half is kept (X2Edit's in-context glyph condition)."""
+        if not plans:
+            return []
+        template = inpainter.reads_glyph_template
+        images, masks, prompts = [], [], []
+        for plan, record in zip(plans, records, strict=True):
+            prompt = f'{record.output_caption or "a photo"}, with the text "{plan.target}" written in place'
+            if not template:
+                images.append(plan.image)
+                masks.append(plan.mask)
+                prompts.append(prompt)
+                continue
+            guide, _ = glyphs.draw(np.full_like(plan.image, 255), plan.box, plan.target, plan.font, (0, 0, 0),
+                                   band=plan.band)  # fmt: skip
+            images.append(np.concatenate([guide, plan.image], axis=1))
+            masks.append(np.concatenate([np.zeros_like(plan.mask), plan.mask], axis=1))
+            prompts.append(f"Two panels: the right is a photo, the left its text glyphs. {prompt}, as the glyphs show")
+        seeds = [record.seed + 1 for record in records]
+        painted = inpainter.inpaint_batch(images, masks, prompts, seeds)
+        if not template:
+            return [(image, "inpaint_prompt") for image in painted]
+        return [(image if isinstance(image, Exception) else image[:, plan.image.shape[1] :], "glyph_template")
+                for image, plan in zip(painted, plans, strict=True)]  # fmt: skip
+
+
+@dataclass
+class LinePlan:
+    """The edit of one line read in a photo: where it is, and what to write there (nothing for a remove)."""
+
+    image: np.ndarray
+    quad: np.ndarray
+    mask: np.ndarray
+    """uint8, 255 on the line's quadrilateral and the new string's box, grown by `dilate`: every candidate changes
+    only these pixels."""
+    mode: str
+    old: str
+    """The line's text as the OCR read it."""
+    box: np.ndarray
+    """Where the new string goes: the line's quadrilateral, lengthened along its baseline for a longer string."""
+    target: str = ""
+    """What the line reads after the edit: the new string (replace), the same one cased anew (restyle)."""
+    font: str = ""
+    overlap: float = 0.0
+    colour: tuple[int, int, int] = (0, 0, 0)
+    band: tuple[float, float] = (0.08, 0.92)

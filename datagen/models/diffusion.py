@@ -145,6 +145,8 @@ class DiffusionText2Image(_Diffusion):
 
 class DiffusionInpainter(_Diffusion):
     pipeline_class = "AutoPipelineForInpainting"
+    follows_prompt = True
+    reads_glyph_template = False
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray, prompt: str = "", seed: int = 0) -> np.ndarray:
         return self.inpaint_batch([image], [mask], [prompt], [seed])[0]

@@ -61,6 +61,8 @@ class FluxInpainter(_Flux):
 
     pipeline_class = "FluxFillPipeline"
     options_class = FluxFillOptions
+    follows_prompt = True
+    reads_glyph_template = True
 
     def inpaint_batch(
         self, images: list[np.ndarray], masks: list[np.ndarray], prompts: list[str], seeds: list[int]

@@ -69,6 +69,45 @@ def ned_similarity(read: str, target: str) -> float:
     return 1.0 - edit_distance(a, b) / max(len(a), len(b))
 
 
+def text_scores(read: str, mode: str, target: str, old: str) -> dict[str, float]:
+    """The read-back scores of a line edited in a photo (scores.py: ocr_target_ned, ocr_exact, ocr_old_gone), from
+    what the OCR read in the line's place after the edit."""
+    scores: dict[str, float] = {}
+    if mode in ("replace", "restyle"):
+        scores["ocr_target_ned"] = round(ned_similarity(read, target), 6)
+        scores["ocr_exact"] = float(normalise(read) == normalise(target))
+    if mode == "remove" or mode == "replace" and normalise(old) not in normalise(target):
+        scores["ocr_old_gone"] = round(1.0 - ned_similarity(read, old), 6)
+    return scores
+
+
+def read_box(quad, shape: tuple[int, ...], grow: float) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the quad's bounding box grown by `grow` times its height on every side, inside the image."""
+    points = np.asarray(quad, np.float32)
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    pad = grow * TextLine.of(points.tolist(), "", 0.0).height
+    return (max(0, int(x0 - pad)), max(0, int(y0 - pad)), min(shape[1], int(np.ceil(x1 + pad))),
+            min(shape[0], int(np.ceil(y1 + pad))))  # fmt: skip
+
+
+def read_regions(reader, images: Sequence[np.ndarray], quads: Sequence) -> list[str]:
+    """What `reader` reads in each image where its quad is, in one batched call: the image cropped around the quad
+    (with a line's height of context on every side, which the detector needs), and the lines read there whose
+    centre lies in the quad's box grown by half its height, left to right, joined by a space."""
+    boxes = [read_box(quad, image.shape, 1.0) for image, quad in zip(images, quads, strict=True)]
+    crops = [image[y0:y1, x0:x1] for image, (x0, y0, x1, y1) in zip(images, boxes, strict=True)]
+    out = []
+    for (x0, y0, _, _), quad, image, lines in zip(boxes, quads, images, reader.read_batch(crops), strict=True):
+        left, top, right, bottom = read_box(quad, image.shape, 0.5)
+        there = []
+        for line in lines:
+            cx, cy = np.asarray(line.quad, np.float32).mean(axis=0) + (x0, y0)
+            if left <= cx <= right and top <= cy <= bottom:
+                there.append((float(cx), line.text))
+        out.append(" ".join(text for _, text in sorted(there)))
+    return out
+
+
 class RapidOCRReader(Counted):
     """PP-OCRv4 through rapidocr-onnxruntime; `read_batch(images)` -> the lines of each image."""
 

@@ -13,6 +13,9 @@ METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 
 
 class OpenCVInpainter(Counted):
+    follows_prompt = False
+    reads_glyph_template = False
+
     def __init__(self, spec: RoleSpec, options: OpenCVOptions | None = None, **_):
         options = options or OpenCVOptions.parse(spec.args, "inpaint")
         self.method, self.radius = options.method, options.radius

@@ -89,6 +89,12 @@ class Segmenter(Role, Protocol):
 class Inpainter(Role, Protocol):
     """inpaint: each image repainted where its mask is 255, from its prompt and seed (grounded_inpaint)."""
 
+    follows_prompt: bool
+    """Whether the prompt changes what is painted (a diffusion model's does, a classical method's does not): the
+    text task asks such an inpainter to write a string itself."""
+    reads_glyph_template: bool
+    """Whether it paints from an in-context template beside the image (FLUX.1 Fill, X2Edit's glyph condition)."""
+
     def inpaint_batch(
         self, images: list[np.ndarray], masks: list[np.ndarray], prompts: list[str], seeds: list[int]
     ) -> list[np.ndarray]: ...
