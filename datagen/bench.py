@@ -4,6 +4,8 @@
     engine   the `local` pipeline through Ray on every core vs the same work in one plain Python loop
     render   one pipeline and task rendered batched vs the same run at batch 1: per-stage time, speedup
     gpu      the `remove` generator at full size on CUDA, naive vs tuned (datagen/bench_gpu.py)
+    text     the text task on the text-on-photo set: detection, yields, read-back, AnyEdit's rule beside the gates
+             (datagen/bench_text.py)
 
 Figures print as a table; `--json FILE` keeps them. docs/benchmarks.md records them with the machine and date.
 """
@@ -562,6 +564,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     bench_gpu.add_arguments(
         benches.add_parser("gpu", help="the product's render of remove on sd15 at full size, naive vs tuned")
     )
+    from datagen import bench_text
+
+    bench_text.add_arguments(
+        benches.add_parser("text", help="text edits on real photos: OCR recall, yields, read-back vs AnyEdit's rule")
+    )
     return parser
 
 
@@ -590,6 +597,11 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench == "engine":
         result = bench_engine(args.n, args.shard_size, args.task, args.tmp, args.workers)
         print_engine(result)
+    elif args.bench == "text":
+        from datagen import bench_text
+
+        result = bench_text.bench_text(args.pipeline, args.n, args.seed, args.size, args.tmp)
+        bench_text.print_text(result)
     else:
         result = bench_render(args.pipeline, args.task, args.n, args.shard_size, args.tmp)
         print_render(result)

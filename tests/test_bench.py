@@ -116,3 +116,24 @@ def test_bench_arguments_are_checked(tmp_path):
     assert proc.returncode == 2 and "expected a positive integer, got 0" in proc.stderr
     proc = run_cli("bench", "writer", "--tmp", str(tmp_path / "missing"), check=False)
     assert proc.returncode == 2 and "no such directory" in proc.stderr
+
+
+def test_text_bench_counts_what_its_runs_kept_and_reads_the_same_candidates_as_anyedit(tmp_path):
+    """Four photos at 256 px: the yield is kept over legible for each edit, a kept replacement reads exactly, and
+    AnyEdit's rule is applied to exactly the candidates that draw a string."""
+    result = tmp_path / "text.json"
+    proc = run_inline("bench", "text", "--n", "4", "--size", "256", "--seed", "1", "--json", str(result),
+                      "--tmp", str(tmp_path))  # fmt: skip
+    figures = json.loads(result.read_text())
+    assert figures["detection"]["lines"] == 4 and 0 < figures["detection"]["recall"] <= 1
+    for edit in ("replace", "remove", "restyle"):
+        e = figures[edit]
+        assert e["legible"] + e["no_legible_line"] == 4 and e["legible"] >= 2, e
+        assert e["yield"] == pytest.approx(e["kept"] / e["legible"])
+        assert e["kept"] + sum(e["rejected_by_reason"].values()) == e["legible"]
+        assert e["kept_outside_l1_max"] == 0.0
+        assert e["ms_per_sample"]["score"] > 0 and e["ms_per_sample"]["inpaint"] > 0
+    assert figures["replace"]["kept_exact_rate"] == 1.0 and figures["remove"]["kept_old_gone_rate"] == 1.0
+    assert figures["remove"]["anyedit_rule"]["candidates"] == 0, "a removal draws no string to look for"
+    assert figures["replace"]["anyedit_rule"]["candidates"] >= figures["replace"]["legible"]
+    assert "AnyEdit rule keeps" in proc.stdout and not list(tmp_path.glob("datagen-bench-*"))

@@ -1,0 +1,216 @@
+"""`datagen bench text`: the text task on real photos, measured on the text-on-photo set (datagen/text_photos.py).
+
+The product's own runs, one per line edit (replace, remove, restyle: `templates.choices.line_modes` set to it),
+each `generate` on a folder of the set through `--source images` with the rejected candidates kept, then:
+
+- detection: the pipeline's OCR role on the set, a drawn line found when a read box covers half of it; recall by
+  ink height;
+- per edit: the photos with a legible line (the write phase's look), the share that yield a kept pair, the reasons
+  of the others, the read-back scores of what is kept, the outside L1, ms per sample per stage;
+- beside it, AnyEdit's (and X2Edit's) filter on the same candidates: the whole output read by the same OCR, kept
+  when the new string appears in it anywhere. What the gates reject that it keeps is the point of the gates.
+
+Figures print as a table; `--json FILE` keeps them; docs/benchmarks.md records them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datagen.measure import table
+
+EDITS = ("replace", "remove", "restyle")
+"""The line edits measured, each its own run."""
+HEIGHT_BANDS = ((0, 16), (16, 24), (24, 36), (36, 1000))
+"""Ink heights (pixels) the detection recall is reported by."""
+
+
+def write_set(folder: Path, n: int, seed: int, size: int) -> list:
+    """The text-on-photo set as an `images` folder: each photo a PNG and its caption sidecar."""
+    from PIL import Image
+
+    from datagen.text_photos import text_photos
+
+    folder.mkdir(parents=True)
+    photos = text_photos(n, seed=seed, square=size)
+    for photo in photos:
+        Image.fromarray(photo.image).save(folder / f"{photo.name}.png")
+        (folder / f"{photo.name}.json").write_text(json.dumps({"caption": "a photo with a line of text"}))
+    return photos
+
+
+def detection(reader, photos: list) -> dict[str, Any]:
+    """Recall of the drawn lines by ink height, and how well the found ones read (NED, exact)."""
+    from datagen import glyphs
+    from datagen.models.ocr import ned_similarity
+
+    started = time.perf_counter()
+    reads = reader.read_batch([photo.image for photo in photos])
+    seconds = time.perf_counter() - started
+    rows = []
+    for photo, lines in zip(photos, reads, strict=True):
+        drawn = glyphs.quad_mask(photo.image.shape, photo.line.quad) > 0
+        cover = [float((glyphs.quad_mask(photo.image.shape, line.quad) > 0)[drawn].mean()) for line in lines]
+        best = int(np.argmax(cover)) if cover else -1
+        found = best >= 0 and cover[best] > 0.5
+        ned = ned_similarity(lines[best].text, photo.line.text) if found else 0.0
+        rows.append((photo.line.height, found, ned))
+    bands = {}
+    for low, high in HEIGHT_BANDS:
+        inside = [found for height, found, _ in rows if low <= height < high]
+        if inside:
+            bands[f"{low}-{high if high < 1000 else ''}px"] = {
+                "lines": len(inside),
+                "recall": sum(inside) / len(inside),
+            }
+    tall = [found for height, found, _ in rows if height >= 16]
+    read = [ned for _, found, ned in rows if found]
+    return {
+        "lines": len(rows),
+        "recall": sum(found for _, found, _ in rows) / len(rows),
+        "recall_16px_and_up": sum(tall) / len(tall) if tall else float("nan"),
+        "by_height": bands,
+        "found_mean_ned": float(np.mean(read)) if read else float("nan"),
+        "found_exact": sum(ned == 1.0 for ned in read),
+        "ms_per_photo": 1000 * seconds / len(photos),
+    }
+
+
+def _edit_run(edit: str, pipeline: str, photos: Path, out: Path, n: int, size: int, reader) -> dict[str, Any]:
+    """One product run of `edit` on the set, and what it kept, rejected and would keep by AnyEdit's rule."""
+    from datagen import images
+    from datagen.models.ocr import normalise
+    from datagen.resolve import load_run
+    from datagen.runner import execute
+    from datagen.shards import RunFolder
+
+    overrides = [f"prompt.templates.choices.line_modes=[{edit}]", "pipeline.keep_rejected=true",
+                 f"pipeline.image_size={size}"]  # fmt: skip
+    config = load_run("text", pipeline, out=str(out), n=n, source="images", input=str(photos), overrides=overrides)
+    started = time.perf_counter()
+    summary = execute(config, "generate", workers=0, progress=False)
+    wall = time.perf_counter() - started
+    if summary.failed or summary.written.failed:
+        raise RuntimeError(f"the benchmark run of {edit} failed in {out}")
+    run = RunFolder(out)
+    written = [shard.stats for shard in run.committed(phase="write")]
+    looked = Counter()
+    for stats in written:
+        looked.update(stats["reasons"])
+    rows = [row for row in run.rows() if row["reason"] not in looked]  # the photos with a legible line
+    samples = {row["key"] for row in rows}
+    kept = [row for row in rows if row["status"] == "kept"]
+    reasons = Counter(row["reason"] for row in rows if row["status"] != "kept" and row["reason"] != "outranked")
+    stages: Counter[str] = Counter({"write (OCR look, writer)": sum(stats["seconds"] for stats in written)})
+    for shard in run.committed():
+        stages.update(shard.stats["timings"])
+    # AnyEdit's rule on every candidate that draws a string: the whole output read, the new string anywhere in it
+    outputs: list[tuple[dict[str, Any], np.ndarray]] = []
+    for shard in run.committed():
+        for sample in run.samples(shard):
+            outputs.append((sample.meta, images.decode_image(sample.images["output"][1], 1 << 26)))
+        for candidate in run.rejected(shard):
+            outputs.append((candidate.meta, images.decode_image(candidate.images["output"][1], 1 << 26)))
+    for meta, _ in outputs:
+        meta["params"] = json.loads(meta["params"]) if isinstance(meta["params"], str) else meta["params"]
+    drawing = [(meta, image) for meta, image in outputs if meta["params"].get("target_text")]
+    whole = reader.read_batch([image for _, image in drawing]) if drawing else []
+    anyedit = {"candidates": len(drawing), "kept": 0, "kept_but_gated": Counter()}
+    for (meta, _), lines in zip(drawing, whole, strict=True):
+        if normalise(meta["params"]["target_text"]) in normalise(" ".join(line.text for line in lines)):
+            anyedit["kept"] += 1
+            if meta.get("status", "kept") != "kept" and meta.get("reason") != "outranked":
+                anyedit["kept_but_gated"][meta["reason"]] += 1
+    scored = {name: [row[f"score_{name}"] for row in kept if row[f"score_{name}"] is not None]
+              for name in ("ocr_target_ned", "ocr_exact", "ocr_old_gone", "outside_l1")}  # fmt: skip
+    return {
+        "photos": n,
+        "no_legible_line": sum(looked.values()),
+        "legible": len(samples),
+        "kept": len(kept),
+        "yield": len(kept) / len(samples) if samples else float("nan"),
+        "rejected_by_reason": dict(reasons.most_common()),
+        "kept_mean_ocr_target_ned": float(np.mean(scored["ocr_target_ned"])) if scored["ocr_target_ned"] else None,
+        "kept_exact_rate": float(np.mean(scored["ocr_exact"])) if scored["ocr_exact"] else None,
+        "kept_old_gone_rate": float(np.mean([v >= 0.5 for v in scored["ocr_old_gone"]]))
+        if scored["ocr_old_gone"]
+        else None,
+        "kept_outside_l1_max": max(scored["outside_l1"], default=None),
+        "ms_per_sample": {stage: 1000 * s / n for stage, s in sorted(stages.items())},
+        "seconds": wall,
+        "anyedit_rule": {**anyedit, "kept_but_gated": dict(anyedit["kept_but_gated"])},
+    }
+
+
+def bench_text(
+    pipeline: str = "local", n: int = 28, seed: int = 0, size: int = 512, where: str | None = None
+) -> dict[str, Any]:
+    from datagen import models
+    from datagen.resolve import load_pipeline
+
+    spec = load_pipeline(pipeline).roles.get("ocr")
+    if spec is None:
+        from datagen.errors import ConfigError
+
+        raise ConfigError(f"pipeline {pipeline!r} has no `ocr` role: the text benchmark reads with it")
+    reader = models.build("ocr", spec)
+    reader.load()
+    root = Path(tempfile.mkdtemp(prefix="datagen-bench-", dir=where))
+    try:
+        photos = write_set(root / "photos", n, seed, size)
+        result = {"bench": "text", "pipeline": pipeline, "n": n, "seed": seed, "size": size,
+                  "detection": detection(reader, photos)}  # fmt: skip
+        for edit in EDITS:
+            result[edit] = _edit_run(edit, pipeline, root / "photos", root / edit, n, size, reader)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return result
+
+
+def print_text(r: dict[str, Any]) -> None:
+    d = r["detection"]
+    print(f"text on photos: {r['n']} photos of the text-on-photo set (seed {r['seed']}, {r['size']} px), "
+          f"pipeline {r['pipeline']}")  # fmt: skip
+    bands = ", ".join(f"{band} {v['recall']:.0%} of {v['lines']}" for band, v in d["by_height"].items())
+    print(f"detection: {d['recall']:.0%} of lines found ({d['recall_16px_and_up']:.0%} of those >= 16 px); by "
+          f"height {bands}; found lines read at mean NED {d['found_mean_ned']:.2f}, {d['found_exact']} exactly; "
+          f"{d['ms_per_photo']:.0f} ms/photo")  # fmt: skip
+    rows = []
+    for edit in EDITS:
+        e = r[edit]
+        any_rule = e["anyedit_rule"]
+        rows.append([
+            edit, f"{e['kept']}/{e['legible']} ({e['yield']:.0%})",
+            ", ".join(f"{k} {v}" for k, v in e["rejected_by_reason"].items()) or "-",
+            "-" if e["kept_mean_ocr_target_ned"] is None else f"{e['kept_mean_ocr_target_ned']:.3f}",
+            "-" if e["kept_exact_rate"] is None else f"{e['kept_exact_rate']:.0%}",
+            "-" if e["kept_old_gone_rate"] is None else f"{e['kept_old_gone_rate']:.0%}",
+            f"{e['kept_outside_l1_max']:.4f}" if e["kept_outside_l1_max"] is not None else "-",
+            "-" if not any_rule["candidates"] else f"{any_rule['kept']}/{any_rule['candidates']}; gated "
+            + (", ".join(f"{k} {v}" for k, v in any_rule["kept_but_gated"].items()) or "none"),
+        ])  # fmt: skip
+    print(table(rows, ["edit", "kept / legible", "rejected (reason n)", "kept NED", "kept exact", "old gone",
+                       "outside L1 max", "AnyEdit rule keeps; of those the gates reject"]))  # fmt: skip
+    for edit in EDITS:
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in r[edit]["ms_per_sample"].items())
+        print(f"{edit}: ms per sample by stage: {stages}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from datagen.bench import _positive
+
+    parser.add_argument("--pipeline", default="local")
+    parser.add_argument("--n", type=_positive, default=28, help="photos in the set")
+    parser.add_argument("--seed", type=int, default=0, help="which set (text_photos' seed)")
+    parser.add_argument("--size", type=_positive, default=512, help="side of the square photos and the pipeline's")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--tmp", metavar="DIR", help="where the benchmark writes (default: the system's temp dir)")
