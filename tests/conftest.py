@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -208,3 +209,22 @@ def moto_s3():
         s3fs.S3FileSystem.clear_instance_cache()
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium through Selenium, one for the whole run (the report tests)."""
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not chromedriver:
+        pytest.skip("Chromium not installed: make install-browser")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    options.binary_location = chromium
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)  # no Selenium Manager
+    yield driver
+    driver.quit()

@@ -208,24 +208,6 @@ def test_clear_errors(run_dir, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------ browser
 
 
-@pytest.fixture(scope="module")
-def browser():
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not chromedriver:
-        pytest.skip("Chromium not installed: make install-browser")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
-        options.add_argument(flag)
-    options.binary_location = chromium
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)  # no Selenium Manager
-    yield driver
-    driver.quit()
-
-
 def shown(driver) -> list[dict]:
     return driver.execute_script(
         "return [...document.querySelectorAll('#pairs .pair')].map((p) => ({key: p.dataset.key, task: p.dataset.task,"

@@ -138,3 +138,30 @@ def test_the_neural_path_writes_about_read_lines_and_flux_fill_paints_from_a_gly
     for row in on_lines:
         assert row["score_ocr_target_ned"] is not None and row["score_outside_l1"] == 0.0
         assert "read_after" in json.loads(row["params"])
+
+
+def test_the_report_shows_the_line_read_and_what_is_read_after_the_edit(run, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from datagen.report import build_report
+
+    index = Path(build_report(str(run), gallery=100, page_size=50))
+    browser.get(index.as_uri())
+    WebDriverWait(browser, 20).until(
+        lambda d: d.execute_script("return document.querySelectorAll('#pairs .pair').length")
+    )
+    cards = browser.execute_script(
+        "return [...document.querySelectorAll('#pairs .pair')].map((p) => ({key: p.dataset.key, status:"
+        " p.dataset.status, captions: Object.fromEntries([...p.querySelectorAll('.caption')].map((c) =>"
+        " [c.querySelector('b').textContent, c.textContent.slice(c.querySelector('b').textContent.length)]))}))"
+    )
+    rows = {(r["key"], r["candidate"]): r for r in pq.read_table(run / "shards" / "text-000000.parquet").to_pylist()}
+    replaced = 0
+    for card in cards:
+        row = next(r for (key, _), r in rows.items() if key == card["key"] and r["status"] == card["status"])
+        params = json.loads(row["params"] or "{}")
+        if params.get("mode") in ("replace", "restyle") and card["status"] == "kept":
+            assert card["captions"]["text read (OCR)"] == params["line"]["text"]
+            assert card["captions"]["read after the edit"] == params["read_after"] != ""
+            replaced += 1
+    assert replaced >= 2

@@ -59,12 +59,22 @@
     return rows;
   }
 
-  function params(text) {
+  const SHOWN_APART = ["line", "lines"];  // a text edit's lines read by the OCR: captions, not the params line
+
+  function parsed(text) {
     try {
-      return Object.entries(JSON.parse(text)).map(([k, v]) => k + "=" + JSON.stringify(v)).join(" · ");
+      const value = JSON.parse(text);
+      return value && typeof value === "object" ? value : null;
     } catch (error) {
-      return text;
+      return null;
     }
+  }
+
+  function params(text) {
+    const value = parsed(text);
+    if (!value) return text;
+    return Object.entries(value).filter(([k]) => !SHOWN_APART.includes(k))
+      .map(([k, v]) => k + "=" + JSON.stringify(v)).join(" · ");
   }
 
   function thumb(entry, role) {
@@ -112,6 +122,9 @@
     text.append(head, node("div", "instruction", entry.instruction || "(no instruction)"),
       caption("input", entry.input_caption), caption("output", entry.output_caption));
     if (entry.objects.length) text.append(caption("objects", entry.objects.join(", ")));
+    const edit = parsed(entry.params) || {};
+    if (edit.line) text.append(caption("text read (OCR)", edit.line.text));
+    if (edit.read_after !== undefined) text.append(caption("read after the edit", edit.read_after || "(nothing)"));
     if (entry.instruction_rewritten) text.append(caption("edit done (judge)", entry.instruction_rewritten));
     if (entry.judge_reasoning) text.append(caption("judge", entry.judge_reasoning));
     if (entry.reason) text.append(node("div", "reason", entry.reason + (entry.detail ? ": " + entry.detail : "")));
