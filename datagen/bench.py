@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from datagen.measure import machine, table
+from datagen.measure import machine, positive, table
 
 if TYPE_CHECKING:
     from datagen.record import EditRecord
@@ -543,21 +543,21 @@ def add_parser(sub) -> argparse.ArgumentParser:
         p.add_argument("--tmp", metavar="DIR", help="where the benchmark writes (default: the system's temp dir)")
 
     w = benches.add_parser("writer", help="shard writer vs webdataset.TarWriter vs a raw copy")
-    w.add_argument("--samples", type=_positive, default=200)
-    w.add_argument("--size", type=_positive, default=512, help="image side in pixels")
-    w.add_argument("--repeats", type=_positive, default=5)
+    w.add_argument("--samples", type=positive, default=200)
+    w.add_argument("--size", type=positive, default=512, help="image side in pixels")
+    w.add_argument("--repeats", type=positive, default=5)
     common(w)
     e = benches.add_parser("engine", help="local pipeline through Ray on every core vs one plain loop")
-    e.add_argument("--n", type=_positive, default=1200)
-    e.add_argument("--shard-size", type=_positive, default=25)
+    e.add_argument("--n", type=positive, default=1200)
+    e.add_argument("--shard-size", type=positive, default=25)
     e.add_argument("--task", default="remove")
-    e.add_argument("--workers", type=_positive, help="actors (default: one per CPU of the cluster)")
+    e.add_argument("--workers", type=positive, help="actors (default: one per CPU of the cluster)")
     common(e)
     r = benches.add_parser("render", help="one pipeline and task, batched vs batch 1: per-stage time, speedup")
     r.add_argument("--pipeline", default="local")
     r.add_argument("--task", default="remove")
-    r.add_argument("--n", type=_positive, default=100)
-    r.add_argument("--shard-size", type=_positive, default=50)
+    r.add_argument("--n", type=positive, default=100)
+    r.add_argument("--shard-size", type=positive, default=50)
     common(r)
     from datagen import bench_gpu
 
@@ -570,16 +570,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
         benches.add_parser("text", help="text edits on real photos: OCR recall, yields, read-back vs AnyEdit's rule")
     )
     return parser
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

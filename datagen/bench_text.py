@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from datagen.measure import table
+from datagen.measure import positive, table
 
 EDITS = ("replace", "remove", "restyle")
 """The line edits measured, each its own run."""
@@ -206,11 +206,9 @@ def print_text(r: dict[str, Any]) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from datagen.bench import _positive
-
     parser.add_argument("--pipeline", default="local")
-    parser.add_argument("--n", type=_positive, default=28, help="photos in the set")
+    parser.add_argument("--n", type=positive, default=28, help="photos in the set")
     parser.add_argument("--seed", type=int, default=0, help="which set (text_photos' seed)")
-    parser.add_argument("--size", type=_positive, default=512, help="side of the square photos and the pipeline's")
+    parser.add_argument("--size", type=positive, default=512, help="side of the square photos and the pipeline's")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--tmp", metavar="DIR", help="where the benchmark writes (default: the system's temp dir)")

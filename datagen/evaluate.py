@@ -1,5 +1,6 @@
 """Emu Edit's benchmark metrics (CLIP_dir, CLIP_img, CLIP_out, L1, DINO) per task and overall; with `--judge`, also
-VIEScore's SC, PQ and O from a pipeline's vision-language judge.
+VIEScore's SC, PQ and O from a pipeline's vision-language judge; where `--pipeline` has an `ocr` role, OCR sentence
+accuracy and NED (AnyText's text metrics) of the text pairs that say what string the output should read.
 
 On shards, the pairs as stored (the dataset's own quality) or, with a checkpoint, the model's edits of their inputs;
 on a benchmark parquet, a checkpoint's edits of its inputs (a benchmark has no reference outputs). The CLIP, DINO
@@ -19,6 +20,13 @@ VIEScore from the judge's verdict (datagen/models/judge.py), 0-10 each: SC = min
 quality, O = sqrt(SC x PQ). The rubric is the task group's (prompts/judge/GROUP.yaml): tasks/TASK.yaml's group,
 GEDIT_TASKS' for GEdit-Bench's task types, free-form for any other task name. A pair the judge gives no verdict on
 (an answer cut off or not parsing) is NaN for all three, left out of the means and counted (`unjudged`).
+
+OCR (ocr_acc, ocr_ned): a pair whose record names the string its output should read (the text task: `target_text`
+of a line edited in a photo, `text_after` of a drawn text) is read by the pipeline's OCR role — where the line is,
+when the output has the input's size (a stored pair: models/ocr.py's read_regions, as the render's read-back),
+else the whole output, the read line closest to the string counting. ocr_acc is 1 when it reads the string
+exactly (case and spaces ignored, as OCR benchmarks compare), ocr_ned is 1 - its normalised edit distance. Other
+pairs are NaN, and `ocr_n` counts the measured ones.
 """
 
 from __future__ import annotations
@@ -35,9 +43,12 @@ import numpy as np
 
 from datagen.errors import ConfigError
 from datagen.filters import clip_scores, cosine
+from datagen.models.ocr import ned_similarity
 from datagen.progress import Progress
 
 METRICS = ("clip_dir", "clip_img", "clip_out", "l1", "dino")
+OCR_METRICS = ("ocr_acc", "ocr_ned")
+"""OCR sentence accuracy and 1 - normalised edit distance of the pairs with a string to read."""
 JUDGE_METRICS = ("SC", "PQ", "O")
 """VIEScore's semantic consistency, perceptual quality and overall score, in its own notation."""
 FORMATS = {
@@ -78,6 +89,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean of each metric per task and over all rows (NaNs, from identical captions or images, missing captions or
     pairs the judge did not score, left out); with judge scores, how many pairs it did not score."""
     judged = bool(rows) and "SC" in rows[0]
+    read = bool(rows) and "ocr_acc" in rows[0]
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         groups[row["task"]].append(row)
@@ -85,9 +97,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     out = {}
     for task, members in sorted(groups.items()):
         out[task] = {"n": len(members)}
-        for metric in METRICS + (JUDGE_METRICS if judged else ()):
+        for metric in METRICS + (JUDGE_METRICS if judged else ()) + (OCR_METRICS if read else ()):
             values = [r[metric] for r in members if not np.isnan(r[metric])]
             out[task][metric] = float(np.mean(values)) if values else float("nan")
+        if read:
+            out[task]["ocr_n"] = sum(1 for r in members if not np.isnan(r["ocr_acc"]))
         if judged:
             out[task]["unjudged"] = sum(1 for r in members if r["unjudged"])
     return out
@@ -105,10 +119,46 @@ def load_pairs(shards: list[str], limit: int | None) -> list[dict[str, Any]]:
             "task": meta["task"], "instruction": meta["instruction"], "input_caption": meta["input_caption"],
             "output_caption": meta["output_caption"],
             "input": decode_member(sample.images["input"][1]), "output": decode_member(sample.images["output"][1]),
+            **text_target(meta.get("params")),
         })  # fmt: skip
         if limit and len(pairs) >= limit:
             break
     return pairs
+
+
+def text_target(params: Any) -> dict[str, Any]:
+    """What a pair's output should read and where, from its record's params: a line edited in a photo (target_text,
+    in its box), a drawn text added or changed (text_after, anywhere); {} for any other pair."""
+    params = json.loads(params) if isinstance(params, str) and params else params
+    if not isinstance(params, dict):
+        return {}
+    if params.get("target_text"):
+        return {"ocr_target": str(params["target_text"]), "ocr_place": params.get("box") or params["line"]["quad"]}
+    if params.get("mode") in ("add", "change") and params.get("text_after"):
+        return {"ocr_target": str(params["text_after"]), "ocr_place": None}
+    return {}
+
+
+def read_texts(pairs: list[dict[str, Any]], befores: list, afters: list, reader) -> list[dict[str, float]]:
+    """ocr_acc and ocr_ned of each pair (NaN where it has no string to read), its reads batched: one call for the
+    regions, one for the whole outputs."""
+    from datagen.models.ocr import normalise, read_regions
+
+    rows = [dict.fromkeys(OCR_METRICS, math.nan) for _ in pairs]
+    wanted = [k for k, pair in enumerate(pairs) if pair.get("ocr_target")]
+    placed = [k for k in wanted if pairs[k]["ocr_place"] is not None and afters[k].shape == pairs[k]["input"].shape]
+    anywhere = [k for k in wanted if k not in placed]
+    read: dict[int, list[str]] = {}
+    for k, text in zip(placed, read_regions(reader, [afters[k] for k in placed],
+                                             [pairs[k]["ocr_place"] for k in placed]), strict=True):  # fmt: skip
+        read[k] = [text]
+    for k, lines in zip(anywhere, reader.read_batch([afters[k] for k in anywhere]) if anywhere else [], strict=True):
+        read[k] = [line.text for line in lines] + [" ".join(line.text for line in lines)] or [""]
+    for k in wanted:
+        target = pairs[k]["ocr_target"]
+        ned = max(ned_similarity(text, target) for text in read[k] or [""])
+        rows[k] = {"ocr_acc": float(any(normalise(text) == normalise(target) for text in read[k])), "ocr_ned": ned}
+    return rows
 
 
 def benchmark_format(path: str, asked: str = "auto") -> str:
@@ -183,10 +233,11 @@ def evaluate(
     batch_size: int = 8,
     progress: bool = True,
     judge=None,
+    ocr=None,
 ) -> list[dict]:
     """Per-pair metrics, in the order of `pairs`; with an editor the outputs are its edits of the inputs, made
-    `batch_size` pairs at a time; with a judge, its SC, PQ and O of each batch in one call. Progress in pairs on
-    stderr (a bar on a terminal, JSON lines otherwise)."""
+    `batch_size` pairs at a time; with a judge, its SC, PQ and O of each batch in one call; with an OCR reader, the
+    text pairs' ocr_acc and ocr_ned. Progress in pairs on stderr (a bar on a terminal, JSON lines otherwise)."""
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: give at least 1 pair per batch")
     rows = []
@@ -206,6 +257,9 @@ def evaluate(
             if judge is not None:
                 verdicts = judged(batch, befores, afters, judge, start)
                 metrics = [{**m, **v} for m, v in zip(metrics, verdicts, strict=True)]
+            if ocr is not None:
+                reads = read_texts(batch, befores, afters, ocr)
+                metrics = [{**m, **r} for m, r in zip(metrics, reads, strict=True)]
             rows += metrics
             bar.update(len(batch))
     return rows
@@ -276,15 +330,20 @@ def editor_size(image: np.ndarray) -> int:
 def table(summary: dict[str, dict[str, float]], models: dict[str, str]) -> str:
     """The summary as a table under the models that measured it (CLIP, DINO and, if any, the judge)."""
     judged = "SC" in summary.get("all", {})
+    read = "ocr_acc" in summary.get("all", {})
     width = max([12, *(len(task) for task in summary)])
     header = f"{'task':<{width}} {'n':>5} " + " ".join(f"{m:>9}" for m in METRICS)
     if judged:
         header += " " + " ".join(f"{m:>6}" for m in JUDGE_METRICS) + f" {'unjudged':>8}"
+    if read:
+        header += f" {'ocr_n':>5} " + " ".join(f"{m:>7}" for m in OCR_METRICS)
     lines = ["   ".join(f"{role}: {model}" for role, model in models.items()), header]
     for task, values in summary.items():
         line = f"{task:<{width}} {values['n']:>5} " + " ".join(f"{values[m]:>9.4f}" for m in METRICS)
         if judged:
             line += " " + " ".join(f"{values[m]:>6.2f}" for m in JUDGE_METRICS) + f" {values['unjudged']:>8}"
+        if read:
+            line += f" {values['ocr_n']:>5} " + " ".join(f"{values[m]:>7.4f}" for m in OCR_METRICS)
         lines.append(line)
     return "\n".join(lines)
 
@@ -365,13 +424,19 @@ def run(args: argparse.Namespace) -> int:
         from datagen.train import load_editor
 
         editor = load_editor(args.checkpoint)
+    ocr = None
+    if "ocr" in pipeline.roles and any(pair.get("ocr_target") for pair in pairs):
+        ocr = models.build("ocr", pipeline.roles["ocr"])
+        ocr.load()
     judge = None
     if judging is not None:  # last: vLLM checks its memory share against what the editor leaves free
         judge = models.build("judge", judging.roles["judge"])
         judge.load()
-    rows = evaluate(pairs, clip, dino, editor, batch_size=args.batch_size, progress=not args.no_progress, judge=judge)
+    rows = evaluate(pairs, clip, dino, editor, batch_size=args.batch_size, progress=not args.no_progress, judge=judge,
+                    ocr=ocr)  # fmt: skip
     summary = summarise(rows)
-    names = {"CLIP": clip.model_id, "DINO": dino.model_id, **({"judge": judge.model_id} if judge else {})}
+    names = {"CLIP": clip.model_id, "DINO": dino.model_id, **({"judge": judge.model_id} if judge else {}),
+             **({"OCR": ocr.model_id} if ocr else {})}  # fmt: skip
     print(table(summary, names))
     unjudged = unjudged_reasons(rows) if judge else None
     if judge:

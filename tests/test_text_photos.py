@@ -165,3 +165,18 @@ def test_the_report_shows_the_line_read_and_what_is_read_after_the_edit(run, bro
             assert card["captions"]["read after the edit"] == params["read_after"] != ""
             replaced += 1
     assert replaced >= 2
+
+
+def test_eval_reads_the_kept_text_pairs_as_the_read_back_did(run, tiny_dir, tmp_path):
+    """eval with a pipeline that has an ocr role: OCR sentence accuracy and NED over the pairs that name a string
+    (kept replacements and restyles, drawn additions); the read-back gates kept only exact reads of the lines."""
+    numbers = tmp_path / "eval.json"
+    proc = run_inline("eval", "--shards", str(run), "--pipeline", "tiny", "--no-progress", "--json", str(numbers))
+    text = json.loads(numbers.read_text())["metrics"]["text"]
+    kept = [r for r in pq.read_table(run / "shards" / "text-000000.parquet").to_pylist() if r["status"] == "kept"]
+    lines = [r for r in kept if json.loads(r["params"]).get("target_text")]
+    drawn = [r for r in kept if json.loads(r["params"]).get("mode") == "add"]
+    assert text["ocr_n"] == len(lines) + len(drawn) and len(lines) >= 3
+    # the line edits were kept for reading back exactly, and eval reads the same regions of the same pixels
+    assert text["ocr_acc"] >= len(lines) / text["ocr_n"] and text["ocr_ned"] >= text["ocr_acc"]
+    assert "OCR: rapidocr-onnxruntime:PP-OCRv4" in proc.stdout and "ocr_acc" in proc.stdout
