@@ -142,9 +142,9 @@ def model_scores(groups: list[list], models, known: dict[int, dict[str, float]] 
             if prob is not None:
                 for candidate in group:
                     candidate.scores["task_prob"] = prob
-    ocr = models.get("ocr")
     on_lines = [c for group in groups for c in group if c.params.get("line")]
-    if ocr is not None and on_lines:  # the text task on photos: read each candidate's line again
+    ocr = models.get("ocr") if on_lines else None  # only the text task on photos loads it (resolve.roles_used)
+    if ocr is not None:  # read each candidate's line again
         from datagen.models.ocr import read_regions, text_scores
 
         places = [c.params.get("box") or c.params["line"]["quad"] for c in on_lines]  # where the string is now

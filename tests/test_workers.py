@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DATAGEN, FAST, REPO, committed_checksums, run_cli
+from conftest import DATAGEN, FAST, REPO, committed_checksums, run_cli, run_inline
 
 from datagen.shards import verify
 
@@ -48,7 +48,7 @@ def test_a_worker_whose_model_cannot_load_fails_its_shards_after_bounded_restart
             "--no-progress", "--set", f"pipeline.roles.clip.model={broken}",
             "--set", "pipeline.actor.max_restarts=2"]  # fmt: skip
 
-    proc = run_cli("generate", "--workers", "0", *args, check=False)  # inline: nothing attempted, every shard failed
+    proc = run_inline("generate", "--workers", "0", *args, check=False)  # inline: nothing attempted, all shards failed
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     assert "FAILED shards: 2" in proc.stdout and "worker could not start:" in proc.stdout

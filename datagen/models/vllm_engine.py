@@ -90,10 +90,14 @@ def engine(device: str, kwargs: dict[str, Any]) -> Any:
 
 
 def release_engines(device: str) -> None:
-    """Drop this process's engines on `device` and give their memory back (inline runs, before rendering)."""
+    """Drop this process's engines on `device` and give their memory back (inline runs, before rendering); nothing
+    to do (and torch not imported) where it started none."""
     import gc
 
-    for key in [k for k, (d, _) in _ENGINES.items() if d == device]:
+    dropped = [k for k, (d, _) in _ENGINES.items() if d == device]
+    if not dropped:
+        return
+    for key in dropped:
         del _ENGINES[key]
     gc.collect()
     if device == "cuda":
