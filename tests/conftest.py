@@ -228,3 +228,16 @@ def browser():
     driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)  # no Selenium Manager
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="session")
+def small_remove_run(tmp_path_factory) -> Path:
+    """A finished local `remove` run, two shards of four at 64 px, made once: read by the record and sample-reading
+    tests (tests that change it work on a copy)."""
+    from datagen.resolve import load_run
+    from datagen.runner import execute
+
+    out = tmp_path_factory.mktemp("small_remove_run")
+    config = load_run("remove", "local", out=str(out), n=8, shard_size=4, overrides=["pipeline.image_size=64"])
+    assert not execute(config, "generate", workers=0, progress=False).failed
+    return out

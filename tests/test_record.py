@@ -30,8 +30,6 @@ from datagen.record import (
     new_instruction,
     read_instructions,
 )
-from datagen.resolve import load_run
-from datagen.runner import execute
 from datagen.scores import SCORES
 from datagen.shards import MANIFEST_SCHEMA, RunFolder
 from datagen.shards.writer import TarShardWriter
@@ -182,12 +180,9 @@ def test_an_instruction_record_round_trips_and_becomes_a_candidate():
     assert EditRecord.from_instruction(new_instruction("remove", 0, 0, 0, "t"), {}).source == {}
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("record_run")
-    config = load_run("remove", "local", out=str(out), n=6, shard_size=6, overrides=["pipeline.image_size=64"])
-    assert not execute(config, "generate", workers=0, progress=False).failed
-    return out
+@pytest.fixture
+def run_dir(small_remove_run) -> Path:
+    return small_remove_run
 
 
 def test_a_run_writes_the_declared_fields_everywhere(run_dir):
@@ -198,7 +193,6 @@ def test_a_run_writes_the_declared_fields_everywhere(run_dir):
     assert texts and all(set(t) == declared for t in texts)
     assert all(isinstance(t["source"], dict) and t["source"]["kind"] == "scene" for t in texts)
     run = RunFolder(run_dir)
-    (shard,) = run.committed()
-    samples = list(run.samples(shard))
+    samples = [sample for shard in run.committed() for sample in run.samples(shard)]
     assert samples and all(list(s.meta) == sorted(f.name for f in FIELDS if f.json) for s in samples)
     assert pq.read_schema(run_dir / "shards" / "remove-000000.parquet").equals(MANIFEST_SCHEMA, check_metadata=False)

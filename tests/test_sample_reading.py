@@ -11,18 +11,13 @@ import pytest
 import webdataset as wds
 
 from datagen.errors import ConfigError
-from datagen.resolve import load_run
-from datagen.runner import execute
 from datagen.shards import RunFolder
 from datagen.shards.reader import decode_sample, read_samples
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("reading_run")
-    config = load_run("remove", "local", out=str(out), n=8, shard_size=4, overrides=["pipeline.image_size=64"])
-    assert not execute(config, "generate", workers=0, progress=False).failed
-    return out
+@pytest.fixture
+def run_dir(small_remove_run) -> Path:
+    return small_remove_run
 
 
 def _as_read(samples) -> list[tuple]:
