@@ -240,19 +240,19 @@ class TextRender(PerSample):
                     out[n] = cleared
                     continue
                 cleared = composite(plan.image, cleared, plan.mask)
-                extra = {"mode": plan.mode, "line_text": plan.old, "target_text": plan.target, "method": "inpaint"}
-                after = cleared
-                if plan.target:
-                    after, _ = glyphs.draw(cleared, plan.box, plan.target, plan.font, plan.colour, band=plan.band)
-                    extra.update(method="glyphs", font=plan.font, font_overlap=plan.overlap, colour=list(plan.colour),
-                                 box=np.round(plan.box, 1).tolist())  # fmt: skip
-                found = [candidate(record, plan.image, after, plan.mask, extra)]
+                base = {"mode": plan.mode, "line_text": plan.old, "target_text": plan.target}
+                if not plan.target:  # a removal: the line inpainted away
+                    out[n] = [candidate(record, plan.image, cleared, plan.mask, {**base, "method": "inpaint"})]
+                    continue
+                base["box"] = np.round(plan.box, 1).tolist()
+                after, _ = glyphs.draw(cleared, plan.box, plan.target, plan.font, plan.colour, band=plan.band)
+                drawn = {**base, "method": "glyphs", "font": plan.font, "font_overlap": plan.overlap,
+                         "colour": list(plan.colour)}  # fmt: skip
+                found = [candidate(record, plan.image, after, plan.mask, drawn)]
                 image, method = written.get(n, (None, ""))
                 if image is not None and not isinstance(image, Exception):
-                    extra = {"mode": plan.mode, "line_text": plan.old, "target_text": plan.target, "method": method,
-                             "box": np.round(plan.box, 1).tolist()}  # fmt: skip
                     found.append(candidate(record, plan.image, composite(plan.image, image, plan.mask), plan.mask,
-                                           extra, number=1))  # fmt: skip
+                                           {**base, "method": method}, number=1))  # fmt: skip
                 out[n] = found
         return out
 
