@@ -20,6 +20,7 @@ from datagen.models.options import (
     GroundingOptions,
     JudgeOptions,
     NoOptions,
+    NSFWOptions,
     OCROptions,
     OpenCVOptions,
     Options,
@@ -81,6 +82,8 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("judge", "vllm", "datagen.models.judge:VLLMJudge", JudgeOptions, weights=True, tiny="tiny:vlm"),
     # Real weights on every pipeline: PP-OCRv4's ONNX files ship inside the rapidocr-onnxruntime wheel.
     Backend("ocr", "rapidocr", "datagen.models.ocr:RapidOCRReader", OCROptions, weights=False),
+    # Real weights on every pipeline: NudeNet's 320n ONNX detector ships inside the nudenet wheel.
+    Backend("nsfw", "nudenet", "datagen.models.nsfw:NudeNetScorer", NSFWOptions, weights=False),
 )  # fmt: skip
 """Every model backend, grouped by role in the order `unknown role` messages list them."""
 

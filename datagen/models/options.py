@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from datagen.arguments import Arguments, parse_arguments
 
@@ -152,6 +152,34 @@ class JudgeOptions(Options):
     """Also write `instruction_rewritten`: an instruction saying what the edit actually did (re-captioning)."""
     engine_args: dict[str, Any] = {}
     """More vllm.LLM arguments (not trust_remote_code or load_format)."""
+
+
+NSFW_CLASSES = (
+    "FEMALE_GENITALIA_COVERED", "FACE_FEMALE", "BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED",
+    "MALE_BREAST_EXPOSED", "ANUS_EXPOSED", "FEET_EXPOSED", "BELLY_COVERED", "FEET_COVERED", "ARMPITS_COVERED",
+    "ARMPITS_EXPOSED", "FACE_MALE", "BELLY_EXPOSED", "MALE_GENITALIA_EXPOSED", "ANUS_COVERED",
+    "FEMALE_BREAST_COVERED", "BUTTOCKS_COVERED",
+)  # fmt: skip
+"""What the 320n detector finds (nudenet 3.4)."""
+NSFW_GATED = ("BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "ANUS_EXPOSED",
+         "MALE_GENITALIA_EXPOSED")  # fmt: skip
+"""The classes an image is gated on by default: exposed intimate parts (not faces, feet, bellies or armpits)."""
+
+
+class NSFWOptions(Options):
+    """nudenet: NudeNet's 320n detector on onnxruntime."""
+
+    classes: list[str] = Field(default_factory=lambda: list(NSFW_GATED), min_length=1)
+    """The classes an image's nsfw score is taken over (default: the exposed intimate parts). Allowed: NudeNet's
+    18 classes (datagen/models/nsfw.py: CLASSES)."""
+
+    @field_validator("classes")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in NSFW_CLASSES]
+        if unknown:
+            raise ValueError(f"unknown class(es) {', '.join(unknown)}: allowed {', '.join(NSFW_CLASSES)}")
+        return value
 
 
 class OCROptions(Options):

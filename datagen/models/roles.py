@@ -173,6 +173,15 @@ class TextReader(Role, Protocol):
     def read_batch(self, images: Sequence[np.ndarray]) -> list[list[Any]]: ...
 
 
+@runtime_checkable
+class NSFWScorer(Role, Protocol):
+    """nsfw: each image's nsfw score in [0, 1] (the curate phase's gate) and its detections per class."""
+
+    def score_batch(self, images: Sequence[np.ndarray]) -> list[float]: ...
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[dict[str, float]]: ...
+
+
 PROTOCOLS: dict[str, type[Role]] = {
     "llm": Writer,
     "t2i": TextToImage,
@@ -188,5 +197,6 @@ PROTOCOLS: dict[str, type[Role]] = {
     "dino": ImageEmbedder,
     "judge": PairJudge,
     "ocr": TextReader,
+    "nsfw": NSFWScorer,
 }
 """Role name (a pipeline file's `roles.ROLE`) -> the Protocol its adapters satisfy."""
