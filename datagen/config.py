@@ -327,6 +327,20 @@ class PipelineSpec(Spec):
     enforce_filters: bool = True
     """False computes and stores every score but rejects nothing on them (for random-weight pipelines like tiny,
     whose scores are noise): the whole path to the tar is exercised."""
+    curate: dict[str, FilterSpec] = Field(default_factory=dict)
+    """The curate phase's gates on input photos: score name (scores.CURATION_SCORES) -> thresholds and the reason
+    counted when one drops an input, as a task's filters gate candidates."""
+
+    @field_validator("curate")
+    @classmethod
+    def _curation_scores(cls, value: dict[str, FilterSpec]) -> dict[str, FilterSpec]:
+        from datagen.scores import CURATION_SCORES
+
+        unknown = [name for name in value if name not in CURATION_SCORES]
+        if unknown:
+            raise ValueError(f"unknown curation score(s) {', '.join(unknown)}: allowed {', '.join(CURATION_SCORES)}")
+        return value
+
     keep_rejected: bool = False
     """Also store the images of every rendered candidate that was not kept (rejected by a gate or the judge, or
     outranked) in a second tar per shard, `{shard}.rejected.tar`: failures as data, for preference pairs

@@ -6,6 +6,7 @@ Pixel scores use images in [0, 1]; L1 is the mean absolute difference over the t
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -51,17 +52,19 @@ def pixel_scores(
     return scores
 
 
-def gate(scores: dict[str, float], filters: dict[str, FilterSpec]) -> str:
+def gate(scores: dict[str, float], filters: dict[str, FilterSpec], order: Iterable[str] = SCORES) -> str:
     """'' to keep, else the reason of the first failing filter: its own `reason`, else '{score}_low' or
     '{score}_high'; or 'nan_{score}'.
 
-    Filters are checked in the fixed order of SCORES, so the reason never depends on the order of a YAML mapping.
+    Filters are checked in the fixed order of `order` (SCORES; the curate phase's CURATION_SCORES), so the reason
+    never depends on the order of a YAML mapping.
     """
-    for name in SCORES:
+    order = list(order)
+    for name in order:
         value = scores.get(name)
         if name in scores and (value is None or (isinstance(value, float) and math.isnan(value))):
             return f"nan_{name}"
-    for name in SCORES:
+    for name in order:
         spec = filters.get(name)
         if spec is None or not spec.enabled or name not in scores:
             continue

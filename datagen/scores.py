@@ -60,3 +60,16 @@ SCORES: dict[str, Score] = {
     "judge_quality": Score("the judge: the output looks natural, without artifacts (0-10; VIEScore's PQ)", (0, 10)),
     "judge_overall": Score("the judge: the pair is a good training example overall (0-10)", (0, 10)),
 }
+
+CURATION_SCORES: dict[str, Score] = {
+    "short_side": Score("the input's shorter side in pixels", (0.0, float("inf"))),
+    "aspect": Score("the input's longer side over its shorter one (1 for a square)", (1.0, float("inf"))),
+    "blur": Score(
+        "Crete et al.'s blur effect (skimage.measure.blur_effect) of the grey input at most 512 px on its long side: "
+        "about 0.2-0.5 for a sharp photo, towards 1 for a blurred one",
+        (0.0, 1.0),
+    ),
+    "nsfw": Score("the nsfw role's score: its detector's highest confidence among the gated classes", (0.0, 1.0)),
+}
+"""Every score an input photo can carry in the curate phase (datagen/curate.py), in the order its gates check
+them."""
