@@ -64,7 +64,7 @@ class TaskSpec(Spec):
     editor: GeneratorSpec | None = None
     """On pipelines that have an `editor` role (an instruction-editing model, e.g. FLUX.1 Kontext): the generator
     used there instead of `generator` (kind instruct_edit); None: `generator` there too."""
-    sources: list[Literal["scene", "images", "captions", "topics", "shards"]] = Field(min_length=1)
+    sources: list[Literal["scene", "images", "captions", "topics", "shards", "curated"]] = Field(min_length=1)
     """Input sources this task accepts, the first being the default: scene (procedural), images (a folder), captions
     (a caption file; images generated), topics (a topic list; captions written, images generated) or shards
     (WebDataset tars)."""

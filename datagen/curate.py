@@ -1,12 +1,18 @@
-"""The curate phase's look at one input photo: its scores (size, shape, blur, NSFW) and perceptual hashes, and the
-pipeline's gates on them (`curate:` in pipelines/*.yaml), each input kept or dropped with a reason like a candidate.
+"""`datagen curate`: photos gated and deduplicated into a curated set that `--source curated` reads.
 
-Under way (issue 25): the phase that runs this on every input shard and commits the verdicts, the deduplication
-across the whole set (datagen/dedup.py) and the curated source are the next steps.
+Each input photo is decoded as stored and looked at — its scores (size, shape, blur, NSFW) and perceptual hashes —
+and the pipeline's gates (`curate:` in pipelines/*.yaml) keep it or drop it with a reason, like a candidate. The
+inputs go in shards, each committed by its marker as the render's are (a rerun redoes only the uncommitted ones);
+then the near-duplicates among the kept inputs of all shards are found (datagen/dedup.py) and committed. The set's
+layout and its reading: datagen/sources/curated.py.
+
+Under way (issue 25): inputs from object stores, the curate map stage on Ray workers and the deduplication on
+Ray Data at scale, the aesthetic gate, `generate --curate`, the report's funnel, the benchmarks.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +21,7 @@ import numpy as np
 
 from datagen import dedup
 from datagen.scores import CURATION_SCORES
+from datagen.sources.curated import CURATE_JSON, DUPLICATES, INPUTS, committed_inputs
 
 if TYPE_CHECKING:
     from datagen.config import FilterSpec
@@ -61,3 +68,180 @@ def gate(scores: Mapping[str, float], gates: Mapping[str, FilterSpec]) -> str:
     from datagen.filters import gate as gate_scores
 
     return gate_scores(dict(scores), dict(gates), order=CURATION_SCORES)
+
+
+# ------------------------------------------------------------------------------------------------ the phase
+
+PHOTO_KINDS = ("images", "shards")
+"""Sources the curate phase reads: those whose inputs are photos."""
+
+
+def _shard(number: int) -> str:
+    return f"curate-{number:06d}"
+
+
+def _settings(kind: str, input: str, pipeline, shard_size: int, count: int) -> dict[str, Any]:
+    gates = {name: spec.model_dump(exclude_defaults=True) for name, spec in pipeline.curate.items()}
+    return {"source": kind, "input": str(input), "pipeline": pipeline.name, "gates": gates,
+            "shard_size": shard_size, "inputs": count}  # fmt: skip
+
+
+def curate_shard(source, number: int, shard_size: int, gates, nsfw, max_pixels: int) -> tuple[bytes, dict]:
+    """One input shard's rows as parquet bytes, and its stats: each input decoded as stored, looked at, gated."""
+    import json
+
+    import pyarrow as pa
+
+    from datagen.errors import Reject
+    from datagen.images import BadImage
+    from datagen.shards.layout import to_parquet
+
+    start = number * shard_size
+    refs = [source.ref(0, index) for index in range(start, min(len(source), start + shard_size))]
+    decoded: dict[int, np.ndarray] = {}
+    failed: dict[int, str] = {}
+    for k, ref in enumerate(refs):
+        try:
+            decoded[k] = source.original(ref, max_pixels)
+        except (Reject, BadImage) as e:
+            failed[k] = e.reason
+    looked = dict(zip(decoded, look(list(decoded.values()), nsfw), strict=True))
+    rows = []
+    for k, ref in enumerate(refs):
+        item = looked.get(k, {"scores": {}, "hashes": (0,) * len(dedup.VIEWS)})
+        height, width = decoded[k].shape[:2] if k in decoded else (0, 0)
+        rows.append({
+            "key": f"curate_{number:06d}_{k:05d}", "index": start + k, "ref": json.dumps(ref, sort_keys=True),
+            "width": width, "height": height, "reason": failed.get(k) or gate(item["scores"], gates),
+            **{f"score_{name}": item["scores"].get(name) for name in CURATION_SCORES},
+            "hashes": [dedup._signed(h) for h in item["hashes"]],
+        })  # fmt: skip
+    data = to_parquet(pa.Table.from_pylist(rows, schema=INPUT_SCHEMA))
+    reasons = Counter(row["reason"] for row in rows if row["reason"])
+    stats = {"shard": number, "inputs": len(rows), "kept": len(rows) - sum(reasons.values()),
+             "reasons": dict(sorted(reasons.items()))}  # fmt: skip
+    return data, stats
+
+
+def _input_schema():
+    import pyarrow as pa
+
+    fields = [("key", pa.string()), ("index", pa.int64()), ("ref", pa.string()), ("width", pa.int64()),
+              ("height", pa.int64()), ("reason", pa.string())]  # fmt: skip
+    fields += [(f"score_{name}", pa.float64()) for name in CURATION_SCORES]
+    fields.append(("hashes", pa.list_(pa.int64())))
+    return pa.schema(fields)
+
+
+INPUT_SCHEMA = _input_schema()
+"""A curated input's row."""
+
+
+def curate(kind: str, input: str, out: str, pipeline_name: str = "local", shard_size: int = 100,
+           overrides: list[str] = (), progress: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Curate every input of `--source kind --input input` into OUT: each input shard looked at and gated, then the
+    near-duplicates across all of them; resumable (committed shards are not redone). Returns the funnel."""
+    import json
+    import math
+    import time
+
+    from datagen import models
+    from datagen.errors import ConfigError
+    from datagen.progress import Progress
+    from datagen.resolve import load_pipeline
+    from datagen.sources import build_source, check_source
+    from datagen.storage import Folder
+
+    if kind not in PHOTO_KINDS:
+        raise ConfigError(f"--source {kind}: the curate phase reads photos: {', '.join(PHOTO_KINDS)}")
+    pipeline = load_pipeline(pipeline_name, overrides)
+    check_source(kind, input)
+    source = build_source(kind, pipeline.image_size, input)
+    folder = Folder(out)
+    folder.makedirs()
+    settings = _settings(kind, input, pipeline, shard_size, len(source))
+    if folder.exists(CURATE_JSON):
+        before = json.loads(folder.read_text(CURATE_JSON))
+        changed = [k for k in settings if before.get(k) != settings[k]]
+        if changed:
+            was = ", ".join(f"{k} {before.get(k)!r}" for k in changed)
+            raise ConfigError(f"{out} was curated with other settings ({was}); curate into a new folder")
+    else:
+        folder.write_atomic(CURATE_JSON, (json.dumps(settings, indent=1) + "\n").encode())
+    nsfw = models.build("nsfw", pipeline.roles["nsfw"]) if "nsfw" in pipeline.roles else None
+    inputs = folder.sub(INPUTS)
+    inputs.makedirs()
+    shards = math.ceil(len(source) / shard_size)
+    with Progress(shards, "curate", unit="shard", enabled=progress) as bar:
+        for number in range(shards):
+            marker = f"{_shard(number)}.stats.json"
+            if not inputs.exists(marker):
+                started = time.perf_counter()
+                data, stats = curate_shard(source, number, shard_size, pipeline.curate, nsfw, 50_000_000)
+                stats["parquet"] = {"name": f"{_shard(number)}.parquet", "bytes": len(data),
+                                    "sha256": inputs.write_atomic(f"{_shard(number)}.parquet", data)}  # fmt: skip
+                stats["seconds"] = round(time.perf_counter() - started, 3)
+                inputs.write_atomic(marker, (json.dumps(stats, indent=1) + "\n").encode())
+            bar.update(1)
+    if not folder.exists("duplicates.stats.json"):
+        write_duplicates(folder)
+    return funnel(folder)
+
+
+def write_duplicates(folder) -> None:
+    """The near-duplicates among the inputs every gate kept, across all committed shards, and their marker."""
+    import json
+
+    import pyarrow as pa
+
+    from datagen.shards.layout import to_parquet
+
+    items = []
+    for table in committed_inputs(folder, ["key", "width", "height", "reason", "hashes"]):
+        for row in table.to_pylist():
+            if not row["reason"]:
+                items.append({"key": row["key"], "hashes": [dedup._unsigned(h) for h in row["hashes"]],
+                              "rank": dedup.rank(row["key"], row["width"], row["height"])})  # fmt: skip
+    dropped = dedup.near_duplicates(items)
+    table = pa.table({"key": list(dropped), "duplicate_of": list(dropped.values())})
+    sha = folder.write_atomic(DUPLICATES, to_parquet(table))
+    stats = {"inputs": len(items), "duplicates": len(dropped), "sha256": sha}
+    folder.write_atomic("duplicates.stats.json", (json.dumps(stats, indent=1) + "\n").encode())
+
+
+def funnel(folder) -> dict[str, Any]:
+    """inputs -> dropped by each gate -> near-duplicates -> kept, from the committed files."""
+    from datagen.shards.layout import read_parquet
+
+    reasons: Counter[str] = Counter()
+    total = 0
+    for table in committed_inputs(folder, ["reason"]):
+        total += len(table)
+        reasons.update(reason for reason in table.column("reason").to_pylist() if reason)
+    duplicates = len(read_parquet(folder, DUPLICATES)) if folder.exists("duplicates.stats.json") else 0
+    return {"inputs": total, "dropped": dict(reasons.most_common()), "duplicates": duplicates,
+            "kept": total - sum(reasons.values()) - duplicates}  # fmt: skip
+
+
+def flags(parser) -> None:
+    from datagen.measure import positive
+
+    parser.add_argument("--source", required=True, choices=PHOTO_KINDS, help="what --input holds")
+    parser.add_argument("--input", required=True, help="the photos: a folder of images, or of WebDataset tars")
+    parser.add_argument("--out", required=True, metavar="CURATED", help="where the curated set is written")
+    parser.add_argument("--pipeline", default="local", help="whose nsfw role and curate gates (default: local)")
+    parser.add_argument("--shard-size", type=positive, default=100, help="inputs per committed shard (default 100)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override the pipeline, e.g. --set curate.blur.max=0.7")  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines)")
+
+
+def run(args) -> int:
+    """`datagen curate`: gate and deduplicate photos into a curated set that `--source curated` reads."""
+    result = curate(args.source, args.input, args.out, args.pipeline, args.shard_size, args.overrides,
+                    progress=not args.no_progress)  # fmt: skip
+    dropped = ", ".join(f"{reason} {n}" for reason, n in result["dropped"].items()) or "none"
+    print(f"curated {result['inputs']} inputs: dropped by the gates {dropped}; near-duplicates "
+          f"{result['duplicates']}; kept {result['kept']}")  # fmt: skip
+    print(f"  the set: {args.out} (generate from it with: --source curated --input {args.out})")
+    return 0

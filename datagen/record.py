@@ -63,7 +63,7 @@ class SourceRef(TypedDict, total=False):
     Empty for a record made without a source (benchmarks, tests)."""
 
     kind: str
-    """scene, images, captions, topics or shards."""
+    """scene, images, captions, topics, shards or curated."""
     seed: int
     """scene: the scene's seed."""
     path: str
@@ -76,6 +76,10 @@ class SourceRef(TypedDict, total=False):
     tar: str
     """shards: the tar's path under --input (and `key`: the sample's key in it)."""
     key: str
+    of: dict[str, Any]
+    """curated: the input's reference in the source it was curated from (and `key`: its curated key, `scores`: its
+    curation scores)."""
+    scores: dict[str, float]
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,19 @@ scores and hashes, and the pipeline's gates (pipelines/*.yaml: curate) keeping o
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
+from conftest import run_inline
 
 from datagen import curate, dedup, models
 from datagen.errors import ConfigError
 from datagen.resolve import load_pipeline
+from datagen.shards.layout import read_parquet
+from datagen.sources.curated import DUPLICATES, committed_inputs, kept_inputs
+from datagen.storage import Folder
 from datagen.text_photos import PHOTOS, photo
 
 
@@ -62,3 +68,78 @@ def test_size_and_shape_gates_come_first_and_say_why(gates):
 def test_a_gate_on_an_unknown_score_is_refused():
     with pytest.raises(ConfigError, match=r"curate.*unknown curation score\(s\) sharpness: allowed short_side"):
         load_pipeline("local", overrides=["curate.sharpness={max: 1}"])
+
+
+CHOSEN = ("astronaut", "coffee", "brick", "colorwheel")
+"""Two photos, a texture (the hardest for the hash) and the smooth gradient the blur gate drops."""
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory):
+    """A folder of four photos, each also as a JPEG, cropped 3% a side and blurred, plus a strip too small to keep;
+    every file with a caption; curated in shards of five."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("curate")
+    photos = root / "photos"
+    photos.mkdir()
+    for name in CHOSEN:
+        image = photo(name)
+        height, width = image.shape[:2]
+        versions = {"png": image, "q60.jpg": image, "crop.png": image[height * 3 // 100 : height - height * 3 // 100,
+                                                                      width * 3 // 100 : width - width * 3 // 100],
+                    "blur.png": cv2.GaussianBlur(image, (0, 0), 5)}  # fmt: skip
+        for suffix, version in versions.items():
+            stem = name if suffix == "png" else f"{name}-{suffix.split('.')[0]}"
+            Image.fromarray(version).save(photos / f"{stem}.{suffix.split('.')[-1]}", quality=60)
+            (photos / f"{stem}.json").write_text(f'{{"caption": "a photo of the {name}"}}')
+    Image.fromarray(photo("coffee")[:100, :400]).save(photos / "strip.png")
+    (photos / "strip.json").write_text('{"caption": "a strip of a coffee cup"}')
+    out = root / "curated"
+    return photos, out, curate.curate("images", str(photos), str(out), shard_size=5, progress=False)
+
+
+def test_the_funnel_drops_blurred_small_and_duplicate_inputs(curated):
+    _, out, funnel = curated
+    blurred = len(CHOSEN) + 2  # each blurred copy, and the colour wheel's JPEG and crop (its PNG is its own copy)
+    assert funnel == {"inputs": 4 * len(CHOSEN) + 1, "dropped": {"blurry": blurred + 1, "too_small": 1},
+                      "duplicates": 2 * (len(CHOSEN) - 1), "kept": len(CHOSEN) - 1}  # fmt: skip
+    rows = {row["key"]: row for table in committed_inputs(Folder(out)) for row in table.to_pylist()}
+    paths = {key: json.loads(row["ref"])["path"] for key, row in rows.items()}
+    duplicates = read_parquet(Folder(out), DUPLICATES).to_pylist()
+    assert len(duplicates) == funnel["duplicates"]
+    for row in duplicates:  # a copy names an input of its own photo
+        assert _photo(paths[row["key"]]) == _photo(paths[row["duplicate_of"]]), row
+    kept = [paths[item["key"]] for item in kept_inputs(Folder(out))]
+    assert sorted(map(_photo, kept)) == sorted(set(CHOSEN) - {"colorwheel"}), kept
+
+
+def _photo(path: str) -> str:
+    return path.split("-")[0].split(".")[0]
+
+
+def test_curate_resumes_and_refuses_other_settings(curated):
+    photos, out, funnel = curated
+    markers = {p: p.stat().st_mtime_ns for p in out.rglob("*.stats.json")}
+    proc = run_inline("curate", "--source", "images", "--input", str(photos), "--out", str(out), "--shard-size", "5",
+                      "--no-progress")  # fmt: skip
+    said = f"curated {funnel['inputs']} inputs: dropped by the gates blurry 7, too_small 1; near-duplicates 6; kept 3"
+    assert said in proc.stdout, proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.stats.json")} == markers, "nothing redone"
+    with pytest.raises(ConfigError, match="curated with other settings \\(shard_size 5\\)"):
+        curate.curate("images", str(photos), str(out), shard_size=4, progress=False)
+
+
+def test_generate_reads_the_curated_set(curated, tmp_path):
+    from datagen.resolve import load_run
+    from datagen.runner import execute
+
+    _, out, funnel = curated
+    config = load_run("color", "local", out=str(tmp_path / "run"), n=4, source="curated", input=str(out),
+                      repeat=True, overrides=["pipeline.image_size=64"])  # fmt: skip
+    assert not execute(config, "generate", workers=0, progress=False).failed
+    texts = [json.loads(line) for line in (tmp_path / "run" / "texts" / "color-000000.jsonl").read_text().splitlines()]
+    kept = {item["key"] for item in kept_inputs(Folder(out))}
+    assert all(t["source"]["kind"] == "curated" and t["source"]["key"] in kept for t in texts)
+    assert all(set(t["source"]["scores"]) == {"short_side", "aspect", "blur", "nsfw"} for t in texts)
+    assert all(t["status"] == "ok" for t in texts), texts

@@ -53,12 +53,20 @@ def _shards(root: Path) -> str:
     return str(root / "part.tar")
 
 
+def _curated(root: Path) -> str:
+    from datagen.curate import curate
+
+    curate("images", _images(root), str(root / "curated"), overrides=["curate={}"], progress=False)  # no gates
+    return str(root / "curated")
+
+
 EXAMPLES: dict[str, Callable[[Path], str | None]] = {
     "scene": lambda root: None,
     "images": _images,
     "captions": _captions,
     "topics": _topics,
     "shards": _shards,
+    "curated": _curated,
 }
 """Source kind -> writes a small input of two samples under a folder and returns the --input (None: none read)."""
 

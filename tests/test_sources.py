@@ -325,7 +325,7 @@ def test_missing_input_says_what_each_kind_needs():
     assert config_error("topics", None).startswith("--source topics needs --input FILE: topics as .txt")
     assert config_error("shards", None).startswith("--source shards needs --input DIR or FILE.tar: WebDataset")
     assert config_error("scene", "x") == (
-        "--input is only used with --source images, captions, topics, shards (source is 'scene')"
+        "--input is only used with --source images, captions, topics, shards, curated (source is 'scene')"
     )
 
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 LINE_MODES = ("remove", "replace", "restyle")
 """What an edit does to a line read in a photo."""
-PHOTO_SOURCES = ("images", "shards")
+PHOTO_SOURCES = ("images", "shards", "curated")
 """Sources whose inputs are photos: their text task edits the lines the OCR role reads in them."""
 
 POSITIONS = {

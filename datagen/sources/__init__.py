@@ -12,7 +12,8 @@ kind to the protocol.
 - `base.py`: the `Source` protocol, `InputSpec`, `SourceItem`, `LoadedInput`, `BadSource`, the checks on input text
   and paths;
 - `scene.py`: procedural scenes; `image_folder.py`: image folders with JSON sidecars;
-- `text_files.py`: caption files and topic lists; `webdataset.py`: WebDataset tar shards;
+- `text_files.py`: caption files and topic lists; `webdataset.py`: WebDataset tar shards; `curated.py`: a set
+  `datagen curate` made, read through the source it was curated from;
 - here: the registry, building a source by kind and checking a run's --input before any work starts.
 """
 
@@ -34,6 +35,7 @@ from datagen.sources.base import (
     inside_folder,
     wrong_suffix,
 )
+from datagen.sources.curated import CuratedSource
 from datagen.sources.image_folder import ImageFolderSource
 from datagen.sources.scene import SceneSource
 from datagen.sources.text_files import CaptionFileSource, TopicSource
@@ -48,6 +50,7 @@ __all__ = [
     "WDS_NAME",
     "BadSource",
     "CaptionFileSource",
+    "CuratedSource",
     "ImageFolderSource",
     "InputSpec",
     "LoadedInput",
@@ -65,7 +68,8 @@ __all__ = [
 
 
 SOURCES: dict[str, type[Source]] = {
-    cls.kind: cls for cls in (SceneSource, ImageFolderSource, CaptionFileSource, TopicSource, ShardSource)
+    cls.kind: cls
+    for cls in (SceneSource, ImageFolderSource, CaptionFileSource, TopicSource, ShardSource, CuratedSource)
 }
 """Every source kind (`--source KIND`, a task file's `sources`) -> its class, in the order messages list them."""
 

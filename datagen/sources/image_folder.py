@@ -86,14 +86,19 @@ class ImageFolderSource:
             names.append(obj["name"].strip())
         return SourceItem(ref=ref, caption=caption.strip(), objects=names)
 
-    def load(self, ref: dict[str, Any], max_pixels: int) -> LoadedInput:
-        rel = str(ref["path"])
-        path = inside_folder(self.root, rel, "image")
+    def original(self, ref: dict[str, Any], max_pixels: int) -> np.ndarray:
+        """The image as stored, decoded (no larger than max_pixels), before it is fitted to a bucket: what the curate
+        phase measures."""
+        path = inside_folder(self.root, str(ref["path"]), "image")
         try:
             data = path.read_bytes()
         except OSError as e:
             raise images.BadImage("unreadable", str(e)) from None
-        original = images.decode_image(data, max_pixels)
+        return images.decode_image(data, max_pixels)
+
+    def load(self, ref: dict[str, Any], max_pixels: int) -> LoadedInput:
+        rel = str(ref["path"])
+        original = self.original(ref, max_pixels)
         height, width = original.shape[:2]
         bucket = images.nearest_bucket(width, height, self.buckets)
         masks = {}

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from datagen import images
 from datagen.errors import ConfigError
 from datagen.sources.base import (
@@ -187,10 +189,15 @@ class ShardSource:
             raise BadSource("bad_annotation", f"caption must be a string, got {type(caption).__name__}")
         return SourceItem(ref=ref, caption=caption.strip(), objects=object_names(meta.get("objects")))
 
-    def load(self, ref: dict[str, Any], max_pixels: int) -> LoadedInput:
+    def original(self, ref: dict[str, Any], max_pixels: int) -> np.ndarray:
+        """The sample's image as stored, decoded (no larger than max_pixels), before it is fitted to a bucket: what
+        the curate phase measures."""
         exts = self._sample(ref)
         ext = _image_ext(exts)
         offset, size = exts[ext]
-        image = images.decode_image(self._read(ref, ext, offset, size), max_pixels)
+        return images.decode_image(self._read(ref, ext, offset, size), max_pixels)
+
+    def load(self, ref: dict[str, Any], max_pixels: int) -> LoadedInput:
+        image = self.original(ref, max_pixels)
         height, width = image.shape[:2]
         return LoadedInput(image=images.fit_to_bucket(image, images.nearest_bucket(width, height, self.buckets)))

@@ -1,0 +1,117 @@
+"""A curated set (`datagen curate --out CURATED`): the photos no gate dropped and no near-duplicate, in committed
+order, each read through the source it was curated from; a sample's reference names its curated key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from datagen.errors import ConfigError
+from datagen.scores import CURATION_SCORES
+from datagen.sources.base import InputSpec, LoadedInput, SourceItem
+from datagen.storage import Folder
+
+CURATE_JSON = "curate.json"
+"""CURATED/curate.json: what was curated and how (source, input, pipeline, gates, shard size): a rerun with other
+settings is refused, one with the same resumes."""
+INPUTS = "inputs"
+"""CURATED/inputs/curate-{shard:06d}.parquet: one row per input (its reference, size, scores, hashes, and the gate
+that dropped it or ''); its `.stats.json` marker, written last, commits it."""
+DUPLICATES = "duplicates.parquet"
+"""CURATED/duplicates.parquet: each input dropped as a near-duplicate and the input it duplicates; its marker
+`duplicates.stats.json` commits it (written once every input shard is committed)."""
+
+
+def committed_inputs(folder, columns=None):
+    """Every committed input shard's table, in shard order."""
+    from datagen.shards.layout import read_parquet
+
+    inputs = folder.sub(INPUTS)
+    names = (
+        sorted(n[: -len(".stats.json")] for n in inputs.names() if n.endswith(".stats.json"))
+        if inputs.is_dir()
+        else []
+    )
+    return [read_parquet(inputs, f"{name}.parquet", columns) for name in names]
+
+
+def kept_inputs(folder) -> list[dict[str, Any]]:
+    """The curated set: every input no gate dropped and no duplicate, in committed order: {key, ref, scores}."""
+    import json
+
+    from datagen.shards.layout import read_parquet
+
+    dropped = set(read_parquet(folder, DUPLICATES, ["key"]).column("key").to_pylist())
+    kept = []
+    for table in committed_inputs(folder):
+        for row in table.to_pylist():
+            if not row["reason"] and row["key"] not in dropped:
+                scores = {name: row[f"score_{name}"] for name in CURATION_SCORES if row[f"score_{name}"] is not None}
+                kept.append({"key": row["key"], "ref": json.loads(row["ref"]), "scores": scores})
+    return kept
+
+
+class CuratedSource:
+    kind: ClassVar[str] = "curated"
+    input: ClassVar[InputSpec | None] = InputSpec(
+        arg="CURATED",
+        allowed="a folder `datagen curate` wrote (curate.json, inputs/, duplicates.parquet)",
+        folder=True,
+        suffixes=(),
+        empty="no curated input (no curate.json, or every input dropped: see `datagen curate`'s funnel)",
+        repeat=True,
+    )
+
+    def __init__(self, root: str, size: int | Sequence[tuple[int, int]]):
+        self.folder = Folder(root)
+        self.size = size
+        self._kept: list[dict[str, Any]] | None = None
+        self._inner = None
+
+    @property
+    def inner(self):
+        """The source the set was curated from, as curate.json names it."""
+        if self._inner is None:
+            from datagen.sources import build_source
+
+            settings = json.loads(self.folder.read_text(CURATE_JSON))
+            self._inner = build_source(settings["source"], self.size, settings["input"])
+        return self._inner
+
+    @classmethod
+    def from_input(cls, input: str | None, size: int | Sequence[tuple[int, int]]) -> CuratedSource:
+        return cls(str(input), size)
+
+    @property
+    def kept(self) -> list[dict[str, Any]]:
+        """The kept inputs; none in a folder without curate.json; ConfigError for an unfinished curation."""
+        if self._kept is None:
+            if not self.folder.exists(CURATE_JSON):
+                self._kept = []
+            elif not self.folder.exists("duplicates.stats.json"):
+                raise ConfigError(f"--input {self.folder}: its curation is unfinished (no duplicates.stats.json); "
+                                  f"run the same `datagen curate` again to finish it")  # fmt: skip
+            else:
+                self._kept = kept_inputs(self.folder)
+        return self._kept
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+    def ref(self, seed: int, index: int) -> dict[str, Any]:
+        chosen = self.kept[index % len(self.kept)]
+        return {"kind": self.kind, "key": chosen["key"], "of": chosen["ref"], "scores": chosen["scores"]}
+
+    def item(self, ref: dict[str, Any]) -> SourceItem:
+        item = self.inner.item(ref["of"])
+        item.ref = ref
+        return item
+
+    def load(self, ref: dict[str, Any], max_pixels: int) -> LoadedInput:
+        return self.inner.load(ref["of"], max_pixels)
+
+    def original(self, ref: dict[str, Any], max_pixels: int) -> np.ndarray:
+        return self.inner.original(ref["of"], max_pixels)
