@@ -130,3 +130,40 @@ def test_a_missing_bucket_is_a_clear_error(s3):
     assert proc.returncode != 0
     assert "s3://no-such-bucket/run" in proc.stderr and "run.json" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_photos_curated_from_webdataset_tars_on_s3_feed_a_run(s3, tmp_path):
+    """`curate --source shards --input s3://…/{000..002}.tar --out s3://…` (a WebDataset brace pattern, read in
+    place through fsspec), then `generate --source curated --input s3://…`: the copies across tars are found, the
+    run reads the kept photos from the bucket."""
+    import json
+
+    import webdataset as wds
+
+    from datagen import images
+    from datagen.text_photos import photo
+
+    client, env = s3
+    names = ("astronaut", "coffee", "chelsea")
+    for number, name in enumerate(names):
+        tar = tmp_path / f"{number:03d}.tar"
+        with wds.TarWriter(str(tar)) as sink:
+            sink.write({"__key__": f"{name}", "png": images.encode(photo(name), "png"), "txt": f"a photo of {name}"})
+            other = names[(number + 1) % len(names)]  # each tar also holds a JPEG copy of the next photo
+            sink.write({"__key__": f"{other}-copy", "jpg": images.encode(photo(other), "jpg", 70),
+                        "txt": f"a photo of {other}"})  # fmt: skip
+        client.upload_file(str(tar), BUCKET, f"laion/{tar.name}")
+    proc = run_cli("curate", "--source", "shards", "--input", f"s3://{BUCKET}/laion/{{000..002}}.tar", "--out",
+                   f"s3://{BUCKET}/curated", "--no-progress", env=env)  # fmt: skip
+    assert "curated 6 inputs: dropped by the gates none; near-duplicates 3; kept 3" in proc.stdout, proc.stdout
+    files = _objects(client, "curated/")
+    assert {"curate.json", "duplicates.parquet", "duplicates.stats.json", "inputs/curate-000000.stats.json"} <= set(
+        files
+    )
+    assert json.loads(files["curate.json"])["input"] == f"s3://{BUCKET}/laion/{{000..002}}.tar"
+    run_cli("generate", "--task", "color", "--source", "curated", "--input", f"s3://{BUCKET}/curated", "--n", "3",
+            "--out", str(tmp_path / "run"), "--workers", "0", "--no-progress", *FAST, env=env)  # fmt: skip
+    texts = [json.loads(line) for line in (tmp_path / "run" / "texts" / "color-000000.jsonl").read_text().splitlines()]
+    # one of each photo: of two copies at one resolution, the first in committed order (the curated key)
+    assert sorted(t["source"]["of"]["key"] for t in texts) == ["astronaut", "chelsea-copy", "coffee-copy"]
+    assert all(t["status"] == "ok" for t in texts)

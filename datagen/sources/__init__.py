@@ -40,6 +40,7 @@ from datagen.sources.image_folder import ImageFolderSource
 from datagen.sources.scene import SceneSource
 from datagen.sources.text_files import CaptionFileSource, TopicSource
 from datagen.sources.webdataset import MAX_TEXT_BYTES, WDS_META, WDS_NAME, ShardSource
+from datagen.storage import is_url
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -74,6 +75,10 @@ SOURCES: dict[str, type[Source]] = {
 """Every source kind (`--source KIND`, a task file's `sources`) -> its class, in the order messages list them."""
 
 
+URL_KINDS = ("shards", "curated")
+"""Kinds whose --input may be a URL (s3://, gs://, az://: fsspec), as OUT may be."""
+
+
 def source_class(kind: str) -> type[Source]:
     """The registered class of a source kind; a ConfigError lists the known kinds."""
     if kind not in SOURCES:
@@ -100,9 +105,13 @@ def check_source(kind: str, input: str | None, n: int | None = None, repeat: boo
     if not input:
         raise ConfigError(f"--source {kind} needs --input {spec.arg}: {spec.allowed}")
     path = Path(input)
-    if not ((spec.folder and path.is_dir()) or (spec.suffixes and path.is_file())):
+    if is_url(input):
+        if kind not in URL_KINDS:
+            raise ConfigError(f"--input {input}: --source {kind} reads a local {spec.where()}; from an object store "
+                              f"read WebDataset tars with --source {' or '.join(URL_KINDS)}")  # fmt: skip
+    elif not ((spec.folder and path.is_dir()) or (spec.suffixes and path.is_file())):
         raise ConfigError(f"--input {input!r}: no such {spec.where()}; --source {kind} reads {spec.allowed}")
-    if path.is_file() and path.suffix.lower() not in spec.suffixes:
+    elif path.is_file() and path.suffix.lower() not in spec.suffixes:
         raise wrong_suffix(path, kind, spec)
     distinct = len(build_source(kind, 1, input))
     if distinct == 0:

@@ -27,6 +27,7 @@ from datagen.sources.base import (
     inside_folder,
     object_names,
 )
+from datagen.storage import Folder, is_url
 
 MAX_TEXT_BYTES = 1 << 20
 """A caption or annotation member larger than this is a broken sample, not text worth reading."""
@@ -60,12 +61,15 @@ class _TarIndex:
     `path_outside_input`."""
 
 
-def _index_tar(root: Path, rel: str) -> _TarIndex:
-    """One pass over the tar's headers: where each sample's members lie."""
-    path = root / rel
+def _index_tar(root: Path | Folder, rel: str) -> _TarIndex:
+    """One pass over the tar's headers: where each sample's members lie (a local tar, or one in an object store)."""
+    path = root.url(rel) if isinstance(root, Folder) else root / rel
     members: dict[str, dict[str, tuple[int, int]]] = {}
     try:
-        with tarfile.open(path, "r:") as tar:
+        with (
+            root.open(rel) if isinstance(root, Folder) else open(path, "rb") as f,
+            tarfile.open(fileobj=f, mode="r:") as tar,
+        ):
             for info in tar:
                 match = WDS_NAME.match(info.name)
                 if not info.isreg() or info.issparse() or not match or WDS_META.match(info.name):
@@ -76,6 +80,29 @@ def _index_tar(root: Path, rel: str) -> _TarIndex:
         raise ConfigError(f"{path}: not a readable uncompressed tar file ({e}); {SHARDS_INPUT.allowed}") from None
     keys = [key for key, exts in members.items() if _image_ext(exts)]
     return _TarIndex(rel, keys, {key: members[key] for key in keys})
+
+
+def remote_tars(input: str) -> tuple[Folder, list[str]]:
+    """(the folder, the tars' names in it) of a URL --input: one .tar, a WebDataset brace pattern
+    (`s3://bucket/laion/{00000..00099}.tar`, every name in one folder) or a folder (every .tar in it, sorted)."""
+    from braceexpand import braceexpand
+
+    urls = list(braceexpand(input)) if "{" in input else [input]
+    if len(urls) > 1 or input.lower().endswith(".tar"):
+        parents = {url.rsplit("/", 1)[0] for url in urls}
+        if len(parents) > 1:
+            raise ConfigError(
+                f"--input {input}: a pattern's tars must lie in one folder, not {', '.join(sorted(parents))}"
+            )
+        store = Folder(parents.pop())
+        names = [url.rsplit("/", 1)[1] for url in urls]
+        missing = [name for name in names if not store.exists(name)]
+        if missing:
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise ConfigError(f"--input {input}: no such tar in {store}: {shown}")
+        return store, names
+    store = Folder(input)
+    return store, [name for name in store.names() if name.lower().endswith(".tar")]
 
 
 def _image_ext(exts: dict[str, tuple[int, int]]) -> str | None:
@@ -92,9 +119,16 @@ class ShardSource:
     input: ClassVar[InputSpec | None] = SHARDS_INPUT
 
     def __init__(self, input: str, size: int | Sequence[tuple[int, int]]):
-        path = Path(input)
-        self.root = path if path.is_dir() else path.parent
-        self.single = None if path.is_dir() else path.name
+        self.store: Folder | None = None
+        """Where the tars are when --input is a URL (s3://, gs://, ...): read through fsspec."""
+        self.listed: list[str] | None = None
+        if is_url(input):
+            self.store, self.listed = remote_tars(input)
+            self.root, self.single = Path("."), None
+        else:
+            path = Path(input)
+            self.root = path if path.is_dir() else path.parent
+            self.single = None if path.is_dir() else path.name
         self.buckets = images.bucket_list(size)
         self._tars: dict[str, _TarIndex] | None = None
         self._order: list[_TarIndex] = []
@@ -114,6 +148,8 @@ class ShardSource:
         return self._tars
 
     def _index(self, rel: str) -> _TarIndex:
+        if self.store is not None:
+            return _index_tar(self.store, rel)
         if self.single is None:  # a tar named by --input itself is the user's choice, wherever it lies
             try:
                 inside_folder(self.root, rel, "tar")
@@ -122,6 +158,8 @@ class ShardSource:
         return _index_tar(self.root, rel)
 
     def _tar_paths(self) -> list[str]:
+        if self.listed is not None:
+            return self.listed
         if self.single is not None:
             return [self.single]
         found = []
@@ -152,7 +190,8 @@ class ShardSource:
 
     def _read(self, ref: dict[str, Any], ext: str, offset: int, size: int) -> bytes:
         try:
-            with open(self.root / str(ref["tar"]), "rb") as f:
+            opened = self.store.open(str(ref["tar"])) if self.store else open(self.root / str(ref["tar"]), "rb")
+            with opened as f:
                 f.seek(offset)
                 data = f.read(size)
         except OSError as e:
