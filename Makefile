@@ -31,7 +31,7 @@ help:
 	@echo "make install-browser         Chromium + chromedriver from the OS packages (the report's browser test)"
 	@echo "make test                    run the test suite (this and the commands below run make install first when $(VENV) is missing)"
 	@echo "make lint                    ruff check + format check"
-	@echo "make bench                   CPU benchmarks against their baselines (writer, engine, render, text); JSON in BENCH_OUT"
+	@echo "make bench                   CPU benchmarks against their baselines (writer, engine, render, text, curate); JSON in BENCH_OUT"
 	@echo "make generate TASK=remove [PIPELINE=local] [N=200] [OUT=out/remove] [SEED=0] [ARGS='--set k=v']"
 	@echo "                             TASK=all or TASK=remove,add for a mixture; OUT may be s3://bucket/run"
 	@echo "make verify OUT=out/remove   check every committed shard"
@@ -98,6 +98,7 @@ bench: $(BIN)/datagen
 	$(BIN)/datagen bench render --pipeline local --task remove --json $(BENCH_OUT)/render-local.json
 	$(BIN)/datagen bench render --pipeline tiny --task remove --n 32 --shard-size 16 --json $(BENCH_OUT)/render-tiny.json
 	$(BIN)/datagen bench text --json $(BENCH_OUT)/text.json
+	$(BIN)/datagen bench curate --json $(BENCH_OUT)/curate.json
 
 generate: $(BIN)/datagen
 	$(BIN)/datagen generate --task $(TASK) --pipeline $(PIPELINE) --n $(N) --out $(OUT) --seed $(SEED) $(ARGS)

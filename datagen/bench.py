@@ -6,6 +6,8 @@
     gpu      the `remove` generator at full size on CUDA, naive vs tuned (datagen/bench_gpu.py)
     text     the text task on the text-on-photo set: detection, yields, read-back, AnyEdit's rule beside the gates
              (datagen/bench_text.py)
+    curate   the curate phase's map stage per core with and without NudeNet; deduplication of synthetic hashes
+             (datagen/bench_curate.py)
 
 Figures print as a table; `--json FILE` keeps them. docs/benchmarks.md records them with the machine and date.
 """
@@ -564,8 +566,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     bench_gpu.add_arguments(
         benches.add_parser("gpu", help="the product's render of remove on sd15 at full size, naive vs tuned")
     )
-    from datagen import bench_text
+    from datagen import bench_curate, bench_text
 
+    bench_curate.add_arguments(
+        benches.add_parser("curate", help="curate's map stage per core with and without NudeNet; dedup recall")
+    )
     bench_text.add_arguments(
         benches.add_parser("text", help="text edits on real photos: OCR recall, yields, read-back vs AnyEdit's rule")
     )
@@ -587,6 +592,11 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench == "engine":
         result = bench_engine(args.n, args.shard_size, args.task, args.tmp, args.workers)
         print_engine(result)
+    elif args.bench == "curate":
+        from datagen import bench_curate
+
+        result = bench_curate.bench_curate(args.size, args.hashes, args.flip, args.repeats, args.tmp)
+        bench_curate.print_curate(result)
     elif args.bench == "text":
         from datagen import bench_text
 

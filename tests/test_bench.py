@@ -137,3 +137,17 @@ def test_text_bench_counts_what_its_runs_kept_and_reads_the_same_candidates_as_a
     assert figures["remove"]["anyedit_rule"]["candidates"] == 0, "a removal draws no string to look for"
     assert figures["replace"]["anyedit_rule"]["candidates"] >= figures["replace"]["legible"]
     assert "AnyEdit rule keeps" in proc.stdout and not list(tmp_path.glob("datagen-bench-*"))
+
+
+def test_curate_bench_times_the_map_stage_beside_its_baseline_and_counts_planted_copies(tmp_path):
+    result = tmp_path / "curate.json"
+    proc = run_inline("bench", "curate", "--size", "128", "--hashes", "3000", "--repeats", "1", "--json", str(result),
+                      "--tmp", str(tmp_path))  # fmt: skip
+    figures = json.loads(result.read_text())
+    runs = figures["map"]["runs"]
+    assert set(runs) == {"with NudeNet", "without NudeNet (baseline)"}
+    assert all(run["images_s"] == pytest.approx(figures["map"]["images"] / run["seconds"]) for run in runs.values())
+    assert figures["map"]["ms_per_image"]["NudeNet"] > 0
+    dedup = figures["dedup"]
+    assert dedup["hashes"] == 3000 and dedup["planted"] == 300 and 0.9 <= dedup["recall"] <= 1
+    assert "images/s per core" in proc.stdout and not list(tmp_path.glob("datagen-bench-*"))

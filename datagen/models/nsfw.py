@@ -37,6 +37,15 @@ class NudeNetScorer(Counted):
         if not weights.is_file():
             raise FileNotFoundError(f"the nudenet wheel lacks its detector, {weights}")
         self._detector = nudenet.NudeDetector(model_path=str(weights))
+        threads = self.options.threads if self.options is not None else None
+        if threads:  # the library builds its session with onnxruntime's defaults: rebuild it with the threads asked
+            import onnxruntime
+
+            settings = onnxruntime.SessionOptions()
+            settings.intra_op_num_threads = settings.inter_op_num_threads = threads
+            self._detector.onnx_session = onnxruntime.InferenceSession(
+                str(weights), settings, providers=["CPUExecutionProvider"]
+            )
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[dict[str, float]]:
         """Each image's (RGB uint8) detections as class -> highest confidence; counted as one batch."""

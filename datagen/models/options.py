@@ -173,6 +173,9 @@ class NSFWOptions(Options):
     """The classes an image's nsfw score is taken over (default: the exposed intimate parts). Allowed: NudeNet's
     18 classes (datagen/models/nsfw.py: CLASSES)."""
 
+    threads: int | None = Field(default=None, ge=1, le=256)
+    """onnxruntime's intra-op threads; None lets it choose (all cores). One per worker process on a cluster."""
+
     @field_validator("classes")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
