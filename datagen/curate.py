@@ -137,15 +137,44 @@ INPUT_SCHEMA = _input_schema()
 """A curated input's row."""
 
 
-def curate(kind: str, input: str, out: str, pipeline_name: str = "local", shard_size: int = 100,
-           overrides: list[str] = (), progress: bool = True) -> dict[str, Any]:  # fmt: skip
-    """Curate every input of `--source kind --input input` into OUT: each input shard looked at and gated, then the
-    near-duplicates across all of them; resumable (committed shards are not redone). Returns the funnel."""
+def commit_shard(kind: str, input: str, out: str, pipeline_name: str, overrides: list[str], number: int,
+                 shard_size: int, state: dict | None = None) -> None:  # fmt: skip
+    """Curate one input shard and commit it (its parquet, then its marker); `state` keeps the pipeline, source and
+    nsfw role between shards of one process (a Ray task starts without)."""
     import json
-    import math
     import time
 
     from datagen import models
+    from datagen.resolve import load_pipeline
+    from datagen.sources import build_source
+    from datagen.storage import Folder
+
+    state = {} if state is None else state
+    if not state:
+        state["pipeline"] = pipeline = load_pipeline(pipeline_name, overrides)
+        state["source"] = build_source(kind, pipeline.image_size, input)
+        state["nsfw"] = models.build("nsfw", pipeline.roles["nsfw"]) if "nsfw" in pipeline.roles else None
+    inputs = Folder(out).sub(INPUTS)
+    started = time.perf_counter()
+    data, stats = curate_shard(state["source"], number, shard_size, state["pipeline"].curate, state["nsfw"],
+                               50_000_000)  # fmt: skip
+    stats["parquet"] = {"name": f"{_shard(number)}.parquet", "bytes": len(data),
+                        "sha256": inputs.write_atomic(f"{_shard(number)}.parquet", data)}  # fmt: skip
+    stats["seconds"] = round(time.perf_counter() - started, 3)
+    inputs.write_atomic(f"{_shard(number)}.stats.json", (json.dumps(stats, indent=1) + "\n").encode())
+
+
+def curate(kind: str, input: str, out: str, pipeline_name: str = "local", shard_size: int = 100,
+           overrides: list[str] = (), progress: bool = True, workers: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Curate every input of `--source kind --input input` into OUT: each input shard looked at and gated, then the
+    near-duplicates across all of them; resumable (committed shards are not redone). Returns the funnel.
+
+    workers 0: inline, in this process. Otherwise on Ray (RAY_ADDRESS, or a local cluster): one task per
+    uncommitted shard, at most `workers` at once, and the deduplication on Ray Data over the committed parquet
+    files, so that the driver holds only the duplicate pairs."""
+    import json
+    import math
+
     from datagen.errors import ConfigError
     from datagen.progress import Progress
     from datagen.resolve import load_pipeline
@@ -168,44 +197,68 @@ def curate(kind: str, input: str, out: str, pipeline_name: str = "local", shard_
             raise ConfigError(f"{out} was curated with other settings ({was}); curate into a new folder")
     else:
         folder.write_atomic(CURATE_JSON, (json.dumps(settings, indent=1) + "\n").encode())
-    nsfw = models.build("nsfw", pipeline.roles["nsfw"]) if "nsfw" in pipeline.roles else None
     inputs = folder.sub(INPUTS)
     inputs.makedirs()
     shards = math.ceil(len(source) / shard_size)
+    todo = [number for number in range(shards) if not inputs.exists(f"{_shard(number)}.stats.json")]
+    args = (kind, input, out, pipeline_name, list(overrides))
     with Progress(shards, "curate", unit="shard", enabled=progress) as bar:
-        for number in range(shards):
-            marker = f"{_shard(number)}.stats.json"
-            if not inputs.exists(marker):
-                started = time.perf_counter()
-                data, stats = curate_shard(source, number, shard_size, pipeline.curate, nsfw, 50_000_000)
-                stats["parquet"] = {"name": f"{_shard(number)}.parquet", "bytes": len(data),
-                                    "sha256": inputs.write_atomic(f"{_shard(number)}.parquet", data)}  # fmt: skip
-                stats["seconds"] = round(time.perf_counter() - started, 3)
-                inputs.write_atomic(marker, (json.dumps(stats, indent=1) + "\n").encode())
-            bar.update(1)
+        bar.update(shards - len(todo))
+        if not workers:
+            state: dict[str, Any] = {}
+            for number in todo:
+                commit_shard(*args, number, shard_size, state)
+                bar.update(1)
+        else:
+            import ray
+
+            from datagen.distribute import init_ray
+
+            init_ray(None)
+            task = ray.remote(num_cpus=1, max_retries=2)(commit_shard)
+            running, waiting = [], list(todo)
+            while waiting or running:
+                while waiting and len(running) < workers:
+                    running.append(task.remote(*args, waiting.pop(0), shard_size))
+                done, running = ray.wait(running, num_returns=1)
+                ray.get(done)
+                bar.update(1)
     if not folder.exists("duplicates.stats.json"):
-        write_duplicates(folder)
+        write_duplicates(folder, on_ray=bool(workers))
     return funnel(folder)
 
 
-def write_duplicates(folder) -> None:
-    """The near-duplicates among the inputs every gate kept, across all committed shards, and their marker."""
+def write_duplicates(folder, on_ray: bool = False) -> None:
+    """The near-duplicates among the inputs every gate kept, across all committed shards, and their marker; on Ray
+    Data (dedup.near_duplicates_ray) reading the committed parquet files on the workers, or in this process."""
     import json
 
     import pyarrow as pa
 
     from datagen.shards.layout import to_parquet
 
-    items = []
-    for table in committed_inputs(folder, ["key", "width", "height", "reason", "hashes"]):
-        for row in table.to_pylist():
-            if not row["reason"]:
-                items.append({"key": row["key"], "hashes": [dedup._unsigned(h) for h in row["hashes"]],
-                              "rank": dedup.rank(row["key"], row["width"], row["height"])})  # fmt: skip
-    dropped = dedup.near_duplicates(items)
+    if on_ray:
+        import ray
+
+        inputs = folder.sub(INPUTS)
+        urls = [inputs.url(f"{name[: -len('.stats.json')]}.parquet") for name in inputs.names()
+                if name.endswith(".stats.json")]  # fmt: skip
+        rows = ray.data.read_parquet(urls, columns=["key", "width", "height", "reason", "hashes"])
+        kept = rows.filter(lambda row: not row["reason"]).map(
+            lambda row: {"key": row["key"], "hashes": list(row["hashes"]),
+                         "rank": list(dedup.rank(row["key"], row["width"], row["height"]))})  # fmt: skip
+        dropped, compared = dedup.near_duplicates_ray(kept), kept.count()
+    else:
+        items = []
+        for table in committed_inputs(folder, ["key", "width", "height", "reason", "hashes"]):
+            for row in table.to_pylist():
+                if not row["reason"]:
+                    items.append({"key": row["key"], "hashes": [dedup._unsigned(h) for h in row["hashes"]],
+                                  "rank": dedup.rank(row["key"], row["width"], row["height"])})  # fmt: skip
+        dropped, compared = dedup.near_duplicates(items), len(items)
     table = pa.table({"key": list(dropped), "duplicate_of": list(dropped.values())})
     sha = folder.write_atomic(DUPLICATES, to_parquet(table))
-    stats = {"inputs": len(items), "duplicates": len(dropped), "sha256": sha}
+    stats = {"inputs": compared, "duplicates": len(dropped), "sha256": sha}
     folder.write_atomic("duplicates.stats.json", (json.dumps(stats, indent=1) + "\n").encode())
 
 
@@ -233,13 +286,20 @@ def flags(parser) -> None:
     parser.add_argument("--shard-size", type=positive, default=100, help="inputs per committed shard (default 100)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override the pipeline, e.g. --set curate.blur.max=0.7")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=0,
+                        help="0: inline (default); N: at most N shards at once on Ray (RAY_ADDRESS or a local "
+                        "cluster), and the deduplication on Ray Data")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines)")
 
 
 def run(args) -> int:
     """`datagen curate`: gate and deduplicate photos into a curated set that `--source curated` reads."""
+    if args.workers < 0:
+        from datagen.errors import ConfigError
+
+        raise ConfigError(f"--workers {args.workers}: give 0 (inline) or a positive number")
     result = curate(args.source, args.input, args.out, args.pipeline, args.shard_size, args.overrides,
-                    progress=not args.no_progress)  # fmt: skip
+                    progress=not args.no_progress, workers=args.workers)  # fmt: skip
     dropped = ", ".join(f"{reason} {n}" for reason, n in result["dropped"].items()) or "none"
     print(f"curated {result['inputs']} inputs: dropped by the gates {dropped}; near-duplicates "
           f"{result['duplicates']}; kept {result['kept']}")  # fmt: skip

@@ -143,3 +143,12 @@ def test_generate_reads_the_curated_set(curated, tmp_path):
     assert all(t["source"]["kind"] == "curated" and t["source"]["key"] in kept for t in texts)
     assert all(set(t["source"]["scores"]) == {"short_side", "aspect", "blur", "nsfw"} for t in texts)
     assert all(t["status"] == "ok" for t in texts), texts
+
+
+def test_curate_on_ray_writes_the_same_bytes_as_inline(curated, tmp_path, ray_cluster):
+    """Shards as Ray tasks (two at once) and the deduplication on Ray Data: every file the same as inline."""
+    photos, out, funnel = curated
+    on_ray = tmp_path / "on-ray"
+    assert curate.curate("images", str(photos), str(on_ray), shard_size=5, progress=False, workers=2) == funnel
+    inline = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.parquet")}
+    assert inline and {p.relative_to(on_ray): p.read_bytes() for p in on_ray.rglob("*.parquet")} == inline
