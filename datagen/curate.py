@@ -21,7 +21,8 @@ import numpy as np
 
 from datagen import dedup
 from datagen.scores import CURATION_SCORES
-from datagen.sources.curated import CURATE_JSON, DUPLICATES, INPUTS, committed_inputs
+from datagen.shards.layout import STATS
+from datagen.sources.curated import CURATE_JSON, DUPLICATES, DUPLICATES_MARKER, INPUTS, committed_inputs
 
 if TYPE_CHECKING:
     from datagen.config import FilterSpec
@@ -161,7 +162,7 @@ def commit_shard(kind: str, input: str, out: str, pipeline_name: str, overrides:
     stats["parquet"] = {"name": f"{_shard(number)}.parquet", "bytes": len(data),
                         "sha256": inputs.write_atomic(f"{_shard(number)}.parquet", data)}  # fmt: skip
     stats["seconds"] = round(time.perf_counter() - started, 3)
-    inputs.write_atomic(f"{_shard(number)}.stats.json", (json.dumps(stats, indent=1) + "\n").encode())
+    inputs.write_atomic(f"{_shard(number)}{STATS}", (json.dumps(stats, indent=1) + "\n").encode())
 
 
 def curate(kind: str, input: str, out: str, pipeline_name: str = "local", shard_size: int = 100,
@@ -200,7 +201,7 @@ def curate(kind: str, input: str, out: str, pipeline_name: str = "local", shard_
     inputs = folder.sub(INPUTS)
     inputs.makedirs()
     shards = math.ceil(len(source) / shard_size)
-    todo = [number for number in range(shards) if not inputs.exists(f"{_shard(number)}.stats.json")]
+    todo = [number for number in range(shards) if not inputs.exists(f"{_shard(number)}{STATS}")]
     args = (kind, input, out, pipeline_name, list(overrides))
     with Progress(shards, "curate", unit="shard", enabled=progress) as bar:
         bar.update(shards - len(todo))
@@ -223,7 +224,7 @@ def curate(kind: str, input: str, out: str, pipeline_name: str = "local", shard_
                 done, running = ray.wait(running, num_returns=1)
                 ray.get(done)
                 bar.update(1)
-    if not folder.exists("duplicates.stats.json"):
+    if not folder.exists(DUPLICATES_MARKER):
         write_duplicates(folder, on_ray=bool(workers))
     return funnel(folder)
 
@@ -241,8 +242,7 @@ def write_duplicates(folder, on_ray: bool = False) -> None:
         import ray
 
         inputs = folder.sub(INPUTS)
-        urls = [inputs.url(f"{name[: -len('.stats.json')]}.parquet") for name in inputs.names()
-                if name.endswith(".stats.json")]  # fmt: skip
+        urls = [inputs.url(f"{name[: -len(STATS)]}.parquet") for name in inputs.names() if name.endswith(STATS)]
         rows = ray.data.read_parquet(urls, columns=["key", "width", "height", "reason", "hashes"])
         kept = rows.filter(lambda row: not row["reason"]).map(
             lambda row: {"key": row["key"], "hashes": list(row["hashes"]),
@@ -259,7 +259,7 @@ def write_duplicates(folder, on_ray: bool = False) -> None:
     table = pa.table({"key": list(dropped), "duplicate_of": list(dropped.values())})
     sha = folder.write_atomic(DUPLICATES, to_parquet(table))
     stats = {"inputs": compared, "duplicates": len(dropped), "sha256": sha}
-    folder.write_atomic("duplicates.stats.json", (json.dumps(stats, indent=1) + "\n").encode())
+    folder.write_atomic(DUPLICATES_MARKER, (json.dumps(stats, indent=1) + "\n").encode())
 
 
 def funnel(folder) -> dict[str, Any]:
@@ -271,7 +271,7 @@ def funnel(folder) -> dict[str, Any]:
     for table in committed_inputs(folder, ["reason"]):
         total += len(table)
         reasons.update(reason for reason in table.column("reason").to_pylist() if reason)
-    duplicates = len(read_parquet(folder, DUPLICATES)) if folder.exists("duplicates.stats.json") else 0
+    duplicates = len(read_parquet(folder, DUPLICATES)) if folder.exists(DUPLICATES_MARKER) else 0
     return {"inputs": total, "dropped": dict(reasons.most_common()), "duplicates": duplicates,
             "kept": total - sum(reasons.values()) - duplicates}  # fmt: skip
 

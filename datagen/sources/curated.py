@@ -11,6 +11,7 @@ import numpy as np
 
 from datagen.errors import ConfigError
 from datagen.scores import CURATION_SCORES
+from datagen.shards.layout import STATS
 from datagen.sources.base import InputSpec, LoadedInput, SourceItem
 from datagen.storage import Folder
 
@@ -21,6 +22,7 @@ INPUTS = "inputs"
 """CURATED/inputs/curate-{shard:06d}.parquet: one row per input (its reference, size, scores, hashes, and the gate
 that dropped it or ''); its `.stats.json` marker, written last, commits it."""
 DUPLICATES = "duplicates.parquet"
+DUPLICATES_MARKER = "duplicates" + STATS
 """CURATED/duplicates.parquet: each input dropped as a near-duplicate and the input it duplicates; its marker
 `duplicates.stats.json` commits it (written once every input shard is committed)."""
 
@@ -30,11 +32,7 @@ def committed_inputs(folder, columns=None):
     from datagen.shards.layout import read_parquet
 
     inputs = folder.sub(INPUTS)
-    names = (
-        sorted(n[: -len(".stats.json")] for n in inputs.names() if n.endswith(".stats.json"))
-        if inputs.is_dir()
-        else []
-    )
+    names = sorted(n[: -len(STATS)] for n in inputs.names() if n.endswith(STATS)) if inputs.is_dir() else []
     return [read_parquet(inputs, f"{name}.parquet", columns) for name in names]
 
 
@@ -91,8 +89,8 @@ class CuratedSource:
         if self._kept is None:
             if not self.folder.exists(CURATE_JSON):
                 self._kept = []
-            elif not self.folder.exists("duplicates.stats.json"):
-                raise ConfigError(f"--input {self.folder}: its curation is unfinished (no duplicates.stats.json); "
+            elif not self.folder.exists(DUPLICATES_MARKER):
+                raise ConfigError(f"--input {self.folder}: its curation is unfinished (no {DUPLICATES_MARKER}); "
                                   f"run the same `datagen curate` again to finish it")  # fmt: skip
             else:
                 self._kept = kept_inputs(self.folder)
