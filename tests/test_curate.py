@@ -13,6 +13,7 @@ from conftest import run_inline
 from datagen import curate, dedup, models
 from datagen.errors import ConfigError
 from datagen.resolve import load_pipeline
+from datagen.scores import CURATION_SCORES
 from datagen.shards.layout import read_parquet
 from datagen.sources.curated import DUPLICATES, committed_inputs, kept_inputs
 from datagen.storage import Folder
@@ -192,3 +193,19 @@ def test_a_curation_killed_anywhere_resumes_to_the_same_bytes(curated, tmp_path)
     again = tmp_path / "uninterrupted"
     subprocess.run([*args[:-4], str(again), "--shard-size", "2", "--no-progress"], cwd=REPO, check=True)
     assert shards == {p.relative_to(again): p.read_bytes() for p in again.rglob("*.parquet")}
+
+
+def test_the_report_of_a_curated_set_shows_its_funnel_scores_and_dropped_inputs(curated, tmp_path):
+    import re
+
+    _, out, funnel = curated
+    proc = run_inline("report", str(out), "--dest", str(tmp_path / "report"))
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "report: " in proc.stdout
+    rows = dict(re.findall(r"<tr><td>(?:<b>)?([a-z_]+)(?:</b>)?</td><td class='num'>(\d+)</td></tr>", page))
+    assert rows == {**{k: str(v) for k, v in funnel["dropped"].items()}, "duplicate": str(funnel["duplicates"]),
+                    "kept": str(funnel["kept"])}  # fmt: skip
+    assert {p.name for p in (tmp_path / "report" / "plots").iterdir()} == {f"{n}.png" for n in CURATION_SCORES}
+    shown = re.findall(r'<img src="thumbs/([a-z0-9_]+)\.jpg"', page)
+    dropped = sum(funnel["dropped"].values()) + funnel["duplicates"]
+    assert len(shown) == dropped and all((tmp_path / "report" / "thumbs" / f"{key}.jpg").is_file() for key in shown)
