@@ -14,7 +14,7 @@ from typing import Any
 
 from datagen.config import RunConfig
 from datagen.distribute import DISTRIBUTORS
-from datagen.errors import RunStopped
+from datagen.errors import ConfigError, RunStopped
 from datagen.lease import Lease, describe
 from datagen.progress import Progress, log_event
 from datagen.shards import shard_name
@@ -214,6 +214,12 @@ def flags(parser: argparse.ArgumentParser) -> None:
         help="override a config field by dotted path: filters.mask_area.min=0.02 (task), "
         "pipeline.image_size=512, prompt.verbs=[Remove]; repeatable",
     )
+    parser.add_argument(
+        "--curate",
+        action="store_true",
+        help="first curate --source images or shards --input into OUT/curated (as `datagen curate` does, with the "
+        "pipeline's gates), then read the curated set (--source curated)",
+    )
     parser.add_argument("--ray-address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local one)")
     parser.add_argument("--workers", type=int, help="worker actors (default: one per CPU); 0 runs inline without Ray")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -225,10 +231,33 @@ def flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def curate_first(args: argparse.Namespace) -> None:
+    """`generate --curate`: the curate phase into OUT/curated (resumed like the rest of the run), then the run reads
+    the curated set."""
+    from datagen.curate import PHOTO_KINDS, curate
+
+    if args.command == "render":
+        raise ConfigError("--curate comes before the instructions: give it to generate or write, not render")
+    if not (args.task or args.tasks):
+        raise ConfigError(f"--curate needs --task: resuming {args.out} reads the curated set its run.json names")
+    if args.source not in PHOTO_KINDS:
+        raise ConfigError(f"--curate reads photos: give --source {' or '.join(PHOTO_KINDS)} and --input")
+    curated = f"{args.out.rstrip('/')}/curated"
+    pipeline_overrides = [o[len("pipeline.") :] for o in args.overrides if o.startswith("pipeline.")]
+    funnel = curate(args.source, args.input, curated, args.pipeline or "local", overrides=pipeline_overrides,
+                    progress=not args.no_progress, workers=args.workers or 0)  # fmt: skip
+    dropped = ", ".join(f"{reason} {n}" for reason, n in funnel["dropped"].items()) or "none"
+    print(f"curated {funnel['inputs']} inputs into {curated}: dropped by the gates {dropped}; near-duplicates "
+          f"{funnel['duplicates']}; kept {funnel['kept']}")  # fmt: skip
+    args.source, args.input = "curated", curated
+
+
 def run(args: argparse.Namespace) -> int:
     from datagen.preflight import require
     from datagen.resolve import configs_from_flags, roles_used
 
+    if args.curate:
+        curate_first(args)
     configs = configs_from_flags(args)
     require(configs[0].pipeline, args.command, set().union(*(roles_used(c, args.command) for c in configs)))
     summaries = execute_all(

@@ -209,3 +209,17 @@ def test_the_report_of_a_curated_set_shows_its_funnel_scores_and_dropped_inputs(
     shown = re.findall(r'<img src="thumbs/([a-z0-9_]+)\.jpg"', page)
     dropped = sum(funnel["dropped"].values()) + funnel["duplicates"]
     assert len(shown) == dropped and all((tmp_path / "report" / "thumbs" / f"{key}.jpg").is_file() for key in shown)
+
+
+def test_generate_curate_curates_first_then_reads_the_set_and_resumes(curated, tmp_path):
+    photos, _, funnel = curated
+    out = tmp_path / "run"
+    proc = run_inline("generate", "--curate", "--task", "color", "--source", "images", "--input", str(photos),
+                      "--n", "3", "--out", str(out), "--workers", "0", "--no-progress",
+                      "--set", "pipeline.image_size=64")  # fmt: skip
+    assert f"curated {funnel['inputs']} inputs into {out}/curated" in proc.stdout and (out / "curated").is_dir()
+    texts = [json.loads(line) for line in (out / "texts" / "color-000000.jsonl").read_text().splitlines()]
+    assert [t["source"]["kind"] for t in texts] == ["curated"] * 3 and all(t["status"] == "ok" for t in texts)
+    assert "0 already committed" not in run_inline("generate", "--out", str(out), "--workers", "0").stdout
+    refused = run_inline("generate", "--curate", "--task", "color", "--out", str(tmp_path / "x"), check=False)
+    assert refused.returncode == 2 and "--curate reads photos: give --source images or shards" in refused.stderr
