@@ -191,7 +191,7 @@ def test_a_curation_killed_anywhere_resumes_to_the_same_bytes(curated, tmp_path)
     shards = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.parquet")}
     assert len(shards) == 10  # 17 inputs in shards of 2, and the duplicates
     again = tmp_path / "uninterrupted"
-    subprocess.run([*args[:-4], str(again), "--shard-size", "2", "--no-progress"], cwd=REPO, check=True)
+    curate.curate("images", str(photos), str(again), shard_size=2, progress=False)
     assert shards == {p.relative_to(again): p.read_bytes() for p in again.rglob("*.parquet")}
 
 
