@@ -99,23 +99,21 @@ def curate_shard(source, number: int, shard_size: int, gates, nsfw, max_pixels: 
 
     start = number * shard_size
     refs = [source.ref(0, index) for index in range(start, min(len(source), start + shard_size))]
-    decoded: dict[int, np.ndarray] = {}
-    failed: dict[int, str] = {}
-    for k, ref in enumerate(refs):
-        try:
-            decoded[k] = source.original(ref, max_pixels)
-        except (Reject, BadImage) as e:
-            failed[k] = e.reason
-    looked = dict(zip(decoded, look(list(decoded.values()), nsfw), strict=True))
     rows = []
-    for k, ref in enumerate(refs):
-        item = looked.get(k, {"scores": {}, "hashes": (0,) * len(dedup.VIEWS)})
-        height, width = decoded[k].shape[:2] if k in decoded else (0, 0)
+    for k, ref in enumerate(refs):  # one photo decoded at a time: a shard of full-size photos is never held whole
+        failed, item, height, width = "", {"scores": {}, "hashes": (0,) * len(dedup.VIEWS)}, 0, 0
+        try:
+            image = source.original(ref, max_pixels)
+        except (Reject, BadImage) as e:
+            failed = e.reason
+        else:
+            (item,), (height, width) = look([image], nsfw), image.shape[:2]
+            del image
         rows.append({
             "key": f"curate_{number:06d}_{k:05d}", "index": start + k, "ref": json.dumps(ref, sort_keys=True),
-            "width": width, "height": height, "reason": failed.get(k) or gate(item["scores"], gates),
+            "width": width, "height": height, "reason": failed or gate(item["scores"], gates),
             **{f"score_{name}": item["scores"].get(name) for name in CURATION_SCORES},
-            "hashes": [dedup._signed(h) for h in item["hashes"]],
+            "hashes": [dedup.signed(h) for h in item["hashes"]],
         })  # fmt: skip
     data = to_parquet(pa.Table.from_pylist(rows, schema=INPUT_SCHEMA))
     reasons = Counter(row["reason"] for row in rows if row["reason"])
@@ -253,7 +251,7 @@ def write_duplicates(folder, on_ray: bool = False) -> None:
         for table in committed_inputs(folder, ["key", "width", "height", "reason", "hashes"]):
             for row in table.to_pylist():
                 if not row["reason"]:
-                    items.append({"key": row["key"], "hashes": [dedup._unsigned(h) for h in row["hashes"]],
+                    items.append({"key": row["key"], "hashes": [dedup.unsigned(h) for h in row["hashes"]],
                                   "rank": dedup.rank(row["key"], row["width"], row["height"])})  # fmt: skip
         dropped, compared = dedup.near_duplicates(items), len(items)
     table = pa.table({"key": list(dropped), "duplicate_of": list(dropped.values())})

@@ -133,12 +133,12 @@ def near_duplicates(items: Iterable[dict[str, Any]], max_distance: int = MAX_DIS
     return resolve(groups(pairs), ranks)
 
 
-def _signed(value: int) -> int:
+def signed(value: int) -> int:
     """A 64-bit pattern as Arrow's int64 holds it."""
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _unsigned(value: int) -> int:
+def unsigned(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
 
 
@@ -149,12 +149,12 @@ def near_duplicates_ray(dataset, max_distance: int = MAX_DISTANCE) -> dict[str, 
     hash."""
 
     def bands(row: dict[str, Any]) -> list[dict[str, Any]]:
-        hashes = [_unsigned(int(h)) for h in row["hashes"]]
-        return [{"band": n, "bits": _signed(bits), "key": row["key"], "hashes": row["hashes"]}
+        hashes = [unsigned(int(h)) for h in row["hashes"]]
+        return [{"band": n, "bits": signed(bits), "key": row["key"], "hashes": row["hashes"]}
                 for n, bits in sorted(band_keys(hashes))]  # fmt: skip
 
     def compare(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        members = [(str(key), tuple(_unsigned(int(h)) for h in hashes))
+        members = [(str(key), tuple(unsigned(int(h)) for h in hashes))
                    for key, hashes in zip(group["key"], group["hashes"], strict=True)]  # fmt: skip
         found = sorted(set(pairs_in_bucket(members, max_distance))) if len(members) > 1 else []
         return {"a": np.array([a for a, _ in found], dtype=object), "b": np.array([b for _, b in found], dtype=object)}
@@ -169,5 +169,5 @@ def near_duplicates_ray(dataset, max_distance: int = MAX_DISTANCE) -> dict[str, 
 
 def as_rows(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Items {key, hashes, rank} as Ray Data rows (hashes as int64 bit patterns)."""
-    return [{"key": item["key"], "hashes": [_signed(h) for h in item["hashes"]], "rank": list(item["rank"])}
+    return [{"key": item["key"], "hashes": [signed(h) for h in item["hashes"]], "rank": list(item["rank"])}
             for item in items]  # fmt: skip
