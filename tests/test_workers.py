@@ -122,6 +122,18 @@ def _kill_session(sid: int) -> None:
                 pass
 
 
+def _titles(sid: int) -> list[str]:
+    """The command lines of a session's processes; a Ray worker's names the actor method it runs."""
+    titles = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            if int(Path(stat).read_text().rsplit(")", 1)[1].split()[3]) == sid:
+                titles.append(Path(stat).with_name("cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, ValueError):
+            continue
+    return titles
+
+
 class Cluster:
     """A head node and worker nodes, each its own `ray start --block` process session, all on 127.0.0.2."""
 
@@ -198,8 +210,12 @@ def test_losing_a_worker_node_mid_run_still_commits_every_shard_exactly_once(clu
         [*DATAGEN, "generate", "--out", str(out), *args], cwd=REPO, text=True,
         env={**cluster.env, "RAY_ADDRESS": cluster.address}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
+    # the render is under way and a worker on the node to kill holds a shard: shards done are no proof of that,
+    # as the one worker on the head can finish several while the node's workers still load their models
     deadline = time.monotonic() + 300
-    while len(list((out / "shards").glob("*.stats.json"))) < 4:  # the render phase is under way on both nodes
+    while len(list((out / "shards").glob("*.stats.json"))) < 4 or not any(
+        title.startswith("ray::MixtureWorker.run") for title in _titles(worker_node.pid)
+    ):
         assert run.poll() is None and time.monotonic() < deadline, "the run ended before the node could be killed"
         time.sleep(0.2)
     _kill_session(worker_node.pid)
