@@ -595,7 +595,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench == "curate":
         from datagen import bench_curate
 
-        result = bench_curate.bench_curate(args.size, args.hashes, args.flip, args.repeats, args.tmp)
+        result = bench_curate.bench_curate(args.size, args.hashes, args.ray_hashes, args.repeats, args.tmp)
         bench_curate.print_curate(result)
     elif args.bench == "text":
         from datagen import bench_text

@@ -54,12 +54,16 @@ def measure(image: np.ndarray) -> dict[str, float]:
     }
 
 
-def look(images: Sequence[np.ndarray], nsfw=None) -> list[dict[str, Any]]:
-    """Each input's scores (with the nsfw role's, one batched call, where the pipeline has one) and hashes."""
+CURATION_ROLES = ("nsfw", "aesthetic")
+"""Roles the curate phase scores inputs with, where the pipeline has them: each gives the score of its name."""
+
+
+def look(images: Sequence[np.ndarray], roles: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Each input's scores (with each of CURATION_ROLES the pipeline has: one batched call each) and hashes."""
     out = [{"scores": measure(image), "hashes": dedup.image_hashes(image)} for image in images]
-    if nsfw is not None:
-        for item, score in zip(out, nsfw.score_batch(images), strict=True):
-            item["scores"]["nsfw"] = score
+    for name, role in (roles or {}).items():
+        for item, score in zip(out, role.score_batch(images), strict=True):
+            item["scores"][name] = score
     return out
 
 
@@ -87,7 +91,7 @@ def _settings(kind: str, input: str, pipeline, shard_size: int, count: int) -> d
             "shard_size": shard_size, "inputs": count}  # fmt: skip
 
 
-def curate_shard(source, number: int, shard_size: int, gates, nsfw, max_pixels: int) -> tuple[bytes, dict]:
+def curate_shard(source, number: int, shard_size: int, gates, roles, max_pixels: int) -> tuple[bytes, dict]:
     """One input shard's rows as parquet bytes, and its stats: each input decoded as stored, looked at, gated."""
     import json
 
@@ -107,13 +111,13 @@ def curate_shard(source, number: int, shard_size: int, gates, nsfw, max_pixels: 
         except (Reject, BadImage) as e:
             failed = e.reason
         else:
-            (item,), (height, width) = look([image], nsfw), image.shape[:2]
+            (item,), (height, width) = look([image], roles), image.shape[:2]
             del image
         rows.append({
             "key": f"curate_{number:06d}_{k:05d}", "index": start + k, "ref": json.dumps(ref, sort_keys=True),
             "width": width, "height": height, "reason": failed or gate(item["scores"], gates),
             **{f"score_{name}": item["scores"].get(name) for name in CURATION_SCORES},
-            "hashes": [dedup.signed(h) for h in item["hashes"]],
+            "hashes": dedup.to_words(item["hashes"]),
         })  # fmt: skip
     data = to_parquet(pa.Table.from_pylist(rows, schema=INPUT_SCHEMA))
     reasons = Counter(row["reason"] for row in rows if row["reason"])
@@ -139,7 +143,7 @@ INPUT_SCHEMA = _input_schema()
 def commit_shard(kind: str, input: str, out: str, pipeline_name: str, overrides: list[str], number: int,
                  shard_size: int, state: dict | None = None) -> None:  # fmt: skip
     """Curate one input shard and commit it (its parquet, then its marker); `state` keeps the pipeline, source and
-    nsfw role between shards of one process (a Ray task starts without)."""
+    scoring roles between shards of one process (a Ray task starts without)."""
     import json
     import time
 
@@ -152,10 +156,13 @@ def commit_shard(kind: str, input: str, out: str, pipeline_name: str, overrides:
     if not state:
         state["pipeline"] = pipeline = load_pipeline(pipeline_name, overrides)
         state["source"] = build_source(kind, pipeline.image_size, input)
-        state["nsfw"] = models.build("nsfw", pipeline.roles["nsfw"]) if "nsfw" in pipeline.roles else None
+        state["roles"] = {name: models.build(name, pipeline.roles[name]) for name in CURATION_ROLES
+                          if name in pipeline.roles}  # fmt: skip
+        for role in state["roles"].values():
+            role.load()
     inputs = Folder(out).sub(INPUTS)
     started = time.perf_counter()
-    data, stats = curate_shard(state["source"], number, shard_size, state["pipeline"].curate, state["nsfw"],
+    data, stats = curate_shard(state["source"], number, shard_size, state["pipeline"].curate, state["roles"],
                                50_000_000)  # fmt: skip
     stats["parquet"] = {"name": f"{_shard(number)}.parquet", "bytes": len(data),
                         "sha256": inputs.write_atomic(f"{_shard(number)}.parquet", data)}  # fmt: skip
@@ -175,6 +182,7 @@ def curate(kind: str, input: str, out: str, pipeline_name: str = "local", shard_
     import math
 
     from datagen.errors import ConfigError
+    from datagen.preflight import require
     from datagen.progress import Progress
     from datagen.resolve import load_pipeline
     from datagen.sources import build_source, check_source
@@ -183,6 +191,11 @@ def curate(kind: str, input: str, out: str, pipeline_name: str = "local", shard_
     if kind not in PHOTO_KINDS:
         raise ConfigError(f"--source {kind}: the curate phase reads photos: {', '.join(PHOTO_KINDS)}")
     pipeline = load_pipeline(pipeline_name, overrides)
+    for name in CURATION_ROLES:
+        if name in pipeline.curate and name not in pipeline.roles:
+            raise ConfigError(f"pipeline {pipeline.name!r}: field `curate.{name}`: gates the {name} role's score and "
+                              f"the pipeline has no `roles.{name}`; add the role or drop the gate")  # fmt: skip
+    require(pipeline, "curate", {name for name in CURATION_ROLES if name in pipeline.roles})
     check_source(kind, input)
     source = build_source(kind, pipeline.image_size, input)
     folder = Folder(out)
@@ -227,6 +240,24 @@ def curate(kind: str, input: str, out: str, pipeline_name: str = "local", shard_
     return funnel(folder)
 
 
+def _dedup_rows(batch: dict[str, Any]) -> dict[str, Any]:
+    """The kept ones of committed input rows, as `dedup.near_duplicates_ray` takes them: the input's index as the
+    id, the rank without the key."""
+    import numpy as np
+
+    kept = batch["reason"] == ""
+    area = batch["width"][kept].astype(np.float64) * batch["height"][kept]
+    aesthetic = np.nan_to_num(batch["score_aesthetic"][kept].astype(np.float64), nan=0.0)
+    words = np.stack(batch["hashes"][kept]) if kept.any() else np.empty((0, len(dedup.VIEWS) * dedup.WORDS))
+    return {"id": batch["index"][kept].astype(np.int64), "key": batch["key"][kept],
+            "words": words.astype(np.int64), "rank": np.stack([-area, -aesthetic], axis=1)}  # fmt: skip
+
+
+DEDUP_COLUMNS = ["key", "width", "height", "reason", "score_aesthetic", "hashes"]
+"""What the deduplication reads of the committed inputs: the kept copy of a group is the best by `dedup.rank`
+(highest resolution, then aesthetic score, then key)."""
+
+
 def write_duplicates(folder, on_ray: bool = False) -> None:
     """The near-duplicates among the inputs every gate kept, across all committed shards, and their marker; on Ray
     Data (dedup.near_duplicates_ray) reading the committed parquet files on the workers, or in this process."""
@@ -241,18 +272,17 @@ def write_duplicates(folder, on_ray: bool = False) -> None:
 
         inputs = folder.sub(INPUTS)
         urls = [inputs.url(f"{name[: -len(STATS)]}.parquet") for name in inputs.names() if name.endswith(STATS)]
-        rows = ray.data.read_parquet(urls, columns=["key", "width", "height", "reason", "hashes"])
-        kept = rows.filter(lambda row: not row["reason"]).map(
-            lambda row: {"key": row["key"], "hashes": list(row["hashes"]),
-                         "rank": list(dedup.rank(row["key"], row["width"], row["height"]))})  # fmt: skip
+        rows = ray.data.read_parquet(urls, columns=[*DEDUP_COLUMNS, "index"])
+        kept = rows.map_batches(_dedup_rows, batch_format="numpy")
         dropped, compared = dedup.near_duplicates_ray(kept), kept.count()
     else:
         items = []
-        for table in committed_inputs(folder, ["key", "width", "height", "reason", "hashes"]):
+        for table in committed_inputs(folder, DEDUP_COLUMNS):
             for row in table.to_pylist():
                 if not row["reason"]:
-                    items.append({"key": row["key"], "hashes": [dedup.unsigned(h) for h in row["hashes"]],
-                                  "rank": dedup.rank(row["key"], row["width"], row["height"])})  # fmt: skip
+                    items.append({"key": row["key"], "hashes": dedup.from_words(row["hashes"]),
+                                  "rank": dedup.rank(row["key"], row["width"], row["height"],
+                                                     row["score_aesthetic"] or 0.0)})  # fmt: skip
         dropped, compared = dedup.near_duplicates(items), len(items)
     table = pa.table({"key": list(dropped), "duplicate_of": list(dropped.values())})
     sha = folder.write_atomic(DUPLICATES, to_parquet(table))

@@ -1,23 +1,28 @@
 """Near-duplicate inputs: a perceptual hash per image, candidates found by banding, duplicates grouped, one kept.
 
-The hash is pHash (the 8x8 lowest frequencies of the DCT of a 32x32 grey thumbnail, each bit above or below their
-median) taken at three centred views — the whole image, its central 94% and 88% — so that a copy cropped by a few
-percent (as a crawl holds them) meets its original at some pair of views. Measured on scikit-image's 14 photos
-against copies resized (0.5-1.5x), re-encoded as JPEG (quality 30-90), cropped (3% and 6% a side) and brightened:
-every copy within 8 bits of its original at the closest pair of views (most within 2), distinct photos 20 bits
-apart or more. MAX_DISTANCE sits between.
+The hash is a 256-bit pHash (the 16x16 lowest frequencies of the DCT of a 32x32 grey thumbnail, each bit above or
+below their median) taken at three centred views — the whole image, its central 94% and 88% — so that a copy
+cropped by a few percent (as a crawl holds them) meets its original at some pair of views. Measured on
+scikit-image's 14 photos against copies resized (0.5, 0.75x), re-encoded as JPEG (quality 30-90), cropped (3% and 6%
+a side) and brightened: most copies 0 bits from their original at the closest pair of views, JPEG at quality 30 up to
+30 bits, the brightened copies (clipped highlights) up to 48; distinct photos 106 bits apart or more. MAX_DISTANCE
+sits between. (The 64-bit pHash the first version used kept copies within 8 bits and photos 20 apart, but among
+100,000 random hashes it merged 292 distinct images: 64 bits are too few for a crawl.)
 
-Candidates: two images are compared only when some view of each agrees on every bit of a band — BAND_BITS bits
-sampled from the 64 by a fixed permutation, TABLES bands — so the work grows with the number of images, not its
-square; a band is a key a distributed group-by can shuffle on (`near_duplicates_ray`). Within a group of
-duplicates the kept image is the best by `rank` (highest resolution first, then what the caller adds, then key):
-deterministic whatever the order they come in.
+Candidates: two images are compared only when some view of each agrees on every bit of a band — `band_bits(n)`
+bits sampled from the 256 by a fixed permutation, TABLES bands — so the work grows with the number of images, not
+its square. The band is as wide as the set needs to keep its buckets small (about log2 n + 2 bits): a pair far
+apart is a candidate less often in a large set, and the recall that costs is measured (`datagen bench curate`).
+A band is a key a distributed shuffle partitions on (`near_duplicates_ray`); each partition finds its candidate
+pairs with arrays, not per item, and emits a duplicate pair only from the first band it shares, so every pair
+reaches the driver once. Within a group of duplicates the kept image is the best by `rank` (highest resolution
+first, then what the caller adds, then key): deterministic whatever the order they come in.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import cv2
@@ -25,13 +30,24 @@ import numpy as np
 
 VIEWS = (1.0, 0.94, 0.88)
 """Centred views hashed, as shares of each side."""
-MAX_DISTANCE = 10
-"""Hamming distance (of 64 bits) at or under which two images are duplicates, at their closest pair of views."""
-BAND_BITS = 16
-TABLES = 24
-"""Bands: each TABLES band samples BAND_BITS of the 64 bits. A pair at distance d shares a given band with
-probability C(64-d, 16)/C(64, 16): 0.31 at d=4, 0.085 at d=8; over 24 bands and the 9 pairs of views, copies
-(distance 0-2 at their closest views) are candidates with certainty and a pair 8 bits apart with 88%."""
+SIDE = 16
+"""The hash keeps the SIDE x SIDE lowest DCT frequencies: SIDE**2 bits per view."""
+BITS = SIDE * SIDE
+WORDS = BITS // 64
+"""A view's hash as WORDS 64-bit words (most significant first), as the curated inputs store it."""
+MAX_DISTANCE = 64
+"""Hamming distance (of 256 bits) at or under which two images are duplicates, at their closest pair of views."""
+TABLES = 32
+"""Bands per view. Measured on a million synthetic hashes (22-bit bands): every copy 16 bits or less from its
+original found, 84% of those 30 bits away, 22% of those 48 away; `datagen bench curate` measures it."""
+MIN_BAND_BITS, MAX_BAND_BITS = 12, 32
+
+
+def band_bits(n: int) -> int:
+    """Bits per band for a set of n images (a multiple of UNIT): a band's bucket holds a random image of a view one
+    time in four or less."""
+    wanted = math.ceil(math.log2(max(n, 2))) + 2
+    return min(MAX_BAND_BITS, max(MIN_BAND_BITS, -(-wanted // UNIT) * UNIT))
 
 
 def _centre(grey: np.ndarray, share: float) -> np.ndarray:
@@ -43,10 +59,10 @@ def _centre(grey: np.ndarray, share: float) -> np.ndarray:
 
 
 def phash(grey: np.ndarray) -> int:
-    """64-bit pHash of a grey image (float32)."""
+    """256-bit pHash of a grey image (float32)."""
     small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA)
-    low = cv2.dct(small)[:8, :8].ravel()
-    return int(np.packbits(low > np.median(low[1:])).view(">u8")[0])
+    low = cv2.dct(small)[:SIDE, :SIDE].ravel()
+    return int.from_bytes(np.packbits(low > np.median(low[1:])).tobytes(), "big")
 
 
 def image_hashes(image: np.ndarray) -> tuple[int, ...]:
@@ -61,18 +77,16 @@ def distance(a: Sequence[int], b: Sequence[int]) -> int:
     return min((x ^ y).bit_count() for x in a for y in b)
 
 
-def _band_masks(tables: int = TABLES, bits: int = BAND_BITS, seed: int = 0) -> list[int]:
-    rng = np.random.default_rng(seed)
-    return [sum(1 << int(bit) for bit in rng.permutation(64)[:bits]) for _ in range(tables)]
+def to_words(hashes: Sequence[int]) -> list[int]:
+    """An image's view hashes as len(VIEWS) * WORDS int64 (the bit patterns Arrow's int64 holds)."""
+    raw = b"".join(h.to_bytes(BITS // 8, "big") for h in hashes)
+    return np.frombuffer(raw, dtype=">i8").astype(np.int64).tolist()
 
 
-BAND_MASKS = _band_masks()
-"""The bits each band keeps (fixed: the same bands on every worker and every run)."""
-
-
-def band_keys(hashes: Sequence[int]) -> set[tuple[int, int]]:
-    """(band, the image's bits there) for every view and band: two images sharing one are compared."""
-    return {(n, h & mask) for h in hashes for n, mask in enumerate(BAND_MASKS)}
+def from_words(words: Sequence[int]) -> tuple[int, ...]:
+    raw = np.asarray(words, dtype=np.int64).astype(">i8").tobytes()
+    step = BITS // 8
+    return tuple(int.from_bytes(raw[i : i + step], "big") for i in range(0, len(raw), step))
 
 
 def rank(key: str, width: int, height: int, *better: float) -> tuple:
@@ -81,93 +95,235 @@ def rank(key: str, width: int, height: int, *better: float) -> tuple:
     return (-width * height, *(-value for value in better), key)
 
 
-def pairs_in_bucket(members: Sequence[tuple[str, tuple[int, ...]]], max_distance: int = MAX_DISTANCE):
-    """The duplicate pairs (key, key) among images that share a band, each pair once (sorted)."""
-    for i, (key_a, hashes_a) in enumerate(members):
-        for key_b, hashes_b in members[i + 1 :]:
-            if key_a != key_b and distance(hashes_a, hashes_b) <= max_distance:
-                yield (key_a, key_b) if key_a < key_b else (key_b, key_a)
+# ------------------------------------------------------------------------------------------- arrays of hashes
 
 
-def groups(pairs: Iterable[tuple[str, str]]) -> list[set[str]]:
-    """Connected groups of the duplicate pairs (union-find): a copy of a copy is a copy."""
-    parent: dict[str, str] = {}
-
-    def root(key: str) -> str:
-        parent.setdefault(key, key)
-        while parent[key] != key:
-            parent[key] = parent[parent[key]]
-            key = parent[key]
-        return key
-
-    for a, b in pairs:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    found: dict[str, set[str]] = defaultdict(set)
-    for key in parent:
-        found[root(key)].add(key)
-    return sorted(found.values(), key=min)
+UNIT = 2
+"""A band is gathered in units of this many bits (2: a band may be any even width)."""
+UNITS = BITS // UNIT
 
 
-def resolve(found: list[set[str]], ranks: dict[str, tuple]) -> dict[str, str]:
+def _permutations(tables: int = TABLES, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(UNITS) for _ in range(tables)])
+
+
+PERMUTATIONS = _permutations()
+"""Each band's order of the hash's 2-bit units (fixed: the same bands on every worker and every run); a band of b
+bits keeps the first b/2 of its row. (Units, not single bits: a band is gathered half as often, and a copy's flipped
+bits miss b bits of it about as likely either way.)"""
+
+
+def _units(words: np.ndarray) -> np.ndarray:
+    """(n, views*WORDS) int64 -> (n, views, UNITS) uint64, most significant first."""
+    raw = np.ascontiguousarray(words.astype(">i8")).view(np.uint8).reshape(len(words), len(VIEWS), BITS // 8)
+    shifts = np.arange(8 - UNIT, -1, -UNIT, dtype=np.uint8)
+    units = (raw[..., None] >> shifts) & np.uint8((1 << UNIT) - 1)
+    return units.reshape(len(words), len(VIEWS), UNITS).astype(np.uint64)
+
+
+def bands(words: np.ndarray, bits: int) -> np.ndarray:
+    """(n, TABLES, views) band values (uint64) of n images' hashes; `bits` a multiple of UNIT."""
+    picked = _units(words)[:, :, PERMUTATIONS[:, : bits // UNIT]]  # (n, views, tables, bits/UNIT)
+    shifts = np.arange(bits // UNIT, dtype=np.uint64)[::-1] * np.uint64(UNIT)
+    values = np.bitwise_or.reduce(picked << shifts, axis=-1)
+    return values.transpose(0, 2, 1)
+
+
+def bucket_rows(words: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (bucket, row) of n images' hashes, a bucket being (table, band value) as one uint64; one per bucket an
+    image is in (its views often agree)."""
+    values = bands(words, bits)
+    tables = np.arange(TABLES, dtype=np.uint64)[None, :, None] << np.uint64(bits)
+    buckets = (values | tables).reshape(len(words), -1)
+    row_bits = max(1, int(len(words) - 1).bit_length())
+    assert bits + (TABLES - 1).bit_length() + row_bits <= 64, "a batch too large to key its rows"
+    rows = np.repeat(np.arange(len(words), dtype=np.uint64), buckets.shape[1])
+    keyed = np.sort((buckets.ravel() << np.uint64(row_bits)) | rows)  # by bucket, then row
+    unique = keyed[np.concatenate([[True], keyed[1:] != keyed[:-1]])]
+    return unique >> np.uint64(row_bits), (unique & np.uint64((1 << row_bits) - 1)).astype(np.int64)
+
+
+def partition_of(buckets: np.ndarray, parts: int) -> np.ndarray:
+    """Which of `parts` partitions a bucket goes to (its bits mixed, so that neighbouring values spread)."""
+    mixed = (buckets * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+    return (mixed % np.uint64(parts)).astype(np.int64)
+
+
+def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distance at the closest pair of views, for rows of words a and b (n, views*WORDS)."""
+    a = a.reshape(len(a), len(VIEWS), 1, WORDS).view(np.uint64)
+    b = b.reshape(len(b), 1, len(VIEWS), WORDS).view(np.uint64)
+    return np.bitwise_count(a ^ b).sum(axis=-1).min(axis=(1, 2))
+
+
+def _first_shared(words_a: np.ndarray, words_b: np.ndarray, bits: int) -> np.ndarray:
+    """For candidate pairs: the smallest bucket they share (a pair shares several when they are close)."""
+    band_a, band_b = bands(words_a, bits), bands(words_b, bits)  # (n, tables, views)
+    shared = band_a[:, :, :, None] == band_b[:, :, None, :]
+    tables = np.arange(TABLES, dtype=np.uint64)[None, :, None, None] << np.uint64(bits)
+    buckets = np.where(shared, band_a[:, :, :, None] | tables, np.uint64(np.iinfo(np.uint64).max))
+    return buckets.reshape(len(buckets), -1).min(axis=1)
+
+
+def pairs_in_partition(buckets: np.ndarray, ids: np.ndarray, words_at: Callable[[np.ndarray], np.ndarray],
+                       bits: int, part: int = 0, parts: int = 1,
+                       max_distance: int = MAX_DISTANCE) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The duplicate pairs (id a < id b) among the rows of partition `part`: rows (bucket, id) of the same bucket
+    are candidates (`words_at(rows)` gives the hashes of those rows); a pair is kept if it is within
+    `max_distance` and the first bucket the two share is in this partition, so that a pair is found in one
+    partition only."""
+    order = np.argsort(buckets, kind="stable")  # rows of one bucket together
+    buckets = buckets[order]
+    a_rows, b_rows = [], []
+    step = 1
+    while step < len(buckets):  # rows i and i+step of one bucket: every pair in a bucket, a step at a time
+        same = np.flatnonzero(buckets[:-step] == buckets[step:])
+        if not len(same):
+            break
+        a_rows.append(order[same])
+        b_rows.append(order[same + step])
+        step += 1
+    if not a_rows:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    a, b = np.concatenate(a_rows), np.concatenate(b_rows)
+    a, b = np.where(ids[a] < ids[b], a, b), np.where(ids[a] < ids[b], b, a)
+    assert ids.max() < 1 << 32, "ids must fit in 32 bits"
+    pair = (ids[a].astype(np.uint64) << np.uint64(32)) | ids[b].astype(np.uint64)
+    _, first = np.unique(pair, return_index=True)  # each pair once: close pairs share many buckets
+    a, b = a[first], b[first]
+    words_a, words_b = words_at(a), words_at(b)
+    close = distances(words_a, words_b) <= max_distance
+    a, b, words_a, words_b = a[close], b[close], words_a[close], words_b[close]
+    mine = partition_of(_first_shared(words_a, words_b, bits), parts) == part
+    return ids[a[mine]], ids[b[mine]]
+
+
+def components(a: np.ndarray, b: np.ndarray) -> Iterator[np.ndarray]:
+    """Connected groups of the duplicate pairs (a copy of a copy is a copy), as arrays of ids."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    nodes, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+    if not len(nodes):
+        return
+    edges = coo_matrix((np.ones(len(a), dtype=np.int8), (inverse[: len(a)], inverse[len(a) :])),
+                       shape=(len(nodes), len(nodes)))  # fmt: skip
+    _, labels = connected_components(edges, directed=False)
+    order = np.argsort(labels, kind="stable")
+    cuts = np.flatnonzero(np.diff(labels[order])) + 1
+    yield from np.split(nodes[order], cuts)
+
+
+def resolve(a: np.ndarray, b: np.ndarray, ranks: dict[int, tuple], keys: dict[int, str]) -> dict[str, str]:
     """dropped key -> the key it duplicates (the best of its group by rank)."""
     dropped = {}
-    for group in found:
-        kept = min(group, key=lambda key: ranks[key])
-        dropped.update({key: kept for key in group if key != kept})
+    for group in components(a, b):
+        members = [int(i) for i in group]
+        kept = min(members, key=lambda i: ranks[i])
+        dropped.update({keys[i]: keys[kept] for i in members if i != kept})
     return dict(sorted(dropped.items()))
 
 
+def partitions_for(n: int, rows: int = 2_000_000) -> int:
+    """Partitions of the shuffle, so that each holds about `rows` bucket rows."""
+    return max(1, math.ceil(n * TABLES * len(VIEWS) / rows))
+
+
+# ------------------------------------------------------------------------------------------------ the two paths
+
+
 def near_duplicates(items: Iterable[dict[str, Any]], max_distance: int = MAX_DISTANCE) -> dict[str, str]:
-    """One process: items {key, hashes, rank} -> {dropped key: kept key}."""
-    buckets: dict[tuple[int, int], list[tuple[str, tuple[int, ...]]]] = defaultdict(list)
-    ranks = {}
-    for item in items:
-        ranks[item["key"]] = tuple(item["rank"])
-        for band in band_keys(item["hashes"]):
-            buckets[band].append((item["key"], tuple(item["hashes"])))
-    pairs = {
-        pair for members in buckets.values() if len(members) > 1 for pair in pairs_in_bucket(members, max_distance)
-    }
-    return resolve(groups(pairs), ranks)
+    """One process: items {key, hashes, rank} -> {dropped key: kept key}. The buckets are built one partition at a
+    time, so the process holds one partition's rows besides the hashes."""
+    items = list(items)
+    n = len(items)
+    words = np.array([to_words(item["hashes"]) for item in items], dtype=np.int64).reshape(n, len(VIEWS) * WORDS)
+    a, b = pairs_of_words(words, max_distance)
+    return resolve(a, b, {i: tuple(item["rank"]) for i, item in enumerate(items)}, {i: item["key"] for i, item in
+                   enumerate(items)})  # fmt: skip
 
 
-def signed(value: int) -> int:
-    """A 64-bit pattern as Arrow's int64 holds it."""
-    return value - (1 << 64) if value >= 1 << 63 else value
+ROWS_IN_MEMORY = 40_000_000
+"""One process holds this many bucket rows at once (16 bytes each, a few times that while sorting); a larger set's
+rows are spilled to partition files on disk first, as a shuffle would, and each partition is read back alone."""
 
 
-def unsigned(value: int) -> int:
-    return value + (1 << 64) if value < 0 else value
+def pairs_of_words(words: np.ndarray, max_distance: int = MAX_DISTANCE, chunk: int = 50_000,
+                   parts: int | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The duplicate pairs (a < b) of an array of hashes (ids: row numbers), one partition at a time."""
+    import tempfile
+    from pathlib import Path
+
+    n, bits = len(words), band_bits(len(words))
+    parts = parts or partitions_for(n, rows=ROWS_IN_MEMORY)
+    found_a, found_b = [], []
+    with tempfile.TemporaryDirectory(prefix="datagen-dedup-") as tmp:
+        files = [(Path(tmp) / f"{part}.buckets", Path(tmp) / f"{part}.ids") for part in range(parts)]
+        for start in range(0, n, chunk):
+            buckets, rows = bucket_rows(words[start : start + chunk], bits)
+            where = partition_of(buckets, parts)
+            order = np.argsort(where, kind="stable")
+            cuts = np.searchsorted(where[order], np.arange(1, parts))
+            for (bucket_file, id_file), mine in zip(files, np.split(order, cuts), strict=True):
+                with open(bucket_file, "ab") as f:
+                    buckets[mine].tofile(f)
+                with open(id_file, "ab") as f:
+                    (rows[mine] + start).tofile(f)
+        for part, (bucket_file, id_file) in enumerate(files):
+            if not bucket_file.exists():
+                continue
+            buckets, ids = np.fromfile(bucket_file, dtype=np.uint64), np.fromfile(id_file, dtype=np.int64)
+            bucket_file.unlink()
+            id_file.unlink()
+            a, b = pairs_in_partition(buckets, ids, lambda at, ids=ids: words[ids[at]], bits, part, parts,
+                                      max_distance)  # fmt: skip
+            found_a.append(a)
+            found_b.append(b)
+    if not found_a:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(found_a), np.concatenate(found_b)
 
 
 def near_duplicates_ray(dataset, max_distance: int = MAX_DISTANCE) -> dict[str, str]:
-    """`near_duplicates` on Ray Data across the cluster: `dataset` holds rows {key, hashes (int64 bit patterns),
-    rank}. Every (band, bits) is a group-by key, shuffled across the workers; each group compares its members and
-    emits the duplicate pairs. The driver collects only the pairs and the ranks of the keys in them — never every
-    hash."""
+    """`near_duplicates` on Ray Data across the cluster: `dataset` holds rows {id (int64, unique), key, words
+    (`to_words`), rank (`rank` without its key, as float64)}. Each image's
+    buckets are partitioned by a shuffle; each partition finds its duplicate pairs with arrays. The driver collects
+    only the pairs and the ranks and keys of the images in them — never every hash."""
+    n = dataset.count()
+    if n < 2:
+        return {}
+    bits, parts = band_bits(n), partitions_for(n)
 
-    def bands(row: dict[str, Any]) -> list[dict[str, Any]]:
-        hashes = [unsigned(int(h)) for h in row["hashes"]]
-        return [{"band": n, "bits": signed(bits), "key": row["key"], "hashes": row["hashes"]}
-                for n, bits in sorted(band_keys(hashes))]  # fmt: skip
+    def to_buckets(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        words = np.stack(batch["words"]).astype(np.int64)
+        buckets, rows = bucket_rows(words, bits)
+        ids = batch["id"].astype(np.int64)[rows]
+        return {"part": partition_of(buckets, parts), "bucket": buckets, "id": ids, "words": words[rows]}
 
     def compare(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        members = [(str(key), tuple(unsigned(int(h)) for h in hashes))
-                   for key, hashes in zip(group["key"], group["hashes"], strict=True)]  # fmt: skip
-        found = sorted(set(pairs_in_bucket(members, max_distance))) if len(members) > 1 else []
-        return {"a": np.array([a for a, _ in found], dtype=object), "b": np.array([b for _, b in found], dtype=object)}
+        words = np.stack(group["words"]).astype(np.int64)
+        a, b = pairs_in_partition(group["bucket"].astype(np.uint64), group["id"].astype(np.int64),
+                                  lambda at: words[at], bits,
+                                  int(group["part"][0]), parts, max_distance)  # fmt: skip
+        return {"a": a, "b": b}
 
-    pairs = dataset.flat_map(bands).groupby(["band", "bits"]).map_groups(compare, batch_format="numpy")
-    edges = {(str(row["a"]), str(row["b"])) for row in pairs.iter_rows()}
-    involved = {key for edge in edges for key in edge}
-    ranks = {str(row["key"]): tuple(row["rank"])
-             for row in dataset.filter(lambda row: row["key"] in involved).iter_rows()}  # fmt: skip
-    return resolve(groups(edges), ranks)
+    pairs = (
+        dataset.map_batches(to_buckets, batch_format="numpy").groupby("part").map_groups(compare, batch_format="numpy")
+    )
+    found = [(batch["a"], batch["b"]) for batch in pairs.iter_batches(batch_format="numpy", batch_size=None)]
+    a = np.concatenate([x for x, _ in found]) if found else np.empty(0, np.int64)
+    b = np.concatenate([y for _, y in found]) if found else np.empty(0, np.int64)
+    involved = np.unique(np.concatenate([a, b]))
+    ranks, keys = {}, {}
+    if len(involved):
 
+        def in_pairs(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            mine = np.isin(batch["id"], involved)
+            return {"id": batch["id"][mine], "key": batch["key"][mine], "rank": batch["rank"][mine]}
 
-def as_rows(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Items {key, hashes, rank} as Ray Data rows (hashes as int64 bit patterns)."""
-    return [{"key": item["key"], "hashes": [signed(h) for h in item["hashes"]], "rank": list(item["rank"])}
-            for item in items]  # fmt: skip
+        for batch in dataset.map_batches(in_pairs, batch_format="numpy").iter_batches(batch_format="numpy"):
+            for i, key, value in zip(batch["id"], batch["key"], batch["rank"], strict=True):
+                keys[int(i)] = str(key)
+                ranks[int(i)] = (*(float(v) for v in value), str(key))
+    return resolve(a, b, ranks, keys)

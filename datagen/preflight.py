@@ -27,12 +27,25 @@ def preflight(pipeline: PipelineSpec, build_tiny: bool = True, roles: set[str] |
             continue
         if spec.model.startswith("tiny:") and not build_tiny:
             checks.append(Check(role, spec.model, True, "built on first use"))
-            continue
-        try:
-            checks.append(Check(role, spec.model, True, str(locate(spec.model, spec.revision))))
-        except ModelMissing:
-            checks.append(Check(role, spec.model, False, fetch_command(spec.model, spec.revision)))
+        else:
+            try:
+                checks.append(Check(role, spec.model, True, str(locate(spec.model, spec.revision))))
+            except ModelMissing:
+                checks.append(Check(role, spec.model, False, fetch_command(spec.model, spec.revision)))
+        if isinstance(spec.args.get("head"), str):  # a head over the model, its own file (the aesthetic role)
+            checks.append(_head_check(role, spec.args["head"], build_tiny))
     return checks
+
+
+def _head_check(role: str, head: str, build_tiny: bool) -> Check:
+    from datagen.models.aesthetic import head_path
+
+    if head.startswith("tiny:") and not build_tiny:
+        return Check(role, head, True, "built on first use")
+    try:
+        return Check(role, head, True, str(head_path(head)))
+    except ModelMissing as e:
+        return Check(role, head, False, str(e).split("; ", 1)[1])
 
 
 def require(pipeline: PipelineSpec, phase: str = "generate", roles: set[str] | None = None) -> None:

@@ -70,6 +70,10 @@ CURATION_SCORES: dict[str, Score] = {
         (0.0, 1.0),
     ),
     "nsfw": Score("the nsfw role's score: its detector's highest confidence among the gated classes", (0.0, 1.0)),
+    "aesthetic": Score(
+        "the aesthetic role's score: LAION-Aesthetics V2 over CLIP ViT-L/14, about 1-10 (higher is better)",
+        (float("-inf"), float("inf")),
+    ),
 }
 """Every score an input photo can carry in the curate phase (datagen/curate.py), in the order its gates check
 them."""

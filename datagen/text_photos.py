@@ -69,6 +69,26 @@ def photo(name: str, square: int | None = None) -> np.ndarray:
     return image
 
 
+def derived_copies(image: np.ndarray) -> dict[str, np.ndarray]:
+    """The copies of a photo a crawl holds: resized, re-encoded as JPEG at three qualities, cropped by a few percent
+    a side, brightened (clipping the highlights). Near-duplicate detection must find every one."""
+    import cv2
+
+    height, width = image.shape[:2]
+    out = {}
+    for scale in (0.5, 0.75):
+        out[f"resized-{scale}"] = cv2.resize(image, (int(width * scale), int(height * scale)),
+                                             interpolation=cv2.INTER_AREA)  # fmt: skip
+    for quality in (30, 60, 90):
+        _, data = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        out[f"jpeg-{quality}"] = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+    for share in (0.03, 0.06):
+        dy, dx = int(height * share), int(width * share)
+        out[f"cropped-{share}"] = image[dy : height - dy, dx : width - dx]
+    out["brightened"] = np.clip(image.astype(np.int16) + 30, 0, 255).astype(np.uint8)
+    return out
+
+
 def _contrasting(image: np.ndarray, quad: np.ndarray, rng: np.random.Generator) -> tuple[int, int, int]:
     """A colour of COLOURS that stands out from the box's mean brightness (as real signs do)."""
     behind = float(glyphs.patch(image, quad).mean())

@@ -141,13 +141,15 @@ def test_text_bench_counts_what_its_runs_kept_and_reads_the_same_candidates_as_a
 
 def test_curate_bench_times_the_map_stage_beside_its_baseline_and_counts_planted_copies(tmp_path):
     result = tmp_path / "curate.json"
-    proc = run_inline("bench", "curate", "--size", "128", "--hashes", "3000", "--repeats", "1", "--json", str(result),
-                      "--tmp", str(tmp_path))  # fmt: skip
+    proc = run_inline("bench", "curate", "--size", "128", "--hashes", "3000", "--ray-hashes", "--repeats", "1",
+                      "--json", str(result), "--tmp", str(tmp_path))  # fmt: skip
     figures = json.loads(result.read_text())
     runs = figures["map"]["runs"]
     assert set(runs) == {"with NudeNet", "without NudeNet (baseline)"}
     assert all(run["images_s"] == pytest.approx(figures["map"]["images"] / run["seconds"]) for run in runs.values())
     assert figures["map"]["ms_per_image"]["NudeNet"] > 0
-    dedup = figures["dedup"]
-    assert dedup["hashes"] == 3000 and dedup["planted"] == 300 and 0.9 <= dedup["recall"] <= 1
+    (dedup,) = figures["dedup"]["runs"]
+    assert dedup["hashes"] == 3000 and dedup["planted"] == 300 and dedup["where"] == "one process"
+    assert dedup["false_merges"] == 0 and 0.95 <= dedup["recall"] <= 1
+    assert all(dedup["recall_by_bits"][str(bits)] == 1 for bits in (0, 2, 4, 8))  # copies this close: always found
     assert "images/s per core" in proc.stdout and not list(tmp_path.glob("datagen-bench-*"))

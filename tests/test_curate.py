@@ -31,7 +31,7 @@ def looked():
     nsfw = models.build("nsfw", pipeline.roles["nsfw"])
     images = {name: photo(name) for name in PHOTOS}
     images.update({f"{name}/blurred": cv2.GaussianBlur(photo(name), (0, 0), 5) for name in PHOTOS})
-    return dict(zip(images, curate.look(list(images.values()), nsfw), strict=True)), images
+    return dict(zip(images, curate.look(list(images.values()), {"nsfw": nsfw}), strict=True)), images
 
 
 def test_sharp_photos_pass_and_blurred_copies_are_dropped_as_blurry(looked, gates):
@@ -205,7 +205,8 @@ def test_the_report_of_a_curated_set_shows_its_funnel_scores_and_dropped_inputs(
     rows = dict(re.findall(r"<tr><td>(?:<b>)?([a-z_]+)(?:</b>)?</td><td class='num'>(\d+)</td></tr>", page))
     assert rows == {**{k: str(v) for k, v in funnel["dropped"].items()}, "duplicate": str(funnel["duplicates"]),
                     "kept": str(funnel["kept"])}  # fmt: skip
-    assert {p.name for p in (tmp_path / "report" / "plots").iterdir()} == {f"{n}.png" for n in CURATION_SCORES}
+    scored = [name for name in CURATION_SCORES if name != "aesthetic"]  # `local` has no aesthetic role
+    assert {p.name for p in (tmp_path / "report" / "plots").iterdir()} == {f"{n}.png" for n in scored}
     shown = re.findall(r'<img src="thumbs/([a-z0-9_]+)\.jpg"', page)
     dropped = sum(funnel["dropped"].values()) + funnel["duplicates"]
     assert len(shown) == dropped and all((tmp_path / "report" / "thumbs" / f"{key}.jpg").is_file() for key in shown)

@@ -13,6 +13,7 @@ from typing import Any
 from datagen.config import RoleSpec
 from datagen.errors import ConfigError
 from datagen.models.options import (
+    AestheticOptions,
     ClassifierOptions,
     DiffusionOptions,
     FluxFillOptions,
@@ -84,6 +85,9 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("ocr", "rapidocr", "datagen.models.ocr:RapidOCRReader", OCROptions, weights=False),
     # Real weights on every pipeline: NudeNet's 320n ONNX detector ships inside the nudenet wheel.
     Backend("nsfw", "nudenet", "datagen.models.nsfw:NudeNetScorer", NSFWOptions, weights=False),
+    # The model is CLIP ViT-L/14; its `head` (LAION's MLP, safetensors) is checked by preflight too.
+    Backend("aesthetic", "laion", "datagen.models.aesthetic:LAIONAesthetic", AestheticOptions, weights=True,
+            tiny="tiny:clip"),
 )  # fmt: skip
 """Every model backend, grouped by role in the order `unknown role` messages list them."""
 

@@ -185,6 +185,14 @@ class NSFWOptions(Options):
         return value
 
 
+class AestheticOptions(VisionOptions):
+    """laion: LAION-Aesthetics V2's MLP over the role's CLIP image embedding."""
+
+    head: str = Field(min_length=1)
+    """The predictor's weights: a folder holding model.safetensors, the file, or `tiny:aesthetic`
+    (datagen/models/aesthetic.py says how to convert LAION's published .pth)."""
+
+
 class OCROptions(Options):
     """rapidocr: PP-OCRv4 on onnxruntime."""
 

@@ -182,6 +182,13 @@ class NSFWScorer(Role, Protocol):
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[dict[str, float]]: ...
 
 
+@runtime_checkable
+class AestheticScorer(Role, Protocol):
+    """aesthetic: each image's aesthetic score (LAION's scale, about 1-10; the curate phase's gate)."""
+
+    def score_batch(self, images: Sequence[np.ndarray]) -> list[float]: ...
+
+
 PROTOCOLS: dict[str, type[Role]] = {
     "llm": Writer,
     "t2i": TextToImage,
@@ -198,5 +205,6 @@ PROTOCOLS: dict[str, type[Role]] = {
     "judge": PairJudge,
     "ocr": TextReader,
     "nsfw": NSFWScorer,
+    "aesthetic": AestheticScorer,
 }
 """Role name (a pipeline file's `roles.ROLE`) -> the Protocol its adapters satisfy."""

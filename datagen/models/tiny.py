@@ -99,6 +99,23 @@ def build_clip(path: Path, sizes: dict = TINY, device: str = "cpu") -> None:
     CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(path)
 
 
+def build_aesthetic(path: Path, sizes: dict = TINY, device: str = "cpu") -> None:
+    """LAION's aesthetic MLP in the shape of its layers (Linear layers, nothing between) over tiny CLIP's embedding:
+    small random weights and a bias of 6, so that the scores sit around 6, above the real gate of 4.75."""
+    import torch
+    from safetensors.torch import save_file
+
+    _seed()
+    widths = [sizes["clip_projection"], 16, 8, 1]
+    layers = {}
+    for n, (a, b) in enumerate(zip(widths, widths[1:], strict=False)):
+        layers[f"layers.{2 * n}.weight"] = torch.randn(b, a) * 0.3
+        layers[f"layers.{2 * n}.bias"] = torch.full((b,), 6.0 if b == 1 else 0.0)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(layers, str(path / "model.safetensors"))
+    (path / "config.json").write_text(json.dumps({"architecture": "laion-aesthetic-mlp", "widths": widths}) + "\n")
+
+
 def build_dino(path: Path, sizes: dict = TINY, device: str = "cpu") -> None:
     from transformers import BitImageProcessorPil, Dinov2Config, Dinov2Model
 
@@ -458,6 +475,7 @@ BUILDERS = {
     "llm": build_llm,
     "vlm": build_vlm,
     "clip": build_clip,
+    "aesthetic": build_aesthetic,
     "dino": build_dino,
     "grounding": build_grounding,
     "grounding_mm": build_grounding_mm,
