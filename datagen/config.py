@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Collection
 from pathlib import Path
@@ -71,6 +72,10 @@ class TaskSpec(Spec):
     default_inputs: dict[str, str] = Field(default_factory=dict)
     """Source -> the input it reads when --input is not given, a path relative to the configuration folder (pose:
     captions of people, drawn by text-to-image)."""
+    needs_caption: bool = True
+    """Whether its instruction is written about the input's caption (objects named in it, a prompt-to-prompt
+    rewrite). A task that needs none (a colour adjustment, a map) still runs on a photo without a caption when no
+    vision-language writer can caption it: its caption is UNCAPTIONED."""
     filters: dict[str, FilterSpec] = Field(default_factory=dict)
     """Score name -> thresholds. Every score is stored; only these gate a candidate."""
     select_by: list[str] = Field(default_factory=list)
@@ -259,6 +264,22 @@ BUCKET_AREA_TOLERANCE = 0.15
 """How far a bucket's area may stray from the pixel budget: SDXL's 640x1536 is 6% under 1 MP, a typo is far off."""
 
 
+PHOTO_RATIOS = ((1, 1), (5, 4), (4, 5), (4, 3), (3, 4), (3, 2), (2, 3), (16, 9), (9, 16), (2, 1), (1, 2))
+"""Width:height of the buckets photos are fitted to where a pipeline names none: the camera and screen formats,
+from square to 2:1 (beyond that, the curate phase's aspect gate drops it)."""
+
+
+def ratio_buckets(side: int, multiple: int) -> list[tuple[int, int]]:
+    """PHOTO_RATIOS as (width, height) of about side² pixels, each side a multiple of `multiple` (at least 32)."""
+    out: list[tuple[int, int]] = []
+    for w, h in PHOTO_RATIOS:
+        width = max(32, round(side * math.sqrt(w / h) / multiple) * multiple)
+        height = max(32, round(side * math.sqrt(h / w) / multiple) * multiple)
+        if (width, height) not in out and abs(width * height / side**2 - 1) <= BUCKET_AREA_TOLERANCE:
+            out.append((width, height))
+    return out
+
+
 class PipelineSpec(Spec):
     name: str
     """Pipeline name (the file stem)."""
@@ -302,6 +323,14 @@ class PipelineSpec(Spec):
     def bucket_sizes(self) -> list[tuple[int, int]]:
         """The (width, height) buckets images are made in: `buckets`, or the one image_size square."""
         return list(self.buckets) if self.buckets else [(self.image_size, self.image_size)]
+
+    def photo_buckets(self) -> list[tuple[int, int]]:
+        """The buckets input photos are fitted to: `buckets`, or else PHOTO_RATIOS at the image_size² budget, so
+        that a photo keeps its shape on every pipeline (a 640x360 photo is made 344x192 on `local`, not cropped to
+        256x256); images a pipeline draws itself stay in `bucket_sizes`."""
+        if self.buckets:
+            return list(self.buckets)
+        return ratio_buckets(self.image_size, self.bucket_multiple)
 
     image_format: Literal["png", "jpg", "webp"] = "png"
     """Codec of input and output images in the tar (masks are always PNG)."""

@@ -27,7 +27,7 @@ from datagen.config import (
 )
 from datagen.errors import ConfigError
 from datagen.scores import SCORES
-from datagen.sources import check_source
+from datagen.sources import PHOTO_SOURCES, check_source
 
 OVERRIDE_TARGETS = ("task", "prompt", "pipeline")
 
@@ -85,8 +85,8 @@ def load_run(
     if run_spec.input is None and run_spec.source in task_spec.default_inputs:
         run_spec.input = str(config_root() / task_spec.default_inputs[run_spec.source])
     caption_prompt = None
-    if run_spec.source == "topics":
-        paths["caption_prompt"] = find_config("prompts", "caption")
+    if run_spec.source == "topics" or run_spec.source in PHOTO_SOURCES:  # topics and uncaptioned photos
+        paths["caption_prompt"] = find_config("prompts", "caption" if run_spec.source == "topics" else "caption_image")
         origins["caption_prompt"] = str(paths["caption_prompt"])
         caption_prompt = validate(PromptSpec, read_yaml(paths["caption_prompt"]), origins["caption_prompt"])
     config = RunConfig(

@@ -24,7 +24,7 @@ from datagen.record import InstructionRecord, instruction_line, new_instruction,
 from datagen.render import ShardRender
 from datagen.resolve import roles_used
 from datagen.shards.run import recorded_versions
-from datagen.sources import BadSource, build_source, check_text
+from datagen.sources import PHOTO_SOURCES, UNCAPTIONED, BadSource, check_text, pipeline_source
 from datagen.writer import WriterReject
 
 TEXT_FIELDS = ("instruction", "input_caption", "output_caption", "objects")
@@ -109,7 +109,7 @@ class ShardWorker:
     def source(self):
         if self._source is None:
             run = self.config.run
-            self._source = build_source(run.source, self.config.pipeline.bucket_sizes(), run.input)
+            self._source = pipeline_source(run.source, self.config.pipeline, run.input)
         return self._source
 
     @functools.cached_property
@@ -168,10 +168,12 @@ class ShardWorker:
             try:
                 text["source"] = self.source.ref(seed, shard * run.shard_size + index)
                 item = self.source.item(text["source"])
-                if item.topic is None:
-                    item.caption = check_text(item.caption, "caption")
-                else:  # the writer writes the caption from the topic
+                if item.topic is not None:  # the writer writes the caption from the topic
                     item.topic = check_text(item.topic, "topic")
+                elif item.caption.strip() or run.source not in PHOTO_SOURCES:
+                    item.caption = check_text(item.caption, "caption")
+                elif not getattr(writer, "captions_images", False):  # else the writer captions it from the image
+                    item.caption = self._uncaptioned(text["source"])
                 item.objects = [check_text(name, "object") for name in item.objects]
                 if getattr(writer, "sees_image", False):  # a vision-language writer writes from the image itself
                     item.image = self.source.load(text["source"], run.max_image_pixels).image
@@ -219,6 +221,20 @@ class ShardWorker:
         self._check_lease()
         shards.write_stats(paths, stats)
         return stats
+
+    def _uncaptioned(self, ref: dict[str, Any]) -> str:
+        """A photo without a caption, where no writer can caption it: UNCAPTIONED for a task that needs none, else
+        rejected, saying what to add."""
+        task = self.config.task
+        if not task.needs_caption:
+            return UNCAPTIONED
+        raise BadSource(
+            "caption_empty",
+            f"{describe_ref(ref)} has no caption and task {task.name!r} writes its edit about the caption; add one "
+            f"({CAPTION_WHERE[self.config.run.source]}), or caption photos from the image with a vision-language "
+            f"writer (--set pipeline.roles.llm.args.see_image=true on a pipeline whose llm is one), or run a task "
+            f"that needs none: {', '.join(tasks_without_captions())}",
+        )
 
     @property
     def _generator(self):
@@ -338,6 +354,35 @@ class MixtureWorker:
 
     def run(self, task: str, phase: str, shard: int) -> dict[str, Any]:
         return self.workers[task].run(phase, shard)
+
+
+CAPTION_WHERE = {
+    "images": 'a sidecar PHOTO.json beside it: {"caption": "..."}',
+    "shards": "a .txt member, or .json with a caption, in its tar sample",
+    "curated": "in the source it was curated from",
+}
+"""Where a photo source's caption comes from, per source kind."""
+
+
+def describe_ref(ref: dict[str, Any]) -> str:
+    """A source ref in words: the photo's path, or its tar and key (a curated input's, that of its source)."""
+    if isinstance(ref.get("of"), dict):
+        return describe_ref(ref["of"])
+    if "tar" in ref:
+        return f"photo {ref.get('key')} in {ref['tar']}"
+    return f"photo {ref['path']}" if "path" in ref else "the photo"
+
+
+@functools.cache
+def tasks_without_captions() -> list[str]:
+    """The tasks whose files say needs_caption: false."""
+    from datagen.config import TaskSpec, config_root, read_yaml, validate
+
+    found = []
+    for path in sorted((config_root() / "tasks").glob("*.yaml")):
+        if not validate(TaskSpec, read_yaml(path), str(path)).needs_caption:
+            found.append(path.stem)
+    return found
 
 
 def _bad_output(output: dict[str, Any]) -> BadSource | None:

@@ -114,6 +114,10 @@ def llama2_chat(messages: list[dict[str, str]], bos: str = "<s>", eos: str = "</
     return "".join(out)
 
 
+IMAGE_TOPIC = "the photo shown above"
+"""What the caption agent is given beside a photo it captions (prompts/caption_image.yaml: input_label Photo)."""
+
+
 class VLLMWriter:
     """Llama 2 (or any chat model) on vLLM: one agent per task, JSON constrained by the prompt's schema. Its
     arguments (`roles.llm.args`) are declared in datagen/models/options.py (WriterOptions)."""
@@ -142,6 +146,9 @@ class VLLMWriter:
         self.caption_prompt = caption_prompt
         self.validate = OutputValidator(prompt)
         self.validate_caption = OutputValidator(caption_prompt) if caption_prompt else None
+        self.captions_images = self.sees_image and caption_prompt is not None
+        """Photos without a caption are captioned from the image (a photo source's caption prompt,
+        prompts/caption_image.yaml) before the edit is written."""
         self.model_id = weights.model_id(str(spec.model), spec.revision)
         self._engine = None
         self._tokenizer = None
@@ -266,6 +273,22 @@ class VLLMWriter:
                     if isinstance(result, WriterReject)
                     else result["caption"].strip()
                 )
+        uncaptioned = [n for n, item in enumerate(items) if item.topic is None and not item.caption
+                       and item.image is not None and self.captions_images]  # fmt: skip
+        if uncaptioned:  # a photo without a caption: captioned from the image first
+            written = self._complete(
+                self.caption_prompt,
+                [IMAGE_TOPIC] * len(uncaptioned),
+                [seeds[n] ^ 0x5F3759DF for n in uncaptioned],
+                self.validate_caption,
+                [items[n].image for n in uncaptioned],
+            )
+            for n, result in zip(uncaptioned, written, strict=True):
+                captions[n] = (
+                    WriterReject(f"caption_{result.reason}", result.detail)
+                    if isinstance(result, WriterReject)
+                    else result["caption"].strip()
+                )
         ready = [n for n, c in enumerate(captions) if isinstance(c, str) and c]
         seen = [items[n].image if self.sees_image else None for n in ready]
         messages = [with_lines(captions[n], items[n].text_lines) for n in ready]
@@ -275,7 +298,7 @@ class VLLMWriter:
             c if isinstance(c, WriterReject) else WriterReject("empty_caption") for c in captions
         ]
         for n, output in zip(ready, outputs, strict=True):
-            if isinstance(output, dict) and items[n].topic is not None:
+            if isinstance(output, dict) and (items[n].topic is not None or n in uncaptioned):
                 output = {**output, "source_caption": captions[n]}
             results[n] = output
         return results

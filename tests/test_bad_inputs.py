@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import FAST, REPO, run_cli
+from conftest import FAST, REPO, run_cli, run_inline
 from PIL import Image
 
 from datagen import cli
-from datagen.images import fit_square
+from datagen.images import fit_to_bucket
 from datagen.resolve import load_run
 from datagen.shards import verify
 from datagen.worker import _bad_output
@@ -315,14 +315,20 @@ def test_exif_rotation_is_applied_and_the_first_gif_frame_taken(image_run):
         inputs[meta["source"]["path"] if isinstance(meta["source"], dict) else json.loads(meta["source"])["path"]] = (
             np.asarray(Image.open(io.BytesIO(sample["input.png"])).convert("RGB"), np.float32)
         )
-    size = inputs["exif_rotated.jpg"].shape[0]
-    upright = fit_square(_photo(23)[0], size).astype(np.float32)
-    as_stored = fit_square(np.asarray(Image.fromarray(_photo(23)[0]).transpose(Image.Transpose.ROTATE_90)), size)
+
+    def fitted(image: np.ndarray, name: str) -> np.ndarray:  # to the bucket the run fitted the input to
+        height, width = inputs[name].shape[:2]
+        return fit_to_bucket(image, (width, height)).astype(np.float32)
+
+    upright = fitted(_photo(23)[0], "exif_rotated.jpg")
+    assert inputs["exif_rotated.jpg"].shape[1] != inputs["exif_rotated.jpg"].shape[0]  # the photo kept its shape
+    as_stored = fitted(np.asarray(Image.fromarray(_photo(23)[0]).transpose(Image.Transpose.ROTATE_90)),
+                       "exif_rotated.jpg")  # fmt: skip
     assert np.abs(inputs["exif_rotated.jpg"] - upright).mean() < 4  # JPEG noise only
-    assert np.abs(inputs["exif_rotated.jpg"] - as_stored.astype(np.float32)).mean() > 20
-    first = fit_square(_photo(20)[0], size).astype(np.float32)
+    assert np.abs(inputs["exif_rotated.jpg"] - as_stored).mean() > 20
+    first = fitted(_photo(20)[0], "animated.gif")
     assert np.abs(inputs["animated.gif"] - first).mean() < 12  # GIF's 256 colours
-    second = fit_square(_photo(21)[0], size).astype(np.float32)
+    second = fitted(_photo(21)[0], "animated.gif")
     assert np.abs(inputs["animated.gif"] - second).mean() > 20
 
 
@@ -374,3 +380,23 @@ def test_every_bad_configuration_is_one_error_before_any_work(tmp_path, capsys):
         assert "Traceback" not in captured.err + captured.out, case
         assert not (tmp_path / "never").exists(), f"{case}: work started"
     shutil.rmtree(tmp_path / "tasks")
+
+
+def test_a_photo_without_a_caption_runs_the_tasks_that_need_none_and_says_what_to_add_for_the_others(tmp_path):
+    """No vision-language writer on `local`: `color` makes pairs of uncaptioned photos ("a photo"); `remove`
+    rejects each, saying where a caption goes and which tasks need none."""
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(_photo(i)[0]).save(folder / f"IMG_{i}.jpg", quality=90)
+    for task in ("color", "remove"):
+        run_inline("generate", "--task", task, "--pipeline", "local", "--source", "images", "--input", str(folder),
+                "--n", "2", "--out", str(tmp_path / task), "--no-progress")  # fmt: skip
+    colour = [json.loads(line) for line in (tmp_path / "color" / "texts" / "color-000000.jsonl").open()]
+    assert [(line["status"], line["input_caption"]) for line in colour] == [("ok", "a photo")] * 2
+    kept = sum(json.loads(s.read_text())["kept"] for s in (tmp_path / "color" / "shards").glob("*.stats.json"))
+    assert kept == 2
+    removal = [json.loads(line) for line in (tmp_path / "remove" / "texts" / "remove-000000.jsonl").open()]
+    assert {line["reason"] for line in removal} == {"caption_empty"}
+    detail = removal[0]["detail"]
+    assert "IMG_" in detail and "sidecar" in detail and "see_image=true" in detail and "color" in detail, detail

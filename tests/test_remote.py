@@ -167,3 +167,45 @@ def test_photos_curated_from_webdataset_tars_on_s3_feed_a_run(s3, tmp_path):
     # one of each photo: of two copies at one resolution, the first in committed order (the curated key)
     assert sorted(t["source"]["of"]["key"] for t in texts) == ["astronaut", "chelsea-copy", "coffee-copy"]
     assert all(t["status"] == "ok" for t in texts)
+
+
+def test_an_img2dataset_folder_on_s3_is_read_as_it_is_and_makes_the_same_bytes_as_locally(s3, tmp_path):
+    """img2dataset's `files` layout: 00000/KEY.jpg with KEY.txt, or only KEY.json {url, width, height, ...} and the
+    caption in 00000.parquet beside the folder (a failed row there has no image). `--source images --input s3://…`
+    reads it in place; the run's bytes equal those of the same folder read locally."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from conftest import run_inline
+
+    from datagen import images
+    from datagen.text_photos import photo
+
+    client, _ = s3
+    root = tmp_path / "img2dataset"
+    (root / "00000").mkdir(parents=True)
+    rows = []
+    for n, name in enumerate(("astronaut", "coffee", "missing")):
+        key = f"{n:09d}"
+        rows.append({"url": f"https://example.com/{name}.jpg", "key": key, "caption": f"a photo of the {name}",
+                     "status": "failed_to_download" if name == "missing" else "success"})  # fmt: skip
+        if name == "missing":
+            continue
+        (root / "00000" / f"{key}.jpg").write_bytes(images.encode(photo(name), "jpg", 90))
+        meta = {"url": rows[-1]["url"], "key": key, "width": photo(name).shape[1], "height": photo(name).shape[0]}
+        (root / "00000" / f"{key}.json").write_text(json.dumps(meta))
+        if n == 0:
+            (root / "00000" / f"{key}.txt").write_text("an astronaut in a white suit")
+    pq.write_table(pa.Table.from_pylist(rows), root / "00000.parquet")
+    for path in root.rglob("*"):
+        if path.is_file():
+            client.upload_file(str(path), BUCKET, f"img2dataset/{path.relative_to(root)}")
+    args = ["--task", "color", "--source", "images", "--n", "2", "--workers", "0", "--no-progress"]
+    run_inline("generate", *args, "--input", str(root), "--out", str(tmp_path / "local"))
+    run_inline("generate", *args, "--input", f"s3://{BUCKET}/img2dataset", "--out", str(tmp_path / "s3"))
+    assert committed_checksums(tmp_path / "s3") == committed_checksums(tmp_path / "local")
+    texts = [json.loads(line) for line in (tmp_path / "s3" / "texts" / "color-000000.jsonl").open()]
+    assert [t["input_caption"] for t in texts] == ["an astronaut in a white suit", "a photo of the coffee"]
+    assert all(t["status"] == "ok" for t in texts)
+    assert [t["source"]["path"] for t in texts] == ["00000/000000000.jpg", "00000/000000001.jpg"]

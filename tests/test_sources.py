@@ -317,7 +317,8 @@ def config_error(kind: str, input: str | None) -> str:
 
 def test_missing_input_says_what_each_kind_needs():
     assert config_error("images", None) == (
-        "--source images needs --input DIR: a folder of images (with optional .json sidecars)"
+        "--source images needs --input DIR: a folder of images (with optional .json or .txt sidecars), local or in "
+        "an object store"
     )
     message = config_error("captions", None)
     assert message.startswith("--source captions needs --input FILE: captions as .txt")
@@ -333,7 +334,7 @@ def test_missing_files(tmp_path):
     missing = str(tmp_path / "nope.txt")
     assert config_error("images", missing) == (
         f"--input {missing!r}: no such directory; --source images reads a folder of images (with optional .json "
-        "sidecars)"
+        "or .txt sidecars), local or in an object store"
     )
     message = config_error("captions", missing)
     assert message.startswith(f"--input {missing!r}: no such file; --source captions reads captions as .txt")

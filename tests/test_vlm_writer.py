@@ -63,3 +63,25 @@ def test_see_image_is_checked():
     with pytest.raises(ConfigError, match=r"roles\.llm\.args\.see_image`: 'maybe'; allowed: a valid boolean"):
         spec = load_pipeline("tiny", ["roles.llm.args.see_image=maybe"]).roles["llm"]
         VLLMWriter(spec, prompt=None)
+
+
+def test_a_photo_without_a_caption_is_captioned_from_the_image_first(tiny_dir, tmp_path):
+    """A folder of photos without sidecars (phone pictures): the vision-language writer captions each from the image
+    (prompts/caption_image.yaml) and writes the edit about that caption."""
+    from datagen.runner import execute
+
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    for i in range(3):
+        pixels = np.random.default_rng(i).integers(0, 255, (96, 72, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+    config = load_run("remove", "tiny", out=str(tmp_path / "run"), n=3, source="images", input=str(folder),
+                      overrides=VLM[1::2])  # fmt: skip
+    assert config.caption_prompt.name == "caption_image"
+    assert not execute(config, "write", workers=0, progress=False).failed
+    lines = [json.loads(line) for line in (tmp_path / "run" / "texts" / "remove-000000.jsonl").open()]
+    captioned = [line for line in lines if line["status"] == "ok" or not line["reason"].startswith("caption_")]
+    assert captioned, [line["reason"] for line in lines]  # a random model still writes schema-valid captions
+    for line in captioned:
+        assert 10 <= len(line["source_caption"]) <= 120 and line["input_caption"] == line["source_caption"]
+    assert all(line["reason"] != "caption_empty" for line in lines)

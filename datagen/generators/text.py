@@ -29,15 +29,13 @@ from datagen.generators.base import GeneratorArgs, NoClassicalMethod, Outcome, P
 from datagen.generators.grounded_inpaint import composite
 from datagen.models.ocr import normalise as ocr_normalise
 from datagen.record import EditRecord
-from datagen.sources import BadSource, LoadedInput
+from datagen.sources import PHOTO_SOURCES, BadSource, LoadedInput
 
 if TYPE_CHECKING:
     from datagen.stages import StageClock
 
 LINE_MODES = ("remove", "replace", "restyle")
 """What an edit does to a line read in a photo."""
-PHOTO_SOURCES = ("images", "shards", "curated")
-"""Sources whose inputs are photos: their text task edits the lines the OCR role reads in them."""
 
 POSITIONS = {
     "top": (0.5, 0.15),

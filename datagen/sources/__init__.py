@@ -26,6 +26,7 @@ from datagen.errors import ConfigError
 from datagen.sources.base import (
     IMAGE_SUFFIXES,
     MAX_TEXT_CHARS,
+    UNCAPTIONED,
     BadSource,
     InputSpec,
     LoadedInput,
@@ -62,6 +63,7 @@ __all__ = [
     "TopicSource",
     "build_source",
     "check_source",
+    "UNCAPTIONED",
     "check_text",
     "inside_folder",
     "source_class",
@@ -75,7 +77,7 @@ SOURCES: dict[str, type[Source]] = {
 """Every source kind (`--source KIND`, a task file's `sources`) -> its class, in the order messages list them."""
 
 
-URL_KINDS = ("shards", "curated")
+URL_KINDS = ("images", "shards", "curated")
 """Kinds whose --input may be a URL (s3://, gs://, az://: fsspec), as OUT may be."""
 
 
@@ -84,6 +86,17 @@ def source_class(kind: str) -> type[Source]:
     if kind not in SOURCES:
         raise ConfigError(f"--source {kind!r}: unknown source; known: {', '.join(SOURCES)}")
     return SOURCES[kind]
+
+
+PHOTO_SOURCES = ("images", "shards", "curated")
+"""Sources whose inputs are photos: fitted to the pipeline's photo buckets (PipelineSpec.photo_buckets), keeping
+their shape, and read by the text task's OCR."""
+
+
+def pipeline_source(kind: str, pipeline, input_dir: str | None) -> Source:
+    """The source of a run on `pipeline`: photos in its photo buckets, anything drawn in its buckets."""
+    size = pipeline.photo_buckets() if kind in PHOTO_SOURCES else pipeline.bucket_sizes()
+    return build_source(kind, size, input_dir)
 
 
 def build_source(kind: str, size: int | Sequence[tuple[int, int]], input_dir: str | None) -> Source:
@@ -108,7 +121,7 @@ def check_source(kind: str, input: str | None, n: int | None = None, repeat: boo
     if is_url(input):
         if kind not in URL_KINDS:
             raise ConfigError(f"--input {input}: --source {kind} reads a local {spec.where()}; from an object store "
-                              f"read WebDataset tars with --source {' or '.join(URL_KINDS)}")  # fmt: skip
+                              f"read --source {', '.join(URL_KINDS)}")  # fmt: skip
     elif not ((spec.folder and path.is_dir()) or (spec.suffixes and path.is_file())):
         raise ConfigError(f"--input {input!r}: no such {spec.where()}; --source {kind} reads {spec.allowed}")
     elif path.is_file() and path.suffix.lower() not in spec.suffixes:

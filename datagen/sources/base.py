@@ -65,6 +65,29 @@ def inside_folder(root: Path, rel: str, what: str) -> Path:
     return path
 
 
+def parquet_captions(data: bytes, name: str) -> dict[str, str]:
+    """img2dataset's parquet sidecar (one per shard: key, caption, status, url, width, height, ...): key -> caption
+    of its rows that succeeded."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (OSError, pa.ArrowException) as e:
+        raise BadSource("bad_annotation", f"{name}: {e}") from None
+    if not {"key", "caption"} <= set(table.column_names):
+        return {}
+    keys, captions = table.column("key").to_pylist(), table.column("caption").to_pylist()
+    ok = table.column("status").to_pylist() if "status" in table.column_names else ["success"] * len(keys)
+    return {key: caption for key, caption, status in zip(keys, captions, ok, strict=True)
+            if isinstance(key, str) and isinstance(caption, str) and status == "success"}  # fmt: skip
+
+
+UNCAPTIONED = "a photo"
+"""The caption of a photo that came without one, for a task that needs none (TaskSpec.needs_caption) where no
+vision-language writer can caption it."""
+
+
 def check_text(text: str, what: str = "caption", injection: bool = True) -> str:
     """A caption, topic, object name or instruction fit for a prompt and a dataset, whitespace runs (tabs, newlines)
     made one space; BadSource with reason `{what}_empty`, `_too_long`, `_control_characters` or (text from a source,

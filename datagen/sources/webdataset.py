@@ -26,6 +26,7 @@ from datagen.sources.base import (
     SourceItem,
     inside_folder,
     object_names,
+    parquet_captions,
 )
 from datagen.storage import Folder, is_url
 
@@ -133,6 +134,8 @@ class ShardSource:
         self._tars: dict[str, _TarIndex] | None = None
         self._order: list[_TarIndex] = []
         self._starts: list[int] = []
+        self._captions: dict[str, dict[str, str]] = {}
+        """Each tar's parquet sidecar captions, read when a sample has no caption of its own."""
 
     @classmethod
     def from_input(cls, input: str | None, size: int | Sequence[tuple[int, int]]) -> ShardSource:
@@ -223,10 +226,25 @@ class ShardSource:
     def item(self, ref: dict[str, Any]) -> SourceItem:
         exts = self._sample(ref)
         meta = self._meta(ref, exts)
-        caption = self._text(ref, exts, "txt") if "txt" in exts else meta.get("caption", "")
+        caption = self._text(ref, exts, "txt") if "txt" in exts else meta.get("caption")
+        if caption is None:  # img2dataset's parquet beside its tar holds every key's caption
+            caption = self._parquet_captions(str(ref["tar"])).get(str(ref["key"]), "")
         if not isinstance(caption, str):
             raise BadSource("bad_annotation", f"caption must be a string, got {type(caption).__name__}")
         return SourceItem(ref=ref, caption=caption.strip(), objects=object_names(meta.get("objects")))
+
+    def _parquet_captions(self, tar: str) -> dict[str, str]:
+        """NAME.parquet beside NAME.tar (img2dataset writes one per shard): key -> caption; {} without one."""
+        if tar not in self._captions:
+            name = f"{tar[: -len('.tar')]}.parquet" if tar.lower().endswith(".tar") else f"{tar}.parquet"
+            found = {}
+            if self.store is not None:
+                if self.store.exists(name):
+                    found = parquet_captions(self.store.read_bytes(name), name)
+            elif (self.root / name).is_file():
+                found = parquet_captions(inside_folder(self.root, name, "parquet sidecar").read_bytes(), name)
+            self._captions[tar] = found
+        return self._captions[tar]
 
     def original(self, ref: dict[str, Any], max_pixels: int) -> np.ndarray:
         """The sample's image as stored, decoded (no larger than max_pixels), before it is fitted to a bucket: what
