@@ -74,6 +74,9 @@ CURATION_SCORES: dict[str, Score] = {
         "the aesthetic role's score: LAION-Aesthetics V2 over CLIP ViT-L/14, about 1-10 (higher is better)",
         (float("-inf"), float("inf")),
     ),
+    "text_area": Score(
+        "the share of the input the ocr role's text lines cover (measured only where a gate asks for it)", (0.0, 1.0)
+    ),
 }
 """Every score an input photo can carry in the curate phase (datagen/curate.py), in the order its gates check
 them."""

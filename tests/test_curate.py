@@ -66,6 +66,23 @@ def test_size_and_shape_gates_come_first_and_say_why(gates):
     assert (measured["short_side"], measured["aspect"]) == (100.0, 4.0)
 
 
+def test_the_amount_of_text_is_measured_where_a_gate_asks_for_it():
+    """The ocr role (real PP-OCR weights) reads only for a pipeline that gates on text_area: photos with a sign drawn
+    on them are measured and dropped, a clean photo is kept."""
+    from datagen.text_photos import text_photos
+
+    assert "ocr" not in curate.curation_roles(load_pipeline("local"))  # slow on the CPU: only where a gate asks
+    pipeline = load_pipeline("local", overrides=["curate.text_area={max: 0.002, reason: too_much_text}"])
+    assert curate.curation_roles(pipeline) == ["nsfw", "ocr"]
+    signs = [item.image for item in text_photos(2, seed=1)]
+    roles = {"ocr": models.build("ocr", pipeline.roles["ocr"])}
+    found = curate.look([*signs, photo("coffee")], roles)
+    areas = [item["scores"]["text_area"] for item in found]
+    assert all(area > 0.002 for area in areas[:2]) and areas[2] < 0.002, areas
+    reasons = [curate.gate(item["scores"], {"text_area": pipeline.curate["text_area"]}) for item in found]
+    assert reasons == ["too_much_text", "too_much_text", ""]
+
+
 def test_a_gate_on_an_unknown_score_is_refused():
     with pytest.raises(ConfigError, match=r"curate.*unknown curation score\(s\) sharpness: allowed short_side"):
         load_pipeline("local", overrides=["curate.sharpness={max: 1}"])
@@ -205,7 +222,7 @@ def test_the_report_of_a_curated_set_shows_its_funnel_scores_and_dropped_inputs(
     rows = dict(re.findall(r"<tr><td>(?:<b>)?([a-z_]+)(?:</b>)?</td><td class='num'>(\d+)</td></tr>", page))
     assert rows == {**{k: str(v) for k, v in funnel["dropped"].items()}, "duplicate": str(funnel["duplicates"]),
                     "kept": str(funnel["kept"])}  # fmt: skip
-    scored = [name for name in CURATION_SCORES if name != "aesthetic"]  # `local` has no aesthetic role
+    scored = [name for name in CURATION_SCORES if name not in ("aesthetic", "text_area")]  # not gated on `local`
     assert {p.name for p in (tmp_path / "report" / "plots").iterdir()} == {f"{n}.png" for n in scored}
     shown = re.findall(r'<img src="thumbs/([a-z0-9_]+)\.jpg"', page)
     dropped = sum(funnel["dropped"].values()) + funnel["duplicates"]
