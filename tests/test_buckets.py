@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli, run_inline
+from conftest import run_inline
 from PIL import Image
 
 from datagen.errors import ConfigError
@@ -57,7 +57,7 @@ def photos(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def photo_run(photos, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bucketed") / "run"
-    run_cli("generate", "--task", "remove", "--source", "images", "--input", str(photos), "--pipeline", "local",
+    run_inline("generate", "--task", "remove", "--source", "images", "--input", str(photos), "--pipeline", "local",
             "--n", "5", "--shard-size", "3", "--out", str(out), "--workers", "0", "--no-progress",
             *BUCKET_SET)  # fmt: skip
     return out
@@ -178,7 +178,7 @@ def test_scenes_are_drawn_in_every_bucket_with_exact_masks():
 
 
 def test_a_local_scene_run_draws_its_buckets_from_the_seeds(tmp_path):
-    run_cli("generate", "--task", "remove,color", "--pipeline", "local", "--n", "16", "--shard-size", "8", "--out",
+    run_inline("generate", "--task", "remove,color", "--pipeline", "local", "--n", "16", "--shard-size", "8", "--out",
             str(tmp_path), "--workers", "0", "--no-progress", *BUCKET_SET)  # fmt: skip
     rows = manifest(tmp_path)
     assert {(r["width"], r["height"]) for r in rows} == set(BUCKETS)
@@ -190,7 +190,7 @@ def test_a_local_scene_run_draws_its_buckets_from_the_seeds(tmp_path):
         meta = json.loads(members["json"])
         for name in ("input.png", "output.png", "mask.png"):
             assert Image.open(io.BytesIO(members[name])).size == (meta["width"], meta["height"]), (key, name)
-    assert "OK" in run_cli("verify", str(tmp_path)).stdout
+    assert "OK" in run_inline("verify", str(tmp_path)).stdout
 
 
 # ------------------------------------------------------------------------------------------ photos, readers
@@ -248,7 +248,7 @@ def test_webdataset_and_datasets_read_the_mixed_shapes(photo_run, tmp_path):
     for row in rows:
         assert row["input_image"].size == row["edited_image"].size == (row["width"], row["height"])
 
-    run_cli("report", str(photo_run), "--no-progress")
+    run_inline("report", str(photo_run), "--no-progress")
     summary = json.loads((photo_run / "report" / "summary.json").read_text())
     assert summary["tasks"]["remove"]["sizes"] == {"64x96": 2, "80x80": 1, "96x64": 2}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import FAST, run_cli
+from conftest import FAST, run_inline
 from PIL import Image
 
 from datagen.errors import ConfigError
@@ -32,7 +32,7 @@ KEEP = ["--set", "pipeline.keep_rejected=true"]
 
 def generate(out: Path, *extra: str) -> Path:
     """remove (three mask variants per sample, outranked ones among them) + add (each candidate its own input)."""
-    run_cli("generate", "--task", "remove,add", "--pipeline", "local", "--n", "24", "--shard-size", "6",
+    run_inline("generate", "--task", "remove,add", "--pipeline", "local", "--n", "24", "--shard-size", "6",
             "--out", str(out), "--workers", "0", "--no-progress", *FAST, *extra)  # fmt: skip
     return out
 
@@ -146,7 +146,7 @@ def test_an_uncommitted_rejected_tar_is_redone_byte_for_byte(kept_run, tmp_path)
     (shards / "remove-000001.stats.json").unlink()
     (shards / "remove-000001.rejected.tar").write_bytes(b"half-written")
     assert verify(out).uncommitted == ["remove-000001.parquet", "remove-000001.rejected.tar", "remove-000001.tar"]
-    run_cli("generate", "--out", str(out), "--workers", "0", "--no-progress")
+    run_inline("generate", "--out", str(out), "--workers", "0", "--no-progress")
     assert (shards / "remove-000001.rejected.tar").read_bytes() == original
     assert verify(out).problems == [] and verify(out).uncommitted == []
 

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import DATAGEN, FAST, REPO, committed_checksums, run_cli
+from conftest import DATAGEN, FAST, REPO, committed_checksums, run_inline
 
 if importlib.util.find_spec("moto") is None:  # found, not imported: see `s3` below
     pytest.skip("moto[server] is a dev dependency: make install", allow_module_level=True)
@@ -36,26 +36,26 @@ def _objects(client, prefix: str) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def local_reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
-    run_cli("generate", "--out", str(out), *ARGS)
+    run_inline("generate", "--out", str(out), *ARGS)
     files = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     return out, committed_checksums(files)
 
 
 def test_a_run_on_s3_is_byte_identical_to_a_local_one_and_verifies(s3, local_reference, tmp_path):
     client, env = s3
-    proc = run_cli("generate", "--out", f"s3://{BUCKET}/whole", *ARGS, env=env)
+    proc = run_inline("generate", "--out", f"s3://{BUCKET}/whole", *ARGS)
     assert "8/8 shards done" in proc.stdout
     files = _objects(client, "whole/")
     assert "run.json" in files and not any(n.startswith(".") or "/." in n for n in files), "no temporaries"
     assert committed_checksums(files) == local_reference[1] and len(local_reference[1]) == 8
-    proc = run_cli("verify", f"s3://{BUCKET}/whole", env=env)
+    proc = run_inline("verify", f"s3://{BUCKET}/whole")
     assert "8 committed shards" in proc.stdout and proc.stdout.strip().endswith("OK")
 
     # the rest of the tools read the bucket too
-    run_cli("report", f"s3://{BUCKET}/whole", "--dest", str(tmp_path / "report"), env=env)
+    run_inline("report", f"s3://{BUCKET}/whole", "--dest", str(tmp_path / "report"))
     assert (tmp_path / "report" / "index.html").is_file() and any((tmp_path / "report" / "thumbs").iterdir())
-    assert "remove_000000_00000" in run_cli("show", f"s3://{BUCKET}/whole", "--n", "1", env=env).stdout
-    run_cli("export", f"s3://{BUCKET}/whole", f"s3://{BUCKET}/exported", "--format", "hf-parquet", env=env)
+    assert "remove_000000_00000" in run_inline("show", f"s3://{BUCKET}/whole", "--n", "1").stdout
+    run_inline("export", f"s3://{BUCKET}/whole", f"s3://{BUCKET}/exported", "--format", "hf-parquet")
     exported = _objects(client, "exported/")
     assert sum(n.endswith(".parquet") for n in exported) == 8 and ".datagen-export.json" in exported
 
@@ -63,7 +63,7 @@ def test_a_run_on_s3_is_byte_identical_to_a_local_one_and_verifies(s3, local_ref
     name = "whole/shards/remove-000003.tar"
     data = client.get_object(Bucket=BUCKET, Key=name)["Body"].read()
     client.put_object(Bucket=BUCKET, Key=name, Body=data[: len(data) // 2])
-    proc = run_cli("verify", f"s3://{BUCKET}/whole", env=env, check=False)
+    proc = run_inline("verify", f"s3://{BUCKET}/whole", check=False)
     assert proc.returncode != 0 and "remove-000003.tar" in proc.stdout + proc.stderr
 
 
@@ -96,12 +96,12 @@ def test_a_killed_run_on_s3_resumes_to_the_same_shards(s3, local_reference):
     before = committed_checksums(_objects(client, prefix))
     assert 3 <= len(before) < 8
 
-    run_cli("verify", f"s3://{BUCKET}/killed", env=env)  # uncommitted leftovers are ignored, not errors
-    proc = run_cli("generate", "--out", f"s3://{BUCKET}/killed", "--no-progress", "--workers", "0", env=env)
+    run_inline("verify", f"s3://{BUCKET}/killed")  # uncommitted leftovers are ignored, not errors
+    proc = run_inline("generate", "--out", f"s3://{BUCKET}/killed", "--no-progress", "--workers", "0")
     assert f"({len(before)} already committed)" in proc.stdout
     after = _objects(client, prefix)
     assert committed_checksums(after) == local_reference[1]
-    assert run_cli("verify", f"s3://{BUCKET}/killed", env=env).stdout.strip().endswith("OK")
+    assert run_inline("verify", f"s3://{BUCKET}/killed").stdout.strip().endswith("OK")
     assert after["shards/remove-000007.tar"] != b"half a shard"
 
 
@@ -110,7 +110,7 @@ def test_the_trainer_reads_committed_shards_from_s3(s3, local_reference):
     from datagen.train import TrainConfig, read_samples
 
     client, env = s3
-    run_cli("generate", "--out", f"s3://{BUCKET}/train", *ARGS, env=env)
+    run_inline("generate", "--out", f"s3://{BUCKET}/train", *ARGS)
     client.put_object(Bucket=BUCKET, Key="train/shards/remove-000099.tar", Body=b"uncommitted")  # no marker
     urls = tar_urls([f"s3://{BUCKET}/train"])
     assert len(urls) == 8 and all(u.startswith("s3://") for u in urls) and not any("000099" in u for u in urls)
@@ -126,7 +126,7 @@ def test_the_trainer_reads_committed_shards_from_s3(s3, local_reference):
 
 def test_a_missing_bucket_is_a_clear_error(s3):
     _, env = s3
-    proc = run_cli("generate", "--out", "s3://no-such-bucket/run", *ARGS, env=env, check=False)
+    proc = run_inline("generate", "--out", "s3://no-such-bucket/run", *ARGS, check=False)
     assert proc.returncode != 0
     assert "s3://no-such-bucket/run" in proc.stderr and "run.json" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -153,16 +153,16 @@ def test_photos_curated_from_webdataset_tars_on_s3_feed_a_run(s3, tmp_path):
             sink.write({"__key__": f"{other}-copy", "jpg": images.encode(photo(other), "jpg", 70),
                         "txt": f"a photo of {other}"})  # fmt: skip
         client.upload_file(str(tar), BUCKET, f"laion/{tar.name}")
-    proc = run_cli("curate", "--source", "shards", "--input", f"s3://{BUCKET}/laion/{{000..002}}.tar", "--out",
-                   f"s3://{BUCKET}/curated", "--no-progress", env=env)  # fmt: skip
+    proc = run_inline("curate", "--source", "shards", "--input", f"s3://{BUCKET}/laion/{{000..002}}.tar", "--out",
+                   f"s3://{BUCKET}/curated", "--no-progress")  # fmt: skip
     assert "curated 6 inputs: dropped by the gates none; near-duplicates 3; kept 3" in proc.stdout, proc.stdout
     files = _objects(client, "curated/")
     assert {"curate.json", "duplicates.parquet", "duplicates.stats.json", "inputs/curate-000000.stats.json"} <= set(
         files
     )
     assert json.loads(files["curate.json"])["input"] == f"s3://{BUCKET}/laion/{{000..002}}.tar"
-    run_cli("generate", "--task", "color", "--source", "curated", "--input", f"s3://{BUCKET}/curated", "--n", "3",
-            "--out", str(tmp_path / "run"), "--workers", "0", "--no-progress", *FAST, env=env)  # fmt: skip
+    run_inline("generate", "--task", "color", "--source", "curated", "--input", f"s3://{BUCKET}/curated", "--n", "3",
+            "--out", str(tmp_path / "run"), "--workers", "0", "--no-progress", *FAST)  # fmt: skip
     texts = [json.loads(line) for line in (tmp_path / "run" / "texts" / "color-000000.jsonl").read_text().splitlines()]
     # one of each photo: of two copies at one resolution, the first in committed order (the curated key)
     assert sorted(t["source"]["of"]["key"] for t in texts) == ["astronaut", "chelsea-copy", "coffee-copy"]
@@ -177,7 +177,6 @@ def test_an_img2dataset_folder_on_s3_is_read_as_it_is_and_makes_the_same_bytes_a
 
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from conftest import run_inline
 
     from datagen import images
     from datagen.text_photos import photo

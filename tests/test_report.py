@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import FAST, run_cli
+from conftest import FAST, run_inline
 from PIL import Image
 
 from datagen.errors import ConfigError
@@ -29,7 +29,7 @@ def run_dir(tmp_path_factory) -> Path:
     """Two tasks, four shards, kept and rejected candidates; a third of remove's instructions carry markup."""
     out = tmp_path_factory.mktemp("report") / "run"
     verbs = json.dumps(["Remove", INJECTED])
-    run_cli("generate", "--tasks", "remove,color", "--pipeline", "local", "--n", "48", "--shard-size", "16",
+    run_inline("generate", "--tasks", "remove,color", "--pipeline", "local", "--n", "48", "--shard-size", "16",
             "--out", str(out), "--workers", "0", "--no-progress", *FAST, "--set", f"prompt.verbs={verbs}")  # fmt: skip
     return out
 

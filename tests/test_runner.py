@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import DATAGEN, FAST, REPO, committed_checksums, run_cli
+from conftest import DATAGEN, FAST, REPO, committed_checksums, run_cli, run_inline
 
 from datagen.shards import verify
 
@@ -109,7 +109,7 @@ def test_sigkill_then_resume_gives_exactly_the_uninterrupted_keys(reference, tmp
     if kill_when == "while_writing_a_tar":
         assert any(n.endswith(".tmp") for n in before.uncommitted)
     assert len(committed_checksums(out)) < 10
-    run_cli("generate", "--out", str(out), "--no-progress", "--workers", "0")  # resume from run.json alone
+    run_inline("generate", "--out", str(out), "--no-progress", "--workers", "0")  # resume from run.json alone
     after = verify(out)
     assert after.problems == [] and after.uncommitted == []
     assert committed_checksums(out) == committed_checksums(reference)
@@ -118,8 +118,8 @@ def test_sigkill_then_resume_gives_exactly_the_uninterrupted_keys(reference, tmp
 
 def test_resume_refuses_a_different_configuration(reference, tmp_path):
     out = tmp_path / "run"
-    run_cli("write", "--out", str(out), "--workers", "0", "--no-progress", *ARGS)
-    proc = run_cli("generate", "--out", str(out), "--workers", "0", "--seed", "5", *ARGS, check=False)
+    run_inline("write", "--out", str(out), "--workers", "0", "--no-progress", *ARGS)
+    proc = run_inline("generate", "--out", str(out), "--workers", "0", "--seed", "5", *ARGS, check=False)
     assert proc.returncode == 2
     assert "different configuration" in proc.stderr and "run.seed: 0 -> 5" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -129,27 +129,27 @@ def test_a_run_stored_before_a_field_existed_resumes(reference, tmp_path):
     """run.json of an older version lacks fields added since (here keep_rejected and a filter's reason): they take
     their defaults, and the run resumes instead of being refused as a different configuration."""
     out = tmp_path / "run"
-    run_cli("write", "--out", str(out), "--workers", "0", "--no-progress", *ARGS)
+    run_inline("write", "--out", str(out), "--workers", "0", "--no-progress", *ARGS)
     record = json.loads((out / "run.json").read_text())
     for run in record["runs"].values():
         del run["config"]["pipeline"]["keep_rejected"]
         for spec in run["config"]["task"]["filters"].values():
             del spec["reason"]
     (out / "run.json").write_text(json.dumps(record))
-    run_cli("render", "--out", str(out), "--workers", "0", "--no-progress")
+    run_inline("render", "--out", str(out), "--workers", "0", "--no-progress")
     assert committed_checksums(out) == committed_checksums(reference)
 
 
 def test_write_then_render_phases(reference, tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("render", "--out", str(out), "--workers", "0", *ARGS, check=False)
+    proc = run_inline("render", "--out", str(out), "--workers", "0", *ARGS, check=False)
     assert proc.returncode == 1 and "not written yet" in proc.stdout  # each shard fails clearly; nothing rendered
     shutil_rmtree(out)
-    run_cli("write", "--out", str(out), "--workers", "0", "--no-progress", *ARGS)
+    run_inline("write", "--out", str(out), "--workers", "0", "--no-progress", *ARGS)
     assert len(list((out / "texts").glob("*.stats.json"))) == 10 and not (out / "shards").exists()
     lines = (out / "texts" / "remove-000003.jsonl").read_text().splitlines()
     assert len(lines) == 12 and all(json.loads(line)["status"] == "ok" for line in lines)
-    run_cli("render", "--out", str(out), "--workers", "0", "--no-progress")
+    run_inline("render", "--out", str(out), "--workers", "0", "--no-progress")
     assert committed_checksums(out) == committed_checksums(reference)
 
 
@@ -167,37 +167,37 @@ def test_failing_shard_is_retried_recorded_and_rerun(reference, tmp_path):
     for name in ("remove-000004.tar", "remove-000004.parquet", "remove-000004.stats.json"):
         (out / "shards" / name).unlink()
     (out / "texts" / "remove-000004.jsonl").write_text("{not json\n")  # committed marker, damaged content
-    proc = run_cli("render", "--out", str(out), "--workers", "0", "--no-progress", check=False)
+    proc = run_inline("render", "--out", str(out), "--workers", "0", "--no-progress", check=False)
     assert proc.returncode == 1
     assert "FAILED shards: 1" in proc.stdout and "000004: JSONDecodeError" in proc.stdout
     failure = json.loads((out / "failed" / "remove-000004.json").read_text())
     assert failure["attempts"] == 3 and "Traceback" in failure["traceback"]
     assert verify(out).problems == [] and len(committed_checksums(out)) == 9
     (out / "texts" / "remove-000004.stats.json").unlink()  # the operator discards the damaged instructions
-    run_cli("generate", "--out", str(out), "--workers", "0", "--no-progress")
+    run_inline("generate", "--out", str(out), "--workers", "0", "--no-progress")
     assert not (out / "failed" / "remove-000004.json").exists()
     assert committed_checksums(out) == committed_checksums(reference)
 
 
 def test_cli_errors_are_one_readable_message(tmp_path):
-    proc = run_cli("generate", "--task", "nope", "--out", str(tmp_path), check=False)
+    proc = run_inline("generate", "--task", "nope", "--out", str(tmp_path), check=False)
     assert proc.returncode == 2 and "unknown task 'nope'; known tasks: add, background, color, " in proc.stderr
     assert "Traceback" not in proc.stderr
-    proc = run_cli("generate", "--out", str(tmp_path / "empty"), check=False)
+    proc = run_inline("generate", "--out", str(tmp_path / "empty"), check=False)
     assert proc.returncode == 2 and "--task is required" in proc.stderr
     for command in ("generate", "write", "render", "verify"):
-        assert "usage: datagen" in run_cli(command, "--help").stdout
+        assert "usage: datagen" in run_inline(command, "--help").stdout
 
 
 def test_resume_refuses_options_it_would_ignore_and_mixture_weights_are_checked(tmp_path):
     out = tmp_path / "r"
-    run_cli("generate", "--task", "remove", "--n", "4", "--out", str(out), "--workers", "0", "--no-progress", *FAST)
-    proc = run_cli("render", "--out", str(out), "--set", "filters.mask_area.min=0.3", check=False)
+    run_inline("generate", "--task", "remove", "--n", "4", "--out", str(out), "--workers", "0", "--no-progress", *FAST)
+    proc = run_inline("render", "--out", str(out), "--set", "filters.mask_area.min=0.3", check=False)
     assert proc.returncode == 2 and "--set given without --task: resuming" in proc.stderr
-    proc = run_cli("generate", "--out", str(out), "--n", "10", check=False)
+    proc = run_inline("generate", "--out", str(out), "--n", "10", check=False)
     assert proc.returncode == 2 and "--n given without --task" in proc.stderr
     for weights in ("remove:nan", "remove:inf", "remove:-1", "remove:x"):
-        proc = run_cli("generate", "--tasks", weights, "--out", str(tmp_path / "m"), check=False)
+        proc = run_inline("generate", "--tasks", weights, "--out", str(tmp_path / "m"), check=False)
         assert proc.returncode == 2 and "expected NAME[:WEIGHT]" in proc.stderr and "Traceback" not in proc.stderr
 
 
