@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from datagen.quiet import VERBOSE, quiet
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # run.json keeps the command that started a run
     if args.verbose:
         os.environ[VERBOSE] = "1"  # for this process and the workers it starts
     quiet()

@@ -243,6 +243,10 @@ class RoleSpec(Spec):
     """Items per call of the model: a micro-batch's items go through it in calls of this many."""
     args: dict[str, Any] = Field(default_factory=dict)
     """Backend-specific arguments."""
+    license: str | None = Field(default=None, min_length=1, max_length=200)
+    """The licence the model's weights (or the backend's code) come under, as its card declares it (a Hugging Face
+    licence id where there is one): every export's dataset card lists it, since some decide what the data may be
+    used for (FLUX.1-dev's outputs: non-commercial). None: not declared here."""
 
 
 class ActorSpec(Spec):

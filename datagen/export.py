@@ -30,8 +30,9 @@ marker counts those rows (`instruction_fell_back`).
 Every format streams: tars are read shard by shard as streams (datagen/shards: RunFolder.samples, .rejected), each
 checked against its stats (count, sha256), and a shard's parquet file or metadata.jsonl is published whole only after
 its last sample (datagen.storage: a rename on a local disk, a completed upload on object stores).
-DEST/.datagen-export.json, written last, marks a finished export (hidden, so that `load_dataset(DEST)` does not take
-it for data). `datasets` is not needed to export.
+DEST/README.md is the dataset card (datagen/card.py: the Hub's YAML header, then counts, gates, models and their
+licences, the command). DEST/.datagen-export.json, written last, marks a finished export (hidden, so that
+`load_dataset(DEST)` does not take it for data). `datasets` is not needed to export.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ FORMATS = ("hf-parquet", "imagefolder", "preference")
 INSTRUCTIONS = ("original", "rewritten")
 """Which instruction becomes edit_prompt: the writer's, or the judge's account of what the edit did."""
 MARKER = ".datagen-export.json"
+CARD = "README.md"
+"""The dataset card (datagen/card.py), written before the marker."""
 """Written last in DEST: a finished export, what it holds and where it came from."""
 ROW_GROUP_ROWS = 100  # datasets' own row group size for image datasets: random access without huge reads
 ROW_GROUP_BYTES = 128 << 20  # ... and a bound on memory when images are large
@@ -309,7 +312,7 @@ def write_preference_shard(
 def _prepare_dest(dest: Folder, overwrite: bool) -> None:
     """Refuse a DEST holding an export (finished or not) unless overwrite; then remove what an export writes."""
     dest.fs.invalidate_cache()
-    found = [name for name in (MARKER, "data", "train") if dest.fs.exists(dest.at(name))]
+    found = [name for name in (MARKER, CARD, "data", "train") if dest.fs.exists(dest.at(name))]
     if found and not overwrite:
         state = "an export" if MARKER in found else "an unfinished export"
         raise _error(
@@ -331,6 +334,7 @@ def export(
     if instruction not in INSTRUCTIONS:
         raise _error(f"--instruction {instruction!r}: allowed: {', '.join(INSTRUCTIONS)}")
     from datagen import __version__
+    from datagen.card import card, features_of
     from datagen.progress import Progress
     from datagen.shards import RunFolder
     from datagen.storage import Folder
@@ -370,6 +374,9 @@ def export(
     if format == "preference":
         counts["unpaired"] = {"input_differs": skipped["input_differs"], "not_kept": skipped["not_kept"]}
     counts["datagen"] = __version__
+    schema = {"hf-parquet": hf_schema, "preference": preference_schema}.get(format)
+    text = card(run, counts, format, features_of(schema()) if schema else None)
+    target.write_atomic(CARD, text.encode())
     target.write_atomic(MARKER, json.dumps(counts, indent=1, sort_keys=True).encode())
     return counts
 

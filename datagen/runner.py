@@ -6,6 +6,7 @@ resume planning and failure records are datagen/shards/run.py's.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from collections import Counter
@@ -76,12 +77,14 @@ def execute_all(
     workers: int | None = None,
     progress: bool = True,
     allow_version_change: bool = False,
+    command: str | None = None,
 ) -> list[Summary]:
     """Run `phase` over every shard not yet committed, for one task or a mixture sharing OUT: 'write', 'render',
     or 'generate' (every task's shards written, then every task's shards rendered, each phase on its own actors,
     which every task shares: the LLM's GPUs are free before the image models load). One summary per task.
-    A resume under other versions of the libraries that decide the bytes stops unless `allow_version_change`."""
-    start_run(configs, allow_version_change)
+    A resume under other versions of the libraries that decide the bytes stops unless `allow_version_change`.
+    `command`, the command line that started the run, goes into run.json (the export's dataset card quotes it)."""
+    start_run(configs, allow_version_change, command)
     out = configs[0].run.out
     with Lease.acquire(out, holder=" ".join(["datagen", *sys.argv[1:]])) as lease:  # one live writer per OUT
         if lease.took_over and progress:
@@ -267,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.no_progress,
         allow_version_change=args.allow_version_change,
+        command=shlex.join(["datagen", *args.argv]) if getattr(args, "argv", None) else None,
     )
     failed = False
     for config, summary in zip(configs, summaries, strict=True):

@@ -153,8 +153,8 @@ def judged_tiny_run(tiny_dir, tmp_path_factory) -> Path:
 def two_task_run(tmp_path_factory) -> Path:
     """A finished local run of remove + color, two shards each; tests that change it work on a copy."""
     out = tmp_path_factory.mktemp("two_tasks") / "run"
-    run_cli("generate", "--task", "remove,color", "--pipeline", "local", "--n", "24", "--shard-size", "6",
-            "--out", str(out), "--workers", "0", "--no-progress", *FAST)  # fmt: skip
+    run_inline("generate", "--task", "remove,color", "--pipeline", "local", "--n", "24", "--shard-size", "6",
+               "--out", str(out), "--workers", "0", "--no-progress", *FAST)  # fmt: skip
     return out
 
 

@@ -217,3 +217,59 @@ def test_urls_for_out_and_dest(run_dir):
         for root in ("/exp-run", "/exp-dest"):
             if fs.exists(root):
                 fs.rm(root, recursive=True)
+
+
+def test_every_export_has_a_dataset_card_the_hub_and_datasets_read(run_dir, tmp_path):
+    """DEST/README.md: the Hub's YAML header (licence, configs, features, size) that huggingface_hub parses and
+    load_dataset(DEST) follows; each task's counts, each gate with the candidates it rejected (as the shards'
+    stats count them), the models with their licences, the command that made the run."""
+    from huggingface_hub import DatasetCard
+
+    from datagen.shards import RunFolder
+
+    for format in ("hf-parquet", "imagefolder"):
+        dest = tmp_path / format
+        counts = export(str(run_dir), str(dest), format, progress=False)
+        header = DatasetCard.load(dest / "README.md").data.to_dict()
+        assert header["configs"][0]["data_files"][0]["split"] == "train"
+        assert header["dataset_info"]["splits"] == [{"name": "train", "num_examples": counts["samples"]}]
+        assert header["size_categories"] == ["n<1K"] and header["task_categories"] == ["image-to-image"]
+        loaded = datasets.load_dataset(str(dest), split="train", cache_dir=str(tmp_path / "cache"))
+        assert len(loaded) == counts["samples"]
+        assert isinstance(loaded.features["input_image"], datasets.Image)
+    features = {f["name"]: f.get("dtype") for f in header_of(tmp_path / "hf-parquet")["dataset_info"]["features"]}
+    assert features["input_image"] == "image" and features["edit_prompt"] == "string"
+
+    text = (tmp_path / "hf-parquet" / "README.md").read_text()
+    run = RunFolder(run_dir)
+    rejected = {}
+    for shard in run.committed():
+        for reason, n in (shard.stats.get("candidate_reasons") or {}).items():
+            rejected[(shard.task, reason)] = rejected.get((shard.task, reason), 0) + n
+    for task, config in run.configs().items():
+        for name, spec in config["task"]["filters"].items():
+            sides = [side for side, bound in (("low", "min"), ("high", "max")) if spec.get(bound) is not None]
+            reasons = [spec["reason"]] if spec.get("reason") else [f"{name}_{side}" for side in sides]
+            count = sum(rejected.get((task, reason), 0) for reason in reasons)
+            assert f"| {task} | `{name}` |" in text and f"| {', '.join(reasons)} | {count} |" in text, (task, name)
+    assert "| inpaint | opencv | — | — | apache-2.0 |" in text and "| llm | template | — | — | — |" in text
+    assert "datagen generate --task remove,color --pipeline local" in text
+    assert header_of(tmp_path / "hf-parquet")["license"] == "other"  # the template writer declares none
+
+
+def header_of(dest: Path) -> dict:
+    from huggingface_hub import DatasetCard
+
+    return DatasetCard.load(dest / "README.md").data.to_dict()
+
+
+def test_a_card_names_a_models_licence_that_binds_its_outputs():
+    """FLUX.1 [dev]'s weights (and what they make) come under a non-commercial licence: the card's table says so."""
+    from datagen.card import _licence, models_used
+    from datagen.resolve import load_run
+
+    config = load_run("remove", "flux", out="unused", n=1).model_dump(mode="json", by_alias=True)
+    models = {m["role"]: m for m in models_used({"remove": config})}
+    assert models["inpaint"]["license"] == "flux-1-dev-non-commercial-license"
+    assert models["inpaint"]["model"] == "black-forest-labs/FLUX.1-Fill-dev"
+    assert _licence(list(models.values())) == "other"

@@ -64,9 +64,10 @@ def _fingerprint_view(data: dict) -> dict:
     return view
 
 
-def start_run(configs: list[RunConfig], allow_version_change: bool = False) -> None:
-    """Write OUT/run.json for these tasks (one, or a mixture), or check that an existing one plans the same run
-    under the same versions of the libraries that decide its bytes (see check_versions)."""
+def start_run(configs: list[RunConfig], allow_version_change: bool = False, command: str | None = None) -> None:
+    """Write OUT/run.json for these tasks (one, or a mixture) and the command that started the run, or check that an
+    existing one plans the same run under the same versions of the libraries that decide its bytes (see
+    check_versions)."""
     out = Folder(configs[0].run.out)
     out.makedirs()
     resolved = {c.task.name: c.model_dump(mode="json", by_alias=True) for c in configs}
@@ -92,6 +93,7 @@ def start_run(configs: list[RunConfig], allow_version_change: bool = False) -> N
         "seed": configs[0].run.seed,
         "versions": versions(),
         "created": now(),
+        "command": command,
     }
     try:
         out.write_atomic("run.json", json.dumps(record, indent=1, sort_keys=True).encode())

@@ -1,0 +1,195 @@
+"""The dataset card every export writes beside its data: DEST/README.md, a Hugging Face YAML header (configs,
+features, size, licence) that `datasets` and the Hub read, then in words and tables what users of ImgEdit,
+Pico-Banana and ScaleEdit ask their authors for in issues: what the data holds per task, every gate's threshold and
+how many it rejected, why the rest were dropped, the models that made it with the licence each declares (a field in
+the pipeline files: FLUX.1-dev's outputs, for one, come under a non-commercial licence), the library versions and the
+command that made the run.
+
+    datagen export out/remove exports/remove --format hf-parquet    # exports/remove/README.md
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import yaml
+
+from datagen.scores import SCORES
+
+SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                   (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))  # fmt: skip
+"""The Hub's size_categories, by the number of rows."""
+
+UNRECORDED = "(not recorded: OUT has no run.json, or its run was made before datagen kept the command)"
+
+DATA_FILES = {"hf-parquet": "data/train/*.parquet", "preference": "data/train/*.parquet", "imagefolder": "train/**"}
+"""Where each export format's rows are, as the card's `configs` names them."""
+
+
+def size_category(rows: int) -> str:
+    return next((name for bound, name in SIZE_CATEGORIES if rows < bound), "n>1B")
+
+
+def yaml_features(features: dict[str, Any]) -> list[dict[str, Any]]:
+    """`datasets` features (as the parquet schema's `huggingface` metadata holds them) in the card's YAML form."""
+    out = []
+    for name, feature in features.items():
+        if feature.get("_type") == "Image":
+            out.append({"name": name, "dtype": "image"})
+        elif feature.get("_type") == "Value":
+            out.append({"name": name, "dtype": feature["dtype"]})
+        else:  # a struct: a mapping of its fields
+            out.append({"name": name, "struct": yaml_features(feature)})
+    return out
+
+
+def _licence(models: list[dict[str, Any]]) -> str:
+    """The header's licence: the one all the models declare, else `other` (the card's table says which)."""
+    declared = {model["license"] for model in models if model["license"]}
+    if len(declared) == 1 and all(model["license"] for model in models):
+        return declared.pop()
+    return "other"
+
+
+def models_used(configs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each role a run's tasks used (write and render): backend, model, revision, licence; each once."""
+    from datagen.config import RunConfig
+    from datagen.resolve import roles_used
+
+    found: dict[tuple, dict[str, Any]] = {}
+    for config in configs.values():
+        run = RunConfig.model_validate(config)
+        for role in sorted(roles_used(run, "generate")):
+            spec = run.pipeline.roles[role]
+            licence = spec.license
+            if licence is None and (spec.model or "").startswith("tiny:"):
+                licence = "none: random weights built from a config (tests)"
+            row = {"role": role, "backend": spec.backend, "model": spec.model, "revision": spec.revision,
+                   "license": licence}  # fmt: skip
+            found.setdefault((role, spec.backend, spec.model, spec.revision), row)
+    return sorted(found.values(), key=lambda row: (row["role"], str(row["model"])))
+
+
+def _table(rows: list[list[Any]], head: list[str]) -> str:
+    def cell(value: Any) -> str:
+        return "—" if value in (None, "") else str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def gate_reasons(name: str, spec: dict[str, Any]) -> list[str]:
+    """The reasons a gate gives a candidate it rejects (filters.gate): its own, or `{score}_low` / `_high`."""
+    if spec.get("reason"):
+        return [spec["reason"]]
+    return [f"{name}_{side}" for side, bound in (("low", "min"), ("high", "max")) if spec.get(bound) is not None]
+
+
+def _gate(spec: dict[str, Any]) -> str:
+    parts = []
+    if spec.get("min") is not None:
+        parts.append(f"≥ {spec['min']:g}")
+    if spec.get("max") is not None:
+        parts.append(f"≤ {spec['max']:g}")
+    return " and ".join(parts) or "—"
+
+
+def card(run, counts: dict[str, Any], format: str, features: dict[str, Any] | None) -> str:
+    """The card of an export of `run` (a RunFolder) in `format` with `counts` (export's) and the rows' `features`
+    (None where `datasets` infers them: imagefolder)."""
+    from datagen.errors import ConfigError
+
+    try:
+        record = run.record()
+    except ConfigError:  # shards copied without their run.json: the card says what it cannot know
+        record = {"runs": {}}
+    configs = {task: entry["config"] for task, entry in record["runs"].items()}
+    models = models_used(configs)
+    rendered = run.committed(required=False)
+    written = run.committed(required=False, phase="write")
+    rows = counts["samples"]
+    info: dict[str, Any] = {}
+    if features is not None:
+        info["features"] = yaml_features(features)
+    info["splits"] = [{"name": "train", "num_examples": rows}]
+    header = {
+        "license": _licence(models),
+        "task_categories": ["image-to-image"],
+        "tags": ["image-editing", "instruction-based-image-editing", "synthetic", "datagen"],
+        "size_categories": [size_category(rows)],
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": DATA_FILES[format]}]}],
+        "dataset_info": info,
+    }
+    what = (
+        "preference pairs (chosen, rejected)" if format == "preference" else "(input image, instruction, edited image)"
+    )
+    lines = [
+        "---",
+        yaml.safe_dump(header, sort_keys=False, allow_unicode=True).rstrip(),
+        "---",
+        "",
+        "# Instruction-based image editing data made by datagen",
+        "",
+        f"{rows} {what} rows in `{format}` form, exported from the run `{counts['source']}` "
+        f"({len(rendered)} committed shards; made {record.get('created', 'at an unrecorded time')}).",
+        "",
+        "## Contents",
+        "",
+    ]
+    attempted, kept, dropped, before = Counter(), Counter(), {}, {}
+    for shard in rendered:
+        attempted[shard.task] += int(shard.stats.get("samples", 0))
+        kept[shard.task] += shard.kept
+        dropped.setdefault(shard.task, Counter()).update(shard.stats.get("reasons") or {})
+    for shard in written:
+        before.setdefault(shard.task, Counter()).update(shard.stats.get("reasons") or {})
+    table = [[task, counts["tasks"].get(task, 0), attempted[task], kept[task],
+              ", ".join(f"{reason} {n}" for reason, n in (before.get(task) or Counter()).most_common()),
+              ", ".join(f"{reason} {n}" for reason, n in (dropped.get(task) or Counter()).most_common())]
+             for task in sorted(set(configs) | set(attempted))]  # fmt: skip
+    lines += [_table(table, ["task", "rows here", "samples attempted", "kept", "rejected writing the instruction",
+                             "not kept when rendered (first candidate's reason)"]), ""]  # fmt: skip
+    lines += ["## Filters", "",
+              "Every candidate is scored; these gates decide which are kept (then the best-ranked candidate of a "
+              "sample is the pair). Rejected: candidates whose first failing gate it was.", ""]  # fmt: skip
+    candidates: dict[str, Counter] = {}
+    for shard in rendered:
+        candidates.setdefault(shard.task, Counter()).update(shard.stats.get("candidate_reasons") or {})
+    gates = []
+    for task, config in sorted(configs.items()):
+        for name, spec in (config["task"].get("filters") or {}).items():
+            if spec.get("enabled", True) is False:
+                continue
+            reasons = gate_reasons(name, spec)
+            rejected = sum((candidates.get(task) or Counter())[reason] for reason in reasons)
+            meaning = SCORES[name].description if name in SCORES else ""
+            gates.append([task, f"`{name}`", _gate(spec), ", ".join(reasons), rejected, meaning])
+    lines += [_table(gates, ["task", "score", "kept when", "reason when not", "candidates rejected", "what it is"]),
+              ""]  # fmt: skip
+    lines += ["## Models", "",
+              "The models that made these rows and the licence each declares (`license:` in the pipeline file; "
+              "— where none is declared: read the model's own card). A licence of a model may bind what its "
+              "outputs may be used for.", ""]  # fmt: skip
+    lines += [_table([[m["role"], m["backend"], m["model"], m["revision"], m["license"]] for m in models],
+                     ["role", "backend", "model", "revision", "licence"]), ""]  # fmt: skip
+    pipelines = sorted({config["pipeline"]["name"] for config in configs.values()})
+    lines += ["## How it was made", "",
+              f"Pipeline {', '.join(f'`{p}`' for p in pipelines) or '(not recorded)'}, seed "
+              f"{record.get('seed', '(not recorded)')}. The command:", "",
+              f"    {record.get('command') or UNRECORDED}",
+              "",
+              "The libraries that decide the bytes (the same seed, configuration and versions give the same "
+              "bytes):", ""]  # fmt: skip
+    versions = record.get("versions") or {}
+    lines += [_table([[name, version] for name, version in sorted(versions.items())], ["library", "version"]), ""]
+    lines += ["Each row's `json` column holds its whole record: every score, the instruction, the models' ids.", ""]
+    return "\n".join(lines)
+
+
+def features_of(schema) -> dict[str, Any] | None:
+    """The `datasets` features a parquet schema's `huggingface` metadata holds (None without it)."""
+    meta = (schema.metadata or {}).get(b"huggingface")
+    return json.loads(meta)["info"]["features"] if meta else None
