@@ -115,19 +115,27 @@ bits miss b bits of it about as likely either way.)"""
 
 
 def _units(words: np.ndarray) -> np.ndarray:
-    """(n, views*WORDS) int64 -> (n, views, UNITS) uint64, most significant first."""
+    """(n, views*WORDS) int64 -> (n, views, UNITS) uint8, most significant first."""
     raw = np.ascontiguousarray(words.astype(">i8")).view(np.uint8).reshape(len(words), len(VIEWS), BITS // 8)
     shifts = np.arange(8 - UNIT, -1, -UNIT, dtype=np.uint8)
     units = (raw[..., None] >> shifts) & np.uint8((1 << UNIT) - 1)
-    return units.reshape(len(words), len(VIEWS), UNITS).astype(np.uint64)
+    return units.reshape(len(words), len(VIEWS), UNITS)
 
 
 def bands(words: np.ndarray, bits: int) -> np.ndarray:
     """(n, TABLES, views) band values (uint64) of n images' hashes; `bits` a multiple of UNIT."""
-    picked = _units(words)[:, :, PERMUTATIONS[:, : bits // UNIT]]  # (n, views, tables, bits/UNIT)
-    shifts = np.arange(bits // UNIT, dtype=np.uint64)[::-1] * np.uint64(UNIT)
-    values = np.bitwise_or.reduce(picked << shifts, axis=-1)
+    units = _units(words)
+    values = np.zeros((len(words), len(VIEWS), TABLES), dtype=np.uint64)
+    for position in range(bits // UNIT):  # one unit of every band at a time: (n, views, tables) each
+        values <<= np.uint64(UNIT)
+        values |= units[:, :, PERMUTATIONS[:, position]].astype(np.uint64)
     return values.transpose(0, 2, 1)
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """np.unique by sorting (numpy 2's np.unique hashes, several times slower on millions of uint64)."""
+    values = np.sort(values)
+    return values[np.concatenate([[True], values[1:] != values[:-1]])] if len(values) else values
 
 
 def bucket_rows(words: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,8 +147,7 @@ def bucket_rows(words: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     row_bits = max(1, int(len(words) - 1).bit_length())
     assert bits + (TABLES - 1).bit_length() + row_bits <= 64, "a batch too large to key its rows"
     rows = np.repeat(np.arange(len(words), dtype=np.uint64), buckets.shape[1])
-    keyed = np.sort((buckets.ravel() << np.uint64(row_bits)) | rows)  # by bucket, then row
-    unique = keyed[np.concatenate([[True], keyed[1:] != keyed[:-1]])]
+    unique = _sorted_unique((buckets.ravel() << np.uint64(row_bits)) | rows)  # by bucket, then row
     return unique >> np.uint64(row_bits), (unique & np.uint64((1 << row_bits) - 1)).astype(np.int64)
 
 
@@ -151,10 +158,16 @@ def partition_of(buckets: np.ndarray, parts: int) -> np.ndarray:
 
 
 def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamming distance at the closest pair of views, for rows of words a and b (n, views*WORDS)."""
-    a = a.reshape(len(a), len(VIEWS), 1, WORDS).view(np.uint64)
-    b = b.reshape(len(b), 1, len(VIEWS), WORDS).view(np.uint64)
-    return np.bitwise_count(a ^ b).sum(axis=-1).min(axis=(1, 2))
+    """Hamming distance at the closest pair of views, for rows of words a and b (n, views*WORDS); one pair of views
+    at a time, so that n pairs take a few bytes each beyond their words."""
+    views = len(VIEWS)
+    a = a.reshape(len(a), views, WORDS).view(np.uint64)
+    b = b.reshape(len(b), views, WORDS).view(np.uint64)
+    best = np.full(len(a), BITS, dtype=np.int32)
+    for i in range(views):
+        for j in range(views):
+            np.minimum(best, np.bitwise_count(a[:, i] ^ b[:, j]).sum(axis=-1, dtype=np.int32), out=best)
+    return best
 
 
 def _first_shared(words_a: np.ndarray, words_b: np.ndarray, bits: int) -> np.ndarray:
@@ -166,37 +179,50 @@ def _first_shared(words_a: np.ndarray, words_b: np.ndarray, bits: int) -> np.nda
     return buckets.reshape(len(buckets), -1).min(axis=1)
 
 
-def pairs_in_partition(buckets: np.ndarray, ids: np.ndarray, words_at: Callable[[np.ndarray], np.ndarray],
+VERIFY_CHUNK = 1_000_000
+"""Candidate pairs verified at once (their words gathered: about 200 bytes a pair)."""
+
+
+def pairs_in_partition(buckets: np.ndarray, ids: np.ndarray, words_of: Callable[[np.ndarray], np.ndarray],
                        bits: int, part: int = 0, parts: int = 1,
                        max_distance: int = MAX_DISTANCE) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """The duplicate pairs (id a < id b) among the rows of partition `part`: rows (bucket, id) of the same bucket
-    are candidates (`words_at(rows)` gives the hashes of those rows); a pair is kept if it is within
-    `max_distance` and the first bucket the two share is in this partition, so that a pair is found in one
-    partition only."""
-    order = np.argsort(buckets, kind="stable")  # rows of one bucket together
-    buckets = buckets[order]
-    a_rows, b_rows = [], []
+    """The duplicate pairs (id a < id b) among the rows (bucket, id) of partition `part`: ids in one bucket are
+    candidates (`words_of(ids)` gives their hashes); a pair is kept if it is within `max_distance` and the first
+    bucket the two share is in this partition, so that a pair is found in one partition only."""
+    if not len(ids):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    id_bits = max(1, int(ids.max()).bit_length())
+    assert bits + (TABLES - 1).bit_length() + id_bits <= 64, "ids too large to key the rows"
+    keyed = np.sort((buckets << np.uint64(id_bits)) | ids.astype(np.uint64))  # by bucket, then id
+    buckets = keyed >> np.uint64(id_bits)
+    ids = (keyed & np.uint64((1 << id_bits) - 1)).astype(np.int64)
+    del keyed
+    a_ids, b_ids = [], []
     step = 1
     while step < len(buckets):  # rows i and i+step of one bucket: every pair in a bucket, a step at a time
         same = np.flatnonzero(buckets[:-step] == buckets[step:])
         if not len(same):
             break
-        a_rows.append(order[same])
-        b_rows.append(order[same + step])
+        a_ids.append(ids[same])  # the smaller id: a bucket's ids are sorted
+        b_ids.append(ids[same + step])
         step += 1
-    if not a_rows:
+    if not a_ids:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    a, b = np.concatenate(a_rows), np.concatenate(b_rows)
-    a, b = np.where(ids[a] < ids[b], a, b), np.where(ids[a] < ids[b], b, a)
-    assert ids.max() < 1 << 32, "ids must fit in 32 bits"
-    pair = (ids[a].astype(np.uint64) << np.uint64(32)) | ids[b].astype(np.uint64)
-    _, first = np.unique(pair, return_index=True)  # each pair once: close pairs share many buckets
-    a, b = a[first], b[first]
-    words_a, words_b = words_at(a), words_at(b)
-    close = distances(words_a, words_b) <= max_distance
-    a, b, words_a, words_b = a[close], b[close], words_a[close], words_b[close]
-    mine = partition_of(_first_shared(words_a, words_b, bits), parts) == part
-    return ids[a[mine]], ids[b[mine]]
+    assert int(ids.max()) < 1 << 32, "ids must fit in 32 bits"
+    pair = _sorted_unique((np.concatenate(a_ids).astype(np.uint64) << np.uint64(32))
+                          | np.concatenate(b_ids).astype(np.uint64))  # fmt: skip
+    a, b = (pair >> np.uint64(32)).astype(np.int64), (pair & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    del pair, a_ids, b_ids  # each pair once: close pairs share many buckets
+    found_a, found_b = [], []
+    for start in range(0, len(a), VERIFY_CHUNK):  # the candidates' words gathered a chunk at a time: flat memory
+        at_a, at_b = a[start : start + VERIFY_CHUNK], b[start : start + VERIFY_CHUNK]
+        words_a, words_b = words_of(at_a), words_of(at_b)
+        close = distances(words_a, words_b) <= max_distance
+        at_a, at_b, words_a, words_b = at_a[close], at_b[close], words_a[close], words_b[close]
+        mine = partition_of(_first_shared(words_a, words_b, bits), parts) == part
+        found_a.append(at_a[mine])
+        found_b.append(at_b[mine])
+    return np.concatenate(found_a), np.concatenate(found_b)
 
 
 def components(a: np.ndarray, b: np.ndarray) -> Iterator[np.ndarray]:
@@ -276,8 +302,7 @@ def pairs_of_words(words: np.ndarray, max_distance: int = MAX_DISTANCE, chunk: i
             buckets, ids = np.fromfile(bucket_file, dtype=np.uint64), np.fromfile(id_file, dtype=np.int64)
             bucket_file.unlink()
             id_file.unlink()
-            a, b = pairs_in_partition(buckets, ids, lambda at, ids=ids: words[ids[at]], bits, part, parts,
-                                      max_distance)  # fmt: skip
+            a, b = pairs_in_partition(buckets, ids, words.__getitem__, bits, part, parts, max_distance)
             found_a.append(a)
             found_b.append(b)
     if not found_a:
@@ -302,9 +327,11 @@ def near_duplicates_ray(dataset, max_distance: int = MAX_DISTANCE) -> dict[str, 
         return {"part": partition_of(buckets, parts), "bucket": buckets, "id": ids, "words": words[rows]}
 
     def compare(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        words = np.stack(group["words"]).astype(np.int64)
-        a, b = pairs_in_partition(group["bucket"].astype(np.uint64), group["id"].astype(np.int64),
-                                  lambda at: words[at], bits,
+        ids = group["id"].astype(np.int64)
+        known, first = np.unique(ids, return_index=True)  # an id's rows carry the same words: its first row's
+        words = np.stack(group["words"]).astype(np.int64)[first]
+        a, b = pairs_in_partition(group["bucket"].astype(np.uint64), ids,
+                                  lambda wanted: words[np.searchsorted(known, wanted)], bits,
                                   int(group["part"][0]), parts, max_distance)  # fmt: skip
         return {"a": a, "b": b}
 
