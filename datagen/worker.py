@@ -162,6 +162,7 @@ class ShardWorker:
         caption_field = f"{self.config.prompt.caption_role}_caption"
         texts: list[InstructionRecord] = []
         items = {}
+        uncaptioned: list[int] = []
         for index in range(run.shard_len(shard)):
             seed = sample_seed(run.seed, task.name, shard, index)
             text = new_instruction(task.name, shard, index, seed, writer.model_id)
@@ -172,16 +173,22 @@ class ShardWorker:
                     item.topic = check_text(item.topic, "topic")
                 elif item.caption.strip() or run.source not in PHOTO_SOURCES:
                     item.caption = check_text(item.caption, "caption")
-                elif not getattr(writer, "captions_images", False):  # else the writer captions it from the image
+                elif self._captioner(writer) == "judge":  # captioned from the image below
+                    uncaptioned.append(index)
+                elif self._captioner(writer) is None:  # else the writer captions it from the image
                     item.caption = self._uncaptioned(text["source"])
                 item.objects = [check_text(name, "object") for name in item.objects]
-                if getattr(writer, "sees_image", False):  # a vision-language writer writes from the image itself
+                if getattr(writer, "sees_image", False) or index in uncaptioned:  # the image itself is looked at
                     item.image = self.source.load(text["source"], run.max_image_pixels).image
                 items[index] = item
                 text[caption_field] = text["source_caption"] = item.caption
             except Reject as e:
                 text.update(status="rejected", reason=e.reason, detail=str(e)[:500])
+                if uncaptioned and uncaptioned[-1] == index:
+                    uncaptioned.pop()
             texts.append(text)
+        if uncaptioned:
+            self._caption(items, texts, uncaptioned, caption_field)
         seen = self._look(items, texts)
         written = writer.write_batch(list(items.values()), [texts[i]["seed"] for i in items])  # one batched call
         for index, output in zip(items, written, strict=True):
@@ -191,7 +198,7 @@ class ShardWorker:
                 texts[index].update(status="rejected", reason=bad.reason, detail=str(bad)[:500])
             else:
                 output = dict(output)
-                if "source_caption" in output:  # written by the LLM from a topic
+                if "source_caption" in output:  # written by the LLM from a topic, or from a photo without a caption
                     texts[index][caption_field] = texts[index]["source_caption"] = output.pop("source_caption")
                 for name in TEXT_FIELDS:
                     if name in output:
@@ -221,6 +228,34 @@ class ShardWorker:
         self._check_lease()
         shards.write_stats(paths, stats)
         return stats
+
+    def _captioner(self, writer) -> str | None:
+        """Who captions a photo that came without a caption: the writer when it sees images, else the pipeline's
+        vision-language judge (loaded when the first such photo comes), else nobody."""
+        if getattr(writer, "captions_images", False):
+            return "writer"
+        judge = self.config.pipeline.roles.get("judge")
+        if judge is not None and judge.backend == "vllm" and self.config.caption_prompt is not None:
+            return "judge"
+        return None
+
+    def _caption(self, items: dict[int, Any], texts: list[InstructionRecord], indices: list[int], field: str) -> None:
+        """Caption photos without one with the judge, one batched call; one it cannot caption is rejected."""
+        judge = self.models["judge"]
+        seeds = [texts[index]["seed"] ^ 0x5F3759DF for index in indices]
+        captions = judge.caption_batch([items[index].image for index in indices], seeds, self.config.caption_prompt)
+        for index, caption in zip(indices, captions, strict=True):
+            try:
+                if isinstance(caption, Reject):
+                    raise caption
+                items[index].caption = check_text(caption, "caption", injection=False)
+            except Reject as e:
+                texts[index].update(status="rejected", reason=e.reason, detail=str(e)[:500])
+                del items[index]
+                continue
+            texts[index][field] = texts[index]["source_caption"] = items[index].caption
+            if not getattr(self.models["llm"], "sees_image", False):
+                items[index].image = None  # the writer reads the caption, not the image
 
     def _uncaptioned(self, ref: dict[str, Any]) -> str:
         """A photo without a caption, where no writer can caption it: UNCAPTIONED for a task that needs none, else

@@ -85,3 +85,22 @@ def test_a_photo_without_a_caption_is_captioned_from_the_image_first(tiny_dir, t
     for line in captioned:
         assert 10 <= len(line["source_caption"]) <= 120 and line["input_caption"] == line["source_caption"]
     assert all(line["reason"] != "caption_empty" for line in lines)
+
+
+def test_without_a_seeing_writer_the_pipelines_vision_language_judge_captions_the_photo(tiny_dir, tmp_path):
+    """`tiny`'s writer reads text only; its judge is a vision-language model: it captions the photos that came
+    without a caption (one batched call), and the text writer writes the edit about that caption."""
+    from datagen.runner import execute
+
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    for i in range(3):
+        pixels = np.random.default_rng(10 + i).integers(0, 255, (72, 96, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+    config = load_run("remove", "tiny", out=str(tmp_path / "run"), n=3, source="images", input=str(folder))
+    assert not execute(config, "write", workers=0, progress=False).failed
+    lines = [json.loads(line) for line in (tmp_path / "run" / "texts" / "remove-000000.jsonl").open()]
+    captioned = [line for line in lines if line["status"] == "ok" or not line["reason"].startswith("caption_")]
+    assert captioned and all(line["reason"] != "caption_empty" for line in lines), [line["reason"] for line in lines]
+    for line in captioned:
+        assert 10 <= len(line["source_caption"]) <= 120 and line["writer"] == "tiny:llm"

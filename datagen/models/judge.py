@@ -166,6 +166,45 @@ class VLLMJudge(Counted):
             return [self._one(request, params) for request, params in requests]
         return [self._parse(completion) for completion in completions]
 
+    def caption_batch(self, images: Sequence[np.ndarray], seeds: Sequence[int], prompt) -> list[str | Reject]:
+        """A caption of each photo, written by this vision-language model under `prompt` (a PromptSpec whose schema
+        holds `caption`: prompts/caption_image.yaml), for photos that came without one; one vLLM call."""
+        from vllm.sampling_params import SamplingParams, StructuredOutputsParams
+
+        self.load()
+        if not images:
+            return []
+        self.counted(len(images))
+        system = f"{prompt.system.strip()}\n\n{prompt.task_description.strip()}"
+        validator = jsonschema.Draft202012Validator(prompt.output_schema)
+        requests = []
+        for image, seed in zip(images, seeds, strict=True):
+            messages = [
+                {"role": "system", "content": system},
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": f"{prompt.input_label}:"}]},
+            ]
+            text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            params = SamplingParams(
+                temperature=self.options.temperature,
+                max_tokens=self.options.max_tokens,
+                seed=seed,
+                structured_outputs=StructuredOutputsParams(json=prompt.output_schema),
+            )
+            image = shrink(image, self.options.image_edge)
+            requests.append(({"prompt": text, "multi_modal_data": {"image": [image]}}, params))
+        completions = self._engine.generate([r for r, _ in requests], [p for _, p in requests], use_tqdm=False)
+        out: list[str | Reject] = []
+        for completion in completions:
+            choice = completion.outputs[0]
+            text = self._tokenizer.decode(choice.token_ids, skip_special_tokens=True)
+            try:
+                answer = json.loads(text)
+                validator.validate(answer)
+                out.append(answer["caption"].strip())
+            except (ValueError, jsonschema.ValidationError) as e:
+                out.append(JudgeReject("caption_invalid", f"{choice.finish_reason}: {str(e)[:200]}"))
+        return out
+
     def _one(self, request, params) -> Verdict | Reject:
         try:
             return self._parse(self._engine.generate([request], [params], use_tqdm=False)[0])
