@@ -32,8 +32,10 @@ def preflight(pipeline: PipelineSpec, build_tiny: bool = True, roles: set[str] |
                 checks.append(Check(role, spec.model, True, str(locate(spec.model, spec.revision))))
             except ModelMissing:
                 checks.append(Check(role, spec.model, False, fetch_command(spec.model, spec.revision)))
-        if isinstance(spec.args.get("head"), str):  # a head over the model, its own file (the aesthetic role)
-            checks.append(_head_check(role, spec.args["head"], build_tiny))
+        if role == "aesthetic":  # a head over the model, its own file
+            from datagen.models.aesthetic import head_for
+
+            checks.append(_head_check(role, head_for(spec), build_tiny))
     return checks
 
 

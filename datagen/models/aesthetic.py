@@ -33,6 +33,18 @@ CONVERT = (
 """The one-off conversion of LAION's .pth to the safetensors datagen reads (tensors only: weights_only)."""
 
 
+DEFAULT_HEAD = "~/.cache/datagen/laion-aesthetic-v2"
+"""Where the head is looked for when the role names none (and its CLIP is not a tiny one)."""
+
+
+def head_for(spec) -> str:
+    """The head a role spec uses: its `args.head`, else tiny's over a tiny CLIP, else DEFAULT_HEAD."""
+    head = (spec.args or {}).get("head")
+    if head:
+        return str(head)
+    return "tiny:aesthetic" if str(spec.model or "").startswith("tiny:") else DEFAULT_HEAD
+
+
 def head_path(head: str) -> Path:
     """The head's safetensors file: a `tiny:` head built on first use, a folder's model.safetensors, or a file."""
     if head.startswith("tiny:"):
@@ -75,12 +87,13 @@ class LAIONAesthetic(CLIPEmbedder):
 
     def load(self) -> None:
         super().load()
-        self.layers = load_head(head_path(self.options.head))
+        self.head = head_for(self.spec)
+        self.layers = load_head(head_path(self.head))
         width = self.layers[0][0].shape[1]
         dim = self.model.config.projection_dim
         if width != dim:
             raise ConfigError(
-                f"the aesthetic head {self.options.head!r} takes {width}-d embeddings and {self.spec.model!r} gives "
+                f"the aesthetic head {self.head!r} takes {width}-d embeddings and {self.spec.model!r} gives "
                 f"{dim}-d; LAION's head goes with CLIP ViT-L/14 (openai/clip-vit-large-patch14)"
             )
 

@@ -188,9 +188,10 @@ class NSFWOptions(Options):
 class AestheticOptions(VisionOptions):
     """laion: LAION-Aesthetics V2's MLP over the role's CLIP image embedding."""
 
-    head: str = Field(min_length=1)
-    """The predictor's weights: a folder holding model.safetensors, the file, or `tiny:aesthetic`
-    (datagen/models/aesthetic.py says how to convert LAION's published .pth)."""
+    head: str | None = Field(default=None, min_length=1)
+    """The predictor's weights: a folder holding model.safetensors, the file, or `tiny:aesthetic`; None: tiny's
+    head over a tiny CLIP, else ~/.cache/datagen/laion-aesthetic-v2 (datagen/models/aesthetic.py says how to
+    convert LAION's published .pth into it)."""
 
 
 class OCROptions(Options):
