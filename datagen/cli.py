@@ -34,8 +34,8 @@ class Command:
 
 
 COMMANDS = (
-    Command("curate", "gate photos (size, shape, blur, NSFW) and drop near-duplicates: a set --source curated reads",
-            "datagen.curate:run", "datagen.curate:flags"),
+    Command("curate", "gate photos (size, shape, blur, NSFW, aesthetics) and drop near-duplicates: a set --source "
+            "curated reads", "datagen.curate:run", "datagen.curate:flags"),
     Command("generate", "write instructions, then render, filter and shard them (resumable)",
             "datagen.runner:run", "datagen.runner:flags"),
     Command("write", "phase 1: captions and edit instructions -> OUT/texts/*.jsonl",

@@ -1,13 +1,11 @@
 """`datagen curate`: photos gated and deduplicated into a curated set that `--source curated` reads.
 
-Each input photo is decoded as stored and looked at — its scores (size, shape, blur, NSFW) and perceptual hashes —
-and the pipeline's gates (`curate:` in pipelines/*.yaml) keep it or drop it with a reason, like a candidate. The
-inputs go in shards, each committed by its marker as the render's are (a rerun redoes only the uncommitted ones);
-then the near-duplicates among the kept inputs of all shards are found (datagen/dedup.py) and committed. The set's
-layout and its reading: datagen/sources/curated.py.
-
-Under way (issue 25): inputs from object stores, the curate map stage on Ray workers and the deduplication on
-Ray Data at scale, the aesthetic gate, `generate --curate`, the report's funnel, the benchmarks.
+Each input photo is decoded as stored and looked at — its scores (size, shape, blur; the nsfw and aesthetic roles';
+the ocr role's text area where a gate asks for it) and perceptual hashes — and the pipeline's gates (`curate:` in
+pipelines/*.yaml) keep it or drop it with a reason, like a candidate. The inputs go in shards, each committed by its
+marker as the render's are (a rerun redoes only the uncommitted ones), inline or as Ray tasks; then the
+near-duplicates among the kept inputs of all shards are found (datagen/dedup.py, in this process or on Ray Data) and
+committed. The set's layout and its reading: datagen/sources/curated.py; its report: datagen/report/curation.py.
 """
 
 from __future__ import annotations
