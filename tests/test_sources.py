@@ -428,3 +428,25 @@ def test_unreadable_tar(tmp_path):
     message = config_error("shards", str(path))
     assert message.startswith(f"{path}: not a readable uncompressed tar file (")
     assert "WebDataset .tar shards" in message
+
+
+def test_an_image_folder_in_an_object_store_lists_its_images_as_on_disk(tmp_path):
+    """Files of a folder before its sub-folders, each sorted (os.walk's order), wherever the folder is: the same
+    index gives the same photo on disk and through fsspec."""
+    import fsspec
+
+    from datagen.sources import build_source
+
+    names = ["b.png", "a.png", "00000/x.png", "00000/deep/y.png", "00000/w.png", "zz/q.png", "0.png"]
+    fs = fsspec.filesystem("memory")
+    try:
+        for name in names:
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_bytes(b"")
+            fs.pipe_file(f"/order/{name}", b"")
+        local = build_source("images", 64, str(tmp_path)).files
+        remote = build_source("images", 64, "memory://order").files
+        assert local == remote == ["0.png", "a.png", "b.png", "00000/w.png", "00000/x.png", "00000/deep/y.png",
+                                   "zz/q.png"]  # fmt: skip
+    finally:
+        fs.rm("/order", recursive=True)

@@ -25,6 +25,13 @@ from datagen.sources.base import (
 from datagen.storage import Folder, is_url
 
 
+def _walk_order(rel: str) -> list[tuple[int, str]]:
+    """Sort key of a listed path in os.walk's order, as a local folder is read: a folder's files (sorted) before its
+    sub-folders (sorted), so that one folder gives the same inputs in the same order on disk and in an object store."""
+    *folders, name = rel.split("/")
+    return [(1, folder) for folder in folders] + [(0, name)]
+
+
 class ImageFolderSource:
     """Images under a folder (a path, or an object-store URL: s3://, gs://, az://), sorted by path. `photo.jpg` may
     have `photo.json`: {"caption": "...", "objects": [{"name": "red mug", "box": [x0, y0, x1, y1]} | {"name": ...,
@@ -67,7 +74,7 @@ class ImageFolderSource:
                 base = self.store.path.rstrip("/") + "/"
                 self._listed = {path[len(base) :] for path in self.store.fs.find(self.store.path)
                                 if path.startswith(base)}  # fmt: skip
-                names = sorted(self._listed, key=lambda rel: rel.split("/"))
+                names = sorted(self._listed, key=_walk_order)
                 found = [rel for rel in names if rel.lower().endswith(IMAGE_SUFFIXES) and ".mask" not in rel]
             else:
                 for dirpath, dirnames, filenames in os.walk(self.root):
