@@ -163,29 +163,31 @@ class ShardWorker:
         texts: list[InstructionRecord] = []
         items = {}
         uncaptioned: list[int] = []
+        captioner = self._captioner(writer)
         for index in range(run.shard_len(shard)):
             seed = sample_seed(run.seed, task.name, shard, index)
             text = new_instruction(task.name, shard, index, seed, writer.model_id)
             try:
                 text["source"] = self.source.ref(seed, shard * run.shard_size + index)
                 item = self.source.item(text["source"])
+                judged = False  # captioned by the judge from the image, below
                 if item.topic is not None:  # the writer writes the caption from the topic
                     item.topic = check_text(item.topic, "topic")
                 elif item.caption.strip() or run.source not in PHOTO_SOURCES:
                     item.caption = check_text(item.caption, "caption")
-                elif self._captioner(writer) == "judge":  # captioned from the image below
-                    uncaptioned.append(index)
-                elif self._captioner(writer) is None:  # else the writer captions it from the image
+                elif captioner is None:
                     item.caption = self._uncaptioned(text["source"])
+                else:  # the writer captions it from the image, or the judge does below
+                    judged = captioner == "judge"
                 item.objects = [check_text(name, "object") for name in item.objects]
-                if getattr(writer, "sees_image", False) or index in uncaptioned:  # the image itself is looked at
+                if getattr(writer, "sees_image", False) or judged:  # the image itself is looked at
                     item.image = self.source.load(text["source"], run.max_image_pixels).image
                 items[index] = item
                 text[caption_field] = text["source_caption"] = item.caption
+                if judged:
+                    uncaptioned.append(index)
             except Reject as e:
                 text.update(status="rejected", reason=e.reason, detail=str(e)[:500])
-                if uncaptioned and uncaptioned[-1] == index:
-                    uncaptioned.pop()
             texts.append(text)
         if uncaptioned:
             self._caption(items, texts, uncaptioned, caption_field)
@@ -392,7 +394,7 @@ class MixtureWorker:
 
 
 CAPTION_WHERE = {
-    "images": 'a sidecar PHOTO.json beside it: {"caption": "..."}',
+    "images": 'a sidecar PHOTO.json beside it, {"caption": "..."}, or PHOTO.txt',
     "shards": "a .txt member, or .json with a caption, in its tar sample",
     "curated": "in the source it was curated from",
 }
@@ -411,13 +413,10 @@ def describe_ref(ref: dict[str, Any]) -> str:
 @functools.cache
 def tasks_without_captions() -> list[str]:
     """The tasks whose files say needs_caption: false."""
-    from datagen.config import TaskSpec, config_root, read_yaml, validate
+    from datagen.config import TaskSpec, find_config, known, read_yaml, validate
 
-    found = []
-    for path in sorted((config_root() / "tasks").glob("*.yaml")):
-        if not validate(TaskSpec, read_yaml(path), str(path)).needs_caption:
-            found.append(path.stem)
-    return found
+    paths = {name: find_config("tasks", name) for name in known("tasks")}
+    return [name for name, path in paths.items() if not validate(TaskSpec, read_yaml(path), str(path)).needs_caption]
 
 
 def _bad_output(output: dict[str, Any]) -> BadSource | None:
