@@ -126,6 +126,9 @@ FIELDS: tuple[Field, ...] = (
     Field("models",                dict[str, str],     "string",       JSON_TEXT, JSON_TEXT,  False, False),
     Field("judge_reasoning",       str,                "string",       PLAIN,     PLAIN,      False, False),
     Field("instruction_rewritten", str,                "string",       PLAIN,     PLAIN,      False, False),
+    Field("session",               str,                "string",       PLAIN,     PLAIN,      True,  True),
+    Field("turn",                  int,                "int16",        PLAIN,     PLAIN,      True,  True),
+    Field("previous",              str,                "string",       PLAIN,     PLAIN,      True,  True),
     Field("scores",                dict[str, float],   "float64",      PER_SCORE, PER_SCORE,  False, True),
     Field("source_caption",        str,                None,           None,      None,       True,  False),
     Field("edit",                  dict[str, Any],     None,           None,      None,       True,  False),
@@ -251,6 +254,13 @@ class InstructionRecord(TypedDict):
     """The task's own fields the writer chose: the new object, the style, the colour operation ..."""
     writer: str
     """The model id of the instruction writer."""
+    session: str
+    """The session this turn belongs to ('' for a single-turn sample): its first turn's sample key without the turn
+    (datagen/sessions.py)."""
+    turn: int
+    """Its turn in the session, from 1 (1 for a single-turn sample)."""
+    previous: str
+    """The key of the session's previous turn, whose output is this turn's input ('' for a first turn)."""
 
 
 def new_instruction(task: str, shard: int, index: int, seed: int, writer: str) -> InstructionRecord:
@@ -272,6 +282,9 @@ def new_instruction(task: str, shard: int, index: int, seed: int, writer: str) -
         "source_caption": "",
         "edit": {},
         "writer": writer,
+        "session": "",
+        "turn": 1,
+        "previous": "",
     }
 
 
@@ -325,6 +338,12 @@ class EditRecord:
     """What the judge saw, in its words ('' without a judge)."""
     instruction_rewritten: str = ""
     """What the judge says the edit actually did, as an instruction ('' unless the judge rewrites)."""
+    session: str = ""
+    """The session of a multi-turn sample ('' for a single-turn one): InstructionRecord.session."""
+    turn: int = 1
+    """Its turn in the session, from 1."""
+    previous: str = ""
+    """The key of the session's previous turn ('' for a first turn)."""
 
     @classmethod
     def from_instruction(cls, text: InstructionRecord, models: dict[str, str]) -> EditRecord:

@@ -7,7 +7,9 @@ again when every sample recorded its `width` and `height` (issue 19: aspect-rati
 from those two fields (json member and manifest columns) every tar member and manifest row was the same; and again
 when the OCR read-back scores were added (issue 24: ocr_target_ned, ocr_exact, ocr_old_gone), after checking that
 apart from those three keys, null on every record here, in each json member and the three manifest columns, every
-tar member and manifest row was the same."""
+tar member and manifest row was the same; and again when every record named its session, turn and previous turn
+(issue 26: multi-turn sessions), after checking that apart from those three fields ('', 1 and '' on every record
+here) in each json member and manifest row, every tar member and manifest row was the same."""
 
 from __future__ import annotations
 
@@ -17,40 +19,40 @@ import pytest
 from conftest import run_cli, run_inline
 
 LOCAL = {
-    "add-000000.parquet": "82845dcebe88b6a09fdfe059aabd647b4b80a06a113f9b5d491a6465121a5f18",
-    "add-000000.tar": "31dbe3f7d360ec862f3ada5a48e09cf659c61ac4516edac7dbe1e3ef98e4c77b",
-    "background-000000.parquet": "c06b9caf86db2201addcda17c4caf0f365bda8aeb053e19f71bfebce03869ca1",
-    "background-000000.tar": "34bf8d6dfb5b56879096124544788ca17979689f55defe2a0a3ef6ce2b09803b",
-    "color-000000.parquet": "c11efc5fa27a7e4559c7912e2f0571d43da5f329490ded433435f7d3226b0aba",
-    "color-000000.tar": "2fe9957bd169c6642d5c8da47f5fec814dedafb8ec3e4f35183f8bf27446c1ed",
-    "depth-000000.parquet": "c0ecc6e7a392ea86d7fa7fdb3c15bd77b0382dd68ffda520bc309c7cd86d8ef1",
-    "depth-000000.tar": "6bfba344c2ec136f31504785059c77d077c0eb74315a3ed12c891c674a3a2c5c",
-    "detect-000000.parquet": "bea2da8cfee4dc3487b5bd6dd5726c49a5fb02e7a2c873d079926592b25544c5",
-    "detect-000000.tar": "da7a41fbec4e10b54d57146cd8ebd22dbb92414d9a5b2b0a73abe28cea00f376",
-    "global-000000.parquet": "17334110bb122b60786c7aa6d816a4df1b79ff4e3c672881127c7847bf99524c",
-    "global-000000.tar": "fd82ed7d45309a356232e1250a97da856bf36992b3cc0b823f42c2cfd535304e",
-    "local-000000.parquet": "28a29af11813494023534242a22dbee44df0716494b2ffbca02827ab4ed76754",
-    "local-000000.tar": "0000f2e0bfb69aa220ea7ec2347457a81eca3a77722a6952c495f9bb8564aac9",
-    "normal-000000.parquet": "c6af5d51949e8fd8e78fcdbcb1034a7145b99094efd919ad545570160f306c09",
-    "normal-000000.tar": "1b01ef76b634133360189b99f0acef6bf47b217706e1d829c6b8fa04e5d6c580",
-    "remove-000000.parquet": "e1f0e97312456b3cba074dcf98bba071eba88edc6e87534286291e6ddaf151a6",
-    "remove-000000.tar": "624d5ce35a76564f4920107ddc65eb555bd2cf5d5eb58aaf2a65cea033f85f2f",
-    "segmap-000000.parquet": "66e2658a69cc343fb26170e84a5b2625e5f84111072826b35617725db4fd6ddd",
-    "segmap-000000.tar": "e3d2b359d72da22ffc0c13cf542a3b51b92c0c637cc2d7365541349cddaeebc7",
-    "segment-000000.parquet": "9d726495fba6ad4e1fb0e71fb444be237eecda5979ec320b426574360df602ae",
-    "segment-000000.tar": "53a1b6c6bedb1def34fe03a5cfa210ee2b3e54b203fd650beed0acdc2bb5a152",
-    "sketch-000000.parquet": "7f8aa2286dded046e44e47265b22a5e436a1a2fe8533f5b571fa66e2f2d968d3",
-    "sketch-000000.tar": "008d425554318e0c8c26331cf5e688d6c3b2ee6a08bb5241d4dde474df16c73a",
-    "style-000000.parquet": "726c6fb2897c607511b03a7b317fa1a3d74302d6dbfc1662dbea2551eac7baec",
-    "style-000000.tar": "cae091aeef0962a79e3e393e40df280ee01cf425a03b0b21cb9f642770bf4a5c",
-    "text-000000.parquet": "57925531193ba94a9de0da5efeca1f0524d5112f91f1d473c6716098d6ee7fc6",
-    "text-000000.tar": "add78388f3874cd90c9d19274cd2916394f8fe84045b52fbec6bce8153921214",
-    "texture-000000.parquet": "6f4da0ef1ed7cdea9db3d19e7817991df3ccc21d44525ae053c6ad3d67590fb5",
-    "texture-000000.tar": "061ddc78b5dd9190bd92ad7b3561d1e1d0060c4374e80061b70e6411c0702670",
+    "add-000000.parquet": "88b2648edd12d02804b43785730ce52cd604d6c5e5b7de6624100208907eefd5",
+    "add-000000.tar": "30840e96566d6ee97b64e35d2923166aa672cbfa68f6a8a8e0158ade6e59805a",
+    "background-000000.parquet": "fa99537f7ff647e29525823e5c536b0b4aa963fd989d8432e7855651b16d770f",
+    "background-000000.tar": "2775869359ac0c436bdcca2c4bf5a1605f1e4a1aa47967094b6fd5b5e88210fa",
+    "color-000000.parquet": "aae32183ba5d66cb2877dcf5969eeaf482f833627cf80373c19a64d2441a08c9",
+    "color-000000.tar": "f171ba57d16e6f3f7097b60111219f777da442cadd0062e1b960c897bf882e5f",
+    "depth-000000.parquet": "18b6abe43633def44d0e5acad14076bcb5e504ffee142c8e7f8956f184f841c0",
+    "depth-000000.tar": "c4b76b299d4cd79bd446db1e29d5c0f9f9c1371e82e08092a0a590ccd9943019",
+    "detect-000000.parquet": "6fc84735616301def701c87e7329e7bccef3df4a0d8639336ab376ec13b1bee8",
+    "detect-000000.tar": "0f4759196f033ee70e727a209abb7f0dd0ca555a7a4f252c500c45800fe0b19a",
+    "global-000000.parquet": "17b5b57aa90fa984932ce367d6e22ff0af3c84070b57f25ac1cb30d9801ced0d",
+    "global-000000.tar": "034cdf62c87e70efa6bab481ecf072986ad2b44d7879a170172ff846327975d4",
+    "local-000000.parquet": "74c2b8da42382bdf8354498ccb6c6c69f9fde5538da73d957cb9948a6dec09a5",
+    "local-000000.tar": "e9ee6dd171290df7d5c32fb2e830d0928c0862cf84c0d6463218453811e41840",
+    "normal-000000.parquet": "561b767e7c02ab75abd3f47be908ebe99544b7d96df259f00b9c38b0069bbd1c",
+    "normal-000000.tar": "6fa6b36d14d69a1b6b9edecabad4355a2a7ffd65b4389f3e768aadc4c7de8ed5",
+    "remove-000000.parquet": "86f2ccfca1168951c9701ea162a7237304a3365dc2cc654b0a493b38145b7bfa",
+    "remove-000000.tar": "18112ebf0aa3134e67dbf813c5b11ff593d4cfc2e8f4cea5cb9e182dc12a6c1a",
+    "segmap-000000.parquet": "7fcdf6734383e137fb3c59a51ba6aa324dba96403fa0ec3f1977776adeef5567",
+    "segmap-000000.tar": "50e22efff0e89807e422b291c721cea994684af8be0d5b37088fb3e33ef6510f",
+    "segment-000000.parquet": "f667e222b796cb8bae3198a1662d77d7070c0db5587f6daf8c6669b4af8c6395",
+    "segment-000000.tar": "4fc3d668415f36a056d7ad2275ef9f8e325db5099a5ca48acb848522541205a4",
+    "sketch-000000.parquet": "0d1d5d9080d2af0ba9b1402fd6da3f74b6a685824658457e1c6cc51abee1f40f",
+    "sketch-000000.tar": "ffcd2ae02df91cf65d157cc0c37d81cca44fc27d435d6c45475488660589fb53",
+    "style-000000.parquet": "cc91a9fcb983ea41a5c724b1c70b4cbb820ecc4599a720e28e25de07e3a9edff",
+    "style-000000.tar": "6fdae3c4ab5eb2ea3f788b17bdd303480c1dbf87775b57636aa8225d424fe362",
+    "text-000000.parquet": "cb244668f5dad58dddcf14b45266c84185fb4c48bd3c4f9275c9bc8f7a5656da",
+    "text-000000.tar": "dee7c53483a03fcfa582063a6f6e8ae169b3e726f7e2aa2448f19eac417ff011",
+    "texture-000000.parquet": "5192f3d449eb526b95215089d5fd607c7683afff8c411d74f078b65738aee324",
+    "texture-000000.tar": "482140be50050520b599a10e95586d2f5174efa378fca6a083c03722791354f1",
 }
 TINY = {
-    "remove-000000.parquet": "ad4a361add8cc77c14e6137b85d843600f8d840746b175de3c50bbe2409fd37e",
-    "remove-000000.tar": "67298d7839a8a63218d574e779a204500b0b35041da7f375068bdd41ac1d2155",
+    "remove-000000.parquet": "caacd52df87b3abc5bae89e25ec4fbaad7b6348dc3c8b7a73f1cfd6bf84b1440",
+    "remove-000000.tar": "353e7c33decc82a1834cbe41f0d2888687e7eb79bce32494ffe602a359be4c72",
 }
 
 

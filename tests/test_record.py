@@ -140,10 +140,12 @@ def test_exports_take_the_declared_columns(tmp_path):
     writer comes back from its json member with their values."""
     exported = [name for name, _ in export_columns()]
     assert exported == ["key", "task", "input_caption", "output_caption", "width", "height"] + [
-        f"{SCORE_PREFIX}{name}" for name in SCORES
-    ]
+        "session",
+        "turn",
+        "previous",
+    ] + [f"{SCORE_PREFIX}{name}" for name in SCORES]
     assert export.hf_schema().names == ["input_image", "edit_prompt", "edited_image", "mask", *exported, "json"]
-    assert export.score_columns() == tuple(exported[6:])
+    assert export.score_columns() == tuple(exported[9:])
     record = a_record()
     members = TarShardWriter(Folder(str(tmp_path)), "x.tar", "png", 95, 1).encode(record)
     sample_meta = json.loads(members["json"])
