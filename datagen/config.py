@@ -40,6 +40,18 @@ class FilterSpec(Spec):
         return self
 
 
+class SessionRule(Spec):
+    """Where a task may stand in a multi-turn session (`--turns`, datagen/sessions.py) and what its edit does to the
+    objects the next turn's writer may name."""
+
+    position: Literal["any", "first", "last"] = "any"
+    """any; first: only as a session's first turn (its pair's input is not the image it was given: `add` removes
+    the object first); last: only as its last turn (its output is a map or an annotation, no photo to edit on)."""
+    objects: Literal["keep", "remove", "replace"] = "keep"
+    """keep: the objects stay; remove: the edit's `objects` leave the image; replace: they become its
+    `new_object`, in the candidate's mask."""
+
+
 class GeneratorSpec(Spec):
     kind: str
     """Generator kind: a module in datagen/generators (e.g. grounded_inpaint)."""
@@ -80,6 +92,8 @@ class TaskSpec(Spec):
     """Score name -> thresholds. Every score is stored; only these gate a candidate."""
     select_by: list[str] = Field(default_factory=list)
     """Scores that rank a sample's passing candidates, first available wins; '-name' means lower is better."""
+    session: SessionRule = Field(default_factory=SessionRule)
+    """Where it may stand in a multi-turn session, and what it does to the image's objects."""
 
     @property
     def prompt_name(self) -> str:
@@ -413,6 +427,11 @@ class RunSpec(Spec):
     """Larger input images are rejected as decompression bombs."""
     max_shard_retries: int = Field(default=2, ge=0, le=20)
     """Retries of a failing shard before it is recorded as failed."""
+    turns: int = Field(default=1, ge=1, le=8)
+    """Edits per session (datagen/sessions.py): 1 makes single-turn pairs; K > 1 makes every sample a session of K
+    chained edits of one input, each turn's task drawn from the run's mixture."""
+    keep_prefix: bool = False
+    """Sessions: keep a session's passing prefix when a later turn fails (default: the whole session or nothing)."""
 
     @property
     def num_shards(self) -> int:

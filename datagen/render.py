@@ -256,7 +256,9 @@ def _recorded(config: RunConfig, models) -> list[str]:
     the input), grounding only where it is a generator role or scores presence (the detector gate)."""
     named = []
     for role, why in roles_used(config, "render").items():
-        if why == "input" or (why == "score" and role == "grounding" and not _scores_presence(models[role])):
+        if why in ("input", "writer", "reader"):
+            continue
+        if why == "score" and role == "grounding" and not _scores_presence(models[role]):
             continue
         named.append(role)
     return named

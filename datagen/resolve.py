@@ -43,6 +43,8 @@ def load_run(
     source: str | None = None,
     input: str | None = None,
     repeat: bool = False,
+    turns: int = 1,
+    keep_prefix: bool = False,
     overrides: list[str] = (),
 ) -> RunConfig:
     """Load and cross-check everything a run needs; raises ConfigError before any work starts.
@@ -79,6 +81,8 @@ def load_run(
             source=source or task_spec.sources[0],
             input=input,
             repeat=repeat,
+            turns=turns,
+            keep_prefix=keep_prefix,
         ),
         "command line",
     )
@@ -200,12 +204,12 @@ def roles_used(config: RunConfig, phase: str) -> dict[str, str]:
     """The one list of the models a phase of this run loads, role -> why: write, the LLM (and what reads the input
     first: the OCR of the text task on photos); render, the generator's roles for this source, every scoring model
     the pipeline has (the judge and the detector gate among them), and text-to-image for text-only sources;
-    generate, both. Workers load all of them at start (datagen/worker.py), preflight checks them,
-    and a record names those that made or scored it."""
+    generate, both (a sessions run's render writes its later turns: the writer too). Workers load all of them at
+    start (datagen/worker.py), preflight checks them, and a record names those that made or scored it."""
     used: dict[str, str] = {}
     spec, source = config.generator, config.run.source
     kind = generators.get(spec.kind)
-    if phase in ("write", "generate"):
+    if phase in ("write", "generate") or (phase == "render" and config.run.turns > 1):  # sessions write as they go
         used["llm"] = "writer"
         for role in generators.write_roles(kind, spec.args, source):
             used.setdefault(role, "reader")
@@ -253,12 +257,14 @@ def split_n(n: int, weights: dict[str, float]) -> dict[str, int]:
 
 def configs_from_flags(args: argparse.Namespace) -> list:
     """The run's task configurations: one task, a mixture (--tasks, or --task all / a,b), or OUT's run.json."""
+    from datagen import sessions
     from datagen.shards.run import load_runs
 
     if not args.task and not args.tasks:
         given = [f"--{name.replace('_', '-')}" for name in RUN_DEFAULTS if getattr(args, name) is not None]
         given += ["--set"] * bool(args.overrides) + ["--source"] * bool(args.source) + ["--input"] * bool(args.input)
-        given += ["--repeat"] * bool(args.repeat)
+        given += ["--repeat"] * bool(args.repeat) + ["--turns"] * (args.turns is not None)
+        given += ["--keep-prefix"] * bool(args.keep_prefix)
         if given:
             raise ConfigError(
                 f"{', '.join(given)} given without --task: resuming {args.out} uses its run.json as it is; start a "
@@ -284,16 +290,20 @@ def configs_from_flags(args: argparse.Namespace) -> list:
             source=args.source,
             input=args.input,
             repeat=args.repeat,
+            turns=args.turns or 1,
+            keep_prefix=args.keep_prefix,
             overrides=args.overrides,
         )
 
     skipped = []
-    if spec == "all":  # every task the pipeline runs, N shared among those
+    if spec == "all":  # every task the pipeline runs (in a session, where it can stand), N shared among those
         for name in list(weights):
             try:
-                load(name, 1)
+                why = sessions.unplaceable(load(name, 1), args.turns or 1)
             except ConfigError as e:
-                skipped.append(f"{name}: {str(e).splitlines()[0]}")
+                why = str(e).splitlines()[0]
+            if why:
+                skipped.append(f"{name}: {why}")
                 del weights[name]
     if args.n < 1:
         raise ConfigError(f"--n {args.n}: allowed: a positive number of samples")
@@ -305,6 +315,7 @@ def configs_from_flags(args: argparse.Namespace) -> list:
             print(f"  {line}", file=sys.stderr)
     if not configs:
         raise ConfigError(f"no task of {spec!r} runs on pipeline {args.pipeline!r}")
+    sessions.check(configs)
     return configs
 
 

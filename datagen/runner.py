@@ -209,6 +209,17 @@ def flags(parser: argparse.ArgumentParser) -> None:
         "before any work)",
     )
     parser.add_argument(
+        "--turns",
+        type=int,
+        help="edits per sample: K > 1 makes each sample a session of K chained edits of one input, each turn's task "
+        "drawn from the mixture, every turn checked (default: 1)",
+    )
+    parser.add_argument(
+        "--keep-prefix",
+        action="store_true",
+        help="--turns: keep a session's passing turns when a later one fails (default: the whole session or nothing)",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",

@@ -15,7 +15,7 @@ import traceback
 from collections import Counter
 from typing import Any
 
-from datagen import generators, models, shards
+from datagen import generators, models, session_shard, shards
 from datagen.config import RunConfig
 from datagen.environment import library_versions, version_changes
 from datagen.errors import ConfigError, Reject
@@ -98,6 +98,9 @@ class ShardWorker:
         self._models: ModelSet | None = None
         self._shared = shared
         self._source = None
+        self.siblings: dict[str, ShardWorker] = {config.task.name: self}
+        """Task -> the worker of each task of the run in this process (MixtureWorker's); a session's turns are
+        written and rendered by their own tasks' workers (datagen/session_shard.py)."""
 
     @property
     def models(self) -> ModelSet:
@@ -158,58 +161,14 @@ class ShardWorker:
         self._check_lease()
         shards.clear_uncommitted(paths)
         started = time.perf_counter()
-        writer = self.models["llm"]
-        caption_field = f"{self.config.prompt.caption_role}_caption"
-        texts: list[InstructionRecord] = []
-        items = {}
-        uncaptioned: list[int] = []
-        captioner = self._captioner(writer)
-        for index in range(run.shard_len(shard)):
-            seed = sample_seed(run.seed, task.name, shard, index)
-            text = new_instruction(task.name, shard, index, seed, writer.model_id)
-            try:
-                text["source"] = self.source.ref(seed, shard * run.shard_size + index)
-                item = self.source.item(text["source"])
-                judged = False  # captioned by the judge from the image, below
-                if item.topic is not None:  # the writer writes the caption from the topic
-                    item.topic = check_text(item.topic, "topic")
-                elif item.caption.strip() or run.source not in PHOTO_SOURCES:
-                    item.caption = check_text(item.caption, "caption")
-                elif captioner is None:
-                    item.caption = self._uncaptioned(text["source"])
-                else:  # the writer captions it from the image, or the judge does below
-                    judged = captioner == "judge"
-                item.objects = [check_text(name, "object") for name in item.objects]
-                if getattr(writer, "sees_image", False) or judged:  # the image itself is looked at
-                    item.image = self.source.load(text["source"], run.max_image_pixels).image
-                items[index] = item
-                text[caption_field] = text["source_caption"] = item.caption
-                if judged:
-                    uncaptioned.append(index)
-            except Reject as e:
-                text.update(status="rejected", reason=e.reason, detail=str(e)[:500])
-            texts.append(text)
-        if uncaptioned:
-            self._caption(items, texts, uncaptioned, caption_field)
-        seen = self._look(items, texts)
-        written = writer.write_batch(list(items.values()), [texts[i]["seed"] for i in items])  # one batched call
-        for index, output in zip(items, written, strict=True):
-            if isinstance(output, WriterReject):
-                texts[index].update(status="rejected", reason=output.reason, detail=str(output)[:500])
-            elif bad := _bad_output(output):
-                texts[index].update(status="rejected", reason=bad.reason, detail=str(bad)[:500])
-            else:
-                output = dict(output)
-                if "source_caption" in output:  # written by the LLM from a topic, or from a photo without a caption
-                    texts[index][caption_field] = texts[index]["source_caption"] = output.pop("source_caption")
-                for name in TEXT_FIELDS:
-                    if name in output:
-                        texts[index][name] = output.pop(name)
-                edit = self._generator.with_seen(seen[index], output) if index in seen else output
-                if isinstance(edit, Reject):
-                    texts[index].update(status="rejected", reason=edit.reason, detail=str(edit)[:500])
-                else:
-                    texts[index]["edit"] = edit  # the task's own fields: new object, style, colour op, direction ...
+        if run.turns > 1:  # each sample is a session: its first turn is written here, the rest as it renders
+            texts = session_shard.first_turns(self, shard)
+        else:
+            texts = []
+            for index in range(run.shard_len(shard)):
+                seed = sample_seed(run.seed, task.name, shard, index)
+                texts.append(new_instruction(task.name, shard, index, seed, self.models["llm"].model_id))
+            self.write_records(texts)
         reasons = Counter(t["reason"] for t in texts if t["status"] != "ok")
         lines = [instruction_line(t) for t in texts]
         data = ("\n".join(lines) + "\n").encode()
@@ -230,6 +189,66 @@ class ShardWorker:
         self._check_lease()
         shards.write_stats(paths, stats)
         return stats
+
+    def write_records(self, texts: list[InstructionRecord]) -> None:
+        """Fill in these new instruction records of this task from the run's source, in one batched writer call:
+        each input's reference and caption (a photo without one captioned from the image where a model can), then
+        what the writer writes; an input or an output that is unusable leaves its record rejected with the reason."""
+        run, writer = self.config.run, self.models["llm"]
+        caption_field = f"{self.config.prompt.caption_role}_caption"
+        items = {}
+        uncaptioned: list[int] = []
+        captioner = self._captioner(writer)
+        for position, text in enumerate(texts):
+            try:
+                text["source"] = self.source.ref(text["seed"], text["shard"] * run.shard_size + text["index"])
+                item = self.source.item(text["source"])
+                judged = False  # captioned by the judge from the image, below
+                if item.topic is not None:  # the writer writes the caption from the topic
+                    item.topic = check_text(item.topic, "topic")
+                elif item.caption.strip() or run.source not in PHOTO_SOURCES:
+                    item.caption = check_text(item.caption, "caption")
+                elif captioner is None:
+                    item.caption = self._uncaptioned(text["source"])
+                else:  # the writer captions it from the image, or the judge does below
+                    judged = captioner == "judge"
+                item.objects = [check_text(name, "object") for name in item.objects]
+                if getattr(writer, "sees_image", False) or judged:  # the image itself is looked at
+                    item.image = self.source.load(text["source"], run.max_image_pixels).image
+                items[position] = item
+                text[caption_field] = text["source_caption"] = item.caption
+                if judged:
+                    uncaptioned.append(position)
+            except Reject as e:
+                text.update(status="rejected", reason=e.reason, detail=str(e)[:500])
+        if uncaptioned:
+            self._caption(items, texts, uncaptioned, caption_field)
+        self.write_items(texts, items)
+
+    def write_items(self, texts: list[InstructionRecord], items: dict[int, Any]) -> None:
+        """Write the edits of these records (position in `texts` -> its SourceItem: caption, objects, and the image
+        where it is looked at) in one batched writer call; a record whose output is unusable is rejected."""
+        writer = self.models["llm"]
+        caption_field = f"{self.config.prompt.caption_role}_caption"
+        seen = self._look(items, texts)
+        written = writer.write_batch(list(items.values()), [texts[i]["seed"] for i in items])  # one batched call
+        for index, output in zip(items, written, strict=True):
+            if isinstance(output, WriterReject):
+                texts[index].update(status="rejected", reason=output.reason, detail=str(output)[:500])
+            elif bad := _bad_output(output):
+                texts[index].update(status="rejected", reason=bad.reason, detail=str(bad)[:500])
+            else:
+                output = dict(output)
+                if "source_caption" in output:  # written by the LLM from a topic, or from a photo without a caption
+                    texts[index][caption_field] = texts[index]["source_caption"] = output.pop("source_caption")
+                for name in TEXT_FIELDS:
+                    if name in output:
+                        texts[index][name] = output.pop(name)
+                edit = self._generator.with_seen(seen[index], output) if index in seen else output
+                if isinstance(edit, Reject):
+                    texts[index].update(status="rejected", reason=edit.reason, detail=str(edit)[:500])
+                else:
+                    texts[index]["edit"] = edit  # the task's own fields: new object, style, colour op, direction ...
 
     def _captioner(self, writer) -> str | None:
         """Who captions a photo that came without a caption: the writer when it sees images, else the pipeline's
@@ -320,7 +339,10 @@ class ShardWorker:
         self._check_lease()
         shards.clear_uncommitted(paths)
         started = time.perf_counter()
-        render = ShardRender(self.config, self.models, self.source)
+        if run.turns > 1:
+            render = session_shard.SessionRender(self)
+        else:
+            render = ShardRender(self.config, self.models, self.source)
         codec = (pipe.image_format, pipe.image_quality, pipe.png_compression)
         tar = shards.TarShardWriter(paths.folder, paths.tar, *codec)
         rejected = shards.RejectedTarWriter(paths.folder, paths.rejected_tar, *codec) if pipe.keep_rejected else None
@@ -381,6 +403,8 @@ class MixtureWorker:
     def __init__(self, configs: list[RunConfig], phase: str | None = None, lease: str | None = None):
         shared: dict[str, Any] = {}
         self.workers = {c.task.name: ShardWorker(c, shared, lease) for c in configs}
+        for worker in self.workers.values():
+            worker.siblings = self.workers
         if phase is not None:  # models resident from the start; a worker that cannot load them never takes a shard
             for worker in self.workers.values():
                 worker.load(phase)

@@ -52,6 +52,8 @@ class Generator(Protocol):
     model roles (`roles_for(args)` names the roles it needs with those arguments; `roles`, the ones it uses).
     `render` times its stages on `clock` and calls each role once per stage with every item of the micro-batch.
     A CUDA out-of-memory error must propagate: the caller halves the micro-batch and tries again.
+    A kind whose pair does not start from the image it is given (on some sources) declares a classmethod
+    `follows_edits(args, source) -> bool`: False keeps it off the later turns of sessions (datagen/sessions.py).
     """
 
     Args: ClassVar[type[GeneratorArgs]]

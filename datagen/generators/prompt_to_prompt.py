@@ -50,6 +50,12 @@ class PromptToPrompt(PerSample):
     roles = ("t2i",)
 
     @classmethod
+    def follows_edits(cls, args: Args, source: str) -> bool:
+        """No: it draws its input from the caption (or inverts it, where the model can), so as a later turn of a
+        session its pair would not start from the previous turn's output (datagen/sessions.py)."""
+        return False
+
+    @classmethod
     def roles_for(cls, args: Args) -> tuple[str, ...]:
         return cls.roles
 

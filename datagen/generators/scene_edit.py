@@ -28,6 +28,12 @@ class SceneEdit(PerSample):
     roles = ()
 
     @classmethod
+    def follows_edits(cls, args: Args, source: str) -> bool:
+        """No: it re-renders the procedural scene, and an image an earlier turn of a session edited is no scene
+        (datagen/sessions.py)."""
+        return False
+
+    @classmethod
     def roles_for(cls, args: Args) -> tuple[str, ...]:
         return cls.roles
 

@@ -100,6 +100,12 @@ class TextRender(PerSample):
         return ("inpaint", "ocr") if source in PHOTO_SOURCES else cls.roles
 
     @classmethod
+    def follows_edits(cls, args: Args, source: str) -> bool:
+        """On photos it edits the text that is there; elsewhere it draws a text into its input first, so as a later
+        turn of a session (datagen/sessions.py) its pair would not start from the previous turn's output."""
+        return source in PHOTO_SOURCES
+
+    @classmethod
     def write_roles(cls, args: Args, source: str) -> tuple[str, ...]:
         """On photos, the write phase reads the input's lines first (the writer edits one of them)."""
         return ("ocr",) if source in PHOTO_SOURCES else ()

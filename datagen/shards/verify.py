@@ -4,14 +4,17 @@ A committed shard passes when its tar and parquet have the sizes and sha256 its 
 a regular file with a safe name of the form key.field, a sample's members are contiguous and complete, its keys
 belong to the shard, and the tar, the marker and the manifest's kept rows count the same samples. A shard made with
 pipeline.keep_rejected has its rejected tar checked the same way, its candidates against the manifest's rendered rows
-that were not kept. Uncommitted leftovers are listed, not errors: readers ignore them and a resumed run removes
-them.
+that were not kept. A shard of sessions (`--turns`) has every kept session whole (or, made with --keep-prefix, a
+prefix of its turns), and its turns chain: turn k's input bytes are turn k-1's output bytes. Uncommitted leftovers
+are listed, not errors: readers ignore them and a resumed run removes them.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,14 +65,19 @@ def verify_shard(folder: Folder, stats_name: str) -> tuple[int, list[str]]:
         return 0, problems
 
     image_members = {f"input.{stats['image_format']}", f"output.{stats['image_format']}", "mask.png", "json", "txt"}
-    fields = _scan_tar(folder, tar_name, problems)
+    sessions = stats.get("sessions")
+    contents: dict[str, dict[str, bytes]] | None = {} if sessions else None
+    fields = _scan_tar(folder, tar_name, problems, contents)
     if fields is None:
         return 0, problems
+    own = re.compile(rf"^{re.escape(stats['task'])}_(t\d+_)?{stats['shard']:06d}_\d{{5}}$")
     for key, got in fields.items():
         if got != image_members:
             problems.append(f"{tar_name}: {key} has members {sorted(got)}, expected {sorted(image_members)}")
-        if not key.startswith(f"{stats['task']}_{stats['shard']:06d}_"):
+        if not own.fullmatch(key):
             problems.append(f"{tar_name}: key {key} does not belong to shard {name}")
+    if sessions:
+        problems += _verify_sessions(tar_name, sessions, contents)
     try:
         rendered = ["candidate", "score_mask_area"] if rejected_name in files else []
         table = read_parquet(folder, parquet_name, ["key", "status", *rendered])
@@ -93,9 +101,12 @@ def verify_shard(folder: Folder, stats_name: str) -> tuple[int, list[str]]:
     return len(fields), problems
 
 
-def _scan_tar(folder: Folder, tar_name: str, problems: list[str]) -> dict[str, set[str]] | None:
+def _scan_tar(
+    folder: Folder, tar_name: str, problems: list[str], contents: dict[str, dict[str, bytes]] | None = None
+) -> dict[str, set[str]] | None:
     """A tar's keys in order -> their fields, every member checked (regular file, safe key.field name, contiguous
-    keys, whole); None, with the problem, if the tar cannot be read."""
+    keys, whole); None, with the problem, if the tar cannot be read. With `contents`, each key's json member and the
+    sha256 of its images go there (key -> field -> bytes)."""
     keys: list[str] = []
     fields: dict[str, set[str]] = {}
     try:
@@ -121,10 +132,44 @@ def _scan_tar(folder: Folder, tar_name: str, problems: list[str]) -> dict[str, s
                 data = tar.extractfile(member).read()
                 if len(data) != member.size:
                     problems.append(f"{tar_name}: {member.name} truncated")
+                if contents is not None:
+                    kept = data if suffix == "json" else hashlib.sha256(data).digest()
+                    contents.setdefault(key, {})[suffix.split(".")[0]] = kept
     except (tarfile.TarError, OSError, EOFError) as e:
         problems.append(f"{tar_name}: unreadable tar ({e})")
         return None
     return fields
+
+
+def _verify_sessions(tar_name: str, counts: dict, contents: dict[str, dict[str, bytes]]) -> list[str]:
+    """Every kept session whole (turns 1..K, or with keep_prefix 1..k), its turns chained by key and by bytes: turn
+    k's input is turn k-1's output."""
+    problems: list[str] = []
+    by_session: dict[str, dict[int, tuple[str, dict]]] = {}
+    for key, members in contents.items():
+        try:
+            meta = json.loads(members["json"])
+            by_session.setdefault(str(meta["session"]), {})[int(meta["turn"])] = (key, meta)
+        except (KeyError, ValueError, TypeError) as e:
+            problems.append(f"{tar_name}: {key}.json names no session and turn ({e})")
+    turns = int(counts.get("turns", 0))
+    for session, kept in sorted(by_session.items()):
+        have = sorted(kept)
+        whole = have == list(range(1, turns + 1))
+        prefix = bool(counts.get("keep_prefix")) and have == list(range(1, len(have) + 1))
+        if not session or not (whole or prefix):
+            problems.append(f"{tar_name}: session {session!r} holds turns {have}, expected 1..{turns}")
+            continue
+        for turn in have[1:]:
+            key, meta = kept[turn]
+            before = kept[turn - 1][0]
+            if meta.get("previous") != before:
+                problems.append(f"{tar_name}: {key} follows {meta.get('previous')!r}, not turn {turn - 1} ({before})")
+            elif contents[key].get("input") != contents[before].get("output"):
+                problems.append(f"{tar_name}: {key}'s input is not {before}'s output (the chain is broken)")
+    if len(by_session) != counts.get("kept"):
+        problems.append(f"{tar_name}: {len(by_session)} sessions, stats say {counts.get('kept')} kept")
+    return problems
 
 
 def _verify_rejected(folder: Folder, tar_name: str, stats: dict, table: pa.Table) -> list[str]:

@@ -1,0 +1,219 @@
+"""Multi-turn sessions (`--turns`): chained edits of one input, each turn gated against its own input, whole sessions
+kept (or their passing prefix), verified chain by chain, exported as MagicBrush and as sessions, resumed exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tarfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+from conftest import DATAGEN, FAST, REPO, committed_checksums, run_cli, run_inline
+
+from datagen.export import export
+from datagen.shards import verify
+from datagen.shards.verify import _verify_sessions
+
+SESSIONS = ["--pipeline", "local", "--turns", "3", "--workers", "0", "--no-progress", *FAST]
+
+
+@pytest.fixture(scope="module")
+def sessions_run(tmp_path_factory) -> Path:
+    """Every task the local pipeline can place in a 3-turn session, two sessions each, one shard per task."""
+    out = tmp_path_factory.mktemp("sessions") / "run"
+    run_inline("generate", "--task", "all", "--n", "24", "--shard-size", "2", "--out", str(out), *SESSIONS)
+    return out
+
+
+def _rows(out: Path) -> list[dict]:
+    rows = []
+    for path in sorted((out / "shards").glob("*.parquet")):
+        rows += pq.read_table(path).to_pylist()
+    return rows
+
+
+def _kept_members(out: Path) -> dict[str, dict[str, bytes]]:
+    members: dict[str, dict[str, bytes]] = {}
+    for path in sorted((out / "shards").glob("*.tar")):
+        if path.name.endswith(".rejected.tar"):
+            continue
+        with tarfile.open(path) as tar:
+            for member in tar:
+                key, field = member.name.split(".", 1)
+                members.setdefault(key, {})[field.split(".")[0]] = tar.extractfile(member).read()
+    return members
+
+
+def test_sessions_chain_turn_by_turn_and_are_kept_whole(sessions_run):
+    """Every kept session has its three turns; turn k's input is turn k-1's output, byte for byte; the tasks stand
+    where their task files and generators let them; a dropped session's kept turns say which turn failed."""
+    assert verify(sessions_run).problems == []
+    rows = _rows(sessions_run)
+    kept = [r for r in rows if r["status"] == "kept"]
+    by_session: dict[str, dict[int, dict]] = {}
+    for row in kept:
+        by_session.setdefault(row["session"], {})[row["turn"]] = row
+    assert len(by_session) >= 12, "most sessions are kept whole"
+    assert all(sorted(turns) == [1, 2, 3] for turns in by_session.values()), "only whole sessions are kept"
+    members = _kept_members(sessions_run)
+    for session, turns in by_session.items():
+        assert turns[1]["previous"] == "" and turns[1]["key"] == session.replace("_0", "_t1_0", 1)
+        for turn in (2, 3):
+            assert turns[turn]["previous"] == turns[turn - 1]["key"]
+            assert members[turns[turn]["key"]]["input"] == members[turns[turn - 1]["key"]]["output"]
+            assert json.loads(turns[turn]["source"]) == {"kind": "turn", "previous": turns[turn - 1]["key"]}
+    tasks_at = {turn: {r["task"] for r in rows if r["turn"] == turn} for turn in (1, 2, 3)}
+    assert "add" in tasks_at[1] and "add" not in tasks_at[2] | tasks_at[3], "add makes its own input: first only"
+    first_only = {"background", "local", "texture"}  # re-rendered scenes on local
+    assert first_only <= tasks_at[1] and not first_only & (tasks_at[2] | tasks_at[3])
+    assert {"detect", "segment"} & tasks_at[3] and not {"detect", "segment"} & (tasks_at[1] | tasks_at[2])
+    assert not {"depth", "normal", "segmap"} & set().union(*tasks_at.values()), "scene maps cannot follow an edit"
+    dropped = [r for r in rows if r["reason"] == "session_dropped"]
+    assert dropped, "some session failed a later turn"
+    for row in dropped:
+        failed_turn = int(row["detail"].split()[1])
+        assert failed_turn > row["turn"]
+        later = [r for r in rows if r["session"] == row["session"] and r["turn"] == failed_turn]
+        assert later and not any(r["status"] == "kept" for r in later)
+    stats = [json.loads(p.read_text()) for p in (sessions_run / "shards").glob("*.stats.json")]
+    assert sum(s["sessions"]["kept"] for s in stats) == len(by_session)
+    assert sum(s["sessions"]["sessions"] for s in stats) == 24
+    assert sum(sum(s["sessions"]["dropped_at_turn"].values()) for s in stats) == 24 - len(by_session)
+
+
+def test_a_later_turn_is_written_from_the_previous_output(sessions_run):
+    """Turn k+1's input caption is turn k's output caption (a map task's writer may say what the input is: "a sketch
+    of ..."), and a removed object is never named again."""
+    rows = {r["key"]: r for r in _rows(sessions_run) if r["candidate"] == 0}
+    followed = [r for r in rows.values() if r["previous"] and rows[r["previous"]]["status"] in ("kept", "rejected")]
+    assert followed
+    for row in followed:
+        before = rows[row["previous"]]
+        assert (before["output_caption"] or before["input_caption"]) in row["input_caption"]  # "a sketch of ..."
+        if before["task"] == "remove" and row["task"] in ("remove", "detect", "segment") and row["objects"]:
+            assert not set(before["objects"]) & set(row["objects"]), (before["key"], row["key"])
+
+
+def test_verify_finds_a_broken_chain_and_a_missing_turn():
+    def member(session: str, turn: int, previous: str, input: bytes, output: bytes) -> dict[str, bytes]:
+        meta = {"session": session, "turn": turn, "previous": previous}
+        return {"json": json.dumps(meta).encode(), "input": input, "output": output}
+
+    counts = {"turns": 2, "kept": 1, "keep_prefix": False}
+    whole = {"x_t1_000000_00000": member("x_000000_00000", 1, "", b"a", b"b"),
+             "x_t2_000000_00000": member("x_000000_00000", 2, "x_t1_000000_00000", b"b", b"c")}  # fmt: skip
+    assert _verify_sessions("x.tar", counts, whole) == []
+    broken = {**whole, "x_t2_000000_00000": member("x_000000_00000", 2, "x_t1_000000_00000", b"z", b"c")}
+    assert "the chain is broken" in " ".join(_verify_sessions("x.tar", counts, broken))
+    missing = {"x_t1_000000_00000": whole["x_t1_000000_00000"]}
+    assert "holds turns [1], expected 1..2" in " ".join(_verify_sessions("x.tar", counts, missing))
+    assert _verify_sessions("x.tar", {**counts, "keep_prefix": True}, missing) == []
+
+
+def test_sessions_export_as_magicbrush_and_as_sessions(sessions_run, tmp_path):
+    """magicbrush: MagicBrush's columns, a row per turn, source_img of turn 2 on the previous target_img; sessions: a
+    row per session with its turns; hf-parquet: every turn a pair. The card counts the turns."""
+    cache = str(tmp_path / "cache")
+    counts = export(str(sessions_run), str(tmp_path / "mb"), "magicbrush", progress=False)
+    mb = datasets.load_dataset(str(tmp_path / "mb"), split="train", cache_dir=cache)
+    assert mb.column_names == ["img_id", "turn_index", "source_img", "mask_img", "instruction", "target_img"]
+    assert isinstance(mb.features["source_img"], datasets.Image) and len(mb) == counts["samples"]
+    rows = {
+        (r["img_id"], r["turn_index"]): r
+        for r in mb.cast_column("source_img", datasets.Image(decode=False)).cast_column(
+            "target_img", datasets.Image(decode=False)
+        )
+    }
+    for (session, turn), row in rows.items():
+        if turn > 1:
+            assert row["source_img"]["bytes"] == rows[(session, turn - 1)]["target_img"]["bytes"]
+    sessions = export(str(sessions_run), str(tmp_path / "sessions"), "sessions", progress=False)
+    loaded = datasets.load_dataset(str(tmp_path / "sessions"), split="train", cache_dir=cache)
+    assert len(loaded) == sessions["samples"] == counts["samples"] // 3
+    first = loaded[0]
+    assert first["turns_count"] == 3 and [t["key"].split("_")[1] for t in first["turns"]] == ["t1", "t2", "t3"]
+    assert first["turns"][2]["output_image"].size == first["input_image"].size
+    card = (tmp_path / "sessions" / "README.md").read_text()
+    assert "## Sessions" in card and f"{sessions['samples']} kept" in card
+    flat = export(str(sessions_run), str(tmp_path / "flat"), "hf-parquet", progress=False)
+    assert flat["samples"] == counts["samples"] and flat["turns"] == {str(t): sessions["samples"] for t in (1, 2, 3)}
+
+
+def test_keep_prefix_keeps_the_passing_turns(tmp_path):
+    out = tmp_path / "run"
+    run_inline("generate", "--tasks", "remove,color", "--n", "12", "--shard-size", "6", "--keep-prefix",
+               "--out", str(out), *SESSIONS)  # fmt: skip
+    assert verify(out).problems == []
+    rows = _rows(out)
+    assert not [r for r in rows if r["reason"] == "session_dropped"]
+    lengths = Counter()
+    for session in {r["session"] for r in rows}:
+        kept = sorted(r["turn"] for r in rows if r["session"] == session and r["status"] == "kept")
+        assert kept == list(range(1, len(kept) + 1)), "a prefix"
+        lengths[len(kept)] += 1
+    assert lengths[3] and (lengths[1] or lengths[2]), lengths
+
+
+def test_a_mixture_that_cannot_chain_is_refused(tmp_path):
+    """Before any work, naming the task and why."""
+    proc = run_inline("generate", "--task", "depth", "--n", "2", "--out", str(tmp_path / "a"), *SESSIONS, check=False)
+    assert proc.returncode == 2
+    assert (
+        "cannot stand in a 3-turn session on pipeline 'local': its depth role reads the procedural scene"
+        in proc.stderr
+    )
+    proc = run_inline("generate", "--tasks", "add,background", "--n", "2", "--out", str(tmp_path / "b"), *SESSIONS,
+                      check=False)  # fmt: skip
+    assert proc.returncode == 2 and "no task of the mixture can edit turn 1's output" in proc.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_sessions_run_resumes_to_the_same_bytes(tmp_path):
+    args = ["--tasks", "remove,color,global", "--n", "240", "--shard-size", "6", *SESSIONS]
+    reference = tmp_path / "reference"
+    run_inline("generate", "--out", str(reference), *args)
+    expected = committed_checksums(reference, texts=True)
+    out = tmp_path / "run"
+    for kill, delay in enumerate((0.0, 0.3, 0.6, 0.9)):
+        command = [*DATAGEN, "generate", "--out", str(out), *(args if kill == 0 else ["--workers", "0"])]
+        proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            shards = out / "shards"
+            before = len(os.listdir(shards)) if shards.is_dir() else 0
+            while proc.poll() is None and time.monotonic() < deadline:  # until it renders, then a little further
+                if shards.is_dir() and len(os.listdir(shards)) > before:
+                    break
+                time.sleep(0.01)
+            time.sleep(delay)
+            assert proc.poll() is None, f"kill {kill}: the run finished first"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert [p for p in verify(out).problems if "nothing was rendered" not in p] == []
+    run_cli("generate", "--out", str(out), "--workers", "0", "--no-progress")
+    assert committed_checksums(out, texts=True) == expected, "byte-identical to the uninterrupted run"
+
+
+@pytest.mark.slow
+def test_a_tiny_sessions_run_judges_every_turn(tiny_dir, tmp_path):
+    """The neural stack: every turn rendered by tiny models, scored and judged against its own input."""
+    out = tmp_path / "run"
+    run_inline("generate", "--tasks", "remove,color", "--pipeline", "tiny", "--turns", "2", "--n", "2",
+               "--shard-size", "1", "--out", str(out), "--workers", "0", "--no-progress")  # fmt: skip
+    assert verify(out).problems == []
+    second = [r for r in _rows(out) if r["turn"] == 2]
+    assert second, "some first turn was kept and followed"
+    judged = [r for r in _rows(out) if r["judge_reasoning"]]
+    assert {r["turn"] for r in judged} == {1, 2}, "the judge saw every turn"
+    assert all(json.loads(r["models"]).get("judge") for r in judged)
