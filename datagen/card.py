@@ -24,7 +24,8 @@ SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"
 
 UNRECORDED = "(not recorded: OUT has no run.json, or its run was made before datagen kept the command)"
 
-DATA_FILES = {"hf-parquet": "data/train/*.parquet", "preference": "data/train/*.parquet", "imagefolder": "train/**"}
+DATA_FILES = {"hf-parquet": "data/train/*.parquet", "preference": "data/train/*.parquet", "imagefolder": "train/**",
+              "magicbrush": "data/train/*.parquet", "sessions": "data/train/*.parquet"}  # fmt: skip
 """Where each export format's rows are, as the card's `configs` names them."""
 
 
@@ -40,6 +41,8 @@ def yaml_features(features: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"name": name, "dtype": "image"})
         elif feature.get("_type") == "Value":
             out.append({"name": name, "dtype": feature["dtype"]})
+        elif feature.get("_type") == "List":  # a list of structs (the sessions format's turns)
+            out.append({"name": name, "list": yaml_features(feature["feature"])})
         else:  # a struct: a mapping of its fields
             out.append({"name": name, "struct": yaml_features(feature)})
     return out
@@ -114,7 +117,7 @@ def card(run, counts: dict[str, Any], format: str, features: dict[str, Any] | No
     info: dict[str, Any] = {}
     if features is not None:
         info["features"] = yaml_features(features)
-    info["splits"] = [{"name": "train", "num_examples": rows}]
+    info["splits"] = [{"name": "train", "num_bytes": counts.get("bytes", 0), "num_examples": rows}]
     header = {
         "license": _licence(models),
         "task_categories": ["image-to-image"],
@@ -123,9 +126,9 @@ def card(run, counts: dict[str, Any], format: str, features: dict[str, Any] | No
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": DATA_FILES[format]}]}],
         "dataset_info": info,
     }
-    what = (
-        "preference pairs (chosen, rejected)" if format == "preference" else "(input image, instruction, edited image)"
-    )
+    what = {"preference": "preference pairs (chosen, rejected)",
+            "sessions": "sessions of (input image, instruction, edited image) turns"}.get(
+        format, "(input image, instruction, edited image)")  # fmt: skip
     lines = [
         "---",
         yaml.safe_dump(header, sort_keys=False, allow_unicode=True).rstrip(),
@@ -140,7 +143,10 @@ def card(run, counts: dict[str, Any], format: str, features: dict[str, Any] | No
         "",
     ]
     attempted, kept, dropped, before = Counter(), Counter(), {}, {}
-    for shard in rendered:
+    sessions = [shard.stats["sessions"] for shard in rendered if shard.stats.get("sessions")]
+    if sessions:  # a shard of sessions holds turns of several tasks: counted from the manifests
+        by_turn = _count_turns(run, attempted, kept, dropped)
+    for shard in rendered if not sessions else ():
         attempted[shard.task] += int(shard.stats.get("samples", 0))
         kept[shard.task] += shard.kept
         dropped.setdefault(shard.task, Counter()).update(shard.stats.get("reasons") or {})
@@ -152,6 +158,8 @@ def card(run, counts: dict[str, Any], format: str, features: dict[str, Any] | No
              for task in sorted(set(configs) | set(attempted))]  # fmt: skip
     lines += [_table(table, ["task", "rows here", "samples attempted", "kept", "rejected writing the instruction",
                              "not kept when rendered (first candidate's reason)"]), ""]  # fmt: skip
+    if sessions:
+        lines += _sessions_section(sessions, by_turn, counts)
     lines += ["## Filters", "",
               "Every candidate is scored; these gates decide which are kept (then the best-ranked candidate of a "
               "sample is the pair). Rejected: candidates whose first failing gate it was.", ""]  # fmt: skip
@@ -187,6 +195,48 @@ def card(run, counts: dict[str, Any], format: str, features: dict[str, Any] | No
     lines += [_table([[name, version] for name, version in sorted(versions.items())], ["library", "version"]), ""]
     lines += ["Each row's `json` column holds its whole record: every score, the instruction, the models' ids.", ""]
     return "\n".join(lines)
+
+
+def _count_turns(run, attempted: Counter, kept: Counter, dropped: dict[str, Counter]) -> dict[int, Counter]:
+    """Samples attempted and kept per task, and why the others were not (the reason of their first candidate), from
+    the manifests; returns turn -> Counter(attempted, kept)."""
+    samples: dict[str, dict[str, Any]] = {}
+    for row in run.rows(columns=("key", "task", "status", "reason", "turn")):
+        sample = samples.setdefault(row["key"], {**row, "kept": False})
+        sample["kept"] |= row["status"] == "kept"
+    by_turn: dict[int, Counter] = {}
+    for sample in samples.values():
+        turn = by_turn.setdefault(int(sample.get("turn") or 1), Counter())
+        attempted[sample["task"]] += 1
+        turn["attempted"] += 1
+        if sample["kept"]:
+            kept[sample["task"]] += 1
+            turn["kept"] += 1
+        else:
+            dropped.setdefault(sample["task"], Counter())[sample["reason"]] += 1
+    return by_turn
+
+
+def _sessions_section(sessions: list[dict[str, Any]], by_turn: dict[int, Counter], counts: dict[str, Any]) -> list:
+    """The card's words and tables on a run of multi-turn sessions: how many were kept, where the others stopped."""
+    total = Counter()
+    dropped_at: Counter = Counter()
+    for entry in sessions:
+        total.update({name: int(entry.get(name, 0)) for name in ("sessions", "complete", "kept")})
+        dropped_at.update({int(turn): n for turn, n in (entry.get("dropped_at_turn") or {}).items()})
+    turns, prefix = sessions[0].get("turns"), bool(sessions[0].get("keep_prefix"))
+    rule = ("its passing prefix kept when a later turn failed (--keep-prefix)" if prefix
+            else "kept only whole: a session any turn of which failed is dropped, its kept turns rejected as "
+                 "`session_dropped`")  # fmt: skip
+    lines = ["## Sessions", "",
+             f"Multi-turn sessions of {turns} edits of one input, each turn's input the previous turn's output, "
+             f"every turn gated against its own input; a session is {rule}. {total['sessions']} sessions attempted, "
+             f"{total['complete']} complete, {total['kept']} kept.", ""]  # fmt: skip
+    rows = [[turn, by_turn.get(turn, Counter())["attempted"], by_turn.get(turn, Counter())["kept"],
+             (counts.get("turns") or {}).get(str(turn), "—"), dropped_at.get(turn, 0)]
+            for turn in range(1, int(turns or 0) + 1)]  # fmt: skip
+    lines += [_table(rows, ["turn", "attempted", "kept", "rows here", "sessions that stopped here"]), ""]
+    return lines
 
 
 def features_of(schema) -> dict[str, Any] | None:

@@ -23,6 +23,14 @@ chosen_scores, rejected_scores, task, key, rejected_candidate, rejected_reason. 
 per score (None where not measured): `datasets` loads them as dicts with no parsing, every row has the same fields,
 and Arrow keeps them typed for filtering (a JSON text column would need json.loads per row and loses the types).
 
+`magicbrush` writes DEST/data/train/{task}-{i:06d}.parquet with MagicBrush's own columns, one row per turn: img_id
+(the session; a single-turn sample's key), turn_index (from 1), source_img (from turn 2 on, the previous turn's
+target_img), mask_img, instruction, target_img. `sessions` writes one row per session (datagen/sessions.py) like
+ImgEdit's multi-turn sets: session, input_image (turn 1's), then `turns`, a list in order of {key, task,
+instruction, output_image, mask, input_caption, output_caption, json}. A single-turn run exports as sessions of one
+turn. hf-parquet and imagefolder flatten sessions into pairs (every turn a row, with its session, turn and
+previous key), which diffusers' InstructPix2Pix trainer reads unchanged.
+
 `--instruction rewritten` makes the judge's account of what the edit did (`instruction_rewritten`, a pipeline whose
 judge has `rewrite: true`) the edit_prompt; a sample without one falls back to the original instruction, and the
 marker counts those rows (`instruction_fell_back`).
@@ -52,7 +60,7 @@ if TYPE_CHECKING:  # the rest is imported where it is used: `datagen --help` sta
     from datagen.shards import Candidate, Sample
     from datagen.storage import Folder
 
-FORMATS = ("hf-parquet", "imagefolder", "preference")
+FORMATS = ("hf-parquet", "imagefolder", "preference", "magicbrush", "sessions")
 INSTRUCTIONS = ("original", "rewritten")
 """Which instruction becomes edit_prompt: the writer's, or the judge's account of what the edit did."""
 MARKER = ".datagen-export.json"
@@ -149,6 +157,52 @@ def preference_schema() -> pa.Schema:
     )
 
 
+@functools.cache
+def magicbrush_schema() -> pa.Schema:
+    """MagicBrush's columns, in its order."""
+    import pyarrow as pa
+
+    image, string = (_image_type(), IMAGE_FEATURE), (pa.string(), STRING_FEATURE)
+    return _schema(
+        {
+            "img_id": string,
+            "turn_index": (pa.int32(), {"dtype": "int32", "_type": "Value"}),
+            "source_img": image,
+            "mask_img": image,
+            "instruction": string,
+            "target_img": image,
+        }
+    )
+
+
+SESSION_TURN = ("key", "task", "instruction", "output_image", "mask", "input_caption", "output_caption", "json")
+"""The fields of each turn of a `sessions` row, in order."""
+
+
+@functools.cache
+def sessions_schema() -> pa.Schema:
+    """One row per session: its first input, then its turns in order."""
+    import pyarrow as pa
+
+    image, string = (_image_type(), IMAGE_FEATURE), (pa.string(), STRING_FEATURE)
+    fields = {name: image if name in ("output_image", "mask") else string for name in SESSION_TURN}
+    turn = pa.struct([(name, kind) for name, (kind, _) in fields.items()])
+    features = {name: feature for name, (_, feature) in fields.items()}
+    return _schema(
+        {
+            "session": string,
+            "turns_count": (pa.int32(), {"dtype": "int32", "_type": "Value"}),
+            "input_image": image,
+            "turns": (pa.list_(turn), {"feature": features, "_type": "List"}),
+        }
+    )
+
+
+def session_of(meta: dict[str, Any], key: str) -> tuple[str, int]:
+    """(session, turn) of a sample's json member: a single-turn sample is a session of its own, turn 1."""
+    return str(meta.get("session") or key), int(meta.get("turn") or 1)
+
+
 class PromptChoice:
     """Which instruction becomes a row's edit_prompt (INSTRUCTIONS), counting the rows that asked for the rewritten
     one and fell back to the original (no judge, or a judge that does not rewrite)."""
@@ -196,6 +250,44 @@ def write_parquet_shard(samples: Iterator[Sample], folder: Folder, name: str, pr
             yield _row(sample, images, prompt), sum(len(data) for _, data in sample.images.values())
 
     return _write_rows(rows(), folder, name, hf_schema())
+
+
+def _image_of(sample: Sample, stem: str) -> dict[str, Any]:
+    member, data = sample.images[stem]
+    return {"bytes": data, "path": member}
+
+
+def write_magicbrush_shard(samples: Iterator[Sample], folder: Folder, name: str, prompt: PromptChoice) -> int:
+    """One shard -> one parquet file of magicbrush_schema(), one row per turn; returns its rows."""
+
+    def rows() -> Iterator[tuple[dict[str, Any], int]]:
+        for sample in samples:
+            session, turn = session_of(sample.meta, sample.key)
+            row = {"img_id": session, "turn_index": turn, "source_img": _image_of(sample, "input"),
+                   "mask_img": _image_of(sample, "mask"), "instruction": prompt(sample.instruction, sample.meta),
+                   "target_img": _image_of(sample, "output")}  # fmt: skip
+            yield row, sum(len(data) for _, data in sample.images.values())
+
+    return _write_rows(rows(), folder, name, magicbrush_schema())
+
+
+def write_sessions_shard(samples: Iterator[Sample], folder: Folder, name: str, prompt: PromptChoice) -> int:
+    """One shard -> one parquet file of sessions_schema(), one row per session (a session's turns are consecutive
+    in its shard); returns its rows."""
+
+    def rows() -> Iterator[tuple[dict[str, Any], int]]:
+        grouped = itertools.groupby(samples, key=lambda sample: session_of(sample.meta, sample.key)[0])
+        for session, group in grouped:
+            turns = sorted(group, key=lambda sample: session_of(sample.meta, sample.key)[1])
+            row = {"session": session, "turns_count": len(turns), "input_image": _image_of(turns[0], "input"),
+                   "turns": [{"key": t.key, "task": t.meta.get("task", ""),
+                              "instruction": prompt(t.instruction, t.meta), "output_image": _image_of(t, "output"),
+                              "mask": _image_of(t, "mask"), "input_caption": t.meta.get("input_caption", ""),
+                              "output_caption": t.meta.get("output_caption", ""), "json": t.meta_text}
+                             for t in turns]}  # fmt: skip
+            yield row, sum(len(data) for t in turns for _, data in t.images.values())
+
+    return _write_rows(rows(), folder, name, sessions_schema())
 
 
 def _write_rows(rows: Iterator[tuple[dict[str, Any], int]], folder: Folder, name: str, schema: pa.Schema) -> int:
@@ -309,6 +401,19 @@ def write_preference_shard(
     return _write_rows((_preference_row(s, c, prompt) for s, c in pairs), folder, name, preference_schema())
 
 
+PARQUET_WRITERS = {"hf-parquet": write_parquet_shard, "magicbrush": write_magicbrush_shard,
+                   "sessions": write_sessions_shard}  # fmt: skip
+"""The formats written as DEST/data/train/{shard}.parquet from the kept samples."""
+
+
+def _counted(samples: Iterator[Sample], tasks: Counter, turns: Counter) -> Iterator[Sample]:
+    """The samples as they pass, counted by their own task (a shard of sessions holds several) and turn."""
+    for sample in samples:
+        tasks[sample.meta.get("task") or sample.key.rsplit("_", 2)[0]] += 1
+        turns[session_of(sample.meta, sample.key)[1]] += 1
+        yield sample
+
+
 def _prepare_dest(dest: Folder, overwrite: bool) -> None:
     """Refuse a DEST holding an export (finished or not) unless overwrite; then remove what an export writes."""
     dest.fs.invalidate_cache()
@@ -351,30 +456,38 @@ def export(
     target = Folder(dest)
     _prepare_dest(target, overwrite)
     counts: dict[str, Any] = {"format": format, "source": out, "dest": dest, "shards": 0, "samples": 0, "tasks": {}}
-    prompt, skipped = PromptChoice(instruction), Counter()
+    prompt, skipped, tasks, turns = PromptChoice(instruction), Counter(), Counter(), Counter()
     bar = Progress(len(shards), f"export {format}", unit="shard", enabled=progress)
     for n, shard in enumerate(shards):
-        samples = run.samples(shard)
+        samples = run.samples(shard) if format == "preference" else _counted(run.samples(shard), tasks, turns)
         if format == "preference":
             written = write_preference_shard(samples, run.rejected(shard), target.sub("data").sub("train"),
                                              f"{shard.name}.parquet", prompt, skipped)  # fmt: skip
         elif shard.kept == 0:  # nothing to export (still read, to check it): no empty file for loaders to trip on
             written = sum(1 for _ in samples)
-        elif format == "hf-parquet":
-            written = write_parquet_shard(samples, target.sub("data").sub("train"), f"{shard.name}.parquet", prompt)
+        elif format in PARQUET_WRITERS:
+            write = PARQUET_WRITERS[format]
+            written = write(samples, target.sub("data").sub("train"), f"{shard.name}.parquet", prompt)
         else:
             written = write_imagefolder_shard(samples, target.sub("train").sub(f"{n:06d}"), prompt)
         counts["shards"] += 1
         counts["samples"] += written
-        counts["tasks"][shard.task] = counts["tasks"].get(shard.task, 0) + written
+        if format == "preference":
+            tasks[shard.task] += written
         bar.update(1, samples=counts["samples"])
     bar.close()
+    counts["tasks"] = dict(sorted(tasks.items()))
+    if format != "preference":
+        counts["turns"] = {str(turn): n for turn, n in sorted(turns.items())}
     counts["instruction"] = instruction
     counts["instruction_fell_back"] = prompt.fell_back
     if format == "preference":
         counts["unpaired"] = {"input_differs": skipped["input_differs"], "not_kept": skipped["not_kept"]}
     counts["datagen"] = __version__
-    schema = {"hf-parquet": hf_schema, "preference": preference_schema}.get(format)
+    schema = {"hf-parquet": hf_schema, "preference": preference_schema, "magicbrush": magicbrush_schema,
+              "sessions": sessions_schema}.get(format)  # fmt: skip
+    data = target.sub("train" if format == "imagefolder" else "data")
+    counts["bytes"] = int(data.fs.du(data.path)) if data.fs.exists(data.path) else 0
     text = card(run, counts, format, features_of(schema()) if schema else None)
     target.write_atomic(CARD, text.encode())
     target.write_atomic(MARKER, json.dumps(counts, indent=1, sort_keys=True).encode())
@@ -409,7 +522,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         choices=FORMATS,
         help="hf-parquet: DEST/data/train/*.parquet; imagefolder: DEST/train/NNNNNN/ images + metadata.jsonl; "
         "preference: DEST/data/train/*.parquet of (chosen, rejected) pairs, from a run made with "
-        "--set pipeline.keep_rejected=true",
+        "--set pipeline.keep_rejected=true; magicbrush: MagicBrush's columns, a row per turn; sessions: a row per "
+        "session with its turns in order",
     )
     parser.add_argument(
         "--instruction",
@@ -433,7 +547,7 @@ def run(args: argparse.Namespace) -> int:
     counts = export(args.out, dest, args.format, progress=not args.no_progress, overwrite=args.overwrite,
                     instruction=args.instruction)  # fmt: skip
     tasks = ", ".join(f"{task} {n}" for task, n in sorted(counts["tasks"].items()))
-    what = "preference pairs" if args.format == "preference" else "samples"
+    what = {"preference": "preference pairs", "sessions": "sessions"}.get(args.format, "samples")
     if args.format == "imagefolder":
         where, load, flag = f"{dest}/train/", f'load_dataset("imagefolder", data_dir="{dest}")', "--train_data_dir"
     else:
@@ -446,6 +560,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  unpaired rejected candidates: {unpaired['input_differs']} with another input image than the kept "
               f"one's, {unpaired['not_kept']} of samples that kept none")  # fmt: skip
     print(f"  load with: {load}")
-    if args.format != "preference":
+    if args.format in ("hf-parquet", "imagefolder"):
         print(f"  diffusers examples/instruct_pix2pix/train_instruct_pix2pix.py {flag} {dest} (its default columns)")
     return 0

@@ -232,7 +232,10 @@ def test_every_export_has_a_dataset_card_the_hub_and_datasets_read(run_dir, tmp_
         counts = export(str(run_dir), str(dest), format, progress=False)
         header = DatasetCard.load(dest / "README.md").data.to_dict()
         assert header["configs"][0]["data_files"][0]["split"] == "train"
-        assert header["dataset_info"]["splits"] == [{"name": "train", "num_examples": counts["samples"]}]
+        files = [p for p in dest.rglob("*") if p.is_file() and p.name not in ("README.md", ".datagen-export.json")]
+        size = sum(p.stat().st_size for p in files)
+        split = {"name": "train", "num_bytes": size, "num_examples": counts["samples"]}
+        assert header["dataset_info"]["splits"] == [split]
         assert header["size_categories"] == ["n<1K"] and header["task_categories"] == ["image-to-image"]
         loaded = datasets.load_dataset(str(dest), split="train", cache_dir=str(tmp_path / "cache"))
         assert len(loaded) == counts["samples"]
