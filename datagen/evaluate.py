@@ -27,6 +27,12 @@ when the output has the input's size (a stored pair: models/ocr.py's read_region
 else the whole output, the read line closest to the string counting. ocr_acc is 1 when it reads the string
 exactly (case and spaces ignored, as OCR benchmarks compare), ocr_ned is 1 - its normalised edit distance. Other
 pairs are NaN, and `ocr_n` counts the measured ones.
+
+Sessions (a run made with --turns, datagen/sessions.py): the metrics also per turn. With a checkpoint, in
+MagicBrush's two settings: `independent`, each turn edited from the true previous image (the stored input), and
+`chained`, each turn edited from the model's own output of the turn before, keeping only the pixels a turn changed
+(Emu Edit's per-pixel threshold, `--alpha`, as `datagen edit` does between turns). A turn whose previous turn is not
+among the pairs (cut off by --limit) starts from its stored input there too.
 """
 
 from __future__ import annotations
@@ -57,6 +63,11 @@ FORMATS = {
 }
 """The columns each benchmark format needs."""
 FORMAT_NAMES = {"emu": "Emu Edit test set", "gedit": "GEdit-Bench"}
+SETTINGS = {
+    "independent": "each turn from the true previous image",
+    "chained": "each turn from the model's own previous output",
+}
+"""MagicBrush's two multi-turn settings (a checkpoint's edits of sessions)."""
 GEDIT_TASKS: dict[str, tuple[str, str]] = {
     # task_type: (the datagen task the editor is conditioned on, its group: the judge's rubric)
     "background_change": ("background", "region"),
@@ -85,17 +96,18 @@ def pair_metrics(before, after, embed_in, embed_out, text_in, text_out, dino_in,
     return {**scores, "l1": l1, "dino": cosine(dino_in, dino_out)}
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean of each metric per task and over all rows (NaNs, from identical captions or images, missing captions or
-    pairs the judge did not score, left out); with judge scores, how many pairs it did not score."""
+def summarise(rows: list[dict[str, Any]], by: str = "task") -> dict[str, dict[str, float]]:
+    """Mean of each metric per task (`by="turn"`: per turn of the sessions) and over all rows (NaNs, from identical
+    captions or images, missing captions or pairs the judge did not score, left out); with judge scores, how many
+    pairs it did not score."""
     judged = bool(rows) and "SC" in rows[0]
     read = bool(rows) and "ocr_acc" in rows[0]
     groups: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        groups[row["task"]].append(row)
+    for row in sorted(rows, key=lambda row: row.get("turn", 1)) if by == "turn" else rows:
+        groups[f"turn {row.get('turn', 1)}" if by == "turn" else row["task"]].append(row)
         groups["all"].append(row)
     out = {}
-    for task, members in sorted(groups.items()):
+    for task, members in groups.items() if by == "turn" else sorted(groups.items()):
         out[task] = {"n": len(members)}
         for metric in METRICS + (JUDGE_METRICS if judged else ()) + (OCR_METRICS if read else ()):
             values = [r[metric] for r in members if not np.isnan(r[metric])]
@@ -119,6 +131,7 @@ def load_pairs(shards: list[str], limit: int | None) -> list[dict[str, Any]]:
             "task": meta["task"], "instruction": meta["instruction"], "input_caption": meta["input_caption"],
             "output_caption": meta["output_caption"],
             "input": decode_member(sample.images["input"][1]), "output": decode_member(sample.images["output"][1]),
+            "key": sample.key, "turn": int(meta.get("turn") or 1), "previous": meta.get("previous") or "",
             **text_target(meta.get("params")),
         })  # fmt: skip
         if limit and len(pairs) >= limit:
@@ -234,10 +247,15 @@ def evaluate(
     progress: bool = True,
     judge=None,
     ocr=None,
+    chain: dict[str, np.ndarray] | None = None,
+    alpha: float = 0.03,
 ) -> list[dict]:
     """Per-pair metrics, in the order of `pairs`; with an editor the outputs are its edits of the inputs, made
     `batch_size` pairs at a time; with a judge, its SC, PQ and O of each batch in one call; with an OCR reader, the
-    text pairs' ocr_acc and ocr_ned. Progress in pairs on stderr (a bar on a terminal, JSON lines otherwise)."""
+    text pairs' ocr_acc and ocr_ned. Progress in pairs on stderr (a bar on a terminal, JSON lines otherwise).
+    With `chain` (key -> the model's output of that pair, filled in as it goes; pairs in turn order), a pair whose
+    previous turn is there is edited from that output instead of its stored input, and only the pixels that changed
+    by `alpha` or more are kept (the `chained` setting)."""
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: give at least 1 pair per batch")
     rows = []
@@ -249,10 +267,18 @@ def evaluate(
 
         for start in range(0, len(pairs), batch_size):
             batch = pairs[start : start + batch_size]
+            if chain is not None:
+                batch = [{**p, "input": chain[p["previous"]]} if p.get("previous") in chain else p for p in batch]
             if editor is None:
                 befores, afters = [p["input"] for p in batch], [p["output"] for p in batch]
             else:
                 befores, afters = edited(batch, editor, edit_args or {}, on_step)
+            if chain is not None:
+                from datagen.train import keep_changed
+
+                afters = [keep_changed(b, a, alpha) if p.get("previous") in chain else a
+                          for p, b, a in zip(batch, befores, afters, strict=True)]  # fmt: skip
+                chain.update((p["key"], a) for p, a in zip(batch, afters, strict=True))
             metrics = measured(batch, befores, afters, clip, dino)
             if judge is not None:
                 verdicts = judged(batch, befores, afters, judge, start)
@@ -301,7 +327,7 @@ def measured(pairs: list[dict[str, Any]], befores: list, afters: list, clip, din
             metrics["clip_out"] = math.nan
         if not (pair["input_caption"] and pair["output_caption"]):
             metrics["clip_dir"] = math.nan
-        rows.append({"task": pair["task"], **metrics})
+        rows.append({"task": pair["task"], "turn": pair.get("turn", 1), **metrics})
     return rows
 
 
@@ -327,12 +353,13 @@ def editor_size(image: np.ndarray) -> int:
     return max(64, side - side % 8)
 
 
-def table(summary: dict[str, dict[str, float]], models: dict[str, str]) -> str:
-    """The summary as a table under the models that measured it (CLIP, DINO and, if any, the judge)."""
+def table(summary: dict[str, dict[str, float]], models: dict[str, str], label: str = "task") -> str:
+    """The summary as a table under the models that measured it (CLIP, DINO and, if any, the judge); `label` heads
+    its first column."""
     judged = "SC" in summary.get("all", {})
     read = "ocr_acc" in summary.get("all", {})
     width = max([12, *(len(task) for task in summary)])
-    header = f"{'task':<{width}} {'n':>5} " + " ".join(f"{m:>9}" for m in METRICS)
+    header = f"{label:<{width}} {'n':>5} " + " ".join(f"{m:>9}" for m in METRICS)
     if judged:
         header += " " + " ".join(f"{m:>6}" for m in JUDGE_METRICS) + f" {'unjudged':>8}"
     if read:
@@ -353,10 +380,19 @@ def unjudged_reasons(rows: list[dict]) -> dict[str, int]:
     return dict(sorted(Counter(row["unjudged"] for row in rows if row.get("unjudged")).items()))
 
 
-def write_json(path: Path, summary: dict, models: dict[str, str], unjudged: dict[str, int] | None = None) -> None:
-    """The numbers and the models (`clip`, `dino`, `judge`); with a judge, its `unjudged` pairs by reason."""
+def write_json(
+    path: Path,
+    summary: dict,
+    models: dict[str, str],
+    unjudged: dict[str, int] | None = None,
+    by_turn: dict[str, dict] | None = None,
+) -> None:
+    """The numbers and the models (`clip`, `dino`, `judge`); with a judge, its `unjudged` pairs by reason; for
+    sessions, `by_turn`: setting -> the metrics per turn."""
     document: dict[str, Any] = {role.lower(): model for role, model in models.items()}
     document["metrics"] = summary
+    if by_turn:
+        document["by_turn"] = by_turn
     if unjudged is not None:
         document["unjudged"] = unjudged
     path.write_text(json.dumps(document, indent=1))
@@ -376,6 +412,9 @@ def flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--judge", metavar="PIPELINE", help="also VIEScore's SC, PQ and O from this pipeline's judge")
     parser.add_argument("--limit", type=int, help="at most this many pairs")
     parser.add_argument("--json", help="also write the numbers here")
+    parser.add_argument("--alpha", type=float, default=0.03,
+                        help="sessions with --checkpoint, the chained setting: keep a new pixel only if it changed "
+                        "this much (Emu Edit's multi-turn threshold, as datagen edit; default: 0.03)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=8,
                         help="pairs edited, embedded and judged together (default: 8)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines) over the pairs")
@@ -438,11 +477,27 @@ def run(args: argparse.Namespace) -> int:
     names = {"CLIP": clip.model_id, "DINO": dino.model_id, **({"judge": judge.model_id} if judge else {}),
              **({"OCR": ocr.model_id} if ocr else {})}  # fmt: skip
     print(table(summary, names))
+    by_turn = {}
+    if any(pair.get("turn", 1) > 1 for pair in pairs):  # sessions: per turn, in MagicBrush's settings
+        if not (0.0 <= args.alpha <= 1.0):
+            raise ConfigError(f"--alpha {args.alpha}: allowed: 0 to 1 (the share of 255 a pixel must change by)")
+        by_turn["independent" if editor else "stored"] = summarise(rows, by="turn")
+        if editor is not None:
+            chain: dict[str, np.ndarray] = {}
+            chained = []
+            for turn in sorted({pair["turn"] for pair in pairs}):  # a turn's batch starts from the last turn's edits
+                chained += evaluate([pair for pair in pairs if pair["turn"] == turn], clip, dino, editor,
+                                    batch_size=args.batch_size, progress=not args.no_progress, judge=judge, ocr=ocr,
+                                    chain=chain, alpha=args.alpha)  # fmt: skip
+            by_turn["chained"] = summarise(chained, by="turn")
+        for setting, per_turn in by_turn.items():
+            print(f"\nper turn, {SETTINGS.get(setting, 'the pairs as stored')}:")
+            print(table(per_turn, names, label="turn"))
     unjudged = unjudged_reasons(rows) if judge else None
     if judge:
         reasons = ", ".join(f"{reason} {count}" for reason, count in unjudged.items())
         print(f"judge: {sum(unjudged.values())} of {len(rows)} pairs unscored (SC, PQ, O NaN){': ' if reasons else ''}"
               f"{reasons}")  # fmt: skip
     if args.json:
-        write_json(Path(args.json), summary, names, unjudged)
+        write_json(Path(args.json), summary, names, unjudged, by_turn)
     return 0

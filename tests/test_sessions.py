@@ -217,3 +217,27 @@ def test_a_tiny_sessions_run_judges_every_turn(tiny_dir, tmp_path):
     judged = [r for r in _rows(out) if r["judge_reasoning"]]
     assert {r["turn"] for r in judged} == {1, 2}, "the judge saw every turn"
     assert all(json.loads(r["models"]).get("judge") for r in judged)
+
+
+def test_training_and_eval_read_sessions_turn_by_turn(tiny_dir, tmp_path):
+    """The trainer takes every turn as a pair; eval --checkpoint reports each turn in MagicBrush's two settings: the
+    first turns alike (same inputs), the later ones apart (from the true previous image, or the model's own)."""
+    from datagen.train import TrainConfig, train
+
+    out = tmp_path / "run"
+    run_inline("generate", "--tasks", "remove,color", "--n", "4", "--shard-size", "2", "--turns", "2", "--pipeline",
+               "local", "--out", str(out), "--workers", "0", "--no-progress", "--set",
+               "pipeline.image_size=64")  # fmt: skip
+    assert {r["turn"] for r in _rows(out) if r["status"] == "kept"} == {1, 2}
+    train(TrainConfig(shards=[str(out)], out=str(tmp_path / "editor"), steps=1, resolution=32, batch_size=2,
+                      checkpoint_every=1), progress=False)  # fmt: skip
+    proc = run_inline("eval", "--shards", str(out), "--checkpoint", str(tmp_path / "editor"), "--pipeline", "tiny",
+                      "--json", str(tmp_path / "m.json"), "--no-progress")  # fmt: skip
+    assert "per turn, each turn from the true previous image:" in proc.stdout
+    assert "per turn, each turn from the model's own previous output:" in proc.stdout
+    by_turn = json.loads((tmp_path / "m.json").read_text())["by_turn"]
+    independent, chained = by_turn["independent"], by_turn["chained"]
+    assert set(independent) == set(chained) == {"turn 1", "turn 2", "all"}
+    assert independent["turn 1"] == chained["turn 1"]
+    assert independent["turn 2"]["n"] == chained["turn 2"]["n"] > 0
+    assert independent["turn 2"]["l1"] != chained["turn 2"]["l1"]
