@@ -241,3 +241,20 @@ def test_training_and_eval_read_sessions_turn_by_turn(tiny_dir, tmp_path):
     assert independent["turn 1"] == chained["turn 1"]
     assert independent["turn 2"]["n"] == chained["turn 2"]["n"] > 0
     assert independent["turn 2"]["l1"] != chained["turn 2"]["l1"]
+
+
+def test_the_report_draws_sessions_as_strips(sessions_run, tmp_path):
+    from datagen.report.command import build_report
+
+    index = build_report(str(sessions_run), str(tmp_path / "report"), progress=False)
+    page = Path(index).read_text()
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    counts = summary["sessions"]
+    assert counts["sessions"] == 24 and counts["turns"] == 3
+    assert sum(counts["dropped_at_turn"].values()) == 24 - counts["kept"]
+    assert '<section id="sessions">' in page and page.count('class="strip ') == 12
+    assert page.count('class="strip kept"') >= 8, "two thirds of the strips are whole sessions"
+    assert "1. " in page and "3. " in page and (tmp_path / "report" / "thumbs").is_dir()
+    tasks = summary["tasks"]
+    assert sum(t["samples"] for t in tasks.values()) == len({r["key"] for r in _rows(sessions_run)})
+    assert tasks["detect"]["samples"] > 0 and tasks["detect"]["shards"] == 1, "each turn counted under its own task"

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from datagen.errors import ConfigError
 from datagen.report.page import render_page, script_json
 from datagen.report.plots import duration, plot_kept, plot_reasons, plot_scores, plot_throughput
+from datagen.report.sessions import session_counts
+from datagen.report.sessions import strips as sessions_strips
 from datagen.report.tally import SIZE_COLUMNS, STATUSES, RunTally, gallery_entries, thumbnails
 
 if TYPE_CHECKING:
@@ -43,6 +45,9 @@ def build_report(
     files = thumbnails(run, entries, tally.warnings, {s.name for s in shards if s.keeps_rejected})
     for entry in entries:
         del entry["shard"]
+    counts = session_counts(shards)
+    strips, strip_files = sessions_strips(run, shards, tally.warnings, seed) if counts else ([], {})
+    files.update(strip_files)
 
     tasks = {task: t.as_dict() for task, t in sorted(tally.tasks.items())}
     total = run_totals(tasks)
@@ -72,6 +77,7 @@ def build_report(
         "gallery": {"entries": len(entries), "pages": len(pages), "strata": strata},
         "shards": [{"name": s.name, "task": s.task, "committed": s.committed} for s in shards],
         "warnings": tally.warnings,
+        **({"sessions": counts} if counts else {}),
     }
     files["summary.json"] = json.dumps(summary, indent=1, sort_keys=True).encode()
     context = {
@@ -88,6 +94,8 @@ def build_report(
         "score_plots": score_plots,
         "pages": pages,
         "meta": meta,
+        "sessions": counts,
+        "strips": strips,
     }
     files["index.html"] = render_page(context).encode()
     return write_files(Folder(dest) if dest else run.folder.sub("report"), files)

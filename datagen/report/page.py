@@ -120,6 +120,41 @@ def _bytes(n: int) -> str:
     return ""
 
 
+def _sessions(counts: dict[str, Any] | None, strips: list[dict]) -> str:
+    """The Sessions section: sessions kept, the share that stopped at each turn, and the sampled sessions as strips
+    of turns (the first input, then each turn's output under its task, instruction and verdict)."""
+    if not counts:
+        return ""
+    attempted = counts["sessions"]
+    rule = "their passing prefix kept (--keep-prefix)" if counts["keep_prefix"] else "kept only whole"
+    rows = [f'<tr><th>turn {turn}</th><td class="num">{n:,}</td>{_share(n, attempted)}</tr>'
+            for turn, n in counts["dropped_at_turn"].items()]  # fmt: skip
+    table = _table(("stopped at", "sessions", "% of sessions"), rows, "sessions") if rows else ""
+    figures = []
+    for strip in strips:
+        cells = []
+        first = strip["turns"][0]
+        source = (first["thumbs"] or {}).get("input")
+        cells.append(_figure(source, "input", "the session's input"))
+        for turn in strip["turns"]:
+            verdict = turn["status"] if turn["status"] == "kept" else f"{turn['status']}: {turn['reason']}"
+            caption = f"{turn['turn']}. {turn['task']}: {turn['instruction']} · {verdict}"
+            cells.append(_figure((turn["thumbs"] or {}).get("output"), caption, turn["detail"]))
+        state = "kept" if strip["kept"] else "dropped"
+        figures.append(f'<div class="strip {state}"><div class="strip-head">{_e(strip["session"])} · {state}</div>'
+                       f'<div class="thumbs">{"".join(cells)}</div></div>')  # fmt: skip
+    return (
+        f'<section id="sessions"><h2>Sessions</h2><p class="hint">{counts["turns"]}-turn sessions, each turn edited '
+        f"from the previous turn's output and gated against it; sessions {rule}. {attempted:,} attempted, "
+        f"{counts['complete']:,} complete, {counts['kept']:,} kept.</p>{table}{''.join(figures)}</section>"
+    )
+
+
+def _figure(src: str | None, caption: str, title: str = "") -> str:
+    image = f'<img src="{_e(src)}" alt="{_e(caption)}">' if src else '<div class="placeholder">no image</div>'
+    return f'<figure class="thumb" title="{_e(title)}">{image}<figcaption>{_e(caption)}</figcaption></figure>'
+
+
 def _card(label: str, value: str, note: str = "") -> str:
     return (
         f'<div class="card"><div class="label">{_e(label)}</div><div class="value">{_e(value)}</div>'
@@ -170,12 +205,14 @@ def render_page(context: dict[str, Any]) -> str:
 <title>{_e(title)}</title><style>{_asset("report.css")}</style></head>
 <body>
 <header><div class="wrap"><h1>datagen run report</h1><div class="about">{about}</div>
-<nav><a href="#summary">Summary</a><a href="#reasons">Rejects</a><a href="#plots">Throughput</a>
+<nav><a href="#summary">Summary</a>{'<a href="#sessions">Sessions</a>' if context.get("sessions") else ""}
+<a href="#reasons">Rejects</a><a href="#plots">Throughput</a>
 <a href="#scores">Scores</a><a href="#gallery">Gallery</a>
 <a href="#shards">Shards</a><a href="#config">Configuration</a></nav></div></header>
 <main class="wrap">
 {f'<section class="warnings"><h2>Warnings</h2><ul>{warnings}</ul></section>' if warnings else ""}
 <section id="summary"><div class="cards">{cards}</div><h2>Per task</h2>{_task_table(tasks, total)}</section>
+{_sessions(context.get("sessions"), context.get("strips") or [])}
 <section id="reasons"><h2>Rejects by reason</h2><div class="split"><div>{_reason_table(tasks, total)}</div>
 {overview[1]}</div></section>
 <section id="plots"><h2>Throughput and yield</h2><div class="grid">{overview[0]}{overview[2]}</div></section>

@@ -95,12 +95,12 @@ class RunTally:
         keys, tasks = table["key"].to_pylist(), table["task"].to_pylist()
         candidates, statuses = table["candidate"].to_pylist(), table["status"].to_pylist()
         reasons = [r or "" for r in table["reason"].to_pylist()]
-        first: dict[str, tuple[str, str]] = {}
+        first: dict[str, tuple[str, str, str]] = {}
         kept_keys = set()
         for row, (key, task, candidate, status, reason) in enumerate(
             zip(keys, tasks, candidates, statuses, reasons, strict=True)
         ):
-            first.setdefault(key, (status, reason))
+            first.setdefault(key, (status, reason, task))
             tally = self.tasks[task]
             tally.statuses[status] += 1
             if reason:
@@ -113,13 +113,17 @@ class RunTally:
                     heapq.heappush(heap, item)
                 elif item > heap[0]:
                     heapq.heapreplace(heap, item)
+        for key, (status, reason, task) in first.items():  # by the sample's own task: a shard of sessions has several
+            tally = self.tasks[task]
+            tally.samples += 1
+            tally.kept += key in kept_keys
+            tally.errors += status == "error"
+            if key not in kept_keys:
+                tally.reasons[reason] += 1
+        for task in tasks:
+            self.tasks[task].candidates += 1
         tally = self.tasks[shard.task]
         tally.shards += 1
-        tally.samples += len(first)
-        tally.kept += len(kept_keys)
-        tally.candidates += len(keys)
-        tally.errors += sum(1 for status, _ in first.values() if status == "error")
-        tally.reasons.update(reason for key, (_, reason) in first.items() if key not in kept_keys)
         tally.tar_bytes += int((shard.stats.get("tar") or {}).get("bytes") or 0)
         tally.seconds += sum(v for v in (shard.stats.get("timings") or {}).values() if isinstance(v, (int, float)))
         stats = shard.stats
@@ -150,7 +154,8 @@ class RunTally:
             if not finite.any():
                 continue
             low, high = score.range
-            bins = np.clip(((values - low) / (high - low) * FINE_BINS).astype(np.int64, copy=False), 0, FINE_BINS - 1)
+            scaled = (np.where(finite, values, low) - low) / (high - low) * FINE_BINS  # NaN never cast to an int
+            bins = np.clip(scaled.astype(np.int64, copy=False), 0, FINE_BINS - 1)
             for task in set(task_array[finite]):
                 where = finite & (task_array == task)
                 flat = np.bincount(category[where] * FINE_BINS + bins[where], minlength=len(CATEGORIES) * FINE_BINS)
