@@ -44,9 +44,10 @@ class SessionRule(Spec):
     """Where a task may stand in a multi-turn session (`--turns`, datagen/sessions.py) and what its edit does to the
     objects the next turn's writer may name."""
 
-    position: Literal["any", "first", "last"] = "any"
+    position: Literal["any", "first", "last", "later"] = "any"
     """any; first: only as a session's first turn (its pair's input is not the image it was given: `add` removes
-    the object first); last: only as its last turn (its output is a map or an annotation, no photo to edit on)."""
+    the object first); last: only as its last turn (its output is a map or an annotation, no photo to edit on);
+    later: only after a first turn (`backtrack` goes back to an earlier image of the session)."""
     objects: Literal["keep", "remove", "replace"] = "keep"
     """keep: the objects stay; remove: the edit's `objects` leave the image; replace: they become its
     `new_object`, in the candidate's mask."""
@@ -137,8 +138,9 @@ EDIT_KINDS = (
     "segment_object",
     "translate",
     "text_edit",
+    "backtrack",
 )
-PLACEHOLDERS = ("verb", "Verb", "object", "a", "new", "a_new", "value", "old", "where")
+PLACEHOLDERS = ("verb", "Verb", "object", "a", "new", "a_new", "value", "old", "where", "nth")
 
 
 class PromptTemplates(Spec):
@@ -148,7 +150,7 @@ class PromptTemplates(Spec):
     instruction: list[str] = Field(min_length=1)
     """Instruction templates; placeholders {verb}, {Verb} (capitalised), {object}, {a} (its article), {new} and
     {a_new} (a replacement object), {value} (the drawn style, change, colour wording, map or text), {old} (the text
-    replaced) and {where} (a position)."""
+    replaced), {where} (a position) and {nth} (an ordinal: backtrack's edit to go back before)."""
     inverse: list[str] = Field(default_factory=list)
     """Templates of the other direction, where a kind has two: a map back to the image (translate), text removed
     (text_edit)."""

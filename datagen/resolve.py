@@ -140,6 +140,11 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
             f"{where}: task {task.name!r} does not run on pipeline {pipe.name!r} (family {pipe.family}): {why}; "
             f"pipelines that run it: {able}"
         )
+    if task.session.position == "later" and run.turns < 2:
+        raise ConfigError(
+            f"{where}: task {task.name!r} goes back to an earlier image of a multi-turn session, so it runs only "
+            f"in sessions: give --turns 2 or more (with other tasks to make the edits it undoes)"
+        )
     generator = generators.get(spec.kind, where)
     needed = (*generators.write_roles(generator, spec.args, run.source, where),
               *generators.roles(generator, spec.args, where, source=run.source))  # fmt: skip

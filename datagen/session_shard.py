@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,11 +38,22 @@ def first_turns(worker: Worker, shard: int) -> list[InstructionRecord]:
         first = plan(configs, anchor, sample_seed(run.seed, anchor, shard, index), run.turns)[0]
         key = turn_key(session, 1)
         text = new_instruction(first, shard, index, turn_seed(run.seed, key), "")
-        text.update(key=key, session=session, writer=worker.siblings[first].models["llm"].model_id)
+        text.update(key=key, session=session, writer=worker.siblings[first].writer.model_id)
         texts.append(text)
     for name in sorted({t["task"] for t in texts}):
         worker.siblings[name].write_records([t for t in texts if t["task"] == name])
     return texts
+
+
+@dataclass
+class State:
+    """One image of a session and what holds in it: the object masks the source or the edits gave, the objects the
+    next turn's writer may name, its caption."""
+
+    image: np.ndarray
+    masks: dict[str, np.ndarray]
+    objects: list[str]
+    caption: str
 
 
 class ChainSource:
@@ -56,7 +68,7 @@ class ChainSource:
     def load(self, ref: dict[str, Any], max_pixels: int) -> LoadedInput:
         if ref.get("kind") == TURN_SOURCE:
             kept = self.outputs[ref["previous"]]
-            return LoadedInput(image=kept.image.copy(), masks=dict(kept.masks))
+            return LoadedInput(image=kept.image.copy(), masks=dict(kept.masks), history=list(kept.history or []))
         return self.source.load(ref, max_pixels)
 
 
@@ -71,6 +83,8 @@ class SessionRender:
         self.renders: dict[str, ShardRender] = {}
         self.loaded: dict[str, LoadedInput] = {}
         """Key -> the input a first turn was rendered from (its object masks carry to the turns after it)."""
+        self.states: dict[str, list[State]] = {}
+        """Session -> its images so far, its input first, each with what holds in it."""
         self.counts: dict[str, Any] = {}
 
     def _render_of(self, task: str) -> ShardRender:
@@ -90,7 +104,6 @@ class SessionRender:
             t["session"]: plan(configs, anchor, sample_seed(self.run_spec.seed, anchor, t["shard"], t["index"]), turns)
             for t in current
         }
-        objects = {t["session"]: self._source_objects(t) for t in current}
         done: dict[str, list[list[EditRecord]]] = {t["session"]: [] for t in current}
         for turn in range(1, turns + 1):
             following = []
@@ -98,7 +111,7 @@ class SessionRender:
                 done[text["session"]].append(candidates)
                 kept = next((c for c in candidates if c.selected), None)
                 if kept is not None and turn < turns:
-                    following.append(self._next(text, kept, plans[text["session"]][turn], objects))
+                    following.append(self._next(text, kept, plans[text["session"]][turn]))
             current = self._write_turn(following)
         records = self._verdicts(done)
         with ThreadPoolExecutor(self.worker.config.pipeline.actor.io_threads, thread_name_prefix="datagen-io") as pool:
@@ -165,35 +178,49 @@ class SessionRender:
         except Exception:  # noqa: BLE001  the first turn's own render says what is wrong with its input
             return []
 
-    def _next(self, text: InstructionRecord, kept: EditRecord, task: str, objects: dict[str, list[str]]) -> tuple:
-        """The next turn's new record and its writer's input, from this turn's kept candidate; the output it starts
-        from is held in the chain."""
+    def _next(self, text: InstructionRecord, kept: EditRecord, task: str) -> tuple:
+        """The next turn's new record and its writer's input, from this turn's kept candidate; the session's images
+        so far (with the object masks and names that hold in each, and its caption) are kept for it."""
         session, turn = text["session"], text["turn"] + 1
-        rule = self.worker.siblings[text["task"]].config.task.session.objects
-        names = list(objects[session])
-        previous = self.chain.outputs.get(text["previous"]) if text["turn"] > 1 else self.loaded.get(text["key"])
-        masks = dict(previous.masks) if previous is not None else {}
-        edited = [name for name in kept.objects]
+        states = self.states.setdefault(session, [])
+        if not states:  # the session's input, as the first turn's pair has it
+            loaded = self.loaded.pop(text["key"], None)
+            masks = dict(loaded.masks) if loaded is not None else {}
+            states.append(State(kept.input_image, masks, self._source_objects(text), kept.input_caption))
+        states.append(self._after(text, kept, states))
+        now = states[-1]
+        history = [state.image for state in states]
+        self.chain.outputs[kept.key] = LoadedInput(image=now.image, masks=now.masks, history=history)
+        key = turn_key(session, turn)
+        sibling = self.worker.siblings[task]
+        new = new_instruction(task, text["shard"], text["index"], turn_seed(self.run_spec.seed, key), "")
+        source = {"kind": TURN_SOURCE, "previous": kept.key}
+        new.update(key=key, session=session, turn=turn, previous=kept.key, source=source,
+                   writer=sibling.writer.model_id)  # fmt: skip
+        item = SourceItem(ref=source, caption=now.caption, objects=list(now.objects), image=now.image,
+                          history=[state.caption for state in states])  # fmt: skip
+        return new, item
+
+    def _after(self, text: InstructionRecord, kept: EditRecord, states: list[State]) -> State:
+        """What holds in a kept turn's output: a backtracking turn's is the earlier image's; else the objects the
+        task's file says its edit removes or replaces are updated (datagen/config.py: SessionRule.objects)."""
+        config = self.worker.siblings[text["task"]].config
+        if config.generator.kind == "backtrack":
+            back = states[int(kept.params["back_to"])]
+            return State(kept.output_image, dict(back.masks), list(back.objects), back.caption)
+        before = states[-1]
+        names, masks = list(before.objects), dict(before.masks)
+        rule = config.task.session.objects
         if rule in ("remove", "replace"):
-            names = [name for name in names if name not in edited]
-            for name in edited:
+            names = [name for name in names if name not in kept.objects]
+            for name in kept.objects:
                 masks.pop(name, None)
         if rule == "replace" and kept.params.get("new_object"):
             new = str(kept.params["new_object"])
             names.append(new)
             if kept.mask is not None:
                 masks[new] = kept.mask > 127
-        objects[session] = names
-        self.chain.outputs[kept.key] = LoadedInput(image=kept.output_image, masks=masks)
-        key = turn_key(session, turn)
-        sibling = self.worker.siblings[task]
-        new = new_instruction(task, text["shard"], text["index"], turn_seed(self.run_spec.seed, key), "")
-        source = {"kind": TURN_SOURCE, "previous": kept.key}
-        new.update(key=key, session=session, turn=turn, previous=kept.key, source=source,
-                   writer=sibling.models["llm"].model_id)  # fmt: skip
-        caption = kept.output_caption or kept.input_caption
-        item = SourceItem(ref=source, caption=caption, objects=names, image=kept.output_image)
-        return new, item
+        return State(kept.output_image, masks, names, kept.output_caption or before.caption)
 
     def _write_turn(self, following: list[tuple[InstructionRecord, SourceItem]]) -> list[InstructionRecord]:
         """The next turn's records written, each task's in one batched call of its writer; in session order."""
@@ -232,8 +259,10 @@ class SessionRender:
                 task = failing[0].task
                 if not self.run_spec.keep_prefix:
                     for candidates in candidates_by_turn[:passed]:
-                        for candidate in (c for c in candidates if c.selected):
-                            candidate.reject("session_dropped", f"turn {passed + 1} ({task}) was not kept: {reason}")
+                        for candidate in candidates:  # the kept one and those it outranked: the session is gone
+                            if candidate.selected or candidate.reason == "outranked":
+                                why = f"turn {passed + 1} ({task}) was not kept: {reason}"
+                                candidate.reject("session_dropped", why)
             if passed == turns or (self.run_spec.keep_prefix and passed):
                 kept_sessions += 1
                 kept_turns[str(passed)] += 1

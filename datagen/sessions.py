@@ -64,10 +64,10 @@ def allowed(config: RunConfig, turn: int, turns: int) -> bool:
     """Whether this task may be turn `turn` (from 1) of a `turns`-turn session."""
     position = config.task.session.position
     if turn == 1:
-        return position != "last" or turns == 1
+        return position in ("any", "first") or (position == "last" and turns == 1)
     if cannot_follow(config) is not None:
         return False
-    return position == "any" or (position == "last" and turn == turns)
+    return position in ("any", "later") or (position == "last" and turn == turns)
 
 
 def anchor_turn(config: RunConfig, turns: int) -> int | None:
@@ -95,7 +95,11 @@ def unplaceable(config: RunConfig, turns: int) -> str | None:
     """Why this task cannot stand in a `turns`-turn session at all (None where it can)."""
     if anchor_turn(config, turns) is not None:
         return None
-    why = cannot_follow(config) or f"its task file allows it only as a session's {config.task.session.position} turn"
+    position = config.task.session.position
+    why = cannot_follow(config) or (
+        "it goes back to an earlier image of its session: give --turns 2 or more" if position == "later"
+        else f"its task file allows it only as a session's {position} turn"
+    )  # fmt: skip
     where = f"a {turns}-turn session on pipeline {config.pipeline.name!r}"
     return f"task {config.task.name!r} cannot stand in {where}: {why}"
 

@@ -41,7 +41,7 @@ class TemplateWriter:
                 f"roles.llm: backend 'template' needs `templates` and `verbs` in prompts/{prompt.name}.yaml for "
                 f"edit {prompt.templates.edit!r}; use backend vllm"
             )
-        if prompt.templates.edit in ("translate", "text_edit") and not prompt.templates.inverse:
+        if prompt.templates.edit in ("translate", "text_edit", "backtrack") and not prompt.templates.inverse:
             raise ConfigError(
                 f"prompts/{prompt.name}.yaml: field `templates.inverse`: edit {prompt.templates.edit!r} needs "
                 f"templates for its other direction"
@@ -86,7 +86,7 @@ class TemplateWriter:
 
     def fill(self, templates: list[str], rng: np.random.Generator, **values: str) -> str:
         verb = str(rng.choice(self.prompt.verbs)) if self.prompt.verbs else ""
-        values = {**dict.fromkeys(("object", "a", "new", "a_new", "value", "old", "where"), ""), **values}
+        values = {**dict.fromkeys(("object", "a", "new", "a_new", "value", "old", "where", "nth"), ""), **values}
         text = str(rng.choice(templates)).format(verb=verb.lower(), Verb=verb[:1].upper() + verb[1:], **values)
         return re.sub(r"\s{2,}", " ", text).strip()
 
@@ -334,6 +334,28 @@ def text_line_edit(w: TemplateWriter, item: SourceItem, rng, mode: str) -> dict[
     }
 
 
+def backtrack(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
+    """Back to an earlier image of the session (ImgEdit's version backtracking): undo the last edit (templates
+    `instruction`), or go back to before the n-th edit (`inverse`, {nth}), each half the time where there is a
+    choice. `back_to` is the index of that image in the session (0: its input); the output caption is its caption."""
+    history = item.history
+    if not history or len(history) < 2:
+        raise WriterReject("no_session", "a backtracking turn goes back to an earlier image of its session")
+    edits = len(history) - 1
+    if edits == 1 or rng.random() < 0.5:
+        back_to = edits - 1
+        instruction = w.fill(w.templates.instruction, rng)
+    else:
+        nth = int(rng.integers(1, edits))  # before the nth edit: the image made by the edits before it
+        back_to = nth - 1
+        instruction = w.fill(w.templates.inverse, rng, nth=ORDINALS[nth - 1])
+    return {"instruction": instruction, "output_caption": history[back_to], "objects": [], "back_to": back_to}
+
+
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh")
+"""The edits a backtracking turn names (sessions have up to 8 turns)."""
+
+
 def _templates(w: TemplateWriter, key: str) -> list[str]:
     if key not in w.templates.choices:
         raise WriterReject("no_template_choices", f"prompts/{w.prompt.name}.yaml has no templates.choices.{key}")
@@ -353,6 +375,9 @@ def position_of(line: dict[str, Any], shape: tuple[int, ...] | None) -> str:
 
 KINDS = {kind: globals()[kind] for kind in EDIT_KINDS}
 """Offline edit kind -> its writer: the function of the same name for each of config.EDIT_KINDS, the one list."""
+SESSION_KINDS = {"backtrack"}
+"""Kinds written from a multi-turn session alone: the template writer writes them on every pipeline (an LLM could
+name another image than the target is)."""
 VERB_KINDS = {"remove_object", "add_object"}
 """Kinds whose templates use {verb}: their prompt must list verbs."""
 REQUIRED_CHOICES = {
@@ -364,5 +389,6 @@ REQUIRED_CHOICES = {
     ),
     "translate": ("map",),
     "text_edit": ("texts", "positions", "change"),
+    "backtrack": (),
 }
 """templates.choices keys each kind reads (the ones only non-scene sources need are checked when used)."""

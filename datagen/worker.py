@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any
 
 from datagen import generators, models, session_shard, shards
-from datagen.config import RunConfig
+from datagen.config import RoleSpec, RunConfig
 from datagen.environment import library_versions, version_changes
 from datagen.errors import ConfigError, Reject
 from datagen.lease import LeaseLost, check_held
@@ -25,6 +25,7 @@ from datagen.render import ShardRender
 from datagen.resolve import roles_used
 from datagen.shards.run import recorded_versions
 from datagen.sources import PHOTO_SOURCES, UNCAPTIONED, BadSource, check_text, pipeline_source
+from datagen.template_writer import SESSION_KINDS, TemplateWriter
 from datagen.writer import WriterReject
 
 TEXT_FIELDS = ("instruction", "input_caption", "output_caption", "objects")
@@ -98,6 +99,7 @@ class ShardWorker:
         self._models: ModelSet | None = None
         self._shared = shared
         self._source = None
+        self._template_writer = None
         self.siblings: dict[str, ShardWorker] = {config.task.name: self}
         """Task -> the worker of each task of the run in this process (MixtureWorker's); a session's turns are
         written and rendered by their own tasks' workers (datagen/session_shard.py)."""
@@ -107,6 +109,17 @@ class ShardWorker:
         if self._models is None:
             self._models = ModelSet(self.config, self._shared)
         return self._models
+
+    @property
+    def writer(self):
+        """The instruction writer: the pipeline's llm role, or for a task written from its session alone (the
+        template writer's SESSION_KINDS: backtrack) the template writer, on every pipeline."""
+        templates = self.config.prompt.templates
+        if templates is None or templates.edit not in SESSION_KINDS:
+            return self.models["llm"]
+        if self._template_writer is None:
+            self._template_writer = TemplateWriter(RoleSpec(backend="template"), self.config.prompt)
+        return self._template_writer
 
     @property
     def source(self):
@@ -194,7 +207,7 @@ class ShardWorker:
         """Fill in these new instruction records of this task from the run's source, in one batched writer call:
         each input's reference and caption (a photo without one captioned from the image where a model can), then
         what the writer writes; an input or an output that is unusable leaves its record rejected with the reason."""
-        run, writer = self.config.run, self.models["llm"]
+        run, writer = self.config.run, self.writer
         caption_field = f"{self.config.prompt.caption_role}_caption"
         items = {}
         uncaptioned: list[int] = []
@@ -228,7 +241,7 @@ class ShardWorker:
     def write_items(self, texts: list[InstructionRecord], items: dict[int, Any]) -> None:
         """Write the edits of these records (position in `texts` -> its SourceItem: caption, objects, and the image
         where it is looked at) in one batched writer call; a record whose output is unusable is rejected."""
-        writer = self.models["llm"]
+        writer = self.writer
         caption_field = f"{self.config.prompt.caption_role}_caption"
         seen = self._look(items, texts)
         written = writer.write_batch(list(items.values()), [texts[i]["seed"] for i in items])  # one batched call

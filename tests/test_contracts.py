@@ -77,7 +77,8 @@ def test_task_file_loads_on_a_pipeline_of_each_family_it_declares(path, tmp_path
         ]
         what = f"{family} pipeline{' with an editor' if editor else ''}"
         assert able, f"{path}: no {what} has the roles {sorted(needed)}"
-        config = load_run(path.stem, able[0], out=str(tmp_path / "never-written"), n=1)
+        turns = 2 if task.session.position == "later" else 1  # backtrack runs only in sessions
+        config = load_run(path.stem, able[0], out=str(tmp_path / "never-written"), n=1, turns=turns)
         assert config.generator == spec
 
 

@@ -27,6 +27,7 @@ KINDS: dict[str, str] = {
     "translate": "datagen.generators.translate:Translate",
     "prompt_to_prompt": "datagen.generators.prompt_to_prompt:PromptToPrompt",
     "instruct_edit": "datagen.generators.instruct_edit:InstructEdit",
+    "backtrack": "datagen.generators.backtrack:Backtrack",
 }
 """Kind (a task file's `generator.kind`) -> "module:Class"; the module is imported only when the kind is used."""
 

@@ -126,6 +126,9 @@ class SourceItem:
     task that reads it first (the text task's OCR)."""
     text_lines: list[dict[str, Any]] | None = None
     """The legible lines the OCR read in the image (quad, text, confidence, height): the text task edits one."""
+    history: list[str] | None = None
+    """In a multi-turn session (datagen/session_shard.py), the captions of its images so far, its input first: what
+    a backtracking turn may go back to. None outside sessions."""
 
 
 @dataclass
@@ -141,6 +144,9 @@ class LoadedInput:
     bucket: tuple[int, int] | None = None
     """(width, height) to draw the image in, where the pipeline draws it (text-only sources, prompt-to-prompt's
     pairs): the render sets it from the sample's seed (datagen/images.py)."""
+    history: list[np.ndarray] | None = None
+    """In a multi-turn session, its images so far, its input first (the last is `image`): what a backtracking turn
+    goes back to (datagen/generators/backtrack.py). None outside sessions."""
 
     def ground_truth(self, removed: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         """(exact image with these objects removed, mask of the objects still in it), where the source can
