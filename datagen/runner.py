@@ -36,6 +36,8 @@ class Summary:
     seconds: float = 0.0
     written: Summary | None = None
     """For generate: the summary of its write phase."""
+    sessions: Counter = field(default_factory=Counter)
+    """A sessions run's render: sessions attempted, complete and kept (its shards' stats)."""
 
     def add(self, stats: dict[str, Any]) -> None:
         self.shards_done += 1
@@ -43,6 +45,8 @@ class Summary:
             self.samples += stats["samples"]
             self.kept += stats["kept"]
             self.errors += stats["errors"]
+            counts = stats.get("sessions") or {}
+            self.sessions.update({name: counts.get(name, 0) for name in ("sessions", "complete", "kept")})
         else:
             self.samples += stats["records"]
         self.reasons.update(stats["reasons"])
@@ -291,6 +295,11 @@ def run(args: argparse.Namespace) -> int:
     if len(summaries) > 1 and args.command != "write":
         kept, samples = sum(s.kept for s in summaries), sum(s.samples for s in summaries)
         print(f"all {len(summaries)} tasks: {kept} kept of {samples} attempted")
+    sessions = sum((s.sessions for s in summaries), Counter())
+    if sessions and args.command != "write":  # the lines above count turns by their shard's task
+        print(f"sessions: {sessions['kept']} kept of {sessions['sessions']} ({sessions['complete']} complete), "
+              f"{configs[0].run.turns} turns each; each task's lines above count the turns of its shards' sessions, "
+              f"the report counts them by their own task")  # fmt: skip
     if args.command != "write":
         out = configs[0].run.out
         print(f"  shards: {out.rstrip('/')}/shards (check them with: datagen verify {out})")
