@@ -114,6 +114,11 @@ def check(configs: list[RunConfig]) -> None:
         if why := unplaceable(config, turns):
             raise ConfigError(f"--turns {turns}: {why}; leave it out of the mixture")
     by_name = {c.task.name: c for c in configs}
+    if not any(allowed(c, 1, turns) for c in by_name.values()):
+        raise ConfigError(
+            f"--turns {turns}: no task of the mixture can open a session (each is a later or a last turn only: "
+            f"{', '.join(by_name)}); add one that can (remove, color, global, style, text)"
+        )
     for turn in range(2, turns + 1):
         if not any(allowed(c, turn, turns) for c in by_name.values()):
             reasons = "; ".join(f"{n}: {cannot_follow(c) or 'its task file says ' + c.task.session.position}"

@@ -181,7 +181,8 @@ def test_failing_shard_is_retried_recorded_and_rerun(reference, tmp_path):
 
 def test_cli_errors_are_one_readable_message(tmp_path):
     proc = run_inline("generate", "--task", "nope", "--out", str(tmp_path), check=False)
-    assert proc.returncode == 2 and "unknown task 'nope'; known tasks: add, background, color, " in proc.stderr
+    assert proc.returncode == 2
+    assert "unknown task 'nope'; known tasks: add, background, backtrack, color, " in proc.stderr
     assert "Traceback" not in proc.stderr
     proc = run_inline("generate", "--out", str(tmp_path / "empty"), check=False)
     assert proc.returncode == 2 and "--task is required" in proc.stderr

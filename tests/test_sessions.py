@@ -172,7 +172,10 @@ def test_a_mixture_that_cannot_chain_is_refused(tmp_path):
     proc = run_inline("generate", "--tasks", "add,background", "--n", "2", "--out", str(tmp_path / "b"), *SESSIONS,
                       check=False)  # fmt: skip
     assert proc.returncode == 2 and "no task of the mixture can edit turn 1's output" in proc.stderr
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    proc = run_inline("generate", "--tasks", "detect,backtrack", "--n", "2", "--out", str(tmp_path / "c"), *SESSIONS,
+                      check=False)  # fmt: skip
+    assert proc.returncode == 2 and "no task of the mixture can open a session" in proc.stderr
+    assert not any((tmp_path / name).exists() for name in ("a", "b", "c"))
 
 
 @pytest.mark.slow
