@@ -250,7 +250,8 @@ def segment_object(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
 def translate(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
     """depth, normal, pose, sketch, segmap: image -> map or map -> image, drawn per sample."""
     value = w.choice("map", rng)
-    direction = str(rng.choice(TRANSLATION_DIRECTIONS))
+    # a later turn of a session starts from the image it is given (the previous turn's output): image -> map
+    direction = "to_map" if item.history is not None else str(rng.choice(TRANSLATION_DIRECTIONS))
     if direction == "to_map":
         instruction = w.fill(w.templates.instruction, rng, value=value, a_new=article(value))
         captions = {"input_caption": item.caption, "output_caption": f"{article(value)} {value} of {item.caption}"}
@@ -342,13 +343,16 @@ def backtrack(w: TemplateWriter, item: SourceItem, rng) -> dict[str, Any]:
     if not history or len(history) < 2:
         raise WriterReject("no_session", "a backtracking turn goes back to an earlier image of its session")
     edits = len(history) - 1
-    if edits == 1 or rng.random() < 0.5:
+    choices = [k for k in range(edits) if history[k] is not None]  # None: the same image as the current one
+    if not choices:
+        raise WriterReject("nothing_to_undo", "every earlier image of the session is the image it has now")
+    if edits - 1 in choices and (len(choices) == 1 or rng.random() < 0.5):
         back_to = edits - 1
         instruction = w.fill(w.templates.instruction, rng)
     else:
-        nth = int(rng.integers(1, edits))  # before the nth edit: the image made by the edits before it
-        back_to = nth - 1
-        instruction = w.fill(w.templates.inverse, rng, nth=ORDINALS[nth - 1])
+        earlier = [k for k in choices if k != edits - 1] or choices
+        back_to = int(earlier[int(rng.integers(len(earlier)))])  # before the edit number back_to + 1
+        instruction = w.fill(w.templates.inverse, rng, nth=ORDINALS[back_to])
     return {"instruction": instruction, "output_caption": history[back_to], "objects": [], "back_to": back_to}
 
 

@@ -91,6 +91,14 @@ def with_lines(caption: str, lines: list[dict[str, Any]] | None) -> str:
     return f"{caption}\nText read in the image: " + ", ".join(json.dumps(line["text"]) for line in lines)
 
 
+def later_turn(schema: dict[str, Any], item: SourceItem) -> dict[str, Any]:
+    """The schema of a later turn of a multi-turn session (item.history set): its pair starts from the image it is
+    given, so a translation's `direction` is held to image -> map."""
+    if item.history is None or "direction" not in schema.get("properties", {}):
+        return schema
+    return {**schema, "properties": {**schema["properties"], "direction": {"type": "string", "enum": ["to_map"]}}}
+
+
 def quoting_lines(schema: dict[str, Any], lines: list[dict[str, Any]] | None) -> dict[str, Any]:
     """The schema with `text_before` held to the lines the OCR read (or empty, a text added), so that even a
     random model quotes text that is really there; the schema itself where nothing was read."""
@@ -292,7 +300,7 @@ class VLLMWriter:
         ready = [n for n, c in enumerate(captions) if isinstance(c, str) and c]
         seen = [items[n].image if self.sees_image else None for n in ready]
         messages = [with_lines(captions[n], items[n].text_lines) for n in ready]
-        schemas = [quoting_lines(self.prompt.output_schema, items[n].text_lines) for n in ready]
+        schemas = [later_turn(quoting_lines(self.prompt.output_schema, items[n].text_lines), items[n]) for n in ready]
         outputs = self._complete(self.prompt, messages, [seeds[n] for n in ready], self.validate, seen, schemas)
         results: list[dict[str, Any] | WriterReject] = [
             c if isinstance(c, WriterReject) else WriterReject("empty_caption") for c in captions

@@ -75,6 +75,7 @@ def test_sessions_chain_turn_by_turn_and_are_kept_whole(sessions_run):
     assert first_only <= tasks_at[1] and not first_only & (tasks_at[2] | tasks_at[3])
     assert {"detect", "segment"} & tasks_at[3] and not {"detect", "segment"} & (tasks_at[1] | tasks_at[2])
     assert not {"depth", "normal", "segmap"} & set().union(*tasks_at.values()), "scene maps cannot follow an edit"
+    assert not [r for r in rows if r["reason"] == "input_changed"], "every later turn starts from the given image"
     dropped = [r for r in rows if r["reason"] == "session_dropped"]
     assert dropped, "some session failed a later turn"
     for row in dropped:
@@ -291,3 +292,22 @@ def test_a_backtracking_turn_goes_back_to_an_earlier_image_exactly(tmp_path):
     proc = run_inline("generate", "--task", "backtrack", "--n", "2", "--out", str(tmp_path / "single"),
                       "--workers", "0", "--no-progress", check=False)  # fmt: skip
     assert proc.returncode == 2 and "runs only in sessions: give --turns 2 or more" in proc.stderr
+
+
+def test_a_later_turn_asks_a_translation_for_the_map_of_the_image_it_is_given():
+    """The LLM writer's schema holds a later turn's direction to image -> map; the template writer draws only it."""
+    from datagen.config import RoleSpec
+    from datagen.resolve import load_run
+    from datagen.sources import SourceItem
+    from datagen.template_writer import TemplateWriter
+    from datagen.writer import later_turn
+
+    prompt = load_run("sketch", "local", out="/nonexistent-never-written", n=1).prompt
+    first = SourceItem(ref={}, caption="a red ball on a table", objects=["red ball"])
+    later = SourceItem(ref={}, caption="a red ball on a table", objects=["red ball"], history=["a", None])
+    assert later_turn(prompt.output_schema, first) is prompt.output_schema
+    assert later_turn(prompt.output_schema, later)["properties"]["direction"] == {"type": "string", "enum": ["to_map"]}
+    writer = TemplateWriter(RoleSpec(backend="template"), prompt)
+    directions = {w["direction"] for w in writer.write_batch([later] * 20, list(range(20)))}
+    assert directions == {"to_map"}
+    assert {w["direction"] for w in writer.write_batch([first] * 20, list(range(20)))} == {"to_map", "from_map"}

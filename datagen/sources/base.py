@@ -126,9 +126,10 @@ class SourceItem:
     task that reads it first (the text task's OCR)."""
     text_lines: list[dict[str, Any]] | None = None
     """The legible lines the OCR read in the image (quad, text, confidence, height): the text task edits one."""
-    history: list[str] | None = None
-    """In a multi-turn session (datagen/session_shard.py), the captions of its images so far, its input first: what
-    a backtracking turn may go back to. None outside sessions."""
+    history: list[str | None] | None = None
+    """In a multi-turn session (datagen/session_shard.py), the captions of its images so far, its input first, None
+    for an earlier image that is the current one again (after an undo): what a backtracking turn may go back to.
+    None outside sessions."""
 
 
 @dataclass
