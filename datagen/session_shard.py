@@ -2,6 +2,10 @@
 written from the run's source (`first_turns`), then turn by turn, every session's turn rendered, scored and gated
 (each task's in its own micro-batches) and the next turn written from the kept output (`SessionRender`); at the end
 the sessions' verdicts, and the kept and rejected candidates encoded into the shard's tars in session and turn order.
+
+A session is kept or dropped whole, so the kept turns' images stay in memory until the shard's last turn is
+decided: about shard_size x turns x 3 images (at 1 MP, 100 sessions of 3 turns hold some 2.7 GB; with
+pipeline.keep_rejected, their rendered siblings too). A smaller --shard-size bounds it.
 """
 
 from __future__ import annotations
