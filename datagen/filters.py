@@ -52,6 +52,37 @@ def pixel_scores(
     return scores
 
 
+def pixel_scores_on_device(before, afters, object_mask, edit_masks, ground_truth=None) -> list[dict[str, float]]:
+    """pixel_scores of K candidates of one input, computed where the tensors are (the inpainter's device): before
+    uint8 (H, W, 3), afters uint8 (K, H, W, 3), object_mask bool (H, W), edit_masks uint8 (K, H, W), ground_truth
+    (uint8 (H, W, 3), bool (H, W)) tensors or None. Integer sums, then the same divisions: the same numbers."""
+    import torch
+
+    channels = before.shape[-1]
+    diff = (afters.to(torch.int32) - before.to(torch.int32)).abs().sum(dim=-1)  # (K, H, W)
+    edited = edit_masks > 0
+
+    def l1_of(differences, where, empty: float = math.nan) -> list[float]:
+        sums = (differences * where).flatten(1).sum(dim=1).tolist()
+        counts = where.flatten(1).sum(dim=1).tolist()
+        return [s / (n * channels * 255.0) if n else empty for s, n in zip(sums, counts, strict=True)]
+
+    k = afters.shape[0]
+    inside = object_mask.expand(k, -1, -1)
+    scores = [
+        {"mask_area": area, "inside_change": a, "outside_l1": b, "change": c}
+        for area, a, b, c in zip([int(object_mask.sum()) / object_mask.numel()] * k, l1_of(diff, inside),
+                                 l1_of(diff, ~edited, 0.0), l1_of(diff, edited, 0.0), strict=True)
+    ]  # fmt: skip
+    if ground_truth is not None:
+        truth, others = ground_truth
+        wrong = (afters.to(torch.int32) - truth.to(torch.int32)).abs().sum(dim=-1)
+        region = edited | inside
+        for entry, gt, objects in zip(scores, l1_of(wrong, region), l1_of(wrong, region & others, 0.0), strict=True):
+            entry.update(gt_l1=gt, gt_objects_l1=objects)
+    return scores
+
+
 def gate(scores: dict[str, float], filters: dict[str, FilterSpec], order: Iterable[str] = SCORES) -> str:
     """'' to keep, else the reason of the first failing filter: its own `reason`, else '{score}_low' or
     '{score}_high'; or 'nan_{score}'.

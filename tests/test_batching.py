@@ -159,3 +159,38 @@ def test_a_misspelt_or_bad_role_argument_is_a_configuration_error(tmp_path, over
         load_run("remove", "tiny", out=str(tmp_path), n=1, overrides=[override])
     message = str(error.value)
     assert "pipelines/tiny.yaml" in message and f"`{field}`" in message and allowed in message, message
+
+
+def test_compositing_and_pixel_scores_on_the_device_are_the_cpus_to_the_bit():
+    """grounded_inpaint composites and scores the mask variants of a sample where the inpainter left its fills (a
+    torch device): byte for byte the composite, and exactly the scores, of the numpy path, including empty masks
+    (NaN inside_change, 0.0 outside) and the scene's ground-truth scores."""
+    import torch
+
+    from datagen.filters import pixel_scores, pixel_scores_on_device
+    from datagen.generators.grounded_inpaint import composite, composite_on_device, mask_variants
+
+    rng = np.random.default_rng(3)
+    for trial in range(12):
+        height, width = (int(v) for v in rng.integers(20, 80, 2))
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        found = np.zeros((height, width), bool)
+        if trial % 4:  # every fourth: nothing found, every mask empty
+            found[height // 4 : height // 2, width // 4 : width // 2] = True
+        variants = mask_variants(found, [[width // 4, height // 4, width // 2, height // 2]], 3, 2)
+        fills = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in variants]
+        truth = (rng.integers(0, 256, (height, width, 3), dtype=np.uint8), rng.random((height, width)) < 0.3)
+        truth = truth if trial % 2 else None
+        masks = torch.stack([torch.from_numpy(mask) for mask in variants.values()])
+        on_device = composite_on_device(torch.from_numpy(image), torch.stack([torch.from_numpy(f) for f in fills]),
+                                        masks)  # fmt: skip
+        device_truth = None if truth is None else tuple(torch.from_numpy(part) for part in truth)
+        scores = pixel_scores_on_device(torch.from_numpy(image), on_device, torch.from_numpy(found), masks,
+                                        device_truth)  # fmt: skip
+        for mask, fill, made, measured in zip(variants.values(), fills, on_device, scores, strict=True):
+            expected = composite(image, fill, mask)
+            assert made.numpy().tobytes() == expected.tobytes()
+            reference = pixel_scores(image, expected, found, mask, truth)
+            assert measured.keys() == reference.keys()
+            for name, value in reference.items():
+                assert measured[name] == value or (np.isnan(value) and np.isnan(measured[name])), name

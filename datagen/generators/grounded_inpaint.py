@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from datagen.filters import pixel_scores
+from datagen.filters import pixel_scores, pixel_scores_on_device
 from datagen.generators.base import GeneratorArgs, Outcome, Sample
 from datagen.models.oracle import GroundingMiss
 from datagen.record import EditRecord
@@ -49,6 +49,18 @@ def composite(image: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np.nda
     out = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
     out[mask == 0] = image[mask == 0]
     return out
+
+
+def composite_on_device(image, filled, masks):
+    """composite of K fills of one image where the tensors are (the inpainter's device): image uint8 (H, W, 3),
+    filled uint8 (K, H, W, 3), masks uint8 (K, H, W) -> uint8 (K, H, W, 3); float32 blend rounded half to even,
+    exact outside the masks: what `composite` makes, byte for byte."""
+    import torch
+
+    alpha = masks.to(torch.float32)[..., None] / 255.0
+    blend = filled.to(torch.float32) * alpha + image.to(torch.float32) * (1.0 - alpha)
+    out = blend.round().clamp(0, 255).to(torch.uint8)
+    return torch.where((masks == 0)[..., None], image, out)
 
 
 def region_masks(
@@ -126,17 +138,40 @@ class GroundedInpaint:
         with clock.stage("generate"):
             plans = [self._plan(batch[i], detections, masks) for i, detections, masks in located]
             jobs = [(plan, number, name) for plan in plans for number, name in enumerate(self.args.mask_variants)]
-            filled = self.inpainter.inpaint_batch(
+            inpaint = getattr(self.inpainter, "inpaint_batch_on_device", None) or self.inpainter.inpaint_batch
+            filled = inpaint(
                 [plan["inputs"].image for plan, _, _ in jobs],
                 [plan["variants"][name] for plan, _, name in jobs],
                 [plan["prompt"] for plan, _, _ in jobs],
                 [plan["record"].seed + number for plan, number, _ in jobs],
             )
             results = iter(filled)
+            names = self.args.mask_variants
             for (i, _, _), plan in zip(located, plans, strict=True):
-                out[i] = [self._candidate(plan, number, name, next(results)) for number, name in
-                          enumerate(self.args.mask_variants)]  # fmt: skip
+                fills = [next(results) for _ in names]
+                if isinstance(fills[0], np.ndarray):
+                    out[i] = [self._candidate(plan, number, name, fill) for number, (name, fill) in
+                              enumerate(zip(names, fills, strict=True))]  # fmt: skip
+                else:  # left on the inpainter's device: composited and scored there, one transfer back
+                    out[i] = self._candidates_on_device(plan, fills)
         return out
+
+    def _candidates_on_device(self, plan: dict[str, Any], fills: list) -> list[EditRecord]:
+        """The candidates of one sample from fills left on the inpainter's device: composited and pixel-scored
+        there for all mask variants at once, the composites brought back in one transfer."""
+        import torch
+
+        device = fills[0].device
+        image = torch.from_numpy(plan["inputs"].image).to(device)
+        masks = torch.from_numpy(np.stack([plan["variants"][name] for name in self.args.mask_variants])).to(device)
+        removed = composite_on_device(image, torch.stack(fills), masks)
+        truth = plan["truth"]
+        if truth is not None:
+            truth = (torch.from_numpy(truth[0]).to(device), torch.from_numpy(truth[1]).to(device))
+        scores = pixel_scores_on_device(image, removed, torch.from_numpy(plan["object_mask"]).to(device), masks,
+                                        truth)  # fmt: skip
+        return [self._candidate(plan, number, name, None, composited, entry) for number, (name, composited, entry)
+                in enumerate(zip(self.args.mask_variants, removed.cpu().numpy(), scores, strict=True))]  # fmt: skip
 
     def _plan(self, sample: Sample, detections: list, masks: list[np.ndarray]) -> dict[str, Any]:
         """What one sample's candidates share: its masks, the prompt of the repainted image, its ground truth."""
@@ -154,9 +189,21 @@ class GroundedInpaint:
             "prompt": record.input_caption if add else record.output_caption,  # the caption of the repainted image
         }
 
-    def _candidate(self, plan: dict[str, Any], number: int, name: str, filled: np.ndarray) -> EditRecord:
+    def _candidate(
+        self,
+        plan: dict[str, Any],
+        number: int,
+        name: str,
+        filled: np.ndarray | None,
+        removed: np.ndarray | None = None,
+        scores: dict[str, float] | None = None,
+    ) -> EditRecord:
+        """A candidate from its fill (composited and scored here), or from its composite and scores made on the
+        inpainter's device."""
         image, mask = plan["inputs"].image, plan["variants"][name]
-        removed = composite(image, filled, mask)
+        if removed is None:
+            removed = composite(image, filled, mask)
+            scores = pixel_scores(image, removed, plan["object_mask"], mask, plan["truth"])  # the removal either way
         add = self.args.direction == "add"
         return replace(
             plan["record"],
@@ -175,5 +222,5 @@ class GroundedInpaint:
             boxes=plan["boxes"],
             width=image.shape[1],
             height=image.shape[0],
-            scores=pixel_scores(image, removed, plan["object_mask"], mask, plan["truth"]),  # the removal either way
+            scores=scores,
         )

@@ -13,9 +13,9 @@ from PIL import Image
 
 from datagen.config import RoleSpec
 from datagen.models.batching import Counted, chunked
-from datagen.models.diffusion import seeded_generator, uint8_images
+from datagen.models.diffusion import seeded_generator, uint8_images, uint8_tensors
 from datagen.models.options import FluxFillOptions, FluxKontextOptions, FluxOptions
-from datagen.models.weights import locate, model_id, torch_device_dtype
+from datagen.models.weights import compiled, locate, model_id, torch_device_dtype
 
 
 def pad_to(image: np.ndarray, multiple: int) -> np.ndarray:
@@ -38,7 +38,6 @@ class _Flux(Counted):
 
     def load(self) -> None:
         import diffusers
-        import torch
 
         path = locate(self.spec.model, self.spec.revision)
         self.device, self.dtype = torch_device_dtype(self.spec.device, self.spec.dtype)
@@ -50,10 +49,24 @@ class _Flux(Counted):
             self.pipe.transformer.fuse_qkv_projections()
         self.pipe.transformer.register_forward_pre_hook(self._count_forward)
         if self.options.compile:
-            self.pipe.transformer = torch.compile(self.pipe.transformer)
+            self.pipe.transformer = compiled(self.pipe.transformer)
 
     def _count_forward(self, module, args) -> None:
         self.forwards += 1
+
+    def _embedded(self, prompts: list[str]) -> dict:
+        """The call's text: with batch_encode, prompt_embeds and pooled_prompt_embeds, each distinct prompt run
+        through CLIP and T5 once; else the prompts, embedded by the pipeline item by item."""
+        if not self.options.batch_encode:
+            return {"prompt": prompts}
+        import torch
+
+        distinct = list(dict.fromkeys(prompts))
+        with torch.no_grad():
+            device, length = self.pipe._execution_device, self.options.max_sequence_length
+            embeds, pooled, _ = self.pipe.encode_prompt(distinct, None, device=device, max_sequence_length=length)
+        where = torch.tensor([distinct.index(prompt) for prompt in prompts], device=embeds.device)
+        return {"prompt_embeds": embeds[where], "pooled_prompt_embeds": pooled[where]}
 
 
 class FluxInpainter(_Flux):
@@ -70,6 +83,12 @@ class FluxInpainter(_Flux):
         """Repaint each image where its mask > 0 from its prompt; the caller composites, so only masked pixels are
         used. Items of one shape go through the pipeline together, `batch_size` per call, each with its own seeded
         generator: an item's noise never depends on its batch neighbours."""
+        return [image.cpu().numpy() for image in self.inpaint_batch_on_device(images, masks, prompts, seeds)]
+
+    def inpaint_batch_on_device(
+        self, images: list[np.ndarray], masks: list[np.ndarray], prompts: list[str], seeds: list[int]
+    ) -> list:
+        """inpaint_batch, each image a uint8 (H, W, 3) tensor left on the model's device (the same values)."""
         out: list = [None] * len(images)
         for chunk in chunked([image.shape for image in images], self.spec.batch_size):
             height, width = images[chunk[0]].shape[:2]
@@ -79,7 +98,7 @@ class FluxInpainter(_Flux):
                 hole[height:], hole[:, width:] = 0, 0
             self.counted(len(chunk))
             result = self.pipe(
-                prompt=[prompts[i] for i in chunk],
+                **self._embedded([prompts[i] for i in chunk]),
                 image=[Image.fromarray(image) for image in padded],
                 mask_image=[Image.fromarray(hole) for hole in holes],
                 height=padded[0].shape[0],
@@ -89,9 +108,9 @@ class FluxInpainter(_Flux):
                 strength=self.options.strength,
                 max_sequence_length=self.options.max_sequence_length,
                 generator=[seeded_generator(seeds[i]) for i in chunk],
-                output_type="np",
+                output_type="pt",
             )
-            for index, image in zip(chunk, uint8_images(result.images), strict=True):
+            for index, image in zip(chunk, uint8_tensors(result.images), strict=True):
                 out[index] = image[:height, :width]
         return out
 
@@ -125,7 +144,7 @@ class FluxEditor(_Flux):
             side_h, side_w = padded[0].shape[:2]
             self.counted(len(chunk))
             result = self.pipe(
-                prompt=[instructions[i] for i in chunk],
+                **self._embedded([instructions[i] for i in chunk]),
                 image=[Image.fromarray(image) for image in padded],
                 height=side_h,
                 width=side_w,

@@ -62,6 +62,10 @@ class DiffusionOptions(Options):
     compile: bool = False
     """torch.compile of the UNet (inpainting and text-to-image; prompt-to-prompt's attention processors are left
     uncompiled). Its warm-up is the first micro-batch of a worker; `datagen bench` warms up outside the timing."""
+    batch_encode: bool = True
+    """Inpainting with Stable Diffusion's pipeline (a 9-channel UNet, strength 1): the text embedded once per distinct
+    prompt of a call, and the masked images VAE-encoded as one batch, each item's noise still drawn from its own
+    generator in diffusers' order; false: diffusers' own path, which encodes one item at a time (the baseline)."""
 
 
 class FluxOptions(Options):
@@ -79,6 +83,8 @@ class FluxOptions(Options):
     """One fused q/k/v projection matmul instead of three per attention of the transformer."""
     compile: bool = False
     """torch.compile of the transformer; its warm-up is the first micro-batch of a worker."""
+    batch_encode: bool = True
+    """The text (CLIP and T5) embedded once per distinct prompt of a call; false: once per item (the baseline)."""
 
 
 class FluxFillOptions(FluxOptions):

@@ -99,6 +99,9 @@ class Inpainter(Role, Protocol):
         self, images: list[np.ndarray], masks: list[np.ndarray], prompts: list[str], seeds: list[int]
     ) -> list[np.ndarray]: ...
 
+    # A model on a torch device may also offer `inpaint_batch_on_device(...)` (the same call, each image a uint8
+    # (H, W, 3) tensor left on the device): grounded_inpaint then composites and scores there (filters.py).
+
 
 @runtime_checkable
 class Editor(Role, Protocol):

@@ -46,6 +46,27 @@ def model_id(model: str, revision: str | None) -> str:
     return f"{model}@{revision}" if revision else model
 
 
+COMPILE_CACHE = "~/.cache/datagen/inductor"
+"""Where torch.compile's kernels are kept between processes (TORCHINDUCTOR_CACHE_DIR; DATAGEN_COMPILE_CACHE moves
+it): a worker after the first loads a bucket's compiled denoiser instead of compiling it again."""
+SHAPES = 64
+"""Graphs a compiled denoiser keeps, one per input shape (bucket x batch); torch's default of 8 would send the
+ninth shape of a run back to eager, silently."""
+
+
+def compiled(module):
+    """torch.compile of a role's denoiser (the `compile` option): compiled on its first call per input shape, each
+    shape's graph reused for every later shard of the worker, the kernels cached on disk (COMPILE_CACHE)."""
+    import os
+
+    import torch
+
+    cache = os.environ.get("DATAGEN_COMPILE_CACHE", COMPILE_CACHE)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.expanduser(cache))
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, SHAPES)
+    return torch.compile(module, dynamic=False)
+
+
 def torch_device_dtype(device: str, dtype: str):
     """torch device and dtype for an adapter; also quiets the libraries' per-call warnings (truncated prompts,
     progress bars), which would otherwise flood a run's log once per sample."""
