@@ -14,7 +14,8 @@ tiny pipeline does: grounding thresholds 0 and no filter rejects (every score is
 
 - tuned: sd15.yaml as it is (bf16, SDPA, channels_last ..., its micro-batch and batch sizes); `--batch N` sets the
   micro-batch and every role's batch size to N, `--no-compile` turns torch.compile off, `--steps` the denoising steps.
-- naive: every role batch 1, float32, eager attention, no channels_last, fused q/k/v or compile, micro-batch 1.
+- naive: every role batch 1, float32, eager attention, no channels_last, fused q/k/v, compile or batched encode,
+  micro-batch 1.
 
 Each path renders two shards of the same size in one worker: the first warms up (compilation, cuDNN's choices; model
 loading is outside any shard), the second is timed. pairs/s = samples of the timed shard / its seconds, from its
@@ -187,7 +188,8 @@ def overrides(
         naive_role = ("batch_size=1", "dtype=float32", "args.attention=eager")
         out += [f"pipeline.roles.{role}.{setting}" for role in used for setting in naive_role]
         for role in diffusers:
-            out += [f"pipeline.roles.{role}.args.{key}=false" for key in ("channels_last", "fuse_qkv", "compile")]
+            out += [f"pipeline.roles.{role}.args.{key}=false"
+                    for key in ("channels_last", "fuse_qkv", "compile", "batch_encode")]  # fmt: skip
         return out
     if batch is not None:
         out.append(f"pipeline.micro_batch={batch}")

@@ -78,6 +78,7 @@ def test_render_bench_reports_every_stage_against_batch_1(tmp_path):
     assert base["model_calls"]["inpaint"] == 8 and figures["model_calls"]["inpaint"] == 2, "one call per micro-batch"
     assert figures["speedup"] == pytest.approx(figures["samples_s"] / base["samples_s"])
     assert "speedup" in proc.stdout
+    assert "per_item_encode" not in figures, "local has no model that encodes"
 
 
 def test_render_bench_times_the_judge_against_the_same_render_without_it(tiny_dir, tmp_path):
@@ -92,6 +93,11 @@ def test_render_bench_times_the_judge_against_the_same_render_without_it(tiny_di
     without = judge["without_judge"]
     assert "judge" not in without["model_calls"] and without["samples"] == figures["samples"] == 4
     assert "judge:" in proc.stdout
+    before = figures["per_item_encode"]  # the same batched render with diffusers' per-item encode, same process
+    assert before["samples"] == 4 and before["kept"] == figures["kept"], "the batched encode changes no outcome"
+    assert figures["generate_ms_per_sample"]["before"] == before["stages_ms_per_sample"]["generate"]
+    assert figures["generate_ms_per_sample"]["after"] == figures["stages_ms_per_sample"]["generate"]
+    assert "generate stage:" in proc.stdout
     # vLLM's CPU worker logged this once per judge request (datagen/quiet.py): silenced unless --verbose
     assert "torch.set_num_threads" not in proc.stdout + proc.stderr
 

@@ -44,7 +44,8 @@ def test_gpu_bench_times_the_products_render_naive_against_sd15s_own_settings(gp
     assert naive["micro_batch"] == 1 and set(naive["roles"]) == {"inpaint", "grounding", "segmenter", "clip", "dino"}
     for spec in naive["roles"].values():
         assert (spec["batch_size"], spec["dtype"], spec["args"]["attention"]) == (1, "float32", "eager")
-    assert not any(naive["roles"]["inpaint"]["args"][flag] for flag in ("channels_last", "fuse_qkv", "compile"))
+    naive_flags = ("channels_last", "fuse_qkv", "compile", "batch_encode")
+    assert not any(naive["roles"]["inpaint"]["args"][flag] for flag in naive_flags)
     # tuned: sd15.yaml's own settings, with --batch 2, --steps 1 and --no-compile
     assert tuned["micro_batch"] == 2 and all(spec["batch_size"] == 2 for spec in tuned["roles"].values())
     assert tuned["roles"]["inpaint"]["args"] == {**SD15["inpaint"]["args"], "steps": 1, "compile": False}
