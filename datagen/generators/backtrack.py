@@ -9,28 +9,16 @@ is, whatever the pipeline's writer) the index of the image to go back to as `bac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 
-from datagen.generators.base import GeneratorArgs, PerSample, candidate
+from datagen.generators.base import Classical, GeneratorArgs, candidate
 from datagen.record import EditRecord
 from datagen.sources import BadSource, LoadedInput
 
 
-class Backtrack(PerSample):
+class Backtrack(Classical):
     class Args(GeneratorArgs):
         """None: the image to go back to comes from the writer, per sample."""
-
-    roles = ()
-
-    @classmethod
-    def roles_for(cls, args: Args) -> tuple[str, ...]:
-        return cls.roles
-
-    def __init__(self, args: Args, models: Mapping[str, Any]):
-        self.args = args
 
     def candidates(self, record: EditRecord, inputs: LoadedInput, rng: np.random.Generator) -> list[EditRecord]:
         history = inputs.history or []

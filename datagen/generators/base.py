@@ -80,6 +80,19 @@ class PerSample:
         return out
 
 
+class Classical(PerSample):
+    """A per-sample generator that needs no model role (classical operators): no roles, its arguments kept."""
+
+    roles: tuple[str, ...] = ()
+
+    @classmethod
+    def roles_for(cls, args: GeneratorArgs) -> tuple[str, ...]:
+        return cls.roles
+
+    def __init__(self, args: GeneratorArgs, models: Mapping[str, Any]):
+        self.args = args
+
+
 def attempt(function: Callable[..., Any], *args: Any) -> Any:
     """function(*args), or the exception it raised (one broken sample costs one sample); out-of-memory propagates."""
     try:

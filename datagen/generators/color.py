@@ -6,13 +6,10 @@ Whole-image edits: the mask is all 255.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import cv2
 import numpy as np
 
-from datagen.generators.base import GeneratorArgs, NoClassicalMethod, PerSample, candidate, full_mask
+from datagen.generators.base import Classical, GeneratorArgs, NoClassicalMethod, candidate, full_mask
 from datagen.record import EditRecord
 from datagen.sources import LoadedInput
 
@@ -45,18 +42,9 @@ def adjust(image: np.ndarray, op: str, amount: float) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-class ColorAdjust(PerSample):
+class ColorAdjust(Classical):
     class Args(GeneratorArgs):
         """None: the operation and its amount come from the writer, per sample."""
-
-    roles = ()
-
-    @classmethod
-    def roles_for(cls, args: Args) -> tuple[str, ...]:
-        return cls.roles
-
-    def __init__(self, args: Args, models: Mapping[str, Any]):
-        self.args = args
 
     def candidates(self, record: EditRecord, inputs: LoadedInput, rng: np.random.Generator) -> list[EditRecord]:
         op, amount = record.params.get("op"), record.params.get("amount")

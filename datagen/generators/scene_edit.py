@@ -8,37 +8,27 @@ retexture) or everything but the objects (background).
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from datagen import scenes
-from datagen.generators.base import GeneratorArgs, NoClassicalMethod, PerSample, candidate
+from datagen.generators.base import Classical, GeneratorArgs, NoClassicalMethod, candidate
 from datagen.record import EditRecord
 from datagen.sources import BadSource, LoadedInput
 
 
-class SceneEdit(PerSample):
+class SceneEdit(Classical):
     class Args(GeneratorArgs):
         edit: Literal["replace", "retexture", "background"] = "replace"
         """replace the named object by another (local), give it another pattern (texture), or put the objects on
         another background (background)."""
-
-    roles = ()
 
     @classmethod
     def follows_edits(cls, args: Args, source: str) -> bool:
         """No: it re-renders the procedural scene, and an image an earlier turn of a session edited is no scene
         (datagen/sessions.py)."""
         return False
-
-    @classmethod
-    def roles_for(cls, args: Args) -> tuple[str, ...]:
-        return cls.roles
-
-    def __init__(self, args: Args, models: Mapping[str, Any]):
-        self.args = args
 
     def candidates(self, record: EditRecord, inputs: LoadedInput, rng: np.random.Generator) -> list[EditRecord]:
         if inputs.scene is None:

@@ -6,13 +6,12 @@ preset is rejected with `no_classical_method` (the neural stacks draw any style)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
 
-from datagen.generators.base import GeneratorArgs, NoClassicalMethod, PerSample, candidate, full_mask
+from datagen.generators.base import Classical, GeneratorArgs, NoClassicalMethod, candidate, full_mask
 from datagen.record import EditRecord
 from datagen.sources import LoadedInput
 
@@ -134,19 +133,10 @@ def preset(kind: str, value: str):
     raise NoClassicalMethod(f"{FIELD[kind]} {value!r}: the local pipeline renders {', '.join(PRESETS[kind])}")
 
 
-class Stylize(PerSample):
+class Stylize(Classical):
     class Args(GeneratorArgs):
         kind: Literal["global", "style"] = "style"
         """Which presets (PRESETS) and which field of the writer's edit (FIELD) name the rendering."""
-
-    roles = ()
-
-    @classmethod
-    def roles_for(cls, args: Args) -> tuple[str, ...]:
-        return cls.roles
-
-    def __init__(self, args: Args, models: Mapping[str, Any]):
-        self.args = args
 
     def candidates(self, record: EditRecord, inputs: LoadedInput, rng: np.random.Generator) -> list[EditRecord]:
         keyword, render = preset(self.args.kind, str(record.params.get(FIELD[self.args.kind], "")))
