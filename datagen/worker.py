@@ -23,6 +23,7 @@ from datagen.lease import LeaseLost, check_held
 from datagen.record import InstructionRecord, instruction_line, new_instruction, read_instructions, sample_seed
 from datagen.render import ShardRender
 from datagen.resolve import roles_used
+from datagen.shards.layout import ShardPaths
 from datagen.shards.run import recorded_versions
 from datagen.sources import PHOTO_SOURCES, UNCAPTIONED, BadSource, check_text, pipeline_source
 from datagen.template_writer import SESSION_KINDS, TemplateWriter
@@ -194,14 +195,8 @@ class ShardWorker:
             "rejected": sum(reasons.values()),
             "reasons": dict(sorted(reasons.items())),
             "jsonl": {"name": paths.jsonl, "bytes": len(data), "sha256": sha},
-            "config": self.config.fingerprint(),
-            "seconds": round(time.perf_counter() - started, 3),
-            "committed": shards.now(),
-            **self.version_note,
         }
-        self._check_lease()
-        shards.write_stats(paths, stats)
-        return stats
+        return self._commit(paths, stats, started)
 
     def write_records(self, texts: list[InstructionRecord]) -> None:
         """Fill in these new instruction records of this task from the run's source, in one batched writer call:
@@ -398,12 +393,16 @@ class ShardWorker:
                 "sha256": parquet_sha,
                 "rows": len(records),
             },
-            "config": self.config.fingerprint(),
             **render.stats(),
-            "seconds": round(time.perf_counter() - started, 3),
-            "committed": shards.now(),
-            **self.version_note,
         }
+        return self._commit(paths, stats, started)
+
+    def _commit(self, paths: ShardPaths, stats: dict[str, Any], started: float) -> dict[str, Any]:
+        """A shard's stats completed with what every phase records (the configuration's fingerprint, the seconds
+        since `started`, the commit time, a version change) and published as its commit marker, last, while this
+        worker's driver still holds OUT."""
+        stats.update(config=self.config.fingerprint(), seconds=round(time.perf_counter() - started, 3),
+                     committed=shards.now(), **self.version_note)  # fmt: skip
         self._check_lease()
         shards.write_stats(paths, stats)
         return stats
