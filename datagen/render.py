@@ -64,7 +64,7 @@ class ShardRender:
         with ThreadPoolExecutor(pipe.actor.io_threads, thread_name_prefix="datagen-io") as pool:
             writing: deque = deque()  # the previous micro-batch's pairs, encoding on the pool, in order
             batch: list = []
-            for item in prefetched(texts, self._load, pipe.actor.prefetch * size, pool):
+            for item in prefetched(texts, self.load_input, pipe.actor.prefetch * size, pool):
                 batch.append(item)
                 if len(batch) == size:
                     records += self._render_and_queue(batch, writing, (tar, rejected), pool)
@@ -86,7 +86,8 @@ class ShardRender:
 
     # ------------------------------------------------------------------------------------------------ stages
 
-    def _load(self, text: InstructionRecord) -> LoadedInput | None:
+    def load_input(self, text: InstructionRecord) -> LoadedInput | None:
+        """A sample's input from the source (None for a rejected record, or where the generator draws its own)."""
         if text["status"] != "ok" or self.draws_input:  # e.g. prompt-to-prompt draws both images itself
             return None
         return self.source.load(text["source"] or {}, self.config.run.max_image_pixels)

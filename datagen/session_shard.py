@@ -156,7 +156,7 @@ class SessionRender:
         return out
 
     def _load(self, render: ShardRender, text: InstructionRecord) -> LoadedInput | None:
-        loaded = render._load(text)
+        loaded = render.load_input(text)
         if loaded is not None and text["turn"] == 1:
             self.loaded[text["key"]] = loaded
         return loaded
