@@ -106,22 +106,24 @@ def _originals(n: int, planted: float) -> int:
 
 
 def synthetic_batch(ids: np.ndarray, n: int, planted: float, seed: int, flips: list[int]):
-    """Hashes (len(ids), views*WORDS int64) of ids of a synthetic set of n: the first (1 - planted) share are
-    originals (random bits at each view), the rest copies of a random original with k of the 256 bits flipped at
-    every view, k drawn from `flips`. Returns the words, each id's original (itself for an original) and k."""
+    """Hashes (len(ids), IMAGE_WORDS int64) of ids of a synthetic set of n: the first (1 - planted) share are
+    originals (random bits at each view), the rest copies of a random original with k of the 256 bits of its pHash
+    flipped at every view, k drawn from `flips` (its cell signatures kept: the banding, measured here, reads the
+    pHashes only; the cells are measured on real photos). Returns the words, each id's original (itself for an
+    original) and k."""
     from datagen import dedup
 
     originals = _originals(n, planted)
     copy = ids >= originals
     source = np.where(copy, (_draw(ids, 12, seed)[:, 0] % np.uint64(originals)).astype(np.int64), ids)
-    width = len(dedup.VIEWS) * dedup.WORDS
+    width = dedup.IMAGE_WORDS
     words = _draw(source, 0, seed, width)
     k = np.where(copy, np.asarray(flips)[_draw(ids, 13, seed)[:, 0] % np.uint64(len(flips))], 0)
     order = np.argsort(_draw(ids, 256, seed, dedup.BITS), axis=1)  # a random order of the bits, per id
     flipped = np.zeros((len(ids), dedup.BITS), dtype=np.uint8)
     np.put_along_axis(flipped, order, (np.arange(dedup.BITS)[None, :] < k[:, None]).astype(np.uint8), axis=1)
     mask = np.packbits(flipped, axis=1).view(">u8").astype(np.uint64)  # (m, WORDS)
-    words ^= np.tile(mask, len(dedup.VIEWS))
+    words[:, : dedup.PHASH_WORDS] ^= np.tile(mask, len(dedup.VIEWS))
     return words.view(np.int64), source, k
 
 

@@ -126,7 +126,7 @@ def curate_shard(source, number: int, shard_size: int, gates, roles, max_pixels:
     refs = [source.ref(0, index) for index in range(start, min(len(source), start + shard_size))]
     rows = []
     for k, ref in enumerate(refs):  # one photo decoded at a time: a shard of full-size photos is never held whole
-        failed, item, height, width = "", {"scores": {}, "hashes": (0,) * len(dedup.VIEWS)}, 0, 0
+        failed, item, height, width = "", {"scores": {}, "hashes": (0,) * dedup.HASHES}, 0, 0
         try:
             image = source.original(ref, max_pixels)
         except (Reject, BadImage) as e:
@@ -268,7 +268,7 @@ def _dedup_rows(batch: dict[str, Any]) -> dict[str, Any]:
     kept = batch["reason"] == ""
     area = batch["width"][kept].astype(np.float64) * batch["height"][kept]
     aesthetic = np.nan_to_num(batch["score_aesthetic"][kept].astype(np.float64), nan=0.0)
-    words = np.stack(batch["hashes"][kept]) if kept.any() else np.empty((0, len(dedup.VIEWS) * dedup.WORDS))
+    words = np.stack(batch["hashes"][kept]) if kept.any() else np.empty((0, dedup.IMAGE_WORDS))
     return {"id": batch["index"][kept].astype(np.int64), "key": batch["key"][kept],
             "words": words.astype(np.int64), "rank": np.stack([-area, -aesthetic], axis=1)}  # fmt: skip
 

@@ -1,13 +1,19 @@
-"""Near-duplicate inputs: a perceptual hash per image, candidates found by banding, duplicates grouped, one kept.
+"""Near-duplicate inputs: perceptual hashes per image, candidates found by banding, each pair verified, one kept.
 
 The hash is a 256-bit pHash (the 16x16 lowest frequencies of the DCT of a 32x32 grey thumbnail, each bit above or
-below their median) taken at three centred views — the whole image, its central 94% and 88% — so that a copy
-cropped by a few percent (as a crawl holds them) meets its original at some pair of views. Measured on
-scikit-image's 14 photos against copies resized (0.5, 0.75x), re-encoded as JPEG (quality 30-90), cropped (3% and 6%
-a side) and brightened: most copies 0 bits from their original at the closest pair of views, JPEG at quality 30 up to
-30 bits, the brightened copies (clipped highlights) up to 48; distinct photos 106 bits apart or more. MAX_DISTANCE
-sits between. (The 64-bit pHash the first version used kept copies within 8 bits and photos 20 apart, but among
-100,000 random hashes it merged 292 distinct images: 64 bits are too few for a crawl.)
+below their median) taken at four views — the whole image, its central 94% and 88%, and the whole image mirrored —
+so that a copy cropped by a few percent (as a crawl holds them) meets its original at some pair of views, and a
+mirrored copy meets it at the mirrored one. Measured on scikit-image's 14 photos against copies resized (0.5,
+0.75x), re-encoded as JPEG (quality 30-90), cropped (3% and 6% a side), brightened, rotated by 2 degrees, watermarked
+and mirrored: most copies 0 bits from their original at the closest pair of views, JPEG at quality 30 up to 30 bits,
+the brightened copies (clipped highlights) up to 48; distinct photos 106 bits apart or more. MAX_DISTANCE sits
+between. (The 64-bit pHash the first version used kept copies within 8 bits and photos 20 apart, but among 100,000
+random hashes it merged 292 distinct images: 64 bits are too few for a crawl.)
+
+A second signal settles what pHash alone gets wrong: an overlay shared by distinct photos (a stock banner, a logo,
+a sticker) dominates the low frequencies and brings them within MAX_DISTANCE (56-62 bits for a disc in a corner).
+Each view also keeps a cell signature (`cells`: 16 bits for each of a 4x4 grid of cells); a pair is a duplicate
+only where few cells are unrelated (`MAX_UNRELATED_CELLS`): an overlay agrees in its own cells, a copy in nearly all.
 
 Candidates: two images are compared only when some view of each agrees on every bit of a band — `band_bits(n)`
 bits sampled from the 256 by a fixed permutation, TABLES bands — so the work grows with the number of images, not
@@ -15,26 +21,34 @@ its square. The band is as wide as the set needs to keep its buckets small (abou
 apart is a candidate less often in a large set, and the recall that costs is measured (`datagen bench curate`).
 A band is a key a distributed shuffle partitions on (`near_duplicates_ray`); each partition finds its candidate
 pairs with arrays, not per item, and emits a duplicate pair only from the first band it shares, so every pair
-reaches the driver once. Within a group of duplicates the kept image is the best by `rank` (highest resolution
-first, then what the caller adds, then key): deterministic whatever the order they come in.
+reaches the driver once. The kept image is the best by `rank` (highest resolution first, then what the caller adds,
+then key), and an image is dropped only for a kept image it is itself a duplicate of, never through a chain of
+copies (`resolve`): deterministic whatever the order they come in.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 
-VIEWS = (1.0, 0.94, 0.88)
-"""Centred views hashed, as shares of each side."""
+VIEWS = ((1.0, False), (0.94, False), (0.88, False), (1.0, True))
+"""Views hashed: (centred share of each side, mirrored left to right). The mirrored whole image meets a mirrored
+copy's whole image (pHash is not flip-invariant: a mirrored copy is 112-126 bits from its original)."""
 SIDE = 16
 """The hash keeps the SIDE x SIDE lowest DCT frequencies: SIDE**2 bits per view."""
 BITS = SIDE * SIDE
 WORDS = BITS // 64
 """A view's hash as WORDS 64-bit words (most significant first), as the curated inputs store it."""
+HASHES = 2 * len(VIEWS)
+"""An image's hashes: each view's pHash, then each view's cell signature (`cells`)."""
+IMAGE_WORDS = HASHES * WORDS
+"""An image's hashes as 64-bit words: what the curated inputs store and the arrays below hold per row."""
+PHASH_WORDS = len(VIEWS) * WORDS
+"""The first PHASH_WORDS of a row are the pHashes (banded and measured); the rest the cell signatures."""
 MAX_DISTANCE = 64
 """Hamming distance (of 256 bits) at or under which two images are duplicates, at their closest pair of views."""
 TABLES = 48
@@ -52,7 +66,9 @@ def band_bits(n: int) -> int:
     return min(MAX_BAND_BITS, max(MIN_BAND_BITS, -(-wanted // UNIT) * UNIT))
 
 
-def _centre(grey: np.ndarray, share: float) -> np.ndarray:
+def _view(grey: np.ndarray, share: float, mirrored: bool) -> np.ndarray:
+    if mirrored:
+        grey = grey[:, ::-1]
     if share >= 1:
         return grey
     height, width = grey.shape
@@ -60,27 +76,54 @@ def _centre(grey: np.ndarray, share: float) -> np.ndarray:
     return grey[dy : height - dy, dx : width - dx]
 
 
-def phash(grey: np.ndarray) -> int:
-    """256-bit pHash of a grey image (float32)."""
-    small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA)
+def phash(small: np.ndarray) -> int:
+    """256-bit pHash of a 32x32 grey thumbnail (float32)."""
     low = cv2.dct(small)[:SIDE, :SIDE].ravel()
     return int.from_bytes(np.packbits(low > np.median(low[1:])).tobytes(), "big")
 
 
+CELLS = 4
+"""The cell signature cuts the 32x32 thumbnail into CELLS x CELLS cells of 8x8 pixels."""
+FLAT = 3.0
+"""A cell whose 4x4 means vary less than this (grey levels, standard deviation) is flat: its bits are all 0."""
+
+
+def cells(small: np.ndarray) -> int:
+    """256-bit cell signature of a 32x32 grey thumbnail: for each of the 16 cells (row by row), 16 bits, each of
+    its 4x4 blocks of 2x2 pixels brighter than the cell's mean. Where pHash sums the whole image, this keeps each
+    region apart: a large overlay shared by two distinct photos (a banner, a logo, a sticker) dominates the low DCT
+    frequencies and brings their pHashes close, but it agrees in its own cells only (`unrelated_cells`)."""
+    blocks = small.reshape(CELLS, 8, CELLS, 8).transpose(0, 2, 1, 3).reshape(CELLS * CELLS, 4, 2, 4, 2)
+    means = blocks.mean(axis=(2, 4)).reshape(CELLS * CELLS, 16)
+    bits = means > means.mean(axis=1, keepdims=True)
+    bits[means.std(axis=1) < FLAT] = False
+    return int.from_bytes(np.packbits(bits.ravel()).tobytes(), "big")
+
+
 def image_hashes(image: np.ndarray) -> tuple[int, ...]:
-    """The pHash of each of VIEWS of an RGB (or grey) uint8 image."""
+    """HASHES ints of an RGB (or grey) uint8 image: the pHash of each of VIEWS, then the cell signature of each."""
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
     grey = grey.astype(np.float32)
-    return tuple(phash(_centre(grey, share)) for share in VIEWS)
+    smalls = [cv2.resize(np.ascontiguousarray(_view(grey, share, mirrored)), (32, 32), interpolation=cv2.INTER_AREA)
+              for share, mirrored in VIEWS]  # fmt: skip
+    return tuple(phash(small) for small in smalls) + tuple(cells(small) for small in smalls)
 
 
 def distance(a: Sequence[int], b: Sequence[int]) -> int:
-    """Hamming distance of two images' hashes at their closest pair of views."""
-    return min((x ^ y).bit_count() for x in a for y in b)
+    """Hamming distance of two images' pHashes at their closest pair of views."""
+    views = len(VIEWS)
+    return min((x ^ y).bit_count() for x in a[:views] for y in b[:views])
+
+
+def is_duplicate(a: Sequence[int], b: Sequence[int], max_distance: int = MAX_DISTANCE) -> bool:
+    """Whether two images' hashes (`image_hashes`) make them near-duplicates: their pHashes within `max_distance`
+    and their cells related (`unrelated_cells`)."""
+    words = np.array([to_words(a), to_words(b)], dtype=np.int64)
+    return bool(duplicates(words[:1], words[1:], max_distance)[0])
 
 
 def to_words(hashes: Sequence[int]) -> list[int]:
-    """An image's view hashes as len(VIEWS) * WORDS int64 (the bit patterns Arrow's int64 holds)."""
+    """An image's HASHES hashes as IMAGE_WORDS int64 (the bit patterns Arrow's int64 holds)."""
     raw = b"".join(h.to_bytes(BITS // 8, "big") for h in hashes)
     return np.frombuffer(raw, dtype=">i8").astype(np.int64).tolist()
 
@@ -117,8 +160,9 @@ bits miss b bits of it about as likely either way.)"""
 
 
 def _units(words: np.ndarray) -> np.ndarray:
-    """(n, views*WORDS) int64 -> (n, views, UNITS) uint8, most significant first."""
-    raw = np.ascontiguousarray(words.astype(">i8")).view(np.uint8).reshape(len(words), len(VIEWS), BITS // 8)
+    """(n, IMAGE_WORDS) int64 -> (n, views, UNITS) uint8 of the pHashes, most significant first."""
+    raw = np.ascontiguousarray(words[:, :PHASH_WORDS].astype(">i8")).view(np.uint8)
+    raw = raw.reshape(len(words), len(VIEWS), BITS // 8)
     shifts = np.arange(8 - UNIT, -1, -UNIT, dtype=np.uint8)
     units = (raw[..., None] >> shifts) & np.uint8((1 << UNIT) - 1)
     return units.reshape(len(words), len(VIEWS), UNITS)
@@ -160,16 +204,49 @@ def partition_of(buckets: np.ndarray, parts: int) -> np.ndarray:
 
 
 def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamming distance at the closest pair of views, for rows of words a and b (n, views*WORDS); one pair of views
-    at a time, so that n pairs take a few bytes each beyond their words."""
+    """pHash Hamming distance at the closest pair of views, for rows of words a and b (n, IMAGE_WORDS); one pair of
+    views at a time, so that n pairs take a few bytes each beyond their words."""
     views = len(VIEWS)
-    a = a.reshape(len(a), views, WORDS).view(np.uint64)
-    b = b.reshape(len(b), views, WORDS).view(np.uint64)
+    a = np.ascontiguousarray(a[:, :PHASH_WORDS]).reshape(len(a), views, WORDS).view(np.uint64)
+    b = np.ascontiguousarray(b[:, :PHASH_WORDS]).reshape(len(b), views, WORDS).view(np.uint64)
     best = np.full(len(a), BITS, dtype=np.int32)
     for i in range(views):
         for j in range(views):
             np.minimum(best, np.bitwise_count(a[:, i] ^ b[:, j]).sum(axis=-1, dtype=np.int32), out=best)
     return best
+
+
+UNRELATED_BITS = 5
+"""A cell is unrelated to the other image's when 5 or more of its 16 bits differ."""
+MAX_UNRELATED_CELLS = 6
+"""Near-duplicates have at most this many unrelated cells (of 16) at their most alike pair of views. Measured on
+scikit-image's 14 photos: their copies (resized, JPEG at quality 30-90, cropped 3-6%, brightened, rotated 2 degrees,
+watermarked) have 4 or fewer; distinct photos that share an overlay (a banner, a disc, a logo, a black border) and
+whose pHashes fall within MAX_DISTANCE have 9 or more (tests/test_dedup.py, docs/benchmarks.md)."""
+
+
+def _cell_bits(words: np.ndarray) -> np.ndarray:
+    """(n, IMAGE_WORDS) int64 -> (n, views, cells) uint16: each cell's 16 bits."""
+    cell_words = np.ascontiguousarray(words[:, PHASH_WORDS:].astype(">i8"))
+    return cell_words.view(">u2").astype(np.uint16).reshape(len(words), len(VIEWS), CELLS * CELLS)
+
+
+def unrelated_cells(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For rows of words a and b (n, IMAGE_WORDS): the fewest unrelated cells over every pair of views."""
+    views = len(VIEWS)
+    a, b = _cell_bits(a), _cell_bits(b)
+    best = np.full(len(a), CELLS * CELLS, dtype=np.int32)
+    for i in range(views):
+        for j in range(views):
+            far = (np.bitwise_count(a[:, i] ^ b[:, j]) >= UNRELATED_BITS).sum(axis=-1, dtype=np.int32)
+            np.minimum(best, far, out=best)
+    return best
+
+
+def duplicates(a: np.ndarray, b: np.ndarray, max_distance: int = MAX_DISTANCE) -> np.ndarray:
+    """For rows of words a and b: whether each pair is a near-duplicate. pHash alone is the first test; the cells
+    are the second signal, where pHash is ambiguous (a shared overlay)."""
+    return (distances(a, b) <= max_distance) & (unrelated_cells(a, b) <= MAX_UNRELATED_CELLS)
 
 
 def _first_shared(words_a: np.ndarray, words_b: np.ndarray, bits: int) -> np.ndarray:
@@ -219,37 +296,35 @@ def pairs_in_partition(buckets: np.ndarray, ids: np.ndarray, words_of: Callable[
     for start in range(0, len(a), VERIFY_CHUNK):  # the candidates' words gathered a chunk at a time: flat memory
         at_a, at_b = a[start : start + VERIFY_CHUNK], b[start : start + VERIFY_CHUNK]
         words_a, words_b = words_of(at_a), words_of(at_b)
-        close = distances(words_a, words_b) <= max_distance
+        close = duplicates(words_a, words_b, max_distance)
+        if not close.any():
+            continue
         at_a, at_b, words_a, words_b = at_a[close], at_b[close], words_a[close], words_b[close]
         mine = partition_of(_first_shared(words_a, words_b, bits), parts) == part
         found_a.append(at_a[mine])
         found_b.append(at_b[mine])
+    if not found_a:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
     return np.concatenate(found_a), np.concatenate(found_b)
 
 
-def components(a: np.ndarray, b: np.ndarray) -> Iterator[np.ndarray]:
-    """Connected groups of the duplicate pairs (a copy of a copy is a copy), as arrays of ids."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    nodes, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
-    if not len(nodes):
-        return
-    edges = coo_matrix((np.ones(len(a), dtype=np.int8), (inverse[: len(a)], inverse[len(a) :])),
-                       shape=(len(nodes), len(nodes)))  # fmt: skip
-    _, labels = connected_components(edges, directed=False)
-    order = np.argsort(labels, kind="stable")
-    cuts = np.flatnonzero(np.diff(labels[order])) + 1
-    yield from np.split(nodes[order], cuts)
-
-
 def resolve(a: np.ndarray, b: np.ndarray, ranks: dict[int, tuple], keys: dict[int, str]) -> dict[str, str]:
-    """dropped key -> the key it duplicates (the best of its group by rank)."""
+    """dropped key -> the key it duplicates. The images in pairs are taken best first (by rank); each is dropped for
+    the best kept image it is itself a near-duplicate of, or else kept. So a copy is always close to the photo it is
+    dropped for, never joined to it through a chain of copies (A like B, B like C, C unlike A: C is kept), and the
+    kept image of each group is the best by rank whatever the order the pairs come in."""
+    neighbours: dict[int, list[int]] = {}
+    for x, y in zip(a.tolist(), b.tolist(), strict=True):
+        neighbours.setdefault(x, []).append(y)
+        neighbours.setdefault(y, []).append(x)
+    kept: set[int] = set()
     dropped = {}
-    for group in components(a, b):
-        members = [int(i) for i in group]
-        kept = min(members, key=lambda i: ranks[i])
-        dropped.update({keys[i]: keys[kept] for i in members if i != kept})
+    for i in sorted(neighbours, key=lambda i: ranks[i]):
+        best = min((j for j in neighbours[i] if j in kept), key=lambda j: ranks[j], default=None)
+        if best is None:
+            kept.add(i)
+        else:
+            dropped[keys[i]] = keys[best]
     return dict(sorted(dropped.items()))
 
 
@@ -266,7 +341,7 @@ def near_duplicates(items: Iterable[dict[str, Any]], max_distance: int = MAX_DIS
     time, so the process holds one partition's rows besides the hashes."""
     items = list(items)
     n = len(items)
-    words = np.array([to_words(item["hashes"]) for item in items], dtype=np.int64).reshape(n, len(VIEWS) * WORDS)
+    words = np.array([to_words(item["hashes"]) for item in items], dtype=np.int64).reshape(n, IMAGE_WORDS)
     a, b = pairs_of_words(words, max_distance)
     return resolve(a, b, {i: tuple(item["rank"]) for i, item in enumerate(items)}, {i: item["key"] for i, item in
                    enumerate(items)})  # fmt: skip

@@ -71,7 +71,8 @@ def photo(name: str, square: int | None = None) -> np.ndarray:
 
 def derived_copies(image: np.ndarray) -> dict[str, np.ndarray]:
     """The copies of a photo a crawl holds: resized, re-encoded as JPEG at three qualities, cropped by a few percent
-    a side, brightened (clipping the highlights). Near-duplicate detection must find every one."""
+    a side, brightened (clipping the highlights), rotated by 2 degrees, watermarked, mirrored. Near-duplicate
+    detection must find every one."""
     import cv2
 
     height, width = image.shape[:2]
@@ -86,6 +87,44 @@ def derived_copies(image: np.ndarray) -> dict[str, np.ndarray]:
         dy, dx = int(height * share), int(width * share)
         out[f"cropped-{share}"] = image[dy : height - dy, dx : width - dx]
     out["brightened"] = np.clip(image.astype(np.int16) + 30, 0, 255).astype(np.uint8)
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), 2, 1.0)
+    out["rotated-2"] = cv2.warpAffine(image, turn, (width, height), borderMode=cv2.BORDER_REFLECT)
+    marked = image.copy()
+    cv2.putText(marked, "(c) stock", (width // 8, height // 2), cv2.FONT_HERSHEY_SIMPLEX, width / 250,
+                (255, 255, 255), max(1, width // 100))  # fmt: skip
+    out["watermarked"] = cv2.addWeighted(image, 0.6, marked, 0.4, 0)
+    out["mirrored"] = np.ascontiguousarray(image[:, ::-1])
+    return out
+
+
+OVERLAYS = ("banner", "disc", "logo", "border")
+"""What a crawl puts on many distinct photos: a stock-photo banner along the bottom, a sticker in a corner, a logo,
+a black border."""
+
+
+def with_overlay(image: np.ndarray, overlay: str) -> np.ndarray:
+    """The photo with one of OVERLAYS drawn on it, the same on every photo (in proportion to its size)."""
+    import cv2
+
+    height, width = image.shape[:2]
+    out = image.copy()
+    if overlay == "banner":
+        out[int(height * 0.82) :] = (20, 20, 30)
+        cv2.putText(out, "STOCKPHOTO.COM", (width // 20, int(height * 0.95)), cv2.FONT_HERSHEY_SIMPLEX, width / 500,
+                    (240, 240, 240), max(1, width // 200))  # fmt: skip
+    elif overlay == "disc":
+        radius = int(min(height, width) * 0.22)
+        cv2.circle(out, (width - radius - 5, radius + 5), radius, (250, 220, 0), -1)
+    elif overlay == "logo":
+        side = int(min(height, width) * 0.3)
+        out[height - side - 10 : height - 10, 10 : 10 + side] = (200, 30, 30)
+        cv2.putText(out, "LOGO", (20, height - side // 2), cv2.FONT_HERSHEY_SIMPLEX, side / 120, (255, 255, 255),
+                    max(1, side // 30))  # fmt: skip
+    elif overlay == "border":
+        edge = int(min(height, width) * 0.12)
+        out[:edge], out[-edge:], out[:, :edge], out[:, -edge:] = 0, 0, 0, 0
+    else:
+        raise ValueError(f"overlay {overlay!r}: one of {', '.join(OVERLAYS)}")
     return out
 
 

@@ -51,7 +51,7 @@ def test_every_input_gets_its_scores_and_hashes(looked):
         height, width = images[name].shape[:2]
         assert item["scores"]["short_side"] == min(height, width)
         assert item["scores"]["aspect"] == pytest.approx(max(height, width) / min(height, width), abs=1e-6)
-        assert 0 <= item["scores"]["nsfw"] <= 1 and len(item["hashes"]) == len(dedup.VIEWS)
+        assert 0 <= item["scores"]["nsfw"] <= 1 and len(item["hashes"]) == dedup.HASHES
     assert found["colorwheel"]["scores"]["nsfw"] > 0.5, "NudeNet's false positive, measured for real"
 
 
@@ -241,3 +241,19 @@ def test_generate_curate_curates_first_then_reads_the_set_and_resumes(curated, t
     assert "0 already committed" not in run_inline("generate", "--out", str(out), "--workers", "0").stdout
     refused = run_inline("generate", "--curate", "--task", "color", "--out", str(tmp_path / "x"), check=False)
     assert refused.returncode == 2 and "--curate reads photos: give --source images or shards" in refused.stderr
+
+
+def test_distinct_photos_under_one_banner_curate_inline_and_on_ray_without_merging(tmp_path, ray_cluster):
+    """Twelve distinct photos, each with the same dark banner along the bottom: their hash bands collide but no
+    pair is close. Both paths finish (this once crashed in the verification step) and drop none as a duplicate."""
+    from PIL import Image
+
+    from datagen.text_photos import with_overlay
+
+    photos = tmp_path / "banner"
+    photos.mkdir()
+    for name in PHOTOS[:12]:
+        Image.fromarray(with_overlay(photo(name), "banner")).save(photos / f"{name}.png")
+    inline = curate.curate("images", str(photos), str(tmp_path / "inline"), shard_size=6, progress=False)
+    on_ray = curate.curate("images", str(photos), str(tmp_path / "ray"), shard_size=6, progress=False, workers=2)
+    assert inline == on_ray and inline["inputs"] == 12 and inline["duplicates"] == 0, inline
