@@ -2,7 +2,8 @@
 resolution report, and the versions of the libraries that decide a run's output bytes (recorded in OUT/run.json).
 
     python -m datagen.environment write REPORT.json requirements/cpu.lock   (make lock: pip's --report -> the lock)
-    python -m datagen.environment check                                      (the installed set against the lock)
+    python -m datagen.environment check                                      (the installed set against the lock,
+                                                                              the lock against pyproject.toml)
 """
 
 from __future__ import annotations
@@ -103,6 +104,44 @@ def differences(pins: dict[str, str], present: dict[str, str], kind: str = "cpu"
     return lines
 
 
+PYPROJECT = LOCK_DIR.parent / "pyproject.toml"
+KINDS = ("cpu", "gpu")
+
+
+def declared(kind: str, pyproject: Path = PYPROJECT) -> list[str]:
+    """The requirements pyproject.toml declares for a `kind` install (what `make install` installs): its
+    dependencies, plus the dev extra and the kind's own extra."""
+    import tomllib
+
+    project = tomllib.loads(pyproject.read_text())["project"]
+    extras = project.get("optional-dependencies", {})
+    return [*project["dependencies"], *extras.get("dev", []), *extras.get(kind, [])]
+
+
+def uncovered(kind: str, pins: dict[str, str], pyproject: Path = PYPROJECT) -> list[str]:
+    """Each requirement pyproject.toml declares for `kind` that the lock `pins` does not satisfy (absent, or at a
+    version outside the range), one line each ([] when the lock covers them all)."""
+    from packaging.requirements import Requirement
+
+    lines = []
+    for text in declared(kind, pyproject):
+        requirement = Requirement(text)
+        name = canonical(requirement.name)
+        if name in {canonical(n) for n in LEFT_OUT[kind]}:
+            continue
+        if name not in pins:
+            lines.append(f"{requirement.name} ({text}) is declared in pyproject.toml but not in {kind}.lock")
+        elif not requirement.specifier.contains(pins[name], prereleases=True):
+            lines.append(f"{requirement.name} ({text}) is declared, {kind}.lock pins {pins[name]}")
+    return lines
+
+
+def stale_locks(pyproject: Path = PYPROJECT) -> dict[str, list[str]]:
+    """Kind -> why its lock does not cover pyproject.toml, for every kind whose lock is stale."""
+    found = {kind: uncovered(kind, locked(kind), pyproject) for kind in KINDS if (LOCK_DIR / f"{kind}.lock").exists()}
+    return {kind: lines for kind, lines in found.items() if lines}
+
+
 def write_lock(report: dict, header: str, kind: str = "cpu") -> tuple[str, str]:
     """pip's installation report -> (the lock's text with sha256 hashes, torch's own pin). torch gets a pin without
     a hash: its `+cpu` wheel comes from a different index on each kind of machine (PyTorch's CPU index, a mirror)."""
@@ -143,10 +182,13 @@ def main(argv: list[str] | None = None) -> int:
                 + torch_line
             )
         print(f"wrote {lock_path} ({text.count('--hash')} distributions)")
+        for stale, lines in stale_locks().items():  # a lock written for one kind leaves the other's as it was
+            flag = " GPU=1" if stale == "gpu" else ""
+            print(f"requirements/{stale}.lock is stale (run `make lock{flag}`): " + "; ".join(lines))
         return 0
     if argv[:1] == ["check"]:
         kind = argv[1] if len(argv) > 1 else "cpu"
-        lines = differences(locked(kind), installed(), kind)
+        lines = uncovered(kind, locked(kind)) + differences(locked(kind), installed(), kind)
         for line in lines:
             print(line)
         if lines:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from datagen.config import PipelineSpec
 from datagen.errors import ConfigError
-from datagen.models import backend
+from datagen.models import backend, missing_packages
 from datagen.models.weights import ModelMissing, fetch_command, locate
 
 
@@ -59,6 +59,9 @@ def require(pipeline: PipelineSpec, phase: str = "generate", roles: set[str] | N
             roles = {"llm"}
         elif phase == "render":
             roles.discard("llm")
+    packages = missing_packages({role: spec for role, spec in pipeline.roles.items() if role in roles})
+    if packages:
+        raise ConfigError("; ".join(packages))
     missing = [c for c in preflight(pipeline, build_tiny=False, roles=roles) if not c.ok]
     if missing:
         lines = [

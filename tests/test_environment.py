@@ -90,3 +90,42 @@ def test_resuming_under_another_opencv_stops_and_names_the_versions(tmp_path):
         assert "version_change" not in json.loads(stats.read_text())
     noted = json.loads((out / "run.json").read_text())["version_changes"]
     assert [entry["changes"] for entry in noted] == [change]
+
+
+def test_every_lock_covers_every_dependency_pyproject_declares_for_its_kind():
+    """Base, dev and the kind's extra: gpu.lock once lacked nudenet, and a GPU install's curate died importing it."""
+    assert environment.stale_locks() == {}
+    for kind in environment.KINDS:
+        pins = locked(kind)
+        assert {"nudenet", "rapidocr-onnxruntime", "moto"} <= set(pins), kind
+
+
+def test_a_lock_missing_a_declared_dependency_or_outside_its_range_is_named():
+    pins = locked("gpu")
+    without = {name: version for name, version in pins.items() if name != "nudenet"}
+    assert environment.uncovered("gpu", without) == [
+        "nudenet (nudenet==3.4.2) is declared in pyproject.toml but not in gpu.lock"
+    ]
+    assert environment.uncovered("cpu", {**locked("cpu"), "webdataset": "0.2.100"}) == [
+        "webdataset (webdataset==1.0.2) is declared, cpu.lock pins 0.2.100"
+    ]
+
+
+def test_a_backend_whose_package_is_missing_says_which_and_how_to_install_it_in_one_line(tmp_path):
+    """What a GPU install whose lock lacked nudenet met: `curate` now stops before any work, in one line."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    (tmp_path / "photos").mkdir()
+    script = ("import sys; sys.modules['nudenet'] = None; from datagen.cli import main; "
+              f"raise SystemExit(main(['curate', '--source', 'images', '--input', {str(tmp_path / 'photos')!r}, "
+              f"'--out', {str(tmp_path / 'cur')!r}]))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (
+        "the nsfw role's backend 'nudenet' needs the Python package 'nudenet', which is not installed" in proc.stderr
+    )
+    assert "`make install`" in proc.stderr

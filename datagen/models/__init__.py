@@ -47,13 +47,17 @@ class Backend:
     tiny: str | None = None
     """The tiny random twin of its weights that tests and the `tiny` pipeline load (`tiny:NAME`, built by
     models/tiny.py's BUILDERS[NAME]); None for a backend without weights."""
+    packages: tuple[str, ...] = ()
+    """The distributions it imports when it loads (beyond datagen's own imports): preflight checks each is
+    installed, so that a missing one is one line naming it and the install command, not a traceback."""
 
 
 BACKENDS: tuple[Backend, ...] = (
     Backend("llm", "template", "datagen.template_writer:TemplateWriter", NoOptions, weights=False),
-    Backend("llm", "vllm", "datagen.writer:VLLMWriter", WriterOptions, weights=True, tiny="tiny:llm"),
+    Backend("llm", "vllm", "datagen.writer:VLLMWriter", WriterOptions, weights=True, tiny="tiny:llm",
+            packages=("vllm",)),
     Backend("t2i", "diffusers", "datagen.models.diffusion:DiffusionText2Image", DiffusionOptions, weights=True,
-            tiny="tiny:t2i"),
+            tiny="tiny:t2i", packages=("torch", "diffusers")),
     Backend("grounding", "oracle", "datagen.models.oracle:OracleGrounding", NoOptions, weights=False),
     Backend("grounding", "grounding_dino", "datagen.models.grounding_dino:GroundingDINO", GroundingOptions,
             weights=True, tiny="tiny:grounding"),
@@ -65,11 +69,11 @@ BACKENDS: tuple[Backend, ...] = (
             tiny="tiny:segmenter_sam2"),
     Backend("inpaint", "opencv", "datagen.models.opencv_inpaint:OpenCVInpainter", OpenCVOptions, weights=False),
     Backend("inpaint", "diffusers", "datagen.models.diffusion:DiffusionInpainter", DiffusionOptions, weights=True,
-            tiny="tiny:inpaint"),
+            tiny="tiny:inpaint", packages=("torch", "diffusers")),
     Backend("inpaint", "flux_fill", "datagen.models.flux:FluxInpainter", FluxFillOptions, weights=True,
-            tiny="tiny:flux_fill"),
+            tiny="tiny:flux_fill", packages=("torch", "diffusers")),
     Backend("editor", "flux_kontext", "datagen.models.flux:FluxEditor", FluxKontextOptions, weights=True,
-            tiny="tiny:flux_kontext"),
+            tiny="tiny:flux_kontext", packages=("torch", "diffusers")),
     Backend("depth", "scene", "datagen.models.oracle:SceneDepth", NoOptions, weights=False),
     Backend("depth", "depth_anything", "datagen.models.dense:DepthAnything", VisionOptions, weights=True,
             tiny="tiny:depth"),
@@ -80,11 +84,14 @@ BACKENDS: tuple[Backend, ...] = (
     # Its model is the folder `datagen classify` trains and writes, not weights to fetch: preflight leaves it be.
     Backend("classifier", "bow", "datagen.classifier:ClassifierRole", ClassifierOptions, weights=False),
     Backend("dino", "dinov2", "datagen.models.embeddings:DINOEmbedder", VisionOptions, weights=True, tiny="tiny:dino"),
-    Backend("judge", "vllm", "datagen.models.judge:VLLMJudge", JudgeOptions, weights=True, tiny="tiny:vlm"),
+    Backend("judge", "vllm", "datagen.models.judge:VLLMJudge", JudgeOptions, weights=True, tiny="tiny:vlm",
+            packages=("vllm",)),
     # Real weights on every pipeline: PP-OCRv4's ONNX files ship inside the rapidocr-onnxruntime wheel.
-    Backend("ocr", "rapidocr", "datagen.models.ocr:RapidOCRReader", OCROptions, weights=False),
+    Backend("ocr", "rapidocr", "datagen.models.ocr:RapidOCRReader", OCROptions, weights=False,
+            packages=("rapidocr-onnxruntime", "onnxruntime")),
     # Real weights on every pipeline: NudeNet's 320n ONNX detector ships inside the nudenet wheel.
-    Backend("nsfw", "nudenet", "datagen.models.nsfw:NudeNetScorer", NSFWOptions, weights=False),
+    Backend("nsfw", "nudenet", "datagen.models.nsfw:NudeNetScorer", NSFWOptions, weights=False,
+            packages=("nudenet", "onnxruntime")),
     # The model is CLIP ViT-L/14; its `head` (LAION's MLP, safetensors) is checked by preflight too.
     Backend("aesthetic", "laion", "datagen.models.aesthetic:LAIONAesthetic", AestheticOptions, weights=True,
             tiny="tiny:clip"),
@@ -132,6 +139,32 @@ def check_args(role: str, spec: RoleSpec, where: str) -> None:
         entry.options.parse(spec.args, role)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+IMPORT_NAMES = {"rapidocr-onnxruntime": "rapidocr_onnxruntime", "vllm": "vllm"}
+"""A distribution's top-level module where it is not the name with '-' made '_'."""
+
+
+def _importable(module: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module blocked in sys.modules (set to None)
+        return False
+
+
+def missing_packages(roles: dict[str, RoleSpec]) -> list[str]:
+    """One line for each of these roles whose backend needs a distribution that is not installed: the role, the
+    package and the command that installs it."""
+    lines = []
+    for role, spec in roles.items():
+        for package in backend(role, spec.backend).packages:
+            if not _importable(IMPORT_NAMES.get(package, package.replace("-", "_"))):
+                lines.append(f"the {role} role's backend {spec.backend!r} needs the Python package {package!r}, "
+                             f"which is not installed here: run `make install` (on a GPU machine `make install "
+                             f"GPU=1`), which installs every locked package")  # fmt: skip
+    return lines
 
 
 def adapter_class(entry: Backend) -> type:
