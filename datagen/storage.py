@@ -3,9 +3,11 @@
 The commit protocol (README.md, section "Output format", **Commit protocol**) needs one guarantee from storage: a
 file appears under its final name whole or not at all. Locally that is a hidden temporary, flushed, fsynced and renamed
 (then the folder fsynced). Object stores have no rename but publish an object only when its upload completes (one PUT,
-or a multipart upload completed on close), so there the final object is written directly and an interrupted upload is
-aborted. Either way the `.stats.json` marker is written last, so a shard whose marker exists is complete, and one
-without it is redone.
+or a multipart upload completed on close), so there a file is spooled to a local temporary and uploaded whole under
+its final name on commit; an upload that fails is retried (`retrying`: throttling, a reset connection) and one that
+never completes publishes nothing. Either way the `.stats.json` marker is written last, so a shard whose marker
+exists is complete, and one without it is redone. Every call to a store (listing, reading, committing) is retried
+with jittered back-off while it fails with a transient error (`retrying`), within RETRY_SECONDS.
 
 Credentials and endpoints come from the filesystem's own configuration: for S3 the usual `AWS_*` variables or
 `~/.aws` (`AWS_ENDPOINT_URL` for a MinIO or other S3-compatible server).
@@ -30,6 +32,62 @@ from datagen.errors import ConfigError
 
 def is_url(location: str | Path) -> bool:
     return "://" in str(location)
+
+
+RETRY_SECONDS = float(os.environ.get("DATAGEN_STORAGE_RETRY_SECONDS", "300"))
+"""How long one object-store call is retried, all its attempts together, before its error stands: long enough to
+ride out a store's throttling burst (S3 asks clients to back off and retry on 503 SlowDown), short enough that a
+store that is down stops the shard, which the runner then retries and records."""
+RETRY_FIRST, RETRY_CAP = 0.05, 10.0
+"""Back-off: the wait before attempt k is uniform in [0, min(RETRY_CAP, RETRY_FIRST * 2**k)] seconds ("full
+jitter"), so that many workers throttled together do not come back together."""
+TRANSIENT_CODES = ("SlowDown", "503", "500", "502", "504", "InternalError", "ServiceUnavailable", "RequestTimeout",
+                   "Throttling", "ThrottlingException", "TooManyRequests", "reduce your request rate")  # fmt: skip
+"""What an object store says when a request may succeed if sent again."""
+TRANSIENT_TYPES = ("ServerDisconnectedError", "ClientConnectionError", "ClientOSError", "ClientPayloadError",
+                   "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
+                   "ResponseStreamingError", "IncompleteRead", "ProtocolError", "FSTimeoutError")  # fmt: skip
+"""Exceptions of the HTTP stack (aiohttp, botocore, urllib3) that mean the connection failed, not the request."""
+
+
+def transient(error: BaseException | None) -> bool:
+    """Whether an object-store error (or what caused it) is worth retrying: throttling, a server error, a reset or
+    dropped connection. A missing object or a refused permission is not."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+            return False
+        if isinstance(error, (ConnectionError, TimeoutError)) or type(error).__name__ in TRANSIENT_TYPES:
+            return True
+        text = str(error)
+        if any(code in text for code in TRANSIENT_CODES):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def retrying(call, what: str, seconds: float | None = None):
+    """`call()`, retried with jittered exponential back-off while it fails with a `transient` error, for at most
+    `seconds` (RETRY_SECONDS) in all; then its last error stands."""
+    import random
+    import time
+
+    deadline = time.monotonic() + (RETRY_SECONDS if seconds is None else seconds)
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except Exception as e:
+            wait = random.uniform(0, min(RETRY_CAP, RETRY_FIRST * 2**attempt))
+            if not transient(e) or time.monotonic() + wait > deadline:
+                raise
+            attempt += 1
+            RETRIES[what] += 1
+            time.sleep(wait)
+
+
+RETRIES: collections.Counter[str] = collections.Counter()
+"""Retries this process made, by what was retried (tests and `datagen bench` read it)."""
 
 
 class Folder:
@@ -71,12 +129,15 @@ class Folder:
             if not self.is_dir():
                 return []
             return sorted(n for n in os.listdir(self.path) if n.startswith(prefix) and os.path.isfile(self.at(n)))
-        self.fs.invalidate_cache(self.path)  # other workers write here: never trust a cached listing
-        try:
+
+        def listing() -> list[str]:
+            self.fs.invalidate_cache(self.path)  # other workers write here: never trust a cached listing
             if prefix and "prefix" in inspect.signature(self.fs.find).parameters:
-                found = self.fs.find(self.path, maxdepth=1, prefix=prefix)
-            else:
-                found = [e["name"] for e in self.fs.ls(self.path, detail=True) if e.get("type") == "file"]
+                return self.fs.find(self.path, maxdepth=1, prefix=prefix)
+            return [e["name"] for e in self.fs.ls(self.path, detail=True) if e.get("type") == "file"]
+
+        try:
+            found = retrying(listing, "list")
         except FileNotFoundError:
             return []
         names = (p.rstrip("/").rsplit("/", 1)[-1] for p in found)
@@ -103,26 +164,44 @@ class Folder:
     def exists(self, name: str) -> bool:
         if self.local:
             return os.path.isfile(self.at(name))
-        self.fs.invalidate_cache(self.path)
+
+        def exists() -> bool:  # fs.isfile would answer False for a throttled request: info raises instead
+            self.fs.invalidate_cache(self.path)
+            return self.fs.info(self.at(name)).get("type") == "file"
+
         try:
-            return self.fs.isfile(self.at(name))
+            return retrying(exists, "exists")
         except FileNotFoundError:
             return False
 
     def size(self, name: str) -> int:
-        return os.path.getsize(self.at(name)) if self.local else int(self.fs.size(self.at(name)))
+        return (
+            os.path.getsize(self.at(name))
+            if self.local
+            else int(retrying(lambda: self.fs.size(self.at(name)), "size"))
+        )
 
     def read_bytes(self, name: str) -> bytes:
         if self.local:
             return Path(self.at(name)).read_bytes()
-        return self.fs.cat_file(self.at(name))
+        return retrying(lambda: self.fs.cat_file(self.at(name)), "read")
+
+    def read_range(self, name: str, offset: int, size: int) -> bytes:
+        """`size` bytes of a file from `offset` (fewer where it ends sooner): one ranged request on a store."""
+        if self.local:
+            with open(self.at(name), "rb") as f:
+                f.seek(offset)
+                return f.read(size)
+        return retrying(lambda: self.fs.cat_file(self.at(name), start=offset, end=offset + size), "read")
 
     def read_text(self, name: str) -> str:
         return self.read_bytes(name).decode("utf-8")
 
     def open(self, name: str) -> IO[bytes]:
         """A seekable binary reader."""
-        return open(self.at(name), "rb") if self.local else self.fs.open(self.at(name), "rb")  # noqa: SIM115
+        if self.local:
+            return open(self.at(name), "rb")  # noqa: SIM115
+        return retrying(lambda: self.fs.open(self.at(name), "rb"), "open")
 
     def sha256(self, name: str) -> str:
         sha = hashlib.sha256()
@@ -142,7 +221,7 @@ class Folder:
             Path(self.at(name)).unlink(missing_ok=True)
             return
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(self.at(name))
+            retrying(lambda: self.fs.rm_file(self.at(name)), "remove")
         self.fs.invalidate_cache(self.path)
 
     def write_atomic(self, name: str, data: bytes) -> str:
@@ -181,11 +260,14 @@ class AtomicWriter:
         folder.makedirs()
         if folder.local:
             self.tmp = folder.at(f".{name}.{os.getpid()}.tmp")
-            self._f = open(self.tmp, "wb", buffering=0)  # noqa: SIM115 - chunks are already large
-        else:
-            self.tmp = None
-            self._f = folder.fs.open(self.final, "wb")
+        else:  # spooled here, then uploaded whole on commit: an upload can be retried, a stream cannot
+            import tempfile
+
+            handle, self.tmp = tempfile.mkstemp(prefix="datagen-upload-", suffix=f"-{name}")
+            os.close(handle)
+        self._f = open(self.tmp, "wb", buffering=0)  # noqa: SIM115 - chunks are already large
         self.closed = False
+        self._uploading = False
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._written = 0  # bytes handed to the kernel; only the writing thread moves it
@@ -228,9 +310,6 @@ class AtomicWriter:
             update(piece)
 
     def _write_all(self, pieces: list[bytes]) -> None:
-        if not self.folder.local:
-            self._f.write(b"".join(pieces))
-            return
         fd, start = self._f.fileno(), self._written
         views = [memoryview(piece) for piece in pieces]
         while views:
@@ -283,8 +362,11 @@ class AtomicWriter:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        else:
-            self._f.close()  # completes the upload: the object appears now
+        else:  # the object appears when its upload completes, whole; a failed attempt publishes nothing
+            self._f.close()
+            self._uploading = True
+            retrying(lambda: self.folder.fs.put_file(self.tmp, self.final), "commit")
+            Path(self.tmp).unlink(missing_ok=True)
             self.folder.fs.invalidate_cache(self.folder.path)
         self.closed = True
         return self.sha.hexdigest()
@@ -298,17 +380,12 @@ class AtomicWriter:
         with contextlib.suppress(Exception):  # the error that brought us here may be the last chunk's
             self._wait()
         self._stop_threads()
-        if self.folder.local:
-            with contextlib.suppress(OSError):  # closing flushes its buffer, which fails again on a full disk
-                self._f.close()
-            Path(self.tmp).unlink(missing_ok=True)
-            return
-        with contextlib.suppress(Exception):
-            self._f.discard()  # S3: aborts the multipart upload
-        with contextlib.suppress(Exception):
-            self._f.closed = True  # so that garbage collection does not complete the upload
-        with contextlib.suppress(Exception):
-            self.folder.remove(self.name)
+        with contextlib.suppress(OSError):  # closing flushes its buffer, which fails again on a full disk
+            self._f.close()
+        Path(self.tmp).unlink(missing_ok=True)
+        if self._uploading:  # an attempt the store finished but whose answer was lost: take it back
+            with contextlib.suppress(Exception):
+                self.folder.remove(self.name)
 
     def __enter__(self) -> AtomicWriter:
         return self
