@@ -121,22 +121,25 @@ def curate_shard(source, number: int, shard_size: int, gates, roles, max_pixels:
     from datagen.errors import Reject
     from datagen.images import BadImage
     from datagen.shards.layout import to_parquet
+    from datagen.sources import INPUT_ERROR
 
     start = number * shard_size
     refs = [source.ref(0, index) for index in range(start, min(len(source), start + shard_size))]
     rows = []
     for k, ref in enumerate(refs):  # one photo decoded at a time: a shard of full-size photos is never held whole
-        failed, item, height, width = "", {"scores": {}, "hashes": (0,) * dedup.HASHES}, 0, 0
+        failed, detail, item, height, width = "", "", {"scores": {}, "hashes": (0,) * dedup.HASHES}, 0, 0
         try:
             image = source.original(ref, max_pixels)
         except (Reject, BadImage) as e:
-            failed = e.reason
+            failed, detail = e.reason, str(e)[:500]
+        except Exception as e:  # noqa: BLE001  whatever one input raises is its own failure, not the shard's
+            failed, detail = INPUT_ERROR, f"{type(e).__name__}: {e}"[:500]
         else:
             (item,), (height, width) = look([image], roles), image.shape[:2]
             del image
         rows.append({
             "key": f"curate_{number:06d}_{k:05d}", "index": start + k, "ref": json.dumps(ref, sort_keys=True),
-            "width": width, "height": height, "reason": failed or gate(item["scores"], gates),
+            "width": width, "height": height, "reason": failed or gate(item["scores"], gates), "detail": detail,
             **{f"score_{name}": item["scores"].get(name) for name in CURATION_SCORES},
             "hashes": dedup.to_words(item["hashes"]),
         })  # fmt: skip
@@ -151,7 +154,7 @@ def _input_schema():
     import pyarrow as pa
 
     fields = [("key", pa.string()), ("index", pa.int64()), ("ref", pa.string()), ("width", pa.int64()),
-              ("height", pa.int64()), ("reason", pa.string())]  # fmt: skip
+              ("height", pa.int64()), ("reason", pa.string()), ("detail", pa.string())]  # fmt: skip
     fields += [(f"score_{name}", pa.float64()) for name in CURATION_SCORES]
     fields.append(("hashes", pa.list_(pa.int64())))
     return pa.schema(fields)
@@ -351,5 +354,9 @@ def run(args) -> int:
     dropped = ", ".join(f"{reason} {n}" for reason, n in result["dropped"].items()) or "none"
     print(f"curated {result['inputs']} inputs: dropped by the gates {dropped}; near-duplicates "
           f"{result['duplicates']}; kept {result['kept']}")  # fmt: skip
+    from datagen.sources import describe_unreadable, unreadable_inputs
+
+    for line in describe_unreadable(unreadable_inputs(args.source, args.input)):
+        print(line)
     print(f"  the set: {args.out} (generate from it with: --source curated --input {args.out})")
     return 0

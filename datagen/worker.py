@@ -25,7 +25,7 @@ from datagen.render import ShardRender
 from datagen.resolve import roles_used
 from datagen.shards.layout import ShardPaths
 from datagen.shards.run import recorded_versions
-from datagen.sources import PHOTO_SOURCES, UNCAPTIONED, BadSource, check_text, pipeline_source
+from datagen.sources import INPUT_ERROR, PHOTO_SOURCES, UNCAPTIONED, BadSource, check_text, pipeline_source
 from datagen.template_writer import SESSION_KINDS, TemplateWriter
 from datagen.writer import WriterReject
 
@@ -229,6 +229,8 @@ class ShardWorker:
                     uncaptioned.append(position)
             except Reject as e:
                 text.update(status="rejected", reason=e.reason, detail=str(e)[:500])
+            except Exception as e:  # noqa: BLE001  whatever one input raises (a decoder's bug, an absurd allocation)
+                text.update(status="rejected", reason=INPUT_ERROR, detail=f"{type(e).__name__}: {e}"[:500])
         if uncaptioned:
             self._caption(items, texts, uncaptioned, caption_field)
         self.write_items(texts, items)
@@ -319,6 +321,9 @@ class ShardWorker:
                     items[index].image = self.source.load(texts[index]["source"], run.max_image_pixels).image
             except Reject as e:
                 texts[index].update(status="rejected", reason=e.reason, detail=str(e)[:500])
+                del items[index]
+            except Exception as e:  # noqa: BLE001  as in write_records: this input's, not the shard's
+                texts[index].update(status="rejected", reason=INPUT_ERROR, detail=f"{type(e).__name__}: {e}"[:500])
                 del items[index]
         args = self._generator.Args.parse(spec.args, "task file")
         looked = self._generator.look(args, {role: self.models[role] for role in readers},

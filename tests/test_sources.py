@@ -339,7 +339,9 @@ def test_missing_files(tmp_path):
     message = config_error("captions", missing)
     assert message.startswith(f"--input {missing!r}: no such file; --source captions reads captions as .txt")
     assert config_error("topics", missing).startswith(f"--input {missing!r}: no such file; --source topics reads")
-    assert config_error("shards", missing).startswith(f"--input {missing!r}: no such directory or .tar file")
+    assert config_error("shards", missing).startswith(
+        f"--input {missing!r}: no such directory or .tar, .tar.gz, .tgz file"
+    )
 
 
 def test_wrong_suffixes_list_the_allowed_ones(tmp_path):
@@ -351,7 +353,9 @@ def test_wrong_suffixes_list_the_allowed_ones(tmp_path):
     assert config_error("topics", str(path)).startswith(
         f"{path}: --source topics reads .txt, .yaml, .yml files, not '.csv'"
     )
-    assert config_error("shards", str(path)).startswith(f"{path}: --source shards reads .tar files, not '.csv'")
+    assert config_error("shards", str(path)).startswith(
+        f"{path}: --source shards reads .tar, .tar.gz, .tgz files, not '.csv'"
+    )
     bare = tmp_path / "captions"
     bare.write_text("a mug\n")
     assert "not a file without a suffix" in config_error("captions", str(bare))
@@ -426,8 +430,9 @@ def test_unreadable_tar(tmp_path):
     path = tmp_path / "s.tar"
     path.write_bytes(b"this is not a tar archive" * 40)
     message = config_error("shards", str(path))
-    assert message.startswith(f"{path}: not a readable uncompressed tar file (")
-    assert "WebDataset .tar shards" in message
+    assert message.startswith(f"--input {str(path)!r}: no samples with an image member (")
+    assert "; s.tar: shard_unreadable (s.tar: not a readable tar (ReadError: " in message
+    assert "WebDataset .tar (or .tar.gz, .tgz) shards" in message
 
 
 def test_an_image_folder_in_an_object_store_lists_its_images_as_on_disk(tmp_path):

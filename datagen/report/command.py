@@ -109,7 +109,7 @@ def tally_run(run: RunFolder, shards: list[Shard], gallery: int, seed: int, prog
 
     tally = RunTally(gallery, seed)
     tally.warnings += run.failures()
-    columns = (*ROW_COLUMNS, *SIZE_COLUMNS, *(f"score_{n}" for n in tally.scores))
+    columns = (*ROW_COLUMNS, "detail", *SIZE_COLUMNS, *(f"score_{n}" for n in tally.scores))
     with Progress(len(shards), "report: manifests", unit="shard", enabled=progress) as bar:
         for index, shard in enumerate(shards):
             tally.add(index, shard, run.manifest(shard.name, columns))

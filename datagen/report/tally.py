@@ -73,6 +73,10 @@ class TaskTally:
         }
 
 
+INPUT_FILE_REASONS = ("shard_truncated", "shard_unreadable")
+"""Reasons that name a whole input file (a tar cut short, a file that is not a tar): the report lists the files."""
+
+
 class RunTally:
     """Counts, histograms and the gallery's sample of one run, fed one manifest at a time."""
 
@@ -113,6 +117,12 @@ class RunTally:
                     heapq.heappush(heap, item)
                 elif item > heap[0]:
                     heapq.heapreplace(heap, item)
+        if "detail" in table.column_names and any(reason in INPUT_FILE_REASONS for reason in reasons):
+            details = table["detail"].to_pylist()
+            for reason, detail in zip(reasons, details, strict=True):
+                warning = f"an input file cost its samples: {detail}"
+                if reason in INPUT_FILE_REASONS and warning not in self.warnings:
+                    self.warnings.append(warning)
         for key, (status, reason, task) in first.items():  # by the sample's own task: a shard of sessions has several
             tally = self.tasks[task]
             tally.samples += 1

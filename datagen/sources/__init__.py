@@ -25,6 +25,7 @@ from pathlib import Path
 from datagen.errors import ConfigError
 from datagen.sources.base import (
     IMAGE_SUFFIXES,
+    INPUT_ERROR,
     MAX_TEXT_CHARS,
     UNCAPTIONED,
     BadSource,
@@ -45,6 +46,7 @@ from datagen.storage import is_url
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "INPUT_ERROR",
     "MAX_TEXT_BYTES",
     "MAX_TEXT_CHARS",
     "SOURCES",
@@ -62,6 +64,8 @@ __all__ = [
     "SourceItem",
     "TopicSource",
     "build_source",
+    "describe_unreadable",
+    "unreadable_inputs",
     "check_source",
     "UNCAPTIONED",
     "check_text",
@@ -124,13 +128,42 @@ def check_source(kind: str, input: str | None, n: int | None = None, repeat: boo
                               f"read --source {', '.join(URL_KINDS)}")  # fmt: skip
     elif not ((spec.folder and path.is_dir()) or (spec.suffixes and path.is_file())):
         raise ConfigError(f"--input {input!r}: no such {spec.where()}; --source {kind} reads {spec.allowed}")
-    elif path.is_file() and path.suffix.lower() not in spec.suffixes:
+    elif path.is_file() and not path.name.lower().endswith(spec.suffixes):
         raise wrong_suffix(path, kind, spec)
-    distinct = len(build_source(kind, 1, input))
-    if distinct == 0:
-        raise ConfigError(f"--input {input!r}: {spec.empty}; --source {kind} reads {spec.allowed}")
+    source = build_source(kind, 1, input)
+    unreadable = _UNREADABLE[(kind, input)] = source.unreadable()
+    distinct = len(source) - len(unreadable)
+    if distinct <= 0:
+        named = "".join(f"; {name}: {reason} ({detail})" for name, reason, detail in unreadable[:5])
+        more = f" and {len(unreadable) - 5} more unreadable files" if len(unreadable) > 5 else ""
+        raise ConfigError(f"--input {input!r}: {spec.empty}{named}{more}; --source {kind} reads {spec.allowed}")
     if spec.repeat and n is not None and n > distinct and not repeat:
         raise ConfigError(
             f"--input {input!r} holds {distinct} {kind}; --n {n} would reuse them; pass --repeat to allow it, "
             f"or lower --n"
         )
+
+
+_UNREADABLE: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+"""The unreadable files check_source found, by (kind, input): the summary names them without reading again."""
+
+
+def unreadable_inputs(kind: str, input: str | None) -> list[tuple[str, str, str]]:
+    """(file, reason, detail) of each input file of `--source kind --input input` that cannot be read whole; each
+    costs its own samples only (rejected with the reason), never the run."""
+    if source_class(kind).input is None or not input:
+        return []
+    if (kind, input) not in _UNREADABLE:
+        _UNREADABLE[(kind, input)] = build_source(kind, 1, input).unreadable()
+    return _UNREADABLE[(kind, input)]
+
+
+def describe_unreadable(unreadable: list[tuple[str, str, str]], shown: int = 10) -> list[str]:
+    """Lines naming the unreadable input files, for a run's summary."""
+    if not unreadable:
+        return []
+    lines = [f"  unreadable input files: {len(unreadable)} (each one rejected entry; the rest of the input was read)"]
+    lines += [f"    {reason}: {detail}" for _, reason, detail in unreadable[:shown]]
+    if len(unreadable) > shown:
+        lines.append(f"    ... and {len(unreadable) - shown} more")
+    return lines

@@ -4,6 +4,7 @@ the checks on text (captions, topics, object names, instructions) and paths that
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ class InputSpec:
     folder: bool
     """Whether --input may be a folder."""
     suffixes: tuple[str, ...]
-    """The suffixes of the files --input may be (none: only a folder)."""
+    """The endings of the files --input may be (none: only a folder): `.tar`, `.tar.gz`."""
     empty: str
     """What was looked for, for the error when the input holds nothing."""
     repeat: bool = False
@@ -83,6 +84,51 @@ def parquet_captions(data: bytes, name: str) -> dict[str, str]:
             if isinstance(key, str) and isinstance(caption, str) and status == "success"}  # fmt: skip
 
 
+MAX_SIDECAR_BYTES = 1 << 20
+"""A JSON sidecar (or .json member) larger than this is a broken sample, not an annotation worth parsing."""
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects a sidecar may have: an annotation is two or three levels deep, and a
+deeper one would exhaust the parser's recursion (measured: 200,000 levels raise RecursionError)."""
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a box or a score may hold")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        repeated = next(key for key in keys if keys.count(key) > 1)
+        raise ValueError(f"the key {repeated!r:.60} is repeated (which value is meant?)")
+    return dict(pairs)
+
+
+def load_sidecar(data: bytes, name: str) -> dict[str, Any]:
+    """A sidecar's JSON object ({"caption": ..., "objects": [...]}), bounded before it is parsed (size, nesting
+    depth) and held to plain JSON (no NaN or Infinity, no repeated key); BadSource `bad_annotation` otherwise."""
+    import numpy as np
+
+    if len(data) > MAX_SIDECAR_BYTES:
+        raise BadSource("bad_annotation", f"{name} is {len(data)} bytes, over {MAX_SIDECAR_BYTES}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadSource("bad_annotation", f"{name}: not UTF-8 ({e.reason})") from None
+    brackets = np.frombuffer(_JSON_STRING.sub("", text).encode(), np.uint8)
+    steps = np.isin(brackets, (ord("["), ord("{"))).astype(np.int32) - np.isin(brackets, (ord("]"), ord("}")))
+    depth = int(np.cumsum(steps).max()) if len(steps) else 0
+    if depth > MAX_JSON_DEPTH:
+        raise BadSource("bad_annotation", f"{name} is nested {depth} levels deep, over {MAX_JSON_DEPTH}")
+    try:
+        loaded = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as e:
+        raise BadSource("bad_annotation", f"{name}: {e}"[:500]) from None
+    if not isinstance(loaded, dict):
+        raise BadSource("bad_annotation", f"{name}: expected {{'caption': str, 'objects': [...]}}")
+    return loaded
+
+
 UNCAPTIONED = "a photo"
 """The caption of a photo that came without one, for a task that needs none (TaskSpec.needs_caption) where no
 vision-language writer can caption it."""
@@ -104,6 +150,11 @@ def check_text(text: str, what: str = "caption", injection: bool = True) -> str:
     if injected:
         raise BadSource(f"{what}_injection", f"{injected.group()!r} addresses the writer: {text[:80]!r}")
     return text
+
+
+INPUT_ERROR = "input_error"
+"""The reason of an input whose reading raised something no source check names (RecursionError, MemoryError, a
+decoder's bug): the sample is rejected with the exception's name in its detail, and the shard goes on."""
 
 
 class BadSource(Reject):
@@ -182,6 +233,11 @@ class Source(Protocol):
         ...
 
     def __len__(self) -> int: ...
+
+    def unreadable(self) -> list[tuple[str, str, str]]:
+        """(file, reason, detail) of each input file that cannot be read whole (a truncated or broken tar): each
+        stands in `len` for one input, rejected with that reason; a run is refused only when nothing else is left."""
+        ...
 
     def ref(self, seed: int, index: int) -> dict[str, Any]: ...
 

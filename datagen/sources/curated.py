@@ -96,6 +96,9 @@ class CuratedSource:
                 self._kept = kept_inputs(self.folder)
         return self._kept
 
+    def unreadable(self) -> list[tuple[str, str, str]]:
+        return []
+
     def __len__(self) -> int:
         return len(self.kept)
 

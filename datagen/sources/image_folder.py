@@ -4,7 +4,6 @@ nearest bucket, its objects' masks with it."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,9 +19,10 @@ from datagen.sources.base import (
     LoadedInput,
     SourceItem,
     inside_folder,
+    load_sidecar,
     parquet_captions,
 )
-from datagen.storage import Folder, is_url
+from datagen.storage import Folder, is_url, retrying
 
 
 def _walk_order(rel: str) -> list[tuple[int, str]]:
@@ -72,8 +72,8 @@ class ImageFolderSource:
             found = []
             if self.store is not None:
                 base = self.store.path.rstrip("/") + "/"
-                self._listed = {path[len(base) :] for path in self.store.fs.find(self.store.path)
-                                if path.startswith(base)}  # fmt: skip
+                listed = retrying(lambda: self.store.fs.find(self.store.path), "list")
+                self._listed = {path[len(base) :] for path in listed if path.startswith(base)}
                 names = sorted(self._listed, key=_walk_order)
                 found = [rel for rel in names if rel.lower().endswith(IMAGE_SUFFIXES) and ".mask" not in rel]
             else:
@@ -84,6 +84,9 @@ class ImageFolderSource:
                             found.append(os.path.relpath(os.path.join(dirpath, name), self.root))
             self._files = found
         return self._files
+
+    def unreadable(self) -> list[tuple[str, str, str]]:
+        return []
 
     def __len__(self) -> int:
         return len(self.files)
@@ -106,10 +109,10 @@ class ImageFolderSource:
         if not self._exists(name):
             return {}
         try:
-            data = json.loads(self._read(name, "sidecar").decode("utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            data = load_sidecar(self._read(name, "sidecar"), Path(name).name)
+        except OSError as e:
             raise BadSource("bad_annotation", f"{Path(name).name}: {e}") from None
-        if not isinstance(data, dict) or not isinstance(data.get("objects") or [], list):
+        if not isinstance(data.get("objects") or [], list):
             raise BadSource("bad_annotation", f"{Path(name).name}: expected {{'caption': str, 'objects': [...]}}")
         return data
 

@@ -25,6 +25,9 @@ class SceneSource:
     def from_input(cls, input: str | None, size: int | Sequence[tuple[int, int]]) -> SceneSource:
         return cls(size)
 
+    def unreadable(self) -> list[tuple[str, str, str]]:
+        return []
+
     def __len__(self) -> int:
         """Procedural: as many scenes as there are seeds."""
         return sys.maxsize

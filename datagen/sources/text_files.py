@@ -116,6 +116,9 @@ class CaptionFileSource:
         objects = data.column("objects").to_pylist() if "objects" in columns else [None] * len(captions)
         return list(zip(captions, objects, strict=True))
 
+    def unreadable(self) -> list[tuple[str, str, str]]:
+        return []
+
     def __len__(self) -> int:
         return len(self.rows)
 
@@ -187,6 +190,9 @@ class TopicSource:
             if not isinstance(topic, str) or not topic.strip():
                 raise ConfigError(f"{self.path}: list item {number} is {topic!r:.60}, not a topic; {allowed}")
         return [topic.strip() for topic in data]
+
+    def unreadable(self) -> list[tuple[str, str, str]]:
+        return []
 
     def __len__(self) -> int:
         return len(self.topics)

@@ -4,8 +4,8 @@ by offset, never extracted."""
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
-import json
 import os
 import re
 import tarfile
@@ -20,15 +20,17 @@ from datagen import images
 from datagen.errors import ConfigError
 from datagen.sources.base import (
     IMAGE_SUFFIXES,
+    MAX_SIDECAR_BYTES,
     BadSource,
     InputSpec,
     LoadedInput,
     SourceItem,
     inside_folder,
+    load_sidecar,
     object_names,
     parquet_captions,
 )
-from datagen.storage import Folder, is_url
+from datagen.storage import Folder, is_url, retrying, transient
 
 MAX_TEXT_BYTES = 1 << 20
 """A caption or annotation member larger than this is a broken sample, not text worth reading."""
@@ -40,10 +42,10 @@ WDS_META = re.compile(r"__[^/]*__($|/)")
 """WebDataset skips members named like this (shard metadata)."""
 SHARDS_INPUT = InputSpec(
     arg="DIR or FILE.tar",
-    allowed='WebDataset .tar shards: KEY.jpg (or .png, ...) with KEY.txt or KEY.json {"caption": "...", "objects": '
-    "[...]}",
+    allowed='WebDataset .tar (or .tar.gz, .tgz) shards: KEY.jpg (or .png, ...) with KEY.txt or KEY.json {"caption": '
+    '"...", "objects": [...]}',
     folder=True,
-    suffixes=(".tar",),
+    suffixes=(".tar", ".tar.gz", ".tgz"),
     empty=f"no samples with an image member ({' '.join(IMAGE_SUFFIXES)}) in any .tar file",
 )
 """What --input is for --source shards."""
@@ -54,33 +56,114 @@ class _TarIndex:
     rel: str
     """Path of the tar relative to the input folder."""
     keys: list[str]
-    """Keys of the samples that have an image, in tar order."""
+    """Keys of the samples that have an image, in tar order; "" last for a tar with a `bad` part."""
     members: dict[str, dict[str, tuple[int, int]]]
-    """Key -> extension -> (data offset, size) in the tar file."""
-    outside: str = ""
-    """For a tar outside the input folder (a symbolic link), never read: why; it stands for one sample, rejected as
-    `path_outside_input`."""
+    """Key -> extension -> (data offset, size) in the tar file (for a gzip-compressed tar, in its decompressed
+    copy, `local`)."""
+    bad: tuple[str, str] | None = None
+    """(reason, detail) of what of this tar cannot be read — all of it (`shard_unreadable`: not a tar;
+    `path_outside_input`: a symbolic link out of the folder) or its cut-off end (`shard_truncated`) — which stands
+    for one sample, its key "", rejected with that reason."""
+    local: str | None = None
+    """For a gzip-compressed tar: the local file its decompressed copy is in, read by offset like a plain tar."""
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+GZIP_SUFFIXES = (".tar.gz", ".tgz")
+TAR_SUFFIXES = (".tar", *GZIP_SUFFIXES)
+"""What a shard may be named: WebDataset reads gzip-compressed tars as well as plain ones."""
+_DECOMPRESSED: dict[str, str] = {}
+"""Where this process keeps each gzip-compressed tar decompressed (a temporary folder removed at exit): its members
+are read by offset, which a gzip stream cannot do."""
+
+
+def _scratch() -> str:
+    import atexit
+    import shutil
+    import tempfile
+
+    if "" not in _DECOMPRESSED:
+        _DECOMPRESSED[""] = tempfile.mkdtemp(prefix="datagen-tgz-")
+        atexit.register(shutil.rmtree, _DECOMPRESSED[""], True)
+    return _DECOMPRESSED[""]
+
+
+def _decompress(f, url: str) -> tuple[str, str]:
+    """The gzip stream `f` decompressed into a local file: (its path, '' or why the stream ended early). As much as
+    the stream holds is decompressed, so that a cut-off .tar.gz keeps the samples before the cut."""
+    import zlib
+
+    if url in _DECOMPRESSED:
+        return _DECOMPRESSED[url], ""
+    path = os.path.join(_scratch(), f"{len(_DECOMPRESSED):06d}.tar")
+    stream, cut = zlib.decompressobj(16 + zlib.MAX_WBITS), ""
+    with open(path, "wb") as out:
+        try:
+            while chunk := f.read(1 << 20):
+                while chunk:
+                    out.write(stream.decompress(chunk))
+                    chunk = stream.unused_data  # a stream of several gzip members (concatenated files)
+                    if chunk:
+                        stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            if not stream.eof:
+                cut = "the gzip stream ends early"
+        except zlib.error as e:
+            out.write(stream.flush())
+            cut = f"the gzip stream is corrupt ({e})"
+    if not cut:
+        _DECOMPRESSED[url] = path
+    return path, cut
 
 
 def _index_tar(root: Path | Folder, rel: str) -> _TarIndex:
-    """One pass over the tar's headers: where each sample's members lie (a local tar, or one in an object store)."""
-    path = root.url(rel) if isinstance(root, Folder) else root / rel
+    """One pass over the tar's headers: where each sample's members lie (a local tar, or one in an object store).
+    A file that is not a tar is one bad entry (`shard_unreadable`); a tar cut short (a writer killed mid-shard)
+    keeps the samples complete before the cut, and the rest is one bad entry (`shard_truncated`)."""
+    url = root.url(rel) if isinstance(root, Folder) else str(root / rel)
     members: dict[str, dict[str, tuple[int, int]]] = {}
+    local, cut, last = None, "", None
     try:
-        with (
-            root.open(rel) if isinstance(root, Folder) else open(path, "rb") as f,
-            tarfile.open(fileobj=f, mode="r:") as tar,
-        ):
-            for info in tar:
-                match = WDS_NAME.match(info.name)
-                if not info.isreg() or info.issparse() or not match or WDS_META.match(info.name):
-                    continue
-                key, ext = match.group(1), match.group(2).lower()
-                members.setdefault(key, {}).setdefault(ext, (info.offset_data, info.size))
-    except (OSError, tarfile.TarError) as e:
-        raise ConfigError(f"{path}: not a readable uncompressed tar file ({e}); {SHARDS_INPUT.allowed}") from None
-    keys = [key for key, exts in members.items() if _image_ext(exts)]
-    return _TarIndex(rel, keys, {key: members[key] for key in keys})
+        with root.open(rel) if isinstance(root, Folder) else open(root / rel, "rb") as f:
+            if f.read(2) == GZIP_MAGIC:
+                f.seek(0)
+                local, cut = _decompress(f, url)
+            else:
+                f.seek(0)
+            with open(local, "rb") if local else contextlib.nullcontext(f) as tar_file:
+                size = tar_file.seek(0, os.SEEK_END)
+                tar_file.seek(0)
+                try:
+                    with tarfile.open(fileobj=tar_file, mode="r:") as tar:
+                        for info in tar:
+                            last = info
+                            match = WDS_NAME.match(info.name)
+                            if not info.isreg() or info.issparse() or not match or WDS_META.match(info.name):
+                                continue
+                            key, ext = match.group(1), match.group(2).lower()
+                            members.setdefault(key, {}).setdefault(ext, (info.offset_data, info.size))
+                        end = tar.offset
+                except tarfile.ReadError as e:
+                    if last is None:
+                        raise
+                    cut, end = cut or str(e), size
+    except (OSError, tarfile.TarError, EOFError) as e:
+        if transient(e):  # the store's fault, not the file's: `retrying` reads it again
+            raise
+        detail = f"{rel}: not a readable tar ({type(e).__name__}: {e})"
+        return _TarIndex(rel, [""], {}, bad=("shard_unreadable", detail))
+    if not cut and end + 2 * tarfile.BLOCKSIZE > size:  # every tar writer ends with two zero blocks
+        cut = "no end-of-archive marker"
+    complete = {key: exts for key, exts in members.items() if all(at + n <= size for at, n in exts.values())}
+    if cut and complete and last is not None:  # the last sample read may have had members after the cut
+        complete.pop(WDS_NAME.match(last.name).group(1) if WDS_NAME.match(last.name) else "", None)
+    keys = [key for key, exts in complete.items() if _image_ext(exts)]
+    index = _TarIndex(rel, keys, {key: complete[key] for key in keys}, local=local)
+    if cut:
+        lost = len(members) - len(complete)
+        detail = f"{rel} is cut short ({cut}): {len(keys)} samples read before the cut, {lost} lost"
+        index.keys.append("")
+        index.bad = ("shard_truncated", detail)
+    return index
 
 
 def remote_tars(input: str) -> tuple[Folder, list[str]]:
@@ -89,7 +172,7 @@ def remote_tars(input: str) -> tuple[Folder, list[str]]:
     from braceexpand import braceexpand
 
     urls = list(braceexpand(input)) if "{" in input else [input]
-    if len(urls) > 1 or input.lower().endswith(".tar"):
+    if len(urls) > 1 or input.lower().endswith(TAR_SUFFIXES):
         parents = {url.rsplit("/", 1)[0] for url in urls}
         if len(parents) > 1:
             raise ConfigError(
@@ -103,7 +186,7 @@ def remote_tars(input: str) -> tuple[Folder, list[str]]:
             raise ConfigError(f"--input {input}: no such tar in {store}: {shown}")
         return store, names
     store = Folder(input)
-    return store, [name for name in store.names() if name.lower().endswith(".tar")]
+    return store, [name for name in store.names() if name.lower().endswith(TAR_SUFFIXES)]
 
 
 def _image_ext(exts: dict[str, tuple[int, int]]) -> str | None:
@@ -152,12 +235,12 @@ class ShardSource:
 
     def _index(self, rel: str) -> _TarIndex:
         if self.store is not None:
-            return _index_tar(self.store, rel)
+            return retrying(lambda: _index_tar(self.store, rel), "index")
         if self.single is None:  # a tar named by --input itself is the user's choice, wherever it lies
             try:
                 inside_folder(self.root, rel, "tar")
             except BadSource as e:
-                return _TarIndex(rel, [""], {}, outside=e.detail)
+                return _TarIndex(rel, [""], {}, bad=(e.reason, e.detail))
         return _index_tar(self.root, rel)
 
     def _tar_paths(self) -> list[str]:
@@ -169,7 +252,7 @@ class ShardSource:
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames.sort()
             for name in sorted(filenames):
-                if name.lower().endswith(".tar"):
+                if name.lower().endswith(TAR_SUFFIXES):
                     found.append(os.path.relpath(os.path.join(dirpath, name), self.root))
         return found
 
@@ -184,19 +267,26 @@ class ShardSource:
 
     def _sample(self, ref: dict[str, Any]) -> dict[str, tuple[int, int]]:
         tar = self.tars.get(str(ref["tar"]))
-        if tar is not None and tar.outside:
-            raise BadSource("path_outside_input", tar.outside)
+        if tar is not None and tar.bad and ref["key"] == "":
+            raise BadSource(*tar.bad)
         exts = tar.members.get(str(ref["key"])) if tar else None
         if exts is None:
             raise BadSource("missing_sample", f"{ref['tar']}: no sample with key {ref['key']!r}")
         return exts
 
+    def unreadable(self) -> list[tuple[str, str, str]]:
+        """(tar, reason, detail) of every tar that cannot be read whole: not a tar, cut short, outside the folder."""
+        return [(tar.rel, *tar.bad) for tar in self.tars.values() if tar.bad]
+
     def _read(self, ref: dict[str, Any], ext: str, offset: int, size: int) -> bytes:
+        local = self.tars[str(ref["tar"])].local
         try:
-            opened = self.store.open(str(ref["tar"])) if self.store else open(self.root / str(ref["tar"]), "rb")
-            with opened as f:
-                f.seek(offset)
-                data = f.read(size)
+            if local or self.store is None:
+                with open(local or self.root / str(ref["tar"]), "rb") as f:
+                    f.seek(offset)
+                    data = f.read(size)
+            else:
+                data = self.store.read_range(str(ref["tar"]), offset, size)
         except OSError as e:
             raise BadSource("unreadable", f"{ref['tar']}: {ref['key']}.{ext}: {e}") from None
         if len(data) != size:
@@ -215,13 +305,10 @@ class ShardSource:
     def _meta(self, ref: dict[str, Any], exts: dict[str, tuple[int, int]]) -> dict[str, Any]:
         if "json" not in exts:
             return {}
-        try:
-            data = json.loads(self._text(ref, exts, "json"))
-        except json.JSONDecodeError as e:
-            raise BadSource("bad_annotation", f"{ref['key']}.json: {e}") from None
-        if not isinstance(data, dict):
-            raise BadSource("bad_annotation", f"{ref['key']}.json: expected {{'caption': str, 'objects': [...]}}")
-        return data
+        offset, size = exts["json"]
+        if size > MAX_SIDECAR_BYTES:
+            raise BadSource("bad_annotation", f"{ref['key']}.json is {size} bytes, over {MAX_SIDECAR_BYTES}")
+        return load_sidecar(self._read(ref, "json", offset, size), f"{ref['key']}.json")
 
     def item(self, ref: dict[str, Any]) -> SourceItem:
         exts = self._sample(ref)
@@ -236,7 +323,8 @@ class ShardSource:
     def _parquet_captions(self, tar: str) -> dict[str, str]:
         """NAME.parquet beside NAME.tar (img2dataset writes one per shard): key -> caption; {} without one."""
         if tar not in self._captions:
-            name = f"{tar[: -len('.tar')]}.parquet" if tar.lower().endswith(".tar") else f"{tar}.parquet"
+            suffix = next((s for s in TAR_SUFFIXES[::-1] if tar.lower().endswith(s)), "")
+            name = f"{tar[: len(tar) - len(suffix)]}.parquet"
             found = {}
             if self.store is not None:
                 if self.store.exists(name):
