@@ -278,6 +278,12 @@ class ActorSpec(Spec):
     io_threads: int = Field(default=2, ge=1, le=64)
     """Threads that load inputs ahead and encode kept pairs (PNG/JPEG/WebP) while the models work on the next
     micro-batch."""
+    stall_seconds: float = Field(default=0, ge=0, le=86_400)
+    """A Ray worker that finishes no shard within this many seconds of starting one has stalled (a model call or a
+    read that never returns: a wedged GPU, a hung network filesystem): it is killed and replaced, and the shard
+    retried, counted as `worker_stalled`. 0 turns the check off (the default: on CPUs a shard's time varies with the
+    machine by orders of magnitude); GPU pipelines set about ten times a shard's time. Inline runs (--workers 0)
+    have no second process to replace the first: the check is for Ray workers."""
 
 
 BUCKET_AREA_TOLERANCE = 0.15

@@ -156,6 +156,8 @@ class ActorPool:
         self.per_worker: Counter[int] = Counter()
         self.replacements = actor.max_restarts * count
         self.last_error = ""
+        self.busy_since: dict[int, float] = {}
+        """id(worker) -> when it started the shard it is on (Ray runs an actor's calls in the order they came)."""
         for _ in range(count):
             self.start()
 
@@ -178,6 +180,8 @@ class ActorPool:
         """Fill every ready worker up to IN_FLIGHT shards from the queue."""
         for handle in self.ready:
             while self.queue and self.per_worker[id(handle)] < IN_FLIGHT:
+                if not self.per_worker[id(handle)]:
+                    self.busy_since[id(handle)] = time.monotonic()
                 item = self.queue.pop()
                 self.attempts[item] += 1
                 self.in_flight[handle.run.remote(item[0], self.phase, item[1])] = (item, handle)
@@ -193,13 +197,16 @@ class ActorPool:
             if not (self.ready or self.starting or self.in_flight):
                 self.fail_the_rest(on_result)
                 return
-            done, _ = ray.wait([*self.in_flight, *self.starting], num_returns=1, timeout=WAITING_NOTE_S)
+            done, _ = ray.wait([*self.in_flight, *self.starting], num_returns=1, timeout=self.wait_seconds())
+            self.replace_stalled(on_result)
             if not done and not self.ready:
                 log_event(
                     "waiting_for_workers", phase=self.phase, starting=len(self.starting),
                     seconds=round(time.monotonic() - waited_since), cluster=ray.available_resources(),
                 )  # fmt: skip
             for ref in done:
+                if ref not in self.starting and ref not in self.in_flight:
+                    continue  # a stalled worker's shard, already given back
                 if ref in self.starting:
                     self.started(ref)
                 else:
@@ -225,6 +232,7 @@ class ActorPool:
 
         item, handle = self.in_flight.pop(ref)
         self.per_worker[id(handle)] -= 1
+        self.busy_since[id(handle)] = time.monotonic()  # its next shard, if it holds one, starts now
         try:
             result = ray.get(ref)
         except RayActorError as e:
@@ -235,6 +243,40 @@ class ActorPool:
                 self.lose(handle, error)
         if not on_result(item, result, self.attempts[item]):
             self.queue.append(item)
+
+    def wait_seconds(self) -> float:
+        """How long to wait for the next result: until the earliest a busy worker could be said to have stalled."""
+        stall = self.actor.stall_seconds
+        busy = [self.busy_since[id(h)] for _, h in self.in_flight.values() if id(h) in self.busy_since]
+        if not stall or not busy:
+            return WAITING_NOTE_S
+        return max(0.05, min(WAITING_NOTE_S, min(busy) + stall - time.monotonic()))
+
+    def replace_stalled(self, on_result) -> None:
+        """Kill and replace each worker that has finished no shard within actor.stall_seconds of starting one: the
+        shard it was on is a failed attempt (`worker_stalled`), retried while its retries last; the one waiting
+        behind it goes back to the queue unattempted."""
+        stall = self.actor.stall_seconds
+        if not stall:
+            return
+        now = time.monotonic()
+        for handle in list(self.ready):
+            started = self.busy_since.get(id(handle))
+            if not self.per_worker[id(handle)] or started is None or now - started < stall:
+                continue
+            held = [(ref, item) for ref, (item, h) in self.in_flight.items() if h is handle]
+            error = f"worker_stalled: no shard finished in {stall:g} s (actor.stall_seconds); the worker was replaced"
+            self.ready.remove(handle)
+            self.lose(handle, error)
+            log_event("worker_stalled", phase=self.phase, shard=f"{held[0][1][0]}-{held[0][1][1]:06d}", seconds=stall)
+            for position, (ref, item) in enumerate(held):
+                del self.in_flight[ref]
+                self.per_worker[id(handle)] -= 1
+                if position:  # never started: not an attempt
+                    self.attempts[item] -= 1
+                    self.queue.append(item)
+                elif not on_result(item, {"ok": False, "error": error, "stalled": True}, self.attempts[item]):
+                    self.queue.append(item)
 
     def fail_the_rest(self, on_result) -> None:
         """No worker is left and none is starting: every queued shard fails with the last worker's error."""

@@ -38,6 +38,8 @@ class Summary:
     """For generate: the summary of its write phase."""
     sessions: Counter = field(default_factory=Counter)
     """A sessions run's render: sessions attempted, complete and kept (its shards' stats)."""
+    stalled: int = 0
+    """Shard attempts whose worker stalled (actor.stall_seconds) and was replaced: `worker_stalled`."""
 
     def add(self, stats: dict[str, Any]) -> None:
         self.shards_done += 1
@@ -67,6 +69,9 @@ class Summary:
         if self.reasons:
             lines.append("  rejected by reason: " + ", ".join(f"{k} {v}" for k, v in self.reasons.most_common()))
         lines.append(f"  {rate:.1f} samples/s over {self.seconds:.1f} s (this invocation)")
+        if self.stalled:
+            lines.append(f"  worker_stalled: {self.stalled} (a worker finished no shard within actor.stall_seconds; "
+                         f"it was replaced and the shard retried)")  # fmt: skip
         if self.failed:
             lines.append(f"  FAILED shards: {len(self.failed)} (tracebacks in {out}/failed/; rerun to retry them)")
             for shard, error in sorted(self.failed.items())[:10]:
@@ -156,6 +161,7 @@ def _execute_phase(
                 f"({result['error'][:300]}). Every shard committed so far is complete and kept, and nothing "
                 f"half-written is visible; free space (or fix permissions) and rerun the same command to resume."
             )
+        summary.stalled += bool(result.get("stalled"))
         if result["ok"]:
             summary.add(result["stats"])
             clear_failure(config, shard)
@@ -300,6 +306,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"sessions: {sessions['kept']} kept of {sessions['sessions']} ({sessions['complete']} complete), "
               f"{configs[0].run.turns} turns each; each task's lines above count the turns of its shards' sessions, "
               f"the report counts them by their own task")  # fmt: skip
+    if args.command != "render":
+        from datagen.sources import describe_unreadable, unreadable_inputs
+
+        for line in describe_unreadable(unreadable_inputs(configs[0].run.source, configs[0].run.input)):
+            print(line)
     if args.command != "write":
         out = configs[0].run.out
         print(f"  shards: {out.rstrip('/')}/shards (check them with: datagen verify {out})")
