@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import hashlib
 import inspect
 import os
@@ -41,12 +42,26 @@ store that is down stops the shard, which the runner then retries and records.""
 RETRY_FIRST, RETRY_CAP = 0.05, 10.0
 """Back-off: the wait before attempt k is uniform in [0, min(RETRY_CAP, RETRY_FIRST * 2**k)] seconds ("full
 jitter"), so that many workers throttled together do not come back together."""
-TRANSIENT_CODES = ("SlowDown", "503", "500", "502", "504", "InternalError", "ServiceUnavailable", "RequestTimeout",
-                   "Throttling", "ThrottlingException", "TooManyRequests", "reduce your request rate")  # fmt: skip
-"""What an object store says when a request may succeed if sent again."""
-TRANSIENT_TYPES = ("ServerDisconnectedError", "ClientConnectionError", "ClientOSError", "ClientPayloadError",
-                   "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
-                   "ResponseStreamingError", "IncompleteRead", "ProtocolError", "FSTimeoutError")  # fmt: skip
+TRANSIENT_CODES = frozenset(
+    "SlowDown InternalError ServiceUnavailable RequestTimeout Throttling ThrottlingException TooManyRequests "
+    "RequestLimitExceeded 500 502 503 504".split()
+)
+"""Error codes an object store answers when a request may succeed if sent again (botocore's `response`)."""
+TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+TRANSIENT_ERRNOS = {
+    errno.EBUSY,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.ETIMEDOUT,
+    errno.EPIPE,
+    getattr(errno, "EREMOTEIO", errno.EIO),
+}
+"""What s3fs makes of those answers (SlowDown and 503 -> EBUSY, 500 -> EREMOTEIO) and of a dropped connection."""
+TRANSIENT_TYPES = frozenset(
+    "ServerDisconnectedError ClientConnectionError ClientOSError ClientPayloadError EndpointConnectionError "
+    "ConnectionClosedError ReadTimeoutError ConnectTimeoutError ResponseStreamingError IncompleteRead ProtocolError "
+    "FSTimeoutError".split()
+)
 """Exceptions of the HTTP stack (aiohttp, botocore, urllib3) that mean the connection failed, not the request."""
 
 
@@ -59,8 +74,15 @@ def transient(error: BaseException | None) -> bool:
             return False
         if isinstance(error, (ConnectionError, TimeoutError)) or type(error).__name__ in TRANSIENT_TYPES:
             return True
-        text = str(error)
-        if any(code in text for code in TRANSIENT_CODES):
+        response = getattr(error, "response", None)
+        if isinstance(response, dict):
+            code = (response.get("Error") or {}).get("Code")
+            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            if code in TRANSIENT_CODES or status in TRANSIENT_STATUS:
+                return True
+        if isinstance(error, OSError) and error.errno in TRANSIENT_ERRNOS:
+            return True
+        if "SlowDown" in str(error) or "reduce your request rate" in str(error):  # a throttled answer's bad XML
             return True
         error, seen = error.__cause__ or error.__context__, seen + 1
     return False
