@@ -5,7 +5,11 @@ map: scikit-image's photos as 512-px squares, each also as a JPEG (an `images` f
 nsfw role (the baseline, same run): images/s per core, and ms per image of each step (decode, size and blur, hash,
 NudeNet) timed by calling the product's own functions.
 
-dedup: synthetic sets of `--hashes N ...` images (random 256-bit hashes at three views, made from the ids), 10% of
+photos: scikit-image's 14 photos with their derived copies (resized, JPEG, cropped, brightened, rotated,
+watermarked, mirrored) and under shared overlays (banner, disc, logo, border): recall by transform and false merges
+of the product's deduplication, beside the pHash alone with connected components (the baseline, same run).
+
+dedup: synthetic sets of `--hashes N ...` images (random 256-bit hashes at four views, made from the ids), 10% of
 them planted copies of a random original, each k bits from it, k drawn from how far the test photos' derived copies
 are from theirs (`measured_flips`); deduplicated by the product's own code in one process (the baseline: arrays,
 partitions spilled to disk when large) and on Ray Data (`--ray-hashes N ...`, whose workers make the hashes: the
@@ -83,8 +87,12 @@ def map_stage(size: int = 512, repeats: int = 3, where: str | None = None) -> di
             steps["NudeNet"] += time.perf_counter() - started
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return {"images": count, "size": size, "runs": runs,
-            "ms_per_image": {step: 1000 * s / count for step, s in steps.items()}}  # fmt: skip
+    return {
+        "images": count,
+        "size": size,
+        "runs": runs,
+        "ms_per_image": {step: 1000 * s / count for step, s in steps.items()},
+    }
 
 
 def _mix(values: np.ndarray) -> np.ndarray:
@@ -202,8 +210,12 @@ def _score(dropped: dict[str, str], n: int, planted: float, seed: int, flips: li
                 hits[bits] += kept == f"{original:09d}"
                 false += kept is not None and kept != f"{original:09d}"
     by_bits = {int(b): round(float(hits[b] / totals[b]), 4) for b in np.flatnonzero(totals)}
-    return {"planted": int(totals.sum()), "recall": float(hits.sum() / max(1, totals.sum())),
-            "recall_by_bits": by_bits, "false_merges": false}  # fmt: skip
+    return {
+        "planted": int(totals.sum()),
+        "recall": float(hits.sum() / max(1, totals.sum())),
+        "recall_by_bits": by_bits,
+        "false_merges": false,
+    }
 
 
 def dedup_stage(n: int, planted: float, flips: list[int], on_ray: bool, seed: int = 0) -> dict[str, Any]:
@@ -224,8 +236,12 @@ def dedup_stage(n: int, planted: float, flips: list[int], on_ray: bool, seed: in
             def rows(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                 ids = batch["id"].astype(np.int64)
                 words, source, _ = synthetic_batch(ids, n, planted, seed, flips)
-                return {"id": ids, "key": np.array([f"{i:09d}" for i in ids], dtype=object), "words": words,
-                        "rank": np.where(source == ids, -2.0, -1.0)[:, None]}  # fmt: skip
+                return {
+                    "id": ids,
+                    "key": np.array([f"{i:09d}" for i in ids], dtype=object),
+                    "words": words,
+                    "rank": np.where(source == ids, -2.0, -1.0)[:, None],
+                }
 
             dataset = ray.data.range(n, override_num_blocks=max(2, n // 100_000)).map_batches(
                 rows, batch_format="numpy", batch_size=100_000
@@ -238,18 +254,102 @@ def dedup_stage(n: int, planted: float, flips: list[int], on_ray: bool, seed: in
             ranks = {i: (-1.0 if i in truth else -2.0, f"{i:09d}") for i in np.unique(np.concatenate([a, b])).tolist()}
             dropped = dedup.resolve(a, b, ranks, {i: f"{i:09d}" for i in ranks})
         seconds = time.perf_counter() - started
-    result = {"hashes": n, "where": "Ray Data" if on_ray else "one process", "seconds": seconds,
-              "driver_peak_mb": memory.driver / 2**20, "workers_peak_mb": memory.workers / 2**20}  # fmt: skip
+    result = {
+        "hashes": n,
+        "where": "Ray Data" if on_ray else "one process",
+        "seconds": seconds,
+        "driver_peak_mb": memory.driver / 2**20,
+        "workers_peak_mb": memory.workers / 2**20,
+    }
     return {**result, **_score(dropped, n, planted, seed, flips)}
 
 
-def bench_curate(size: int, hashes: list[int], ray_hashes: list[int], repeats: int,
-                 where: str | None) -> dict[str, Any]:  # fmt: skip
+def photo_stage() -> dict[str, Any]:
+    """Precision and recall on real photos, by the product's `near_duplicates`: scikit-image's 14 photos with their
+    derived copies (recall by transform, false merges), and the same photos under each shared overlay (false merges:
+    every pair merged is distinct). Beside it, the baseline in the same run: the pHash alone, grouped by connected
+    components (the method before the cell signature and the chain-free grouping)."""
+    from datagen import dedup
+    from datagen.text_photos import OVERLAYS, PHOTOS, derived_copies, photo, with_overlay
+
+    def phash_alone(items: list[dict[str, Any]]) -> dict[str, str]:
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        views = len(dedup.VIEWS)
+        pairs = [
+            (i, j)
+            for i in range(len(items))
+            for j in range(i + 1, len(items))
+            if dedup.distance(items[i]["hashes"][: views - 1], items[j]["hashes"][: views - 1]) <= dedup.MAX_DISTANCE
+        ]
+        rows, cols = zip(*pairs, strict=True) if pairs else ((), ())
+        graph = coo_matrix(([1] * len(pairs), (rows, cols)), shape=(len(items), len(items)))
+        _, labels = connected_components(graph, directed=False)
+        best: dict[int, int] = {}
+        for i, label in enumerate(labels):
+            if label not in best or items[i]["rank"] < items[best[label]]["rank"]:
+                best[label] = i
+        return {items[i]["key"]: items[best[label]]["key"] for i, label in enumerate(labels) if best[label] != i}
+
+    derived = []
+    for name in PHOTOS:
+        original = photo(name)
+        for suffix, image in [("original", original), *derived_copies(original).items()]:
+            key = f"{name}/{suffix}"
+            derived.append(
+                {
+                    "key": key,
+                    "hashes": dedup.image_hashes(image),
+                    "rank": dedup.rank(key, image.shape[1], image.shape[0]),
+                }
+            )
+    overlaid = {
+        overlay: [
+            {
+                "key": name,
+                "hashes": dedup.image_hashes(with_overlay(photo(name), overlay)),
+                "rank": dedup.rank(name, 1, 1),
+            }
+            for name in PHOTOS
+        ]
+        for overlay in OVERLAYS
+    }
+    out = {}
+    for method, find in (("shipped", dedup.near_duplicates), ("pHash alone, connected", phash_alone)):
+        dropped = find(derived)
+        same = {key: kept for key, kept in dropped.items() if key.split("/")[0] == kept.split("/")[0]}
+        kept = {item["key"] for item in derived} - set(dropped)
+        transforms = sorted({item["key"].split("/")[1] for item in derived} - {"original"})
+        recall = {}
+        for transform in transforms:  # a copy is found when it, or the original, is dropped for the other
+            found = sum(
+                1
+                for name in PHOTOS
+                if f"{name}/{transform}" in same
+                or (f"{name}/{transform}" in kept and same.get(f"{name}/original") == f"{name}/{transform}")
+            )
+            recall[transform] = round(found / len(PHOTOS), 4)
+        out[method] = {
+            "recall_by_transform": recall,
+            "derived_false_merges": len(dropped) - len(same),
+            "overlay_false_merges": {overlay: len(find(items)) for overlay, items in overlaid.items()},
+        }
+    return {"photos": len(PHOTOS), "copies_per_photo": len(derived) // len(PHOTOS) - 1, "methods": out}
+
+
+def bench_curate(
+    size: int, hashes: list[int], ray_hashes: list[int], repeats: int, where: str | None
+) -> dict[str, Any]:
     flips = measured_flips()
     runs = [dedup_stage(n, PLANTED, flips, on_ray=False) for n in hashes]
     runs += [dedup_stage(n, PLANTED, flips, on_ray=True) for n in ray_hashes]
-    return {"bench": "curate", "map": map_stage(size, repeats, where),
-            "dedup": {"planted_share": PLANTED, "flips": flips, "runs": runs}}  # fmt: skip
+    return {
+        "bench": "curate",
+        "photos": photo_stage(),
+        "map": map_stage(size, repeats, where),
+        "dedup": {"planted_share": PLANTED, "flips": flips, "runs": runs},
+    }
 
 
 PLANTED = 0.1
@@ -257,20 +357,56 @@ PLANTED = 0.1
 
 
 def print_curate(r: dict[str, Any]) -> None:
-    m, d = r["map"], r["dedup"]
+    m, d, p = r["map"], r["dedup"], r["photos"]
+    print(
+        f"near-duplicates on real photos: {p['photos']} photos, {p['copies_per_photo']} derived copies each, and "
+        f"the photos under each shared overlay"
+    )
+    methods = p["methods"]
+    transforms = list(next(iter(methods.values()))["recall_by_transform"])
+    overlays = list(next(iter(methods.values()))["overlay_false_merges"])
+    rows = [
+        [
+            method,
+            *(f"{v['recall_by_transform'][t]:.2f}" for t in transforms),
+            str(v["derived_false_merges"]),
+            *(str(v["overlay_false_merges"][o]) for o in overlays),
+        ]
+        for method, v in methods.items()
+    ]
+    print(table(rows, ["method", *transforms, "false merges (copies)", *(f"merged ({o})" for o in overlays)]))
     print(f"curate map stage: {m['images']} photos of {m['size']} px (PNG and JPEG), one core")
     rows = [[label, f"{run['images_s']:.1f}", f"{1000 / run['images_s']:.1f}"] for label, run in m["runs"].items()]
     print(table(rows, ["run", "images/s per core", "ms per image"]))
     print("ms per image by step: " + ", ".join(f"{k} {v:.1f}" for k, v in m["ms_per_image"].items()))
-    print(f"dedup: {d['planted_share']:.0%} planted copies, each {min(d['flips'])}-{max(d['flips'])} bits from its "
-          f"original as the test photos' derived copies are (median {int(np.median(d['flips']))})")  # fmt: skip
+    print(
+        f"dedup: {d['planted_share']:.0%} planted copies, each {min(d['flips'])}-{max(d['flips'])} bits from its "
+        f"original as the test photos' derived copies are (median {int(np.median(d['flips']))})"
+    )
     far = sorted({bits for run in d["runs"] for bits in run["recall_by_bits"]})
-    rows = [[f"{run['hashes']:,}", run["where"], f"{run['seconds']:.1f}", f"{run['recall']:.4f}",
-             *(f"{run['recall_by_bits'].get(bits, float('nan')):.3f}" for bits in far if bits >= 16),
-             str(run["false_merges"]), f"{run['driver_peak_mb']:.0f}", f"{run['workers_peak_mb']:.0f}"]
-            for run in d["runs"]]  # fmt: skip
-    heads = ["hashes", "where", "seconds", "recall", *(f"at {bits} bits" for bits in far if bits >= 16),
-             "false merges", "driver peak MB", "Ray workers peak MB"]  # fmt: skip
+    rows = [
+        [
+            f"{run['hashes']:,}",
+            run["where"],
+            f"{run['seconds']:.1f}",
+            f"{run['recall']:.4f}",
+            *(f"{run['recall_by_bits'].get(bits, float('nan')):.3f}" for bits in far if bits >= 16),
+            str(run["false_merges"]),
+            f"{run['driver_peak_mb']:.0f}",
+            f"{run['workers_peak_mb']:.0f}",
+        ]
+        for run in d["runs"]
+    ]
+    heads = [
+        "hashes",
+        "where",
+        "seconds",
+        "recall",
+        *(f"at {bits} bits" for bits in far if bits >= 16),
+        "false merges",
+        "driver peak MB",
+        "Ray workers peak MB",
+    ]
     print(table(rows, heads))
 
 
