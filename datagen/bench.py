@@ -75,10 +75,23 @@ def synthetic_records(count: int, size: int, seed: int = 0) -> list[EditRecord]:
         output = image.copy()
         output[mask > 0] = np.clip(output[mask > 0].astype(np.int16) // 2 + 60, 0, 255).astype(np.uint8)
         records.append(
-            EditRecord(key=f"bench_000000_{i:05d}", task="bench", shard=0, index=i, seed=0, source={},
-                       instruction="Remove the red mug", input_image=image, output_image=output, mask=mask,
-                       width=size, height=size, scores={"clip_dir": 0.25}, status="kept")
-        )  # fmt: skip
+            EditRecord(
+                key=f"bench_000000_{i:05d}",
+                task="bench",
+                shard=0,
+                index=i,
+                seed=0,
+                source={},
+                instruction="Remove the red mug",
+                input_image=image,
+                output_image=output,
+                mask=mask,
+                width=size,
+                height=size,
+                scores={"clip_dir": 0.25},
+                status="kept",
+            )
+        )
     return records
 
 
@@ -422,8 +435,11 @@ VAE-encoded as one batch."""
 
 def per_item_overrides(config) -> list[str]:
     """The same pipeline with diffusers' own per-item text and VAE encoding (the path before batch_encode)."""
-    return [f"pipeline.roles.{role}.args.batch_encode=false"
-            for role, spec in sorted(config.pipeline.roles.items()) if spec.backend in ENCODING_BACKENDS]  # fmt: skip
+    return [
+        f"pipeline.roles.{role}.args.batch_encode=false"
+        for role, spec in sorted(config.pipeline.roles.items())
+        if spec.backend in ENCODING_BACKENDS
+    ]
 
 
 def _render_run(task: str, pipeline: str, out: Path, n: int, shard_size: int, overrides: list[str]) -> dict[str, Any]:

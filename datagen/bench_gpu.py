@@ -188,8 +188,10 @@ def overrides(
         naive_role = ("batch_size=1", "dtype=float32", "args.attention=eager")
         out += [f"pipeline.roles.{role}.{setting}" for role in used for setting in naive_role]
         for role in diffusers:
-            out += [f"pipeline.roles.{role}.args.{key}=false"
-                    for key in ("channels_last", "fuse_qkv", "compile", "batch_encode")]  # fmt: skip
+            out += [
+                f"pipeline.roles.{role}.args.{key}=false"
+                for key in ("channels_last", "fuse_qkv", "compile", "batch_encode")
+            ]
         return out
     if batch is not None:
         out.append(f"pipeline.micro_batch={batch}")
@@ -327,8 +329,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, help="the tuned path's micro-batch and role batch (default: sd15.yaml's)")
     parser.add_argument("--steps", type=int, help="denoising steps (default: sd15.yaml's)")
     compile_ = parser.add_mutually_exclusive_group()
-    compile_.add_argument("--compile", dest="compile", action="store_true", default=None,
-                          help="tuned path with torch.compile of the UNet (default: sd15.yaml's setting)")  # fmt: skip
+    compile_.add_argument(
+        "--compile",
+        dest="compile",
+        action="store_true",
+        default=None,
+        help="tuned path with torch.compile of the UNet (default: sd15.yaml's setting)",
+    )
     compile_.add_argument("--no-compile", dest="compile", action="store_false", help="tuned path without it")
     parser.add_argument("--device", default="cuda", help="every role's device (default cuda)")
     parser.add_argument("--tiny", action="store_true", help="tiny stand-ins at 64x64 (a CPU check of the code path)")

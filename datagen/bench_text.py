@@ -93,8 +93,11 @@ def _edit_run(edit: str, pipeline: str, photos: Path, out: Path, n: int, size: i
     from datagen.runner import execute
     from datagen.shards import RunFolder
 
-    overrides = [f"prompt.templates.choices.line_modes=[{edit}]", "pipeline.keep_rejected=true",
-                 f"pipeline.image_size={size}"]  # fmt: skip
+    overrides = [
+        f"prompt.templates.choices.line_modes=[{edit}]",
+        "pipeline.keep_rejected=true",
+        f"pipeline.image_size={size}",
+    ]
     config = load_run("text", pipeline, out=str(out), n=n, source="images", input=str(photos), overrides=overrides)
     started = time.perf_counter()
     summary = execute(config, "generate", workers=0, progress=False)
@@ -130,8 +133,10 @@ def _edit_run(edit: str, pipeline: str, photos: Path, out: Path, n: int, size: i
             anyedit["kept"] += 1
             if meta.get("status", "kept") != "kept" and meta.get("reason") != "outranked":
                 anyedit["kept_but_gated"][meta["reason"]] += 1
-    scored = {name: [row[f"score_{name}"] for row in kept if row[f"score_{name}"] is not None]
-              for name in ("ocr_target_ned", "ocr_exact", "ocr_old_gone", "outside_l1")}  # fmt: skip
+    scored = {
+        name: [row[f"score_{name}"] for row in kept if row[f"score_{name}"] is not None]
+        for name in ("ocr_target_ned", "ocr_exact", "ocr_old_gone", "outside_l1")
+    }
     return {
         "photos": n,
         "no_legible_line": sum(looked.values()),
@@ -167,8 +172,14 @@ def bench_text(
     root = Path(tempfile.mkdtemp(prefix="datagen-bench-", dir=where))
     try:
         photos = write_set(root / "photos", n, seed, size)
-        result = {"bench": "text", "pipeline": pipeline, "n": n, "seed": seed, "size": size,
-                  "detection": detection(reader, photos)}  # fmt: skip
+        result = {
+            "bench": "text",
+            "pipeline": pipeline,
+            "n": n,
+            "seed": seed,
+            "size": size,
+            "detection": detection(reader, photos),
+        }
         for edit in EDITS:
             result[edit] = _edit_run(edit, pipeline, root / "photos", root / edit, n, size, reader)
     finally:
@@ -178,28 +189,50 @@ def bench_text(
 
 def print_text(r: dict[str, Any]) -> None:
     d = r["detection"]
-    print(f"text on photos: {r['n']} photos of the text-on-photo set (seed {r['seed']}, {r['size']} px), "
-          f"pipeline {r['pipeline']}")  # fmt: skip
+    print(
+        f"text on photos: {r['n']} photos of the text-on-photo set (seed {r['seed']}, {r['size']} px), "
+        f"pipeline {r['pipeline']}"
+    )
     bands = ", ".join(f"{band} {v['recall']:.0%} of {v['lines']}" for band, v in d["by_height"].items())
-    print(f"detection: {d['recall']:.0%} of lines found ({d['recall_16px_and_up']:.0%} of those >= 16 px); by "
-          f"height {bands}; found lines read at mean NED {d['found_mean_ned']:.2f}, {d['found_exact']} exactly; "
-          f"{d['ms_per_photo']:.0f} ms/photo")  # fmt: skip
+    print(
+        f"detection: {d['recall']:.0%} of lines found ({d['recall_16px_and_up']:.0%} of those >= 16 px); by "
+        f"height {bands}; found lines read at mean NED {d['found_mean_ned']:.2f}, {d['found_exact']} exactly; "
+        f"{d['ms_per_photo']:.0f} ms/photo"
+    )
     rows = []
     for edit in EDITS:
         e = r[edit]
         any_rule = e["anyedit_rule"]
-        rows.append([
-            edit, f"{e['kept']}/{e['legible']} ({e['yield']:.0%})",
-            ", ".join(f"{k} {v}" for k, v in e["rejected_by_reason"].items()) or "-",
-            "-" if e["kept_mean_ocr_target_ned"] is None else f"{e['kept_mean_ocr_target_ned']:.3f}",
-            "-" if e["kept_exact_rate"] is None else f"{e['kept_exact_rate']:.0%}",
-            "-" if e["kept_old_gone_rate"] is None else f"{e['kept_old_gone_rate']:.0%}",
-            f"{e['kept_outside_l1_max']:.4f}" if e["kept_outside_l1_max"] is not None else "-",
-            "-" if not any_rule["candidates"] else f"{any_rule['kept']}/{any_rule['candidates']}; gated "
-            + (", ".join(f"{k} {v}" for k, v in any_rule["kept_but_gated"].items()) or "none"),
-        ])  # fmt: skip
-    print(table(rows, ["edit", "kept / legible", "rejected (reason n)", "kept NED", "kept exact", "old gone",
-                       "outside L1 max", "AnyEdit rule keeps; of those the gates reject"]))  # fmt: skip
+        rows.append(
+            [
+                edit,
+                f"{e['kept']}/{e['legible']} ({e['yield']:.0%})",
+                ", ".join(f"{k} {v}" for k, v in e["rejected_by_reason"].items()) or "-",
+                "-" if e["kept_mean_ocr_target_ned"] is None else f"{e['kept_mean_ocr_target_ned']:.3f}",
+                "-" if e["kept_exact_rate"] is None else f"{e['kept_exact_rate']:.0%}",
+                "-" if e["kept_old_gone_rate"] is None else f"{e['kept_old_gone_rate']:.0%}",
+                f"{e['kept_outside_l1_max']:.4f}" if e["kept_outside_l1_max"] is not None else "-",
+                "-"
+                if not any_rule["candidates"]
+                else f"{any_rule['kept']}/{any_rule['candidates']}; gated "
+                + (", ".join(f"{k} {v}" for k, v in any_rule["kept_but_gated"].items()) or "none"),
+            ]
+        )
+    print(
+        table(
+            rows,
+            [
+                "edit",
+                "kept / legible",
+                "rejected (reason n)",
+                "kept NED",
+                "kept exact",
+                "old gone",
+                "outside L1 max",
+                "AnyEdit rule keeps; of those the gates reject",
+            ],
+        )
+    )
     for edit in EDITS:
         stages = ", ".join(f"{k} {v:.0f}" for k, v in r[edit]["ms_per_sample"].items())
         print(f"{edit}: ms per sample by stage: {stages}")

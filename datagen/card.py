@@ -69,8 +69,13 @@ def models_used(configs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             licence = spec.license
             if licence is None and (spec.model or "").startswith("tiny:"):
                 licence = "none: random weights built from a config (tests)"
-            row = {"role": role, "backend": spec.backend, "model": spec.model, "revision": spec.revision,
-                   "license": licence}  # fmt: skip
+            row = {
+                "role": role,
+                "backend": spec.backend,
+                "model": spec.model,
+                "revision": spec.revision,
+                "license": licence,
+            }
             found.setdefault((role, spec.backend, spec.model, spec.revision), row)
     return sorted(found.values(), key=lambda row: (row["role"], str(row["model"])))
 
@@ -126,9 +131,10 @@ def card(run, counts: dict[str, Any], format: str, features: dict[str, Any] | No
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": DATA_FILES[format]}]}],
         "dataset_info": info,
     }
-    what = {"preference": "preference pairs (chosen, rejected)",
-            "sessions": "sessions of (input image, instruction, edited image) turns"}.get(
-        format, "(input image, instruction, edited image)")  # fmt: skip
+    what = {
+        "preference": "preference pairs (chosen, rejected)",
+        "sessions": "sessions of (input image, instruction, edited image) turns",
+    }.get(format, "(input image, instruction, edited image)")
     lines = [
         "---",
         yaml.safe_dump(header, sort_keys=False, allow_unicode=True).rstrip(),
@@ -152,17 +158,40 @@ def card(run, counts: dict[str, Any], format: str, features: dict[str, Any] | No
         dropped.setdefault(shard.task, Counter()).update(shard.stats.get("reasons") or {})
     for shard in written:
         before.setdefault(shard.task, Counter()).update(shard.stats.get("reasons") or {})
-    table = [[task, counts["tasks"].get(task, 0), attempted[task], kept[task],
-              ", ".join(f"{reason} {n}" for reason, n in (before.get(task) or Counter()).most_common()),
-              ", ".join(f"{reason} {n}" for reason, n in (dropped.get(task) or Counter()).most_common())]
-             for task in sorted(set(configs) | set(attempted))]  # fmt: skip
-    lines += [_table(table, ["task", "rows here", "samples attempted", "kept", "rejected writing the instruction",
-                             "not kept when rendered (first candidate's reason)"]), ""]  # fmt: skip
+    table = [
+        [
+            task,
+            counts["tasks"].get(task, 0),
+            attempted[task],
+            kept[task],
+            ", ".join(f"{reason} {n}" for reason, n in (before.get(task) or Counter()).most_common()),
+            ", ".join(f"{reason} {n}" for reason, n in (dropped.get(task) or Counter()).most_common()),
+        ]
+        for task in sorted(set(configs) | set(attempted))
+    ]
+    lines += [
+        _table(
+            table,
+            [
+                "task",
+                "rows here",
+                "samples attempted",
+                "kept",
+                "rejected writing the instruction",
+                "not kept when rendered (first candidate's reason)",
+            ],
+        ),
+        "",
+    ]
     if sessions:
         lines += _sessions_section(sessions, by_turn, counts)
-    lines += ["## Filters", "",
-              "Every candidate is scored; these gates decide which are kept (then the best-ranked candidate of a "
-              "sample is the pair). Rejected: candidates whose first failing gate it was.", ""]  # fmt: skip
+    lines += [
+        "## Filters",
+        "",
+        "Every candidate is scored; these gates decide which are kept (then the best-ranked candidate of a "
+        "sample is the pair). Rejected: candidates whose first failing gate it was.",
+        "",
+    ]
     candidates: dict[str, Counter] = {}
     for shard in rendered:
         candidates.setdefault(shard.task, Counter()).update(shard.stats.get("candidate_reasons") or {})
@@ -175,22 +204,37 @@ def card(run, counts: dict[str, Any], format: str, features: dict[str, Any] | No
             rejected = sum((candidates.get(task) or Counter())[reason] for reason in reasons)
             meaning = SCORES[name].description if name in SCORES else ""
             gates.append([task, f"`{name}`", _gate(spec), ", ".join(reasons), rejected, meaning])
-    lines += [_table(gates, ["task", "score", "kept when", "reason when not", "candidates rejected", "what it is"]),
-              ""]  # fmt: skip
-    lines += ["## Models", "",
-              "The models that made these rows and the licence each declares (`license:` in the pipeline file; "
-              "— where none is declared: read the model's own card). A licence of a model may bind what its "
-              "outputs may be used for.", ""]  # fmt: skip
-    lines += [_table([[m["role"], m["backend"], m["model"], m["revision"], m["license"]] for m in models],
-                     ["role", "backend", "model", "revision", "licence"]), ""]  # fmt: skip
+    lines += [
+        _table(gates, ["task", "score", "kept when", "reason when not", "candidates rejected", "what it is"]),
+        "",
+    ]
+    lines += [
+        "## Models",
+        "",
+        "The models that made these rows and the licence each declares (`license:` in the pipeline file; "
+        "— where none is declared: read the model's own card). A licence of a model may bind what its "
+        "outputs may be used for.",
+        "",
+    ]
+    lines += [
+        _table(
+            [[m["role"], m["backend"], m["model"], m["revision"], m["license"]] for m in models],
+            ["role", "backend", "model", "revision", "licence"],
+        ),
+        "",
+    ]
     pipelines = sorted({config["pipeline"]["name"] for config in configs.values()})
-    lines += ["## How it was made", "",
-              f"Pipeline {', '.join(f'`{p}`' for p in pipelines) or '(not recorded)'}, seed "
-              f"{record.get('seed', '(not recorded)')}. The command:", "",
-              f"    {record.get('command') or UNRECORDED}",
-              "",
-              "The libraries that decide the bytes (the same seed, configuration and versions give the same "
-              "bytes):", ""]  # fmt: skip
+    lines += [
+        "## How it was made",
+        "",
+        f"Pipeline {', '.join(f'`{p}`' for p in pipelines) or '(not recorded)'}, seed "
+        f"{record.get('seed', '(not recorded)')}. The command:",
+        "",
+        f"    {record.get('command') or UNRECORDED}",
+        "",
+        "The libraries that decide the bytes (the same seed, configuration and versions give the same bytes):",
+        "",
+    ]
     versions = record.get("versions") or {}
     lines += [_table([[name, version] for name, version in sorted(versions.items())], ["library", "version"]), ""]
     lines += ["Each row's `json` column holds its whole record: every score, the instruction, the models' ids.", ""]
@@ -225,16 +269,30 @@ def _sessions_section(sessions: list[dict[str, Any]], by_turn: dict[int, Counter
         total.update({name: int(entry.get(name, 0)) for name in ("sessions", "complete", "kept")})
         dropped_at.update({int(turn): n for turn, n in (entry.get("dropped_at_turn") or {}).items()})
     turns, prefix = sessions[0].get("turns"), bool(sessions[0].get("keep_prefix"))
-    rule = ("its passing prefix kept when a later turn failed (--keep-prefix)" if prefix
-            else "kept only whole: a session any turn of which failed is dropped, its kept turns rejected as "
-                 "`session_dropped`")  # fmt: skip
-    lines = ["## Sessions", "",
-             f"Multi-turn sessions of {turns} edits of one input, each turn's input the previous turn's output, "
-             f"every turn gated against its own input; a session is {rule}. {total['sessions']} sessions attempted, "
-             f"{total['complete']} complete, {total['kept']} kept.", ""]  # fmt: skip
-    rows = [[turn, by_turn.get(turn, Counter())["attempted"], by_turn.get(turn, Counter())["kept"],
-             (counts.get("turns") or {}).get(str(turn), "—"), dropped_at.get(turn, 0)]
-            for turn in range(1, int(turns or 0) + 1)]  # fmt: skip
+    rule = (
+        "its passing prefix kept when a later turn failed (--keep-prefix)"
+        if prefix
+        else "kept only whole: a session any turn of which failed is dropped, its kept turns rejected as "
+        "`session_dropped`"
+    )
+    lines = [
+        "## Sessions",
+        "",
+        f"Multi-turn sessions of {turns} edits of one input, each turn's input the previous turn's output, "
+        f"every turn gated against its own input; a session is {rule}. {total['sessions']} sessions attempted, "
+        f"{total['complete']} complete, {total['kept']} kept.",
+        "",
+    ]
+    rows = [
+        [
+            turn,
+            by_turn.get(turn, Counter())["attempted"],
+            by_turn.get(turn, Counter())["kept"],
+            (counts.get("turns") or {}).get(str(turn), "—"),
+            dropped_at.get(turn, 0),
+        ]
+        for turn in range(1, int(turns or 0) + 1)
+    ]
     lines += [_table(rows, ["turn", "attempted", "kept", "rows here", "sessions that stopped here"]), ""]
     return lines
 

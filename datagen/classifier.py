@@ -128,10 +128,13 @@ def run(args: argparse.Namespace) -> int:
         model.save(args.model)
         hits = sum(p == r[2] for p, r in zip(model.predict([r[1] for r in test]), test, strict=True)) if test else 0
         share = hits / len(test) if test else float("nan")
-        print(f"trained on {len(train)} instructions of {len(model.tasks)} tasks; held-out accuracy {share:.3f} "
-              f"on {len(test)} (chance {1 / len(model.tasks):.3f}); saved to {args.model}")  # fmt: skip
+        print(
+            f"trained on {len(train)} instructions of {len(model.tasks)} tasks; held-out accuracy {share:.3f} "
+            f"on {len(test)} (chance {1 / len(model.tasks):.3f}); saved to {args.model}"
+        )
     model = TaskClassifier.load(args.model)
-    for instruction, task in zip(args.instruction, model.predict(args.instruction) if args.instruction else [],
-                                 strict=True):  # fmt: skip
+    for instruction, task in zip(
+        args.instruction, model.predict(args.instruction) if args.instruction else [], strict=True
+    ):
         print(f"{task}\t{instruction}")
     return 0

@@ -37,8 +37,11 @@ def blur_effect(image: np.ndarray) -> float:
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
     scale = BLUR_EDGE / max(grey.shape)
     if scale < 1:
-        grey = cv2.resize(grey, (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale))),
-                          interpolation=cv2.INTER_AREA)  # fmt: skip
+        grey = cv2.resize(
+            grey,
+            (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
     return round(float(crete(grey)), 6)
 
 
@@ -70,8 +73,11 @@ def text_area(lines, shape: tuple[int, ...]) -> float:
 
 def curation_roles(pipeline) -> list[str]:
     """The CURATION_ROLES this pipeline scores its inputs with: those it has (ocr only where a gate needs it)."""
-    return [role for role, score in CURATION_ROLES.items()
-            if role in pipeline.roles and (role != "ocr" or score in pipeline.curate)]  # fmt: skip
+    return [
+        role
+        for role, score in CURATION_ROLES.items()
+        if role in pipeline.roles and (role != "ocr" or score in pipeline.curate)
+    ]
 
 
 def look(images: Sequence[np.ndarray], roles: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -79,8 +85,9 @@ def look(images: Sequence[np.ndarray], roles: Mapping[str, Any] | None = None) -
     out = [{"scores": measure(image), "hashes": dedup.image_hashes(image)} for image in images]
     for name, role in (roles or {}).items():
         if name == "ocr":
-            scores = [text_area(lines, image.shape) for lines, image in zip(role.read_batch(images), images,
-                                                                             strict=True)]  # fmt: skip
+            scores = [
+                text_area(lines, image.shape) for lines, image in zip(role.read_batch(images), images, strict=True)
+            ]
         else:
             scores = role.score_batch(images)
         for item, score in zip(out, scores, strict=True):
@@ -108,8 +115,14 @@ def _shard(number: int) -> str:
 
 def _settings(kind: str, input: str, pipeline, shard_size: int, count: int) -> dict[str, Any]:
     gates = {name: spec.model_dump(exclude_defaults=True) for name, spec in pipeline.curate.items()}
-    return {"source": kind, "input": str(input), "pipeline": pipeline.name, "gates": gates,
-            "shard_size": shard_size, "inputs": count}  # fmt: skip
+    return {
+        "source": kind,
+        "input": str(input),
+        "pipeline": pipeline.name,
+        "gates": gates,
+        "shard_size": shard_size,
+        "inputs": count,
+    }
 
 
 def curate_shard(source, number: int, shard_size: int, gates, roles, max_pixels: int) -> tuple[bytes, dict]:
@@ -137,24 +150,42 @@ def curate_shard(source, number: int, shard_size: int, gates, roles, max_pixels:
         else:
             (item,), (height, width) = look([image], roles), image.shape[:2]
             del image
-        rows.append({
-            "key": f"curate_{number:06d}_{k:05d}", "index": start + k, "ref": json.dumps(ref, sort_keys=True),
-            "width": width, "height": height, "reason": failed or gate(item["scores"], gates), "detail": detail,
-            **{f"score_{name}": item["scores"].get(name) for name in CURATION_SCORES},
-            "hashes": dedup.to_words(item["hashes"]),
-        })  # fmt: skip
+        rows.append(
+            {
+                "key": f"curate_{number:06d}_{k:05d}",
+                "index": start + k,
+                "ref": json.dumps(ref, sort_keys=True),
+                "width": width,
+                "height": height,
+                "reason": failed or gate(item["scores"], gates),
+                "detail": detail,
+                **{f"score_{name}": item["scores"].get(name) for name in CURATION_SCORES},
+                "hashes": dedup.to_words(item["hashes"]),
+            }
+        )
     data = to_parquet(pa.Table.from_pylist(rows, schema=INPUT_SCHEMA))
     reasons = Counter(row["reason"] for row in rows if row["reason"])
-    stats = {"shard": number, "inputs": len(rows), "kept": len(rows) - sum(reasons.values()),
-             "reasons": dict(sorted(reasons.items()))}  # fmt: skip
+    stats = {
+        "shard": number,
+        "inputs": len(rows),
+        "kept": len(rows) - sum(reasons.values()),
+        "reasons": dict(sorted(reasons.items())),
+    }
     return data, stats
 
 
 def _input_schema():
     import pyarrow as pa
 
-    fields = [("key", pa.string()), ("index", pa.int64()), ("ref", pa.string()), ("width", pa.int64()),
-              ("height", pa.int64()), ("reason", pa.string()), ("detail", pa.string())]  # fmt: skip
+    fields = [
+        ("key", pa.string()),
+        ("index", pa.int64()),
+        ("ref", pa.string()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+    ]
     fields += [(f"score_{name}", pa.float64()) for name in CURATION_SCORES]
     fields.append(("hashes", pa.list_(pa.int64())))
     return pa.schema(fields)
@@ -164,8 +195,16 @@ INPUT_SCHEMA = _input_schema()
 """A curated input's row."""
 
 
-def commit_shard(kind: str, input: str, out: str, pipeline_name: str, overrides: list[str], number: int,
-                 shard_size: int, state: dict | None = None) -> None:  # fmt: skip
+def commit_shard(
+    kind: str,
+    input: str,
+    out: str,
+    pipeline_name: str,
+    overrides: list[str],
+    number: int,
+    shard_size: int,
+    state: dict | None = None,
+) -> None:
     """Curate one input shard and commit it (its parquet, then its marker); `state` keeps the pipeline, source and
     scoring roles between shards of one process (a Ray task starts without)."""
     import json
@@ -185,16 +224,28 @@ def commit_shard(kind: str, input: str, out: str, pipeline_name: str, overrides:
             role.load()
     inputs = Folder(out).sub(INPUTS)
     started = time.perf_counter()
-    data, stats = curate_shard(state["source"], number, shard_size, state["pipeline"].curate, state["roles"],
-                               50_000_000)  # fmt: skip
-    stats["parquet"] = {"name": f"{_shard(number)}.parquet", "bytes": len(data),
-                        "sha256": inputs.write_atomic(f"{_shard(number)}.parquet", data)}  # fmt: skip
+    data, stats = curate_shard(
+        state["source"], number, shard_size, state["pipeline"].curate, state["roles"], 50_000_000
+    )
+    stats["parquet"] = {
+        "name": f"{_shard(number)}.parquet",
+        "bytes": len(data),
+        "sha256": inputs.write_atomic(f"{_shard(number)}.parquet", data),
+    }
     stats["seconds"] = round(time.perf_counter() - started, 3)
     inputs.write_atomic(f"{_shard(number)}{STATS}", (json.dumps(stats, indent=1) + "\n").encode())
 
 
-def curate(kind: str, input: str, out: str, pipeline_name: str = "local", shard_size: int = 100,
-           overrides: list[str] = (), progress: bool = True, workers: int = 0) -> dict[str, Any]:  # fmt: skip
+def curate(
+    kind: str,
+    input: str,
+    out: str,
+    pipeline_name: str = "local",
+    shard_size: int = 100,
+    overrides: list[str] = (),
+    progress: bool = True,
+    workers: int = 0,
+) -> dict[str, Any]:
     """Curate every input of `--source kind --input input` into OUT: each input shard looked at and gated, then the
     near-duplicates across all of them; resumable (committed shards are not redone). Returns the funnel.
 
@@ -216,8 +267,10 @@ def curate(kind: str, input: str, out: str, pipeline_name: str = "local", shard_
     pipeline = load_pipeline(pipeline_name, overrides)
     for role, score in CURATION_ROLES.items():
         if score in pipeline.curate and role not in pipeline.roles:
-            raise ConfigError(f"pipeline {pipeline.name!r}: field `curate.{score}`: gates the {role} role's score and "
-                              f"the pipeline has no `roles.{role}`; add the role or drop the gate")  # fmt: skip
+            raise ConfigError(
+                f"pipeline {pipeline.name!r}: field `curate.{score}`: gates the {role} role's score and "
+                f"the pipeline has no `roles.{role}`; add the role or drop the gate"
+            )
     require(pipeline, "curate", set(curation_roles(pipeline)))
     check_source(kind, input)
     source = build_source(kind, pipeline.image_size, input)
@@ -272,8 +325,12 @@ def _dedup_rows(batch: dict[str, Any]) -> dict[str, Any]:
     area = batch["width"][kept].astype(np.float64) * batch["height"][kept]
     aesthetic = np.nan_to_num(batch["score_aesthetic"][kept].astype(np.float64), nan=0.0)
     words = np.stack(batch["hashes"][kept]) if kept.any() else np.empty((0, dedup.IMAGE_WORDS))
-    return {"id": batch["index"][kept].astype(np.int64), "key": batch["key"][kept],
-            "words": words.astype(np.int64), "rank": np.stack([-area, -aesthetic], axis=1)}  # fmt: skip
+    return {
+        "id": batch["index"][kept].astype(np.int64),
+        "key": batch["key"][kept],
+        "words": words.astype(np.int64),
+        "rank": np.stack([-area, -aesthetic], axis=1),
+    }
 
 
 DEDUP_COLUMNS = ["key", "width", "height", "reason", "score_aesthetic", "hashes"]
@@ -303,9 +360,13 @@ def write_duplicates(folder, on_ray: bool = False) -> None:
         for table in committed_inputs(folder, DEDUP_COLUMNS):
             for row in table.to_pylist():
                 if not row["reason"]:
-                    items.append({"key": row["key"], "hashes": dedup.from_words(row["hashes"]),
-                                  "rank": dedup.rank(row["key"], row["width"], row["height"],
-                                                     row["score_aesthetic"] or 0.0)})  # fmt: skip
+                    items.append(
+                        {
+                            "key": row["key"],
+                            "hashes": dedup.from_words(row["hashes"]),
+                            "rank": dedup.rank(row["key"], row["width"], row["height"], row["score_aesthetic"] or 0.0),
+                        }
+                    )
         dropped, compared = dedup.near_duplicates(items), len(items)
     table = pa.table({"key": list(dropped), "duplicate_of": list(dropped.values())})
     sha = folder.write_atomic(DUPLICATES, to_parquet(table))
@@ -323,8 +384,12 @@ def funnel(folder) -> dict[str, Any]:
         total += len(table)
         reasons.update(reason for reason in table.column("reason").to_pylist() if reason)
     duplicates = len(read_parquet(folder, DUPLICATES)) if folder.exists(DUPLICATES_MARKER) else 0
-    return {"inputs": total, "dropped": dict(reasons.most_common()), "duplicates": duplicates,
-            "kept": total - sum(reasons.values()) - duplicates}  # fmt: skip
+    return {
+        "inputs": total,
+        "dropped": dict(reasons.most_common()),
+        "duplicates": duplicates,
+        "kept": total - sum(reasons.values()) - duplicates,
+    }
 
 
 def flags(parser) -> None:
@@ -335,11 +400,21 @@ def flags(parser) -> None:
     parser.add_argument("--out", required=True, metavar="CURATED", help="where the curated set is written")
     parser.add_argument("--pipeline", default="local", help="whose nsfw role and curate gates (default: local)")
     parser.add_argument("--shard-size", type=positive, default=100, help="inputs per committed shard (default 100)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override the pipeline, e.g. --set curate.blur.max=0.7")  # fmt: skip
-    parser.add_argument("--workers", type=int, default=0,
-                        help="0: inline (default); N: at most N shards at once on Ray (RAY_ADDRESS or a local "
-                        "cluster), and the deduplication on Ray Data")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the pipeline, e.g. --set curate.blur.max=0.7",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="0: inline (default); N: at most N shards at once on Ray (RAY_ADDRESS or a local "
+        "cluster), and the deduplication on Ray Data",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines)")
 
 
@@ -349,11 +424,21 @@ def run(args) -> int:
         from datagen.errors import ConfigError
 
         raise ConfigError(f"--workers {args.workers}: give 0 (inline) or a positive number")
-    result = curate(args.source, args.input, args.out, args.pipeline, args.shard_size, args.overrides,
-                    progress=not args.no_progress, workers=args.workers)  # fmt: skip
+    result = curate(
+        args.source,
+        args.input,
+        args.out,
+        args.pipeline,
+        args.shard_size,
+        args.overrides,
+        progress=not args.no_progress,
+        workers=args.workers,
+    )
     dropped = ", ".join(f"{reason} {n}" for reason, n in result["dropped"].items()) or "none"
-    print(f"curated {result['inputs']} inputs: dropped by the gates {dropped}; near-duplicates "
-          f"{result['duplicates']}; kept {result['kept']}")  # fmt: skip
+    print(
+        f"curated {result['inputs']} inputs: dropped by the gates {dropped}; near-duplicates "
+        f"{result['duplicates']}; kept {result['kept']}"
+    )
     from datagen.sources import describe_unreadable, unreadable_inputs
 
     for line in describe_unreadable(unreadable_inputs(args.source, args.input)):

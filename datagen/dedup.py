@@ -104,8 +104,10 @@ def image_hashes(image: np.ndarray) -> tuple[int, ...]:
     """HASHES ints of an RGB (or grey) uint8 image: the pHash of each of VIEWS, then the cell signature of each."""
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
     grey = grey.astype(np.float32)
-    smalls = [cv2.resize(np.ascontiguousarray(_view(grey, share, mirrored)), (32, 32), interpolation=cv2.INTER_AREA)
-              for share, mirrored in VIEWS]  # fmt: skip
+    smalls = [
+        cv2.resize(np.ascontiguousarray(_view(grey, share, mirrored)), (32, 32), interpolation=cv2.INTER_AREA)
+        for share, mirrored in VIEWS
+    ]
     return tuple(phash(small) for small in smalls) + tuple(cells(small) for small in smalls)
 
 
@@ -262,9 +264,15 @@ VERIFY_CHUNK = 1_000_000
 """Candidate pairs verified at once (their words gathered: about 200 bytes a pair)."""
 
 
-def pairs_in_partition(buckets: np.ndarray, ids: np.ndarray, words_of: Callable[[np.ndarray], np.ndarray],
-                       bits: int, part: int = 0, parts: int = 1,
-                       max_distance: int = MAX_DISTANCE) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def pairs_in_partition(
+    buckets: np.ndarray,
+    ids: np.ndarray,
+    words_of: Callable[[np.ndarray], np.ndarray],
+    bits: int,
+    part: int = 0,
+    parts: int = 1,
+    max_distance: int = MAX_DISTANCE,
+) -> tuple[np.ndarray, np.ndarray]:
     """The duplicate pairs (id a < id b) among the rows (bucket, id) of partition `part`: ids in one bucket are
     candidates (`words_of(ids)` gives their hashes); a pair is kept if it is within `max_distance` and the first
     bucket the two share is in this partition, so that a pair is found in one partition only."""
@@ -288,8 +296,9 @@ def pairs_in_partition(buckets: np.ndarray, ids: np.ndarray, words_of: Callable[
     if not a_ids:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     assert int(ids.max()) < 1 << 32, "ids must fit in 32 bits"
-    pair = _sorted_unique((np.concatenate(a_ids).astype(np.uint64) << np.uint64(32))
-                          | np.concatenate(b_ids).astype(np.uint64))  # fmt: skip
+    pair = _sorted_unique(
+        (np.concatenate(a_ids).astype(np.uint64) << np.uint64(32)) | np.concatenate(b_ids).astype(np.uint64)
+    )
     a, b = (pair >> np.uint64(32)).astype(np.int64), (pair & np.uint64(0xFFFFFFFF)).astype(np.int64)
     del pair, a_ids, b_ids  # each pair once: close pairs share many buckets
     found_a, found_b = [], []
@@ -343,8 +352,12 @@ def near_duplicates(items: Iterable[dict[str, Any]], max_distance: int = MAX_DIS
     n = len(items)
     words = np.array([to_words(item["hashes"]) for item in items], dtype=np.int64).reshape(n, IMAGE_WORDS)
     a, b = pairs_of_words(words, max_distance)
-    return resolve(a, b, {i: tuple(item["rank"]) for i, item in enumerate(items)}, {i: item["key"] for i, item in
-                   enumerate(items)})  # fmt: skip
+    return resolve(
+        a,
+        b,
+        {i: tuple(item["rank"]) for i, item in enumerate(items)},
+        {i: item["key"] for i, item in enumerate(items)},
+    )
 
 
 ROWS_IN_MEMORY = 40_000_000
@@ -352,8 +365,9 @@ ROWS_IN_MEMORY = 40_000_000
 rows are spilled to partition files on disk first, as a shuffle would, and each partition is read back alone."""
 
 
-def pairs_of_words(words: np.ndarray, max_distance: int = MAX_DISTANCE, chunk: int = 50_000,
-                   parts: int | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def pairs_of_words(
+    words: np.ndarray, max_distance: int = MAX_DISTANCE, chunk: int = 50_000, parts: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The duplicate pairs (a < b) of an array of hashes (ids: row numbers), one partition at a time."""
     import tempfile
     from pathlib import Path
@@ -407,9 +421,15 @@ def near_duplicates_ray(dataset, max_distance: int = MAX_DISTANCE) -> dict[str, 
         ids = group["id"].astype(np.int64)
         known, first = np.unique(ids, return_index=True)  # an id's rows carry the same words: its first row's
         words = np.stack(group["words"]).astype(np.int64)[first]
-        a, b = pairs_in_partition(group["bucket"].astype(np.uint64), ids,
-                                  lambda wanted: words[np.searchsorted(known, wanted)], bits,
-                                  int(group["part"][0]), parts, max_distance)  # fmt: skip
+        a, b = pairs_in_partition(
+            group["bucket"].astype(np.uint64),
+            ids,
+            lambda wanted: words[np.searchsorted(known, wanted)],
+            bits,
+            int(group["part"][0]),
+            parts,
+            max_distance,
+        )
         return {"a": a, "b": b}
 
     pairs = (

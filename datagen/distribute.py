@@ -201,9 +201,12 @@ class ActorPool:
             self.replace_stalled(on_result)
             if not done and not self.ready:
                 log_event(
-                    "waiting_for_workers", phase=self.phase, starting=len(self.starting),
-                    seconds=round(time.monotonic() - waited_since), cluster=ray.available_resources(),
-                )  # fmt: skip
+                    "waiting_for_workers",
+                    phase=self.phase,
+                    starting=len(self.starting),
+                    seconds=round(time.monotonic() - waited_since),
+                    cluster=ray.available_resources(),
+                )
             for ref in done:
                 if ref not in self.starting and ref not in self.in_flight:
                     continue  # a stalled worker's shard, already given back

@@ -46,8 +46,17 @@ def run(args: argparse.Namespace) -> int:
     with Progress(turns * args.steps, "edit", unit="step", enabled=not args.no_progress) as bar:
         for turn, instruction in enumerate(args.instruction, 1):  # each turn edits the previous one's result
             bar.update(0, turn=f"{turn}/{turns}")
-            new = edit(model, current, instruction, task, args.steps, args.image_guidance, args.text_guidance,
-                       args.seed, on_step=lambda done, steps: bar.update(1))  # fmt: skip
+            new = edit(
+                model,
+                current,
+                instruction,
+                task,
+                args.steps,
+                args.image_guidance,
+                args.text_guidance,
+                args.seed,
+                on_step=lambda done, steps: bar.update(1),
+            )
             current = keep_changed(current[: new.shape[0], : new.shape[1]], new, args.alpha) if turn > 1 else new
             if turns > 1:
                 Path(f"{Path(args.out).with_suffix('')}-{turn}.png").write_bytes(to_png(current))

@@ -127,13 +127,20 @@ def load_pairs(shards: list[str], limit: int | None) -> list[dict[str, Any]]:
     pairs = []
     for sample in read_samples(shards):
         meta = sample.meta
-        pairs.append({
-            "task": meta["task"], "instruction": meta["instruction"], "input_caption": meta["input_caption"],
-            "output_caption": meta["output_caption"],
-            "input": decode_member(sample.images["input"][1]), "output": decode_member(sample.images["output"][1]),
-            "key": sample.key, "turn": int(meta.get("turn") or 1), "previous": meta.get("previous") or "",
-            **text_target(meta.get("params")),
-        })  # fmt: skip
+        pairs.append(
+            {
+                "task": meta["task"],
+                "instruction": meta["instruction"],
+                "input_caption": meta["input_caption"],
+                "output_caption": meta["output_caption"],
+                "input": decode_member(sample.images["input"][1]),
+                "output": decode_member(sample.images["output"][1]),
+                "key": sample.key,
+                "turn": int(meta.get("turn") or 1),
+                "previous": meta.get("previous") or "",
+                **text_target(meta.get("params")),
+            }
+        )
         if limit and len(pairs) >= limit:
             break
     return pairs
@@ -162,8 +169,9 @@ def read_texts(pairs: list[dict[str, Any]], befores: list, afters: list, reader)
     placed = [k for k in wanted if pairs[k]["ocr_place"] is not None and afters[k].shape == pairs[k]["input"].shape]
     anywhere = [k for k in wanted if k not in placed]
     read: dict[int, list[str]] = {}
-    for k, text in zip(placed, read_regions(reader, [afters[k] for k in placed],
-                                             [pairs[k]["ocr_place"] for k in placed]), strict=True):  # fmt: skip
+    for k, text in zip(
+        placed, read_regions(reader, [afters[k] for k in placed], [pairs[k]["ocr_place"] for k in placed]), strict=True
+    ):
         read[k] = [text]
     for k, lines in zip(anywhere, reader.read_batch([afters[k] for k in anywhere]) if anywhere else [], strict=True):
         read[k] = [line.text for line in lines] + [" ".join(line.text for line in lines)] or [""]
@@ -220,8 +228,15 @@ def load_benchmark(
         if form == "emu":
             pairs.append({**{k: row[k] for k in FORMATS["emu"] if k != "image"}, "input": image})
         else:
-            pairs.append({"task": row["task_type"], "instruction": row["instruction"], "input_caption": None,
-                          "output_caption": None, "input": image})  # fmt: skip
+            pairs.append(
+                {
+                    "task": row["task_type"],
+                    "instruction": row["instruction"],
+                    "input_caption": None,
+                    "output_caption": None,
+                    "input": image,
+                }
+            )
     return pairs
 
 
@@ -276,8 +291,10 @@ def evaluate(
             if chain is not None:
                 from datagen.train import keep_changed
 
-                afters = [keep_changed(b, a, alpha) if p.get("previous") in chain else a
-                          for p, b, a in zip(batch, befores, afters, strict=True)]  # fmt: skip
+                afters = [
+                    keep_changed(b, a, alpha) if p.get("previous") in chain else a
+                    for p, b, a in zip(batch, befores, afters, strict=True)
+                ]
                 chain.update((p["key"], a) for p, a in zip(batch, afters, strict=True))
             metrics = measured(batch, befores, afters, clip, dino)
             if judge is not None:
@@ -300,8 +317,9 @@ def edited(pairs: list[dict[str, Any]], editor, edit_args: dict, on_step=None) -
     tasks = [editor_task(p["task"], editor.tasks) for p in pairs]
     seed = edit_args.get("seed", 0)
     args = {k: v for k, v in edit_args.items() if k != "seed"}
-    afters = edit_batch(editor, befores, [p["instruction"] for p in pairs], tasks, seeds=[seed] * len(pairs),
-                        on_step=on_step, **args)  # fmt: skip
+    afters = edit_batch(
+        editor, befores, [p["instruction"] for p in pairs], tasks, seeds=[seed] * len(pairs), on_step=on_step, **args
+    )
     return [b[: a.shape[0], : a.shape[1]] for b, a in zip(befores, afters, strict=True)], afters
 
 
@@ -335,16 +353,19 @@ def judged(pairs: list[dict[str, Any]], befores: list, afters: list, judge, firs
     """VIEScore's SC, PQ and O of each pair from the judge's verdicts, one call for the batch; `unjudged`: the reason
     the judge gave no verdict (the scores NaN), else "". Each pair's seed is its place in the whole evaluation, so
     the scores do not depend on the batch size."""
-    items = [(before, after, pair["instruction"], task_group(pair["task"]), first + k)
-             for k, (pair, before, after) in enumerate(zip(pairs, befores, afters, strict=True))]  # fmt: skip
+    items = [
+        (before, after, pair["instruction"], task_group(pair["task"]), first + k)
+        for k, (pair, before, after) in enumerate(zip(pairs, befores, afters, strict=True))
+    ]
     rows = []
     for verdict in judge.judge_batch(items):
         if isinstance(verdict, Exception):
             reason = getattr(verdict, "reason", "judge_failed")
             rows.append({"SC": math.nan, "PQ": math.nan, "O": math.nan, "unjudged": reason})
         else:
-            rows.append({"SC": verdict.semantics, "PQ": float(verdict.quality), "O": verdict.vie_overall,
-                         "unjudged": ""})  # fmt: skip
+            rows.append(
+                {"SC": verdict.semantics, "PQ": float(verdict.quality), "O": verdict.vie_overall, "unjudged": ""}
+            )
     return rows
 
 
@@ -404,19 +425,28 @@ def flags(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter  # the tables as written
     parser.add_argument("--shards", nargs="+", help="run folders or .tar files: their pairs, or a checkpoint's edits")
     parser.add_argument("--benchmark", help="a benchmark parquet, Emu Edit's or GEdit-Bench's (needs --checkpoint)")
-    parser.add_argument("--benchmark-format", choices=("auto", "emu", "gedit"), default="auto",
-                        help="the benchmark's format (default: auto, told by its columns)")  # fmt: skip
+    parser.add_argument(
+        "--benchmark-format",
+        choices=("auto", "emu", "gedit"),
+        default="auto",
+        help="the benchmark's format (default: auto, told by its columns)",
+    )
     parser.add_argument("--language", help="GEdit-Bench: the rows of this instruction_language only, e.g. en or cn")
     parser.add_argument("--checkpoint", help="evaluate this model's edits instead of the stored outputs")
     parser.add_argument("--pipeline", default="sd15", help="whose clip and dino roles measure (default: sd15)")
     parser.add_argument("--judge", metavar="PIPELINE", help="also VIEScore's SC, PQ and O from this pipeline's judge")
     parser.add_argument("--limit", type=int, help="at most this many pairs")
     parser.add_argument("--json", help="also write the numbers here")
-    parser.add_argument("--alpha", type=float, default=0.03,
-                        help="sessions with --checkpoint, the chained setting: keep a new pixel only if it changed "
-                        "this much (Emu Edit's multi-turn threshold, as datagen edit; default: 0.03)")  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=8,
-                        help="pairs edited, embedded and judged together (default: 8)")  # fmt: skip
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=0.03,
+        help="sessions with --checkpoint, the chained setting: keep a new pixel only if it changed "
+        "this much (Emu Edit's multi-turn threshold, as datagen edit; default: 0.03)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="pairs edited, embedded and judged together (default: 8)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines) over the pairs")
 
 
@@ -471,11 +501,16 @@ def run(args: argparse.Namespace) -> int:
     if judging is not None:  # last: vLLM checks its memory share against what the editor leaves free
         judge = models.build("judge", judging.roles["judge"])
         judge.load()
-    rows = evaluate(pairs, clip, dino, editor, batch_size=args.batch_size, progress=not args.no_progress, judge=judge,
-                    ocr=ocr)  # fmt: skip
+    rows = evaluate(
+        pairs, clip, dino, editor, batch_size=args.batch_size, progress=not args.no_progress, judge=judge, ocr=ocr
+    )
     summary = summarise(rows)
-    names = {"CLIP": clip.model_id, "DINO": dino.model_id, **({"judge": judge.model_id} if judge else {}),
-             **({"OCR": ocr.model_id} if ocr else {})}  # fmt: skip
+    names = {
+        "CLIP": clip.model_id,
+        "DINO": dino.model_id,
+        **({"judge": judge.model_id} if judge else {}),
+        **({"OCR": ocr.model_id} if ocr else {}),
+    }
     print(table(summary, names))
     by_turn = {}
     if any(pair.get("turn", 1) > 1 for pair in pairs):  # sessions: per turn, in MagicBrush's settings
@@ -486,9 +521,18 @@ def run(args: argparse.Namespace) -> int:
             chain: dict[str, np.ndarray] = {}
             chained = []
             for turn in sorted({pair["turn"] for pair in pairs}):  # a turn's batch starts from the last turn's edits
-                chained += evaluate([pair for pair in pairs if pair["turn"] == turn], clip, dino, editor,
-                                    batch_size=args.batch_size, progress=not args.no_progress, judge=judge, ocr=ocr,
-                                    chain=chain, alpha=args.alpha)  # fmt: skip
+                chained += evaluate(
+                    [pair for pair in pairs if pair["turn"] == turn],
+                    clip,
+                    dino,
+                    editor,
+                    batch_size=args.batch_size,
+                    progress=not args.no_progress,
+                    judge=judge,
+                    ocr=ocr,
+                    chain=chain,
+                    alpha=args.alpha,
+                )
             by_turn["chained"] = summarise(chained, by="turn")
         for setting, per_turn in by_turn.items():
             print(f"\nper turn, {SETTINGS.get(setting, 'the pairs as stored')}:")
@@ -496,8 +540,10 @@ def run(args: argparse.Namespace) -> int:
     unjudged = unjudged_reasons(rows) if judge else None
     if judge:
         reasons = ", ".join(f"{reason} {count}" for reason, count in unjudged.items())
-        print(f"judge: {sum(unjudged.values())} of {len(rows)} pairs unscored (SC, PQ, O NaN){': ' if reasons else ''}"
-              f"{reasons}")  # fmt: skip
+        print(
+            f"judge: {sum(unjudged.values())} of {len(rows)} pairs unscored (SC, PQ, O NaN){': ' if reasons else ''}"
+            f"{reasons}"
+        )
     if args.json:
         write_json(Path(args.json), summary, names, unjudged, by_turn)
     return 0

@@ -263,9 +263,14 @@ def write_magicbrush_shard(samples: Iterator[Sample], folder: Folder, name: str,
     def rows() -> Iterator[tuple[dict[str, Any], int]]:
         for sample in samples:
             session, turn = session_of(sample.meta, sample.key)
-            row = {"img_id": session, "turn_index": turn, "source_img": _image_of(sample, "input"),
-                   "mask_img": _image_of(sample, "mask"), "instruction": prompt(sample.instruction, sample.meta),
-                   "target_img": _image_of(sample, "output")}  # fmt: skip
+            row = {
+                "img_id": session,
+                "turn_index": turn,
+                "source_img": _image_of(sample, "input"),
+                "mask_img": _image_of(sample, "mask"),
+                "instruction": prompt(sample.instruction, sample.meta),
+                "target_img": _image_of(sample, "output"),
+            }
             yield row, sum(len(data) for _, data in sample.images.values())
 
     return _write_rows(rows(), folder, name, magicbrush_schema())
@@ -279,12 +284,24 @@ def write_sessions_shard(samples: Iterator[Sample], folder: Folder, name: str, p
         grouped = itertools.groupby(samples, key=lambda sample: session_of(sample.meta, sample.key)[0])
         for session, group in grouped:
             turns = sorted(group, key=lambda sample: session_of(sample.meta, sample.key)[1])
-            row = {"session": session, "turns_count": len(turns), "input_image": _image_of(turns[0], "input"),
-                   "turns": [{"key": t.key, "task": t.meta.get("task", ""),
-                              "instruction": prompt(t.instruction, t.meta), "output_image": _image_of(t, "output"),
-                              "mask": _image_of(t, "mask"), "input_caption": t.meta.get("input_caption", ""),
-                              "output_caption": t.meta.get("output_caption", ""), "json": t.meta_text}
-                             for t in turns]}  # fmt: skip
+            row = {
+                "session": session,
+                "turns_count": len(turns),
+                "input_image": _image_of(turns[0], "input"),
+                "turns": [
+                    {
+                        "key": t.key,
+                        "task": t.meta.get("task", ""),
+                        "instruction": prompt(t.instruction, t.meta),
+                        "output_image": _image_of(t, "output"),
+                        "mask": _image_of(t, "mask"),
+                        "input_caption": t.meta.get("input_caption", ""),
+                        "output_caption": t.meta.get("output_caption", ""),
+                        "json": t.meta_text,
+                    }
+                    for t in turns
+                ],
+            }
             yield row, sum(len(data) for t in turns for _, data in t.images.values())
 
     return _write_rows(rows(), folder, name, sessions_schema())
@@ -392,9 +409,13 @@ def _preference_row(sample: Sample, candidate: Candidate, prompt: PromptChoice) 
 
 
 def write_preference_shard(
-    samples: Iterator[Sample], candidates: Iterator[Candidate], folder: Folder, name: str, prompt: PromptChoice,
+    samples: Iterator[Sample],
+    candidates: Iterator[Candidate],
+    folder: Folder,
+    name: str,
+    prompt: PromptChoice,
     skipped: Counter,
-) -> int:  # fmt: skip
+) -> int:
     """One shard's preference pairs -> one parquet file of preference_schema(), published whole (none without a
     pair); returns its rows."""
     pairs = preference_pairs(samples, candidates, skipped)
@@ -461,8 +482,9 @@ def export(
     for n, shard in enumerate(shards):
         samples = run.samples(shard) if format == "preference" else _counted(run.samples(shard), tasks, turns)
         if format == "preference":
-            written = write_preference_shard(samples, run.rejected(shard), target.sub("data").sub("train"),
-                                             f"{shard.name}.parquet", prompt, skipped)  # fmt: skip
+            written = write_preference_shard(
+                samples, run.rejected(shard), target.sub("data").sub("train"), f"{shard.name}.parquet", prompt, skipped
+            )
         elif shard.kept == 0:  # nothing to export (still read, to check it): no empty file for loaders to trip on
             written = sum(1 for _ in samples)
         elif format in PARQUET_WRITERS:
@@ -484,8 +506,12 @@ def export(
     if format == "preference":
         counts["unpaired"] = {"input_differs": skipped["input_differs"], "not_kept": skipped["not_kept"]}
     counts["datagen"] = __version__
-    schema = {"hf-parquet": hf_schema, "preference": preference_schema, "magicbrush": magicbrush_schema,
-              "sessions": sessions_schema}.get(format)  # fmt: skip
+    schema = {
+        "hf-parquet": hf_schema,
+        "preference": preference_schema,
+        "magicbrush": magicbrush_schema,
+        "sessions": sessions_schema,
+    }.get(format)
     data = target.sub("train" if format == "imagefolder" else "data")
     counts["bytes"] = int(data.fs.du(data.path)) if data.fs.exists(data.path) else 0
     text = card(run, counts, format, features_of(schema()) if schema else None)
@@ -544,8 +570,14 @@ def run(args: argparse.Namespace) -> int:
     dest = args.dest or args.dest_arg
     if not dest:
         raise _error("give DEST: datagen export OUT DEST --format hf-parquet (or --dest DEST)")
-    counts = export(args.out, dest, args.format, progress=not args.no_progress, overwrite=args.overwrite,
-                    instruction=args.instruction)  # fmt: skip
+    counts = export(
+        args.out,
+        dest,
+        args.format,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        instruction=args.instruction,
+    )
     tasks = ", ".join(f"{task} {n}" for task, n in sorted(counts["tasks"].items()))
     what = {"preference": "preference pairs", "sessions": "sessions"}.get(args.format, "samples")
     if args.format == "imagefolder":
@@ -557,8 +589,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {counts['instruction_fell_back']} rows without a rewritten instruction kept the original")
     if args.format == "preference":
         unpaired = counts["unpaired"]
-        print(f"  unpaired rejected candidates: {unpaired['input_differs']} with another input image than the kept "
-              f"one's, {unpaired['not_kept']} of samples that kept none")  # fmt: skip
+        print(
+            f"  unpaired rejected candidates: {unpaired['input_differs']} with another input image than the kept "
+            f"one's, {unpaired['not_kept']} of samples that kept none"
+        )
     print(f"  load with: {load}")
     if args.format in ("hf-parquet", "imagefolder"):
         print(f"  diffusers examples/instruct_pix2pix/train_instruct_pix2pix.py {flag} {dest} (its default columns)")

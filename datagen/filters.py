@@ -71,9 +71,14 @@ def pixel_scores_on_device(before, afters, object_mask, edit_masks, ground_truth
     inside = object_mask.expand(k, -1, -1)
     scores = [
         {"mask_area": area, "inside_change": a, "outside_l1": b, "change": c}
-        for area, a, b, c in zip([int(object_mask.sum()) / object_mask.numel()] * k, l1_of(diff, inside),
-                                 l1_of(diff, ~edited, 0.0), l1_of(diff, edited, 0.0), strict=True)
-    ]  # fmt: skip
+        for area, a, b, c in zip(
+            [int(object_mask.sum()) / object_mask.numel()] * k,
+            l1_of(diff, inside),
+            l1_of(diff, ~edited, 0.0),
+            l1_of(diff, edited, 0.0),
+            strict=True,
+        )
+    ]
     if ground_truth is not None:
         truth, others = ground_truth
         wrong = (afters.to(torch.int32) - truth.to(torch.int32)).abs().sum(dim=-1)
@@ -207,8 +212,9 @@ def judge_scores(groups: list[list], judge, group: str) -> dict[int, Exception]:
     each record, and the instruction it rewrote where it rewrites. Returns id(candidate) -> the reason for each
     candidate it gave no verdict on (an answer cut off or not parsing): those are rejected, whatever the gates."""
     candidates = [candidate for candidates in groups for candidate in candidates]
-    items = [(c.input_image, c.output_image, c.instruction, group, (c.seed + c.candidate) % (2**31 - 1))
-             for c in candidates]  # fmt: skip
+    items = [
+        (c.input_image, c.output_image, c.instruction, group, (c.seed + c.candidate) % (2**31 - 1)) for c in candidates
+    ]
     failures: dict[int, Exception] = {}
     for candidate, verdict in zip(candidates, judge.judge_batch(items), strict=True):
         if isinstance(verdict, Exception):

@@ -86,8 +86,9 @@ def _to_patch(quad) -> np.ndarray:
 def patch(image: np.ndarray, quad) -> np.ndarray:
     """The pixels under the quadrilateral, rectified to its width x height (baseline horizontal)."""
     width, height = _patch_size(quad)
-    return cv2.warpPerspective(image, _to_patch(quad), (width, height), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    return cv2.warpPerspective(
+        image, _to_patch(quad), (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def _classes(rectified: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -195,8 +196,15 @@ def read_glyphs(image: np.ndarray, quad, text: str, fonts: tuple[str, ...] = FON
     return Glyphs(name, round(iou, 4), colour, (round(top / full, 4), round((bottom + 1) / full, 4)))
 
 
-def draw(image: np.ndarray, quad, text: str, font_name: str, colour, fit: str = "keep",
-         band: tuple[float, float] = (0.08, 0.92)) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def draw(
+    image: np.ndarray,
+    quad,
+    text: str,
+    font_name: str,
+    colour,
+    fit: str = "keep",
+    band: tuple[float, float] = (0.08, 0.92),
+) -> tuple[np.ndarray, np.ndarray]:
     """`text` rendered into the quadrilateral (its height, angle and perspective), in `colour`: (new image, bool mask
     of the pixels it covers). The ink fills `band` of the box's height (top and bottom as shares of it)."""
     width, height = _patch_size(quad)
@@ -255,8 +263,14 @@ def line_quad(center: tuple[float, float], width: float, height: float, angle: f
     rad = np.radians(angle)
     along, down = np.array([np.cos(rad), np.sin(rad)]), np.array([-np.sin(rad), np.cos(rad)])
     half_w, half_h = along * width / 2, down * height / 2
-    return np.float32([[cx, cy] - half_w - half_h, [cx, cy] + half_w - half_h, [cx, cy] + half_w + half_h,
-                       [cx, cy] - half_w + half_h])  # fmt: skip
+    return np.float32(
+        [
+            [cx, cy] - half_w - half_h,
+            [cx, cy] + half_w - half_h,
+            [cx, cy] + half_w + half_h,
+            [cx, cy] - half_w + half_h,
+        ]
+    )
 
 
 def text_width(text: str, font_name: str, height: float) -> float:

@@ -146,8 +146,10 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
             f"in sessions: give --turns 2 or more (with other tasks to make the edits it undoes)"
         )
     generator = generators.get(spec.kind, where)
-    needed = (*generators.write_roles(generator, spec.args, run.source, where),
-              *generators.roles(generator, spec.args, where, source=run.source))  # fmt: skip
+    needed = (
+        *generators.write_roles(generator, spec.args, run.source, where),
+        *generators.roles(generator, spec.args, where, source=run.source),
+    )
     for role in ("llm", *needed):
         if role not in pipe.roles:
             raise ConfigError(

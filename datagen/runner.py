@@ -70,8 +70,10 @@ class Summary:
             lines.append("  rejected by reason: " + ", ".join(f"{k} {v}" for k, v in self.reasons.most_common()))
         lines.append(f"  {rate:.1f} samples/s over {self.seconds:.1f} s (this invocation)")
         if self.stalled:
-            lines.append(f"  worker_stalled: {self.stalled} (a worker finished no shard within actor.stall_seconds; "
-                         f"it was replaced and the shard retried)")  # fmt: skip
+            lines.append(
+                f"  worker_stalled: {self.stalled} (a worker finished no shard within actor.stall_seconds; "
+                f"it was replaced and the shard retried)"
+            )
         if self.failed:
             lines.append(f"  FAILED shards: {len(self.failed)} (tracebacks in {out}/failed/; rerun to retry them)")
             for shard, error in sorted(self.failed.items())[:10]:
@@ -268,11 +270,20 @@ def curate_first(args: argparse.Namespace) -> None:
         raise ConfigError(f"--curate reads photos: give --source {' or '.join(PHOTO_KINDS)} and --input")
     curated = f"{args.out.rstrip('/')}/curated"
     pipeline_overrides = [o[len("pipeline.") :] for o in args.overrides if o.startswith("pipeline.")]
-    funnel = curate(args.source, args.input, curated, args.pipeline or "local", overrides=pipeline_overrides,
-                    progress=not args.no_progress, workers=args.workers or 0)  # fmt: skip
+    funnel = curate(
+        args.source,
+        args.input,
+        curated,
+        args.pipeline or "local",
+        overrides=pipeline_overrides,
+        progress=not args.no_progress,
+        workers=args.workers or 0,
+    )
     dropped = ", ".join(f"{reason} {n}" for reason, n in funnel["dropped"].items()) or "none"
-    print(f"curated {funnel['inputs']} inputs into {curated}: dropped by the gates {dropped}; near-duplicates "
-          f"{funnel['duplicates']}; kept {funnel['kept']}")  # fmt: skip
+    print(
+        f"curated {funnel['inputs']} inputs into {curated}: dropped by the gates {dropped}; near-duplicates "
+        f"{funnel['duplicates']}; kept {funnel['kept']}"
+    )
     args.source, args.input = "curated", curated
 
 
@@ -303,9 +314,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"all {len(summaries)} tasks: {kept} kept of {samples} attempted")
     sessions = sum((s.sessions for s in summaries), Counter())
     if sessions and args.command != "write":  # the lines above count turns by their shard's task
-        print(f"sessions: {sessions['kept']} kept of {sessions['sessions']} ({sessions['complete']} complete), "
-              f"{configs[0].run.turns} turns each; each task's lines above count the turns of its shards' sessions, "
-              f"the report counts them by their own task")  # fmt: skip
+        print(
+            f"sessions: {sessions['kept']} kept of {sessions['sessions']} ({sessions['complete']} complete), "
+            f"{configs[0].run.turns} turns each; each task's lines above count the turns of its shards' sessions, "
+            f"the report counts them by their own task"
+        )
     if args.command != "render":
         from datagen.sources import describe_unreadable, unreadable_inputs
 

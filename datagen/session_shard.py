@@ -199,12 +199,16 @@ class SessionRender:
         sibling = self.worker.siblings[task]
         new = new_instruction(task, text["shard"], text["index"], turn_seed(self.run_spec.seed, key), "")
         source = {"kind": TURN_SOURCE, "previous": kept.key}
-        new.update(key=key, session=session, turn=turn, previous=kept.key, source=source,
-                   writer=sibling.writer.model_id)  # fmt: skip
-        captions = [None if k < len(states) - 1 and np.array_equal(state.image, now.image) else state.caption
-                    for k, state in enumerate(states)]  # fmt: skip
-        item = SourceItem(ref=source, caption=now.caption, objects=list(now.objects), image=now.image,
-                          history=captions)  # fmt: skip
+        new.update(
+            key=key, session=session, turn=turn, previous=kept.key, source=source, writer=sibling.writer.model_id
+        )
+        captions = [
+            None if k < len(states) - 1 and np.array_equal(state.image, now.image) else state.caption
+            for k, state in enumerate(states)
+        ]
+        item = SourceItem(
+            ref=source, caption=now.caption, objects=list(now.objects), image=now.image, history=captions
+        )
         return new, item
 
     def _after(self, text: InstructionRecord, kept: EditRecord, states: list[State]) -> State:

@@ -97,9 +97,10 @@ def unplaceable(config: RunConfig, turns: int) -> str | None:
         return None
     position = config.task.session.position
     why = cannot_follow(config) or (
-        "it goes back to an earlier image of its session: give --turns 2 or more" if position == "later"
+        "it goes back to an earlier image of its session: give --turns 2 or more"
+        if position == "later"
         else f"its task file allows it only as a session's {position} turn"
-    )  # fmt: skip
+    )
     where = f"a {turns}-turn session on pipeline {config.pipeline.name!r}"
     return f"task {config.task.name!r} cannot stand in {where}: {why}"
 
@@ -121,8 +122,10 @@ def check(configs: list[RunConfig]) -> None:
         )
     for turn in range(2, turns + 1):
         if not any(allowed(c, turn, turns) for c in by_name.values()):
-            reasons = "; ".join(f"{n}: {cannot_follow(c) or 'its task file says ' + c.task.session.position}"
-                                for n, c in by_name.items())  # fmt: skip
+            reasons = "; ".join(
+                f"{n}: {cannot_follow(c) or 'its task file says ' + c.task.session.position}"
+                for n, c in by_name.items()
+            )
             raise ConfigError(
                 f"--turns {turns}: no task of the mixture can edit turn {turn - 1}'s output ({reasons}); add a task "
                 f"that can (remove, color, global, style, text)"

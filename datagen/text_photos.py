@@ -64,8 +64,9 @@ def photo(name: str, square: int | None = None) -> np.ndarray:
         return cv2.resize(image[top : top + side, left : left + side], (square, square), interpolation=cv2.INTER_AREA)
     scale = 640 / max(image.shape[:2])
     if scale < 1:
-        image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
-                           interpolation=cv2.INTER_AREA)  # fmt: skip
+        image = cv2.resize(
+            image, (round(image.shape[1] * scale), round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA
+        )
     return image
 
 
@@ -78,8 +79,9 @@ def derived_copies(image: np.ndarray) -> dict[str, np.ndarray]:
     height, width = image.shape[:2]
     out = {}
     for scale in (0.5, 0.75):
-        out[f"resized-{scale}"] = cv2.resize(image, (int(width * scale), int(height * scale)),
-                                             interpolation=cv2.INTER_AREA)  # fmt: skip
+        out[f"resized-{scale}"] = cv2.resize(
+            image, (int(width * scale), int(height * scale)), interpolation=cv2.INTER_AREA
+        )
     for quality in (30, 60, 90):
         _, data = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
         out[f"jpeg-{quality}"] = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
@@ -90,8 +92,15 @@ def derived_copies(image: np.ndarray) -> dict[str, np.ndarray]:
     turn = cv2.getRotationMatrix2D((width / 2, height / 2), 2, 1.0)
     out["rotated-2"] = cv2.warpAffine(image, turn, (width, height), borderMode=cv2.BORDER_REFLECT)
     marked = image.copy()
-    cv2.putText(marked, "(c) stock", (width // 8, height // 2), cv2.FONT_HERSHEY_SIMPLEX, width / 250,
-                (255, 255, 255), max(1, width // 100))  # fmt: skip
+    cv2.putText(
+        marked,
+        "(c) stock",
+        (width // 8, height // 2),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        width / 250,
+        (255, 255, 255),
+        max(1, width // 100),
+    )
     out["watermarked"] = cv2.addWeighted(image, 0.6, marked, 0.4, 0)
     out["mirrored"] = np.ascontiguousarray(image[:, ::-1])
     return out
@@ -110,16 +119,30 @@ def with_overlay(image: np.ndarray, overlay: str) -> np.ndarray:
     out = image.copy()
     if overlay == "banner":
         out[int(height * 0.82) :] = (20, 20, 30)
-        cv2.putText(out, "STOCKPHOTO.COM", (width // 20, int(height * 0.95)), cv2.FONT_HERSHEY_SIMPLEX, width / 500,
-                    (240, 240, 240), max(1, width // 200))  # fmt: skip
+        cv2.putText(
+            out,
+            "STOCKPHOTO.COM",
+            (width // 20, int(height * 0.95)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            width / 500,
+            (240, 240, 240),
+            max(1, width // 200),
+        )
     elif overlay == "disc":
         radius = int(min(height, width) * 0.22)
         cv2.circle(out, (width - radius - 5, radius + 5), radius, (250, 220, 0), -1)
     elif overlay == "logo":
         side = int(min(height, width) * 0.3)
         out[height - side - 10 : height - 10, 10 : 10 + side] = (200, 30, 30)
-        cv2.putText(out, "LOGO", (20, height - side // 2), cv2.FONT_HERSHEY_SIMPLEX, side / 120, (255, 255, 255),
-                    max(1, side // 30))  # fmt: skip
+        cv2.putText(
+            out,
+            "LOGO",
+            (20, height - side // 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            side / 120,
+            (255, 255, 255),
+            max(1, side // 30),
+        )
     elif overlay == "border":
         edge = int(min(height, width) * 0.12)
         out[:edge], out[-edge:], out[:, :edge], out[:, -edge:] = 0, 0, 0, 0
@@ -135,8 +158,9 @@ def _contrasting(image: np.ndarray, quad: np.ndarray, rng: np.random.Generator) 
     return ranked[int(rng.integers(0, 2))]
 
 
-def text_photos(n: int = 28, seed: int = 0, angles: float = 12.0, square: int | None = None,
-                heights: tuple[int, ...] = HEIGHTS) -> list[TextPhoto]:  # fmt: skip
+def text_photos(
+    n: int = 28, seed: int = 0, angles: float = 12.0, square: int | None = None, heights: tuple[int, ...] = HEIGHTS
+) -> list[TextPhoto]:
     """`n` photos, each with one known line of text drawn on it (photos cycled, everything else drawn by seed);
     `square`: each photo's centre at that size (what a pipeline without buckets renders)."""
     rng = np.random.default_rng(seed)

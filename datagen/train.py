@@ -122,19 +122,27 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         kind, text = types[spec.name], docs.get(spec.name, "").replace("%", "%%")
         required = spec.default is MISSING and spec.default_factory is MISSING
         if get_origin(kind) is list:
-            parser.add_argument(_flag(spec.name), dest=spec.name, type=get_args(kind)[0], nargs="+",
-                                required=required, help=text)  # fmt: skip
+            parser.add_argument(
+                _flag(spec.name), dest=spec.name, type=get_args(kind)[0], nargs="+", required=required, help=text
+            )
         elif get_origin(kind) is dict:
             metavar, example = PAIR_FLAGS[spec.name]
             usage = f"On the command line: {_flag(spec.name)} {example}, repeatable."
-            parser.add_argument(_flag(spec.name), dest=spec.name, action="append", default=[], metavar=metavar,
-                                help=f"{text} {usage}")  # fmt: skip
+            parser.add_argument(
+                _flag(spec.name), dest=spec.name, action="append", default=[], metavar=metavar, help=f"{text} {usage}"
+            )
         else:
             scalar = next(t for t in (get_args(kind) or (kind,)) if t is not type(None))  # str | None: str
             default = None if required else spec.default
             shown = f"(default: {default})" if default is not None else ""
-            parser.add_argument(_flag(spec.name), dest=spec.name, type=scalar, default=default, required=required,
-                                help=" ".join(x for x in (text, shown) if x))  # fmt: skip
+            parser.add_argument(
+                _flag(spec.name),
+                dest=spec.name,
+                type=scalar,
+                default=default,
+                required=required,
+                help=" ".join(x for x in (text, shown) if x),
+            )
 
 
 def config_from_flags(args: argparse.Namespace) -> TrainConfig:
@@ -235,9 +243,12 @@ class EditModel(torch.nn.Module):
 
     def encode_text(self, instructions: list[str]) -> torch.Tensor:
         ids = self.tokenizer(
-            instructions, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True,
+            instructions,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
             return_tensors="pt",
-        ).input_ids.to(self.text_encoder.device)  # fmt: skip
+        ).input_ids.to(self.text_encoder.device)
         with torch.no_grad():
             return self.text_encoder(ids)[0]
 
@@ -480,8 +491,13 @@ def save_checkpoint(out: Path, step: int, model: EditModel, optimizer, config: T
     state = optimizer.state_dict()
     tensors = {f"{i}.{k}": v.cpu().contiguous() for i, s in state["state"].items() for k, v in s.items()}
     save_file(tensors, tmp / "optimizer.safetensors")
-    meta = {"step": step, "param_groups": state["param_groups"], "config": asdict(config),
-            "init_config": dict(model.unet.config), "tasks": model.tasks}  # fmt: skip
+    meta = {
+        "step": step,
+        "param_groups": state["param_groups"],
+        "config": asdict(config),
+        "init_config": dict(model.unet.config),
+        "tasks": model.tasks,
+    }
     (tmp / "state.json").write_text(json.dumps(meta, indent=1, default=str))
     os.replace(tmp, final)
     return final
@@ -556,8 +572,12 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True) -> di
     journal.close()
     if world > 1:
         torch.distributed.destroy_process_group()
-    return {"step": min(step + 1, config.steps), "loss": losses[-1] if losses else None, "losses": losses,
-            "checkpoint": str(checkpoint) if checkpoint else None}  # fmt: skip
+    return {
+        "step": min(step + 1, config.steps),
+        "loss": losses[-1] if losses else None,
+        "losses": losses,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+    }
 
 
 def model_to_train(config: TrainConfig) -> EditModel:
@@ -614,8 +634,9 @@ def warmup_schedule(optimizer: torch.optim.Optimizer, warmup: int, start: int):
     )
 
 
-def train_step(model: EditModel, net, optimizer: torch.optim.Optimizer, batch: dict, config: TrainConfig,
-               seeds: list[int]) -> float:  # fmt: skip
+def train_step(
+    model: EditModel, net, optimizer: torch.optim.Optimizer, batch: dict, config: TrainConfig, seeds: list[int]
+) -> float:
     """One optimizer step on a batch of `batch_size x accumulation` samples, in micro-batches of batch_size (one
     seed each), the gradient norm clipped at 1; returns the batch's mean loss. net: as for `loss_on`."""
     device = model.unet.device
@@ -732,8 +753,10 @@ def edit_batch(
             raise ConfigError(f"--task {task!r}: the checkpoint knows {', '.join(model.tasks)}")
     seeds = seeds if seeds is not None else [0] * len(images)
     if not len(images) == len(instructions) == len(tasks) == len(seeds):
-        raise ValueError(f"edit_batch: {len(images)} images, {len(instructions)} instructions, {len(tasks)} tasks "
-                         f"and {len(seeds)} seeds; give one of each per item")  # fmt: skip
+        raise ValueError(
+            f"edit_batch: {len(images)} images, {len(instructions)} instructions, {len(tasks)} tasks "
+            f"and {len(seeds)} seeds; give one of each per item"
+        )
     crops = [image[: image.shape[0] // 8 * 8, : image.shape[1] // 8 * 8] for image in images]
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for k, crop in enumerate(crops):
@@ -742,8 +765,17 @@ def edit_batch(
     for members in by_shape.values():
         pixels = torch.from_numpy(np.stack([crops[k] for k in members])).permute(0, 3, 1, 2).float() / 127.5 - 1
         task_ids = [model.tasks.index(tasks[k]) for k in members]
-        sampled = _sample(model, pixels, [instructions[k] for k in members], task_ids, [seeds[k] for k in members],
-                          steps, image_guidance, text_guidance, on_step)  # fmt: skip
+        sampled = _sample(
+            model,
+            pixels,
+            [instructions[k] for k in members],
+            task_ids,
+            [seeds[k] for k in members],
+            steps,
+            image_guidance,
+            text_guidance,
+            on_step,
+        )
         edited.update(zip(members, sampled, strict=True))
     return [edited[k] for k in range(len(images))]
 

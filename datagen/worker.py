@@ -326,8 +326,9 @@ class ShardWorker:
                 texts[index].update(status="rejected", reason=INPUT_ERROR, detail=f"{type(e).__name__}: {e}"[:500])
                 del items[index]
         args = self._generator.Args.parse(spec.args, "task file")
-        looked = self._generator.look(args, {role: self.models[role] for role in readers},
-                                      [items[i].image for i in items])  # fmt: skip
+        looked = self._generator.look(
+            args, {role: self.models[role] for role in readers}, [items[i].image for i in items]
+        )
         seen = {}
         for index, outcome in zip(list(items), looked, strict=True):
             if isinstance(outcome, Reject):
@@ -406,8 +407,12 @@ class ShardWorker:
         """A shard's stats completed with what every phase records (the configuration's fingerprint, the seconds
         since `started`, the commit time, a version change) and published as its commit marker, last, while this
         worker's driver still holds OUT."""
-        stats.update(config=self.config.fingerprint(), seconds=round(time.perf_counter() - started, 3),
-                     committed=shards.now(), **self.version_note)  # fmt: skip
+        stats.update(
+            config=self.config.fingerprint(),
+            seconds=round(time.perf_counter() - started, 3),
+            committed=shards.now(),
+            **self.version_note,
+        )
         self._check_lease()
         shards.write_stats(paths, stats)
         return stats

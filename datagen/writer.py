@@ -281,8 +281,11 @@ class VLLMWriter:
                     if isinstance(result, WriterReject)
                     else result["caption"].strip()
                 )
-        uncaptioned = [n for n, item in enumerate(items) if item.topic is None and not item.caption
-                       and item.image is not None and self.captions_images]  # fmt: skip
+        uncaptioned = [
+            n
+            for n, item in enumerate(items)
+            if item.topic is None and not item.caption and item.image is not None and self.captions_images
+        ]
         if uncaptioned:  # a photo without a caption: captioned from the image first
             written = self._complete(
                 self.caption_prompt,

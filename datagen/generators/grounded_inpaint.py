@@ -150,8 +150,10 @@ class GroundedInpaint:
             for (i, _, _), plan in zip(located, plans, strict=True):
                 fills = [next(results) for _ in names]
                 if isinstance(fills[0], np.ndarray):
-                    out[i] = [self._candidate(plan, number, name, fill) for number, (name, fill) in
-                              enumerate(zip(names, fills, strict=True))]  # fmt: skip
+                    out[i] = [
+                        self._candidate(plan, number, name, fill)
+                        for number, (name, fill) in enumerate(zip(names, fills, strict=True))
+                    ]
                 else:  # left on the inpainter's device: composited and scored there, one transfer back
                     out[i] = self._candidates_on_device(plan, fills)
         return out
@@ -168,10 +170,13 @@ class GroundedInpaint:
         truth = plan["truth"]
         if truth is not None:
             truth = (torch.from_numpy(truth[0]).to(device), torch.from_numpy(truth[1]).to(device))
-        scores = pixel_scores_on_device(image, removed, torch.from_numpy(plan["object_mask"]).to(device), masks,
-                                        truth)  # fmt: skip
-        return [self._candidate(plan, number, name, None, composited, entry) for number, (name, composited, entry)
-                in enumerate(zip(self.args.mask_variants, removed.cpu().numpy(), scores, strict=True))]  # fmt: skip
+        scores = pixel_scores_on_device(image, removed, torch.from_numpy(plan["object_mask"]).to(device), masks, truth)
+        return [
+            self._candidate(plan, number, name, None, composited, entry)
+            for number, (name, composited, entry) in enumerate(
+                zip(self.args.mask_variants, removed.cpu().numpy(), scores, strict=True)
+            )
+        ]
 
     def _plan(self, sample: Sample, detections: list, masks: list[np.ndarray]) -> dict[str, Any]:
         """What one sample's candidates share: its masks, the prompt of the repainted image, its ground truth."""

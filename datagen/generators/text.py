@@ -117,14 +117,22 @@ class TextRender(PerSample):
         none."""
         out: list[dict[str, Any] | Reject] = []
         for lines in roles["ocr"].read_batch(images):
-            legible = [line.as_dict() for line in lines if line.height >= args.min_text_height
-                       and line.text.strip() and len(line.text) <= args.max_line_chars]  # fmt: skip
+            legible = [
+                line.as_dict()
+                for line in lines
+                if line.height >= args.min_text_height and line.text.strip() and len(line.text) <= args.max_line_chars
+            ]
             if legible:
                 out.append({"text_lines": legible})
             else:
-                out.append(BadSource("no_legible_text", f"the OCR read {len(lines)} line(s) in the input, none at "
-                                     f"least {args.min_text_height} px high and at most {args.max_line_chars} "
-                                     f"characters long: no text to edit"))  # fmt: skip
+                out.append(
+                    BadSource(
+                        "no_legible_text",
+                        f"the OCR read {len(lines)} line(s) in the input, none at "
+                        f"least {args.min_text_height} px high and at most {args.max_line_chars} "
+                        f"characters long: no text to edit",
+                    )
+                )
         return out
 
     @classmethod
@@ -145,8 +153,10 @@ class TextRender(PerSample):
             if line is None:
                 read = ", ".join(repr(x["text"]) for x in lines)
                 quoted = edit.get("text_before")
-                return BadSource("text_not_read", f"the instruction quotes {quoted!r}, which the OCR did not read in "
-                                 f"the input (it read {read})")  # fmt: skip
+                return BadSource(
+                    "text_not_read",
+                    f"the instruction quotes {quoted!r}, which the OCR did not read in the input (it read {read})",
+                )
             edit["line"] = line
         return edit
 
@@ -233,9 +243,15 @@ class TextRender(PerSample):
                 [samples[n].record.seed for n in ready],
             )
             prompted = [n for n in ready if plans[n].target and inpainter.follows_prompt]
-            written = dict(zip(prompted, self._write_with_inpainter(inpainter, [plans[n] for n in prompted],
-                                                                    [samples[n].record for n in prompted]),
-                               strict=True))  # fmt: skip
+            written = dict(
+                zip(
+                    prompted,
+                    self._write_with_inpainter(
+                        inpainter, [plans[n] for n in prompted], [samples[n].record for n in prompted]
+                    ),
+                    strict=True,
+                )
+            )
         out: list[Outcome] = list(plans)  # a failed plan stays its exception
         with clock.stage("draw"):
             for n, cleared in zip(ready, removed, strict=True):
@@ -250,13 +266,26 @@ class TextRender(PerSample):
                     continue
                 base["box"] = np.round(plan.box, 1).tolist()
                 after, _ = glyphs.draw(cleared, plan.box, plan.target, plan.font, plan.colour, band=plan.band)
-                drawn = {**base, "method": "glyphs", "font": plan.font, "font_overlap": plan.overlap,
-                         "colour": list(plan.colour)}  # fmt: skip
+                drawn = {
+                    **base,
+                    "method": "glyphs",
+                    "font": plan.font,
+                    "font_overlap": plan.overlap,
+                    "colour": list(plan.colour),
+                }
                 found = [candidate(record, plan.image, after, plan.mask, drawn)]
                 image, method = written.get(n, (None, ""))
                 if image is not None and not isinstance(image, Exception):
-                    found.append(candidate(record, plan.image, composite(plan.image, image, plan.mask), plan.mask,
-                                           {**base, "method": method}, number=1))  # fmt: skip
+                    found.append(
+                        candidate(
+                            record,
+                            plan.image,
+                            composite(plan.image, image, plan.mask),
+                            plan.mask,
+                            {**base, "method": method},
+                            number=1,
+                        )
+                    )
                 out[n] = found
         return out
 
@@ -276,8 +305,9 @@ class TextRender(PerSample):
                 masks.append(plan.mask)
                 prompts.append(prompt)
                 continue
-            guide, _ = glyphs.draw(np.full_like(plan.image, 255), plan.box, plan.target, plan.font, (0, 0, 0),
-                                   band=plan.band)  # fmt: skip
+            guide, _ = glyphs.draw(
+                np.full_like(plan.image, 255), plan.box, plan.target, plan.font, (0, 0, 0), band=plan.band
+            )
             images.append(np.concatenate([guide, plan.image], axis=1))
             masks.append(np.concatenate([np.zeros_like(plan.mask), plan.mask], axis=1))
             prompts.append(f"Two panels: the right is a photo, the left its text glyphs. {prompt}, as the glyphs show")
@@ -285,8 +315,10 @@ class TextRender(PerSample):
         painted = inpainter.inpaint_batch(images, masks, prompts, seeds)
         if not template:
             return [(image, "inpaint_prompt") for image in painted]
-        return [(image if isinstance(image, Exception) else image[:, plan.image.shape[1] :], "glyph_template")
-                for image, plan in zip(painted, plans, strict=True)]  # fmt: skip
+        return [
+            (image if isinstance(image, Exception) else image[:, plan.image.shape[1] :], "glyph_template")
+            for image, plan in zip(painted, plans, strict=True)
+        ]
 
 
 @dataclass

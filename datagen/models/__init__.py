@@ -161,9 +161,11 @@ def missing_packages(roles: dict[str, RoleSpec]) -> list[str]:
     for role, spec in roles.items():
         for package in backend(role, spec.backend).packages:
             if not _importable(IMPORT_NAMES.get(package, package.replace("-", "_"))):
-                lines.append(f"the {role} role's backend {spec.backend!r} needs the Python package {package!r}, "
-                             f"which is not installed here: run `make install` (on a GPU machine `make install "
-                             f"GPU=1`), which installs every locked package")  # fmt: skip
+                lines.append(
+                    f"the {role} role's backend {spec.backend!r} needs the Python package {package!r}, "
+                    f"which is not installed here: run `make install` (on a GPU machine `make install "
+                    f"GPU=1`), which installs every locked package"
+                )
     return lines
 
 

@@ -70,8 +70,10 @@ def load_head(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     indices = sorted({int(m.group(1)) for key in tensors if (m := re.fullmatch(r"layers\.(\d+)\.weight", key))})
     if not indices or any(f"layers.{i}.bias" not in tensors for i in indices):
         raise ConfigError(f"{path}: not an aesthetic head: expected tensors layers.N.weight and layers.N.bias")
-    layers = [(tensors[f"layers.{i}.weight"].astype(np.float32), tensors[f"layers.{i}.bias"].astype(np.float32))
-              for i in indices]  # fmt: skip
+    layers = [
+        (tensors[f"layers.{i}.weight"].astype(np.float32), tensors[f"layers.{i}.bias"].astype(np.float32))
+        for i in indices
+    ]
     for (w, _), (following, _) in zip(layers, layers[1:], strict=False):
         if following.shape[1] != w.shape[0]:
             raise ConfigError(f"{path}: layer shapes do not chain: {w.shape} then {following.shape}")

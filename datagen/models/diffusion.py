@@ -181,11 +181,15 @@ class DiffusionInpainter(_Diffusion):
             holes = [Image.fromarray(np.where(masks[i] > 0, 255, 0).astype(np.uint8)) for i in chunk]
             generators = [seeded_generator(seeds[i]) for i in chunk]
             if self._batches_encode():
-                inputs = {**self._embedded([prompts[i] for i in chunk]),
-                          **self._encoded(pictures, holes, generators, height, width)}  # fmt: skip
+                inputs = {
+                    **self._embedded([prompts[i] for i in chunk]),
+                    **self._encoded(pictures, holes, generators, height, width),
+                }
             else:
-                inputs = {"prompt": [prompts[i] for i in chunk],
-                          "negative_prompt": [self.negative] * len(chunk) if self.negative else None}  # fmt: skip
+                inputs = {
+                    "prompt": [prompts[i] for i in chunk],
+                    "negative_prompt": [self.negative] * len(chunk) if self.negative else None,
+                }
             result = self.pipe(
                 **inputs,
                 image=pictures,
@@ -223,9 +227,12 @@ class DiffusionInpainter(_Diffusion):
         guided = self.guidance > 1 and self.pipe.unet.config.time_cond_proj_dim is None  # the pipeline's own test
         with torch.no_grad():
             embeds, negative = self.pipe.encode_prompt(
-                distinct, self.pipe._execution_device, 1, guided,
+                distinct,
+                self.pipe._execution_device,
+                1,
+                guided,
                 negative_prompt=[self.negative] * len(distinct) if self.negative else None,
-            )  # fmt: skip
+            )
         where = torch.tensor([distinct.index(prompt) for prompt in prompts], device=embeds.device)
         out = {"prompt_embeds": embeds[where]}
         if negative is not None:

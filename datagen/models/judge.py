@@ -86,8 +86,10 @@ def parse_verdict(text: str, finish_reason: str | None, validator: jsonschema.Va
     if error is not None:
         path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         return JudgeReject("judge_schema_invalid", f"{path}: {error.message[:200]}")
-    return Verdict(**{name: answer[name] for name in (*SCORES, "reasoning")},
-                   instruction_rewritten=answer.get("instruction_rewritten", ""))  # fmt: skip
+    return Verdict(
+        **{name: answer[name] for name in (*SCORES, "reasoning")},
+        instruction_rewritten=answer.get("instruction_rewritten", ""),
+    )
 
 
 def request_text(instruction: str, rewrite: bool) -> str:
@@ -121,10 +123,17 @@ class VLLMJudge(Counted):
             return
         path = str(weights.locate(str(self.spec.model), self.spec.revision))
         o = self.options
-        kwargs = engine_kwargs(self.spec, path, tensor_parallel_size=o.tensor_parallel_size,
-                               max_model_len=o.max_model_len, gpu_memory_utilization=o.gpu_memory_utilization,
-                               enforce_eager=o.enforce_eager, kv_cache_memory_bytes=o.kv_cache_memory_bytes,
-                               engine_args=o.engine_args, images_per_prompt=2)  # fmt: skip
+        kwargs = engine_kwargs(
+            self.spec,
+            path,
+            tensor_parallel_size=o.tensor_parallel_size,
+            max_model_len=o.max_model_len,
+            gpu_memory_utilization=o.gpu_memory_utilization,
+            enforce_eager=o.enforce_eager,
+            kv_cache_memory_bytes=o.kv_cache_memory_bytes,
+            engine_args=o.engine_args,
+            images_per_prompt=2,
+        )
         self._engine = engine(self.spec.device, kwargs)
         self._tokenizer = self._engine.get_tokenizer()
 
@@ -140,9 +149,15 @@ class VLLMJudge(Counted):
         rubric = self.prompt(group)
         messages = [
             {"role": "system", "content": f"{rubric.system.strip()}\n\n{rubric.rubric.strip()}"},
-            {"role": "user", "content": [{"type": "image"}, {"type": "image"},
-                                         {"type": "text", "text": request_text(instruction, self.options.rewrite)}]},
-        ]  # fmt: skip
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image"},
+                    {"type": "image"},
+                    {"type": "text", "text": request_text(instruction, self.options.rewrite)},
+                ],
+            },
+        ]
         text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         images = [shrink(image, self.options.image_edge) for image in (before, after)]
         params = SamplingParams(

@@ -63,5 +63,6 @@ class NudeNetScorer(Counted):
 
     def score_batch(self, images: Sequence[np.ndarray]) -> list[float]:
         """Each image's nsfw score: the highest confidence among the gated classes, 0 where none is found."""
-        return [max((v for k, v in found.items() if k in self.classes), default=0.0)
-                for found in self.detect_batch(images)]  # fmt: skip
+        return [
+            max((v for k, v in found.items() if k in self.classes), default=0.0) for found in self.detect_batch(images)
+        ]

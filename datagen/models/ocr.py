@@ -38,8 +38,12 @@ class TextLine:
         return cls(corners, str(text), round(float(confidence), 4), round(float(height), 1))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"quad": [list(p) for p in self.quad], "text": self.text, "confidence": self.confidence,
-                "height": self.height}  # fmt: skip
+        return {
+            "quad": [list(p) for p in self.quad],
+            "text": self.text,
+            "confidence": self.confidence,
+            "height": self.height,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TextLine:
@@ -86,8 +90,12 @@ def read_box(quad, shape: tuple[int, ...], grow: float) -> tuple[int, int, int, 
     points = np.asarray(quad, np.float32)
     (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
     pad = grow * TextLine.of(points.tolist(), "", 0.0).height
-    return (max(0, int(x0 - pad)), max(0, int(y0 - pad)), min(shape[1], int(np.ceil(x1 + pad))),
-            min(shape[0], int(np.ceil(y1 + pad))))  # fmt: skip
+    return (
+        max(0, int(x0 - pad)),
+        max(0, int(y0 - pad)),
+        min(shape[1], int(np.ceil(x1 + pad))),
+        min(shape[0], int(np.ceil(y1 + pad))),
+    )
 
 
 READ_CONTEXT = 4.0
@@ -132,8 +140,11 @@ class RapidOCRReader(Counted):
         threads = self.options.threads if self.options is not None and self.options.threads else -1
         self._engine = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=threads)
         models = Path(__import__("rapidocr_onnxruntime").__file__).parent / "models"
-        missing = [name for name in ("ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx")
-                   if not (models / name).is_file()]  # fmt: skip
+        missing = [
+            name
+            for name in ("ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx")
+            if not (models / name).is_file()
+        ]
         if missing:
             raise FileNotFoundError(f"rapidocr-onnxruntime's wheel lacks {', '.join(missing)} in {models}")
 

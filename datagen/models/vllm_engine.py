@@ -114,6 +114,7 @@ def shrink(image: np.ndarray, edge: int):
     picture = Image.fromarray(image)
     if max(picture.size) > edge:
         scale = edge / max(picture.size)
-        picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
-                                 Image.Resampling.LANCZOS)  # fmt: skip
+        picture = picture.resize(
+            (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))), Image.Resampling.LANCZOS
+        )
     return picture

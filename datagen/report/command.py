@@ -219,10 +219,17 @@ def write_files(target: Folder, files: dict[str, bytes]) -> str:
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add `report` to the `datagen` subcommands."""
     text = "write a static HTML report of a run: counts, reject reasons, score histograms, throughput, gallery"
-    parser = sub.add_parser("report", help=text, description=SUMMARY + " " + text + ".",
-                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("out", help="run folder (or a curated set: its funnel, scores and dropped inputs): a path or "
-                        "any fsspec URL (s3://bucket/run)")  # fmt: skip
+    parser = sub.add_parser(
+        "report",
+        help=text,
+        description=SUMMARY + " " + text + ".",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "out",
+        help="run folder (or a curated set: its funnel, scores and dropped inputs): a path or "
+        "any fsspec URL (s3://bucket/run)",
+    )
     parser.add_argument("--dest", help="report folder (default: OUT/report); a path or URL")
     parser.add_argument("--gallery", type=int, default=2000, help="sampled candidates in the gallery (default: 2000)")
     parser.add_argument("--page-size", type=int, default=100, help="gallery entries per page (default: 100)")
@@ -243,9 +250,13 @@ def run(args: argparse.Namespace) -> int:
         index = build_curation_report(args.out, args.dest)
     else:
         index = build_report(
-            args.out, args.dest, gallery=args.gallery, page_size=args.page_size, seed=args.seed,
+            args.out,
+            args.dest,
+            gallery=args.gallery,
+            page_size=args.page_size,
+            seed=args.seed,
             progress=not args.no_progress,
-        )  # fmt: skip
+        )
     print(f"report: {index}")
     if "://" in index:
         print("  copy its folder to this machine to open it (it needs no server): the page loads files next to it")

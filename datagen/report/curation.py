@@ -41,8 +41,11 @@ def _thumb(image: np.ndarray) -> bytes:
 
     scale = THUMB_EDGE / max(image.shape[:2])
     if scale < 1:
-        image = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),
-                           interpolation=cv2.INTER_AREA)  # fmt: skip
+        image = cv2.resize(
+            image,
+            (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
     return images.encode(image, "jpg", 85)
 
 
@@ -69,8 +72,10 @@ def build_curation_report(curated: str, dest: str | None = None) -> str:
         if values:
             files[f"plots/{name}.png"] = _histogram(name, values, settings["gates"].get(name, {}))
     cards = [_card("inputs", str(len(rows))), _card("kept", str(kept), f"{kept / max(1, len(rows)):.0%} of inputs")]
-    funnel = [f"<tr><td>{_e(reason)}</td><td class='num'>{len(dropped)}</td></tr>"
-              for reason, dropped in sorted(reasons.items(), key=lambda item: -len(item[1]))]  # fmt: skip
+    funnel = [
+        f"<tr><td>{_e(reason)}</td><td class='num'>{len(dropped)}</td></tr>"
+        for reason, dropped in sorted(reasons.items(), key=lambda item: -len(item[1]))
+    ]
     funnel.append(f"<tr><td><b>kept</b></td><td class='num'>{kept}</td></tr>")
     gallery = []
     for reason, dropped in sorted(reasons.items()):
@@ -87,8 +92,10 @@ def build_curation_report(curated: str, dest: str | None = None) -> str:
             )
             where = ref.get("path") or f"{ref.get('tar', '')}:{ref.get('key', '')}"
             copy = f"<br>copy of {_e(copies[row['key']])}" if row["key"] in copies else ""
-            figures.append(f'<figure class="thumb">{picture}<figcaption>{_e(row["key"])}<br>{_e(where)}<br>'
-                           f"{_e(scores)}{copy}</figcaption></figure>")  # fmt: skip
+            figures.append(
+                f'<figure class="thumb">{picture}<figcaption>{_e(row["key"])}<br>{_e(where)}<br>'
+                f"{_e(scores)}{copy}</figcaption></figure>"
+            )
         gallery.append(f"<h3>{_e(reason)} ({len(dropped)})</h3><div class='thumbs'>{''.join(figures)}</div>")
     plots = "".join(f'<img src="{_e(name)}" alt="{_e(name)}">' for name in sorted(files) if name.startswith("plots/"))
     built = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())

@@ -54,8 +54,20 @@ def _reasons_text(reasons: dict[str, int], limit: int = 3) -> str:
 
 
 def _task_table(tasks: dict[str, dict], total: dict) -> str:
-    head = ("task", "shards", "attempted", "kept", "kept %", "rejected", "errors", "candidates", "tar", "render time",
-            "top reject reasons", "kept sizes")  # fmt: skip
+    head = (
+        "task",
+        "shards",
+        "attempted",
+        "kept",
+        "kept %",
+        "rejected",
+        "errors",
+        "candidates",
+        "tar",
+        "render time",
+        "top reject reasons",
+        "kept sizes",
+    )
     rows = []
     for task, t in [*sorted(tasks.items()), ("all", total)]:
         rows.append(
@@ -82,8 +94,10 @@ def _reason_table(tasks: dict[str, dict], total: dict) -> str:
         )
     for reason, n in sorted(total["candidate_reasons"].items()):
         if reason not in total["reasons"]:  # candidates only, e.g. outranked: their sample kept another candidate
-            rows.append(f'<tr class="muted"><th>{_e(reason)}</th><td class="num">0</td><td></td>'
-                        f'<td class="num">{n:,}</td><td>candidates only</td></tr>')  # fmt: skip
+            rows.append(
+                f'<tr class="muted"><th>{_e(reason)}</th><td class="num">0</td><td></td>'
+                f'<td class="num">{n:,}</td><td>candidates only</td></tr>'
+            )
     return _table(head, rows, "reasons") if rows else "<p>No sample was rejected.</p>"
 
 
@@ -127,8 +141,10 @@ def _sessions(counts: dict[str, Any] | None, strips: list[dict]) -> str:
         return ""
     attempted = counts["sessions"]
     rule = "their passing prefix kept (--keep-prefix)" if counts["keep_prefix"] else "kept only whole"
-    rows = [f'<tr><th>turn {turn}</th><td class="num">{n:,}</td>{_share(n, attempted)}</tr>'
-            for turn, n in counts["dropped_at_turn"].items()]  # fmt: skip
+    rows = [
+        f'<tr><th>turn {turn}</th><td class="num">{n:,}</td>{_share(n, attempted)}</tr>'
+        for turn, n in counts["dropped_at_turn"].items()
+    ]
     table = _table(("stopped at", "sessions", "% of sessions"), rows, "sessions") if rows else ""
     figures = []
     for strip in strips:
@@ -141,8 +157,10 @@ def _sessions(counts: dict[str, Any] | None, strips: list[dict]) -> str:
             caption = f"{turn['turn']}. {turn['task']}: {turn['instruction']} · {verdict}"
             cells.append(_figure((turn["thumbs"] or {}).get("output"), caption, turn["detail"]))
         state = "kept" if strip["kept"] else "dropped"
-        figures.append(f'<div class="strip {state}"><div class="strip-head">{_e(strip["session"])} · {state}</div>'
-                       f'<div class="thumbs">{"".join(cells)}</div></div>')  # fmt: skip
+        figures.append(
+            f'<div class="strip {state}"><div class="strip-head">{_e(strip["session"])} · {state}</div>'
+            f'<div class="thumbs">{"".join(cells)}</div></div>'
+        )
     return (
         f'<section id="sessions"><h2>Sessions</h2><p class="hint">{counts["turns"]}-turn sessions, each turn edited '
         f"from the previous turn's output and gated against it; sessions {rule}. {attempted:,} attempted, "

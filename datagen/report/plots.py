@@ -160,9 +160,17 @@ def plot_scores(task: str, tally: TaskTally, filters: dict[str, dict], enforced:
             ax.axvline(value, color="#222" if active else "#999", linestyle="--", linewidth=1)
             label = f"{bound} {value:g}" + ("" if active else " (off)")
             left = (value - x0) / (x1 - x0) < 0.6  # the label on the side with room
-            ax.annotate(label, (value, 1), xycoords=("data", "axes fraction"), xytext=(3 if left else -3, -2),
-                        textcoords="offset points", ha="left" if left else "right", va="top", fontsize=7,
-                        color="#222" if active else "#888")  # fmt: skip
+            ax.annotate(
+                label,
+                (value, 1),
+                xycoords=("data", "axes fraction"),
+                xytext=(3 if left else -3, -2),
+                textcoords="offset points",
+                ha="left" if left else "right",
+                va="top",
+                fontsize=7,
+                color="#222" if active else "#888",
+            )
         gate = "" if bounds else " · no gate"
         ax.set_title(f"{name} · {int(hist.sum()):,} scored{gate}", fontsize=8.5, loc="left")
         ax.tick_params(labelsize=7)

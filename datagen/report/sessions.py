@@ -33,8 +33,12 @@ def session_counts(shards: list[Shard]) -> dict[str, Any] | None:
     for entry in found:
         total.update({name: int(entry.get(name, 0)) for name in ("sessions", "complete", "kept")})
         dropped.update({int(turn): n for turn, n in (entry.get("dropped_at_turn") or {}).items()})
-    return {"turns": int(found[0].get("turns", 0)), "keep_prefix": bool(found[0].get("keep_prefix")), **total,
-            "dropped_at_turn": {turn: dropped[turn] for turn in sorted(dropped)}}  # fmt: skip
+    return {
+        "turns": int(found[0].get("turns", 0)),
+        "keep_prefix": bool(found[0].get("keep_prefix")),
+        **total,
+        "dropped_at_turn": {turn: dropped[turn] for turn in sorted(dropped)},
+    }
 
 
 def strips(run: RunFolder, shards: list[Shard], warnings: list[str], seed: int = 0) -> tuple[list[dict], dict]:

@@ -43,8 +43,18 @@ def run(args: argparse.Namespace) -> int:
             members = f"{row['key']}.c{row['candidate']}.input|output|mask|json"  # rendered: kept as data
             where = run.shards.url(f"{row['shard_name']}.rejected.tar")
         if args.json:
-            keep = ("key", "task", "status", "reason", "instruction", "input_caption", "output_caption", "objects",
-                    "judge_reasoning", "instruction_rewritten")  # fmt: skip
+            keep = (
+                "key",
+                "task",
+                "status",
+                "reason",
+                "instruction",
+                "input_caption",
+                "output_caption",
+                "objects",
+                "judge_reasoning",
+                "instruction_rewritten",
+            )
             print(json.dumps({**{k: row.get(k) for k in keep}, "scores": scores, "tar": where}, ensure_ascii=False))
             continue
         print(f"{row['key']}  [{row['task']}] {row['status']}" + (f": {row['reason']}" if row["reason"] else ""))

@@ -124,8 +124,10 @@ def check_source(kind: str, input: str | None, n: int | None = None, repeat: boo
     path = Path(input)
     if is_url(input):
         if kind not in URL_KINDS:
-            raise ConfigError(f"--input {input}: --source {kind} reads a local {spec.where()}; from an object store "
-                              f"read --source {', '.join(URL_KINDS)}")  # fmt: skip
+            raise ConfigError(
+                f"--input {input}: --source {kind} reads a local {spec.where()}; from an object store "
+                f"read --source {', '.join(URL_KINDS)}"
+            )
     elif not ((spec.folder and path.is_dir()) or (spec.suffixes and path.is_file())):
         raise ConfigError(f"--input {input!r}: no such {spec.where()}; --source {kind} reads {spec.allowed}")
     elif path.is_file() and not path.name.lower().endswith(spec.suffixes):

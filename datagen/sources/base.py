@@ -80,8 +80,11 @@ def parquet_captions(data: bytes, name: str) -> dict[str, str]:
         return {}
     keys, captions = table.column("key").to_pylist(), table.column("caption").to_pylist()
     ok = table.column("status").to_pylist() if "status" in table.column_names else ["success"] * len(keys)
-    return {key: caption for key, caption, status in zip(keys, captions, ok, strict=True)
-            if isinstance(key, str) and isinstance(caption, str) and status == "success"}  # fmt: skip
+    return {
+        key: caption
+        for key, caption, status in zip(keys, captions, ok, strict=True)
+        if isinstance(key, str) and isinstance(caption, str) and status == "success"
+    }
 
 
 MAX_SIDECAR_BYTES = 1 << 20

@@ -90,8 +90,10 @@ class CuratedSource:
             if not self.folder.exists(CURATE_JSON):
                 self._kept = []
             elif not self.folder.exists(DUPLICATES_MARKER):
-                raise ConfigError(f"--input {self.folder}: its curation is unfinished (no {DUPLICATES_MARKER}); "
-                                  f"run the same `datagen curate` again to finish it")  # fmt: skip
+                raise ConfigError(
+                    f"--input {self.folder}: its curation is unfinished (no {DUPLICATES_MARKER}); "
+                    f"run the same `datagen curate` again to finish it"
+                )
             else:
                 self._kept = kept_inputs(self.folder)
         return self._kept
