@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from datagen.measure import positive, table
+from datagen.scores import SCORE_PREFIX
 
 EDITS = ("replace", "remove", "restyle")
 """The line edits measured, each its own run."""
@@ -134,7 +135,7 @@ def _edit_run(edit: str, pipeline: str, photos: Path, out: Path, n: int, size: i
             if meta.get("status", "kept") != "kept" and meta.get("reason") != "outranked":
                 anyedit["kept_but_gated"][meta["reason"]] += 1
     scored = {
-        name: [row[f"score_{name}"] for row in kept if row[f"score_{name}"] is not None]
+        name: [row[f"{SCORE_PREFIX}{name}"] for row in kept if row[f"{SCORE_PREFIX}{name}"] is not None]
         for name in ("ocr_target_ned", "ocr_exact", "ocr_old_gone", "outside_l1")
     }
     return {

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from datagen import dedup
-from datagen.scores import CURATION_SCORES
+from datagen.scores import CURATION_SCORES, SCORE_PREFIX
 from datagen.shards.layout import STATS
 from datagen.sources.curated import CURATE_JSON, DUPLICATES, DUPLICATES_MARKER, INPUTS, committed_inputs
 
@@ -159,7 +159,7 @@ def curate_shard(source, number: int, shard_size: int, gates, roles, max_pixels:
                 "height": height,
                 "reason": failed or gate(item["scores"], gates),
                 "detail": detail,
-                **{f"score_{name}": item["scores"].get(name) for name in CURATION_SCORES},
+                **{f"{SCORE_PREFIX}{name}": item["scores"].get(name) for name in CURATION_SCORES},
                 "hashes": dedup.to_words(item["hashes"]),
             }
         )
@@ -186,7 +186,7 @@ def _input_schema():
         ("reason", pa.string()),
         ("detail", pa.string()),
     ]
-    fields += [(f"score_{name}", pa.float64()) for name in CURATION_SCORES]
+    fields += [(f"{SCORE_PREFIX}{name}", pa.float64()) for name in CURATION_SCORES]
     fields.append(("hashes", pa.list_(pa.int64())))
     return pa.schema(fields)
 
@@ -323,7 +323,7 @@ def _dedup_rows(batch: dict[str, Any]) -> dict[str, Any]:
 
     kept = batch["reason"] == ""
     area = batch["width"][kept].astype(np.float64) * batch["height"][kept]
-    aesthetic = np.nan_to_num(batch["score_aesthetic"][kept].astype(np.float64), nan=0.0)
+    aesthetic = np.nan_to_num(batch[f"{SCORE_PREFIX}aesthetic"][kept].astype(np.float64), nan=0.0)
     words = np.stack(batch["hashes"][kept]) if kept.any() else np.empty((0, dedup.IMAGE_WORDS))
     return {
         "id": batch["index"][kept].astype(np.int64),
@@ -333,7 +333,7 @@ def _dedup_rows(batch: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-DEDUP_COLUMNS = ["key", "width", "height", "reason", "score_aesthetic", "hashes"]
+DEDUP_COLUMNS = ["key", "width", "height", "reason", f"{SCORE_PREFIX}aesthetic", "hashes"]
 """What the deduplication reads of the committed inputs: the kept copy of a group is the best by `dedup.rank`
 (highest resolution, then aesthetic score, then key)."""
 
@@ -364,7 +364,9 @@ def write_duplicates(folder, on_ray: bool = False) -> None:
                         {
                             "key": row["key"],
                             "hashes": dedup.from_words(row["hashes"]),
-                            "rank": dedup.rank(row["key"], row["width"], row["height"], row["score_aesthetic"] or 0.0),
+                            "rank": dedup.rank(
+                                row["key"], row["width"], row["height"], row[f"{SCORE_PREFIX}aesthetic"] or 0.0
+                            ),
                         }
                     )
         dropped, compared = dedup.near_duplicates(items), len(items)

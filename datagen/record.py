@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import numpy as np
 
-from datagen.scores import SCORES
+from datagen.scores import SCORE_PREFIX, SCORES
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -145,8 +145,6 @@ VERDICT = ("status", "reason", "detail")
 CANDIDATE_VERDICT = ("candidate", *VERDICT)
 """What the json member of a rendered candidate that was not kept (`{shard}.rejected.tar`) holds besides the json
 fields: its number among the sample's candidates and its verdict, as they are (`EditRecord.candidate_fields()`)."""
-SCORE_PREFIX = "score_"
-"""A score's manifest and export column: `score_<name>`."""
 
 MANIFEST_FIELDS = tuple(f for f in FIELDS if f.manifest)
 JSON_FIELDS = tuple(f for f in FIELDS if f.json)

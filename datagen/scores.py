@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+SCORE_PREFIX = "score_"
+"""A score's manifest and export column: `score_<name>`."""
+
 
 @dataclass(frozen=True)
 class Score:

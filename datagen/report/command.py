@@ -19,6 +19,7 @@ from datagen.report.plots import duration, plot_kept, plot_reasons, plot_scores,
 from datagen.report.sessions import session_counts
 from datagen.report.sessions import strips as sessions_strips
 from datagen.report.tally import SIZE_COLUMNS, STATUSES, RunTally, gallery_entries, thumbnails
+from datagen.scores import SCORE_PREFIX
 
 if TYPE_CHECKING:
     from datagen.shards.reader import RunFolder, Shard
@@ -109,7 +110,7 @@ def tally_run(run: RunFolder, shards: list[Shard], gallery: int, seed: int, prog
 
     tally = RunTally(gallery, seed)
     tally.warnings += run.failures()
-    columns = (*ROW_COLUMNS, "detail", *SIZE_COLUMNS, *(f"score_{n}" for n in tally.scores))
+    columns = (*ROW_COLUMNS, "detail", *SIZE_COLUMNS, *(f"{SCORE_PREFIX}{n}" for n in tally.scores))
     with Progress(len(shards), "report: manifests", unit="shard", enabled=progress) as bar:
         for index, shard in enumerate(shards):
             tally.add(index, shard, run.manifest(shard.name, columns))

@@ -15,7 +15,7 @@ import numpy as np
 
 from datagen.report.page import _asset, _card, _e, _table
 from datagen.report.plots import _plain, _png, _pyplot
-from datagen.scores import CURATION_SCORES
+from datagen.scores import CURATION_SCORES, SCORE_PREFIX
 
 PER_REASON = 8
 """Dropped inputs shown per reason (the first in committed order)."""
@@ -68,7 +68,7 @@ def build_curation_report(curated: str, dest: str | None = None) -> str:
     kept = len(rows) - sum(len(v) for v in reasons.values())
     files: dict[str, bytes] = {}
     for name in CURATION_SCORES:
-        values = [row[f"score_{name}"] for row in rows if row[f"score_{name}"] is not None]
+        values = [row[f"{SCORE_PREFIX}{name}"] for row in rows if row[f"{SCORE_PREFIX}{name}"] is not None]
         if values:
             files[f"plots/{name}.png"] = _histogram(name, values, settings["gates"].get(name, {}))
     cards = [_card("inputs", str(len(rows))), _card("kept", str(kept), f"{kept / max(1, len(rows)):.0%} of inputs")]
@@ -88,7 +88,9 @@ def build_curation_report(curated: str, dest: str | None = None) -> str:
             except Exception as e:  # an input that cannot be decoded is shown as its reason
                 picture = f'<div class="placeholder">{_e(type(e).__name__)}</div>'
             scores = ", ".join(
-                f"{n} {row[f'score_{n}']:.3g}" for n in CURATION_SCORES if row[f"score_{n}"] is not None
+                f"{n} {row[f'{SCORE_PREFIX}{n}']:.3g}"
+                for n in CURATION_SCORES
+                if row[f"{SCORE_PREFIX}{n}"] is not None
             )
             where = ref.get("path") or f"{ref.get('tar', '')}:{ref.get('key', '')}"
             copy = f"<br>copy of {_e(copies[row['key']])}" if row["key"] in copies else ""

@@ -16,6 +16,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from datagen.scores import SCORE_PREFIX
+
 if TYPE_CHECKING:
     from datagen.shards import RunFolder, Shard
 
@@ -156,7 +158,7 @@ class RunTally:
         category[(status_array == "rejected") & (np.asarray(reasons, dtype=object) == "outranked")] = 1
         task_array = np.asarray(tasks, dtype=object)
         for name, score in self.scores.items():
-            column = f"score_{name}"
+            column = f"{SCORE_PREFIX}{name}"
             if column not in table.column_names:
                 continue
             values = table[column].to_numpy(zero_copy_only=False).astype(np.float64)
@@ -218,13 +220,13 @@ def gallery_entries(run: RunFolder, shards: list[Shard], chosen: list[tuple[int,
     status_order = {s: i for i, s in enumerate(STATUSES)}
     entries = []
     for shard_index, rows in sorted(by_shard.items()):
-        wanted = columns + tuple(f"score_{name}" for name in scores)
+        wanted = columns + tuple(f"{SCORE_PREFIX}{name}" for name in scores)
         table = run.manifest(shards[shard_index].name, wanted).take([row for row, _, _ in rows])
         for record, (_, status, rank) in zip(table.to_pylist(), rows, strict=True):
             entry = {name: record.get(name) or "" for name in columns if name not in ("candidate", "objects")}
             entry["candidate"] = record.get("candidate") or 0
             entry["objects"] = [str(o) for o in record.get("objects") or []]
-            entry["scores"] = {n: v for n in scores if (v := _number(record.get(f"score_{n}"))) is not None}
+            entry["scores"] = {n: v for n in scores if (v := _number(record.get(f"{SCORE_PREFIX}{n}"))) is not None}
             entry["shard"] = shards[shard_index].name
             entry["thumbs"] = None
             entries.append((status_order.get(status, len(STATUSES)), rank, entry))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from datagen.scores import SCORE_PREFIX
 from datagen.shards.layout import (
     MEMBER_RE,
     REJECTED_FIELD_RE,
@@ -79,7 +80,7 @@ def verify_shard(folder: Folder, stats_name: str) -> tuple[int, list[str]]:
     if sessions:
         problems += _verify_sessions(tar_name, sessions, contents)
     try:
-        rendered = ["candidate", "score_mask_area"] if rejected_name in files else []
+        rendered = ["candidate", f"{SCORE_PREFIX}mask_area"] if rejected_name in files else []
         table = read_parquet(folder, parquet_name, ["key", "status", *rendered])
     except (OSError, pa.ArrowException) as e:
         problems.append(f"{parquet_name}: unreadable parquet ({e})")
@@ -200,7 +201,9 @@ def _verify_rejected(folder: Folder, tar_name: str, stats: dict, table: pa.Table
                 )
             stored.add((key, number))
     rows = table.to_pylist()
-    rendered = {(r["key"], r["candidate"]) for r in rows if r["status"] != "kept" and r["score_mask_area"] is not None}
+    rendered = {
+        (r["key"], r["candidate"]) for r in rows if r["status"] != "kept" and r[f"{SCORE_PREFIX}mask_area"] is not None
+    }
     kept = {(r["key"], r["candidate"]) for r in rows if r["status"] == "kept"}
     if stored & kept:
         problems.append(f"{tar_name}: holds kept candidates: {sorted(stored & kept)[:3]}")

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from datagen.errors import ConfigError
-from datagen.scores import CURATION_SCORES
+from datagen.scores import CURATION_SCORES, SCORE_PREFIX
 from datagen.shards.layout import STATS
 from datagen.sources.base import InputSpec, LoadedInput, SourceItem
 from datagen.storage import Folder
@@ -47,7 +47,11 @@ def kept_inputs(folder) -> list[dict[str, Any]]:
     for table in committed_inputs(folder):
         for row in table.to_pylist():
             if not row["reason"] and row["key"] not in dropped:
-                scores = {name: row[f"score_{name}"] for name in CURATION_SCORES if row[f"score_{name}"] is not None}
+                scores = {
+                    name: row[f"{SCORE_PREFIX}{name}"]
+                    for name in CURATION_SCORES
+                    if row[f"{SCORE_PREFIX}{name}"] is not None
+                }
                 kept.append({"key": row["key"], "ref": json.loads(row["ref"]), "scores": scores})
     return kept
 
