@@ -289,7 +289,7 @@ def evaluate(
             else:
                 befores, afters = edited(batch, editor, edit_args or {}, on_step)
             if chain is not None:
-                from datagen.train import keep_changed
+                from datagen.edit import keep_changed
 
                 afters = [
                     keep_changed(b, a, alpha) if p.get("previous") in chain else a
@@ -310,8 +310,8 @@ def evaluate(
 
 def edited(pairs: list[dict[str, Any]], editor, edit_args: dict, on_step=None) -> tuple[list, list]:
     """(inputs as the editor saw them, its edits): inputs fitted to a square the editor takes, edited together."""
+    from datagen.edit import edit_batch
     from datagen.images import fit_square
-    from datagen.train import edit_batch
 
     befores = [fit_square(p["input"], editor_size(p["input"])) for p in pairs]
     tasks = [editor_task(p["task"], editor.tasks) for p in pairs]

@@ -16,6 +16,7 @@ from conftest import run_inline
 
 from datagen.cli import main
 from datagen.config import find_config, read_yaml
+from datagen.edit import to_png
 from datagen.evaluate import (
     GEDIT_TASKS,
     JUDGE_METRICS,
@@ -26,7 +27,6 @@ from datagen.evaluate import (
     table,
     task_group,
 )
-from datagen.train import to_png
 
 GEDIT_TYPES = ("background_change", "color_alter", "material_alter", "motion_change", "ps_human", "style_change",
                "subject-add", "subject-remove", "subject-replace", "text_change", "tone_transfer")  # fmt: skip

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from datagen.edit import edit, edit_batch, keep_changed
 from datagen.evaluate import load_pairs, pair_metrics, summarise
 from datagen.resolve import load_run
 from datagen.runner import execute
-from datagen.train import TrainConfig, drop_masks, edit, edit_batch, keep_changed, load_editor, train
+from datagen.train import TrainConfig, drop_masks, load_editor, train
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,7 @@ def test_metrics_are_the_definitions():
 def test_train_edit_eval_from_the_command_line(tiny_dir, shards, tmp_path):
     from conftest import run_inline
 
-    from datagen.train import to_png
+    from datagen.edit import to_png
 
     run_inline("train", "--shards", str(shards), "--out", str(tmp_path / "run"), "--steps", "2", "--resolution", "32",
                "--batch-size", "2", "--no-progress")  # fmt: skip
@@ -265,9 +266,9 @@ def test_eval_of_a_checkpoint_on_a_benchmark_parquet(tiny_dir, shards, tmp_path)
     import pyarrow.parquet as pq
 
     from datagen import models
+    from datagen.edit import to_png
     from datagen.evaluate import evaluate, load_benchmark
     from datagen.resolve import load_pipeline
-    from datagen.train import to_png
 
     pairs = load_pairs([str(shards)], 2)
     rows = {
