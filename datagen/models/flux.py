@@ -77,6 +77,7 @@ class FluxInpainter(_Flux):
     follows_prompt = True
     reads_glyph_template = True
 
+    # Copied from datagen.models.diffusion.DiffusionInpainter.inpaint_batch
     def inpaint_batch(
         self, images: list[np.ndarray], masks: list[np.ndarray], prompts: list[str], seeds: list[int]
     ) -> list[np.ndarray]:
