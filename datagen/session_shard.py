@@ -12,23 +12,56 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from datagen.record import EditRecord, InstructionRecord, new_instruction, sample_key, sample_seed
 from datagen.render import ShardRender
 from datagen.sessions import TURN_SOURCE, plan, turn_key, turn_seed
-from datagen.sources import LoadedInput, SourceItem
+from datagen.sources import LoadedInput, Source, SourceItem
 
 if TYPE_CHECKING:
+    from datagen.config import RunConfig
     from datagen.shards import TarShardWriter
 
-Worker = Any
-"""A datagen.worker.ShardWorker (not imported: it imports this module): its config, source, and `siblings`, the
-worker of each task of the run in the process."""
+
+@runtime_checkable
+class Worker(Protocol):
+    """What a session shard needs of the worker of each task in the process — datagen.worker.ShardWorker keeps it
+    (tests/test_sessions.py checks): the task's run configuration, its models and source, its writer, the workers of
+    the run's other tasks, and the two write steps a later turn reuses. Declared here, so the dependency runs one
+    way: the worker imports this module, never the reverse."""
+
+    config: RunConfig
+    siblings: Mapping[str, Worker]
+    """Task -> the worker of each task of the run in this process (this one's too)."""
+
+    @property
+    def models(self) -> Any:
+        """Role -> its adapter, built on first use (datagen.worker.ModelSet)."""
+        ...
+
+    @property
+    def source(self) -> Source:
+        """The run's input source."""
+        ...
+
+    @property
+    def writer(self) -> Any:
+        """The task's instruction writer: an llm role adapter (its `model_id` is recorded)."""
+        ...
+
+    def write_records(self, texts: list[InstructionRecord]) -> None:
+        """Fill in new instruction records from the run's source, in one batched writer call."""
+        ...
+
+    def write_items(self, texts: list[InstructionRecord], items: dict[int, SourceItem]) -> None:
+        """Write the edits of these records from the given source items, in one batched writer call."""
+        ...
 
 
 def first_turns(worker: Worker, shard: int) -> list[InstructionRecord]:

@@ -311,3 +311,20 @@ def test_a_later_turn_asks_a_translation_for_the_map_of_the_image_it_is_given():
     directions = {w["direction"] for w in writer.write_batch([later] * 20, list(range(20)))}
     assert directions == {"to_map"}
     assert {w["direction"] for w in writer.write_batch([first] * 20, list(range(20)))} == {"to_map", "from_map"}
+
+
+def test_the_worker_keeps_the_interface_the_session_shard_declares(tmp_path):
+    """session_shard.Worker is the whole of what a sessions shard uses of a worker; ShardWorker keeps it, and the
+    session shard never imports datagen.worker (the dependency runs one way)."""
+    import ast
+    import inspect
+
+    from datagen import session_shard
+    from datagen.resolve import load_run
+    from datagen.worker import ShardWorker
+
+    worker = ShardWorker(load_run("remove", "local", out=str(tmp_path), n=1))
+    assert isinstance(worker, session_shard.Worker)
+    imported = {node.module for node in ast.walk(ast.parse(inspect.getsource(session_shard)))
+                if isinstance(node, ast.ImportFrom)}  # fmt: skip
+    assert "datagen.worker" not in imported
