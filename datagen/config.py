@@ -78,10 +78,9 @@ class TaskSpec(Spec):
     editor: GeneratorSpec | None = None
     """On pipelines that have an `editor` role (an instruction-editing model, e.g. FLUX.1 Kontext): the generator
     used there instead of `generator` (kind instruct_edit); None: `generator` there too."""
-    sources: list[Literal["scene", "images", "captions", "topics", "shards", "curated"]] = Field(min_length=1)
-    """Input sources this task accepts, the first being the default: scene (procedural), images (a folder), captions
-    (a caption file; images generated), topics (a topic list; captions written, images generated) or shards
-    (WebDataset tars)."""
+    sources: list[str] | None = Field(default=None, min_length=1)
+    """Only to restrict them: the input sources (datagen/sources: SOURCES) this task accepts, the first being the
+    default. None (the usual): every registered source, procedural scenes first."""
     default_inputs: dict[str, str] = Field(default_factory=dict)
     """Source -> the input it reads when --input is not given, a path relative to the configuration folder (pose:
     captions of people, drawn by text-to-image)."""

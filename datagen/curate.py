@@ -105,9 +105,6 @@ def gate(scores: Mapping[str, float], gates: Mapping[str, FilterSpec]) -> str:
 
 # ------------------------------------------------------------------------------------------------ the phase
 
-PHOTO_KINDS = ("images", "shards")
-"""Sources the curate phase reads: those whose inputs are photos."""
-
 
 def _shard(number: int) -> str:
     return f"curate-{number:06d}"
@@ -259,11 +256,11 @@ def curate(
     from datagen.preflight import require
     from datagen.progress import Progress
     from datagen.resolve import load_pipeline
-    from datagen.sources import build_source, check_source
+    from datagen.sources import build_source, check_source, kinds
     from datagen.storage import Folder
 
-    if kind not in PHOTO_KINDS:
-        raise ConfigError(f"--source {kind}: the curate phase reads photos: {', '.join(PHOTO_KINDS)}")
+    if kind not in kinds(curates=True):
+        raise ConfigError(f"--source {kind}: the curate phase reads photos: {', '.join(kinds(curates=True))}")
     pipeline = load_pipeline(pipeline_name, overrides)
     for role, score in CURATION_ROLES.items():
         if score in pipeline.curate and role not in pipeline.roles:
@@ -396,8 +393,9 @@ def funnel(folder) -> dict[str, Any]:
 
 def flags(parser) -> None:
     from datagen.measure import positive
+    from datagen.sources import kinds
 
-    parser.add_argument("--source", required=True, choices=PHOTO_KINDS, help="what --input holds")
+    parser.add_argument("--source", required=True, choices=kinds(curates=True), help="what --input holds")
     parser.add_argument("--input", required=True, help="the photos: a folder of images, or of WebDataset tars")
     parser.add_argument("--out", required=True, metavar="CURATED", help="where the curated set is written")
     parser.add_argument("--pipeline", default="local", help="whose nsfw role and curate gates (default: local)")

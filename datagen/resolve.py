@@ -27,7 +27,7 @@ from datagen.config import (
 )
 from datagen.errors import ConfigError
 from datagen.scores import SCORES
-from datagen.sources import PHOTO_SOURCES, check_source
+from datagen.sources import SOURCES, check_source, source_class
 
 OVERRIDE_TARGETS = ("task", "prompt", "pipeline")
 
@@ -78,7 +78,7 @@ def load_run(
             n=n,
             seed=seed,
             shard_size=shard_size,
-            source=source or task_spec.sources[0],
+            source=source or task_sources(task_spec, origins["task"])[0],
             input=input,
             repeat=repeat,
             turns=turns,
@@ -89,8 +89,9 @@ def load_run(
     if run_spec.input is None and run_spec.source in task_spec.default_inputs:
         run_spec.input = str(config_root() / task_spec.default_inputs[run_spec.source])
     caption_prompt = None
-    if run_spec.source == "topics" or run_spec.source in PHOTO_SOURCES:  # topics and uncaptioned photos
-        paths["caption_prompt"] = find_config("prompts", "caption" if run_spec.source == "topics" else "caption_image")
+    declared = source_class(run_spec.source)
+    if "topic" in declared.fills or declared.photos:  # captions written from topics, or from uncaptioned photos
+        paths["caption_prompt"] = find_config("prompts", "caption" if "topic" in declared.fills else "caption_image")
         origins["caption_prompt"] = str(paths["caption_prompt"])
         caption_prompt = validate(PromptSpec, read_yaml(paths["caption_prompt"]), origins["caption_prompt"])
     config = RunConfig(
@@ -126,6 +127,19 @@ def _can_run(task: TaskSpec, pipeline: str) -> bool:
     except ConfigError:  # an unreadable file, an unknown kind, bad arguments: not a pipeline to suggest
         return False
     return needed <= set(raw.get("roles") or {})
+
+
+def task_sources(task: TaskSpec, where: str) -> list[str]:
+    """The sources a task accepts, its default first: those its file names (only to restrict them), else every
+    registered one; a ConfigError names a source the registry does not know."""
+    if task.sources is None:
+        return list(SOURCES)
+    unknown = [name for name in task.sources if name not in SOURCES]
+    if unknown:
+        raise ConfigError(
+            f"{where}: field `sources`: unknown source(s) {', '.join(unknown)}; known: {', '.join(SOURCES)}"
+        )
+    return list(task.sources)
 
 
 def check(config: RunConfig, origins: dict[str, str]) -> None:
@@ -185,19 +199,20 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
             f"{origins['pipeline']}: field `writer_actor.num_gpus`: {pipe.writer_actor.num_gpus} GPUs cannot hold "
             f"roles.llm.args.tensor_parallel_size {tensor_parallel}; allowed: at least {tensor_parallel}"
         )
-    if run.source in ("captions", "topics") and "t2i" not in pipe.roles:
+    if source_class(run.source).text_only and "t2i" not in pipe.roles:
         raise ConfigError(
             f"--source {run.source}: captions without images need a text-to-image role to draw the inputs; "
             f"{origins['pipeline']} has no `roles.t2i` (pipelines with one: tiny, sd15, sdxl, emu, flux)"
         )
-    if run.source == "topics" and pipe.roles["llm"].backend == "template":
+    if "topic" in source_class(run.source).fills and pipe.roles["llm"].backend == "template":
         raise ConfigError(
             f"--source topics: the LLM writes the captions, and {origins['pipeline']} uses the template writer "
             f"(roles.llm.backend: template); use a pipeline whose llm is vllm (tiny, sd15, sdxl, emu, flux)"
         )
-    if run.source not in task.sources:
+    accepted = task_sources(task, where)
+    if run.source not in accepted:
         raise ConfigError(
-            f"--source {run.source!r}: task {task.name!r} accepts sources {', '.join(task.sources)} ({where})"
+            f"--source {run.source!r}: task {task.name!r} accepts sources {', '.join(accepted)} ({where})"
         )
     check_source(run.source, run.input, n=run.n, repeat=run.repeat)
 
@@ -226,7 +241,7 @@ def roles_used(config: RunConfig, phase: str) -> dict[str, str]:
         for role in SCORING_ROLES:
             if role in config.pipeline.roles:
                 used.setdefault(role, "score")
-        if config.run.source in ("captions", "topics"):
+        if source_class(config.run.source).text_only:
             used.setdefault("t2i", "input")
     return used
 

@@ -197,6 +197,8 @@ def _execute_phase(
 
 
 def flags(parser: argparse.ArgumentParser) -> None:
+    from datagen.sources import help_text
+
     parser.epilog = "Example: datagen generate --task remove --pipeline local --n 200 --out out/remove"
     parser.add_argument("--out", required=True, help="run directory (created; an existing run there is resumed)")
     parser.add_argument(
@@ -210,8 +212,7 @@ def flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", type=int, help="samples per shard (default: 100)")
     parser.add_argument(
         "--source",
-        help="input source: scene (procedural), images (a folder), shards (WebDataset tars with captions), "
-        "captions (a .txt/.jsonl/.parquet file) or topics (the LLM writes captions); default: the task's first",
+        help=f"input source ({help_text()}); default: the task's first",
     )
     parser.add_argument("--input", help="the source's input: image folder, tar folder, caption file or topic file")
     parser.add_argument(
@@ -260,14 +261,15 @@ def flags(parser: argparse.ArgumentParser) -> None:
 def curate_first(args: argparse.Namespace) -> None:
     """`generate --curate`: the curate phase into OUT/curated (resumed like the rest of the run), then the run reads
     the curated set."""
-    from datagen.curate import PHOTO_KINDS, curate
+    from datagen.curate import curate
+    from datagen.sources import kinds
 
     if args.command == "render":
         raise ConfigError("--curate comes before the instructions: give it to generate or write, not render")
     if not (args.task or args.tasks):
         raise ConfigError(f"--curate needs --task: resuming {args.out} reads the curated set its run.json names")
-    if args.source not in PHOTO_KINDS:
-        raise ConfigError(f"--curate reads photos: give --source {' or '.join(PHOTO_KINDS)} and --input")
+    if args.source not in kinds(curates=True):
+        raise ConfigError(f"--curate reads photos: give --source {' or '.join(kinds(curates=True))} and --input")
     curated = f"{args.out.rstrip('/')}/curated"
     pipeline_overrides = [o[len("pipeline.") :] for o in args.overrides if o.startswith("pipeline.")]
     funnel = curate(

@@ -25,7 +25,7 @@ from datagen.render import ShardRender
 from datagen.resolve import roles_used
 from datagen.shards.layout import ShardPaths
 from datagen.shards.run import recorded_versions
-from datagen.sources import INPUT_ERROR, PHOTO_SOURCES, UNCAPTIONED, BadSource, check_text, pipeline_source
+from datagen.sources import INPUT_ERROR, UNCAPTIONED, BadSource, check_text, pipeline_source, source_class
 from datagen.template_writer import SESSION_KINDS, TemplateWriter
 from datagen.writer import WriterReject
 
@@ -214,7 +214,7 @@ class ShardWorker:
                 judged = False  # captioned by the judge from the image, below
                 if item.topic is not None:  # the writer writes the caption from the topic
                     item.topic = check_text(item.topic, "topic")
-                elif item.caption.strip() or run.source not in PHOTO_SOURCES:
+                elif item.caption.strip() or not source_class(run.source).photos:
                     item.caption = check_text(item.caption, "caption")
                 elif captioner is None:
                     item.caption = self._uncaptioned(text["source"])
@@ -297,9 +297,9 @@ class ShardWorker:
         raise BadSource(
             "caption_empty",
             f"{describe_ref(ref)} has no caption and task {task.name!r} writes its edit about the caption; add one "
-            f"({CAPTION_WHERE[self.config.run.source]}), or caption photos from the image with a vision-language "
-            f"writer (--set pipeline.roles.llm.args.see_image=true on a pipeline whose llm is one), or run a task "
-            f"that needs none: {', '.join(tasks_without_captions())}",
+            f"({source_class(self.config.run.source).caption_where}), or caption photos from the image with a "
+            f"vision-language writer (--set pipeline.roles.llm.args.see_image=true on a pipeline whose llm is one), "
+            f"or run a task that needs none: {', '.join(tasks_without_captions())}",
         )
 
     @property
@@ -437,14 +437,6 @@ class MixtureWorker:
 
     def run(self, task: str, phase: str, shard: int) -> dict[str, Any]:
         return self.workers[task].run(phase, shard)
-
-
-CAPTION_WHERE = {
-    "images": 'a sidecar PHOTO.json beside it, {"caption": "..."}, or PHOTO.txt',
-    "shards": "a .txt member, or .json with a caption, in its tar sample",
-    "curated": "in the source it was curated from",
-}
-"""Where a photo source's caption comes from, per source kind."""
 
 
 def describe_ref(ref: dict[str, Any]) -> str:

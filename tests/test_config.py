@@ -198,7 +198,7 @@ def test_source_checks(tmp_path):
         load_run("remove", "local", out=str(tmp_path), n=1, source="images")
     with pytest.raises(ConfigError, match=r"--input '/nonexistent/x': no such directory"):
         load_run("remove", "local", out=str(tmp_path), n=1, source="images", input="/nonexistent/x")
-    with pytest.raises(ConfigError, match=r"--source 'flickr': task 'remove' accepts sources scene, images, "):
+    with pytest.raises(ConfigError, match=r"--source 'flickr': unknown source; known: scene, images, "):
         load_run("remove", "local", out=str(tmp_path), n=1, source="flickr")
     with pytest.raises(ConfigError, match=r"--source captions: .* need a text-to-image role .*local.yaml has no"):
         load_run("remove", "local", out=str(tmp_path), n=1, source="captions")

@@ -6,7 +6,6 @@ a new kind adds its small example input to EXAMPLES."""
 from __future__ import annotations
 
 import json
-import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,7 +84,11 @@ def test_source_kind_keeps_the_protocol(kind, tmp_path):
     source = build_source(kind, BUCKETS, input)
     assert type(source) is cls and isinstance(source, Source)
     assert len(source) >= 2
-    text_only = kind in ("captions", "topics")
+    text_only = cls.text_only
+    assert isinstance(cls.summary, str) and cls.summary and isinstance(cls.caption_where, str)
+    assert all(isinstance(getattr(cls, flag), bool) for flag in ("photos", "text_only", "urls", "curates"))
+    assert set(cls.fills) <= {"caption", "objects", "setting", "topic"} and cls.fills
+    assert not (cls.photos and cls.text_only) and (not cls.curates or cls.photos)
     for index in range(2):
         ref = source.ref(seed=10 + index, index=index)
         assert ref["kind"] == kind
@@ -94,7 +97,10 @@ def test_source_kind_keeps_the_protocol(kind, tmp_path):
         item = source.item(stored)
         assert isinstance(item, SourceItem) and item.ref == stored
         assert isinstance(item.caption, str) and all(isinstance(name, str) for name in item.objects)
-        assert (item.topic is not None) == (kind == "topics"), "only topics leave the caption to the writer"
+        assert (item.topic is not None) == ("topic" in cls.fills), (
+            "only a topic source leaves the caption to the writer"
+        )
+        assert item.setting is None or "setting" in cls.fills
         loaded = source.load(stored, max_pixels=10**6)
         assert isinstance(loaded, LoadedInput)
         if text_only:
@@ -122,11 +128,96 @@ def test_a_kind_that_reads_an_input_refuses_none_and_an_empty_one(kind, tmp_path
         check_source(kind, str(empty))
 
 
-def test_every_source_a_task_file_accepts_is_registered():
-    """Task files name kinds from the registry; where config.py spells the kinds out as a Literal, it agrees."""
-    (item,) = typing.get_args(TaskSpec.model_fields["sources"].annotation)
-    if typing.get_origin(item) is typing.Literal:
-        assert set(typing.get_args(item)) == set(SOURCES), "TaskSpec.sources and sources.SOURCES name the same kinds"
+def test_task_files_name_sources_only_to_restrict_them(tmp_path):
+    """A task file that names no sources accepts every registered one (the first the default); one that names some
+    restricts to them, each registered; an unknown one is refused, naming the file and the known kinds."""
+    from datagen.resolve import load_run, task_sources
+
     for name in known("tasks"):
         raw = read_yaml(config_root() / "tasks" / f"{name}.yaml")
-        assert set(raw["sources"]) <= set(SOURCES), name
+        assert set(raw.get("sources") or SOURCES) <= set(SOURCES), name
+    assert load_run("remove", "local", out=str(tmp_path), n=1).run.source == next(iter(SOURCES))
+    assert load_run("pose", "tiny", out=str(tmp_path), n=1).run.source == "captions"  # pose restricts: no scenes
+    task = TaskSpec.model_validate({**read_yaml(config_root() / "tasks" / "color.yaml"), "sources": ["video"]})
+    with pytest.raises(ConfigError, match=r"color.yaml: field `sources`: unknown source\(s\) video; known: scene"):
+        task_sources(task, "tasks/color.yaml")
+
+
+THROWAWAY = """
+from typing import Any, ClassVar
+
+import numpy as np
+
+from datagen.sources.base import InputSpec, LoadedInput, SourceItem
+
+COLOURS = {"red": (200, 30, 30), "green": (30, 160, 60), "blue": (40, 60, 200)}
+
+
+class PlainWallSource:
+    \"\"\"Plain walls of one colour: a source written in one module, as the README's recipe says.\"\"\"
+
+    kind: ClassVar[str] = "wall"
+    summary: ClassVar[str] = "plain walls of one colour"
+    input: ClassVar[InputSpec | None] = None
+    photos: ClassVar[bool] = False
+    text_only: ClassVar[bool] = False
+    urls: ClassVar[bool] = False
+    curates: ClassVar[bool] = False
+    caption_where: ClassVar[str] = "the wall's colour"
+    fills: ClassVar[tuple[str, ...]] = ("caption",)
+
+    def __init__(self, size):
+        self.size = size
+
+    @classmethod
+    def from_input(cls, input, size):
+        return cls(size)
+
+    def __len__(self) -> int:
+        return len(COLOURS)
+
+    def unreadable(self):
+        return []
+
+    def ref(self, seed: int, index: int) -> dict[str, Any]:
+        return {"kind": self.kind, "colour": list(COLOURS)[index % len(COLOURS)]}
+
+    def item(self, ref):
+        return SourceItem(ref=ref, caption=f"a plain {ref['colour']} wall", objects=[])
+
+    def load(self, ref, max_pixels: int) -> LoadedInput:
+        from datagen import images
+
+        width, height = images.bucket_list(self.size)[0]
+        image = np.empty((height, width, 3), np.uint8)
+        image[:] = COLOURS[ref["colour"]]
+        image[height // 4 : height // 2, width // 4 : width // 2] //= 2  # a shadow, so that edits have texture
+        return LoadedInput(image=image)
+"""
+
+
+def test_a_new_source_is_one_module_one_registry_line_and_one_example(tmp_path, monkeypatch):
+    """The README's recipe, followed in a temporary module: registered, it keeps the protocol, every list of kinds
+    derived from the registry has it, --source's help names it, and a run reads it."""
+    import importlib
+    import sys
+
+    from conftest import run_inline
+
+    from datagen import sources
+
+    (tmp_path / "plain_walls.py").write_text(THROWAWAY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("plain_walls")
+    monkeypatch.setitem(SOURCES, "wall", module.PlainWallSource)  # the registry line
+    monkeypatch.setitem(EXAMPLES, "wall", lambda root: None)  # the contract-test example
+    test_source_kind_keeps_the_protocol("wall", tmp_path)
+    assert "wall" in sources.kinds(photos=False) and "wall" not in sources.kinds(urls=True)
+    assert "wall: plain walls of one colour" in sources.help_text()
+    out = tmp_path / "run"
+    proc = run_inline("generate", "--task", "color", "--source", "wall", "--n", "3", "--out", str(out),
+                      "--workers", "0", "--no-progress", "--set", "pipeline.image_size=64")  # fmt: skip
+    texts = [json.loads(line) for line in (out / "texts" / "color-000000.jsonl").read_text().splitlines()]
+    assert [t["source"]["colour"] for t in texts] == ["red", "green", "blue"], proc.stdout
+    assert all(t["status"] == "ok" and t["source_caption"].startswith("a plain") for t in texts)
+    sys.modules.pop("plain_walls")

@@ -29,7 +29,7 @@ from datagen.generators.base import GeneratorArgs, NoClassicalMethod, Outcome, P
 from datagen.generators.grounded_inpaint import composite
 from datagen.models.ocr import normalise as ocr_normalise
 from datagen.record import EditRecord
-from datagen.sources import PHOTO_SOURCES, BadSource, LoadedInput
+from datagen.sources import BadSource, LoadedInput, source_class
 
 if TYPE_CHECKING:
     from datagen.stages import StageClock
@@ -97,18 +97,18 @@ class TextRender(PerSample):
     @classmethod
     def roles_for_source(cls, args: Args, source: str) -> tuple[str, ...]:
         """On photos, the inpainter removes a line that is really there, and the OCR reads every candidate again."""
-        return ("inpaint", "ocr") if source in PHOTO_SOURCES else cls.roles
+        return ("inpaint", "ocr") if source_class(source).photos else cls.roles
 
     @classmethod
     def follows_edits(cls, args: Args, source: str) -> bool:
         """On photos it edits the text that is there; elsewhere it draws a text into its input first, so as a later
         turn of a session (datagen/sessions.py) its pair would not start from the previous turn's output."""
-        return source in PHOTO_SOURCES
+        return source_class(source).photos
 
     @classmethod
     def write_roles(cls, args: Args, source: str) -> tuple[str, ...]:
         """On photos, the write phase reads the input's lines first (the writer edits one of them)."""
-        return ("ocr",) if source in PHOTO_SOURCES else ()
+        return ("ocr",) if source_class(source).photos else ()
 
     @classmethod
     def look(cls, args: Args, roles: Mapping[str, Any], images: list[np.ndarray]) -> list[dict[str, Any] | Reject]:

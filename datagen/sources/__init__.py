@@ -64,6 +64,8 @@ __all__ = [
     "SourceItem",
     "TopicSource",
     "build_source",
+    "help_text",
+    "kinds",
     "describe_unreadable",
     "unreadable_inputs",
     "check_source",
@@ -81,8 +83,15 @@ SOURCES: dict[str, type[Source]] = {
 """Every source kind (`--source KIND`, a task file's `sources`) -> its class, in the order messages list them."""
 
 
-URL_KINDS = ("images", "shards", "curated")
-"""Kinds whose --input may be a URL (s3://, gs://, az://: fsspec), as OUT may be."""
+def kinds(**declared: bool) -> tuple[str, ...]:
+    """The registered kinds whose declarations are as given, in registry order: `kinds(photos=True)`,
+    `kinds(urls=True)`, `kinds(curates=True)`. Every such list derives from SOURCES, the only one written down."""
+    return tuple(kind for kind, cls in SOURCES.items() if all(getattr(cls, k) == v for k, v in declared.items()))
+
+
+def help_text() -> str:
+    """Every kind and what it reads, for --source's help."""
+    return "; ".join(f"{kind}: {cls.summary}" for kind, cls in SOURCES.items())
 
 
 def source_class(kind: str) -> type[Source]:
@@ -92,14 +101,9 @@ def source_class(kind: str) -> type[Source]:
     return SOURCES[kind]
 
 
-PHOTO_SOURCES = ("images", "shards", "curated")
-"""Sources whose inputs are photos: fitted to the pipeline's photo buckets (PipelineSpec.photo_buckets), keeping
-their shape, and read by the text task's OCR."""
-
-
 def pipeline_source(kind: str, pipeline, input_dir: str | None) -> Source:
     """The source of a run on `pipeline`: photos in its photo buckets, anything drawn in its buckets."""
-    size = pipeline.photo_buckets() if kind in PHOTO_SOURCES else pipeline.bucket_sizes()
+    size = pipeline.photo_buckets() if source_class(kind).photos else pipeline.bucket_sizes()
     return build_source(kind, size, input_dir)
 
 
@@ -123,10 +127,10 @@ def check_source(kind: str, input: str | None, n: int | None = None, repeat: boo
         raise ConfigError(f"--source {kind} needs --input {spec.arg}: {spec.allowed}")
     path = Path(input)
     if is_url(input):
-        if kind not in URL_KINDS:
+        if not source_class(kind).urls:
             raise ConfigError(
                 f"--input {input}: --source {kind} reads a local {spec.where()}; from an object store "
-                f"read --source {', '.join(URL_KINDS)}"
+                f"read --source {', '.join(kinds(urls=True))}"
             )
     elif not ((spec.folder and path.is_dir()) or (spec.suffixes and path.is_file())):
         raise ConfigError(f"--input {input!r}: no such {spec.where()}; --source {kind} reads {spec.allowed}")

@@ -227,8 +227,23 @@ class Source(Protocol):
 
     kind: ClassVar[str]
     """Its name on the command line and in task files' `sources`, and each reference's "kind"."""
+    summary: ClassVar[str]
+    """What it reads, in a few words (the --source help lists every kind's)."""
     input: ClassVar[InputSpec | None]
     """What its --input is; None for a source that reads none (procedural scenes)."""
+    photos: ClassVar[bool]
+    """Whether its inputs are photos: kept in their shape (the pipeline's photo buckets), read by the text task's
+    OCR, captioned from the image by a vision-language model where they come without a caption."""
+    text_only: ClassVar[bool]
+    """Whether it gives text only (captions, topics): the render draws each input with the `t2i` role."""
+    urls: ClassVar[bool]
+    """Whether its --input may be an object-store URL (s3://, gs://, az://: fsspec), as OUT may be."""
+    curates: ClassVar[bool]
+    """Whether `datagen curate` reads it (photos, not already a curated set)."""
+    caption_where: ClassVar[str]
+    """Where an input's caption comes from, in words (what a photo without one is told to add)."""
+    fills: ClassVar[tuple[str, ...]]
+    """The `SourceItem` fields it fills from its input: caption, objects, setting, topic."""
 
     @classmethod
     def from_input(cls, input: str | None, size: int | Sequence[tuple[int, int]]) -> Source:

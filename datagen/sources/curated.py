@@ -58,6 +58,13 @@ def kept_inputs(folder) -> list[dict[str, Any]]:
 
 class CuratedSource:
     kind: ClassVar[str] = "curated"
+    summary: ClassVar[str] = "a set `datagen curate` made"
+    photos: ClassVar[bool] = True
+    text_only: ClassVar[bool] = False
+    urls: ClassVar[bool] = True
+    curates: ClassVar[bool] = False
+    caption_where: ClassVar[str] = "in the source it was curated from"
+    fills: ClassVar[tuple[str, ...]] = ("caption", "objects")
     input: ClassVar[InputSpec | None] = InputSpec(
         arg="CURATED",
         allowed="a folder `datagen curate` wrote (curate.json, inputs/, duplicates.parquet)",

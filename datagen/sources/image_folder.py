@@ -42,6 +42,13 @@ class ImageFolderSource:
     """
 
     kind: ClassVar[str] = "images"
+    summary: ClassVar[str] = "a folder of images, local or on an object store"
+    photos: ClassVar[bool] = True
+    text_only: ClassVar[bool] = False
+    urls: ClassVar[bool] = True
+    curates: ClassVar[bool] = True
+    caption_where: ClassVar[str] = 'a sidecar PHOTO.json beside it, {"caption": "..."}, or PHOTO.txt'
+    fills: ClassVar[tuple[str, ...]] = ("caption", "objects")
     input: ClassVar[InputSpec | None] = InputSpec(
         arg="DIR",
         allowed="a folder of images (with optional .json or .txt sidecars), local or in an object store",

@@ -16,6 +16,13 @@ class SceneSource:
     """`size`: the (width, height) buckets a scene may be drawn in, one drawn per seed (an int: one square)."""
 
     kind: ClassVar[str] = "scene"
+    summary: ClassVar[str] = "procedural scenes with exact masks and ground truth"
+    photos: ClassVar[bool] = False
+    text_only: ClassVar[bool] = False
+    urls: ClassVar[bool] = False
+    curates: ClassVar[bool] = False
+    caption_where: ClassVar[str] = "the scene's own caption"
+    fills: ClassVar[tuple[str, ...]] = ("caption", "objects", "setting")
     input: ClassVar[InputSpec | None] = None
 
     def __init__(self, size: int | Sequence[tuple[int, int]]):

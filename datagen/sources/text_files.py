@@ -40,6 +40,13 @@ class CaptionFileSource:
     each input image from its caption. Rows are the file's non-blank lines (or the table's rows)."""
 
     kind: ClassVar[str] = "captions"
+    summary: ClassVar[str] = "a caption file (.txt, .jsonl, .parquet); the images are drawn"
+    photos: ClassVar[bool] = False
+    text_only: ClassVar[bool] = True
+    urls: ClassVar[bool] = False
+    curates: ClassVar[bool] = False
+    caption_where: ClassVar[str] = "the caption file"
+    fills: ClassVar[tuple[str, ...]] = ("caption", "objects")
     input: ClassVar[InputSpec | None] = InputSpec(
         arg="FILE",
         allowed='captions as .txt (one per line), .jsonl (one {"caption": "...", "objects": ["..."]} per line, '
@@ -141,6 +148,13 @@ class TopicSource:
     caption on the topic, the render phase generates the image from it."""
 
     kind: ClassVar[str] = "topics"
+    summary: ClassVar[str] = "a topic list; the LLM writes the captions, the images are drawn"
+    photos: ClassVar[bool] = False
+    text_only: ClassVar[bool] = True
+    urls: ClassVar[bool] = False
+    curates: ClassVar[bool] = False
+    caption_where: ClassVar[str] = "written by the LLM from the topic"
+    fills: ClassVar[tuple[str, ...]] = ("topic",)
     input: ClassVar[InputSpec | None] = InputSpec(
         arg="FILE",
         allowed="topics as .txt (one per line) or .yaml (a list of strings)",

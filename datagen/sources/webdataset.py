@@ -200,6 +200,13 @@ class ShardSource:
     is fitted to the bucket (`size`: (width, height) buckets, or an int for one square) nearest its aspect ratio."""
 
     kind: ClassVar[str] = "shards"
+    summary: ClassVar[str] = "WebDataset tars (.tar, .tar.gz), local or on an object store"
+    photos: ClassVar[bool] = True
+    text_only: ClassVar[bool] = False
+    urls: ClassVar[bool] = True
+    curates: ClassVar[bool] = True
+    caption_where: ClassVar[str] = "a .txt member, or .json with a caption, in its tar sample"
+    fills: ClassVar[tuple[str, ...]] = ("caption", "objects")
     input: ClassVar[InputSpec | None] = SHARDS_INPUT
 
     def __init__(self, input: str, size: int | Sequence[tuple[int, int]]):
