@@ -71,7 +71,7 @@ def map_stage(size: int = 512, repeats: int = 3, where: str | None = None) -> di
                 best = min(best, time.perf_counter() - started)
             runs[label] = {"seconds": best, "images_s": count / best}
         refs = [source.ref(0, i) for i in range(count)]
-        steps = {"decode": 0.0, "size, aspect, blur": 0.0, "hash (3 views)": 0.0, "NudeNet": 0.0}
+        steps = {"decode": 0.0, "size, aspect, blur": 0.0, "hashes (4 views, cells)": 0.0, "NudeNet": 0.0}
         for ref in refs:
             started = time.perf_counter()
             image = source.original(ref, 50_000_000)
@@ -81,7 +81,7 @@ def map_stage(size: int = 512, repeats: int = 3, where: str | None = None) -> di
             steps["size, aspect, blur"] += time.perf_counter() - started
             started = time.perf_counter()
             dedup.image_hashes(image)
-            steps["hash (3 views)"] += time.perf_counter() - started
+            steps["hashes (4 views, cells)"] += time.perf_counter() - started
             started = time.perf_counter()
             nsfw.score_batch([image])
             steps["NudeNet"] += time.perf_counter() - started

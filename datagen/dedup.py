@@ -248,7 +248,10 @@ def unrelated_cells(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def duplicates(a: np.ndarray, b: np.ndarray, max_distance: int = MAX_DISTANCE) -> np.ndarray:
     """For rows of words a and b: whether each pair is a near-duplicate. pHash alone is the first test; the cells
     are the second signal, where pHash is ambiguous (a shared overlay)."""
-    return (distances(a, b) <= max_distance) & (unrelated_cells(a, b) <= MAX_UNRELATED_CELLS)
+    close = distances(a, b) <= max_distance
+    if close.any():  # most candidates are far apart: the cells are compared for the close ones only
+        close[close] = unrelated_cells(a[close], b[close]) <= MAX_UNRELATED_CELLS
+    return close
 
 
 def _first_shared(words_a: np.ndarray, words_b: np.ndarray, bits: int) -> np.ndarray:
