@@ -198,3 +198,16 @@ def test_a_run_writes_the_declared_fields_everywhere(run_dir):
     samples = [sample for shard in run.committed() for sample in run.samples(shard)]
     assert samples and all(list(s.meta) == sorted(f.name for f in FIELDS if f.json) for s in samples)
     assert pq.read_schema(run_dir / "shards" / "remove-000000.parquet").equals(MANIFEST_SCHEMA, check_metadata=False)
+
+
+def test_every_key_a_commit_marker_holds_is_declared(small_remove_run):
+    """ShardStats and WriteStats declare every key the worker writes into a shard's stats (the marker)."""
+    import json
+
+    from datagen.shards.layout import ShardStats, WriteStats
+
+    for phase, declared in (("shards", ShardStats), ("texts", WriteStats)):
+        for marker in sorted((small_remove_run / phase).glob("*.stats.json")):
+            written = set(json.loads(marker.read_text()))
+            assert written <= set(declared.__annotations__), (marker.name, written - set(declared.__annotations__))
+    assert {"sessions", "version_change"} <= set(ShardStats.__annotations__)

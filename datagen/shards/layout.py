@@ -24,7 +24,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -70,6 +70,8 @@ class WriteStats(TypedDict):
     config: str
     seconds: float
     committed: str
+    version_change: NotRequired[dict[str, list[str | None]]]
+    """Library -> [recorded, current], where a resume ran under other versions (--allow-version-change)."""
 
 
 class ShardStats(TypedDict, total=False):
@@ -103,6 +105,10 @@ class ShardStats(TypedDict, total=False):
     seconds: float
     committed: str
     """UTC, ISO 8601 (`now()`)."""
+    sessions: dict[str, Any]
+    """A shard of sessions (--turns > 1): turns, sessions, complete, kept, dropped_at_turn, keep_prefix."""
+    version_change: dict[str, list[str | None]]
+    """Library -> [recorded, current], where a resume ran under other versions (--allow-version-change)."""
 
 
 def now() -> str:
