@@ -1,6 +1,7 @@
 """Kill anywhere, resume exactly: SIGKILL the driver at 24 points spread over one run (more, up to 36, until at
 least 3 fell in the write phase and 8 in the render) — while instructions are written, while images render, while a
-shard commits — resume after each, and end byte-identical to a run that was never interrupted. After every kill: no half-written shard visible, no key in two shards, counts consistent."""
+shard commits — resume after each, and end byte-identical to a run that was never interrupted. After every kill:
+no half-written shard visible, no key in two shards, counts consistent."""
 
 from __future__ import annotations
 
