@@ -41,8 +41,11 @@ def marked_copies() -> list[tuple[str, int, str, str, str]]:
     for path in sorted(PACKAGE.rglob("*.py")):
         lines = path.read_text().splitlines()
         tree = ast.parse("\n".join(lines))
-        starts = {node.lineno: node for node in ast.walk(tree)
-                  if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}  # fmt: skip
+        starts = {
+            node.lineno: node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        }
         for number, line in enumerate(lines, start=1):
             match = MARK.match(line)
             if not match:

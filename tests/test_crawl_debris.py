@@ -63,7 +63,7 @@ HOSTILE = {
     "nanbox": (
         {"json": b'{"caption": "a box", "objects": [{"name": "box", "box": [NaN, 0, 4, 4]}]}'},
         "bad_annotation",
-    ),  # fmt: skip
+    ),
     "wrongtype": ({"json": b'{"caption": 5}'}, "bad_annotation"),
     "objects": ({"json": b'{"caption": "x", "objects": "not a list"}'}, "bad_annotation"),
     "repeated": ({"json": b'{"caption": "a", "caption": "b"}'}, "bad_annotation"),
@@ -123,9 +123,24 @@ def test_an_input_with_no_readable_sample_is_refused_naming_the_files(debris, tm
 
 def test_generate_reads_every_good_sample_counts_every_bad_one_and_exits_0(debris, tmp_path):
     out, entries = tmp_path / "run", len(ShardSource(str(debris), 64))
-    proc = run_inline("generate", "--task", "color", "--source", "shards", "--input", str(debris), "--n",
-                      str(entries), "--out", str(out), "--workers", "0", "--no-progress", "--set",
-                      "pipeline.image_size=64")  # fmt: skip
+    proc = run_inline(
+        "generate",
+        "--task",
+        "color",
+        "--source",
+        "shards",
+        "--input",
+        str(debris),
+        "--n",
+        str(entries),
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--no-progress",
+        "--set",
+        "pipeline.image_size=64",
+    )
     texts = [json.loads(line) for line in (out / "texts" / "color-000000.jsonl").read_text().splitlines()]
     by_key = {}
     for text in texts:
@@ -153,8 +168,18 @@ def test_generate_reads_every_good_sample_counts_every_bad_one_and_exits_0(debri
 
 
 def test_curate_reads_every_good_sample_and_counts_every_bad_file(debris, tmp_path):
-    proc = run_inline("curate", "--source", "shards", "--input", str(debris), "--out", str(tmp_path / "cur"),
-                      "--no-progress", "--set", "curate.short_side.min=64")  # fmt: skip
+    proc = run_inline(
+        "curate",
+        "--source",
+        "shards",
+        "--input",
+        str(debris),
+        "--out",
+        str(tmp_path / "cur"),
+        "--no-progress",
+        "--set",
+        "curate.short_side.min=64",
+    )
     rows = [row for table in committed_inputs(Folder(str(tmp_path / "cur"))) for row in table.to_pylist()]
     reasons = Counter(row["reason"] for row in rows)
     assert reasons["shard_truncated"] == 2 and reasons["shard_unreadable"] == 1
@@ -174,8 +199,24 @@ def test_an_image_folder_with_a_deep_sidecar_and_a_broken_parquet_keeps_the_good
     (photos / "00000" / "000000000.png").write_bytes(_png(9))  # img2dataset's layout: its caption in 00000.parquet
     (photos / "00000.parquet").write_bytes(b"PAR1 this is not a parquet file PAR1")
     out = tmp_path / "run"
-    run_inline("generate", "--task", "color", "--source", "images", "--input", str(photos), "--n", "5",
-               "--out", str(out), "--workers", "0", "--no-progress", "--set", "pipeline.image_size=64")  # fmt: skip
+    run_inline(
+        "generate",
+        "--task",
+        "color",
+        "--source",
+        "images",
+        "--input",
+        str(photos),
+        "--n",
+        "5",
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--no-progress",
+        "--set",
+        "pipeline.image_size=64",
+    )
     texts = [json.loads(line) for line in (out / "texts" / "color-000000.jsonl").read_text().splitlines()]
     verdicts = {t["source"]["path"]: (t["status"], t.get("reason") or "") for t in texts}
     assert verdicts == {
@@ -207,8 +248,24 @@ def test_whatever_one_input_raises_is_its_own_rejection(tmp_path, monkeypatch):
 
     monkeypatch.setattr(image_folder, "load_sidecar", failing_on_p1)
     out = tmp_path / "run"
-    run_inline("generate", "--task", "color", "--source", "images", "--input", str(photos), "--n", "3",
-               "--out", str(out), "--workers", "0", "--no-progress", "--set", "pipeline.image_size=64")  # fmt: skip
+    run_inline(
+        "generate",
+        "--task",
+        "color",
+        "--source",
+        "images",
+        "--input",
+        str(photos),
+        "--n",
+        "3",
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--no-progress",
+        "--set",
+        "pipeline.image_size=64",
+    )
     texts = [json.loads(line) for line in (out / "texts" / "color-000000.jsonl").read_text().splitlines()]
     verdicts = [(t["status"], t.get("reason") or "") for t in texts]
     assert verdicts == [("ok", ""), ("rejected", INPUT_ERROR), ("ok", "")]

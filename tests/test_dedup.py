@@ -104,8 +104,13 @@ def test_copies_of_a_shared_overlay_photo_are_still_found():
         original = with_overlay(photo(name), "disc")
         for suffix, image in [("original", original), *derived_copies(original).items()]:
             key = f"{name}/{suffix}"
-            items.append({"key": key, "hashes": dedup.image_hashes(image),
-                          "rank": dedup.rank(key, image.shape[1], image.shape[0])})  # fmt: skip
+            items.append(
+                {
+                    "key": key,
+                    "hashes": dedup.image_hashes(image),
+                    "rank": dedup.rank(key, image.shape[1], image.shape[0]),
+                }
+            )
     dropped = dedup.near_duplicates(items)
     assert all(kept.split("/")[0] == key.split("/")[0] for key, kept in dropped.items()), dropped
     assert len(dropped) == len(items) - 4

@@ -119,9 +119,11 @@ def test_a_backend_whose_package_is_missing_says_which_and_how_to_install_it_in_
     from conftest import REPO
 
     (tmp_path / "photos").mkdir()
-    script = ("import sys; sys.modules['nudenet'] = None; from datagen.cli import main; "
-              f"raise SystemExit(main(['curate', '--source', 'images', '--input', {str(tmp_path / 'photos')!r}, "
-              f"'--out', {str(tmp_path / 'cur')!r}]))")  # fmt: skip
+    script = (
+        "import sys; sys.modules['nudenet'] = None; from datagen.cli import main; "
+        f"raise SystemExit(main(['curate', '--source', 'images', '--input', {str(tmp_path / 'photos')!r}, "
+        f"'--out', {str(tmp_path / 'cur')!r}]))"
+    )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr

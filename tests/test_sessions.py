@@ -325,6 +325,9 @@ def test_the_worker_keeps_the_interface_the_session_shard_declares(tmp_path):
 
     worker = ShardWorker(load_run("remove", "local", out=str(tmp_path), n=1))
     assert isinstance(worker, session_shard.Worker)
-    imported = {node.module for node in ast.walk(ast.parse(inspect.getsource(session_shard)))
-                if isinstance(node, ast.ImportFrom)}  # fmt: skip
+    imported = {
+        node.module
+        for node in ast.walk(ast.parse(inspect.getsource(session_shard)))
+        if isinstance(node, ast.ImportFrom)
+    }
     assert "datagen.worker" not in imported

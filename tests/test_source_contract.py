@@ -215,8 +215,22 @@ def test_a_new_source_is_one_module_one_registry_line_and_one_example(tmp_path, 
     assert "wall" in sources.kinds(photos=False) and "wall" not in sources.kinds(urls=True)
     assert "wall: plain walls of one colour" in sources.help_text()
     out = tmp_path / "run"
-    proc = run_inline("generate", "--task", "color", "--source", "wall", "--n", "3", "--out", str(out),
-                      "--workers", "0", "--no-progress", "--set", "pipeline.image_size=64")  # fmt: skip
+    proc = run_inline(
+        "generate",
+        "--task",
+        "color",
+        "--source",
+        "wall",
+        "--n",
+        "3",
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--no-progress",
+        "--set",
+        "pipeline.image_size=64",
+    )
     texts = [json.loads(line) for line in (out / "texts" / "color-000000.jsonl").read_text().splitlines()]
     assert [t["source"]["colour"] for t in texts] == ["red", "green", "blue"], proc.stdout
     assert all(t["status"] == "ok" and t["source_caption"].startswith("a plain") for t in texts)

@@ -60,8 +60,18 @@ def test_a_stalled_worker_is_replaced_and_the_run_makes_the_bytes_of_a_clean_run
     swapper.start()
     out = tmp_path / "hung-run"
     try:
-        proc = run_inline("generate", "--input", str(photos), "--out", str(out), "--workers", "2",
-                          "--set", "pipeline.actor.stall_seconds=6", *ARGS)  # fmt: skip
+        proc = run_inline(
+            "generate",
+            "--input",
+            str(photos),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--set",
+            "pipeline.actor.stall_seconds=6",
+            *ARGS,
+        )
     finally:
         for fd in held:
             os.close(fd)

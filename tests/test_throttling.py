@@ -24,10 +24,14 @@ if importlib.util.find_spec("moto") is None:
 
 BUCKET = "datagen-throttled"
 ARGS = ["--task", "remove", "--n", "24", "--shard-size", "8", "--workers", "0", "--no-progress", *FAST]
-SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request '
-             b"rate.</Message></Error>")  # fmt: skip
-INTERNAL = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an '
-            b"internal error. Please try again.</Message></Error>")  # fmt: skip
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request '
+    b"rate.</Message></Error>"
+)
+INTERNAL = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an '
+    b"internal error. Please try again.</Message></Error>"
+)
 
 
 class FaultyProxy(ThreadingHTTPServer):
@@ -178,10 +182,21 @@ def test_a_curate_through_a_throttling_store_makes_the_bytes_of_a_clean_run(stor
             sink.write({"__key__": f"{name}-copy", "jpg": images.encode(photo(name), "jpg", 70), "txt": "a copy"})
         client.upload_file(str(tars / f"{number:03d}.tar"), BUCKET, f"photos/{number:03d}.tar")
     clean, throttled = str(tmp_path / "clean"), f"s3://{BUCKET}/curated"
-    expected = run_inline("curate", "--source", "shards", "--input", str(tars), "--out", clean, "--shard-size", "3",
-                          "--no-progress").stdout  # fmt: skip
-    got = run_inline("curate", "--source", "shards", "--input", f"s3://{BUCKET}/photos/{{000..003}}.tar", "--out",
-                     throttled, "--shard-size", "3", "--no-progress").stdout  # fmt: skip
+    expected = run_inline(
+        "curate", "--source", "shards", "--input", str(tars), "--out", clean, "--shard-size", "3", "--no-progress"
+    ).stdout
+    got = run_inline(
+        "curate",
+        "--source",
+        "shards",
+        "--input",
+        f"s3://{BUCKET}/photos/{{000..003}}.tar",
+        "--out",
+        throttled,
+        "--shard-size",
+        "3",
+        "--no-progress",
+    ).stdout
     assert (
         got.splitlines()[0]
         == expected.splitlines()[0]
