@@ -411,14 +411,18 @@ class PipelineSpec(Spec):
 
 
 class RunSpec(Spec):
+    """One task's run. Its fields are `generate`'s, `write`'s and `render`'s flags (datagen/flags.py): each default
+    and help text is written here, once."""
+
     task: str
     """Task name."""
-    pipeline: str
-    """Pipeline name."""
+    pipeline: str = "local"
+    """Pipeline name in pipelines/."""
     out: str
-    """Output directory."""
-    n: int = Field(ge=1, le=10**10)
-    """Samples to attempt (instruction records); kept samples are fewer, by the filters' rejection rate."""
+    """Run directory (created; an existing run there is resumed)."""
+    n: int = Field(default=200, ge=1, le=10**10)
+    """Samples to attempt (instruction records); kept samples are fewer, by the filters' rejection rate. A mixture
+    shares them by weight."""
     shard_size: int = Field(default=100, ge=1, le=100_000)
     """Samples per shard: the unit of work, retry and resume."""
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
@@ -426,19 +430,19 @@ class RunSpec(Spec):
     source: str | None = None
     """Input source (default: the task's first)."""
     input: str | None = None
-    """Image folder for source 'images'."""
+    """The source's input: image folder, tar folder, curated set, caption file or topic file."""
     repeat: bool = False
-    """Source 'images': allow --n larger than the number of images, reusing them; without it such a run stops before
-    any work, saying how many distinct images the folder holds."""
+    """Photo sources: allow --n larger than the number of photos, reusing them; without it such a run stops before
+    any work, saying how many distinct photos the input holds."""
     max_image_pixels: int = Field(default=50_000_000, ge=1024)
     """Larger input images are rejected as decompression bombs."""
     max_shard_retries: int = Field(default=2, ge=0, le=20)
     """Retries of a failing shard before it is recorded as failed."""
     turns: int = Field(default=1, ge=1, le=8)
-    """Edits per session (datagen/sessions.py): 1 makes single-turn pairs; K > 1 makes every sample a session of K
-    chained edits of one input, each turn's task drawn from the run's mixture."""
+    """Edits per sample: K > 1 makes each sample a session of K chained edits of one input (datagen/sessions.py),
+    each turn's task drawn from the run's mixture, every turn checked."""
     keep_prefix: bool = False
-    """Sessions: keep a session's passing prefix when a later turn fails (default: the whole session or nothing)."""
+    """Sessions: keep a session's passing turns when a later one fails (default: the whole session or nothing)."""
 
     @property
     def num_shards(self) -> int:
@@ -446,6 +450,26 @@ class RunSpec(Spec):
 
     def shard_len(self, shard: int) -> int:
         return min(self.shard_size, self.n - shard * self.shard_size)
+
+
+class CurateSpec(Spec):
+    """`datagen curate`: photos gated and deduplicated into a curated set. Its fields are the command's flags."""
+
+    source: str
+    """What --input holds: a photo source that curates."""
+    input: str
+    """The photos: a folder of images, or of WebDataset tars (local or an object store's URL)."""
+    out: str
+    """Where the curated set is written (a folder `--source curated` reads); an existing one is resumed."""
+    pipeline: str = "local"
+    """Whose scoring roles (nsfw, aesthetic, ocr) and `curate:` gates."""
+    shard_size: int = Field(default=100, ge=1, le=100_000)
+    """Inputs per committed shard: the unit of work, retry and resume."""
+    workers: int = Field(default=0, ge=0, le=100_000)
+    """0: inline, in this process; N: at most N workers on Ray (RAY_ADDRESS or a local cluster), and the
+    deduplication on Ray Data."""
+    max_shard_retries: int = Field(default=2, ge=0, le=20)
+    """Retries of a failing shard before it is recorded as failed."""
 
 
 class RunConfig(Spec):

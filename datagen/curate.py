@@ -10,17 +10,32 @@ committed. The set's layout and its reading: datagen/sources/curated.py; its rep
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from datagen import dedup
+from datagen.config import CurateSpec, PipelineSpec, validate
+from datagen.lease import check_held
 from datagen.scores import CURATION_SCORES, SCORE_PREFIX
-from datagen.shards.layout import STATS
-from datagen.sources.curated import CURATE_JSON, DUPLICATES, DUPLICATES_MARKER, INPUTS, committed_inputs
+from datagen.shards.curated import (
+    CURATE,
+    DUPLICATES,
+    DUPLICATES_MARKER,
+    INPUTS,
+    committed_inputs,
+    input_key,
+    input_paths,
+    pending_inputs,
+    start_curation,
+)
+from datagen.shards.layout import STATS, clear_uncommitted, write_stats
+from datagen.storage import Folder
 
 if TYPE_CHECKING:
     from datagen.config import FilterSpec
@@ -106,18 +121,15 @@ def gate(scores: Mapping[str, float], gates: Mapping[str, FilterSpec]) -> str:
 # ------------------------------------------------------------------------------------------------ the phase
 
 
-def _shard(number: int) -> str:
-    return f"curate-{number:06d}"
-
-
-def _settings(kind: str, input: str, pipeline, shard_size: int, count: int) -> dict[str, Any]:
-    gates = {name: spec.model_dump(exclude_defaults=True) for name, spec in pipeline.curate.items()}
+def _settings(spec: CurateSpec, pipeline, count: int) -> dict[str, Any]:
+    """What curate.json records: a rerun with other settings is refused."""
+    gates = {name: gate.model_dump(exclude_defaults=True) for name, gate in pipeline.curate.items()}
     return {
-        "source": kind,
-        "input": str(input),
+        "source": spec.source,
+        "input": str(spec.input),
         "pipeline": pipeline.name,
         "gates": gates,
-        "shard_size": shard_size,
+        "shard_size": spec.shard_size,
         "inputs": count,
     }
 
@@ -149,7 +161,7 @@ def curate_shard(source, number: int, shard_size: int, gates, roles, max_pixels:
             del image
         rows.append(
             {
-                "key": f"curate_{number:06d}_{k:05d}",
+                "key": input_key(number, k),
                 "index": start + k,
                 "ref": json.dumps(ref, sort_keys=True),
                 "width": width,
@@ -192,76 +204,95 @@ INPUT_SCHEMA = _input_schema()
 """A curated input's row."""
 
 
-def commit_shard(
-    kind: str,
-    input: str,
-    out: str,
-    pipeline_name: str,
-    overrides: list[str],
-    number: int,
-    shard_size: int,
-    state: dict | None = None,
-) -> None:
-    """Curate one input shard and commit it (its parquet, then its marker); `state` keeps the pipeline, source and
-    scoring roles between shards of one process (a Ray task starts without)."""
-    import json
-    import time
+MAX_PIXELS = 50_000_000
+"""Larger input photos are dropped as decompression bombs (RunSpec.max_image_pixels' default)."""
 
-    from datagen import models
-    from datagen.resolve import load_pipeline
-    from datagen.sources import build_source
-    from datagen.storage import Folder
 
-    state = {} if state is None else state
-    if not state:
-        state["pipeline"] = pipeline = load_pipeline(pipeline_name, overrides)
-        state["source"] = build_source(kind, pipeline.image_size, input)
-        state["roles"] = {name: models.build(name, pipeline.roles[name]) for name in curation_roles(pipeline)}
-        for role in state["roles"].values():
+@dataclass
+class CurateJob:
+    """What a curate worker is built from (inline, or sent to a Ray actor): the spec and its loaded pipeline (whose
+    `actor` sizes the Ray workers, as a run's render actor does)."""
+
+    spec: CurateSpec
+    pipeline: PipelineSpec
+
+
+class CurateWorker:
+    """The curate map's worker, handed shards by datagen/distribute.py as a run's MixtureWorker is: builds the source
+    and the scoring roles once, then curates and commits input shard after input shard."""
+
+    def __init__(self, jobs: list[CurateJob], phase: str | None = None, lease: str | None = None):
+        from datagen import models
+        from datagen.sources import build_source
+
+        (job,) = jobs
+        self.spec, self.pipeline, self.lease = job.spec, job.pipeline, lease
+        self.source = build_source(self.spec.source, self.pipeline.image_size, self.spec.input)
+        self.roles = {name: models.build(name, self.pipeline.roles[name]) for name in curation_roles(self.pipeline)}
+        for role in self.roles.values():
             role.load()
-    inputs = Folder(out).sub(INPUTS)
-    started = time.perf_counter()
-    data, stats = curate_shard(
-        state["source"], number, shard_size, state["pipeline"].curate, state["roles"], 50_000_000
-    )
-    stats["parquet"] = {
-        "name": f"{_shard(number)}.parquet",
-        "bytes": len(data),
-        "sha256": inputs.write_atomic(f"{_shard(number)}.parquet", data),
-    }
-    stats["seconds"] = round(time.perf_counter() - started, 3)
-    inputs.write_atomic(f"{_shard(number)}{STATS}", (json.dumps(stats, indent=1) + "\n").encode())
+
+    def ready(self) -> bool:
+        return True
+
+    def run(self, task: str, phase: str, shard: int) -> dict[str, Any]:
+        from datagen.worker import attempt
+
+        return attempt(lambda: self.commit(shard), input_paths(self.spec.out, shard))
+
+    def _check_lease(self) -> None:
+        if self.lease is not None:
+            check_held(self.spec.out, self.lease)
+
+    def commit(self, shard: int) -> dict[str, Any]:
+        """Curate one input shard and commit it: its parquet, then its marker, while the driver holds the lease."""
+        paths = input_paths(self.spec.out, shard)
+        self._check_lease()
+        clear_uncommitted(paths)
+        started = time.perf_counter()
+        gates, size = self.pipeline.curate, self.spec.shard_size
+        data, stats = curate_shard(self.source, shard, size, gates, self.roles, MAX_PIXELS)
+        sha = paths.folder.write_atomic(paths.parquet, data)
+        stats["parquet"] = {"name": paths.parquet, "bytes": len(data), "sha256": sha}
+        stats["seconds"] = round(time.perf_counter() - started, 3)
+        self._check_lease()
+        write_stats(paths, stats)
+        return stats
 
 
 def curate(
-    kind: str,
+    source: str,
     input: str,
     out: str,
-    pipeline_name: str = "local",
-    shard_size: int = 100,
-    overrides: list[str] = (),
+    *,
+    overrides: Sequence[str] = (),
     progress: bool = True,
-    workers: int = 0,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Curate every input of `--source kind --input input` into OUT: each input shard looked at and gated, then the
-    near-duplicates across all of them; resumable (committed shards are not redone). Returns the funnel.
+    """Curate every input of `--source source --input input` into OUT under OUT's lease: each input shard looked at
+    and gated, then the near-duplicates across all of them; resumable (committed shards are not redone). `options`
+    are CurateSpec's other fields (pipeline, shard_size, workers). Returns the funnel.
 
-    workers 0: inline, in this process. Otherwise on Ray (RAY_ADDRESS, or a local cluster): one task per
-    uncommitted shard, at most `workers` at once, and the deduplication on Ray Data over the committed parquet
-    files, so that the driver holds only the duplicate pairs."""
-    import json
+    The shards go through datagen/distribute.py as a run's do: inline (workers 0), or on Ray workers (RAY_ADDRESS,
+    or a local cluster), then the deduplication on Ray Data over the committed parquet files, so that the driver
+    holds only the duplicate pairs. A shard that fails after its retries is recorded in OUT/failed/ and the
+    deduplication waits for a rerun (RunStopped names them)."""
     import math
+    import sys
 
-    from datagen.errors import ConfigError
+    from datagen.distribute import DISTRIBUTORS, init_ray
+    from datagen.errors import ConfigError, RunStopped
+    from datagen.lease import Lease
     from datagen.preflight import require
-    from datagen.progress import Progress
+    from datagen.progress import Progress, log_event
     from datagen.resolve import load_pipeline
+    from datagen.shards.run import clear_failure, record_failure
     from datagen.sources import build_source, check_source, kinds
-    from datagen.storage import Folder
 
-    if kind not in kinds(curates=True):
-        raise ConfigError(f"--source {kind}: the curate phase reads photos: {', '.join(kinds(curates=True))}")
-    pipeline = load_pipeline(pipeline_name, overrides)
+    spec = validate(CurateSpec, {"source": source, "input": input, "out": out, **options}, "command line")
+    if spec.source not in kinds(curates=True):
+        raise ConfigError(f"--source {spec.source}: the curate phase reads photos: {', '.join(kinds(curates=True))}")
+    pipeline = load_pipeline(spec.pipeline, overrides)
     for role, score in CURATION_ROLES.items():
         if score in pipeline.curate and role not in pipeline.roles:
             raise ConfigError(
@@ -269,47 +300,51 @@ def curate(
                 f"the pipeline has no `roles.{role}`; add the role or drop the gate"
             )
     require(pipeline, "curate", set(curation_roles(pipeline)))
-    check_source(kind, input)
-    source = build_source(kind, pipeline.image_size, input)
-    folder = Folder(out)
+    check_source(spec.source, spec.input)
+    count = len(build_source(spec.source, pipeline.image_size, spec.input))
+    folder = Folder(spec.out)
     folder.makedirs()
-    settings = _settings(kind, input, pipeline, shard_size, len(source))
-    if folder.exists(CURATE_JSON):
-        before = json.loads(folder.read_text(CURATE_JSON))
-        changed = [k for k in settings if before.get(k) != settings[k]]
-        if changed:
-            was = ", ".join(f"{k} {before.get(k)!r}" for k in changed)
-            raise ConfigError(f"{out} was curated with other settings ({was}); curate into a new folder")
-    else:
-        folder.write_atomic(CURATE_JSON, (json.dumps(settings, indent=1) + "\n").encode())
-    inputs = folder.sub(INPUTS)
-    inputs.makedirs()
-    shards = math.ceil(len(source) / shard_size)
-    todo = [number for number in range(shards) if not inputs.exists(f"{_shard(number)}{STATS}")]
-    args = (kind, input, out, pipeline_name, list(overrides))
-    with Progress(shards, "curate", unit="shard", enabled=progress) as bar:
+    with Lease.acquire(folder, holder=" ".join(["datagen", *sys.argv[1:]])) as lease:  # one live curate per OUT
+        start_curation(folder, _settings(spec, pipeline, count))
+        shards = math.ceil(count / spec.shard_size)
+        todo = [(CURATE, shard) for shard in pending_inputs(folder, shards)]
+        failed: dict[int, str] = {}
+        bar = Progress(shards, "curate", unit="shard", enabled=progress)
         bar.update(shards - len(todo))
-        if not workers:
-            state: dict[str, Any] = {}
-            for number in todo:
-                commit_shard(*args, number, shard_size, state)
-                bar.update(1)
-        else:
-            import ray
 
-            from datagen.distribute import init_ray
+        def on_result(item: tuple[str, int], result: dict[str, Any], attempts: int, final: bool = False) -> bool:
+            shard = item[1]
+            lease.check()
+            if result.get("lease_lost") or result.get("storage"):
+                raise RunStopped(f"{spec.out}: curate shard {shard}: {result['error'][:500]}; rerun to resume")
+            if result["ok"]:
+                clear_failure(folder, CURATE, shard)
+            elif not final and attempts <= spec.max_shard_retries:
+                return False
+            else:
+                failed[shard] = result["error"]
+                record_failure(folder, CURATE, "curate", shard, result, attempts)
+                if progress:
+                    log_event("shard_failed", task=CURATE, shard=shard, attempts=attempts, error=result["error"])
+            bar.update(1)
+            return True
 
-            init_ray(None)
-            task = ray.remote(num_cpus=1, max_retries=2)(commit_shard)
-            running, waiting = [], list(todo)
-            while waiting or running:
-                while waiting and len(running) < workers:
-                    running.append(task.remote(*args, waiting.pop(0), shard_size))
-                done, running = ray.wait(running, num_returns=1)
-                ray.get(done)
-                bar.update(1)
-    if not folder.exists(DUPLICATES_MARKER):
-        write_duplicates(folder, on_ray=bool(workers))
+        try:
+            distribute = DISTRIBUTORS["ray" if spec.workers else "inline"]
+            job = CurateJob(spec, pipeline)
+            distribute([job], "curate", todo, on_result, None, spec.workers, lease.token, worker=CurateWorker)
+        finally:
+            bar.close()
+        if failed:
+            first = "; ".join(f"{shard:06d}: {error}" for shard, error in sorted(failed.items())[:3])
+            raise RunStopped(
+                f"{spec.out}: {len(failed)} curate shard(s) failed after their retries ({first}); tracebacks in "
+                f"{spec.out}/failed/; the near-duplicates wait for every shard: rerun the same command to retry them"
+            )
+        if not folder.exists(DUPLICATES_MARKER):
+            if spec.workers:
+                init_ray(None)
+            write_duplicates(folder, on_ray=bool(spec.workers))
     return funnel(folder)
 
 
@@ -391,49 +426,24 @@ def funnel(folder) -> dict[str, Any]:
     }
 
 
+CURATE_FLAGS = ("source", "input", "out", "pipeline", "shard_size", "workers")
+"""The CurateSpec fields `curate` takes as flags (datagen/flags.py)."""
+
+
 def flags(parser) -> None:
-    from datagen.measure import positive
+    from datagen.flags import overrides_flag, progress_flag, spec_flags
     from datagen.sources import kinds
 
-    parser.add_argument("--source", required=True, choices=kinds(curates=True), help="what --input holds")
-    parser.add_argument("--input", required=True, help="the photos: a folder of images, or of WebDataset tars")
-    parser.add_argument("--out", required=True, metavar="CURATED", help="where the curated set is written")
-    parser.add_argument("--pipeline", default="local", help="whose nsfw role and curate gates (default: local)")
-    parser.add_argument("--shard-size", type=positive, default=100, help="inputs per committed shard (default 100)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override the pipeline, e.g. --set curate.blur.max=0.7",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        help="0: inline (default); N: at most N shards at once on Ray (RAY_ADDRESS or a local "
-        "cluster), and the deduplication on Ray Data",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines)")
+    spec_flags(parser, CurateSpec, CURATE_FLAGS, choices={"source": kinds(curates=True)}, metavars={"out": "CURATED"})
+    overrides_flag(parser, "curate.blur.max=0.7 (the pipeline's fields)")
+    progress_flag(parser)
 
 
 def run(args) -> int:
     """`datagen curate`: gate and deduplicate photos into a curated set that `--source curated` reads."""
-    if args.workers < 0:
-        from datagen.errors import ConfigError
+    from datagen.flags import given_flags
 
-        raise ConfigError(f"--workers {args.workers}: give 0 (inline) or a positive number")
-    result = curate(
-        args.source,
-        args.input,
-        args.out,
-        args.pipeline,
-        args.shard_size,
-        args.overrides,
-        progress=not args.no_progress,
-        workers=args.workers,
-    )
+    result = curate(**given_flags(args, CURATE_FLAGS), overrides=args.overrides, progress=not args.no_progress)
     dropped = ", ".join(f"{reason} {n}" for reason, n in result["dropped"].items()) or "none"
     print(
         f"curated {result['inputs']} inputs: dropped by the gates {dropped}; near-duplicates "

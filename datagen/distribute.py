@@ -1,11 +1,14 @@
 """The distributors: a phase's shards handed to workers inline (one process, for debugging and benchmarks) or on a
 Ray cluster (an actor pool with bounded restarts), behind one signature:
 
-    distribute(configs, phase, todo, on_result, address, workers, lease)
+    distribute(configs, phase, todo, on_result, address, workers, lease, worker=MixtureWorker)
 
-`todo` lists (task, shard) pairs; `on_result(item, result, attempts, final=False)` returns True once the shard is
-finished (committed or given up), False to have it retried; `lease` is the token of the driver's lease on OUT,
-which every worker checks before it clears leftovers or commits.
+`worker(configs, phase, lease)` is built once per process (inline) or per Ray actor, answers `ready()`, and runs
+`run(task, phase, shard)` into a result that never raises (datagen/worker.py's `attempt`): a run's MixtureWorker for
+write and render, datagen/curate.py's CurateWorker for the curate map. `todo` lists (task, shard) pairs;
+`on_result(item, result, attempts, final=False)` returns True once the shard is finished (committed or given up),
+False to have it retried; `lease` is the token of the driver's lease on OUT, which every worker checks before it
+clears leftovers or commits.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ def run_inline(
     address: str | None = None,
     workers: int | None = None,
     lease: str | None = None,
+    worker: type = MixtureWorker,
 ) -> None:
     """Every shard in this process, one after the other, with one worker's models."""
     try:
-        worker = MixtureWorker(configs, phase, lease)
+        built = worker(configs, phase, lease)
     except Exception as e:  # a model that cannot load: every shard fails with the reason, nothing is attempted
         result = {"ok": False, "error": f"worker could not start: {type(e).__name__}: {e}"[:800]}
         result["traceback"] = traceback.format_exc()
@@ -45,7 +49,7 @@ def run_inline(
         attempts = 0
         while True:
             attempts += 1
-            if on_result(item, worker.run(item[0], phase, item[1]), attempts):
+            if on_result(item, built.run(item[0], phase, item[1]), attempts):
                 break
 
 
@@ -88,6 +92,7 @@ def run_ray(
     address: str | None,
     workers: int | None,
     lease: str | None = None,
+    worker: type = MixtureWorker,
 ) -> None:
     """Shards go only to workers that answered `ready` (their models loaded), two in flight each. A worker that dies
     (its node lost, killed, out of memory) or cannot start is replaced while the budget lasts (actor.max_restarts
@@ -101,7 +106,7 @@ def run_ray(
     init_ray(address)
     actor = configs[0].pipeline.writer_actor if phase == "write" else configs[0].pipeline.actor
     count = min(worker_count(actor, phase, ray.cluster_resources(), workers), len(todo))
-    pool = ActorPool(configs, phase, lease, actor, count, todo)
+    pool = ActorPool(configs, phase, lease, actor, count, todo, worker)
     try:
         pool.run(on_result)
     finally:
@@ -140,11 +145,12 @@ class ActorPool:
         actor: ActorSpec,
         count: int,
         todo: list[tuple[str, int]],
+        worker: type = MixtureWorker,
     ):
         import ray
 
         self.configs, self.phase, self.lease, self.actor = configs, phase, lease, actor
-        self.remote = ray.remote(num_cpus=actor.num_cpus, num_gpus=actor.num_gpus, max_restarts=0)(MixtureWorker)
+        self.remote = ray.remote(num_cpus=actor.num_cpus, num_gpus=actor.num_gpus, max_restarts=0)(worker)
         self.starting: dict[Any, Any] = {}
         """ready() ref -> a worker that has not answered yet."""
         self.ready: list[Any] = []

@@ -9,6 +9,8 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 from datagen import generators, models
 from datagen.config import (
@@ -26,6 +28,7 @@ from datagen.config import (
     validate,
 )
 from datagen.errors import ConfigError
+from datagen.flags import default, flag_name, given_flags
 from datagen.scores import SCORES
 from datagen.sources import SOURCES, check_source, source_class
 
@@ -33,25 +36,15 @@ OVERRIDE_TARGETS = ("task", "prompt", "pipeline")
 
 
 def load_run(
-    task: str,
-    pipeline: str,
-    *,
-    out: str,
-    n: int,
-    seed: int = 0,
-    shard_size: int = 100,
-    source: str | None = None,
-    input: str | None = None,
-    repeat: bool = False,
-    turns: int = 1,
-    keep_prefix: bool = False,
-    overrides: list[str] = (),
+    task: str, pipeline: str | None = None, *, out: str, overrides: Sequence[str] = (), **run: Any
 ) -> RunConfig:
-    """Load and cross-check everything a run needs; raises ConfigError before any work starts.
+    """Load and cross-check everything a run needs; raises ConfigError before any work starts. `run` holds RunSpec's
+    other fields (n, seed, shard_size, source, ...); those not given take RunSpec's defaults.
 
     Overrides are dotted paths into the task (bare, or prefixed `task.`), the prompt (`prompt.`) or the pipeline
     (`pipeline.`).
     """
+    pipeline = pipeline or default(RunSpec, "pipeline")
     paths = {"task": find_config("tasks", task), "pipeline": find_config("pipelines", pipeline)}
     raw = {kind: read_yaml(path) for kind, path in paths.items()}
     prompt_name = raw["task"].get("prompt") or raw["task"].get("name") or paths["task"].stem
@@ -69,22 +62,9 @@ def load_run(
     task_spec = validate(TaskSpec, raw["task"], origins["task"])
     prompt_spec = validate(PromptSpec, raw["prompt"], origins["prompt"])
     pipeline_spec = validate(PipelineSpec, raw["pipeline"], origins["pipeline"])
+    run["source"] = run.get("source") or task_sources(task_spec, origins["task"])[0]
     run_spec = validate(
-        RunSpec,
-        dict(
-            task=task_spec.name,
-            pipeline=pipeline_spec.name,
-            out=out,
-            n=n,
-            seed=seed,
-            shard_size=shard_size,
-            source=source or task_sources(task_spec, origins["task"])[0],
-            input=input,
-            repeat=repeat,
-            turns=turns,
-            keep_prefix=keep_prefix,
-        ),
-        "command line",
+        RunSpec, dict(task=task_spec.name, pipeline=pipeline_spec.name, out=out, **run), "command line"
     )
     if run_spec.input is None and run_spec.source in task_spec.default_inputs:
         run_spec.input = str(config_root() / task_spec.default_inputs[run_spec.source])
@@ -249,7 +229,8 @@ def roles_used(config: RunConfig, phase: str) -> dict[str, str]:
 # ------------------------------------------------------------------------ runs and tasks from the command line
 
 
-RUN_DEFAULTS = {"pipeline": "local", "n": 200, "seed": 0, "shard_size": 100}
+RUN_FLAGS = ("pipeline", "n", "seed", "shard_size", "source", "input", "repeat", "turns", "keep_prefix")
+"""The RunSpec fields `generate`, `write` and `render` take as flags (datagen/flags.py); a resume takes none."""
 
 
 def parse_mixture(text: str) -> dict[str, float]:
@@ -282,61 +263,44 @@ def configs_from_flags(args: argparse.Namespace) -> list:
     from datagen import sessions
     from datagen.shards.run import load_runs
 
+    given = given_flags(args, RUN_FLAGS)
     if not args.task and not args.tasks:
-        given = [f"--{name.replace('_', '-')}" for name in RUN_DEFAULTS if getattr(args, name) is not None]
-        given += ["--set"] * bool(args.overrides) + ["--source"] * bool(args.source) + ["--input"] * bool(args.input)
-        given += ["--repeat"] * bool(args.repeat) + ["--turns"] * (args.turns is not None)
-        given += ["--keep-prefix"] * bool(args.keep_prefix)
-        if given:
+        named = [flag_name(name) for name in given] + ["--set"] * bool(args.overrides)
+        if named:
             raise ConfigError(
-                f"{', '.join(given)} given without --task: resuming {args.out} uses its run.json as it is; start a "
+                f"{', '.join(named)} given without --task: resuming {args.out} uses its run.json as it is; start a "
                 f"new run (another --out) to change the configuration"
             )
         return load_runs(args.out)
     if args.task and args.tasks:
         raise ConfigError("give --task or --tasks, not both")
-    for name, default in RUN_DEFAULTS.items():
-        if getattr(args, name) is None:
-            setattr(args, name, default)
     spec = args.tasks or args.task
     weights = {name: 1.0 for name in known("tasks")} if spec == "all" else parse_mixture(spec)
+    n, pipeline = given.pop("n", default(RunSpec, "n")), given.pop("pipeline", default(RunSpec, "pipeline"))
 
     def load(name: str, n: int):
-        return load_run(
-            name,
-            args.pipeline,
-            out=args.out,
-            n=n,
-            seed=args.seed,
-            shard_size=args.shard_size,
-            source=args.source,
-            input=args.input,
-            repeat=args.repeat,
-            turns=args.turns or 1,
-            keep_prefix=args.keep_prefix,
-            overrides=args.overrides,
-        )
+        return load_run(name, pipeline, out=args.out, n=n, overrides=args.overrides, **given)
 
     skipped = []
     if spec == "all":  # every task the pipeline runs (in a session, where it can stand), N shared among those
         for name in list(weights):
             try:
-                why = sessions.unplaceable(load(name, 1), args.turns or 1)
+                why = sessions.unplaceable(load(name, 1), given.get("turns", default(RunSpec, "turns")))
             except ConfigError as e:
                 why = str(e).splitlines()[0]
             if why:
                 skipped.append(f"{name}: {why}")
                 del weights[name]
-    if args.n < 1:
-        raise ConfigError(f"--n {args.n}: allowed: a positive number of samples")
-    counts = split_n(args.n, weights) if weights else {}
+    if n < 1:
+        raise ConfigError(f"--n {n}: allowed: a positive number of samples")
+    counts = split_n(n, weights) if weights else {}
     configs = [load(name, n) for name, n in counts.items() if n > 0]
     if skipped:
-        print(f"skipped {len(skipped)} task(s) pipeline {args.pipeline!r} cannot run:", file=sys.stderr)
+        print(f"skipped {len(skipped)} task(s) pipeline {pipeline!r} cannot run:", file=sys.stderr)
         for line in skipped:
             print(f"  {line}", file=sys.stderr)
     if not configs:
-        raise ConfigError(f"no task of {spec!r} runs on pipeline {args.pipeline!r}")
+        raise ConfigError(f"no task of {spec!r} runs on pipeline {pipeline!r}")
     sessions.check(configs)
     return configs
 

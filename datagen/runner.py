@@ -166,12 +166,12 @@ def _execute_phase(
         summary.stalled += bool(result.get("stalled"))
         if result["ok"]:
             summary.add(result["stats"])
-            clear_failure(config, shard)
+            clear_failure(config.run.out, name, shard)
         elif not final and attempts <= config.run.max_shard_retries:
             return False
         else:
             summary.failed[shard] = result["error"]
-            record_failure(config, phase, shard, result, attempts)
+            record_failure(config.run.out, name, phase, shard, result, attempts)
             if progress:
                 log_event(
                     "shard_failed", task=name, shard=shard, phase=phase, attempts=attempts, error=result["error"]
@@ -197,50 +197,21 @@ def _execute_phase(
 
 
 def flags(parser: argparse.ArgumentParser) -> None:
-    from datagen.sources import help_text
+    """RunSpec's flags (datagen/flags.py: help and defaults are its field docstrings), then how to run it."""
+    from datagen.config import RunSpec
+    from datagen.flags import overrides_flag, progress_flag, spec_flags
+    from datagen.resolve import RUN_FLAGS
+    from datagen.sources import help_text, kinds
 
     parser.epilog = "Example: datagen generate --task remove --pipeline local --n 200 --out out/remove"
-    parser.add_argument("--out", required=True, help="run directory (created; an existing run there is resumed)")
+    spec_flags(parser, RunSpec, ["out"])
     parser.add_argument(
         "--task",
         help="task name in tasks/, a task YAML path, 'all' (every task the pipeline runs) or a,b,... (omit to resume)",
     )
     parser.add_argument("--tasks", help="a mixture with weights: remove:0.2,add:0.1,... (N is shared by weight)")
-    parser.add_argument("--pipeline", help="pipeline name in pipelines/ (default: local)")
-    parser.add_argument("--n", type=int, help="samples to attempt; kept ones are fewer (default: 200)")
-    parser.add_argument("--seed", type=int, help="run seed (default: 0)")
-    parser.add_argument("--shard-size", type=int, help="samples per shard (default: 100)")
-    parser.add_argument(
-        "--source",
-        help=f"input source ({help_text()}); default: the task's first",
-    )
-    parser.add_argument("--input", help="the source's input: image folder, tar folder, caption file or topic file")
-    parser.add_argument(
-        "--repeat",
-        action="store_true",
-        help="--source images: let --n exceed the number of images, reusing them (without it such a run stops "
-        "before any work)",
-    )
-    parser.add_argument(
-        "--turns",
-        type=int,
-        help="edits per sample: K > 1 makes each sample a session of K chained edits of one input, each turn's task "
-        "drawn from the mixture, every turn checked (default: 1)",
-    )
-    parser.add_argument(
-        "--keep-prefix",
-        action="store_true",
-        help="--turns: keep a session's passing turns when a later one fails (default: the whole session or nothing)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="PATH=VALUE",
-        help="override a config field by dotted path: filters.mask_area.min=0.02 (task), "
-        "pipeline.image_size=512, prompt.verbs=[Remove]; repeatable",
-    )
+    spec_flags(parser, RunSpec, RUN_FLAGS, choices={"source": kinds()}, more={"source": f"Sources: {help_text()}."})
+    overrides_flag(parser, "filters.mask_area.min=0.02 (task), pipeline.image_size=512, prompt.verbs=[Remove]")
     parser.add_argument(
         "--curate",
         action="store_true",
@@ -249,7 +220,7 @@ def flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ray-address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local one)")
     parser.add_argument("--workers", type=int, help="worker actors (default: one per CPU); 0 runs inline without Ray")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    progress_flag(parser)
     parser.add_argument(
         "--allow-version-change",
         action="store_true",
@@ -272,14 +243,15 @@ def curate_first(args: argparse.Namespace) -> None:
         raise ConfigError(f"--curate reads photos: give --source {' or '.join(kinds(curates=True))} and --input")
     curated = f"{args.out.rstrip('/')}/curated"
     pipeline_overrides = [o[len("pipeline.") :] for o in args.overrides if o.startswith("pipeline.")]
+    options = {"pipeline": args.pipeline} if args.pipeline else {}
     funnel = curate(
         args.source,
         args.input,
         curated,
-        args.pipeline or "local",
         overrides=pipeline_overrides,
         progress=not args.no_progress,
         workers=args.workers or 0,
+        **options,
     )
     dropped = ", ".join(f"{reason} {n}" for reason, n in funnel["dropped"].items()) or "none"
     print(

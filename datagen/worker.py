@@ -13,6 +13,7 @@ import functools
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from datagen import generators, models, session_shard, shards
@@ -89,6 +90,24 @@ def storage_failure(error: BaseException) -> bool:
     return False
 
 
+def attempt(work: Callable[[], dict[str, Any]], paths: ShardPaths) -> dict[str, Any]:
+    """One shard's work (`paths` its files), never raising: {'ok': True, 'stats': ...} or {'ok': False, 'error': ...,
+    'traceback': ...}, the result datagen/distribute.py hands the driver. A lost lease is `lease_lost` (the driver
+    stops, touching nothing); OUT refusing writes is `storage` (every shard would fail the same way: the driver
+    stops), after giving back the space the shard's published files hold."""
+    try:
+        return {"ok": True, "stats": work()}
+    except Exception as e:  # a failing shard is retried, then recorded; the run goes on
+        result = {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        if isinstance(e, LeaseLost):
+            result["lease_lost"] = True
+        elif storage_failure(e):
+            result["storage"] = True
+            with contextlib.suppress(Exception):
+                shards.clear_uncommitted(paths)
+        return result
+
+
 class ShardWorker:
     """Renders shards of one run; builds its models once, on first use."""
 
@@ -148,22 +167,9 @@ class ShardWorker:
             self.models[role]
 
     def run(self, phase: str, shard: int) -> dict[str, Any]:
-        """Run one phase of one shard, never raising: {'ok': True, 'stats': ...} or {'ok': False, 'error': ...}."""
-        try:
-            stats = self.write_shard(shard) if phase == "write" else self.render_shard(shard)
-            return {"ok": True, "stats": stats}
-        except Exception as e:  # a failing shard is retried, then recorded; the run goes on
-            result = {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-            if isinstance(e, LeaseLost):  # ... unless this worker's driver no longer owns OUT: stop, touching nothing
-                result["lease_lost"] = True
-                return result
-            if storage_failure(e):  # ... unless OUT itself cannot take it: then every shard would fail the same way
-                result["storage"] = True
-                with contextlib.suppress(Exception):  # give back the space this shard's published files hold
-                    shards.clear_uncommitted(
-                        shards.shard_paths(self.config.run.out, phase, self.config.task.name, shard)
-                    )
-            return result
+        """Run one phase of one shard, never raising (see `attempt`)."""
+        paths = shards.shard_paths(self.config.run.out, phase, self.config.task.name, shard)
+        return attempt(lambda: self.write_shard(shard) if phase == "write" else self.render_shard(shard), paths)
 
     # ------------------------------------------------------------------------------------ phase 1: write
 

@@ -62,7 +62,7 @@ def test_the_gate_drops_inputs_below_its_threshold_with_a_reason(role):
 def test_a_gate_without_its_role_or_a_missing_head_says_what_to_add(tmp_path):
     with pytest.raises(ConfigError, match=r"field `curate.aesthetic`: gates the aesthetic role's score and the "
                                           r"pipeline has no `roles.aesthetic`"):  # fmt: skip
-        curate.curate("images", str(tmp_path), str(tmp_path / "out"), "local",
+        curate.curate("images", str(tmp_path), str(tmp_path / "out"), pipeline="local",
                       overrides=["curate.aesthetic={min: 5}"])  # fmt: skip
     missing = str(tmp_path / "nowhere")
     checks = preflight(load_pipeline("tiny", overrides=[f"pipeline.roles.aesthetic.args.head={missing}"]),

@@ -20,9 +20,9 @@ from conftest import run_inline
 
 from datagen import images
 from datagen.errors import ConfigError
+from datagen.shards.curated import committed_inputs
 from datagen.shards.layout import read_parquet
 from datagen.sources import INPUT_ERROR, ShardSource, check_source
-from datagen.sources.curated import committed_inputs
 from datagen.storage import Folder
 
 DEEP = b"[" * 200_000 + b"]" * 200_000

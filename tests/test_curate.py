@@ -14,8 +14,8 @@ from datagen import curate, dedup, models
 from datagen.errors import ConfigError
 from datagen.resolve import load_pipeline
 from datagen.scores import CURATION_SCORES
+from datagen.shards.curated import DUPLICATES, committed_inputs, kept_inputs
 from datagen.shards.layout import read_parquet
-from datagen.sources.curated import DUPLICATES, committed_inputs, kept_inputs
 from datagen.storage import Folder
 from datagen.text_photos import PHOTOS, photo
 
@@ -170,6 +170,45 @@ def test_curate_on_ray_writes_the_same_bytes_as_inline(curated, tmp_path, ray_cl
     assert curate.curate("images", str(photos), str(on_ray), shard_size=5, progress=False, workers=2) == funnel
     inline = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.parquet")}
     assert inline and {p.relative_to(on_ray): p.read_bytes() for p in on_ray.rglob("*.parquet")} == inline
+
+
+def test_a_second_curate_on_a_live_folder_is_refused(curated, tmp_path):
+    """The curated set has its writer's lease, as a run folder does: while one curate holds it, another is refused
+    before it writes anything, naming the holder."""
+    from datagen.lease import Lease, LeaseHeld
+
+    photos, _, _ = curated
+    out = tmp_path / "live"
+    with Lease.acquire(str(out), holder="datagen curate (the first)"):
+        with pytest.raises(LeaseHeld, match="datagen curate \\(the first\\)"):
+            curate.curate("images", str(photos), str(out), shard_size=5, progress=False)
+        assert sorted(p.name for p in out.iterdir()) == [".lease.json", ".lease.lock"]
+    assert curate.curate("images", str(photos), str(out), shard_size=5, progress=False)["kept"] == len(CHOSEN) - 1
+
+
+def test_a_failing_shard_is_recorded_and_a_rerun_finishes_the_same_bytes(curated, tmp_path):
+    """A shard that cannot be written (a folder squats on its parquet's name) fails after its retries into
+    failed/curate-000001.json; the other shards commit, the near-duplicates wait, and the command says to rerun.
+    Once the squatter is gone, the rerun retries only that shard, clears its record, and ends byte-identical to a
+    curation that never failed."""
+    from datagen.errors import RunStopped
+
+    photos, reference, funnel = curated
+    out = tmp_path / "failing"
+    (out / "inputs" / "curate-000001.parquet").mkdir(parents=True)
+    with pytest.raises(RunStopped, match="1 curate shard\\(s\\) failed after their retries \\(000001: IsADirectory"):
+        curate.curate("images", str(photos), str(out), shard_size=5, progress=False)
+    record = json.loads((out / "failed" / "curate-000001.json").read_text())
+    assert record["attempts"] == 3 and "IsADirectoryError" in record["traceback"]
+    assert sorted(p.name for p in (out / "inputs").glob("*.stats.json")) == [
+        f"curate-{n:06d}.stats.json" for n in (0, 2, 3)
+    ]
+    assert not (out / "duplicates.parquet").exists()
+    (out / "inputs" / "curate-000001.parquet").rmdir()
+    assert curate.curate("images", str(photos), str(out), shard_size=5, progress=False) == funnel
+    assert not list((out / "failed").iterdir())
+    shards = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.parquet")}
+    assert shards == {p.relative_to(reference): p.read_bytes() for p in reference.rglob("*.parquet")}
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import DATAGEN, FAST, REPO, committed_checksums, run_cli, run_inline
+from pydantic_core import PydanticUndefined
 
 from datagen.shards import verify
 
@@ -200,6 +201,41 @@ def test_resume_refuses_options_it_would_ignore_and_mixture_weights_are_checked(
     for weights in ("remove:nan", "remove:inf", "remove:-1", "remove:x"):
         proc = run_inline("generate", "--tasks", weights, "--out", str(tmp_path / "m"), check=False)
         assert proc.returncode == 2 and "expected NAME[:WEIGHT]" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_and_curate_flags_are_their_specs_fields(tmp_path):
+    """Each flag of generate/write/render and of curate is a spec field: its help is the field's docstring with its
+    default, and a run given no flag gets the spec's defaults; the resume guard names whatever RUN_FLAGS flag was
+    given."""
+    import argparse
+
+    from datagen.cli import build_parser, look_up
+    from datagen.config import CurateSpec, RunSpec
+    from datagen.curate import CURATE_FLAGS
+    from datagen.errors import ConfigError
+    from datagen.flags import flag_name
+    from datagen.resolve import RUN_FLAGS, configs_from_flags, load_run
+
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command, spec, names in [(c, RunSpec, RUN_FLAGS) for c in ("generate", "write", "render")] + [
+        ("curate", CurateSpec, CURATE_FLAGS)
+    ]:
+        parser = subparsers.choices[command]
+        look_up(parser.pending_flags)(parser)  # the flags a command's parser adds when it first parses
+        actions = {a.dest: a for a in parser._actions}
+        for name in names:
+            field = spec.model_fields[name]
+            assert actions[name].option_strings == [flag_name(name)], (command, name)
+            assert actions[name].help.startswith(field.description.replace("%", "%%")), (command, name)
+            if not any(field.default is x for x in (None, False, PydanticUndefined)):
+                assert f"(default: {field.default})" in actions[name].help, (command, name)
+    run = load_run("color", out=str(tmp_path / "defaults")).run
+    assert {name: getattr(run, name) for name in RUN_FLAGS if name != "source"} == {
+        name: RunSpec.model_fields[name].default for name in RUN_FLAGS if name != "source"
+    }
+    args = build_parser().parse_args(["render", "--out", str(tmp_path), "--seed", "3", "--turns", "2", "--repeat"])
+    with pytest.raises(ConfigError, match="^--seed, --repeat, --turns given without --task"):
+        configs_from_flags(args)
 
 
 def test_actors_that_need_gpus_the_cluster_lacks_stop_the_run_instead_of_waiting(tmp_path, ray_cluster):

@@ -242,7 +242,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """`datagen report`: build the report (of a run, or of a set `datagen curate` wrote), say where it is and how to
     open it."""
-    from datagen.sources.curated import CURATE_JSON
+    from datagen.shards.curated import CURATE_JSON
     from datagen.storage import Folder
 
     if Folder(args.out).exists(CURATE_JSON):

@@ -51,8 +51,9 @@ def _thumb(image: np.ndarray) -> bytes:
 
 def build_curation_report(curated: str, dest: str | None = None) -> str:
     """Write CURATED/report/index.html (or DEST/index.html), its plots and thumbnails; returns where index.html is."""
+    from datagen.shards.curated import CURATE_JSON, DUPLICATES, committed_inputs
     from datagen.shards.layout import read_parquet
-    from datagen.sources.curated import CURATE_JSON, DUPLICATES, CuratedSource, committed_inputs
+    from datagen.sources.curated import CuratedSource
     from datagen.storage import Folder
 
     folder = Folder(curated)

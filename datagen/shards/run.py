@@ -149,8 +149,11 @@ def pending_shards(config: RunConfig, phase: str) -> list[int]:
     return [i for i in range(run.num_shards) if not done[i]]
 
 
-def record_failure(config: RunConfig, phase: str, shard: int, result: dict[str, Any], attempts: int) -> None:
-    """OUT/failed/{shard}.json: a shard that failed after its retries, with its error and traceback."""
+def record_failure(
+    out: str | Folder, task: str, phase: str, shard: int, result: dict[str, Any], attempts: int
+) -> None:
+    """OUT/failed/{task}-{shard:06d}.json: a shard that failed after its retries, with its error and traceback (a
+    run's, or a curated set's: task `curate`)."""
     body = {
         "phase": phase,
         "shard": shard,
@@ -158,9 +161,9 @@ def record_failure(config: RunConfig, phase: str, shard: int, result: dict[str, 
         "error": result.get("error"),
         "traceback": result.get("traceback"),
     }
-    failed = Folder(config.run.out).sub("failed")
-    failed.write_atomic(f"{shard_name(config.task.name, shard)}.json", json.dumps(body, indent=1).encode())
+    failed = (out if isinstance(out, Folder) else Folder(out)).sub("failed")
+    failed.write_atomic(f"{shard_name(task, shard)}.json", json.dumps(body, indent=1).encode())
 
 
-def clear_failure(config: RunConfig, shard: int) -> None:
-    Folder(config.run.out).sub("failed").remove(f"{shard_name(config.task.name, shard)}.json")
+def clear_failure(out: str | Folder, task: str, shard: int) -> None:
+    (out if isinstance(out, Folder) else Folder(out)).sub("failed").remove(f"{shard_name(task, shard)}.json")

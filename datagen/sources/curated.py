@@ -1,5 +1,6 @@
-"""A curated set (`datagen curate --out CURATED`): the photos no gate dropped and no near-duplicate, in committed
-order, each read through the source it was curated from; a sample's reference names its curated key."""
+"""A curated set (`datagen curate --out CURATED`) as a source: the photos no gate dropped and no near-duplicate, in
+committed order, each read through the source it was curated from; a sample's reference names its curated key. The
+set's folder is datagen/shards/curated.py's."""
 
 from __future__ import annotations
 
@@ -10,50 +11,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from datagen.errors import ConfigError
-from datagen.scores import CURATION_SCORES, SCORE_PREFIX
-from datagen.shards.layout import STATS
+from datagen.shards.curated import CURATE_JSON, DUPLICATES_MARKER, kept_inputs
 from datagen.sources.base import InputSpec, LoadedInput, SourceItem
 from datagen.storage import Folder
-
-CURATE_JSON = "curate.json"
-"""CURATED/curate.json: what was curated and how (source, input, pipeline, gates, shard size): a rerun with other
-settings is refused, one with the same resumes."""
-INPUTS = "inputs"
-"""CURATED/inputs/curate-{shard:06d}.parquet: one row per input (its reference, size, scores, hashes, and the gate
-that dropped it or ''); its `.stats.json` marker, written last, commits it."""
-DUPLICATES = "duplicates.parquet"
-DUPLICATES_MARKER = "duplicates" + STATS
-"""CURATED/duplicates.parquet: each input dropped as a near-duplicate and the input it duplicates; its marker
-`duplicates.stats.json` commits it (written once every input shard is committed)."""
-
-
-def committed_inputs(folder, columns=None):
-    """Every committed input shard's table, in shard order."""
-    from datagen.shards.layout import read_parquet
-
-    inputs = folder.sub(INPUTS)
-    names = sorted(n[: -len(STATS)] for n in inputs.names() if n.endswith(STATS)) if inputs.is_dir() else []
-    return [read_parquet(inputs, f"{name}.parquet", columns) for name in names]
-
-
-def kept_inputs(folder) -> list[dict[str, Any]]:
-    """The curated set: every input no gate dropped and no duplicate, in committed order: {key, ref, scores}."""
-    import json
-
-    from datagen.shards.layout import read_parquet
-
-    dropped = set(read_parquet(folder, DUPLICATES, ["key"]).column("key").to_pylist())
-    kept = []
-    for table in committed_inputs(folder):
-        for row in table.to_pylist():
-            if not row["reason"] and row["key"] not in dropped:
-                scores = {
-                    name: row[f"{SCORE_PREFIX}{name}"]
-                    for name in CURATION_SCORES
-                    if row[f"{SCORE_PREFIX}{name}"] is not None
-                }
-                kept.append({"key": row["key"], "ref": json.loads(row["ref"]), "scores": scores})
-    return kept
 
 
 class CuratedSource:
