@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from datagen.scores import SCORES
+from datagen.shards.tally import RunCounts, count_manifests, count_stats
 
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))  # fmt: skip
@@ -148,26 +149,20 @@ def card(run, counts: dict[str, Any], format: str, features: dict[str, Any] | No
         "## Contents",
         "",
     ]
-    attempted, kept, dropped, before = Counter(), Counter(), {}, {}
-    sessions = [shard.stats["sessions"] for shard in rendered if shard.stats.get("sessions")]
-    if sessions:  # a shard of sessions holds turns of several tasks: counted from the manifests
-        by_turn = _count_turns(run, attempted, kept, dropped)
-    for shard in rendered if not sessions else ():
-        attempted[shard.task] += int(shard.stats.get("samples", 0))
-        kept[shard.task] += shard.kept
-        dropped.setdefault(shard.task, Counter()).update(shard.stats.get("reasons") or {})
-    for shard in written:
-        before.setdefault(shard.task, Counter()).update(shard.stats.get("reasons") or {})
+    # a shard of sessions holds turns of several tasks: each sample counted under its own task, from the manifests
+    sessions = any(shard.stats.get("sessions") for shard in rendered)
+    counted = count_manifests(run, rendered) if sessions else count_stats(rendered)
+    before = count_stats(written)
     table = [
         [
             task,
             counts["tasks"].get(task, 0),
-            attempted[task],
-            kept[task],
-            ", ".join(f"{reason} {n}" for reason, n in (before.get(task) or Counter()).most_common()),
-            ", ".join(f"{reason} {n}" for reason, n in (dropped.get(task) or Counter()).most_common()),
+            counted.task(task).samples,
+            counted.task(task).kept,
+            ", ".join(f"{reason} {n}" for reason, n in before.task(task).reasons.most_common()),
+            ", ".join(f"{reason} {n}" for reason, n in counted.task(task).reasons.most_common()),
         ]
-        for task in sorted(set(configs) | set(attempted))
+        for task in sorted(set(configs) | set(counted.tasks))
     ]
     lines += [
         _table(
@@ -183,8 +178,8 @@ def card(run, counts: dict[str, Any], format: str, features: dict[str, Any] | No
         ),
         "",
     ]
-    if sessions:
-        lines += _sessions_section(sessions, by_turn, counts)
+    if counted.sessions:
+        lines += _sessions_section(counted, counts)
     lines += [
         "## Filters",
         "",
@@ -192,16 +187,14 @@ def card(run, counts: dict[str, Any], format: str, features: dict[str, Any] | No
         "sample is the pair). Rejected: candidates whose first failing gate it was.",
         "",
     ]
-    candidates: dict[str, Counter] = {}
-    for shard in rendered:
-        candidates.setdefault(shard.task, Counter()).update(shard.stats.get("candidate_reasons") or {})
+    candidates = count_stats(rendered)  # by the shard's task, as its stats count them
     gates = []
     for task, config in sorted(configs.items()):
         for name, spec in (config["task"].get("filters") or {}).items():
             if spec.get("enabled", True) is False:
                 continue
             reasons = gate_reasons(name, spec)
-            rejected = sum((candidates.get(task) or Counter())[reason] for reason in reasons)
+            rejected = sum(candidates.task(task).candidate_reasons[reason] for reason in reasons)
             meaning = SCORES[name].description if name in SCORES else ""
             gates.append([task, f"`{name}`", _gate(spec), ", ".join(reasons), rejected, meaning])
     lines += [
@@ -241,46 +234,21 @@ def card(run, counts: dict[str, Any], format: str, features: dict[str, Any] | No
     return "\n".join(lines)
 
 
-def _count_turns(run, attempted: Counter, kept: Counter, dropped: dict[str, Counter]) -> dict[int, Counter]:
-    """Samples attempted and kept per task, and why the others were not (the reason of their first candidate), from
-    the manifests; returns turn -> Counter(attempted, kept)."""
-    samples: dict[str, dict[str, Any]] = {}
-    for row in run.rows(columns=("key", "task", "status", "reason", "turn")):
-        sample = samples.setdefault(row["key"], {**row, "kept": False})
-        sample["kept"] |= row["status"] == "kept"
-    by_turn: dict[int, Counter] = {}
-    for sample in samples.values():
-        turn = by_turn.setdefault(int(sample.get("turn") or 1), Counter())
-        attempted[sample["task"]] += 1
-        turn["attempted"] += 1
-        if sample["kept"]:
-            kept[sample["task"]] += 1
-            turn["kept"] += 1
-        else:
-            dropped.setdefault(sample["task"], Counter())[sample["reason"]] += 1
-    return by_turn
-
-
-def _sessions_section(sessions: list[dict[str, Any]], by_turn: dict[int, Counter], counts: dict[str, Any]) -> list:
+def _sessions_section(counted: RunCounts, counts: dict[str, Any]) -> list:
     """The card's words and tables on a run of multi-turn sessions: how many were kept, where the others stopped."""
-    total = Counter()
-    dropped_at: Counter = Counter()
-    for entry in sessions:
-        total.update({name: int(entry.get(name, 0)) for name in ("sessions", "complete", "kept")})
-        dropped_at.update({int(turn): n for turn, n in (entry.get("dropped_at_turn") or {}).items()})
-    turns, prefix = sessions[0].get("turns"), bool(sessions[0].get("keep_prefix"))
+    sessions, by_turn = counted.sessions, counted.turns
     rule = (
         "its passing prefix kept when a later turn failed (--keep-prefix)"
-        if prefix
+        if sessions.keep_prefix
         else "kept only whole: a session any turn of which failed is dropped, its kept turns rejected as "
         "`session_dropped`"
     )
     lines = [
         "## Sessions",
         "",
-        f"Multi-turn sessions of {turns} edits of one input, each turn's input the previous turn's output, "
-        f"every turn gated against its own input; a session is {rule}. {total['sessions']} sessions attempted, "
-        f"{total['complete']} complete, {total['kept']} kept.",
+        f"Multi-turn sessions of {sessions.turns} edits of one input, each turn's input the previous turn's output, "
+        f"every turn gated against its own input; a session is {rule}. {sessions.sessions} sessions attempted, "
+        f"{sessions.complete} complete, {sessions.kept} kept.",
         "",
     ]
     rows = [
@@ -289,9 +257,9 @@ def _sessions_section(sessions: list[dict[str, Any]], by_turn: dict[int, Counter
             by_turn.get(turn, Counter())["attempted"],
             by_turn.get(turn, Counter())["kept"],
             (counts.get("turns") or {}).get(str(turn), "—"),
-            dropped_at.get(turn, 0),
+            sessions.dropped_at_turn.get(turn, 0),
         ]
-        for turn in range(1, int(turns or 0) + 1)
+        for turn in range(1, sessions.turns + 1)
     ]
     lines += [_table(rows, ["turn", "attempted", "kept", "rows here", "sessions that stopped here"]), ""]
     return lines

@@ -20,6 +20,7 @@ from datagen.lease import Lease, describe
 from datagen.progress import Progress, log_event
 from datagen.shards import shard_name
 from datagen.shards.run import clear_failure, pending_shards, record_failure, start_run
+from datagen.shards.tally import RunCounts, SessionCounts
 
 
 @dataclass
@@ -29,29 +30,34 @@ class Summary:
     shards_done: int = 0
     shards_skipped: int = 0
     failed: dict[int, str] = field(default_factory=dict)
-    samples: int = 0
-    kept: int = 0
-    errors: int = 0
-    reasons: Counter = field(default_factory=Counter)
+    counts: RunCounts = field(default_factory=RunCounts)
+    """This invocation's shards counted (datagen/shards/tally.py), from their stats as they commit."""
+    task: str = ""
     seconds: float = 0.0
     written: Summary | None = None
     """For generate: the summary of its write phase."""
-    sessions: Counter = field(default_factory=Counter)
-    """A sessions run's render: sessions attempted, complete and kept (its shards' stats)."""
     stalled: int = 0
     """Shard attempts whose worker stalled (actor.stall_seconds) and was replaced: `worker_stalled`."""
 
     def add(self, stats: dict[str, Any]) -> None:
         self.shards_done += 1
-        if stats.get("phase") == "render":
-            self.samples += stats["samples"]
-            self.kept += stats["kept"]
-            self.errors += stats["errors"]
-            counts = stats.get("sessions") or {}
-            self.sessions.update({name: counts.get(name, 0) for name in ("sessions", "complete", "kept")})
-        else:
-            self.samples += stats["records"]
-        self.reasons.update(stats["reasons"])
+        self.counts.add_stats(stats, self.task)
+
+    @property
+    def samples(self) -> int:
+        return self.counts.task(self.task).samples
+
+    @property
+    def kept(self) -> int:
+        return self.counts.task(self.task).kept
+
+    @property
+    def errors(self) -> int:
+        return self.counts.task(self.task).errors
+
+    @property
+    def reasons(self) -> Counter:
+        return self.counts.task(self.task).reasons
 
     def lines(self, task: str, out: str) -> list[str]:
         rate = self.samples / self.seconds if self.seconds else 0.0
@@ -138,7 +144,7 @@ def _execute_phase(
     skip: set[tuple[str, int]] = frozenset(),
 ) -> list[Summary]:
     by_task = {c.task.name: c for c in configs}
-    summaries = {name: Summary(phase=phase, shards_total=c.run.num_shards) for name, c in by_task.items()}
+    summaries = {name: Summary(phase, c.run.num_shards, task=name) for name, c in by_task.items()}
     todo = []
     for name, config in by_task.items():
         pending = [s for s in pending_shards(config, phase) if (name, s) not in skip]
@@ -286,10 +292,13 @@ def run(args: argparse.Namespace) -> int:
     if len(summaries) > 1 and args.command != "write":
         kept, samples = sum(s.kept for s in summaries), sum(s.samples for s in summaries)
         print(f"all {len(summaries)} tasks: {kept} kept of {samples} attempted")
-    sessions = sum((s.sessions for s in summaries), Counter())
-    if sessions and args.command != "write":  # the lines above count turns by their shard's task
+    sessions = SessionCounts()
+    for summary in summaries:
+        if summary.counts.sessions:
+            sessions.merge(summary.counts.sessions)
+    if sessions.sessions and args.command != "write":  # the lines above count turns by their shard's task
         print(
-            f"sessions: {sessions['kept']} kept of {sessions['sessions']} ({sessions['complete']} complete), "
+            f"sessions: {sessions.kept} kept of {sessions.sessions} ({sessions.complete} complete), "
             f"{configs[0].run.turns} turns each; each task's lines above count the turns of its shards' sessions, "
             f"the report counts them by their own task"
         )

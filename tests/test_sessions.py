@@ -264,6 +264,42 @@ def test_the_report_draws_sessions_as_strips(sessions_run, tmp_path):
     assert tasks["detect"]["samples"] > 0 and tasks["detect"]["shards"] == 1, "each turn counted under its own task"
 
 
+def test_the_summary_the_report_and_the_card_count_from_one_tally(sessions_run, tmp_path):
+    """datagen/shards/tally.py counts the run for all three: the runner's summary (from each shard's stats as it
+    commits), the report (each sample under its own task, from the manifests) and the card agree with it."""
+    from datagen.report.command import build_report
+    from datagen.runner import Summary
+    from datagen.shards import RunFolder
+    from datagen.shards.tally import count_manifests, count_stats
+
+    run = RunFolder(str(sessions_run))
+    shards = run.committed()
+    by_stats, by_rows = count_stats(shards), count_manifests(run)
+    assert by_stats.sessions == by_rows.sessions and by_stats.sessions.sessions == 24
+    assert sum(t.samples for t in by_stats.tasks.values()) == sum(t.samples for t in by_rows.tasks.values())
+    assert sum(by_rows.turns[turn]["attempted"] for turn in by_rows.turns) == len(
+        {r["key"] for r in _rows(sessions_run)}
+    )
+    summaries = {}
+    for shard in shards:
+        summaries.setdefault(shard.task, Summary("render", task=shard.task)).add(shard.stats)
+    assert {task: (s.samples, s.kept) for task, s in summaries.items()} == {
+        task: (t.samples, t.kept) for task, t in by_stats.tasks.items()
+    }
+    build_report(str(sessions_run), str(tmp_path / "report"), progress=False)
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["sessions"] == json.loads(json.dumps(by_stats.sessions.as_dict()))
+    assert {task: t["kept"] for task, t in summary["tasks"].items()} == {
+        task: t.kept for task, t in by_rows.tasks.items()
+    }
+    export(str(sessions_run), str(tmp_path / "flat"), "hf-parquet", progress=False)
+    card = (tmp_path / "flat" / "README.md").read_text()
+    sessions = by_stats.sessions
+    assert f"{sessions.sessions} sessions attempted, {sessions.complete} complete, {sessions.kept} kept" in card
+    for task, counts in by_rows.tasks.items():
+        assert f"| {task} |" in card and f"| {counts.samples} | {counts.kept} |" in card, task
+
+
 def test_a_backtracking_turn_goes_back_to_an_earlier_image_exactly(tmp_path):
     """ImgEdit's version backtracking: the target is the session's earlier image, byte for byte, and the instruction
     names which one; the task runs only in sessions."""

@@ -9,10 +9,10 @@ tar where the run kept one (pipeline.keep_rejected), else they show their verdic
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from datagen.report.tally import thumbnails
+from datagen.shards.tally import count_stats
 
 if TYPE_CHECKING:
     from datagen.shards.reader import RunFolder, Shard
@@ -23,22 +23,10 @@ COLUMNS = ("key", "task", "candidate", "status", "reason", "detail", "instructio
 
 
 def session_counts(shards: list[Shard]) -> dict[str, Any] | None:
-    """The shards' session counts summed: turns, sessions, complete, kept, dropped_at_turn; None for a run of
-    single-turn pairs."""
-    found = [shard.stats["sessions"] for shard in shards if shard.stats.get("sessions")]
-    if not found:
-        return None
-    total: Counter = Counter()
-    dropped: Counter = Counter()
-    for entry in found:
-        total.update({name: int(entry.get(name, 0)) for name in ("sessions", "complete", "kept")})
-        dropped.update({int(turn): n for turn, n in (entry.get("dropped_at_turn") or {}).items()})
-    return {
-        "turns": int(found[0].get("turns", 0)),
-        "keep_prefix": bool(found[0].get("keep_prefix")),
-        **total,
-        "dropped_at_turn": {turn: dropped[turn] for turn in sorted(dropped)},
-    }
+    """The shards' session counts summed (datagen/shards/tally.py): turns, sessions, complete, kept,
+    dropped_at_turn; None for a run of single-turn pairs."""
+    sessions = count_stats(shards).sessions
+    return sessions.as_dict() if sessions else None
 
 
 def strips(run: RunFolder, shards: list[Shard], warnings: list[str], seed: int = 0) -> tuple[list[dict], dict]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from datagen.scores import SCORE_PREFIX
+from datagen.shards.tally import RunCounts, TaskCounts
 
 if TYPE_CHECKING:
     from datagen.shards import RunFolder, Shard
@@ -39,16 +40,12 @@ ENTRY_COLUMNS = (
 class TaskTally:
     """What the manifests say about one task, accumulated shard by shard."""
 
+    counts: TaskCounts = field(default_factory=TaskCounts)
+    """Samples attempted, kept, errors and reasons, each sample under its own task (datagen/shards/tally.py)."""
     shards: int = 0
-    samples: int = 0
-    kept: int = 0
-    errors: int = 0
     candidates: int = 0
     tar_bytes: int = 0
     seconds: float = 0.0
-    reasons: Counter = field(default_factory=Counter)
-    """Sample-level: the reason of each sample that kept nothing (its first candidate's, as the runner counts)."""
-    candidate_reasons: Counter = field(default_factory=Counter)
     statuses: Counter = field(default_factory=Counter)
     """Candidate rows per status: the gallery's strata."""
     histograms: dict[str, Any] = field(default_factory=dict)
@@ -61,15 +58,15 @@ class TaskTally:
     def as_dict(self) -> dict[str, Any]:
         return {
             "shards": self.shards,
-            "samples": self.samples,
-            "kept": self.kept,
-            "rejected": self.samples - self.kept - self.errors,
-            "errors": self.errors,
+            "samples": self.counts.samples,
+            "kept": self.counts.kept,
+            "rejected": self.counts.rejected,
+            "errors": self.counts.errors,
             "candidates": self.candidates,
             "tar_bytes": self.tar_bytes,
             "seconds": round(self.seconds, 3),
-            "reasons": dict(sorted(self.reasons.items())),
-            "candidate_reasons": dict(sorted(self.candidate_reasons.items())),
+            "reasons": dict(sorted(self.counts.reasons.items())),
+            "candidate_reasons": dict(sorted(self.counts.candidate_reasons.items())),
             "statuses": dict(sorted(self.statuses.items())),
             "sizes": dict(sorted(self.sizes.items())),
         }
@@ -87,9 +84,17 @@ class RunTally:
 
         self.scores = SCORES
         self.capacity, self.seed = gallery, seed
-        self.tasks: dict[str, TaskTally] = defaultdict(TaskTally)
+        self.counts = RunCounts()
+        """The samples counted from the manifests; each task's TaskTally holds its TaskCounts."""
+        self.tasks: dict[str, TaskTally] = {}
         self.heaps: dict[tuple[str, str], list[tuple[int, int, int]]] = defaultdict(list)
         self.warnings: list[str] = []
+
+    def task(self, name: str) -> TaskTally:
+        """A task's tally, made on first sight, its counts those of `self.counts`."""
+        if name not in self.tasks:
+            self.tasks[name] = TaskTally(counts=self.counts.task(name))
+        return self.tasks[name]
 
     def priority(self, key: str, candidate: int) -> int:
         digest = hashlib.blake2b(f"{self.seed}/{key}/{candidate}".encode(), digest_size=8).digest()
@@ -101,18 +106,11 @@ class RunTally:
         keys, tasks = table["key"].to_pylist(), table["task"].to_pylist()
         candidates, statuses = table["candidate"].to_pylist(), table["status"].to_pylist()
         reasons = [r or "" for r in table["reason"].to_pylist()]
-        first: dict[str, tuple[str, str, str]] = {}
-        kept_keys = set()
-        for row, (key, task, candidate, status, reason) in enumerate(
-            zip(keys, tasks, candidates, statuses, reasons, strict=True)
-        ):
-            first.setdefault(key, (status, reason, task))
-            tally = self.tasks[task]
-            tally.statuses[status] += 1
-            if reason:
-                tally.candidate_reasons[reason] += 1
-            if status == "kept":
-                kept_keys.add(key)
+        for task in tasks:
+            self.task(task)
+        kept_keys = self.counts.add_manifest(keys, tasks, statuses, reasons)
+        for row, (key, task, candidate, status) in enumerate(zip(keys, tasks, candidates, statuses, strict=True)):
+            self.tasks[task].statuses[status] += 1
             if self.capacity > 0:  # bottom-k by hash: a uniform sample, the same whatever the shard order
                 heap, item = self.heaps[(task, status)], (-self.priority(key, candidate or 0), shard_index, row)
                 if len(heap) < self.capacity:
@@ -125,16 +123,9 @@ class RunTally:
                 warning = f"an input file cost its samples: {detail}"
                 if reason in INPUT_FILE_REASONS and warning not in self.warnings:
                     self.warnings.append(warning)
-        for key, (status, reason, task) in first.items():  # by the sample's own task: a shard of sessions has several
-            tally = self.tasks[task]
-            tally.samples += 1
-            tally.kept += key in kept_keys
-            tally.errors += status == "error"
-            if key not in kept_keys:
-                tally.reasons[reason] += 1
         for task in tasks:
             self.tasks[task].candidates += 1
-        tally = self.tasks[shard.task]
+        tally = self.task(shard.task)
         tally.shards += 1
         tally.tar_bytes += int((shard.stats.get("tar") or {}).get("bytes") or 0)
         tally.seconds += sum(v for v in (shard.stats.get("timings") or {}).values() if isinstance(v, (int, float)))
