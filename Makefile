@@ -66,7 +66,7 @@ install: $(BIN)/python
 	$(BIN)/python -c "import torch, transformers, diffusers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'diffusers', diffusers.__version__)"
 
 # Re-resolve pyproject.toml's ranges (latest releases within them) and write the lock; then `make install` and
-# `make test`, and commit the lock if the suite is green (README: "Upgrading the environment").
+# `make test`, and commit the lock if the suite is green (docs/environment.md: "Upgrading the environment").
 LOCK_REPORT ?= $(VENV)/lock-report.json
 lock: $(BIN)/python
 	$(BIN)/pip install --dry-run --ignore-installed --quiet --report $(LOCK_REPORT) -e ".[$(EXTRAS)]" "setuptools>=68" wheel \

@@ -1,6 +1,6 @@
 """Run folders on any filesystem: a local path, or an fsspec URL (`s3://bucket/run`, `gs://...`, `memory://...`).
 
-The commit protocol (README.md, section "Output format", **Commit protocol**) needs one guarantee from storage: a
+The commit protocol (docs/output-format.md, **Commit protocol**) needs one guarantee from storage: a
 file appears under its final name whole or not at all. Locally that is a hidden temporary, flushed, fsynced and renamed
 (then the folder fsynced). Object stores have no rename but publish an object only when its upload completes (one PUT,
 or a multipart upload completed on close), so there a file is spooled to a local temporary and uploaded whole under

@@ -53,7 +53,7 @@ def runs(tiny_dir, tmp_path_factory):
 
 def test_a_batched_run_writes_what_a_batch_1_run_writes(runs):
     """Same keys, same kept set, same members; pixels within 1/255 and scores within 1e-3 (float32 on CPU: a
-    batched matmul may sum in another order, see README "Batches")."""
+    batched matmul may sum in another order, see docs/pipelines.md, "Batches")."""
     root, _, _ = runs
     manifests = [
         pq.read_table(root / name / "shards" / "remove-000000.parquet").to_pylist() for name in ("batched", "single")

@@ -40,7 +40,7 @@ def png(seed: int, size: int = SIZE) -> bytes:
     "argv",
     [
         ["OUT", "DEST", "--format", "hf-parquet"],
-        ["OUT", "--format", "hf-parquet", "DEST"],  # the README's command table
+        ["OUT", "--format", "hf-parquet", "DEST"],  # docs/commands.md's command table
         ["--format", "hf-parquet", "OUT", "DEST"],
         ["OUT", "--format", "hf-parquet", "--dest", "DEST"],
     ],

@@ -154,7 +154,7 @@ COLOURS = {"red": (200, 30, 30), "green": (30, 160, 60), "blue": (40, 60, 200)}
 
 
 class PlainWallSource:
-    \"\"\"Plain walls of one colour: a source written in one module, as the README's recipe says.\"\"\"
+    \"\"\"Plain walls of one colour: a source written in one module, as docs/extending.md's recipe says.\"\"\"
 
     kind: ClassVar[str] = "wall"
     summary: ClassVar[str] = "plain walls of one colour"
@@ -197,7 +197,7 @@ class PlainWallSource:
 
 
 def test_a_new_source_is_one_module_one_registry_line_and_one_example(tmp_path, monkeypatch):
-    """The README's recipe, followed in a temporary module: registered, it keeps the protocol, every list of kinds
+    """The recipe of docs/extending.md, followed in a temporary module: registered, it keeps the protocol, every list of kinds
     derived from the registry has it, --source's help names it, and a run reads it."""
     import importlib
     import sys

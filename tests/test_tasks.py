@@ -203,7 +203,7 @@ def test_text_to_image_draws_the_source_caption_not_the_rewritten_one(tiny_dir, 
         seed, caption = seeds[sample["__key__"]]
         from_map = json.loads(meta["params"])["direction"] == "from_map"
         photo = decode_member(sample["output.png" if from_map else "input.png"])
-        # drawn in a batch of the shard's captions: the same image within 1/255 (README, "Batches")
+        # drawn in a batch of the shard's captions: the same image within 1/255 (docs/pipelines.md, "Batches")
         drawn = t2i.generate(caption, seed=seed).astype(np.int16)
         assert np.abs(photo - drawn).max() <= 1, "the photo side is the source caption's image"
         rewritten = t2i.generate(meta["output_caption"] or "a cat", seed=seed).astype(np.int16)
