@@ -180,6 +180,7 @@ def card(run, counts: dict[str, Any], format: str, features: dict[str, Any] | No
     ]
     if counted.sessions:
         lines += _sessions_section(counted, counts)
+    lines += _quality_section(run, counts)
     lines += [
         "## Filters",
         "",
@@ -262,6 +263,67 @@ def _sessions_section(counted: RunCounts, counts: dict[str, Any]) -> list:
         for turn in range(1, sessions.turns + 1)
     ]
     lines += [_table(rows, ["turn", "attempted", "kept", "rows here", "sessions that stopped here"]), ""]
+    return lines
+
+
+def _pct(value: Any) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _quality_section(run, counts: dict[str, Any]) -> list[str]:
+    """How good the kept pairs are, as `datagen calibrate` measured them against people's labels and against exact
+    ground truth (--oracle); where neither was run, that the thresholds are unmeasured."""
+    from datagen.calibrate import outputs
+
+    lines = ["## How good the data is", ""]
+    measured = {}
+    for oracle in (False, True):
+        name = outputs(oracle)[0]
+        if run.folder.exists(name):
+            measured["oracle" if oracle else "people"] = json.loads(run.folder.read_text(name))
+    if not measured:
+        return lines + [
+            "The thresholds are unmeasured: nobody has labelled these pairs (`datagen review`, Label Studio through "
+            "`datagen labels import`) and no oracle has been run (`datagen calibrate --oracle`), so the share of "
+            "kept pairs that are right is not known.",
+            "",
+        ]
+    rows = []
+    for source, result in measured.items():
+        kept = result.get("kept_pairs") or {}
+        low, high = kept.get("interval") or (None, None)
+        agreement = [
+            p["kappa"] for p in (result.get("agreement") or {}).get("pairs", []) if p.get("kappa") is not None
+        ]
+        judges = [t["judge"] for t in result["tasks"].values() if t.get("judge")]
+        rows.append(
+            [
+                "people" if source == "people" else "exact ground truth (oracle)",
+                result["labels"],
+                result["annotators"] if source == "people" else "—",
+                f"{_pct(kept.get('precision'))} of {kept.get('labelled', 0)} [{_pct(low)}, {_pct(high)}]",
+                ", ".join(
+                    f"κ {j['kappa']:.2f}, accuracy {_pct(j['accuracy'])}" for j in judges if j.get("kappa") is not None
+                )
+                or "—",
+                ", ".join(f"{k:.2f}" for k in agreement) or "—",
+            ]
+        )
+    lines += [
+        "The estimated precision of the kept pairs (the share a labeller calls good, with its 95% Wilson interval) "
+        "against the labels of people and of exact ground truth, as `datagen calibrate` measured it on this run's "
+        "candidates; the judge's agreement with those labels; and the annotators' agreement with each other "
+        "(Cohen's κ), the ceiling any gate can be held to."
+        + (
+            f" This export left out the kept pairs that fail `{counts['thresholds']['file']}`; the precision is that "
+            f"of the run's own gates."
+            if counts.get("thresholds")
+            else ""
+        ),
+        "",
+        _table(rows, ["labels from", "labels", "annotators", "precision of kept pairs", "judge", "inter-annotator κ"]),
+        "",
+    ]
     return lines
 
 

@@ -92,6 +92,10 @@ class TaskSpec(Spec):
     """Score name -> thresholds. Every score is stored; only these gate a candidate."""
     select_by: list[str] = Field(default_factory=list)
     """Scores that rank a sample's passing candidates, first available wins; '-name' means lower is better."""
+    oracle: dict[str, FilterSpec] = Field(default_factory=dict)
+    """Ground-truth score -> the limits a candidate within which is good (`datagen calibrate --oracle`): on sources
+    with exact truth (scenes) it labels every candidate, and every other score and the judge are measured against
+    those labels. Stricter than the gates: what a careful person would accept."""
     session: SessionRule = Field(default_factory=SessionRule)
     """Where it may stand in a multi-turn session, and what it does to the image's objects."""
 
@@ -443,6 +447,9 @@ class RunSpec(Spec):
     each turn's task drawn from the run's mixture, every turn checked."""
     keep_prefix: bool = False
     """Sessions: keep a session's passing turns when a later one fails (default: the whole session or nothing)."""
+    thresholds: str | None = None
+    """A thresholds file (`datagen calibrate` writes OUT/thresholds.yaml): each task's gates in it replace the task
+    file's bounds of the same scores, for this run (run.json records the gates it ran with)."""
 
     @property
     def num_shards(self) -> int:
@@ -524,6 +531,32 @@ def find_config(kind: str, name: str) -> Path:
         singular = kind.rstrip("s")
         raise ConfigError(f"unknown {singular} {name!r}; known {kind}: {listing} (files in {config_root() / kind})")
     return path
+
+
+class TaskThresholds(Spec):
+    """One task's entry in a thresholds file: its gates, in the task files' own form."""
+
+    filters: dict[str, FilterSpec] = Field(default_factory=dict)
+
+
+def read_thresholds(path: str | Path) -> dict[str, TaskThresholds]:
+    """A thresholds file (task -> {filters: {score: {min, max}}}), validated; the scores are checked where a run or
+    an export applies them."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--thresholds {path}: no such file (`datagen calibrate OUT` writes OUT/thresholds.yaml)")
+    data = read_yaml(path) if path.read_text(encoding="utf-8").strip() else {}
+    return {str(task): validate(TaskThresholds, entry or {}, f"{path}: {task}") for task, entry in data.items()}
+
+
+def with_thresholds(filters: dict[str, Any], entry: TaskThresholds | None) -> dict[str, Any]:
+    """A task's filters (as YAML gives them) with a thresholds entry's bounds put in: each score's min and max are
+    the entry's where it gives them; a score it adds becomes a gate."""
+    out = {name: dict(spec or {}) for name, spec in filters.items()}
+    for name, spec in (entry.filters if entry else {}).items():
+        bounds = spec.model_dump(exclude_unset=True)
+        out.setdefault(name, {}).update(bounds)
+    return out
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

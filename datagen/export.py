@@ -60,7 +60,7 @@ if TYPE_CHECKING:  # the rest is imported where it is used: `datagen --help` sta
     from datagen.shards import Candidate, Sample
     from datagen.storage import Folder
 
-FORMATS = ("hf-parquet", "imagefolder", "preference", "magicbrush", "sessions")
+FORMATS = ("hf-parquet", "imagefolder", "preference", "magicbrush", "sessions", "label-studio")
 INSTRUCTIONS = ("original", "rewritten")
 """Which instruction becomes edit_prompt: the writer's, or the judge's account of what the edit did."""
 MARKER = ".datagen-export.json"
@@ -427,12 +427,94 @@ PARQUET_WRITERS = {"hf-parquet": write_parquet_shard, "magicbrush": write_magicb
 """The formats written as DEST/data/train/{shard}.parquet from the kept samples."""
 
 
+class _peeked:
+    """An iterator that says whether it holds anything (reading one item ahead)."""
+
+    def __init__(self, items: Iterator):
+        self.items = iter(items)
+        self.first = next(self.items, None)
+
+    def __bool__(self) -> bool:
+        return self.first is not None
+
+    def __iter__(self) -> Iterator:
+        if self.first is not None:
+            yield self.first
+        yield from self.items
+
+
 def _counted(samples: Iterator[Sample], tasks: Counter, turns: Counter) -> Iterator[Sample]:
     """The samples as they pass, counted by their own task (a shard of sessions holds several) and turn."""
     for sample in samples:
         tasks[sample.meta.get("task") or sample.key.rsplit("_", 2)[0]] += 1
         turns[session_of(sample.meta, sample.key)[1]] += 1
         yield sample
+
+
+class Thresholds:
+    """`export --thresholds FILE`: gates applied to a finished run from its stored scores. A kept pair that fails
+    them is left out; a sample left without a pair that passes, but with another candidate that does, would need
+    that candidate rendered: counted, never exported."""
+
+    def __init__(self, path: str, run):
+        from datagen.calibrate import task_configs
+        from datagen.config import read_thresholds, with_thresholds
+        from datagen.scores import SCORES
+
+        self.path = path
+        entries = read_thresholds(path)
+        configs = task_configs(run)
+        unknown = sorted({n for e in entries.values() for n in e.filters if n not in SCORES})
+        if unknown:
+            raise _error(f"--thresholds {path}: unknown score(s) {', '.join(unknown)}; known: {', '.join(SCORES)}")
+        self.gates = {
+            task: {
+                name: spec
+                for name, spec in with_thresholds(config["task"].get("filters") or {}, entries.get(task)).items()
+                if spec.get("enabled", True)
+            }
+            for task, config in configs.items()
+        }
+        self.dropped: Counter = Counter()
+        self.needs_render = self._needs_render(run)
+
+    def passes(self, task: str, scores: dict[str, Any]) -> bool:
+        from datagen.calibrate import passes
+
+        return all(
+            passes(float(scores[name]) if scores.get(name) is not None else math.nan, spec)
+            for name, spec in self.gates.get(task, {}).items()
+        )
+
+    def filter(self, samples: Iterator[Sample]) -> Iterator[Sample]:
+        for sample in samples:
+            task = sample.meta.get("task", "")
+            if self.passes(task, sample.meta.get("scores") or {}):
+                yield sample
+            else:
+                self.dropped[task] += 1
+
+    def _needs_render(self, run) -> int:
+        """Samples without a kept pair that passes these thresholds, a candidate of which passes them (it was
+        rejected by a looser or another gate, or outranked): exporting it needs its render."""
+        from datagen.calibrate import candidates
+
+        rows = candidates(run)
+        served = {
+            key
+            for (key, _), row in rows.items()
+            if row["status"] == "kept" and self.passes(row["task"], row["scores"])
+        }
+        return len(
+            {
+                key
+                for (key, _), row in rows.items()
+                if key not in served and row["status"] == "rejected" and self.passes(row["task"], row["scores"])
+            }
+        )
+
+    def counts(self) -> dict[str, Any]:
+        return {"file": self.path, "dropped": dict(sorted(self.dropped.items())), "needs_render": self.needs_render}
 
 
 def _prepare_dest(dest: Folder, overwrite: bool) -> None:
@@ -451,10 +533,17 @@ def _prepare_dest(dest: Folder, overwrite: bool) -> None:
 
 
 def export(
-    out: str, dest: str, format: str, progress: bool = True, overwrite: bool = False, instruction: str = "original"
+    out: str,
+    dest: str,
+    format: str,
+    progress: bool = True,
+    overwrite: bool = False,
+    instruction: str = "original",
+    thresholds: str | None = None,
+    image_url: str = "",
 ) -> dict[str, Any]:
-    """Export OUT's committed shards to DEST in `format`, `instruction` (INSTRUCTIONS) as edit_prompt; returns the
-    counts (also written to DEST/MARKER)."""
+    """Export OUT's committed shards to DEST in `format`, `instruction` (INSTRUCTIONS) as edit_prompt, leaving out
+    the kept pairs that fail `thresholds` (a thresholds file); returns the counts (also written to DEST/MARKER)."""
     if format not in FORMATS:
         raise _error(f"--format {format!r}: allowed: {', '.join(FORMATS)}")
     if instruction not in INSTRUCTIONS:
@@ -474,19 +563,31 @@ def export(
             f"pipeline.keep_rejected, and preference pairs need them. Generate a run into a new --out with "
             f"--set pipeline.keep_rejected=true"
         )
+    gates = Thresholds(thresholds, run) if thresholds else None
+    if gates and format == "preference":
+        raise _error("--thresholds applies to exports of kept pairs; give it with another --format than preference")
     target = Folder(dest)
     _prepare_dest(target, overwrite)
     counts: dict[str, Any] = {"format": format, "source": out, "dest": dest, "shards": 0, "samples": 0, "tasks": {}}
+    if format == "label-studio":  # a labelling project, not a dataset: no card
+        from datagen.label_studio import write_tasks
+
+        counts.update(write_tasks(run, target, image_url, progress), shards=len(shards), datagen=__version__)
+        target.write_atomic(MARKER, json.dumps(counts, indent=1, sort_keys=True).encode())
+        return counts
     prompt, skipped, tasks, turns = PromptChoice(instruction), Counter(), Counter(), Counter()
     bar = Progress(len(shards), f"export {format}", unit="shard", enabled=progress)
     for n, shard in enumerate(shards):
-        samples = run.samples(shard) if format == "preference" else _counted(run.samples(shard), tasks, turns)
+        stored = gates.filter(run.samples(shard)) if gates else run.samples(shard)
+        samples = run.samples(shard) if format == "preference" else _counted(stored, tasks, turns)
         if format == "preference":
             written = write_preference_shard(
                 samples, run.rejected(shard), target.sub("data").sub("train"), f"{shard.name}.parquet", prompt, skipped
             )
         elif shard.kept == 0:  # nothing to export (still read, to check it): no empty file for loaders to trip on
             written = sum(1 for _ in samples)
+        elif gates and not (samples := _peeked(samples)):
+            written = 0  # every pair of the shard failed the thresholds: no empty file either
         elif format in PARQUET_WRITERS:
             write = PARQUET_WRITERS[format]
             written = write(samples, target.sub("data").sub("train"), f"{shard.name}.parquet", prompt)
@@ -501,6 +602,8 @@ def export(
     counts["tasks"] = dict(sorted(tasks.items()))
     if format != "preference":
         counts["turns"] = {str(turn): n for turn, n in sorted(turns.items())}
+    if gates:
+        counts["thresholds"] = gates.counts()
     counts["instruction"] = instruction
     counts["instruction_fell_back"] = prompt.fell_back
     if format == "preference":
@@ -532,7 +635,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help=text,
         description=text + " (datagen/export.py)",
         usage=f"datagen export [-h] OUT [DEST] --format {formats} [--instruction {{{','.join(INSTRUCTIONS)}}}] "
-        "[--dest DEST] [--overwrite] [--no-progress]",
+        "[--thresholds FILE] [--image-url PREFIX] [--dest DEST] [--overwrite] [--no-progress]",
         epilog="Example: datagen export out/remove --format hf-parquet exports/remove",
     )
     parser.add_argument("out", help="run directory or fsspec URL (its committed shards/ are read)")
@@ -549,7 +652,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="hf-parquet: DEST/data/train/*.parquet; imagefolder: DEST/train/NNNNNN/ images + metadata.jsonl; "
         "preference: DEST/data/train/*.parquet of (chosen, rejected) pairs, from a run made with "
         "--set pipeline.keep_rejected=true; magicbrush: MagicBrush's columns, a row per turn; sessions: a row per "
-        "session with its turns in order",
+        "session with its turns in order; label-studio: DEST/tasks.json and label_config.xml, a Label Studio "
+        "project of every kept pair and stored rejected candidate to label (datagen labels import reads its export)",
     )
     parser.add_argument(
         "--instruction",
@@ -557,6 +661,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
         default="original",
         help="the edit_prompt: the writer's instruction (default), or the judge's rewritten one where the run has "
         "it (a judge with rewrite: true), the original elsewhere (counted in the export's marker)",
+    )
+    parser.add_argument(
+        "--thresholds",
+        metavar="FILE",
+        help="leave out the kept pairs that fail these gates (a thresholds file: `datagen calibrate` writes one), "
+        "judged from their stored scores without re-rendering",
+    )
+    parser.add_argument(
+        "--image-url",
+        default="",
+        metavar="PREFIX",
+        help="label-studio: put PREFIX before each image's path relative to DEST (Label Studio's local-files route "
+        "or a bucket URL); default: paths relative to DEST",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an export already in DEST")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -577,7 +694,16 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         overwrite=args.overwrite,
         instruction=args.instruction,
+        thresholds=args.thresholds,
+        image_url=args.image_url,
     )
+    if args.format == "label-studio":
+        print(
+            f"exported {counts['tasks']} Label Studio tasks ({counts['kept']} kept pairs, {counts['rejected']} "
+            f"rejected candidates) to {dest}/tasks.json; labelling interface: {dest}/label_config.xml; read the "
+            f"project's JSON export back with: datagen labels import FILE --out {args.out}"
+        )
+        return 0
     tasks = ", ".join(f"{task} {n}" for task, n in sorted(counts["tasks"].items()))
     what = {"preference": "preference pairs", "sessions": "sessions"}.get(args.format, "samples")
     if args.format == "imagefolder":
@@ -592,6 +718,14 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"  unpaired rejected candidates: {unpaired['input_differs']} with another input image than the kept "
             f"one's, {unpaired['not_kept']} of samples that kept none"
+        )
+    if "thresholds" in counts:
+        left = counts["thresholds"]
+        dropped = ", ".join(f"{task} {n}" for task, n in left["dropped"].items()) or "none"
+        print(
+            f"  --thresholds {left['file']}: left out the kept pairs that fail them ({dropped}); "
+            f"{left['needs_render']} samples left without such a pair have another candidate that passes them "
+            f"and would need it rendered to be exported"
         )
     print(f"  load with: {load}")
     if args.format in ("hf-parquet", "imagefolder"):

@@ -24,8 +24,10 @@ from datagen.config import (
     find_config,
     known,
     parse_override,
+    read_thresholds,
     read_yaml,
     validate,
+    with_thresholds,
 )
 from datagen.errors import ConfigError
 from datagen.flags import default, flag_name, given_flags
@@ -59,6 +61,10 @@ def load_run(
         apply_override(raw[target], parts, value, text)
         origins[target] = f"{paths[target]} (with --set overrides)"
 
+    if run.get("thresholds"):
+        entry = read_thresholds(run["thresholds"]).get(raw["task"].get("name") or paths["task"].stem)
+        raw["task"]["filters"] = with_thresholds(raw["task"].get("filters") or {}, entry)
+        origins["task"] = f"{origins['task']} (with the gates of {run['thresholds']})"
     task_spec = validate(TaskSpec, raw["task"], origins["task"])
     prompt_spec = validate(PromptSpec, raw["prompt"], origins["prompt"])
     pipeline_spec = validate(PipelineSpec, raw["pipeline"], origins["pipeline"])
@@ -159,16 +165,18 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
         except ConfigError as e:
             raise ConfigError(f"{origins['pipeline']}: {e}") from None
     known_scores = SCORES
-    for name, spec in task.filters.items():
-        if name not in known_scores:
-            raise ConfigError(f"{where}: field `filters.{name}`: unknown score; known: {', '.join(known_scores)}")
-        low, high = known_scores[name].range
-        for bound in ("min", "max"):
-            value = getattr(spec, bound)
-            if value is not None and not low <= value <= high:
-                raise ConfigError(
-                    f"{where}: field `filters.{name}.{bound}`: {value} is outside the score's range [{low}, {high}]"
-                )
+    for field, specs in (("filters", task.filters), ("oracle", task.oracle)):
+        for name, spec in specs.items():
+            if name not in known_scores:
+                raise ConfigError(f"{where}: field `{field}.{name}`: unknown score; known: {', '.join(known_scores)}")
+            low, high = known_scores[name].range
+            for bound in ("min", "max"):
+                value = getattr(spec, bound)
+                if value is not None and not low <= value <= high:
+                    raise ConfigError(
+                        f"{where}: field `{field}.{name}.{bound}`: {value} is outside the score's range "
+                        f"[{low}, {high}]"
+                    )
     for name in task.select_by:
         if name.lstrip("-") not in known_scores:
             raise ConfigError(f"{where}: field `select_by`: unknown score {name!r}; known: {', '.join(known_scores)}")
@@ -229,7 +237,7 @@ def roles_used(config: RunConfig, phase: str) -> dict[str, str]:
 # ------------------------------------------------------------------------ runs and tasks from the command line
 
 
-RUN_FLAGS = ("pipeline", "n", "seed", "shard_size", "source", "input", "repeat", "turns", "keep_prefix")
+RUN_FLAGS = ("pipeline", "n", "seed", "shard_size", "source", "input", "repeat", "turns", "keep_prefix", "thresholds")
 """The RunSpec fields `generate`, `write` and `render` take as flags (datagen/flags.py); a resume takes none."""
 
 

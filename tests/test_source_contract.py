@@ -197,8 +197,8 @@ class PlainWallSource:
 
 
 def test_a_new_source_is_one_module_one_registry_line_and_one_example(tmp_path, monkeypatch):
-    """The recipe of docs/extending.md, followed in a temporary module: registered, it keeps the protocol, every list of kinds
-    derived from the registry has it, --source's help names it, and a run reads it."""
+    """The recipe of docs/extending.md, followed in a temporary module: registered, it keeps the protocol, every
+    list of kinds derived from the registry has it, --source's help names it, and a run reads it."""
     import importlib
     import sys
 

@@ -14,6 +14,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from datagen.errors import ConfigError
+from datagen.report.calibration import calibration
 from datagen.report.page import render_page, script_json
 from datagen.report.plots import duration, plot_kept, plot_reasons, plot_scores, plot_throughput
 from datagen.report.sessions import session_counts
@@ -49,6 +50,7 @@ def build_report(
     counts = session_counts(shards)
     strips, strip_files = sessions_strips(run, shards, tally.warnings, seed) if counts else ([], {})
     files.update(strip_files)
+    calibrated = calibration(run, shards, files, tally.warnings)
 
     tasks = {task: t.as_dict() for task, t in sorted(tally.tasks.items())}
     total = run_totals(tasks)
@@ -97,6 +99,7 @@ def build_report(
         "meta": meta,
         "sessions": counts,
         "strips": strips,
+        "calibration": calibrated,
     }
     files["index.html"] = render_page(context).encode()
     return write_files(Folder(dest) if dest else run.folder.sub("report"), files)

@@ -168,6 +168,92 @@ def _sessions(counts: dict[str, Any] | None, strips: list[dict]) -> str:
     )
 
 
+def _pct(value: Any) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: Any) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _calibration(found: list[dict]) -> str:
+    """The Calibration section: per labels' source, the precision of the kept pairs, each calibrated score's AUC,
+    its gate's precision and the good candidates it drops, the suggested threshold, the judge; the curves; and the
+    disagreements between the labels and the gates, as pairs."""
+    if not found:
+        return ""
+    parts = []
+    for entry in found:
+        result, source = entry["result"], entry["source"]
+        kept = result.get("kept_pairs") or {}
+        low, high = kept.get("interval") or (None, None)
+        rows = []
+        for task, measured in sorted(result["tasks"].items()):
+            for name, row in measured["scores"].items():
+                at, suggested = row.get("at_threshold") or {}, row.get("suggested") or {}
+                interval = row.get("auc_interval") or (None, None)
+                bound = "min" if row["direction"] == "higher" else "max"
+                cells = (
+                    name,
+                    f"{_num(row.get('auc'))} [{_num(interval[0])}, {_num(interval[1])}]",
+                    json.dumps(row["gate"]) if row.get("gate") else "none",
+                    _pct(at.get("precision")),
+                    _pct(at.get("good_dropped")),
+                    f"{bound} {suggested['threshold']:.4g}" if suggested else "—",
+                )
+                rows.append(f"<tr><th>{_e(task)}</th>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+            judge = measured.get("judge")
+            if judge:
+                said = (
+                    f"accuracy {_pct(judge.get('accuracy'))}, κ {_num(judge.get('kappa'))}, "
+                    f"Spearman {_num(judge.get('spearman'))} on {judge['labelled']}"
+                )
+                rows.append(
+                    f"<tr><th>{_e(task)}</th><td>judge ({_e(judge['verdict'])})</td>"
+                    f'<td colspan="5">{_e(said)}</td></tr>'
+                )
+        head = ("task", "score", "AUC [95%]", "gate now", "precision kept", "good dropped", "suggested")
+        table = _table(head, rows, f"calibration-{source}") if rows else ""
+        figures = "".join(
+            f'<figure><img src="{_e(path)}" alt="calibration curves of {_e(task)}"></figure>'
+            for task, path in entry["figures"]
+        )
+        pairs = []
+        for item in entry["disagreements"]:
+            thumbs = item.get("thumbs") or {}
+            verdict = item["status"] if item["status"] == "kept" else f"{item['status']}: {item['reason']}"
+            caption = f"{item['task']} {item['key']} c{item['candidate']}: labelled {item['label']}, gates {verdict}"
+            pairs.append(
+                f'<div class="strip"><div class="strip-head">{_e(caption)}</div><div class="thumbs">'
+                + "".join(_figure(thumbs.get(m), m) for m in ("input", "output", "mask"))
+                + "</div></div>"
+            )
+        agreement = "".join(
+            f"<li>{_e(' and '.join(p['annotators']))}: κ {p['kappa']:.2f} on {p['items']} items</li>"
+            for p in (result.get("agreement") or {}).get("pairs", [])
+            if p.get("kappa") is not None
+        )
+        parts.append(
+            f"<h3>Against {'people' if source == 'people' else 'exact ground truth (oracle)'}</h3>"
+            f'<p class="hint">{result["labels"]:,} labels, {result["annotators"]} annotator(s); precision of the kept '
+            f"pairs {_pct(kept.get('precision'))} of {kept.get('labelled', 0):,} labelled, 95% interval "
+            f"[{_pct(low)}, {_pct(high)}]; suggested thresholds reach precision ≥ {result['precision_target']:g}.</p>"
+            + (f"<ul>{agreement}</ul>" if agreement else "")
+            + table
+            + f'<div class="grid wide">{figures}</div>'
+            + (
+                f'<h4>Where the labels and the gates disagree</h4><div class="pairs">{"".join(pairs)}</div>'
+                if pairs
+                else ""
+            )
+        )
+    return (
+        '<section id="calibration"><h2>Calibration</h2><p class="hint">Every gate measured against labels by '
+        "<code>datagen calibrate</code>: ROC and precision–recall curves, the run's threshold (red) and the suggested "
+        "one (green).</p>" + "".join(parts) + "</section>"
+    )
+
+
 def _figure(src: str | None, caption: str, title: str = "") -> str:
     image = f'<img src="{_e(src)}" alt="{_e(caption)}">' if src else '<div class="placeholder">no image</div>'
     return f'<figure class="thumb" title="{_e(title)}">{image}<figcaption>{_e(caption)}</figcaption></figure>'
@@ -224,6 +310,7 @@ def render_page(context: dict[str, Any]) -> str:
 <body>
 <header><div class="wrap"><h1>datagen run report</h1><div class="about">{about}</div>
 <nav><a href="#summary">Summary</a>{'<a href="#sessions">Sessions</a>' if context.get("sessions") else ""}
+{'<a href="#calibration">Calibration</a>' if context.get("calibration") else ""}
 <a href="#reasons">Rejects</a><a href="#plots">Throughput</a>
 <a href="#scores">Scores</a><a href="#gallery">Gallery</a>
 <a href="#shards">Shards</a><a href="#config">Configuration</a></nav></div></header>
@@ -231,6 +318,7 @@ def render_page(context: dict[str, Any]) -> str:
 {f'<section class="warnings"><h2>Warnings</h2><ul>{warnings}</ul></section>' if warnings else ""}
 <section id="summary"><div class="cards">{cards}</div><h2>Per task</h2>{_task_table(tasks, total)}</section>
 {_sessions(context.get("sessions"), context.get("strips") or [])}
+{_calibration(context.get("calibration") or [])}
 <section id="reasons"><h2>Rejects by reason</h2><div class="split"><div>{_reason_table(tasks, total)}</div>
 {overview[1]}</div></section>
 <section id="plots"><h2>Throughput and yield</h2><div class="grid">{overview[0]}{overview[2]}</div></section>

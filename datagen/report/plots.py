@@ -197,3 +197,48 @@ def duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def plot_calibration(task: str, source: str, scores: dict[str, dict]) -> bytes:
+    """Per calibrated score of a task, its ROC curve and its precision-recall curve against the labels, the run's
+    threshold and the suggested one marked."""
+    plt = _pyplot()
+    names = list(scores)
+    fig, axes = plt.subplots(len(names), 2, figsize=(6.4, 0.4 + 2.4 * len(names)), squeeze=False)
+    for (roc, pr), name in zip(axes, names, strict=True):
+        row = scores[name]
+        points = row["curve"]
+        fpr, tpr, precision = [p[1] for p in points], [p[2] for p in points], [p[3] for p in points]
+        roc.plot([0, 1], [0, 1], color="#bbb", linewidth=0.8)
+        roc.plot(fpr, tpr, color="#1f77b4")
+        pr.plot(tpr, precision, color="#1f77b4")
+        auc = row.get("auc")
+        roc.set_title(_plain(f"{task} · {name}: ROC (AUC {auc:.2f})" if auc is not None else f"{task} · {name}"))
+        pr.set_title(_plain(f"precision–recall ({source})"))
+        roc.set_xlabel("bad kept (false-positive rate)")
+        roc.set_ylabel("good kept (recall)")
+        pr.set_xlabel("recall")
+        pr.set_ylabel("precision")
+        for marks, colour, label in ((_nearest(points, row, "gate"), "#d62728", "now"),
+                                     (_nearest(points, row, "suggested"), "#2ca02c", "suggested")):  # fmt: skip
+            if marks is not None:
+                roc.plot([marks[1]], [marks[2]], "o", color=colour, label=label)
+                pr.plot([marks[2]], [marks[3]], "o", color=colour, label=label)
+        roc.legend(loc="lower right", fontsize=7, frameon=False)
+        for ax in (roc, pr):
+            ax.set_xlim(-0.02, 1.02)
+            ax.set_ylim(-0.02, 1.02)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _nearest(points: list[list[float]], row: dict, which: str) -> list[float] | None:
+    """The curve's point nearest a threshold: the run's gate bound ('gate') or the suggested one."""
+    if which == "gate":
+        gate = row.get("gate") or {}
+        value = gate.get("min" if row["direction"] == "higher" else "max")
+    else:
+        value = (row.get("suggested") or {}).get("threshold")
+    if value is None or not points:
+        return None
+    return min(points, key=lambda p: abs(p[0] - value))
