@@ -26,6 +26,30 @@ def l1(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
     return float(diff.sum()) / (count * a.shape[-1] * 255.0)
 
 
+LOCAL_PX = 9
+"""Side of the window gt_local_l1 averages over."""
+
+
+def local_peak(wrong: np.ndarray, region: np.ndarray, channels: int = 3) -> float:
+    """gt_local_l1 of one candidate: `wrong` the per-pixel |output - truth| summed over channels (int), `region`
+    bool; the largest sum over a LOCAL_PX window (zeros beyond the image) centred on a region pixel, divided by
+    the window's size, the channels and 255. Integer box sums (an integral image), so the device computes the same
+    number."""
+    if not region.any():
+        return math.nan
+    half = LOCAL_PX // 2
+    padded = np.pad(wrong.astype(np.int64), ((half + 1, half), (half + 1, half)))
+    integral = padded.cumsum(axis=0).cumsum(axis=1)
+    height, width = wrong.shape
+    sums = (
+        integral[LOCAL_PX:, LOCAL_PX:]
+        - integral[:height, LOCAL_PX:]
+        - integral[LOCAL_PX:, :width]
+        + integral[:height, :width]
+    )
+    return int(sums[region].max()) / (LOCAL_PX * LOCAL_PX * channels * 255.0)
+
+
 def pixel_scores(
     before: np.ndarray,
     after: np.ndarray,
@@ -47,6 +71,8 @@ def pixel_scores(
         truth, others = ground_truth
         region = edited | object_mask
         scores["gt_l1"] = l1(after, truth, region)
+        wrong = np.abs(after.astype(np.int32) - truth.astype(np.int32)).sum(axis=-1)
+        scores["gt_local_l1"] = local_peak(wrong, region, after.shape[-1])
         touched = region & others
         scores["gt_objects_l1"] = l1(after, truth, touched) if touched.any() else 0.0
     return scores
@@ -85,6 +111,19 @@ def pixel_scores_on_device(before, afters, object_mask, edit_masks, ground_truth
         region = edited | inside
         for entry, gt, objects in zip(scores, l1_of(wrong, region), l1_of(wrong, region & others, 0.0), strict=True):
             entry.update(gt_l1=gt, gt_objects_l1=objects)
+        half = LOCAL_PX // 2
+        padded = torch.nn.functional.pad(wrong.to(torch.int64), (half + 1, half, half + 1, half))
+        integral = padded.cumsum(dim=1).cumsum(dim=2)
+        height, width = wrong.shape[1:]
+        sums = (
+            integral[:, LOCAL_PX:, LOCAL_PX:]
+            - integral[:, :height, LOCAL_PX:]
+            - integral[:, LOCAL_PX:, :width]
+            + integral[:, :height, :width]
+        )
+        peaks = torch.where(region, sums, torch.full_like(sums, -1)).flatten(1).max(dim=1).values.tolist()
+        for entry, peak in zip(scores, peaks, strict=True):
+            entry["gt_local_l1"] = peak / (LOCAL_PX * LOCAL_PX * channels * 255.0) if peak >= 0 else math.nan
     return scores
 
 

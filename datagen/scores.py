@@ -25,6 +25,12 @@ SCORES: dict[str, Score] = {
         "to neighbours (scenes only; 0 when the edit touches none)",
         (0.0, 1.0),
     ),
+    "gt_local_l1": Score(
+        "the largest L1 between output and ground truth over any 9x9 window centred in the edited region (scenes "
+        "only): a blob or a broken stripe, tile or checker edge that the region's mean dilutes, while pixel noise "
+        "averages out",
+        (0.0, 1.0),
+    ),
     "change": Score(
         "L1 between input and output over the edit mask (the whole image for a global edit): about 0 for an edit "
         "that changed nothing",

@@ -186,6 +186,38 @@ def test_pixel_scores_hand_computed():
     assert l1(before, after, np.zeros((10, 10), bool)) != l1(before, after, np.zeros((10, 10), bool))  # NaN
 
 
+def test_the_local_ground_truth_score_finds_a_blob_that_the_mean_dilutes():
+    """gt_local_l1 is the largest 9x9-window mean of |output - truth| centred in the edited region (checked against
+    a loop over every window): a 9x9 blob of error and the same total error spread as noise have one gt_l1, but
+    the blob's local score is far higher; every window is the mean over 81 pixels, zeros beyond the image."""
+    from datagen.filters import LOCAL_PX, local_peak
+
+    rng = np.random.default_rng(0)
+    truth = np.full((40, 40, 3), 128, np.uint8)
+    region = np.zeros((40, 40), bool)
+    region[5:35, 5:35] = True
+    blob, noise = truth.copy(), truth.copy()
+    blob[10:19, 10:19] = 228  # one 9x9 square, 100 grey levels off
+    spots = rng.permutation(np.argwhere(region))[:81]
+    noise[spots[:, 0], spots[:, 1]] = 228  # the same 81 pixels' error, scattered
+    others = np.zeros((40, 40), bool)
+    scores = {name: pixel_scores(truth, image, region, region.astype(np.uint8) * 255, (truth, others))
+              for name, image in (("blob", blob), ("noise", noise))}  # fmt: skip
+    assert scores["blob"]["gt_l1"] == pytest.approx(scores["noise"]["gt_l1"])
+    assert scores["blob"]["gt_local_l1"] == pytest.approx(100 / 255)
+    assert scores["noise"]["gt_local_l1"] < scores["blob"]["gt_local_l1"] / 4
+    wrong = np.abs(noise.astype(int) - truth.astype(int)).sum(axis=-1)
+    padded = np.pad(wrong, LOCAL_PX // 2)
+    brute = max(padded[y : y + LOCAL_PX, x : x + LOCAL_PX].sum() for y, x in np.argwhere(region))
+    assert local_peak(wrong, region) == brute / (LOCAL_PX * LOCAL_PX * 3 * 255.0)
+    corner = np.zeros((40, 40), bool)
+    corner[0, 0] = True
+    edge = np.zeros((40, 40), int)
+    edge[:5, :5] = 3 * 255  # a window at the corner holds 25 of its 81 pixels in the image
+    assert local_peak(edge, corner) == pytest.approx(25 / 81)
+    assert np.isnan(local_peak(edge, np.zeros((40, 40), bool)))
+
+
 def test_judge_reasons_and_ranking():
     filters = {
         "mask_area": FilterSpec(min=0.01, max=0.5),

@@ -75,6 +75,32 @@ def region_masks(
     return object_mask, variants
 
 
+NEIGHBOUR_MARGIN_PX = 8
+"""Another object within this many pixels of a mask variant is left out of what the fill is made from."""
+
+
+def spare_neighbours(
+    variants: dict[str, np.ndarray], others: np.ndarray | None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(the variants with every pixel of another object the source knows taken out: what may change, what the
+    inpainter fills from the variants plus those neighbours, so that their colour is not dragged into the fill).
+    Without such objects both are the variants as they are."""
+    if others is None or not others.any():
+        return variants, variants
+    size = 2 * NEIGHBOUR_MARGIN_PX + 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    labels_count, labels = cv2.connectedComponents(others.astype(np.uint8))
+    keep, paint = {}, {}
+    for name, mask in variants.items():
+        spared = np.where(others, 0, mask).astype(np.uint8)
+        near = cv2.dilate((spared > 0).astype(np.uint8), kernel) > 0
+        touched = np.unique(labels[near & others])
+        neighbours = np.isin(labels, touched[touched > 0]) if labels_count > 1 else np.zeros_like(others)
+        keep[name] = spared
+        paint[name] = np.where(neighbours, 255, spared).astype(np.uint8)
+    return keep, paint
+
+
 Located = tuple[int, list, list[np.ndarray]]
 """A sample found: its index in the micro-batch, its detections, one bool mask per detection."""
 
@@ -141,7 +167,7 @@ class GroundedInpaint:
             inpaint = getattr(self.inpainter, "inpaint_batch_on_device", None) or self.inpainter.inpaint_batch
             filled = inpaint(
                 [plan["inputs"].image for plan, _, _ in jobs],
-                [plan["variants"][name] for plan, _, name in jobs],
+                [plan["paint"][name] for plan, _, name in jobs],
                 [plan["prompt"] for plan, _, _ in jobs],
                 [plan["record"].seed + number for plan, number, _ in jobs],
             )
@@ -179,17 +205,27 @@ class GroundedInpaint:
         ]
 
     def _plan(self, sample: Sample, detections: list, masks: list[np.ndarray]) -> dict[str, Any]:
-        """What one sample's candidates share: its masks, the prompt of the repainted image, its ground truth."""
+        """What one sample's candidates share: its masks (`variants`: where each candidate may change; `paint`: what
+        the inpainter fills, with the neighbours the variants spare), the prompt of the repainted image, its
+        ground truth."""
         record, inputs = sample.record, sample.inputs
         boxes = [d.box for d in detections]
         object_mask, variants = region_masks(masks, boxes, self.args.region, self.args.dilate_px, self.args.blur_px)
         add = self.args.direction == "add"
+        paint = variants
+        if self.args.region == "object":  # never paint another object the source knows is there
+            others = [m for name, m in (inputs.masks or {}).items() if name not in record.objects]
+            spared, paint = spare_neighbours(variants, np.logical_or.reduce(others) & ~object_mask if others else None)
+            variants = spared
+            if self.args.direction == "replace":  # the new object is drawn in its own region only
+                paint = variants
         return {
             "record": record,
             "inputs": inputs,
             "object_mask": object_mask,
             "boxes": boxes,
             "variants": variants,
+            "paint": paint,
             "truth": inputs.ground_truth(tuple(record.objects)) if self.args.direction != "replace" else None,
             "prompt": record.input_caption if add else record.output_caption,  # the caption of the repainted image
         }
