@@ -272,7 +272,8 @@ def _pct(value: Any) -> str:
 
 def _quality_section(run, counts: dict[str, Any]) -> list[str]:
     """How good the kept pairs are, as `datagen calibrate` measured them against people's labels and against exact
-    ground truth (--oracle); where neither was run, that the thresholds are unmeasured."""
+    ground truth (--oracle), and as each task file's `calibrated:` records them from when the gates were set; where
+    the run itself was not measured, that it is unmeasured."""
     from datagen.calibrate import outputs
 
     lines = ["## How good the data is", ""]
@@ -281,11 +282,12 @@ def _quality_section(run, counts: dict[str, Any]) -> list[str]:
         name = outputs(oracle)[0]
         if run.folder.exists(name):
             measured["oracle" if oracle else "people"] = json.loads(run.folder.read_text(name))
+    lines += _as_calibrated(run)
     if not measured:
         return lines + [
-            "The thresholds are unmeasured: nobody has labelled these pairs (`datagen review`, Label Studio through "
-            "`datagen labels import`) and no oracle has been run (`datagen calibrate --oracle`), so the share of "
-            "kept pairs that are right is not known.",
+            "This run itself is unmeasured: nobody has labelled its pairs (`datagen review`, Label Studio through "
+            "`datagen labels import`) and no oracle has been run on it (`datagen calibrate --oracle`)"
+            + (", so the share of its kept pairs that are right is not known." if len(lines) == 2 else "."),
             "",
         ]
     rows = []
@@ -325,6 +327,35 @@ def _quality_section(run, counts: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _as_calibrated(run) -> list[str]:
+    """The precision each task's gates had when they were set (the task file's `calibrated:`), on this run's
+    pipeline: what the card can say of a run nobody labelled."""
+    from datagen.errors import ConfigError
+
+    try:
+        runs = run.record()["runs"]
+    except ConfigError:
+        return []
+    rows = []
+    for task, entry in sorted(runs.items()):
+        config = entry["config"]
+        for record in config["task"].get("calibrated") or []:
+            if record["pipeline"] == config["pipeline"]["name"]:
+                low, high = record["interval"]
+                precision = f"{_pct(record['precision'])} of {record['labelled']} [{_pct(low)}, {_pct(high)}]"
+                when, note = record["date"], record.get("note", "")
+                rows.append([task, record["pipeline"], record["labels"], precision, _pct(record["kept"]), when, note])
+    if not rows:
+        return []
+    return [
+        "The gates' precision as measured when they were set (the task file's `calibrated:`), on this pipeline: the "
+        "share of kept pairs labelled good, its 95% interval, and the share of samples the gates kept.",
+        "",
+        _table(rows, ["task", "pipeline", "labels", "precision of kept pairs", "kept", "measured", "how"]),
+        "",
+    ]
 
 
 def features_of(schema) -> dict[str, Any] | None:

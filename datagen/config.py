@@ -60,6 +60,27 @@ class GeneratorSpec(Spec):
     """Arguments of that generator kind; each kind documents and validates its own."""
 
 
+class Calibrated(Spec):
+    """A measurement of a task's gates, made when they were set (`datagen calibrate`), that the dataset card of every
+    run of the task on that pipeline quotes."""
+
+    pipeline: str
+    """The pipeline the labelled run was made on."""
+    labels: Literal["people", "oracle"]
+    """Whose labels: people's (datagen review) or exact ground truth's (calibrate --oracle)."""
+    labelled: int = Field(ge=1)
+    """Kept pairs labelled."""
+    precision: float = Field(ge=0, le=1)
+    """The share of them labelled good."""
+    interval: tuple[float, float]
+    """Its 95% Wilson interval."""
+    kept: float = Field(ge=0, le=1)
+    """The share of samples the gates kept on that run: the yield."""
+    date: str
+    note: str = ""
+    """What was labelled, and how."""
+
+
 class TaskSpec(Spec):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
     """Task name; also the stem of its file in tasks/ and prompts/, and the first part of every sample key."""
@@ -92,6 +113,8 @@ class TaskSpec(Spec):
     """Score name -> thresholds. Every score is stored; only these gate a candidate."""
     select_by: list[str] = Field(default_factory=list)
     """Scores that rank a sample's passing candidates, first available wins; '-name' means lower is better."""
+    calibrated: list[Calibrated] = Field(default_factory=list)
+    """The gates' precision as measured when they were set, quoted by the dataset card of runs on that pipeline."""
     oracle: dict[str, FilterSpec] = Field(default_factory=dict)
     """Ground-truth score -> the limits a candidate within which is good (`datagen calibrate --oracle`): on sources
     with exact truth (scenes) it labels every candidate, and every other score and the judge are measured against

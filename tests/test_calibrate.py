@@ -141,7 +141,9 @@ def test_thresholds_drop_exactly_the_failing_pairs_and_the_card_says_how_good(sc
     shutil.copytree(scene_run, out)
     card_before = (tmp_path / "before") / "README.md"
     export(str(out), str(tmp_path / "before"), "hf-parquet", progress=False)
-    assert "The thresholds are unmeasured" in card_before.read_text()
+    before = card_before.read_text()
+    assert "This run itself is unmeasured" in before
+    assert "| remove | local | people | 93.3% of 30 [78.7%, 98.2%] | 26.5% |" in before  # tasks/remove.yaml's record
     kept = [r for r in _rows(out) if r["status"] == "kept"]
     limit = float(np.median([r["score_gt_l1"] for r in kept]))
     (tmp_path / "t.yaml").write_text(f"remove:\n  filters:\n    gt_l1: {{max: {limit}}}\n")
