@@ -438,7 +438,7 @@ def run(args) -> int:
             at = row.get("at_threshold") or {}
             suggested = row["suggested"]
             print(
-                f"  {name:<16} AUC {row['auc']:.2f} [{row['auc_interval'][0]:.2f}, {row['auc_interval'][1]:.2f}]"
+                f"  {name:<16} AUC {_num(row['auc'])} [{_num(row['auc_interval'][0])}, {_num(row['auc_interval'][1])}]"
                 + (f"  gate {row['gate']}: keeps {_pct(at.get('precision'))} good, drops "
                    f"{_pct(at.get('good_dropped'))} of the good" if row["gate"] else "  (no gate)")
                 + (f"  -> {'min' if row['direction'] == 'higher' else 'max'} {suggested['threshold']:.4g}"
@@ -447,14 +447,18 @@ def run(args) -> int:
         if "judge" in measured:
             judge = measured["judge"]
             print(
-                f"  judge ({judge['verdict']}): accuracy {_pct(judge['accuracy'])}, kappa {judge['kappa']:.2f}, "
-                f"Spearman {judge['spearman']:.2f} on {judge['labelled']}"
+                f"  judge ({judge['verdict']}): accuracy {_pct(judge['accuracy'])}, kappa {_num(judge['kappa'])}, "
+                f"Spearman {_num(judge['spearman'])} on {judge['labelled']}"
             )
     for pair in (result.get("agreement") or {}).get("pairs", []):
-        print(f"annotators {' and '.join(pair['annotators'])}: kappa {pair['kappa']:.2f} on {pair['items']} items")
+        print(f"annotators {' and '.join(pair['annotators'])}: kappa {_num(pair['kappa'])} on {pair['items']} items")
     written = [f"{args.out.rstrip('/')}/{name}" for name in outputs(args.oracle)]
     print(f"  written: {', '.join(written)}")
     return 0
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
 
 def _pct(value: float | None) -> str:

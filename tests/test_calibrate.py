@@ -132,6 +132,8 @@ def test_the_oracle_labels_every_candidate_and_measures_the_other_scores(scene_r
     }
     assert varying and varying <= set(measured)  # every score that varies is measured against the oracle
     assert (out / "calibration-oracle.json").is_file() and (out / "thresholds-oracle.yaml").is_file()
+    said = run_inline("calibrate", str(out), "--oracle").stdout  # the command's own lines, NaN-free
+    assert f"remove: {len(labels)} labelled" in said and "kept pairs: precision" in said and "gt_local_l1" in said
 
 
 def test_thresholds_drop_exactly_the_failing_pairs_and_the_card_says_how_good(scene_run, tmp_path):
