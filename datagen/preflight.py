@@ -77,19 +77,14 @@ def require(pipeline: PipelineSpec, phase: str = "generate", roles: set[str] | N
 
 
 def flags(parser: argparse.ArgumentParser) -> None:
+    from datagen.flags import overrides_flag
+
     parser.description = (
         "List each weighted role's model and where it was found; for a missing one, the command that fetches it. "
         "Tiny models are built. Exits 1 if any is missing. Nothing is downloaded."
     )
     parser.add_argument("--pipeline", required=True, help="pipeline name in pipelines/ or a YAML path")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="PATH=VALUE",
-        help="override a pipeline field, e.g. roles.clip.model=/models/clip",
-    )
+    overrides_flag(parser, "roles.clip.model=/models/clip (the pipeline's fields)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -104,6 +104,13 @@ def committed_checksums(out: Path | Mapping[str, bytes], texts: bool = False) ->
     return found
 
 
+def manifest_rows(out: Path) -> list[dict]:
+    """Every candidate row of a run's committed manifests, shard by shard."""
+    import pyarrow.parquet as pq
+
+    return [row for path in sorted((out / "shards").glob("*.parquet")) for row in pq.read_table(path).to_pylist()]
+
+
 def run_inline(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """`datagen ARGS` in this process, output captured: for tiny-pipeline runs, whose vLLM engines (writer, judge)
     are then this process's, started once and shared by every test (a CLI subprocess starts its own, ~13 s each).

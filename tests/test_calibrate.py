@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_inline
+from conftest import manifest_rows, run_inline
 
 from datagen import calibrate as cal
 from datagen.errors import ConfigError
@@ -29,13 +29,6 @@ def scene_run(tmp_path_factory) -> Path:
     run_inline("generate", "--task", "remove", "--n", "24", "--shard-size", "12", "--out", str(out), "--workers",
                "0", "--no-progress", *settings)  # fmt: skip
     return out
-
-
-def _rows(out: Path) -> list[dict]:
-    rows = []
-    for path in sorted((out / "shards").glob("*.parquet")):
-        rows += pq.read_table(path).to_pylist()
-    return rows
 
 
 def _brute_auc(scores, good) -> float:
@@ -72,7 +65,7 @@ def test_calibrate_measures_what_the_labels_say(scene_run, tmp_path):
     the ones computed here from the manifests."""
     out = tmp_path / "run"
     shutil.copytree(scene_run, out)
-    rows = [r for r in _rows(out) if r["score_gt_l1"] is not None and not math.isnan(r["score_gt_l1"])]
+    rows = [r for r in manifest_rows(out) if r["score_gt_l1"] is not None and not math.isnan(r["score_gt_l1"])]
     median = float(np.median([r["score_gt_l1"] for r in rows]))
     truth = {(r["key"], r["candidate"]): r["score_gt_l1"] < median for r in rows}
     first = [Label(k, c, "remove", "good" if g else "bad", "ann-a") for (k, c), g in truth.items()]
@@ -119,16 +112,16 @@ def test_the_oracle_labels_every_candidate_and_measures_the_other_scores(scene_r
         cal.calibrate(str(out))
     result = cal.calibrate(str(out), oracle=True)
     labels = read_labels(out, sources=("oracle",))
-    assert len(labels) == sum(1 for r in _rows(out) if r["status"] != "error") == result["labels"]
+    assert len(labels) == sum(1 for r in manifest_rows(out) if r["status"] != "error") == result["labels"]
     limits = {"gt_l1": 0.025, "gt_local_l1": 0.06, "gt_objects_l1": 0.002}  # tasks/remove.yaml's oracle
     for label in labels:
-        row = next(r for r in _rows(out) if (r["key"], r["candidate"]) == label.item)
+        row = next(r for r in manifest_rows(out) if (r["key"], r["candidate"]) == label.item)
         assert (label.label == "good") == all(row[f"score_{n}"] <= v for n, v in limits.items())
     measured = result["tasks"]["remove"]["scores"]
     varying = {
         name
         for name in ("mask_area", "inside_change", "change", "outside_l1")
-        if len({r[f"score_{name}"] for r in _rows(out)}) > 1
+        if len({r[f"score_{name}"] for r in manifest_rows(out)}) > 1
     }
     assert varying and varying <= set(measured)  # every score that varies is measured against the oracle
     assert (out / "calibration-oracle.json").is_file() and (out / "thresholds-oracle.yaml").is_file()
@@ -146,7 +139,7 @@ def test_thresholds_drop_exactly_the_failing_pairs_and_the_card_says_how_good(sc
     before = card_before.read_text()
     assert "This run itself is unmeasured" in before
     assert "| remove | local | people | 93.3% of 30 [78.7%, 98.2%] | 26.5% |" in before  # tasks/remove.yaml's record
-    kept = [r for r in _rows(out) if r["status"] == "kept"]
+    kept = [r for r in manifest_rows(out) if r["status"] == "kept"]
     limit = float(np.median([r["score_gt_l1"] for r in kept]))
     (tmp_path / "t.yaml").write_text(f"remove:\n  filters:\n    gt_l1: {{max: {limit}}}\n")
     counts = export(
@@ -180,7 +173,7 @@ def test_a_run_with_thresholds_applies_and_records_them(tmp_path):
         "min": 0.02,
         "max": 0.5,
     }
-    assert all(r["status"] != "kept" or r["score_gt_l1"] <= 0.001 for r in _rows(out))
+    assert all(r["status"] != "kept" or r["score_gt_l1"] <= 0.001 for r in manifest_rows(out))
     (tmp_path / "bad.yaml").write_text("remove:\n  filters:\n    nonsense: {max: 1}\n")
     proc = run_inline("generate", "--task", "remove", "--n", "2", "--out", str(tmp_path / "r2"), "--workers", "0",
                       "--thresholds", str(tmp_path / "bad.yaml"), check=False)  # fmt: skip
@@ -205,7 +198,7 @@ def test_label_studio_round_trip(scene_run, tmp_path):
     assert [e.get("value") for e in config.iter("Image")] == ["$input", "$output", "$mask"]
     names = {e.get("name") for e in config.iter() if e.tag in ("Image", "Choices")}
     assert all(e.get("toName") in names for e in config.iter("Choices"))
-    rows = _rows(out)
+    rows = manifest_rows(out)
     assert len(tasks) == counts["tasks"] == sum(1 for r in rows if r["status"] != "error")
     for task in tasks:
         assert set(task) == {"data"} and {"input", "output", "mask", "instruction", "key", "candidate"} <= set(

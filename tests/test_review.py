@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import DATAGEN, REPO, run_inline
+from conftest import DATAGEN, REPO, manifest_rows, run_inline
 
 from datagen.review.sample import choose
 from datagen.shards import RunFolder
@@ -41,22 +41,16 @@ def test_the_sample_is_stratified_and_the_same_for_a_seed(review_run):
     items = choose(run, 40, seed=0)
     assert [(i.key, i.candidate) for i in items] == [(i.key, i.candidate) for i in choose(run, 40, seed=0)]
     statuses = [i.status for i in items]
-    rows = _manifest(review_run)
+    rows = manifest_rows(review_run)
     kept, rejected = (sum(r["status"] == status for r in rows) for status in ("kept", "rejected"))
     share = min(kept, max(20, 40 - rejected))  # half each, the rest from the other status where one runs short
     assert statuses.count("kept") == share and statuses.count("rejected") == 40 - share
     rejected_gt = sorted(i.scores["gt_l1"] for i in items if i.status == "rejected")
-    all_rejected = sorted(r["score_gt_l1"] for r in _manifest(review_run) if r["status"] == "rejected")
+    all_rejected = sorted(r["score_gt_l1"] for r in manifest_rows(review_run) if r["status"] == "rejected")
     assert (
         rejected_gt[0] <= all_rejected[len(all_rejected) // 10]
         and rejected_gt[-1] >= all_rejected[-len(all_rejected) // 10 - 1]
     )
-
-
-def _manifest(out: Path) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    return [r for p in sorted((out / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
 
 
 def _label(browser, keys: str, saved: int) -> None:

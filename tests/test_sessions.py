@@ -13,9 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
-import pyarrow.parquet as pq
 import pytest
-from conftest import DATAGEN, FAST, REPO, committed_checksums, run_cli, run_inline
+from conftest import DATAGEN, FAST, REPO, committed_checksums, manifest_rows, run_cli, run_inline
 
 from datagen.export import export
 from datagen.shards import verify
@@ -30,13 +29,6 @@ def sessions_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sessions") / "run"
     run_inline("generate", "--task", "all", "--n", "24", "--shard-size", "2", "--out", str(out), *SESSIONS)
     return out
-
-
-def _rows(out: Path) -> list[dict]:
-    rows = []
-    for path in sorted((out / "shards").glob("*.parquet")):
-        rows += pq.read_table(path).to_pylist()
-    return rows
 
 
 def _kept_members(out: Path) -> dict[str, dict[str, bytes]]:
@@ -55,7 +47,7 @@ def test_sessions_chain_turn_by_turn_and_are_kept_whole(sessions_run):
     """Every kept session has its three turns; turn k's input is turn k-1's output, byte for byte; the tasks stand
     where their task files and generators let them; a dropped session's kept turns say which turn failed."""
     assert verify(sessions_run).problems == []
-    rows = _rows(sessions_run)
+    rows = manifest_rows(sessions_run)
     kept = [r for r in rows if r["status"] == "kept"]
     by_session: dict[str, dict[int, dict]] = {}
     for row in kept:
@@ -92,7 +84,7 @@ def test_sessions_chain_turn_by_turn_and_are_kept_whole(sessions_run):
 def test_a_later_turn_is_written_from_the_previous_output(sessions_run):
     """Turn k+1's input caption is turn k's output caption (a map task's writer may say what the input is: "a sketch
     of ..."), and a removed object is never named again."""
-    rows = {r["key"]: r for r in _rows(sessions_run) if r["candidate"] == 0}
+    rows = {r["key"]: r for r in manifest_rows(sessions_run) if r["candidate"] == 0}
     followed = [r for r in rows.values() if r["previous"] and rows[r["previous"]]["status"] in ("kept", "rejected")]
     assert followed
     for row in followed:
@@ -152,7 +144,7 @@ def test_keep_prefix_keeps_the_passing_turns(tmp_path):
     run_inline("generate", "--tasks", "remove,color", "--n", "12", "--shard-size", "6", "--keep-prefix",
                "--out", str(out), *SESSIONS)  # fmt: skip
     assert verify(out).problems == []
-    rows = _rows(out)
+    rows = manifest_rows(out)
     assert not [r for r in rows if r["reason"] == "session_dropped"]
     lengths = Counter()
     for session in {r["session"] for r in rows}:
@@ -216,9 +208,9 @@ def test_a_tiny_sessions_run_judges_every_turn(tiny_dir, tmp_path):
     run_inline("generate", "--tasks", "remove,color", "--pipeline", "tiny", "--turns", "2", "--n", "2",
                "--shard-size", "1", "--out", str(out), "--workers", "0", "--no-progress")  # fmt: skip
     assert verify(out).problems == []
-    second = [r for r in _rows(out) if r["turn"] == 2]
+    second = [r for r in manifest_rows(out) if r["turn"] == 2]
     assert second, "some first turn was kept and followed"
-    judged = [r for r in _rows(out) if r["judge_reasoning"]]
+    judged = [r for r in manifest_rows(out) if r["judge_reasoning"]]
     assert {r["turn"] for r in judged} == {1, 2}, "the judge saw every turn"
     assert all(json.loads(r["models"]).get("judge") for r in judged)
 
@@ -232,7 +224,7 @@ def test_training_and_eval_read_sessions_turn_by_turn(tiny_dir, tmp_path):
     run_inline("generate", "--tasks", "remove,color", "--n", "4", "--shard-size", "2", "--turns", "2", "--pipeline",
                "local", "--out", str(out), "--workers", "0", "--no-progress", "--set",
                "pipeline.image_size=64")  # fmt: skip
-    assert {r["turn"] for r in _rows(out) if r["status"] == "kept"} == {1, 2}
+    assert {r["turn"] for r in manifest_rows(out) if r["status"] == "kept"} == {1, 2}
     train(TrainConfig(shards=[str(out)], out=str(tmp_path / "editor"), steps=1, resolution=32, batch_size=2,
                       checkpoint_every=1), progress=False)  # fmt: skip
     proc = run_inline("eval", "--shards", str(out), "--checkpoint", str(tmp_path / "editor"), "--pipeline", "tiny",
@@ -260,7 +252,7 @@ def test_the_report_draws_sessions_as_strips(sessions_run, tmp_path):
     assert page.count('class="strip kept"') >= 8, "two thirds of the strips are whole sessions"
     assert "1. " in page and "3. " in page and (tmp_path / "report" / "thumbs").is_dir()
     tasks = summary["tasks"]
-    assert sum(t["samples"] for t in tasks.values()) == len({r["key"] for r in _rows(sessions_run)})
+    assert sum(t["samples"] for t in tasks.values()) == len({r["key"] for r in manifest_rows(sessions_run)})
     assert tasks["detect"]["samples"] > 0 and tasks["detect"]["shards"] == 1, "each turn counted under its own task"
 
 
@@ -278,7 +270,7 @@ def test_the_summary_the_report_and_the_card_count_from_one_tally(sessions_run, 
     assert by_stats.sessions == by_rows.sessions and by_stats.sessions.sessions == 24
     assert sum(t.samples for t in by_stats.tasks.values()) == sum(t.samples for t in by_rows.tasks.values())
     assert sum(by_rows.turns[turn]["attempted"] for turn in by_rows.turns) == len(
-        {r["key"] for r in _rows(sessions_run)}
+        {r["key"] for r in manifest_rows(sessions_run)}
     )
     summaries = {}
     for shard in shards:
@@ -307,7 +299,7 @@ def test_a_backtracking_turn_goes_back_to_an_earlier_image_exactly(tmp_path):
     run_inline("generate", "--tasks", "remove,color,global,backtrack", "--n", "24", "--shard-size", "6",
                "--out", str(out), *SESSIONS)  # fmt: skip
     assert verify(out).problems == []
-    rows = [r for r in _rows(out) if r["status"] == "kept"]
+    rows = [r for r in manifest_rows(out) if r["status"] == "kept"]
     by_key = {r["key"]: r for r in rows}
     members = _kept_members(out)
     back = [r for r in rows if r["task"] == "backtrack"]
