@@ -141,7 +141,7 @@ def test_sessions_export_as_magicbrush_and_as_sessions(sessions_run, tmp_path):
 
 def test_keep_prefix_keeps_the_passing_turns(tmp_path):
     out = tmp_path / "run"
-    run_inline("generate", "--tasks", "remove,color", "--n", "12", "--shard-size", "6", "--keep-prefix",
+    run_inline("generate", "--tasks", "remove,color", "--n", "24", "--shard-size", "6", "--keep-prefix",
                "--out", str(out), *SESSIONS)  # fmt: skip
     assert verify(out).problems == []
     rows = manifest_rows(out)
