@@ -155,6 +155,72 @@ def test_grounded_inpaint_removes_the_object_and_nothing_else(config, built):
             assert l1(c.output_image, truth, object_mask) < l1(inputs.image, truth, object_mask)
 
 
+def test_caption_objects_are_the_phrases_a_caption_names():
+    from datagen.generators.grounded_inpaint import caption_objects
+
+    assert caption_objects("a red mug on a desk next to a laptop", ["red mug"]) == ["desk", "laptop"]
+    assert caption_objects("A photo of a street with two cars and a bus stop sign.") == [
+        "street",
+        "cars",
+        "bus stop sign",
+    ]
+    assert caption_objects("a red striped ball, a green wooden box and a blue dotted star", ["green wooden box"]) == [
+        "red striped ball",
+        "blue dotted star",
+    ]
+
+
+def test_the_other_objects_a_caption_names_are_grounded_and_spared(tiny_dir):
+    """On a photo whose source knows no object, the caption's other objects are located by the grounding role (one
+    extra call for the micro-batch, a query per name) and segmented (one extra call), into the sample's neighbours,
+    which the mask variants then spare (spare_neighbours, tested below on masks whose overlap is known)."""
+    from datagen.resolve import load_pipeline
+
+    pipeline = load_pipeline("tiny")
+    roles = {name: models.build(name, pipeline.roles[name]) for name in ("grounding", "segmenter")}
+    roles["inpaint"] = models.build("inpaint", load_pipeline("local").roles["inpaint"])
+    for role in roles.values():
+        role.load()
+    generator = GroundedInpaint(GroundedInpaint.Args(), roles)
+    rng = np.random.default_rng(0)
+    batch = []
+    for seed in range(2):
+        image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        record = EditRecord(key="remove_000000_00000", task="remove", shard=0, index=0, seed=seed, source={},
+                            objects=["red mug"], input_caption="a red mug on a desk next to a laptop")  # fmt: skip
+        batch.append(Sample(record, LoadedInput(image=image), np.random.default_rng(seed)))
+    clock = StageClock(lambda: roles)
+    outcomes = generator.render(batch, clock)
+    stages = clock.stats()
+    assert stages["ground"]["calls"] == {"grounding": 2} and stages["ground"]["items"] == {"grounding": 6}
+    assert stages["segment"]["calls"] == {"segmenter": 2}
+    for sample, candidates in zip(batch, outcomes, strict=True):
+        assert set(sample.inputs.neighbours) == {"desk", "laptop"}  # the tiny detector keeps its best box whatever
+        assert all(mask.shape == (64, 64) and mask.dtype == bool for mask in sample.inputs.neighbours.values())
+        exact = candidates[0].mask > 0
+        spared = np.logical_or.reduce(list(sample.inputs.neighbours.values())) & ~exact
+        for candidate in candidates:
+            assert not ((candidate.mask > 0) & spared).any(), candidate.params["mask_variant"]
+
+
+def test_mask_variants_spare_the_neighbours_and_the_fill_is_made_without_them():
+    from datagen.generators.grounded_inpaint import spare_neighbours
+
+    target = np.zeros((40, 40), bool)
+    target[10:20, 10:20] = True
+    variants = mask_variants(target, [[10, 10, 20, 20]], 4, 0)
+    near, far = np.zeros((40, 40), bool), np.zeros((40, 40), bool)
+    near[12:18, 21:30] = True  # beside the object, inside its dilated variant's reach
+    far[34:38, 34:38] = True
+    keep, paint = spare_neighbours(variants, near | far)
+    for name in variants:
+        assert not (keep[name] > 0)[near | far].any(), name  # never painted
+        assert ((keep[name] > 0) == ((variants[name] > 0) & ~(near | far))).all()
+        assert (paint[name] > 0)[near].all() and not (paint[name] > 0)[far].any(), name  # filled without the near one
+    assert (variants["dilated"] > 0)[near].any(), "the dilated variant did reach the neighbour"
+    assert spare_neighbours(variants, None) == (variants, variants)
+
+
 def test_oracle_grounding_refuses_unannotated_and_unknown(built):
     plain = LoadedInput(image=np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(GroundingMiss) as error:

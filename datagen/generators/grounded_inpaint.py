@@ -10,6 +10,7 @@ everything but the named objects (background).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal
@@ -101,6 +102,61 @@ def spare_neighbours(
     return keep, paint
 
 
+MAX_NEIGHBOURS = 6
+"""Other objects of a caption grounded per sample, at most."""
+_SPLIT = re.compile(r",|;|\.|\b(?:and|with|next to|beside|near|behind|in front of|on top of|on|in|under|over|by|of)\b")
+_LEADING = re.compile(r"^(?:a|an|the|some|two|three|four|several|many|one|this|that|its|their|his|her)\s+")
+
+
+def caption_objects(caption: str, exclude: Sequence[str] = ()) -> list[str]:
+    """The objects a caption names, as short phrases ('a red mug on a desk next to a laptop' -> red mug, desk,
+    laptop): the caption split at commas and the words that join objects, articles and counts dropped, phrases of
+    one to four words kept, those naming an excluded object (the edit's own) left out."""
+    named = {e.lower().strip() for e in exclude}
+    out: list[str] = []
+    for part in _SPLIT.split(caption.lower()):
+        phrase = _LEADING.sub("", " ".join(part.split())).strip()
+        words = phrase.split()
+        if not 1 <= len(words) <= 4 or not any(c.isalpha() for c in phrase) or phrase in out:
+            continue
+        if any(phrase in e or e in phrase for e in named):
+            continue
+        if phrase in ("image", "picture", "photo", "background", "scene", "it"):
+            continue
+        out.append(phrase)
+    return out[:MAX_NEIGHBOURS]
+
+
+def ground_neighbours(
+    batch: Sequence[Sample], located: list[int], grounding: Any, segmenter: Any, clock: StageClock, caption_of
+) -> None:
+    """For every sample found, the other objects its caption names that the source has no mask for, each located
+    on its own (one grounding call for the micro-batch; a name not found is left out) and segmented (one segmenter
+    call): into the sample's `inputs.neighbours`, so the edit spares them."""
+    queries = []
+    for i in located:
+        sample = batch[i]
+        if sample.inputs.scene is not None:  # a scene's masks are every object it has
+            continue
+        known = set(sample.inputs.masks) | set(sample.record.objects)
+        names = [n for n in caption_objects(caption_of(sample.record), sample.record.objects) if n not in known]
+        queries += [(i, name) for name in names]
+    if not queries:
+        return
+    with clock.stage("ground"):
+        found = grounding.locate_batch([(batch[i].inputs, [name]) for i, name in queries])
+    hits: dict[int, list] = {}
+    for (i, _), detections in zip(queries, found, strict=True):
+        if not isinstance(detections, Exception):
+            hits.setdefault(i, []).extend(detections)
+    order = sorted(hits)
+    with clock.stage("segment"):
+        masks = segmenter.segment_batch([(batch[i].inputs, hits[i]) for i in order])
+    for i, sample_masks in zip(order, masks, strict=True):
+        for detection, mask in zip(hits[i], sample_masks, strict=True):
+            batch[i].inputs.neighbours[detection.name] = np.asarray(mask, bool)
+
+
 Located = tuple[int, list, list[np.ndarray]]
 """A sample found: its index in the micro-batch, its detections, one bool mask per detection."""
 
@@ -161,6 +217,10 @@ class GroundedInpaint:
         micro-batch (all (image, name) queries grounded together, all mask variants of all samples inpainted
         together)."""
         out, located = ground_and_segment(batch, self.grounding, self.segmenter, clock)
+        if self.args.region == "object":  # the caption's other objects, where the source knows none of them
+            add = self.args.direction == "add"
+            ground_neighbours(batch, [i for i, _, _ in located], self.grounding, self.segmenter, clock,
+                              lambda record: record.output_caption if add else record.input_caption)  # fmt: skip
         with clock.stage("generate"):
             plans = [self._plan(batch[i], detections, masks) for i, detections, masks in located]
             jobs = [(plan, number, name) for plan in plans for number, name in enumerate(self.args.mask_variants)]
@@ -214,7 +274,8 @@ class GroundedInpaint:
         add = self.args.direction == "add"
         paint = variants
         if self.args.region == "object":  # never paint another object the source knows is there
-            others = [m for name, m in (inputs.masks or {}).items() if name not in record.objects]
+            known = {**(inputs.masks or {}), **(inputs.neighbours or {})}
+            others = [m for name, m in known.items() if name not in record.objects]
             spared, paint = spare_neighbours(variants, np.logical_or.reduce(others) & ~object_mask if others else None)
             variants = spared
             if self.args.direction == "replace":  # the new object is drawn in its own region only

@@ -192,6 +192,9 @@ class LoadedInput:
     """None for a text-only source: generate the input image from the caption."""
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     """Object name -> exact bool mask, where the source knows it (scenes, annotated images)."""
+    neighbours: dict[str, np.ndarray] = field(default_factory=dict)
+    """Object name -> bool mask of the other objects its caption names that the source has no mask for, as a
+    grounded generator located them (datagen/generators/grounded_inpaint.py): an edit spares their pixels too."""
     scene: scenes.Scene | None = None
     found: dict[str, float] | None = None
     """Object name -> a detector's confidence that it is in `image`, when a generator located the objects with one:
