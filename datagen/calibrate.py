@@ -293,12 +293,18 @@ def calibrate_task(task, rows, verdicts, gates, precision, seed) -> dict[str, An
             "spearman": spearman([rows[items[i]]["scores"]["judge_overall"] for i in judged], truth),
         }
     out["disagreements"] = [
-        {"key": item[0], "candidate": item[1], "label": "good" if verdicts[item] else "bad",
-         "status": rows[item]["status"], "reason": rows[item]["reason"], "shard": rows[item]["shard"]}
+        {
+            "key": item[0],
+            "candidate": item[1],
+            "label": "good" if verdicts[item] else "bad",
+            "status": rows[item]["status"],
+            "reason": rows[item]["reason"],
+            "shard": rows[item]["shard"],
+        }
         for item in items
         if (not verdicts[item] and rows[item]["status"] == "kept")
         or (verdicts[item] and rows[item]["status"] == "rejected" and rows[item]["reason"] != "outranked")
-    ][:DISAGREEMENTS]  # fmt: skip
+    ][:DISAGREEMENTS]
     kept = [bool(good_all[i]) for i, item in enumerate(items) if rows[item]["status"] == "kept"]
     out["kept_pairs"] = {
         "labelled": len(kept),
@@ -437,13 +443,14 @@ def run(args) -> int:
         for name, row in measured["scores"].items():
             at = row.get("at_threshold") or {}
             suggested = row["suggested"]
-            print(
-                f"  {name:<16} AUC {_num(row['auc'])} [{_num(row['auc_interval'][0])}, {_num(row['auc_interval'][1])}]"
-                + (f"  gate {row['gate']}: keeps {_pct(at.get('precision'))} good, drops "
-                   f"{_pct(at.get('good_dropped'))} of the good" if row["gate"] else "  (no gate)")
-                + (f"  -> {'min' if row['direction'] == 'higher' else 'max'} {suggested['threshold']:.4g}"
-                   f" keeps {suggested['kept']}" if suggested else "")
-            )  # fmt: skip
+            auc = f"AUC {_num(row['auc'])} [{_num(row['auc_interval'][0])}, {_num(row['auc_interval'][1])}]"
+            gate = "(no gate)"
+            if row["gate"]:
+                gate = f"gate {row['gate']}: keeps {_pct(at.get('precision'))} good, drops "
+                gate += f"{_pct(at.get('good_dropped'))} of the good"
+            bound = "min" if row["direction"] == "higher" else "max"
+            better = f"  -> {bound} {suggested['threshold']:.4g} keeps {suggested['kept']}" if suggested else ""
+            print(f"  {name:<16} {auc}  {gate}{better}")
         if "judge" in measured:
             judge = measured["judge"]
             print(

@@ -130,9 +130,16 @@ def read_export(path: str | Path) -> list[Label]:
             if verdict is None:
                 continue
             labels.append(
-                Label(str(data["key"]), int(data["candidate"]), str(data.get("task", "")), verdict,
-                      annotator_of(annotation), "label-studio", aspects)
-            )  # fmt: skip
+                Label(
+                    str(data["key"]),
+                    int(data["candidate"]),
+                    str(data.get("task", "")),
+                    verdict,
+                    annotator_of(annotation),
+                    "label-studio",
+                    aspects,
+                )
+            )
     return labels
 
 

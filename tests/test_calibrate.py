@@ -26,8 +26,21 @@ def scene_run(tmp_path_factory) -> Path:
     """A `remove` run on local scenes at 64 px, its rejected candidates stored: two shards of 12."""
     out = tmp_path_factory.mktemp("calibrate") / "run"
     settings = ["--set", "pipeline.image_size=64", "--set", "pipeline.keep_rejected=true"]
-    run_inline("generate", "--task", "remove", "--n", "24", "--shard-size", "12", "--out", str(out), "--workers",
-               "0", "--no-progress", *settings)  # fmt: skip
+    run_inline(
+        "generate",
+        "--task",
+        "remove",
+        "--n",
+        "24",
+        "--shard-size",
+        "12",
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--no-progress",
+        *settings,
+    )
     return out
 
 
@@ -162,8 +175,22 @@ def test_thresholds_drop_exactly_the_failing_pairs_and_the_card_says_how_good(sc
 def test_a_run_with_thresholds_applies_and_records_them(tmp_path):
     (tmp_path / "t.yaml").write_text("remove:\n  filters:\n    gt_l1: {max: 0.001}\n    mask_area: {min: 0.02}\n")
     out = tmp_path / "run"
-    proc = run_inline("generate", "--task", "remove", "--n", "6", "--out", str(out), "--workers", "0", "--no-progress",
-                      "--set", "pipeline.image_size=64", "--thresholds", str(tmp_path / "t.yaml"))  # fmt: skip
+    proc = run_inline(
+        "generate",
+        "--task",
+        "remove",
+        "--n",
+        "6",
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--no-progress",
+        "--set",
+        "pipeline.image_size=64",
+        "--thresholds",
+        str(tmp_path / "t.yaml"),
+    )
     assert "gt_l1_high" in proc.stdout  # the file's bound, far stricter than the task file's 0.06
     config = json.loads((out / "run.json").read_text())["runs"]["remove"]["config"]
     assert config["run"]["thresholds"] == str(tmp_path / "t.yaml")
@@ -175,8 +202,20 @@ def test_a_run_with_thresholds_applies_and_records_them(tmp_path):
     }
     assert all(r["status"] != "kept" or r["score_gt_l1"] <= 0.001 for r in manifest_rows(out))
     (tmp_path / "bad.yaml").write_text("remove:\n  filters:\n    nonsense: {max: 1}\n")
-    proc = run_inline("generate", "--task", "remove", "--n", "2", "--out", str(tmp_path / "r2"), "--workers", "0",
-                      "--thresholds", str(tmp_path / "bad.yaml"), check=False)  # fmt: skip
+    proc = run_inline(
+        "generate",
+        "--task",
+        "remove",
+        "--n",
+        "2",
+        "--out",
+        str(tmp_path / "r2"),
+        "--workers",
+        "0",
+        "--thresholds",
+        str(tmp_path / "bad.yaml"),
+        check=False,
+    )
     assert proc.returncode == 2 and "filters.nonsense`: unknown score" in proc.stderr
 
 
@@ -208,13 +247,26 @@ def test_label_studio_round_trip(scene_run, tmp_path):
     verdicts = ["good", "bad", "unsure"]
     exported = []
     for n, task in enumerate(tasks):  # what Label Studio's JSON export holds: tasks with their annotations
-        result = [{"from_name": "verdict", "to_name": "output", "type": "choices",
-                   "value": {"choices": [verdicts[n % 3]]}}]  # fmt: skip
+        result = [
+            {"from_name": "verdict", "to_name": "output", "type": "choices", "value": {"choices": [verdicts[n % 3]]}}
+        ]
         if n % 2:
-            result.append({"from_name": "aspects", "to_name": "output", "type": "choices",
-                           "value": {"choices": ["follows", "looks_right"]}})  # fmt: skip
-        annotations = [{"id": n, "result": result, "completed_by": {"id": 7, "email": "Ann.Lee@example.com"},
-                        "was_cancelled": False}]  # fmt: skip
+            result.append(
+                {
+                    "from_name": "aspects",
+                    "to_name": "output",
+                    "type": "choices",
+                    "value": {"choices": ["follows", "looks_right"]},
+                }
+            )
+        annotations = [
+            {
+                "id": n,
+                "result": result,
+                "completed_by": {"id": 7, "email": "Ann.Lee@example.com"},
+                "was_cancelled": False,
+            }
+        ]
         if n % 5 == 0:
             annotations.append({"id": 1000 + n, "result": result, "completed_by": 12, "was_cancelled": True})
         exported.append({"id": n + 1, "data": task["data"], "annotations": annotations, "predictions": []})

@@ -186,8 +186,16 @@ def test_the_other_objects_a_caption_names_are_grounded_and_spared(tiny_dir):
     batch = []
     for seed in range(2):
         image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-        record = EditRecord(key="remove_000000_00000", task="remove", shard=0, index=0, seed=seed, source={},
-                            objects=["red mug"], input_caption="a red mug on a desk next to a laptop")  # fmt: skip
+        record = EditRecord(
+            key="remove_000000_00000",
+            task="remove",
+            shard=0,
+            index=0,
+            seed=seed,
+            source={},
+            objects=["red mug"],
+            input_caption="a red mug on a desk next to a laptop",
+        )
         batch.append(Sample(record, LoadedInput(image=image), np.random.default_rng(seed)))
     clock = StageClock(lambda: roles)
     outcomes = generator.render(batch, clock)
@@ -267,8 +275,10 @@ def test_the_local_ground_truth_score_finds_a_blob_that_the_mean_dilutes():
     spots = rng.permutation(np.argwhere(region))[:81]
     noise[spots[:, 0], spots[:, 1]] = 228  # the same 81 pixels' error, scattered
     others = np.zeros((40, 40), bool)
-    scores = {name: pixel_scores(truth, image, region, region.astype(np.uint8) * 255, (truth, others))
-              for name, image in (("blob", blob), ("noise", noise))}  # fmt: skip
+    scores = {
+        name: pixel_scores(truth, image, region, region.astype(np.uint8) * 255, (truth, others))
+        for name, image in (("blob", blob), ("noise", noise))
+    }
     assert scores["blob"]["gt_l1"] == pytest.approx(scores["noise"]["gt_l1"])
     assert scores["blob"]["gt_local_l1"] == pytest.approx(100 / 255)
     assert scores["noise"]["gt_local_l1"] < scores["blob"]["gt_local_l1"] / 4

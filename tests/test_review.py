@@ -22,14 +22,32 @@ from datagen.shards import RunFolder
 def review_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("review") / "run"
     settings = ["--set", "pipeline.image_size=64", "--set", "pipeline.keep_rejected=true"]
-    run_inline("generate", "--task", "remove", "--n", "24", "--shard-size", "12", "--out", str(out), "--workers", "0",
-               "--no-progress", *settings)  # fmt: skip
+    run_inline(
+        "generate",
+        "--task",
+        "remove",
+        "--n",
+        "24",
+        "--shard-size",
+        "12",
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--no-progress",
+        *settings,
+    )
     return out
 
 
 def start(out: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([*DATAGEN, "review", str(out), "--n", "40", "--no-browser"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [*DATAGEN, "review", str(out), "--n", "40", "--no-browser"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stdout:
         if line.startswith("open: "):
             return proc, line.split(" ", 1)[1].strip()

@@ -219,8 +219,14 @@ class GroundedInpaint:
         out, located = ground_and_segment(batch, self.grounding, self.segmenter, clock)
         if self.args.region == "object":  # the caption's other objects, where the source knows none of them
             add = self.args.direction == "add"
-            ground_neighbours(batch, [i for i, _, _ in located], self.grounding, self.segmenter, clock,
-                              lambda record: record.output_caption if add else record.input_caption)  # fmt: skip
+            ground_neighbours(
+                batch,
+                [i for i, _, _ in located],
+                self.grounding,
+                self.segmenter,
+                clock,
+                lambda record: record.output_caption if add else record.input_caption,
+            )
         with clock.stage("generate"):
             plans = [self._plan(batch[i], detections, masks) for i, detections, masks in located]
             jobs = [(plan, number, name) for plan in plans for number, name in enumerate(self.args.mask_variants)]

@@ -219,8 +219,10 @@ def plot_calibration(task: str, source: str, scores: dict[str, dict]) -> bytes:
         roc.set_ylabel("good kept (recall)")
         pr.set_xlabel("recall")
         pr.set_ylabel("precision")
-        for marks, colour, label in ((_nearest(points, row, "gate"), "#d62728", "now"),
-                                     (_nearest(points, row, "suggested"), "#2ca02c", "suggested")):  # fmt: skip
+        for marks, colour, label in (
+            (_nearest(points, row, "gate"), "#d62728", "now"),
+            (_nearest(points, row, "suggested"), "#2ca02c", "suggested"),
+        ):
             if marks is not None:
                 roc.plot([marks[1]], [marks[2]], "o", color=colour, label=label)
                 pr.plot([marks[2]], [marks[3]], "o", color=colour, label=label)

@@ -15,8 +15,12 @@ def flags(parser: argparse.ArgumentParser) -> None:
         "stratified sample of kept pairs and rejected candidates per task, served on 127.0.0.1; each label is "
         "appended to OUT/labels/ as it is given."
     )
-    parser.add_argument("out", metavar="OUT", help="a finished run (local); rejected candidates show where it was "
-                        "rendered with --set pipeline.keep_rejected=true")  # fmt: skip
+    parser.add_argument(
+        "out",
+        metavar="OUT",
+        help="a finished run (local); rejected candidates show where it was "
+        "rendered with --set pipeline.keep_rejected=true",
+    )
     parser.add_argument("--n", type=int, default=60, help="items to review, shared evenly by task (default 60)")
     parser.add_argument("--tasks", help="only these tasks: a,b,... (default: every task of the run)")
     parser.add_argument("--seed", type=int, default=0, help="which items (default 0): the same seed, the same items")
@@ -45,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
     server = serve(review, args.host, args.port)
     url = f"http://{args.host}:{server.server_address[1]}/?token={review.token}"
     kept = sum(item.status == "kept" for item in items)
-    print(f"{len(items)} items ({kept} kept pairs, {len(items) - kept} rejected candidates); labels go to "
-          f"{args.out.rstrip('/')}/labels/")  # fmt: skip
+    print(
+        f"{len(items)} items ({kept} kept pairs, {len(items) - kept} rejected candidates); labels go to "
+        f"{args.out.rstrip('/')}/labels/"
+    )
     print(f"open: {url}", flush=True)
     if args.host not in ("127.0.0.1", "localhost"):
         print(f"warning: bound to {args.host}: anyone who can reach it and has the URL can label", file=sys.stderr)

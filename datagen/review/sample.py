@@ -100,10 +100,19 @@ def choose(run, n: int, tasks: list[str] | None = None, seed: int = 0) -> list[I
             chosen += spread(pools.get((task, status), []), quota, gates.get(task, []), seed)
     chosen.sort(key=lambda r: _rank(seed + 1, r["key"], r["candidate"]))
     return [
-        Item(number, r["key"], r["candidate"], r["task"], r["shard"], r.get("instruction") or "", r["status"],
-             r["reason"] or "", r["scores"])
+        Item(
+            number,
+            r["key"],
+            r["candidate"],
+            r["task"],
+            r["shard"],
+            r.get("instruction") or "",
+            r["status"],
+            r["reason"] or "",
+            r["scores"],
+        )
         for number, r in enumerate(chosen)
-    ]  # fmt: skip
+    ]
 
 
 def images(run, items: list[Item]) -> dict[int, dict[str, tuple[str, bytes]]]:
