@@ -90,6 +90,30 @@ def debris(tmp_path_factory) -> Path:
     return root
 
 
+def color_run(kind: str, input, n, out) -> tuple:
+    """`generate --task color` over an input at 64 px, inline: (the CLI's result, the instruction records written)."""
+    proc = run_inline(
+        "generate",
+        "--task",
+        "color",
+        "--source",
+        kind,
+        "--input",
+        str(input),
+        "--n",
+        str(n),
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--no-progress",
+        "--set",
+        "pipeline.image_size=64",
+    )
+    texts = [json.loads(line) for line in (out / "texts" / "color-000000.jsonl").read_text().splitlines()]
+    return proc, texts
+
+
 def test_the_index_keeps_what_is_complete_and_names_each_broken_file(debris):
     source = ShardSource(str(debris), 64)
     assert {name: reason for name, reason, _ in source.unreadable()} == {
@@ -123,25 +147,7 @@ def test_an_input_with_no_readable_sample_is_refused_naming_the_files(debris, tm
 
 def test_generate_reads_every_good_sample_counts_every_bad_one_and_exits_0(debris, tmp_path):
     out, entries = tmp_path / "run", len(ShardSource(str(debris), 64))
-    proc = run_inline(
-        "generate",
-        "--task",
-        "color",
-        "--source",
-        "shards",
-        "--input",
-        str(debris),
-        "--n",
-        str(entries),
-        "--out",
-        str(out),
-        "--workers",
-        "0",
-        "--no-progress",
-        "--set",
-        "pipeline.image_size=64",
-    )
-    texts = [json.loads(line) for line in (out / "texts" / "color-000000.jsonl").read_text().splitlines()]
+    proc, texts = color_run("shards", debris, str(entries), out)
     by_key = {}
     for text in texts:
         source = text["source"]
@@ -199,25 +205,7 @@ def test_an_image_folder_with_a_deep_sidecar_and_a_broken_parquet_keeps_the_good
     (photos / "00000" / "000000000.png").write_bytes(_png(9))  # img2dataset's layout: its caption in 00000.parquet
     (photos / "00000.parquet").write_bytes(b"PAR1 this is not a parquet file PAR1")
     out = tmp_path / "run"
-    run_inline(
-        "generate",
-        "--task",
-        "color",
-        "--source",
-        "images",
-        "--input",
-        str(photos),
-        "--n",
-        "5",
-        "--out",
-        str(out),
-        "--workers",
-        "0",
-        "--no-progress",
-        "--set",
-        "pipeline.image_size=64",
-    )
-    texts = [json.loads(line) for line in (out / "texts" / "color-000000.jsonl").read_text().splitlines()]
+    _, texts = color_run("images", photos, "5", out)
     verdicts = {t["source"]["path"]: (t["status"], t.get("reason") or "") for t in texts}
     assert verdicts == {
         "p0.png": ("ok", ""),
@@ -248,25 +236,7 @@ def test_whatever_one_input_raises_is_its_own_rejection(tmp_path, monkeypatch):
 
     monkeypatch.setattr(image_folder, "load_sidecar", failing_on_p1)
     out = tmp_path / "run"
-    run_inline(
-        "generate",
-        "--task",
-        "color",
-        "--source",
-        "images",
-        "--input",
-        str(photos),
-        "--n",
-        "3",
-        "--out",
-        str(out),
-        "--workers",
-        "0",
-        "--no-progress",
-        "--set",
-        "pipeline.image_size=64",
-    )
-    texts = [json.loads(line) for line in (out / "texts" / "color-000000.jsonl").read_text().splitlines()]
+    _, texts = color_run("images", photos, "3", out)
     verdicts = [(t["status"], t.get("reason") or "") for t in texts]
     assert verdicts == [("ok", ""), ("rejected", INPUT_ERROR), ("ok", "")]
     assert texts[1]["detail"].startswith("RecursionError: maximum recursion depth")
