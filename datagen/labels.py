@@ -26,7 +26,8 @@ LABELS = "labels"
 VERDICTS = ("good", "bad", "unsure")
 ASPECTS = ("follows", "preserves", "looks_right")
 """Optional aspects of a label: follows the instruction, preserves the rest of the image, looks right."""
-SOURCES = ("review", "label-studio", "oracle")
+LABEL_SOURCES = ("review", "label-studio", "oracle")
+"""Where a label came from (its file's prefix): not to be confused with datagen.sources, where inputs come from."""
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
@@ -49,8 +50,8 @@ class Label:
                 f"annotator {self.annotator!r}: allowed: 1-40 lower-case letters, digits, '_' and '-', starting with "
                 f"a letter or digit"
             )
-        if self.source not in SOURCES:
-            raise ConfigError(f"label source {self.source!r}: allowed: {', '.join(SOURCES)}")
+        if self.source not in LABEL_SOURCES:
+            raise ConfigError(f"label source {self.source!r}: allowed: {', '.join(LABEL_SOURCES)}")
         unknown = set(self.aspects) - set(ASPECTS)
         if unknown:
             raise ConfigError(f"label aspects {sorted(unknown)}: allowed: {', '.join(ASPECTS)}")
@@ -88,7 +89,7 @@ def write_all(out: str | Folder, labels: list[Label], source: str, annotator: st
     return name
 
 
-def read_labels(out: str | Folder, sources: tuple[str, ...] = SOURCES) -> list[Label]:
+def read_labels(out: str | Folder, sources: tuple[str, ...] = LABEL_SOURCES) -> list[Label]:
     """Every label in OUT/labels/ of the given sources, the last of each (annotator, candidate) winning; a line cut
     short (a server killed mid-write) or not a label is skipped."""
     folder = (out if isinstance(out, Folder) else Folder(out)).sub(LABELS)

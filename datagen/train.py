@@ -169,8 +169,10 @@ def flags(parser: argparse.ArgumentParser) -> None:
         "Train an InstructPix2Pix-style editor with task embeddings on shards (datagen/train.py); resumes from OUT's "
         "last checkpoint."
     )
+    from datagen.flags import progress_flag
+
     add_flags(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (or JSON lines)")
+    progress_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:
