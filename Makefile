@@ -23,12 +23,13 @@ NPROC ?= 1
 FORMAT ?= hf-parquet
 DEST ?= $(OUT)-$(FORMAT)
 
-.PHONY: help install lock install-browser test lint bench generate verify show report export train clean
+.PHONY: help install lock install-browser install-ocr test lint bench generate verify show report export train clean
 
 help:
 	@echo "make install                 create $(VENV) and install datagen (CPU, no GPU needed)"
 	@echo "make lock                    re-resolve pyproject.toml's ranges into requirements/cpu.lock (GPU=1: gpu.lock)"
 	@echo "make install-browser         Chromium + chromedriver from the OS packages (the report's browser test)"
+	@echo "make install-ocr             Tesseract 5 (the text task's independent reader) + the held-out fonts, OS packages"
 	@echo "make test                    run the test suite (this and the commands below run make install first when $(VENV) is missing)"
 	@echo "make lint                    ruff check + format check"
 	@echo "make bench                   CPU benchmarks against their baselines (writer, engine, render, text, curate); JSON in BENCH_OUT"
@@ -82,6 +83,10 @@ $(BIN)/datagen:
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 install-browser:
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver
+
+# The reader role's Tesseract (English) and fonts-liberation (the held-out fonts of `datagen bench text --set signs`).
+install-ocr:
+	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq tesseract-ocr tesseract-ocr-eng fonts-liberation
 
 test: $(BIN)/datagen
 	$(BIN)/python -m pytest -q

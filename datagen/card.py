@@ -277,6 +277,7 @@ def _quality_section(run, counts: dict[str, Any]) -> list[str]:
     from datagen.calibrate import outputs
 
     lines = ["## How good the data is", ""]
+    lines += _read_back(run)
     measured = {}
     for oracle in (False, True):
         name = outputs(oracle)[0]
@@ -327,6 +328,44 @@ def _quality_section(run, counts: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _read_back(run) -> list[str]:
+    """Who read back the kept text edits on photos: the planner's own OCR alone (the reader role not installed), or
+    it and a reader that shares no weights with it."""
+    from datagen.errors import ConfigError
+
+    try:
+        rows = list(
+            run.rows(
+                status="kept",
+                columns=[
+                    "score_ocr_target_ned",
+                    "score_ocr_old_gone",
+                    "score_reader_target_ned",
+                    "score_reader_old_gone",
+                ],
+            )
+        )
+    except ConfigError:  # a folder without committed manifests: nothing to say
+        return []
+    read = [r for r in rows if r.get("score_ocr_target_ned") is not None or r.get("score_ocr_old_gone") is not None]
+    if not read:
+        return []
+    alone = [r for r in read if r.get("score_reader_target_ned") is None and r.get("score_reader_old_gone") is None]
+    if alone:
+        return [
+            f"{len(alone)} of the {len(read)} kept text edits on photos were verified only by the planner's own "
+            "model: the OCR that found the line and planned the edit (PP-OCRv4) read them back, and a reader agrees "
+            "with itself. The independent reader (Tesseract, the `reader` role) was not installed where they were "
+            "made (`make install-ocr`).",
+            "",
+        ]
+    return [
+        f"All {len(read)} kept text edits on photos were read back right by two readers that share no weights: the "
+        "OCR that planned the edit (PP-OCRv4) and an independent one (Tesseract, the `reader` role).",
+        "",
+    ]
 
 
 def _as_calibrated(run) -> list[str]:

@@ -222,14 +222,21 @@ def model_scores(groups: list[list], models, known: dict[int, dict[str, float]] 
                     candidate.scores["task_prob"] = prob
     on_lines = [c for group in groups for c in group if c.params.get("line")]
     ocr = models.get("ocr") if on_lines else None  # only the text task on photos loads it (resolve.roles_used)
-    if ocr is not None:  # read each candidate's line again
-        from datagen.models.ocr import read_regions, text_scores
+    if ocr is not None:  # read each candidate's line again: the planner's OCR, and the reader that shares no weights
+        from datagen.models.ocr import read_regions, reread_regions, text_scores
 
         places = [c.params.get("box") or c.params["line"]["quad"] for c in on_lines]  # where the string is now
-        reads = read_regions(ocr, [c.output_image for c in on_lines], places)
-        for c, read in zip(on_lines, reads, strict=True):
+        outputs = [c.output_image for c in on_lines]
+        reads = read_regions(ocr, outputs, places)
+        lines = [c.params["line"]["quad"] for c in on_lines]  # the new string is centred on the old line
+        rereads = reread_regions(models.get("reader"), outputs, lines) or [None] * len(on_lines)
+        for c, read, reread in zip(on_lines, reads, rereads, strict=True):
+            mode, target, old = c.params["mode"], c.params["target_text"], c.params["line_text"]
             c.params["read_after"] = read
-            c.scores.update(text_scores(read, c.params["mode"], c.params["target_text"], c.params["line_text"]))
+            c.scores.update(text_scores(read, mode, target, old))
+            if reread is not None:
+                c.params["reread_after"] = reread
+                c.scores.update(text_scores(reread, mode, target, old, prefix="reader"))
     grounding = models.get("grounding")
     if grounding is not None and getattr(grounding, "scores_presence", False):
         known = known or {}
@@ -244,6 +251,14 @@ def model_scores(groups: list[list], models, known: dict[int, dict[str, float]] 
             for c in group:
                 c.scores["detect_input"] = max(found[id(c.input_image)][name] for name in c.objects)
                 c.scores["detect_output"] = max(found[id(c.output_image)][name] for name in c.objects)
+
+
+def reward_scores(groups: list[list], reward) -> None:
+    """The reward model's score of every candidate of a micro-batch, in its batched calls: `reward` on each."""
+    candidates = [candidate for candidates in groups for candidate in candidates]
+    items = [(c.input_image, c.output_image, c.instruction) for c in candidates]
+    for candidate, value in zip(candidates, reward.reward_batch(items), strict=True):
+        candidate.scores["reward"] = value
 
 
 def judge_scores(groups: list[list], judge, group: str) -> dict[int, Exception]:

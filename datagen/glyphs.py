@@ -10,7 +10,7 @@ so every machine renders the same pixels.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -136,6 +136,76 @@ class Glyphs:
     band: tuple[float, float] = (0.08, 0.92)
     """Where the ink lies across the line's box, top and bottom as shares of its height (a detector's box has
     margins): a new string is drawn in the same band."""
+    stroke: float = 0.0
+    """The ink's mean stroke width in the rectified patch's pixels (twice its area over its outline): a new string
+    is drawn as heavy."""
+    ink: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """bool, the rectified patch's shape: the pixels of the chosen ink inside its own box (None where none was
+    found). ink_mask puts it back into the image."""
+    share: float = 1.0
+    """The ink's share of its own box: letters fill well under 0.7 of theirs; a cluster that fills its box is the
+    background, not ink."""
+    rim: float = 1.0
+    """The ink's rim ratio (inks): about 0 for letters inside their box, 1 for a colour spread evenly."""
+    centres: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """The colour clusters' centres in Lab (inks); `chosen` is the ink's."""
+    chosen: int = -1
+
+
+INK_MIN_OVERLAP = 0.2
+"""The overlap (read_glyphs) from which a line's ink counts as its letters. On the held-out signs (fonts datagen
+does not ship) the matched inks overlap 0.29-0.74 and on the text-on-photo set ..."""
+INK_MAX_SHARE = 0.7
+"""The largest share of its own box an ink may fill (Glyphs.share) and still count as letters."""
+INK_MAX_RIM = 0.5
+"""The largest rim ratio (Glyphs.rim) of an ink told from its background: letters seldom touch their box's rim."""
+
+
+def separable(seen: Glyphs) -> bool:
+    """Whether the line's ink was told from its background well enough to remove the ink alone."""
+    return (
+        seen.ink is not None
+        and seen.overlap >= INK_MIN_OVERLAP
+        and seen.share <= INK_MAX_SHARE
+        and seen.rim <= INK_MAX_RIM
+    )
+
+
+def stroke_width(ink: np.ndarray) -> float:
+    """A bool mask's mean stroke width in pixels: twice its area over the length of its outline."""
+    mask = np.ascontiguousarray(ink.astype(np.uint8))
+    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    outline = sum(cv2.arcLength(c, True) for c in contours)
+    return float(2 * mask.sum() / outline) if outline else 0.0
+
+
+def ink_mask(image: np.ndarray, quad, seen: Glyphs, lengthen: float = 0.0, dilate: int = 0) -> np.ndarray:
+    """uint8 mask (255 on the ink) in the image of a line read by read_glyphs on `quad`: its pixels nearest the
+    ink's colour cluster, over the quad lengthened by `lengthen` line heights at each end (a detector's box may clip
+    the first or last letter), each connected piece kept only where it reaches into the quad itself (not a sign's
+    rim beyond it); grown by `dilate` pixels (the letters' anti-aliased rims and shadows)."""
+    long = lengthened(quad, lengthen)
+    width, height = _patch_size(long)
+    if seen.ink is None or seen.centres is None:
+        ink = np.zeros((height, width), bool)
+    else:
+        rectified = patch(image, long)
+        lab = cv2.cvtColor(np.ascontiguousarray(rectified), cv2.COLOR_RGB2LAB).astype(np.float32)
+        nearest = np.argmin(((lab[..., None, :] - seen.centres[None, None]) ** 2).sum(-1), axis=-1)
+        ink = nearest == seen.chosen
+        inside = quad_mask((height, width), cv2.perspectiveTransform(order_quad(quad)[None], _to_patch(long))[0]) > 0
+        count, pieces = cv2.connectedComponents(ink.astype(np.uint8), connectivity=8)
+        keep = np.zeros(count, bool)
+        keep[np.unique(pieces[ink & inside])] = True
+        keep[0] = False
+        ink = keep[pieces]
+    back = np.linalg.inv(_to_patch(long))
+    shape = image.shape
+    mask = cv2.warpPerspective(ink.astype(np.uint8) * 255, back, (shape[1], shape[0]), flags=cv2.INTER_LINEAR)
+    mask = np.where(mask > 0, 255, 0).astype(np.uint8)
+    if dilate > 0:
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1, 2 * dilate + 1)))
+    return mask
 
 
 RIM_WEIGHT = 0.3
@@ -144,7 +214,7 @@ picks the ink: on the text-on-photo set, 0.3 picks the cluster of the drawn colo
 a white line on brick, 0 a dark line before a dark coat)."""
 
 
-def inks(rectified: np.ndarray, clusters: int = 3, rounds: int = 12) -> list[tuple[np.ndarray, float]]:
+def inks(rectified: np.ndarray, clusters: int = 3, rounds: int = 12) -> list[tuple[np.ndarray, float, np.ndarray]]:
     """What may be the ink of a rectified line: its pixels clustered by colour (k-means in Lab, started from
     lightness quantiles, so the same pixels always give the same clusters), each cluster (of at least 3% of the
     patch) with its rim ratio — its share of the patch's rim over its share of the patch. A box around a line is
@@ -161,7 +231,7 @@ def inks(rectified: np.ndarray, clusters: int = 3, rounds: int = 12) -> list[tup
     rim[[0, -1], :], rim[:, [0, -1]] = True, True
     sizes = np.bincount(label.ravel(), minlength=clusters) / label.size
     on_rim = np.bincount(label[rim], minlength=clusters) / rim.sum()
-    return [(label == k, float(on_rim[k] / sizes[k])) for k in range(clusters) if sizes[k] >= 0.03]
+    return [(label == k, float(on_rim[k] / sizes[k]), centres[k]) for k in range(clusters) if sizes[k] >= 0.03]
 
 
 def read_glyphs(image: np.ndarray, quad, text: str, fonts: tuple[str, ...] = FONTS) -> Glyphs:
@@ -172,7 +242,9 @@ def read_glyphs(image: np.ndarray, quad, text: str, fonts: tuple[str, ...] = FON
     is drawn in."""
     rectified = patch(image, quad)
     best = None
-    for ink, ratio in inks(rectified):
+    found = inks(rectified)
+    centres = np.stack([centre for _, _, centre in found]) if found else np.zeros((0, 3), np.float32)
+    for k, (ink, ratio, _) in enumerate(found):
         rows, cols = np.nonzero(ink)
         if len(rows) < 4:
             continue
@@ -184,16 +256,29 @@ def read_glyphs(image: np.ndarray, quad, text: str, fonts: tuple[str, ...] = FON
             drawn = render(text, name, cut.shape[1], cut.shape[0]) > 0.5
             union = (drawn | cut).sum()
             iou = float((drawn & cut).sum() / union) if union else 0.0
-            if best is None or iou - RIM_WEIGHT * ratio > best[1] - RIM_WEIGHT * best[-1]:
-                best = (name, iou, cut, drawn, box, (top, bottom), ratio)
+            if best is None or iou - RIM_WEIGHT * ratio > best[1] - RIM_WEIGHT * best[6]:
+                best = (name, iou, cut, drawn, box, (top, bottom), ratio, k)
     if best is None:
         return Glyphs(fonts[0], 0.0, (0, 0, 0) if rectified.mean() > 127 else (255, 255, 255))
-    name, iou, ink, drawn, box, (top, bottom), _ = best
+    name, iou, ink, drawn, box, (top, bottom), ratio, chosen = best
     core = cv2.erode(ink.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # stroke centres: no anti-aliased rim
     under = next((m for m in (core & drawn, core, ink & drawn) if m.sum() >= 4), ink)
     colour = tuple(int(v) for v in np.median(rectified[box][under].reshape(-1, 3), axis=0))
     full = rectified.shape[0]
-    return Glyphs(name, round(iou, 4), colour, (round(top / full, 4), round((bottom + 1) / full, 4)))
+    whole = np.zeros(rectified.shape[:2], bool)
+    whole[box] = ink
+    return Glyphs(
+        name,
+        round(iou, 4),
+        colour,
+        (round(top / full, 4), round((bottom + 1) / full, 4)),
+        stroke=round(stroke_width(ink), 3),
+        ink=whole,
+        share=round(float(ink.mean()), 4),
+        rim=round(ratio, 4),
+        centres=centres,
+        chosen=chosen,
+    )
 
 
 def draw(
@@ -212,6 +297,12 @@ def draw(
     inner = max(4, round(band[1] * height) - top)
     alpha = np.zeros((height, width), np.float32)
     alpha[top : top + inner] = render(text, font_name, width, inner, fit)[: height - top]
+    return paint(image, quad, alpha, colour)
+
+
+def paint(image: np.ndarray, quad, alpha: np.ndarray, colour) -> tuple[np.ndarray, np.ndarray]:
+    """A rectified coverage (the quad's patch size) put back into the image in `colour`: (new image, bool mask of
+    the pixels it covers)."""
     back = np.linalg.inv(_to_patch(quad))
     h, w = image.shape[:2]
     cover = cv2.warpPerspective(alpha, back, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
@@ -219,22 +310,81 @@ def draw(
     return np.clip(out + 0.5, 0, 255).astype(np.uint8), cover[..., 0] > 0.25
 
 
-def widened(quad, text: str, font_name: str, band: tuple[float, float], shape: tuple[int, ...]) -> np.ndarray:
-    """The line's quadrilateral, as a rotated rectangle about the same centre, long enough for `text` at the ink
-    height `band` gives (plus a quarter of that height at each end) where the old box is too short; kept inside the
-    image. The old box itself where the string fits it."""
-    g = geometry(quad)
-    ink = max(4.0, (band[1] - band[0]) * g.height)
-    needed = text_width(text, font_name, ink) + ink / 2
-    if needed <= g.width:
-        return order_quad(quad)
-    centre = tuple(order_quad(quad).mean(axis=0))
-    height, width = shape[:2]
-    for length in np.linspace(needed, g.width, 8):
-        box = line_quad(centre, float(length), g.height, g.angle)
-        if (box >= 0).all() and (box[:, 0] <= width - 1).all() and (box[:, 1] <= height - 1).all():
-            return box
-    return order_quad(quad)
+SUPERSAMPLE = 4
+"""draw_like renders at this many times the patch's resolution, then averages down (smooth edges, exact weight)."""
+
+
+def draw_like(
+    image: np.ndarray, quad, old: str, new: str, font_name: str, colour, band: tuple[float, float], stroke: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """`new` written where `old` was, as a sign painter would: at the font size at which `old`'s ink fills `band`
+    of the box's height (so "HOTEL" -> "hotel" keeps its capitals' height for the h and the l, and the rest is
+    lower case), on the same baseline, centred along the box, as heavy as the old ink (`stroke`, its stroke width
+    in patch pixels: a lighter rendering is thickened to match), shrunk only where it is longer than the box.
+    (new image, bool mask of the pixels it covers)."""
+    width, height = _patch_size(quad)
+    ink_height = max(4.0, (band[1] - band[0]) * height)
+    probe = font(font_name, 100)
+    _, top, _, bottom = probe.getbbox(old or new, anchor="ls")
+    size = 100 * ink_height / max(1, bottom - top) * SUPERSAMPLE
+    baseline = (band[0] * height + -top / max(1, bottom - top) * ink_height) * SUPERSAMPLE
+    face = font(font_name, max(6, round(size)))
+    thicken = 0
+    if stroke > 0:
+        left, top, right, bottom = face.getbbox(old or new, anchor="ls")
+        drawn = _coverage(old or new, face, 0, right - left + 8, bottom - top + 8, (4 - left, 4 - top))
+        small = cv2.resize(drawn, None, fx=1 / SUPERSAMPLE, fy=1 / SUPERSAMPLE, interpolation=cv2.INTER_AREA)
+        mine = stroke_width(small > 0.5)
+        if mine and stroke > 1.2 * mine:
+            thicken = round((stroke - mine) / 2 * SUPERSAMPLE)
+    left, _, right, _ = face.getbbox(new, anchor="ls", stroke_width=thicken)
+    room = 0.96 * width * SUPERSAMPLE
+    if right - left > room:  # longer than the box: smaller, on the same baseline
+        face = font(font_name, max(6, round(size * room / (right - left))))
+        thicken = round(thicken * room / (right - left))
+        left, _, right, _ = face.getbbox(new, anchor="ls", stroke_width=thicken)
+    x = (width * SUPERSAMPLE - (right - left)) / 2 - left
+    alpha = _coverage(new, face, thicken, width * SUPERSAMPLE, height * SUPERSAMPLE, (x, baseline))
+    alpha = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_AREA)
+    return paint(image, quad, alpha, colour)
+
+
+def _coverage(text: str, face, thicken: int, width: int, height: int, at: tuple[float, float]) -> np.ndarray:
+    """float32 (height, width) coverage of `text` drawn with its left baseline at `at`."""
+    canvas = Image.new("L", (max(1, width), max(1, height)), 0)
+    ImageDraw.Draw(canvas).text(at, text, fill=255, font=face, anchor="ls", stroke_width=thicken, stroke_fill=255)
+    return np.asarray(canvas, np.float32) / 255
+
+
+def luminance(colour) -> float:
+    """WCAG 2's relative luminance of an sRGB colour (0-255 channels)."""
+    c = np.asarray(colour, np.float64) / 255
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return float(linear @ np.array([0.2126, 0.7152, 0.0722]))
+
+
+def contrast(a, b) -> float:
+    """WCAG 2's contrast ratio of two colours: 1 (the same) to 21 (black on white)."""
+    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+MIN_CONTRAST = 3.0
+"""WCAG 2's floor for large text: a new string's colour contrasts at least this much with the background it is
+written on, or it is drawn in black or white instead (whichever contrasts more)."""
+
+
+def contrasting(colour, background) -> tuple[int, int, int]:
+    """`colour` where it contrasts with `background` at MIN_CONTRAST or more, else black or white, whichever
+    contrasts more."""
+    if contrast(colour, background) >= MIN_CONTRAST:
+        return tuple(int(v) for v in colour)
+    return (0, 0, 0) if contrast((0, 0, 0), background) >= contrast((255, 255, 255), background) else (255, 255, 255)
+
+
+def background(image: np.ndarray, quad) -> tuple[int, int, int]:
+    """The median colour under the quadrilateral: after a line's removal, the colour a new string is written on."""
+    return tuple(int(v) for v in np.median(patch(image, quad).reshape(-1, 3), axis=0))
 
 
 def lengthened(quad, by: float) -> np.ndarray:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 
 from datagen.config import PipelineSpec
 from datagen.errors import ConfigError
-from datagen.models import backend, missing_packages
+from datagen.models import backend, missing_packages, missing_programs
 from datagen.models.weights import ModelMissing, fetch_command, locate
 
 
@@ -36,6 +37,14 @@ def preflight(pipeline: PipelineSpec, build_tiny: bool = True, roles: set[str] |
             from datagen.models.aesthetic import head_for
 
             checks.append(_head_check(role, head_for(spec), build_tiny))
+        if role == "reward" and spec.args.get("checkpoint"):  # the reward model's own weights over its base
+            from datagen.models.reward import checkpoint_file
+
+            checkpoint = spec.args["checkpoint"]
+            try:
+                checks.append(Check(role, checkpoint, True, str(checkpoint_file(checkpoint))))
+            except ModelMissing as e:
+                checks.append(Check(role, checkpoint, False, str(e).split("; ", 1)[-1]))
     return checks
 
 
@@ -52,7 +61,8 @@ def _head_check(role: str, head: str, build_tiny: bool) -> Check:
 
 def require(pipeline: PipelineSpec, phase: str = "generate", roles: set[str] | None = None) -> None:
     """Raise one ConfigError listing every model that is missing, with the command that fetches it: of `roles`
-    when given (what a run's tasks use), else of the phase's (write: the LLM, render: the rest, generate: all)."""
+    when given (what a run's tasks use), else of the phase's (write: the LLM, render: the rest, generate: all).
+    An OS program a role runs (the reader's Tesseract) is not required: a missing one is one line on stderr."""
     if roles is None:
         roles = set(pipeline.roles)
         if phase == "write":
@@ -62,6 +72,8 @@ def require(pipeline: PipelineSpec, phase: str = "generate", roles: set[str] | N
     packages = missing_packages({role: spec for role, spec in pipeline.roles.items() if role in roles})
     if packages:
         raise ConfigError("; ".join(packages))
+    for line in missing_programs({role: spec for role, spec in pipeline.roles.items() if role in roles}):
+        print(f"datagen: {line}", file=sys.stderr)  # once, before the run: its workers carry on without it
     missing = [c for c in preflight(pipeline, build_tiny=False, roles=roles) if not c.ok]
     if missing:
         lines = [

@@ -178,6 +178,9 @@ class ShardRender:
         with self.clock.stage("score"):
             known = {id(s.inputs.image): s.inputs.found for s in samples if s.inputs.found}
             filters.model_scores(rendered, self.models, known)
+        if "reward" in self.models:
+            with self.clock.stage("reward"):
+                filters.reward_scores(rendered, self.models["reward"])
         unjudged: dict[int, Exception] = {}
         if "judge" in self.models:
             with self.clock.stage("judge"):

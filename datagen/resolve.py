@@ -205,7 +205,7 @@ def check(config: RunConfig, origins: dict[str, str]) -> None:
     check_source(run.source, run.input, n=run.n, repeat=run.repeat)
 
 
-SCORING_ROLES = ("clip", "dino", "classifier", "judge", "grounding")
+SCORING_ROLES = ("clip", "dino", "classifier", "judge", "reward", "grounding")
 """Roles that score every rendered candidate where the pipeline has them (grounding: the detector gate, with a backend
 that scores presence)."""
 

@@ -50,6 +50,13 @@ SCORES: dict[str, Score] = {
         "nothing like it is read there any more (remove, and replace unless the new string contains the old)",
         (0.0, 1.0),
     ),
+    "reader_target_ned": Score(
+        "as ocr_target_ned, read by the reader role (Tesseract), which shares no weights with the OCR that found "
+        "and planned the line",
+        (0.0, 1.0),
+    ),
+    "reader_exact": Score("as ocr_exact, read by the reader role", (0.0, 1.0)),
+    "reader_old_gone": Score("as ocr_old_gone, read by the reader role", (0.0, 1.0)),
     "clip_out": Score("CLIP cosine between the output image and the output caption", (-1.0, 1.0)),
     "clip_img": Score("CLIP cosine between input and output images", (-1.0, 1.0)),
     "clip_dir": Score(
@@ -68,6 +75,11 @@ SCORES: dict[str, Score] = {
     "judge_preservation": Score("the judge: what the instruction does not mention is unchanged (0-10)", (0, 10)),
     "judge_quality": Score("the judge: the output looks natural, without artifacts (0-10; VIEScore's PQ)", (0, 10)),
     "judge_overall": Score("the judge: the pair is a good training example overall (0-10)", (0, 10)),
+    "reward": Score(
+        "a trained reward model's score of the pair (EditReward: the mean of its instruction-following and "
+        "visual-quality heads; unbounded, higher is better; pipelines with a `reward` role)",
+        (float("-inf"), float("inf")),
+    ),
 }
 
 CURATION_SCORES: dict[str, Score] = {

@@ -186,3 +186,99 @@ def text_photos(
         image, _ = glyphs.draw(clean, quad, text, font, colour, fit="stretch")
         out.append(TextPhoto(f"{name}-{k}", image, DrawnLine(text, quad, font, colour, height, angle), clean))
     return out
+
+
+SIGN_STRINGS = ("Bus Stop", "Fresh Coffee", "Garden Cafe", "Open 24h", "HOTEL", "Books", "Main Street",
+                "City Library", "Parking", "Bakery", "No Entry", "Post Office")  # fmt: skip
+"""What the held-out signs say: none of STRINGS, half of them two words (the word gaps a recogniser drops)."""
+SIGN_PLATES = (
+    ((20, 90, 50), (255, 255, 255)),
+    ((25, 45, 120), (255, 255, 255)),
+    ((190, 30, 30), (255, 240, 200)),
+    ((245, 245, 240), (20, 20, 20)),
+    ((250, 205, 40), (15, 15, 15)),
+    ((95, 60, 35), (245, 230, 180)),
+)
+"""(plate, letters) colours of the held-out signs: street-sign green and blue, shop red, white, yellow, brown."""
+HELD_OUT_FONT_DIR = "/usr/share/fonts/truetype/liberation"
+HELD_OUT_FONTS = (
+    "LiberationSans-Regular.ttf",
+    "LiberationSans-Bold.ttf",
+    "LiberationSerif-Regular.ttf",
+    "LiberationSerif-Bold.ttf",
+    "LiberationMono-Regular.ttf",
+    "LiberationSansNarrow-Bold.ttf",
+)
+"""Fonts datagen does not ship (glyphs.FONTS are DejaVu, STIX and Pillow's): Debian's fonts-liberation."""
+
+
+def held_out_fonts() -> list[str]:
+    """The paths of HELD_OUT_FONTS installed here; a clear error where fonts-liberation is missing."""
+    from pathlib import Path
+
+    found = [str(Path(HELD_OUT_FONT_DIR) / name) for name in HELD_OUT_FONTS]
+    found = [path for path in found if Path(path).is_file()]
+    if not found:
+        raise FileNotFoundError(
+            f"no held-out font in {HELD_OUT_FONT_DIR}: install Debian's fonts-liberation (`make install-ocr`)"
+        )
+    return found
+
+
+def _onto(base: np.ndarray, layer: np.ndarray, place: np.ndarray, cover: np.ndarray) -> np.ndarray:
+    """`layer` warped by `place` onto `base` where `cover` (its warped footprint) is."""
+    import cv2
+
+    side = base.shape[1], base.shape[0]
+    warped = cv2.warpPerspective(layer, place, side, flags=cv2.INTER_LINEAR)
+    return np.clip(base * (1 - cover) + warped * cover + 0.5, 0, 255).astype(np.uint8)
+
+
+def sign_photos(n: int = 12, seed: int = 0, square: int = 512, fonts: list[str] | None = None) -> list[TextPhoto]:
+    """`n` held-out photos with signs: a scikit-image photo with a plate on it (a flat colour with a light gradient,
+    grain and a rim, as painted metal is) carrying one line of SIGN_STRINGS in a font datagen does not ship, tilted
+    by up to 6 degrees. `clean` is the photo with the plate and no letters — the exact truth of a removal, and the
+    sign's background that an edit must keep."""
+    import cv2
+    from PIL import Image, ImageDraw, ImageFont
+
+    fonts = fonts or held_out_fonts()
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        name = PHOTOS[k % len(PHOTOS)]
+        base = photo(name, square)
+        text = SIGN_STRINGS[(k + int(rng.integers(len(SIGN_STRINGS)))) % len(SIGN_STRINGS)]
+        path = fonts[int(rng.integers(len(fonts)))]
+        plate_colour, ink_colour = SIGN_PLATES[int(rng.integers(len(SIGN_PLATES)))]
+        height = int(rng.integers(square // 20, square // 11))  # letters' cap height in pixels
+        face = ImageFont.truetype(path, size=round(height * 1.45))
+        left, top, right, bottom = face.getbbox(text)
+        pad = int(height * 0.6)
+        width = min(right - left + 2 * pad, int(square * 0.9))
+        plate_h = bottom - top + 2 * pad
+        letters = Image.new("L", (width, plate_h), 0)
+        ImageDraw.Draw(letters).text(((width - (right - left)) / 2 - left, pad - top), text, font=face, fill=255)
+        alpha = np.asarray(letters, np.float32)[..., None] / 255
+        shade = np.linspace(-10, 10, plate_h, dtype=np.float32)[:, None, None]
+        plate = np.clip(np.asarray(plate_colour, np.float32) + shade + rng.normal(0, 3, (plate_h, width, 1)), 0, 255)
+        rim = max(2, height // 8)
+        plate[:rim], plate[-rim:], plate[:, :rim], plate[:, -rim:] = 235, 235, 235, 235
+        written = plate * (1 - alpha) + np.asarray(ink_colour, np.float32) * alpha
+        angle = float(rng.uniform(-6, 6))
+        cx = float(rng.uniform(width / 2 + 4, square - width / 2 - 4))
+        cy = float(rng.uniform(plate_h / 2 + 4 + width * 0.1, square - plate_h / 2 - 4 - width * 0.1))
+        corners = glyphs.line_quad((cx, cy), width, plate_h, angle)
+        place = cv2.getPerspectiveTransform(np.float32([[0, 0], [width, 0], [width, plate_h], [0, plate_h]]), corners)
+        cover = cv2.warpPerspective(np.ones((plate_h, width), np.float32), place, (base.shape[1], base.shape[0]))
+        cover = cover[..., None]
+
+        ink = np.asarray(letters) > 0
+        rows, cols = np.nonzero(ink)
+        box = np.float32([[cols.min(), rows.min()], [cols.max() + 1, rows.min()], [cols.max() + 1, rows.max() + 1],
+                          [cols.min(), rows.max() + 1]])  # fmt: skip
+        quad = cv2.perspectiveTransform(box[None], place)[0]
+        line = DrawnLine(text, quad, path.rsplit("/", 1)[-1].removesuffix(".ttf"), ink_colour, height, angle)
+        image, clean = (_onto(base, layer, place, cover) for layer in (written, plate))
+        out.append(TextPhoto(f"sign-{name}-{k}", image, line, clean))
+    return out

@@ -8,6 +8,7 @@ import pytest
 
 from datagen import glyphs
 from datagen.models.ocr import RapidOCRReader, TextLine, edit_distance, ned_similarity, normalise
+from datagen.models.tesseract import installed
 from datagen.text_photos import text_photos
 
 
@@ -95,3 +96,27 @@ def test_a_string_drawn_into_a_quad_stays_inside_it_at_its_angle():
     assert ink.any() and not (ink & ~inside).any()
     assert (out[~inside] == 200).all(), "nothing outside the box changes"
     assert abs(glyphs.geometry(quad).angle - 10.0) < 1e-3 and round(glyphs.geometry(quad).height) == 30
+
+
+@pytest.mark.skipif(installed() is None, reason="Tesseract (the reader role) is not installed: `make install-ocr`")
+def test_lines_keep_their_word_gaps_in_several_fonts():
+    """PP-OCRv4 drops the gaps between Latin words; the look takes them from the independent reader, so the writer
+    quotes the line as printed. Multi-word signs in four fonts (three shipped, one held out where installed)."""
+    from datagen import models
+    from datagen.config import RoleSpec
+    from datagen.generators.text import TextRender
+    from datagen.text_photos import sign_photos
+
+    reader = models.build("reader", RoleSpec(backend="tesseract"))
+    signs = [p for p in sign_photos(24, seed=3, square=512) if " " in p.line.text]
+    images = [p.image for p in signs]
+    for photo, font in zip(text_photos(8, seed=5, square=512, heights=(40,)), glyphs.FONTS[:4], strict=False):
+        quad = glyphs.line_quad((256, 256), glyphs.text_width("Fresh Coffee", font, 40), 40 / 0.84, 0)
+        images.append(glyphs.draw(photo.clean, quad, "Fresh Coffee", font, (255, 255, 255), fit="keep")[0])
+    args = TextRender.Args.parse({}, "task file")
+    looked = TextRender.look(args, {"ocr": RapidOCRReader(None), "reader": reader}, images)
+    spaced = [
+        line["text"] for seen in looked if isinstance(seen, dict) for line in seen["text_lines"] if " " in line["text"]
+    ]
+    assert len(spaced) >= 0.8 * len(images), spaced
+    assert all(line["ocr_text"] for seen in looked if isinstance(seen, dict) for line in seen["text_lines"])

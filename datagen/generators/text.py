@@ -4,12 +4,14 @@ Two paths, chosen by what the writer wrote:
 - drawn text (scenes, sources without images, and `add` everywhere): the text is drawn with Pillow's bundled
   scalable font onto the clean image, so add, remove and change are exact (the image without it is known); the mask
   is the text's pixels, dilated a little (both texts for a change).
-- a line that is really there (photos: `images`, `shards`), which the OCR role read at write time: remove inpaints
-  the line's quadrilateral, dilated (OpenCV on `local`, the pipeline's inpainter elsewhere); replace and restyle
-  (a new case or colour) remove it, then render the string into the same quadrilateral — height and angle from the
-  box, colour from the old glyphs (or the one asked for), the installed font that best matches the old glyphs
-  (datagen/glyphs.py); an inpainter that follows its prompt also writes it itself, a second candidate. The OCR
-  reads every candidate again (filters.model_scores: ocr_target_ned, ocr_exact, ocr_old_gone).
+- a line that is really there (photos: `images`, `shards`), which the OCR role read at write time (and the reader
+  role gave its word gaps): remove inpaints the letters' ink, dilated, where glyphs.py tells it from the background
+  (else the line's whole quadrilateral; the record's `removal` says which), with OpenCV on `local` and the
+  pipeline's inpainter elsewhere; replace and restyle (a new case or colour) remove it, then write the string into
+  the same box as a sign painter would — the old letters' font size, baseline and weight, the installed font that
+  best matches them (datagen/glyphs.py), their colour or, where it is lost on the background, black or white; an
+  inpainter that follows its prompt also writes it itself, a second candidate. Both the OCR and the independent
+  reader read every candidate again (filters.model_scores: ocr_* and reader_*).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from datagen.errors import Reject
 from datagen.generators.base import GeneratorArgs, NoClassicalMethod, Outcome, PerSample, Sample, attempt, candidate
 from datagen.generators.grounded_inpaint import composite
 from datagen.models.ocr import normalise as ocr_normalise
+from datagen.models.ocr import reread_regions, with_word_gaps
 from datagen.record import EditRecord
 from datagen.sources import BadSource, LoadedInput, source_class
 
@@ -85,8 +88,12 @@ class TextRender(PerSample):
         """The removed box grows by this share of the line's height at each end along its baseline: a detector's
         box often clips a first or last glyph (it read "us Stop" for "Bus Stop"), which would stay behind."""
         dilate: int = Field(default=3, ge=0, le=64)
-        """Pixels the removed line's quadrilateral grows by before it is inpainted (the glyphs' anti-aliased rims
-        and shadows spill past the detector's box)."""
+        """Pixels the removed letters' ink (or the line's quadrilateral) grows by before it is inpainted (the glyphs'
+        anti-aliased rims and shadows)."""
+        remove_ink: bool = True
+        """Remove only the old letters' ink (glyphs.read_glyphs finds it), so a sign keeps its background; false
+        inpaints the whole quadrilateral. Lines whose ink is not told from its background (glyphs.separable) take
+        the whole quadrilateral either way; the record's `removal` says which."""
 
     roles = ()
 
@@ -96,8 +103,9 @@ class TextRender(PerSample):
 
     @classmethod
     def roles_for_source(cls, args: Args, source: str) -> tuple[str, ...]:
-        """On photos, the inpainter removes a line that is really there, and the OCR reads every candidate again."""
-        return ("inpaint", "ocr") if source_class(source).photos else cls.roles
+        """On photos, the inpainter removes a line that is really there, and the OCR and the independent reader read
+        every candidate again."""
+        return ("inpaint", "ocr", "reader") if source_class(source).photos else cls.roles
 
     @classmethod
     def follows_edits(cls, args: Args, source: str) -> bool:
@@ -107,8 +115,9 @@ class TextRender(PerSample):
 
     @classmethod
     def write_roles(cls, args: Args, source: str) -> tuple[str, ...]:
-        """On photos, the write phase reads the input's lines first (the writer edits one of them)."""
-        return ("ocr",) if source_class(source).photos else ()
+        """On photos, the write phase reads the input's lines first (the writer edits one of them): the OCR finds
+        them, the independent reader gives them their word gaps."""
+        return ("ocr", "reader") if source_class(source).photos else ()
 
     @classmethod
     def look(cls, args: Args, roles: Mapping[str, Any], images: list[np.ndarray]) -> list[dict[str, Any] | Reject]:
@@ -116,12 +125,18 @@ class TextRender(PerSample):
         min_text_height high, at most max_line_chars long) for the writer, or the input rejected when it has
         none."""
         out: list[dict[str, Any] | Reject] = []
-        for lines in roles["ocr"].read_batch(images):
-            legible = [
-                line.as_dict()
+        found = roles["ocr"].read_batch(images)
+        legible_lines = [
+            [
+                line
                 for line in lines
                 if line.height >= args.min_text_height and line.text.strip() and len(line.text) <= args.max_line_chars
             ]
+            for lines in found
+        ]
+        spaced = _word_gaps(roles.get("reader"), images, legible_lines)
+        for lines, gapped in zip(found, spaced, strict=True):
+            legible = [{**line.as_dict(), "text": text, "ocr_text": line.text} for line, text in gapped]
             if legible:
                 out.append({"text_lines": legible})
             else:
@@ -208,22 +223,28 @@ class TextRender(PerSample):
             raise NoClassicalMethod(f"mode {mode!r} for a line read in the photo: allowed {', '.join(LINE_MODES)}")
         image = inputs.image  # the same pixels the OCR read at write time: the source loads an input one way
         quad = np.asarray(line["quad"], np.float32)
-        mask = glyphs.quad_mask(image.shape, glyphs.lengthened(quad, self.args.lengthen), dilate=self.args.dilate)
-        plan = LinePlan(image, quad, mask, mode, line["text"], box=quad)
+        long = glyphs.lengthened(quad, self.args.lengthen)
+        seen = glyphs.read_glyphs(image, quad, line["text"])
+        box_mask = glyphs.quad_mask(image.shape, long, dilate=self.args.dilate)
+        if self.args.remove_ink and glyphs.separable(seen):  # the letters alone: the sign keeps its background
+            mask = glyphs.ink_mask(image, quad, seen, self.args.lengthen, dilate=self.args.dilate)
+            removal = "ink"
+        else:  # letters not told from what is behind them: the whole box
+            mask, removal = box_mask, "box"
+        plan = LinePlan(image, quad, mask, mode, line["text"], box=quad, removal=removal, box_mask=box_mask)
         if mode == "remove":
             return plan
         plan.target = str(params.get("text_after") or "").strip() or (line["text"] if mode == "restyle" else "")
         if not plan.target:
             raise NoClassicalMethod(f"{mode} without the new text")
-        seen = glyphs.read_glyphs(image, quad, line["text"])
         plan.font, plan.overlap, plan.colour, plan.band = seen.font, seen.overlap, seen.colour, seen.band
-        plan.box = glyphs.widened(quad, plan.target, plan.font, plan.band, image.shape)  # a longer string: longer box
-        plan.mask = np.maximum(plan.mask, glyphs.quad_mask(image.shape, plan.box, dilate=self.args.dilate))
+        plan.stroke = seen.stroke
+        plan.box = long  # fitted to the old line: a longer string is written smaller, as a sign painter would
         named = str(params.get("text_color") or "")
         if named:
             if named not in scenes.COLORS:
                 raise NoClassicalMethod(f"text colour {named!r}: allowed {', '.join(scenes.COLORS)}")
-            plan.colour = scenes.COLORS[named]
+            plan.colour, plan.named = scenes.COLORS[named], True
         return plan
 
     def _edit_lines(self, samples: list[Sample], clock: StageClock) -> list[Outcome]:
@@ -260,29 +281,35 @@ class TextRender(PerSample):
                     out[n] = cleared
                     continue
                 cleared = composite(plan.image, cleared, plan.mask)
-                base = {"mode": plan.mode, "line_text": plan.old, "target_text": plan.target}
+                base = {"mode": plan.mode, "line_text": plan.old, "target_text": plan.target, "removal": plan.removal}
                 if not plan.target:  # a removal: the line inpainted away
                     out[n] = [candidate(record, plan.image, cleared, plan.mask, {**base, "method": "inpaint"})]
                     continue
                 base["box"] = np.round(plan.box, 1).tolist()
-                after, _ = glyphs.draw(cleared, plan.box, plan.target, plan.font, plan.colour, band=plan.band)
+                colour = plan.colour  # the old letters' (or the one asked for), unless lost on what is behind
+                if not plan.named:
+                    colour = glyphs.contrasting(colour, glyphs.background(cleared, plan.box))
+                after, _ = glyphs.draw_like(
+                    cleared, plan.box, plan.old, plan.target, plan.font, colour, plan.band, plan.stroke
+                )
+                changed = np.where(np.any(after != cleared, axis=-1), 255, 0).astype(np.uint8)
                 drawn = {
                     **base,
                     "method": "glyphs",
                     "font": plan.font,
                     "font_overlap": plan.overlap,
-                    "colour": list(plan.colour),
+                    "colour": list(colour),
                 }
-                found = [candidate(record, plan.image, after, plan.mask, drawn)]
+                found = [candidate(record, plan.image, after, np.maximum(plan.mask, changed), drawn)]
                 image, method = written.get(n, (None, ""))
                 if image is not None and not isinstance(image, Exception):
                     found.append(
                         candidate(
                             record,
                             plan.image,
-                            composite(plan.image, image, plan.mask),
-                            plan.mask,
-                            {**base, "method": method},
+                            composite(plan.image, image, plan.box_mask),
+                            plan.box_mask,
+                            {**base, "method": method, "removal": "box"},
                             number=1,
                         )
                     )
@@ -302,14 +329,14 @@ class TextRender(PerSample):
             prompt = f'{record.output_caption or "a photo"}, with the text "{plan.target}" written in place'
             if not template:
                 images.append(plan.image)
-                masks.append(plan.mask)
+                masks.append(plan.box_mask)
                 prompts.append(prompt)
                 continue
-            guide, _ = glyphs.draw(
-                np.full_like(plan.image, 255), plan.box, plan.target, plan.font, (0, 0, 0), band=plan.band
+            guide, _ = glyphs.draw_like(
+                np.full_like(plan.image, 255), plan.box, plan.old, plan.target, plan.font, (0, 0, 0), plan.band
             )
             images.append(np.concatenate([guide, plan.image], axis=1))
-            masks.append(np.concatenate([np.zeros_like(plan.mask), plan.mask], axis=1))
+            masks.append(np.concatenate([np.zeros_like(plan.box_mask), plan.box_mask], axis=1))
             prompts.append(f"Two panels: the right is a photo, the left its text glyphs. {prompt}, as the glyphs show")
         seeds = [record.seed + 1 for record in records]
         painted = inpainter.inpaint_batch(images, masks, prompts, seeds)
@@ -321,6 +348,20 @@ class TextRender(PerSample):
         ]
 
 
+def _word_gaps(reader, images: list[np.ndarray], lines: list[list]) -> list[list[tuple[Any, str]]]:
+    """Each legible line with its text as printed: the OCR's reading with the word gaps the independent reader keeps
+    (models/ocr.py: with_word_gaps), in one call for every line of every image; the OCR's reading as it is where
+    there is no reader."""
+    flat = [(n, line) for n, found in enumerate(lines) for line in found]
+    rereads = reread_regions(reader, [images[n] for n, _ in flat], [line.quad for _, line in flat])
+    if rereads is None:
+        return [[(line, line.text) for line in found] for found in lines]
+    out: list[list[tuple[Any, str]]] = [[] for _ in lines]
+    for (n, line), reread in zip(flat, rereads, strict=True):
+        out[n].append((line, with_word_gaps(line.text, reread)))
+    return out
+
+
 @dataclass
 class LinePlan:
     """The edit of one line read in a photo: where it is, and what to write there (nothing for a remove)."""
@@ -328,13 +369,20 @@ class LinePlan:
     image: np.ndarray
     quad: np.ndarray
     mask: np.ndarray
-    """uint8, 255 on the line's quadrilateral and the new string's box, grown by `dilate`: every candidate changes
-    only these pixels."""
+    """uint8, 255 where the old line is removed: its letters' ink grown by `dilate` (`removal` "ink"), or where the
+    ink could not be told from the background, its whole quadrilateral (`removal` "box")."""
     mode: str
     old: str
-    """The line's text as the OCR read it."""
+    """The line's text as read (the OCR's letters with the independent reader's word gaps)."""
     box: np.ndarray
     """Where the new string goes: the line's quadrilateral, lengthened along its baseline for a longer string."""
+    removal: str
+    box_mask: np.ndarray
+    """uint8, 255 on the line's quadrilateral and the new string's box, grown by `dilate`: where an inpainter that
+    writes the string itself may paint."""
+    named: bool = False
+    """Whether the instruction names the new colour (then it is kept even where it contrasts little)."""
+    stroke: float = 0.0
     target: str = ""
     """What the line reads after the edit: the new string (replace), the same one cased anew (restyle)."""
     font: str = ""

@@ -25,6 +25,8 @@ from datagen.models.options import (
     OCROptions,
     OpenCVOptions,
     Options,
+    RewardOptions,
+    TesseractOptions,
     VisionOptions,
     WriterOptions,
 )
@@ -50,6 +52,11 @@ class Backend:
     packages: tuple[str, ...] = ()
     """The distributions it imports when it loads (beyond datagen's own imports): preflight checks each is
     installed, so that a missing one is one line naming it and the install command, not a traceback."""
+    programs: tuple[str, ...] = ()
+    """The OS programs it runs. A missing one does not stop a run: the backend is then unavailable, and the run says
+    so once (preflight.require) and carries on without it."""
+    without: str = ""
+    """What a run loses where one of its programs is missing (the line preflight.require prints)."""
 
 
 BACKENDS: tuple[Backend, ...] = (
@@ -89,6 +96,13 @@ BACKENDS: tuple[Backend, ...] = (
     # Real weights on every pipeline: PP-OCRv4's ONNX files ship inside the rapidocr-onnxruntime wheel.
     Backend("ocr", "rapidocr", "datagen.models.ocr:RapidOCRReader", OCROptions, weights=False,
             packages=("rapidocr-onnxruntime", "onnxruntime")),
+    # A trained reward model (EditReward, Qwen2.5-VL with two reward heads): the `reward` score, gated off by default.
+    Backend("reward", "editreward", "datagen.models.reward:EditReward", RewardOptions, weights=True,
+            tiny="tiny:reward", packages=("torch", "transformers")),
+    # Shares no weights with the ocr role: the text task's independent read-back. An OS program, not a package.
+    Backend("reader", "tesseract", "datagen.models.tesseract:TesseractReader", TesseractOptions, weights=False,
+            programs=("tesseract",), without="the text task's edits are read back by the ocr role's own model "
+            "alone, and the dataset card says so"),
     # Real weights on every pipeline: NudeNet's 320n ONNX detector ships inside the nudenet wheel.
     Backend("nsfw", "nudenet", "datagen.models.nsfw:NudeNetScorer", NSFWOptions, weights=False,
             packages=("nudenet", "onnxruntime")),
@@ -165,6 +179,22 @@ def missing_packages(roles: dict[str, RoleSpec]) -> list[str]:
                     f"the {role} role's backend {spec.backend!r} needs the Python package {package!r}, "
                     f"which is not installed here: run `make install` (on a GPU machine `make install "
                     f"GPU=1`), which installs every locked package"
+                )
+    return lines
+
+
+def missing_programs(roles: dict[str, RoleSpec]) -> list[str]:
+    """One line for each of these roles whose backend runs an OS program that is not installed here."""
+    import shutil
+
+    lines = []
+    for role, spec in roles.items():
+        for program in backend(role, spec.backend).programs:
+            if shutil.which(program) is None:
+                lines.append(
+                    f"the {role} role's backend {spec.backend!r} runs the program {program!r}, which is not "
+                    f"installed here (`make install-ocr` installs it): "
+                    f"{backend(role, spec.backend).without or 'the run goes on without it'}"
                 )
     return lines
 

@@ -73,15 +73,16 @@ def ned_similarity(read: str, target: str) -> float:
     return 1.0 - edit_distance(a, b) / max(len(a), len(b))
 
 
-def text_scores(read: str, mode: str, target: str, old: str) -> dict[str, float]:
-    """The read-back scores of a line edited in a photo (scores.py: ocr_target_ned, ocr_exact, ocr_old_gone), from
-    what the OCR read in the line's place after the edit."""
+def text_scores(read: str, mode: str, target: str, old: str, prefix: str = "ocr") -> dict[str, float]:
+    """The read-back scores of a line edited in a photo (scores.py: ocr_target_ned, ocr_exact, ocr_old_gone; with
+    `prefix` "reader", the independent reader's reader_target_ned ...), from what was read in the line's place after
+    the edit."""
     scores: dict[str, float] = {}
     if mode in ("replace", "restyle"):
-        scores["ocr_target_ned"] = round(ned_similarity(read, target), 6)
-        scores["ocr_exact"] = float(normalise(read) == normalise(target))
+        scores[f"{prefix}_target_ned"] = round(ned_similarity(read, target), 6)
+        scores[f"{prefix}_exact"] = float(normalise(read) == normalise(target))
     if mode == "remove" or mode == "replace" and normalise(old) not in normalise(target):
-        scores["ocr_old_gone"] = round(1.0 - ned_similarity(read, old), 6)
+        scores[f"{prefix}_old_gone"] = round(1.0 - ned_similarity(read, old), 6)
     return scores
 
 
@@ -121,6 +122,76 @@ def read_regions(reader, images: Sequence[np.ndarray], quads: Sequence) -> list[
                 there.append((float(cx), line.text))
         out.append(" ".join(text for _, text in sorted(there)))
     return out
+
+
+LINE_CROP_HEIGHT = 48
+"""The height in pixels a line's crop is scaled to for the reader role (Tesseract reads best at 30-50 px letters)."""
+
+
+def line_crop(image: np.ndarray, quad, along: float = 0.3, across: float = 0.15) -> np.ndarray:
+    """The line under `quad` for a one-line reader: the quadrilateral grown by `along` times its height at each end
+    and `across` times it above and below (little: a sign's rim just past the letters reads as a "|"), rectified
+    (baseline horizontal), scaled to LINE_CROP_HEIGHT pixels high, in grey, dark letters on light: the letters are
+    the fewer of the crop's two Otsu classes (they fill less than half their box), inverted where they are the
+    brighter; a light border around it."""
+    import cv2
+
+    from datagen import glyphs
+
+    q = glyphs.lengthened(quad, along)
+    g = glyphs.geometry(q)
+    q = glyphs.line_quad(tuple(q.mean(axis=0)), g.width, g.height * (1 + 2 * across), g.angle)
+    grey = cv2.cvtColor(glyphs.patch(image, q), cv2.COLOR_RGB2GRAY)
+    scale = LINE_CROP_HEIGHT / grey.shape[0]
+    grey = cv2.resize(grey, (max(4, round(grey.shape[1] * scale)), LINE_CROP_HEIGHT), interpolation=cv2.INTER_CUBIC)
+    _, split = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if (split > 0).mean() < 0.5:  # the bright class is the smaller: bright letters on a dark ground
+        grey = 255 - grey
+    return cv2.copyMakeBorder(grey, 12, 12, 12, 12, cv2.BORDER_CONSTANT, value=int(np.percentile(grey, 90)))
+
+
+def reread_regions(reader, images: Sequence[np.ndarray], quads: Sequence) -> list[str] | None:
+    """What the reader role (an independent reader, datagen/models/tesseract.py) reads where each quad is, in one
+    call; None where there is no such reader or it is not installed."""
+    if reader is None or not getattr(reader, "available", False):
+        return None
+    return reader.read_lines([line_crop(image, quad) for image, quad in zip(images, quads, strict=True)])
+
+
+def with_word_gaps(text: str, reread: str) -> str:
+    """`text` (the ocr role's reading, which drops the gaps between Latin words) with the gaps of `reread` (a second
+    reading of the same line that keeps them): a space goes before a character of `text` where it and the character
+    before it match two consecutive characters of `reread` (case folded) with a gap between them. Spaces `text`
+    already has stay; a reading that matches nowhere adds none."""
+    from difflib import SequenceMatcher
+
+    chars = [c for c in text if not c.isspace()]
+    gaps = set()
+    k = 0
+    for n, c in enumerate(text):
+        if c.isspace():
+            continue
+        if n and text[n - 1].isspace() and k:
+            gaps.add(k)
+        k += 1
+    other, other_gap = [], []
+    pending = False
+    for c in reread:
+        if c.isspace():
+            pending = bool(other)
+            continue
+        other.append(c.casefold())
+        other_gap.append(pending)
+        pending = False
+    matcher = SequenceMatcher(None, [c.casefold() for c in chars], other, autojunk=False)
+    at = {}
+    for block in matcher.get_matching_blocks():
+        for step in range(block.size):
+            at[block.a + step] = block.b + step
+    for k in range(1, len(chars)):
+        if k in at and k - 1 in at and at[k] == at[k - 1] + 1 and other_gap[at[k]]:
+            gaps.add(k)
+    return "".join((" " if k in gaps else "") + c for k, c in enumerate(chars))
 
 
 class RapidOCRReader(Counted):

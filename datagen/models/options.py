@@ -200,6 +200,27 @@ class AestheticOptions(VisionOptions):
     convert LAION's published .pth into it)."""
 
 
+class RewardOptions(VisionOptions):
+    """editreward: EditReward's Qwen2.5-VL reward model through transformers (datagen/models/reward.py)."""
+
+    pixels: int = Field(default=256 * 28 * 28, ge=4 * 28 * 28, le=16384 * 28 * 28)
+    """Each image is resized to about this many pixels (the authors' min_pixels = max_pixels = 256 * 28 * 28: 256
+    tokens an image)."""
+    checkpoint: str | None = Field(default=None, min_length=1, max_length=300)
+    """The EditReward checkpoint (a model id such as TIGER-Lab/EditReward-Qwen2.5-7B-VL, or a local folder) whose
+    `model.safetensors` (the whole model, heads included) is loaded strictly over the Qwen2.5-VL base that `model`
+    names; None where the model's own weights hold the heads (the tiny twin). Preflight checks it is here."""
+
+
+class TesseractOptions(Options):
+    """tesseract: Tesseract 5, the OS program (datagen/models/tesseract.py)."""
+
+    language: str = Field(default="eng", pattern=r"^[a-z_]{3,16}(\+[a-z_]{3,16})*$")
+    """Tesseract's language model(s), `eng` or `eng+deu` (each installed as tesseract-ocr-LANG)."""
+    timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    """One call (every crop of a micro-batch) may take this long before it is an error."""
+
+
 class OCROptions(Options):
     """rapidocr: PP-OCRv4 on onnxruntime."""
 

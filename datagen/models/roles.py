@@ -169,11 +169,30 @@ class PairJudge(Role, Protocol):
 
 
 @runtime_checkable
+class RewardScorer(Role, Protocol):
+    """reward: a trained reward model's score of each (input, output, instruction), higher better (filters.py:
+    reward_scores)."""
+
+    def reward_batch(self, items: Sequence[tuple[np.ndarray, np.ndarray, str]]) -> list[float]: ...
+
+
+@runtime_checkable
 class TextReader(Role, Protocol):
     """ocr: the text lines of each image (quadrilateral, string, confidence): the text task reads its photos with it
     before writing (generators/text.py: look)."""
 
     def read_batch(self, images: Sequence[np.ndarray]) -> list[list[Any]]: ...
+
+
+@runtime_checkable
+class LineReader(Role, Protocol):
+    """reader: a second text reader that shares no weights with the ocr role: what each rectified line crop reads
+    (models/ocr.py: line_crop). The text task reads back its edits with it and takes the word gaps of the lines it
+    edits from it; `available` is False where it is not installed (the ocr role's reading then stands alone)."""
+
+    available: bool
+
+    def read_lines(self, crops: Sequence[np.ndarray]) -> list[str]: ...
 
 
 @runtime_checkable
@@ -206,7 +225,9 @@ PROTOCOLS: dict[str, type[Role]] = {
     "classifier": TaskJudge,
     "dino": ImageEmbedder,
     "judge": PairJudge,
+    "reward": RewardScorer,
     "ocr": TextReader,
+    "reader": LineReader,
     "nsfw": NSFWScorer,
     "aesthetic": AestheticScorer,
 }

@@ -426,6 +426,80 @@ def build_vlm(path: Path) -> None:
     tokenizer.save_pretrained(path)
 
 
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a "
+    "helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string "
+    "%}{{ message['content'] }}{% else %}{% for part in message['content'] %}{% if part['type'] == 'image' %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""Qwen2.5-VL's chat format (its default system prompt, each image as vision_start, image_pad, vision_end)."""
+QWEN_TOKENS = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+
+
+def build_reward(path: Path) -> None:
+    """EditReward's architecture at toy size: Qwen2.5-VL (2 decoder layers, 2 vision blocks) with its two reward
+    heads at their published widths, the reward token added and the embeddings resized as the authors do; the
+    image processor at 56 x 56 pixels an image (4 tokens)."""
+    from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2VLImageProcessorPil
+
+    from datagen.models.reward import REWARD_TOKEN, model_class
+    from datagen.models.tokenizers import _frozen
+
+    _seed()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=_frozen("vlm"),
+        eos_token="<|im_end|>",
+        pad_token="<|end_of_text|>",
+        unk_token="<unk>",
+        additional_special_tokens=[*QWEN_TOKENS, REWARD_TOKEN],
+        chat_template=QWEN_CHAT_TEMPLATE,
+        model_max_length=4096,
+    )
+    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in QWEN_TOKENS}
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": None,
+        "eos_token_id": ids["<|im_end|>"],
+        "tie_word_embeddings": False,
+    }
+    vision = {
+        "depth": 2,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 2,
+        "out_hidden_size": 64,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "window_size": 56,
+        "fullatt_block_indexes": [1],
+    }
+    config = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        eos_token_id=ids["<|im_end|>"],
+        tie_word_embeddings=False,
+    )
+    model_class()(config).save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=56 * 56).save_pretrained(path)
+
+
 def build_depth(path: Path) -> None:
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessorPil
 
@@ -501,6 +575,7 @@ def build_pose(path: Path) -> None:
 BUILDERS = {
     "llm": build_llm,
     "vlm": build_vlm,
+    "reward": build_reward,
     "clip": build_clip,
     "aesthetic": build_aesthetic,
     "dino": build_dino,
