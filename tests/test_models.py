@@ -60,7 +60,9 @@ def test_preflight_names_the_missing_model_and_the_fetch_command(tmp_path, monke
     weighted = [role for role, spec in pipeline.roles.items() if backend(role, spec.backend).weights]
     assert "pipeline 'sdxl' needs models that are not on this machine" in message
     assert {"llm", "depth", "semseg", "pose"} < set(weighted)
-    assert message.count("hf download") == len(weighted), "every model with weights: the vision models and the LLM"
+    # every model with weights (the vision models, the LLM, the reward model's base) and the reward checkpoint
+    assert message.count("hf download") == len(weighted) + 1
+    assert "hf download TIGER-Lab/EditReward-Qwen2.5-7B-VL" in message
     assert "hf download meta-llama/Llama-2-7b-chat-hf" in message
     with pytest.raises(ConfigError) as error:
         require(pipeline, "write")
