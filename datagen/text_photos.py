@@ -188,8 +188,20 @@ def text_photos(
     return out
 
 
-SIGN_STRINGS = ("Bus Stop", "Fresh Coffee", "Garden Cafe", "Open 24h", "HOTEL", "Books", "Main Street",
-                "City Library", "Parking", "Bakery", "No Entry", "Post Office")  # fmt: skip
+SIGN_STRINGS = (
+    "Bus Stop",
+    "Fresh Coffee",
+    "Garden Cafe",
+    "Open 24h",
+    "HOTEL",
+    "Books",
+    "Main Street",
+    "City Library",
+    "Parking",
+    "Bakery",
+    "No Entry",
+    "Post Office",
+)
 """What the held-out signs say: none of STRINGS, half of them two words (the word gaps a recogniser drops)."""
 SIGN_PLATES = (
     ((20, 90, 50), (255, 255, 255)),
@@ -275,8 +287,8 @@ def sign_photos(n: int = 12, seed: int = 0, square: int = 512, fonts: list[str] 
 
         ink = np.asarray(letters) > 0
         rows, cols = np.nonzero(ink)
-        box = np.float32([[cols.min(), rows.min()], [cols.max() + 1, rows.min()], [cols.max() + 1, rows.max() + 1],
-                          [cols.min(), rows.max() + 1]])  # fmt: skip
+        left, top, right, bottom = cols.min(), rows.min(), cols.max() + 1, rows.max() + 1
+        box = np.float32([[left, top], [right, top], [right, bottom], [left, bottom]])
         quad = cv2.perspectiveTransform(box[None], place)[0]
         line = DrawnLine(text, quad, path.rsplit("/", 1)[-1].removesuffix(".ttf"), ink_colour, height, angle)
         image, clean = (_onto(base, layer, place, cover) for layer in (written, plate))

@@ -69,7 +69,9 @@ def test_preflight_names_the_missing_model_and_the_fetch_command(tmp_path, monke
     assert str(error.value).count("hf download") == 1, "write needs only the LLM"
     with pytest.raises(ConfigError) as error:
         require(pipeline, "render")
-    assert "meta-llama" not in str(error.value) and str(error.value).count("hf download") == len(weighted) - 1 + 1  # the LLM out, the reward checkpoint in
+    assert (
+        "meta-llama" not in str(error.value) and str(error.value).count("hf download") == len(weighted) - 1 + 1
+    )  # the LLM out, the reward checkpoint in
 
 
 def test_generate_on_a_pipeline_without_weights_stops_at_preflight(tmp_path):

@@ -12,13 +12,14 @@ from conftest import manifest_rows
 
 from datagen import models
 from datagen.config import RoleSpec
-from datagen.models.reward import HEAD_WIDTHS, OUTPUTS, REWARD_TOKEN, rubrics
+from datagen.models.reward import rubrics
+from datagen.models.reward_model import HEAD_WIDTHS, OUTPUTS, REWARD_TOKEN
 
 
 @pytest.fixture(scope="module")
 def reward(tiny_dir):
-    role = models.build("reward", RoleSpec(backend="editreward", model="tiny:reward", batch_size=3,
-                                           args={"pixels": 56 * 56}))  # fmt: skip
+    spec = RoleSpec(backend="editreward", model="tiny:reward", batch_size=3, args={"pixels": 56 * 56})
+    role = models.build("reward", spec)
     role.load()
     return role
 
@@ -33,10 +34,13 @@ def test_the_heads_have_the_published_names_shapes_and_dtype(reward):
     expected = {}
     for head in ("head_0", "head_1"):
         expected |= {
-            f"rm_heads.{head}.0.weight": (wide, hidden), f"rm_heads.{head}.0.bias": (wide,),
-            f"rm_heads.{head}.3.weight": (narrow, wide), f"rm_heads.{head}.3.bias": (narrow,),
-            f"rm_heads.{head}.5.weight": (OUTPUTS, narrow), f"rm_heads.{head}.5.bias": (OUTPUTS,),
-        }  # fmt: skip
+            f"rm_heads.{head}.0.weight": (wide, hidden),
+            f"rm_heads.{head}.0.bias": (wide,),
+            f"rm_heads.{head}.3.weight": (narrow, wide),
+            f"rm_heads.{head}.3.bias": (narrow,),
+            f"rm_heads.{head}.5.weight": (OUTPUTS, narrow),
+            f"rm_heads.{head}.5.bias": (OUTPUTS,),
+        }
     assert state == expected
     assert (wide, narrow, OUTPUTS) == (1024, 16, 2)
     for head in reward.model.rm_heads.values():

@@ -25,16 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from datagen.models.options import RewardOptions
+from datagen.models.reward_model import REWARD_TOKEN, RUBRICS, model_class
 from datagen.models.weights import VisionRole
-
-REWARD_TOKEN = "<|Reward|>"
-"""The special token the authors add to the tokenizer; the heads read the hidden state there."""
-HEAD_WIDTHS = (1024, 16)
-"""The hidden widths of each head's MLP when the config gives no `rm_head_kwargs` (the published model's)."""
-OUTPUTS = 2
-"""Each head's outputs (`output_dim: 2`, the uncertainty loss's mean and log sigma)."""
-RUBRICS = ("following", "quality")
-"""The rubric each head reads the pair under, head_0 first."""
 
 
 @functools.cache
@@ -44,45 +37,6 @@ def rubrics() -> dict[str, str]:
     from datagen.config import config_root
 
     return yaml.safe_load((config_root() / "prompts" / "reward" / "editreward.yaml").read_text(encoding="utf-8"))
-
-
-@functools.cache
-def model_class():
-    """EditReward's model class: Qwen2.5-VL with its two reward heads (built here, so that torch and transformers
-    are imported only when the role loads)."""
-    import torch
-    from torch import nn
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    def head(hidden: int) -> nn.Sequential:
-        wide, narrow = HEAD_WIDTHS
-        return nn.Sequential(
-            nn.Linear(hidden, wide), nn.ReLU(), nn.Dropout(0.05), nn.Linear(wide, narrow), nn.ReLU(),
-            nn.Linear(narrow, OUTPUTS),
-        )  # fmt: skip
-
-    class EditRewardQwen2_5_VL(Qwen2_5_VLForConditionalGeneration):
-        def __init__(self, config):
-            super().__init__(config)
-            hidden = config.text_config.hidden_size
-            self.rm_heads = nn.ModuleDict({f"head_{n}": head(hidden) for n in range(len(RUBRICS))})
-            self.rm_heads.to(torch.float32)
-
-        def head_scores(self, batch: dict, head: str, token_id: int):
-            """[B, OUTPUTS]: one head's outputs at each sequence's reward token. The image embeddings are put in the
-            image tokens' places and the decoder is run on the result with its default positions, as the authors'
-            `_run_single_batch_through_model_and_head` does."""
-            ids = batch["input_ids"]
-            embeds = self.get_input_embeddings()(ids)
-            images = self.model.get_image_features(batch["pixel_values"], batch["image_grid_thw"])
-            images = torch.cat(list(getattr(images, "pooler_output", images)), dim=0).to(embeds.dtype)
-            places = (ids == self.config.image_token_id).unsqueeze(-1).expand_as(embeds)
-            embeds = embeds.masked_scatter(places, images)
-            hidden = self.model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"])[0]
-            logits = self.rm_heads[head](hidden.float())
-            return logits[ids == token_id].view(ids.shape[0], -1)
-
-    return EditRewardQwen2_5_VL
 
 
 def smart_resize(height: int, width: int, factor: int, pixels: int) -> tuple[int, int]:
@@ -116,17 +70,16 @@ def checkpoint_file(checkpoint: str) -> Path:
 class EditReward(VisionRole):
     """`reward_batch(items)`: each (input, output, instruction)'s reward, batch_size items a model call."""
 
+    options_class = RewardOptions
+
     def load(self) -> None:
         import safetensors.torch
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
 
-        from datagen.models.options import RewardOptions
         from datagen.models.weights import locate, torch_device_dtype
 
         if self.model is not None:
             return
-        options = self.options if isinstance(self.options, RewardOptions) else RewardOptions.parse({}, "reward")
-        self.options = options
         path = locate(self.spec.model, self.spec.revision)
         self.device, self.dtype = torch_device_dtype(self.spec.device, self.spec.dtype)
         tokenizer = AutoTokenizer.from_pretrained(path, padding_side="right")
@@ -135,16 +88,13 @@ class EditReward(VisionRole):
         model = model_class().from_pretrained(path, use_safetensors=True, dtype=self.dtype)
         if model.get_input_embeddings().weight.shape[0] != len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))  # as the authors do after adding the token
-        if options.checkpoint:
-            state = safetensors.torch.load_file(str(checkpoint_file(options.checkpoint)), device="cpu")
+        if self.options.checkpoint:
+            state = safetensors.torch.load_file(str(checkpoint_file(self.options.checkpoint)), device="cpu")
             model.load_state_dict(state, strict=True)
-        model.rm_heads.to(self.device, dtype=__import__("torch").float32)
         self.model = model.to(self.device).eval()
-        self.model.rm_heads.float()
+        self.model.rm_heads.float()  # float32 whatever the backbone's dtype, as the authors keep the heads
         self.tokenizer = tokenizer
         self.token_id = tokenizer.convert_tokens_to_ids(REWARD_TOKEN)
-        from transformers import Qwen2VLImageProcessorPil
-
         self.images = Qwen2VLImageProcessorPil.from_pretrained(path)
         self.factor = self.images.patch_size * self.images.merge_size
 

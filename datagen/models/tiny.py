@@ -443,7 +443,7 @@ def build_reward(path: Path) -> None:
     image processor at 56 x 56 pixels an image (4 tokens)."""
     from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2VLImageProcessorPil
 
-    from datagen.models.reward import REWARD_TOKEN, model_class
+    from datagen.models.reward_model import REWARD_TOKEN, model_class
     from datagen.models.tokenizers import _frozen
 
     _seed()
