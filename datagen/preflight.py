@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from datagen.config import PipelineSpec
 from datagen.errors import ConfigError
-from datagen.models import backend, missing_packages, missing_programs
+from datagen.models import backend, missing_libraries, missing_packages
 from datagen.models.weights import ModelMissing, fetch_command, locate
 
 
@@ -62,7 +62,7 @@ def _head_check(role: str, head: str, build_tiny: bool) -> Check:
 def require(pipeline: PipelineSpec, phase: str = "generate", roles: set[str] | None = None) -> None:
     """Raise one ConfigError listing every model that is missing, with the command that fetches it: of `roles`
     when given (what a run's tasks use), else of the phase's (write: the LLM, render: the rest, generate: all).
-    An OS program a role runs (the reader's Tesseract) is not required: a missing one is one line on stderr."""
+    An OS library a role calls (the reader's Tesseract) is not required: a missing one is one line on stderr."""
     if roles is None:
         roles = set(pipeline.roles)
         if phase == "write":
@@ -72,7 +72,7 @@ def require(pipeline: PipelineSpec, phase: str = "generate", roles: set[str] | N
     packages = missing_packages({role: spec for role, spec in pipeline.roles.items() if role in roles})
     if packages:
         raise ConfigError("; ".join(packages))
-    for line in missing_programs({role: spec for role, spec in pipeline.roles.items() if role in roles}):
+    for line in missing_libraries({role: spec for role, spec in pipeline.roles.items() if role in roles}):
         print(f"datagen: {line}", file=sys.stderr)  # once, before the run: its workers carry on without it
     missing = [c for c in preflight(pipeline, build_tiny=False, roles=roles) if not c.ok]
     if missing:

@@ -52,11 +52,11 @@ class Backend:
     packages: tuple[str, ...] = ()
     """The distributions it imports when it loads (beyond datagen's own imports): preflight checks each is
     installed, so that a missing one is one line naming it and the install command, not a traceback."""
-    programs: tuple[str, ...] = ()
-    """The OS programs it runs. A missing one does not stop a run: the backend is then unavailable, and the run says
-    so once (preflight.require) and carries on without it."""
+    libraries: tuple[str, ...] = ()
+    """The OS libraries it calls (names as ctypes.util.find_library takes them). A missing one does not stop a run:
+    the backend is then unavailable, and the run says so once (preflight.require) and carries on without it."""
     without: str = ""
-    """What a run loses where one of its programs is missing (the line preflight.require prints)."""
+    """What a run loses where one of its libraries is missing (the line preflight.require prints)."""
 
 
 BACKENDS: tuple[Backend, ...] = (
@@ -99,9 +99,9 @@ BACKENDS: tuple[Backend, ...] = (
     # A trained reward model (EditReward, Qwen2.5-VL with two reward heads): the `reward` score, gated off by default.
     Backend("reward", "editreward", "datagen.models.reward:EditReward", RewardOptions, weights=True,
             tiny="tiny:reward", packages=("torch", "transformers")),
-    # Shares no weights with the ocr role: the text task's independent read-back. An OS program, not a package.
+    # Shares no weights with the ocr role: the text task's independent read-back. An OS library, not a package.
     Backend("reader", "tesseract", "datagen.models.tesseract:TesseractReader", TesseractOptions, weights=False,
-            programs=("tesseract",), without="the text task's edits are read back by the ocr role's own model "
+            libraries=("tesseract",), without="the text task's edits are read back by the ocr role's own model "
             "alone, and the dataset card says so"),
     # Real weights on every pipeline: NudeNet's 320n ONNX detector ships inside the nudenet wheel.
     Backend("nsfw", "nudenet", "datagen.models.nsfw:NudeNetScorer", NSFWOptions, weights=False,
@@ -183,16 +183,16 @@ def missing_packages(roles: dict[str, RoleSpec]) -> list[str]:
     return lines
 
 
-def missing_programs(roles: dict[str, RoleSpec]) -> list[str]:
-    """One line for each of these roles whose backend runs an OS program that is not installed here."""
-    import shutil
+def missing_libraries(roles: dict[str, RoleSpec]) -> list[str]:
+    """One line for each of these roles whose backend calls an OS library that is not installed here."""
+    import ctypes.util
 
     lines = []
     for role, spec in roles.items():
-        for program in backend(role, spec.backend).programs:
-            if shutil.which(program) is None:
+        for library in backend(role, spec.backend).libraries:
+            if ctypes.util.find_library(library) is None:
                 lines.append(
-                    f"the {role} role's backend {spec.backend!r} runs the program {program!r}, which is not "
+                    f"the {role} role's backend {spec.backend!r} calls the library lib{library}, which is not "
                     f"installed here (`make install-ocr` installs it): "
                     f"{backend(role, spec.backend).without or 'the run goes on without it'}"
                 )

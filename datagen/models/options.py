@@ -213,12 +213,10 @@ class RewardOptions(VisionOptions):
 
 
 class TesseractOptions(Options):
-    """tesseract: Tesseract 5, the OS program (datagen/models/tesseract.py)."""
+    """tesseract: Tesseract 5, the OS library (datagen/models/tesseract.py)."""
 
     language: str = Field(default="eng", pattern=r"^[a-z_]{3,16}(\+[a-z_]{3,16})*$")
     """Tesseract's language model(s), `eng` or `eng+deu` (each installed as tesseract-ocr-LANG)."""
-    timeout_s: float = Field(default=120.0, gt=0, le=3600)
-    """One call (every crop of a micro-batch) may take this long before it is an error."""
 
 
 class OCROptions(Options):
