@@ -17,13 +17,12 @@ from datagen.errors import ConfigError
 from datagen.generators.scene_edit import SceneEdit
 from datagen.images import decode_member
 from datagen.record import EditRecord
-from datagen.resolve import load_run, split_n
+from datagen.resolve import SCORING_ROLES, load_run, split_n
 from datagen.runner import execute, execute_all
 from datagen.sources import SceneSource
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMBERS = {"input.png", "output.png", "mask.png", "json", "txt"}
-SCORING = {"llm", "clip", "dino", "judge"}
 
 
 def runnable(pipeline: str) -> list[str]:
@@ -56,7 +55,7 @@ def check_contract(config, out: Path, strict: bool = True) -> None:
             assert text["reason"], "every rejected record says why"
     tars = sorted(str(p) for p in (out / "shards").glob(f"{config.task.name}-*.tar"))
     generator = generators.get(config.generator.kind)
-    declared = set(generators.roles(generator, config.generator.args)) | SCORING | {"grounding"}
+    declared = set(generators.roles(generator, config.generator.args)) | set(SCORING_ROLES) | {"llm"}
     samples = list(wds.WebDataset(tars, shardshuffle=False, empty_check=False))
     assert samples or not strict, f"{config.task.name}: nothing kept"
     for sample in samples:
