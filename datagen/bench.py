@@ -484,13 +484,18 @@ def _render_run(task: str, pipeline: str, out: Path, n: int, shard_size: int, ov
     }
 
 
+MODEL_SCORERS = ("judge", "reward")
+"""The model-sized scorers the render bench times by leaving each out of the same run."""
+
+
 def bench_render(
     pipeline: str = "local", task: str = "remove", n: int = 100, shard_size: int = 50, where: str | None = None
 ) -> dict[str, Any]:
     """One pipeline and task inline (one process, models loaded once): the render phase as configured (batched)
     against the same run forced to batch 1, in the same process; per-stage time per sample, pairs/s, and
-    `speedup` = batched render samples/s / batch-1 render samples/s. With a judge in the pipeline, also the same
-    batched render without it: the judge's requests/s and its share of the render time."""
+    `speedup` = batched render samples/s / batch-1 render samples/s. For each model of MODEL_SCORERS the pipeline
+    has (the judge, the reward model), also the same batched render without it: its requests/s and its share of the
+    render time."""
     from datagen.resolve import load_run
 
     root = Path(tempfile.mkdtemp(prefix="datagen-bench-", dir=where))
@@ -504,10 +509,11 @@ def bench_render(
         }
         if per_item := per_item_overrides(warm):
             runs["per-item encode"] = _render_run(task, pipeline, root / "per-item", n, shard_size, per_item)
-        if "judge" in warm.pipeline.roles:
-            runs["no judge"] = _render_run(
-                task, pipeline, root / "no-judge", n, shard_size, ["pipeline.roles.judge=null"]
-            )
+        for role in MODEL_SCORERS:
+            if role in warm.pipeline.roles:
+                runs[f"no {role}"] = _render_run(
+                    task, pipeline, root / f"no-{role}", n, shard_size, [f"pipeline.roles.{role}=null"]
+                )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     base, batched = runs["batch 1"], runs["batched"]
@@ -527,14 +533,15 @@ def bench_render(
             "before": before["stages_ms_per_sample"].get("generate", 0.0),
             "after": batched["stages_ms_per_sample"].get("generate", 0.0),
         }
-    if "no judge" in runs:
-        seconds, requests = batched["stage_seconds"].get("judge", 0.0), batched["model_items"].get("judge", 0)
-        result["judge"] = {
-            "requests": requests,
-            "requests_s": requests / seconds if seconds else float("nan"),
-            "share_of_render": seconds / batched["seconds"],
-            "without_judge": runs["no judge"],
-        }
+    for role in MODEL_SCORERS:
+        if f"no {role}" in runs:
+            seconds, requests = batched["stage_seconds"].get(role, 0.0), batched["model_items"].get(role, 0)
+            result[role] = {
+                "requests": requests,
+                "requests_s": requests / seconds if seconds else float("nan"),
+                "share_of_render": seconds / batched["seconds"],
+                "without": runs[f"no {role}"],
+            }
     return result
 
 
@@ -563,12 +570,14 @@ def print_render(r: dict[str, Any]) -> None:
             f"images encoded as one batch, {generate['before']:.1f} before (diffusers' per-item encode, the same "
             f"micro-batches); render {r['samples_s']:.2f} vs {before['samples_s']:.2f} samples/s"
         )
-    if "judge" in r:
-        judge, without = r["judge"], r["judge"]["without_judge"]
-        print(
-            f"judge: {judge['requests']} requests at {judge['requests_s']:.1f}/s, {judge['share_of_render']:.0%} of "
-            f"the render time; the same render without it: {without['samples_s']:.2f} samples/s"
-        )
+    for role in MODEL_SCORERS:
+        if role in r:
+            scorer, without = r[role], r[role]["without"]
+            print(
+                f"{role}: {scorer['requests']} requests at {scorer['requests_s']:.1f}/s, "
+                f"{scorer['share_of_render']:.0%} of the render time; the same render without it: "
+                f"{without['samples_s']:.2f} samples/s"
+            )
 
 
 # ---------------------------------------------------------------------------------------------------- CLI

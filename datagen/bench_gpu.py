@@ -159,6 +159,7 @@ COMMON = [
     "pipeline.roles.llm.model=null",
     "pipeline.roles.llm.args={}",
     "pipeline.roles.judge=null",  # no vLLM on the device: the judge is timed on CPU (`datagen bench render`)
+    "pipeline.roles.reward=null",  # a second 7B VLM, no stand-in: timed beside the judge (`datagen bench render`)
     "pipeline.enforce_filters=false",  # random weights score noise: every score is computed, none rejects
     "pipeline.roles.grounding.args.box_threshold=0.0",  # ... and the best box is taken whatever its score
     "pipeline.roles.grounding.args.text_threshold=0.0",

@@ -81,18 +81,19 @@ def test_render_bench_reports_every_stage_against_batch_1(tmp_path):
     assert "per_item_encode" not in figures, "local has no model that encodes"
 
 
-def test_render_bench_times_the_judge_against_the_same_render_without_it(tiny_dir, tmp_path):
+def test_render_bench_times_the_judge_and_the_reward_model_against_the_same_render_without_each(tiny_dir, tmp_path):
     result = tmp_path / "render.json"
     proc = run_inline("bench", "render", "--pipeline", "tiny", "--n", "4", "--shard-size", "4", "--json", str(result),
                       "--tmp", str(tmp_path))  # fmt: skip
     figures = json.loads(result.read_text())
-    judge = figures["judge"]
-    assert judge["requests"] == figures["model_items"]["judge"] == 12  # every candidate: 4 samples x 3 mask variants
-    assert judge["requests_s"] == pytest.approx(12 / figures["stage_seconds"]["judge"])
-    assert 0 < judge["share_of_render"] < 1
-    without = judge["without_judge"]
-    assert "judge" not in without["model_calls"] and without["samples"] == figures["samples"] == 4
-    assert "judge:" in proc.stdout
+    for role in ("judge", "reward"):  # the zero-shot judge and the trained reward model, each left out once
+        scorer = figures[role]
+        assert scorer["requests"] == figures["model_items"][role] == 12  # every candidate: 4 samples x 3 variants
+        assert scorer["requests_s"] == pytest.approx(12 / figures["stage_seconds"][role])
+        assert 0 < scorer["share_of_render"] < 1
+        without = scorer["without"]
+        assert role not in without["model_calls"] and without["samples"] == figures["samples"] == 4
+        assert f"{role}: 12 requests at" in proc.stdout
     before = figures["per_item_encode"]  # the same batched render with diffusers' per-item encode, same process
     assert before["samples"] == 4 and before["kept"] == figures["kept"], "the batched encode changes no outcome"
     assert figures["generate_ms_per_sample"]["before"] == before["stages_ms_per_sample"]["generate"]
