@@ -103,6 +103,7 @@ bench: $(BIN)/datagen
 	$(BIN)/datagen bench render --pipeline local --task remove --json $(BENCH_OUT)/render-local.json
 	$(BIN)/datagen bench render --pipeline tiny --task remove --n 32 --shard-size 16 --json $(BENCH_OUT)/render-tiny.json
 	$(BIN)/datagen bench text --json $(BENCH_OUT)/text.json
+	$(BIN)/datagen bench text --set signs --json $(BENCH_OUT)/text-signs.json
 	$(BIN)/datagen bench curate --json $(BENCH_OUT)/curate.json
 
 generate: $(BIN)/datagen

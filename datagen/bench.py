@@ -652,7 +652,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench == "text":
         from datagen import bench_text
 
-        result = bench_text.bench_text(args.pipeline, args.n, args.seed, args.size, args.tmp)
+        result = bench_text.bench_text(args.pipeline, args.n, args.seed, args.size, args.tmp, args.photo_set)
         bench_text.print_text(result)
     else:
         result = bench_render(args.pipeline, args.task, args.n, args.shard_size, args.tmp)

@@ -11,8 +11,10 @@ import pytest
 from conftest import run_cli, run_inline
 
 from datagen.bench import shard_members, synthetic_records, write_ours
+from datagen.models.tesseract import installed
 from datagen.shards import TarShardWriter
 from datagen.storage import Folder
+from datagen.text_photos import HELD_OUT_FONT_DIR
 
 
 def product_tar(folder: Folder, name: str, records) -> bytes:
@@ -144,6 +146,44 @@ def test_text_bench_counts_what_its_runs_kept_and_reads_the_same_candidates_as_a
     assert figures["remove"]["anyedit_rule"]["candidates"] == 0, "a removal draws no string to look for"
     assert figures["replace"]["anyedit_rule"]["candidates"] >= figures["replace"]["legible"]
     assert "AnyEdit rule keeps" in proc.stdout and not list(tmp_path.glob("datagen-bench-*"))
+    # the two readers on the same candidates: each candidate the other gates keep is counted once, in one cell
+    for edit in ("replace", "remove", "restyle"):
+        readers = figures[edit]["readers"]
+        if installed() is None:  # no independent reader here (`make install-ocr`): nothing to compare
+            assert readers is None and "Tesseract" in proc.stdout
+            continue
+        cells = readers["both"] + readers["planner_only"] + readers["reader_only"] + readers["neither"]
+        assert cells == readers["candidates"] >= figures[edit]["kept"], readers
+        assert readers["planner_keeps"] == readers["both"] + readers["planner_only"]
+        assert figures[edit]["kept"] <= readers["both"], "a kept pair passes both readers' gates"
+        assert len(readers["disagreements"]) == readers["planner_only"] + readers["reader_only"]
+        for d in readers["disagreements"]:
+            wrong = d["reader_read"] if d["kept_by"] == "planner" else d["planner_read"]
+            assert f"{d['kept_by']} alone" in proc.stdout and repr(wrong) in proc.stdout
+    # removals against the photos' truth: the ink-only removal against whole-box removal, the same photos
+    ink, box = figures["remove"]["background"], figures["remove"]["background_baseline"]
+    assert ink["candidates"] == box["candidates"] >= figures["remove"]["legible"]
+    assert set(box["removal"]) == {"box"} and box["remove_ink"] is False
+    assert ink["background_l1_mean"] <= box["background_l1_mean"], "removing the letters alone keeps more around"
+    assert "against whole-box removal" in proc.stdout
+
+
+@pytest.mark.skipif(not Path(HELD_OUT_FONT_DIR).is_dir(), reason="fonts-liberation not installed: make install-ocr")
+def test_text_bench_on_the_held_out_signs_removes_the_letters_and_keeps_the_plate(tmp_path):
+    """The held-out set (plates lettered in fonts datagen does not ship): the ink is separable from a flat plate,
+    so every removal takes the letters alone, and the plate around them changes less than under whole-box removal."""
+    result = tmp_path / "signs.json"
+    proc = run_inline("bench", "text", "--set", "signs", "--n", "2", "--size", "256", "--json", str(result),
+                      "--tmp", str(tmp_path))  # fmt: skip
+    figures = json.loads(result.read_text())
+    assert figures["set"] == "signs" and figures["seed"] == 1 and figures["detection"]["lines"] == 2
+    ink, box = figures["remove"]["background"], figures["remove"]["background_baseline"]
+    assert ink["removal"] == {"ink": 2} and box["removal"] == {"box": 2}
+    assert ink["background_l1_max"] < box["background_l1_mean"], (ink, box)
+    assert ink["letters_to_clean_l1_mean"] < box["letters_to_clean_l1_mean"], "the plate under the letters is truer"
+    assert "2 photos of the signs set" in proc.stdout
+    bad = run_cli("bench", "text", "--set", "posters", check=False)
+    assert bad.returncode == 2 and "invalid choice: 'posters'" in bad.stderr
 
 
 def test_curate_bench_times_the_map_stage_beside_its_baseline_and_counts_planted_copies(tmp_path):
