@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from datagen import glyphs
-from datagen.models.ocr import RapidOCRReader, TextLine, edit_distance, ned_similarity, normalise
+from datagen.models.ocr import RapidOCRReader, TextLine, as_printed, edit_distance, ned_similarity, normalise
 from datagen.models.tesseract import installed
 from datagen.text_photos import text_photos
 
@@ -96,6 +96,16 @@ def test_a_string_drawn_into_a_quad_stays_inside_it_at_its_angle():
     assert ink.any() and not (ink & ~inside).any()
     assert (out[~inside] == 200).all(), "nothing outside the box changes"
     assert abs(glyphs.geometry(quad).angle - 10.0) < 1e-3 and round(glyphs.geometry(quad).height) == 30
+
+
+def test_a_line_as_printed_takes_the_second_readings_gaps_and_where_the_letters_agree_its_case():
+    assert as_printed("BusStop", "Bus Stop") == "Bus Stop"
+    assert as_printed("Post office", "Post Office") == "Post Office", "the same letters: the reread's case"
+    assert as_printed("GardenCafe", "| Garden Cafe |") == "Garden Cafe"
+    # letters that differ: the OCR's letters, with the gaps where the two line up, and its own spaces kept
+    assert as_printed("Open24h", "0pen 24h") == "Open 24h"
+    assert as_printed("No Entry", "NoEntrv") == "No Entry"
+    assert as_printed("HOTEL", "") == "HOTEL" and as_printed("HOTEL", "hotel") == "hotel"
 
 
 @pytest.mark.skipif(installed() is None, reason="Tesseract (the reader role) is not installed: `make install-ocr`")

@@ -29,8 +29,8 @@ from datagen import glyphs, scenes
 from datagen.errors import Reject
 from datagen.generators.base import GeneratorArgs, NoClassicalMethod, Outcome, PerSample, Sample, attempt, candidate
 from datagen.generators.grounded_inpaint import composite
+from datagen.models.ocr import as_printed, reread_regions
 from datagen.models.ocr import normalise as ocr_normalise
-from datagen.models.ocr import reread_regions, with_word_gaps
 from datagen.record import EditRecord
 from datagen.sources import BadSource, LoadedInput, source_class
 
@@ -134,8 +134,8 @@ class TextRender(PerSample):
             ]
             for lines in found
         ]
-        spaced = _word_gaps(roles.get("reader"), images, legible_lines)
-        for lines, gapped in zip(found, spaced, strict=True):
+        printed = _as_printed(roles.get("reader"), images, legible_lines)
+        for lines, gapped in zip(found, printed, strict=True):
             legible = [{**line.as_dict(), "text": text, "ocr_text": line.text} for line, text in gapped]
             if legible:
                 out.append({"text_lines": legible})
@@ -348,17 +348,17 @@ class TextRender(PerSample):
         ]
 
 
-def _word_gaps(reader, images: list[np.ndarray], lines: list[list]) -> list[list[tuple[Any, str]]]:
-    """Each legible line with its text as printed: the OCR's reading with the word gaps the independent reader keeps
-    (models/ocr.py: with_word_gaps), in one call for every line of every image; the OCR's reading as it is where
-    there is no reader."""
+def _as_printed(reader, images: list[np.ndarray], lines: list[list]) -> list[list[tuple[Any, str]]]:
+    """Each legible line with its text as printed: the OCR's reading with the word gaps (and, where the two agree
+    letter for letter, the case) of the independent reader's (models/ocr.py: as_printed), in one call for every
+    line of every image; the OCR's reading as it is where there is no reader."""
     flat = [(n, line) for n, found in enumerate(lines) for line in found]
     rereads = reread_regions(reader, [images[n] for n, _ in flat], [line.quad for _, line in flat])
     if rereads is None:
         return [[(line, line.text) for line in found] for found in lines]
     out: list[list[tuple[Any, str]]] = [[] for _ in lines]
     for (n, line), reread in zip(flat, rereads, strict=True):
-        out[n].append((line, with_word_gaps(line.text, reread)))
+        out[n].append((line, as_printed(line.text, reread)))
     return out
 
 
