@@ -5,7 +5,8 @@ each `generate` on a folder of the set through `--source images` with the reject
 
 - detection: the pipeline's OCR role on the set, a drawn line found when a read box covers half of it; recall by
   ink height;
-- per edit: the photos with a legible line (the write phase's look), the share that yield a kept pair, the reasons
+- per edit: the photos with a legible line (the write phase's look: a line the OCR reads, tall enough, that the
+  reader role reads alike; the others counted by reason), the share that yield a kept pair, the reasons
   of the others, the read-back scores of what is kept, the outside L1, ms per sample per stage;
 - beside it, AnyEdit's (and X2Edit's) filter on the same candidates: the whole output read by the same OCR, kept
   when the new string appears in it anywhere. What the gates reject that it keeps is the point of the gates;
@@ -251,6 +252,7 @@ def _edit_run(
     return {
         "photos": n,
         "no_legible_line": sum(looked.values()),
+        "rejected_at_write": dict(looked.most_common()),
         "legible": len(samples),
         "kept": len(kept),
         "yield": len(kept) / len(samples) if samples else float("nan"),
@@ -276,9 +278,11 @@ def bench_text(
     size: int = 512,
     where: str | None = None,
     which: str = "text",
+    keep: bool = False,
 ) -> dict[str, Any]:
     """The text task on `which` of SETS (its default size and seed unless given): detection, one product run per
-    edit, and a removal run with whole-box removal as the baseline of the background change."""
+    edit, and a removal run with whole-box removal as the baseline of the background change. `keep`: the photos and
+    runs stay where they were made (`runs` in the result), to look at with `datagen show` or `datagen review`."""
     from datagen import models
     from datagen.resolve import load_pipeline
 
@@ -323,7 +327,10 @@ def bench_text(
         )
         result["remove"]["background_baseline"] = {"remove_ink": False, "kept": box["kept"], **box["background"]}
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    if keep:
+        result["runs"] = str(root)
     return result
 
 
@@ -373,6 +380,8 @@ def print_text(r: dict[str, Any]) -> None:
             ],
         )
     )
+    at_write = ", ".join(f"{k} {v}" for k, v in r[EDITS[0]]["rejected_at_write"].items()) or "none"
+    print(f"photos without a line to edit (the write phase's look, the same for every edit): {at_write}")
     for edit in EDITS:
         readers = r[edit]["readers"]
         if readers is None:
@@ -402,6 +411,8 @@ def print_text(r: dict[str, Any]) -> None:
     for edit in EDITS:
         stages = ", ".join(f"{k} {v:.0f}" for k, v in r[edit]["ms_per_sample"].items())
         print(f"{edit}: ms per sample by stage: {stages}")
+    if "runs" in r:
+        print(f"kept: the photos and runs in {r['runs']} (photos/, {'/, '.join(EDITS)}/, remove-box/)")
 
 
 def _f(value: float | None) -> str:
@@ -422,3 +433,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=positive, default=512, help="side of the square photos and the pipeline's")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--tmp", metavar="DIR", help="where the benchmark writes (default: the system's temp dir)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the photos and the runs (one folder an edit) to look at"
+    )

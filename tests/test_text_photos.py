@@ -64,8 +64,15 @@ def _pairs(out: Path) -> dict[str, dict]:
 def test_the_writer_writes_about_a_line_the_ocr_read_and_a_photo_without_text_is_rejected(run):
     texts = _texts(run)
     rejected = [t for t in texts if t["status"] != "ok"]
-    assert {t["reason"] for t in rejected} == {"no_legible_text"} and len(rejected) <= 3, rejected
-    assert "zz-no-text.png" in {t["source"]["path"] for t in rejected}
+    unread = {t["source"]["path"] for t in rejected if t["reason"] == "no_legible_text"}
+    assert "zz-no-text.png" in unread and len(unread) <= 3, rejected
+    # where the independent reader reads a photo's every line otherwise than the OCR, the OCR may have misread it:
+    # the photo is rejected before the writer quotes what may not be there
+    disputed = [t for t in rejected if t["reason"] == "text_read_differently"]
+    assert len(unread) + len(disputed) == len(rejected), rejected
+    assert not disputed or installed() is not None
+    for t in disputed:
+        assert "the independent reader reads none" in t["detail"] and " against " in t["detail"], t["detail"]
     modes = {t["edit"].get("mode", "add") for t in texts if t["status"] == "ok"}
     assert modes >= {"remove", "replace", "restyle"} and modes <= {"remove", "replace", "restyle", "add"}, modes
     for t in texts:
@@ -76,7 +83,7 @@ def test_the_writer_writes_about_a_line_the_ocr_read_and_a_photo_without_text_is
         assert f'"{line["text"]}"' in t["instruction"], t["instruction"]
         assert t["edit"]["text_before"] == line["text"]
     stats = json.loads((run / "texts" / "text-000000.stats.json").read_text())
-    assert stats["reasons"] == {"no_legible_text": len(rejected)}
+    assert stats["reasons"] == dict(Counter(t["reason"] for t in rejected))
 
 
 def test_each_kept_edit_changes_only_its_line_and_reads_back_right(run):
@@ -88,9 +95,10 @@ def test_each_kept_edit_changes_only_its_line_and_reads_back_right(run):
     rows = pq.read_table(run / "shards" / "text-000000.parquet").to_pylist()
     kept = {r["key"]: r for r in rows if r["status"] == "kept"}
     pairs = _pairs(run)
-    # 9 of the seed's 16 kept: the reader that shares no weights with the planner rejects 3 the planner's own OCR
-    # read back right ("Best day ever" squeezed into the box of "24", which it reads "Bae", among them)
-    assert set(pairs) == set(kept) and len(pairs) >= 9
+    # 7 of the seed's 16 kept: the reader that shares no weights with the planner reads 6 photos' lines otherwise
+    # than the OCR at write time ("PARKLNO" for "NO PARKING" among them: the instruction would have quoted it), and
+    # reads back 1 edit otherwise ("Best day ever" squeezed into the box of "24", the OCR's reading of "2024")
+    assert set(pairs) == set(kept) and len(pairs) >= 7
     done = Counter()
     for key, members in pairs.items():
         edit, row = texts[key]["edit"], kept[key]
@@ -115,7 +123,7 @@ def test_each_kept_edit_changes_only_its_line_and_reads_back_right(run):
         assert row["score_ocr_old_gone"] >= 0.5 and row["score_ocr_target_ned"] is None
         read = [line.text for line in reader.read(members["output.png"])]
         assert all(ned_similarity(text, edit["text_before"]) < 0.8 for text in read), (key, edit["text_before"], read)
-    assert len(done) == 3 and sum(done.values()) >= 6, done  # each of the three kept, the seed fixing which
+    assert len(done) == 3 and sum(done.values()) >= 5, done  # each of the three kept, the seed fixing which
     failing = {"text_misread": ("ocr_target_ned", 0.8), "text_not_exact": ("ocr_exact", 1.0),
                "old_text_still_read": ("ocr_old_gone", 0.5), "text_misread_by_reader": ("reader_target_ned", 0.8),
                "old_text_still_read_by_reader": ("reader_old_gone", 0.5)}  # fmt: skip
