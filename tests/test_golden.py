@@ -25,7 +25,12 @@ no longer paint another object the scene knows (its pixels are spared and the fi
 gates are the ones calibrated against labels (gt_l1 0.025, gt_local_l1 0.06, gt_objects_l1 0.002: tasks/remove.yaml
 says why), so the local mixture keeps 1 remove and 0 add samples of 3 each. Only the AVX2-only machine of
 2026-12-07 could record the tiny run this time (its manifest hash on an AVX-512 processor is still to be recorded
-there: until then the test fails on one, naming the hash it found)."""
+there: until then the test fails on one, naming the hash it found). Recorded on an AVX-512 processor for issue 35
+(2026-12-07), after checking that the commit the AVX2-only values were recorded on (b594ff2) gives the same bytes
+there as main: since the tiny run scores every candidate with the reward model, its tar differs by processor too,
+not only its manifest: the reward (the json member's scores, rounded to 6 decimals) comes from the tiny
+Qwen2.5-VL's CPU kernels, and on the same samples torch's AVX2 and AVX-512 kernels give it a different last
+decimal (-0.109810 against -0.109811 on one sample with ATEN_CPU_CAPABILITY=avx2)."""
 
 from __future__ import annotations
 
@@ -67,8 +72,14 @@ LOCAL = {
     "texture-000000.tar": "13d88528cfa6a94688a81b83116bb2cb5f5560d7044eab1bdbc2dd73d8c87037",
 }
 TINY = {
-    "remove-000000.parquet": ("03b66579996c12189432b2193f16f324b119f4984367a381f723c637379e6d35",),  # AVX2 only
-    "remove-000000.tar": ("610ae7f184f75368e74dfad5d83779464f828b572c7c81ae81cbc013ac466f99",),
+    "remove-000000.parquet": (
+        "03b66579996c12189432b2193f16f324b119f4984367a381f723c637379e6d35",  # AVX2 only
+        "abc7f18c3a649d708f05670ab22b9892fd29ddbc94801b9b81bf69165f551f04",  # AVX-512
+    ),
+    "remove-000000.tar": (
+        "610ae7f184f75368e74dfad5d83779464f828b572c7c81ae81cbc013ac466f99",  # AVX2 only
+        "0fd413451d2826eb54e655486ffb24e404a3b244e3e13cd10cf1901a731a1bdf",  # AVX-512
+    ),
 }
 
 
