@@ -652,7 +652,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench == "text":
         from datagen import bench_text
 
-        result = bench_text.bench_text(args.pipeline, args.n, args.seed, args.size, args.tmp, args.photo_set)
+        result = bench_text.bench_text(
+            args.pipeline, args.n, args.seed, args.size, args.tmp, args.photo_set, args.keep
+        )
         bench_text.print_text(result)
     else:
         result = bench_render(args.pipeline, args.task, args.n, args.shard_size, args.tmp)

@@ -174,9 +174,13 @@ def test_text_bench_on_the_held_out_signs_removes_the_letters_and_keeps_the_plat
     so every removal takes the letters alone, and the plate around them changes less than under whole-box removal."""
     result = tmp_path / "signs.json"
     proc = run_inline("bench", "text", "--set", "signs", "--n", "2", "--size", "256", "--json", str(result),
-                      "--tmp", str(tmp_path))  # fmt: skip
+                      "--tmp", str(tmp_path), "--keep")  # fmt: skip
     figures = json.loads(result.read_text())
     assert figures["set"] == "signs" and figures["seed"] == 1 and figures["detection"]["lines"] == 2
+    kept = Path(figures["runs"])  # --keep: the photos and every run stay, to look at
+    assert kept.parent == tmp_path and f"kept: the photos and runs in {kept}" in proc.stdout
+    assert len(list((kept / "photos").glob("*.png"))) == 2
+    assert all((kept / run / "shards").is_dir() for run in ("replace", "remove", "restyle", "remove-box"))
     ink, box = figures["remove"]["background"], figures["remove"]["background_baseline"]
     assert ink["removal"] == {"ink": 2} and box["removal"] == {"box": 2}
     assert ink["background_l1_max"] < box["background_l1_mean"], (ink, box)

@@ -349,9 +349,12 @@ def test_the_report_shows_rejected_images_and_the_judges_words(kept_run, judged_
     rows = pq.read_table(judged_run / "shards" / "remove-000000.parquet").to_pylist()
     words = {(r["key"], r["candidate"]): (r["judge_reasoning"], r["instruction_rewritten"]) for r in rows}
     assert len(judged) == len(rows) and all(e["thumbs"] for e in judged)
+    rewards = {(r["key"], r["candidate"]): r["score_reward"] for r in rows}
     for entry in judged:
         assert (entry["judge_reasoning"], entry["instruction_rewritten"]) == words[(entry["key"], entry["candidate"])]
         assert entry["judge_reasoning"]
+        # the trained reward model's score, as the manifest has it, beside the judge's words
+        assert entry["scores"]["reward"] == rewards[(entry["key"], entry["candidate"])] is not None
 
 
 def gallery(report: Path) -> list[dict]:
