@@ -201,3 +201,19 @@ def test_eval_reads_the_kept_text_pairs_as_the_read_back_did(run, tiny_dir, tmp_
     # the line edits were kept for reading back exactly, and eval reads the same regions of the same pixels
     assert text["ocr_acc"] >= len(lines) / text["ocr_n"] and text["ocr_ned"] >= text["ocr_acc"]
     assert "OCR: rapidocr-onnxruntime:PP-OCRv4" in proc.stdout and "ocr_acc" in proc.stdout
+
+
+def test_the_dataset_card_says_who_read_the_text_edits_back(run, tmp_path):
+    """The card of a text run on photos names its readers: two that share no weights where the reader role ran, or
+    the planner's own OCR alone, said as a limit of the data, where Tesseract is not installed."""
+    dest = tmp_path / "export"
+    run_inline("export", str(run), "--format", "imagefolder", str(dest))
+    card = (dest / "README.md").read_text()
+    rows = pq.read_table(run / "shards" / "text-000000.parquet").to_pylist()
+    scored = ("score_ocr_target_ned", "score_ocr_old_gone")
+    read = [r for r in rows if r["status"] == "kept" and any(r[name] is not None for name in scored)]
+    assert read, "the run kept text edits on photos"
+    if installed() is None:
+        assert f"of the {len(read)} kept text edits on photos were verified only by the planner's own model" in card
+    else:
+        assert f"All {len(read)} kept text edits on photos were read back right by two readers" in card

@@ -246,7 +246,10 @@ class RunFolder:
 
     def rows(self, task: str | None = None, status: str | None = None, columns=None) -> Iterator[dict[str, Any]]:
         """Manifest rows of the committed shards in shard order (one shard in memory at a time), optionally of
-        one task and one status; each row also names its shard (`shard_name`). None while nothing is committed."""
+        one task and one status; each row also names its shard (`shard_name`). None while nothing is committed.
+        `columns` limits what is read; the status is read too where the rows are chosen by it."""
+        if status is not None and columns is not None and "status" not in columns:
+            columns = [*columns, "status"]
         for shard in self.committed(task, required=False):
             for row in self.manifest(shard.name, columns).to_pylist():
                 if status is None or row.get("status") == status:
