@@ -168,6 +168,11 @@ def test_text_bench_counts_what_its_runs_kept_and_reads_the_same_candidates_as_a
     assert "against whole-box removal" in proc.stdout
 
 
+BACKGROUND_L1 = 0.001
+"""The most a removal may change a sign's plate around its letters (mean L1, 0-1: a quarter of a grey level),
+docs/benchmarks.md "Two readers on the same text edits"."""
+
+
 @pytest.mark.skipif(not Path(HELD_OUT_FONT_DIR).is_dir(), reason="fonts-liberation not installed: make install-ocr")
 def test_text_bench_on_the_held_out_signs_removes_the_letters_and_keeps_the_plate(tmp_path):
     """The held-out set (plates lettered in fonts datagen does not ship): the ink is separable from a flat plate,
@@ -183,7 +188,7 @@ def test_text_bench_on_the_held_out_signs_removes_the_letters_and_keeps_the_plat
     assert all((kept / run / "shards").is_dir() for run in ("replace", "remove", "restyle", "remove-box"))
     ink, box = figures["remove"]["background"], figures["remove"]["background_baseline"]
     assert ink["removal"] == {"ink": 2} and box["removal"] == {"box": 2}
-    assert ink["background_l1_max"] < box["background_l1_mean"], (ink, box)
+    assert ink["background_l1_max"] < BACKGROUND_L1 < box["background_l1_mean"], (ink, box)
     assert ink["letters_to_clean_l1_mean"] < box["letters_to_clean_l1_mean"], "the plate under the letters is truer"
     assert "2 photos of the signs set" in proc.stdout
     bad = run_cli("bench", "text", "--set", "posters", check=False)
