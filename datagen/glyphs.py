@@ -382,6 +382,21 @@ def contrasting(colour, background) -> tuple[int, int, int]:
     return (0, 0, 0) if contrast((0, 0, 0), background) >= contrast((255, 255, 255), background) else (255, 255, 255)
 
 
+def line_colours(image: np.ndarray, quad) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(background, ink) of the line under the quadrilateral: the median colours of its two classes of grey
+    levels (Otsu), the larger one taken as the background."""
+    rectified = patch(image, quad)
+    bright, dark = _classes(rectified)
+    ground, ink = (bright, dark) if bright.sum() >= dark.sum() else (dark, bright)
+    pixels = rectified.reshape(-1, 3)
+    return tuple(tuple(int(v) for v in np.median(pixels[cls.reshape(-1)], axis=0)) for cls in (ground, ink))
+
+
+NEW_COLOUR_DISTANCE = 96.0
+"""A restyle's new colour is another colour: at least this far from the old ink in RGB (cream letters recoloured
+white are the same letters)."""
+
+
 def background(image: np.ndarray, quad) -> tuple[int, int, int]:
     """The median colour under the quadrilateral: after a line's removal, the colour a new string is written on."""
     return tuple(int(v) for v in np.median(patch(image, quad).reshape(-1, 3), axis=0))

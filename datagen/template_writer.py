@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from datagen import scenes
+from datagen import glyphs, scenes
 from datagen.config import EDIT_KINDS, PromptSpec, RoleSpec
 from datagen.errors import ConfigError
 from datagen.generators.text import LINE_MODES
@@ -90,12 +90,15 @@ class TemplateWriter:
         text = str(rng.choice(templates)).format(verb=verb.lower(), Verb=verb[:1].upper() + verb[1:], **values)
         return re.sub(r"\s{2,}", " ", text).strip()
 
-    def choice(self, key: str, rng: np.random.Generator, exclude: str = "") -> str:
+    def choice(self, key: str, rng: np.random.Generator, exclude: str = "", where=None) -> str:
+        """One of templates.choices[key], not `exclude`, and where the predicate `where` holds if any does."""
         if key not in self.templates.choices:
             raise WriterReject(
                 "no_template_choices", f"prompts/{self.prompt.name}.yaml has no templates.choices.{key}"
             )
         options = [o for o in self.templates.choices[key] if o != exclude] or self.templates.choices[key]
+        if where is not None:
+            options = [o for o in options if where(o)] or options
         return str(rng.choice(options))
 
 
@@ -294,6 +297,26 @@ CASES = {"upper": str.upper, "lower": str.lower, "title": str.title}
 """A restyle's new cases: templates.choices.restyle_<case> asks for each."""
 
 
+def _recolours(item: SourceItem, line: dict[str, Any]):
+    """Whether a colour name of scenes.COLORS makes a restyle of the line: it contrasts with the line's background
+    at WCAG's 3:1 for large text (glyphs.MIN_CONTRAST: black on a dark green sign does not, and a reader reads
+    nothing) and is another colour than the old letters' (glyphs.NEW_COLOUR_DISTANCE: cream letters made white are
+    no edit). None where the input's pixels are not at hand."""
+    if item.image is None:
+        return None
+    behind, ink = glyphs.line_colours(item.image, line["quad"])
+
+    def recolours(name: str) -> bool:
+        colour = scenes.COLORS.get(name)
+        return (
+            colour is not None
+            and glyphs.contrast(colour, behind) >= glyphs.MIN_CONTRAST
+            and float(np.linalg.norm(np.subtract(colour, ink))) >= glyphs.NEW_COLOUR_DISTANCE
+        )
+
+    return recolours
+
+
 def text_line_edit(w: TemplateWriter, item: SourceItem, rng, mode: str) -> dict[str, Any]:
     """One of the photo's legible lines removed, replaced by another text or restyled (another case, or a colour from
     templates.choices.text_colors), quoted as the OCR read it; the write phase finds the line again by that text
@@ -315,8 +338,8 @@ def text_line_edit(w: TemplateWriter, item: SourceItem, rng, mode: str) -> dict[
     else:  # restyle: another case where one differs, or a colour
         kinds = ["color", *(case for case, change in CASES.items() if change(old) != old)]
         kind = str(rng.choice(kinds))
-        if kind == "color":
-            new, colour = old, w.choice("text_colors", rng)
+        if kind == "color":  # one that reads on the line's background and is not the old one, where one is
+            new, colour = old, w.choice("text_colors", rng, where=_recolours(item, line))
             instruction = w.fill(_templates(w, "restyle_color"), rng, value=colour, old=old, where=where)
             output_caption, style = f'{item.caption}, with the text "{old}" in {colour}', {"text_color": colour}
         else:

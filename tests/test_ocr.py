@@ -130,3 +130,29 @@ def test_lines_keep_their_word_gaps_in_several_fonts():
     ]
     assert len(spaced) >= 0.8 * len(images), spaced
     assert all(line["ocr_text"] for seen in looked if isinstance(seen, dict) for line in seen["text_lines"])
+
+
+def test_a_recolouring_the_template_writer_asks_for_reads_on_the_sign_and_is_another_colour():
+    """Cream letters on a dark green plate: a recolour in black (2.5:1 on the plate, which a reader reads as nothing)
+    or in white (the letters' own colour, no edit) is never asked for; the colours that read on it are."""
+    from datagen.config import RoleSpec
+    from datagen.resolve import load_run
+    from datagen.scenes import COLORS
+    from datagen.sources import SourceItem
+    from datagen.template_writer import TemplateWriter
+
+    plate = np.zeros((256, 256, 3), np.uint8) + np.array([20, 90, 50], np.uint8)
+    quad = glyphs.line_quad((128, 128), 200, 48, 0)
+    image = glyphs.draw(plate, quad, "Bus Stop", glyphs.FONTS[0], (255, 240, 200), fit="keep")[0]
+    assert glyphs.line_colours(image, quad)[0] == (20, 90, 50)
+    prompt = load_run(
+        "text", "local", out="/nonexistent-never-written", n=1,
+        overrides=["prompt.templates.choices.line_modes=[restyle]"],
+    ).prompt  # fmt: skip
+    line = {"quad": [list(map(float, p)) for p in quad], "text": "Bus Stop", "confidence": 0.99, "height": 48}
+    item = SourceItem(ref={}, caption="a sign", objects=[], image=image, text_lines=[line])
+    writes = TemplateWriter(RoleSpec(backend="template"), prompt).write_batch([item] * 60, list(range(60)))
+    asked = {w["text_color"] for w in writes if w.get("text_color")}
+    # of the nine offered, red, green, blue, purple and black contrast under 3:1 with the plate; white is the ink
+    assert set(prompt.templates.choices["text_colors"]) <= set(COLORS)
+    assert asked == {"yellow", "orange", "pink"}, asked
