@@ -248,3 +248,23 @@ def small_remove_run(tmp_path_factory) -> Path:
     config = load_run("remove", "local", out=str(out), n=8, shard_size=4, overrides=["pipeline.image_size=64"])
     assert not execute(config, "generate", workers=0, progress=False).failed
     return out
+
+
+@pytest.fixture(scope="session")
+def rejects_kept_run(tmp_path_factory) -> Path:
+    """A local `remove` run on scenes at 64 px with its rejected candidates stored (pipeline.keep_rejected), two
+    shards of 12, made once: sampled by the review tests, labelled by the calibration tests (on copies)."""
+    from datagen.resolve import load_run
+    from datagen.runner import execute
+
+    out = tmp_path_factory.mktemp("rejects_kept_run") / "run"
+    config = load_run(
+        "remove",
+        "local",
+        out=str(out),
+        n=24,
+        shard_size=12,
+        overrides=["pipeline.image_size=64", "pipeline.keep_rejected=true"],
+    )
+    assert not execute(config, "generate", workers=0, progress=False).failed
+    return out

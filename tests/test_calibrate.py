@@ -9,7 +9,6 @@ import math
 import re
 import shutil
 import xml.etree.ElementTree as ElementTree
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -19,29 +18,6 @@ from conftest import manifest_rows, run_inline
 from datagen import calibrate as cal
 from datagen.errors import ConfigError
 from datagen.labels import Label, read_labels, write_all
-
-
-@pytest.fixture(scope="module")
-def scene_run(tmp_path_factory) -> Path:
-    """A `remove` run on local scenes at 64 px, its rejected candidates stored: two shards of 12."""
-    out = tmp_path_factory.mktemp("calibrate") / "run"
-    settings = ["--set", "pipeline.image_size=64", "--set", "pipeline.keep_rejected=true"]
-    run_inline(
-        "generate",
-        "--task",
-        "remove",
-        "--n",
-        "24",
-        "--shard-size",
-        "12",
-        "--out",
-        str(out),
-        "--workers",
-        "0",
-        "--no-progress",
-        *settings,
-    )
-    return out
 
 
 def _brute_auc(scores, good) -> float:
@@ -72,12 +48,12 @@ def test_the_statistics_agree_with_independent_computations():
     assert best == {"threshold": 0.2, "kept": 2, "precision": 1.0, "recall": 2 / 3}
 
 
-def test_calibrate_measures_what_the_labels_say(scene_run, tmp_path):
+def test_calibrate_measures_what_the_labels_say(rejects_kept_run, tmp_path):
     """Labels the test makes up: good where gt_l1 is under its median, one in four flipped for a second annotator.
     calibrate's AUC, precision at the run's gate, suggested threshold, agreement and precision of the kept pairs are
     the ones computed here from the manifests."""
     out = tmp_path / "run"
-    shutil.copytree(scene_run, out)
+    shutil.copytree(rejects_kept_run, out)
     rows = [r for r in manifest_rows(out) if r["score_gt_l1"] is not None and not math.isnan(r["score_gt_l1"])]
     median = float(np.median([r["score_gt_l1"] for r in rows]))
     truth = {(r["key"], r["candidate"]): r["score_gt_l1"] < median for r in rows}
@@ -118,9 +94,9 @@ def test_calibrate_measures_what_the_labels_say(scene_run, tmp_path):
     assert f"max: {round(brute, 6)}" in thresholds and json.loads((out / "calibration.json").read_text())["labels"]
 
 
-def test_the_oracle_labels_every_candidate_and_measures_the_other_scores(scene_run, tmp_path):
+def test_the_oracle_labels_every_candidate_and_measures_the_other_scores(rejects_kept_run, tmp_path):
     out = tmp_path / "run"
-    shutil.copytree(scene_run, out)
+    shutil.copytree(rejects_kept_run, out)
     with pytest.raises(ConfigError, match="no labels"):
         cal.calibrate(str(out))
     result = cal.calibrate(str(out), oracle=True)
@@ -142,11 +118,11 @@ def test_the_oracle_labels_every_candidate_and_measures_the_other_scores(scene_r
     assert f"remove: {len(labels)} labelled" in said and "kept pairs: precision" in said and "gt_local_l1" in said
 
 
-def test_thresholds_drop_exactly_the_failing_pairs_and_the_card_says_how_good(scene_run, tmp_path):
+def test_thresholds_drop_exactly_the_failing_pairs_and_the_card_says_how_good(rejects_kept_run, tmp_path):
     from datagen.export import export
 
     out = tmp_path / "run"
-    shutil.copytree(scene_run, out)
+    shutil.copytree(rejects_kept_run, out)
     card_before = (tmp_path / "before") / "README.md"
     export(str(out), str(tmp_path / "before"), "hf-parquet", progress=False)
     before = card_before.read_text()
@@ -219,7 +195,7 @@ def test_a_run_with_thresholds_applies_and_records_them(tmp_path):
     assert proc.returncode == 2 and "filters.nonsense`: unknown score" in proc.stderr
 
 
-def test_label_studio_round_trip(scene_run, tmp_path):
+def test_label_studio_round_trip(rejects_kept_run, tmp_path):
     """The tasks file is Label Studio's basic import format (a list of {"data": {...}} whose keys hold every
     variable of the labelling config, the images where the paths say); an export in Label Studio's JSON format of
     annotated tasks reads back into the same labels."""
@@ -227,7 +203,7 @@ def test_label_studio_round_trip(scene_run, tmp_path):
     from datagen.label_studio import import_labels
 
     out = tmp_path / "run"
-    shutil.copytree(scene_run, out)
+    shutil.copytree(rejects_kept_run, out)
     dest = tmp_path / "ls"
     counts = export(str(out), str(dest), "label-studio", progress=False)
     tasks = json.loads((dest / "tasks.json").read_text())

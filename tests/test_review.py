@@ -12,32 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import DATAGEN, REPO, manifest_rows, run_inline
+from conftest import DATAGEN, REPO, manifest_rows
 
 from datagen.review.sample import choose
 from datagen.shards import RunFolder
-
-
-@pytest.fixture(scope="module")
-def review_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("review") / "run"
-    settings = ["--set", "pipeline.image_size=64", "--set", "pipeline.keep_rejected=true"]
-    run_inline(
-        "generate",
-        "--task",
-        "remove",
-        "--n",
-        "24",
-        "--shard-size",
-        "12",
-        "--out",
-        str(out),
-        "--workers",
-        "0",
-        "--no-progress",
-        *settings,
-    )
-    return out
 
 
 def start(out: Path) -> tuple[subprocess.Popen, str]:
@@ -54,17 +32,17 @@ def start(out: Path) -> tuple[subprocess.Popen, str]:
     raise AssertionError(f"no URL: {proc.stderr.read()}")
 
 
-def test_the_sample_is_stratified_and_the_same_for_a_seed(review_run):
-    run = RunFolder(str(review_run))
+def test_the_sample_is_stratified_and_the_same_for_a_seed(rejects_kept_run):
+    run = RunFolder(str(rejects_kept_run))
     items = choose(run, 40, seed=0)
     assert [(i.key, i.candidate) for i in items] == [(i.key, i.candidate) for i in choose(run, 40, seed=0)]
     statuses = [i.status for i in items]
-    rows = manifest_rows(review_run)
+    rows = manifest_rows(rejects_kept_run)
     kept, rejected = (sum(r["status"] == status for r in rows) for status in ("kept", "rejected"))
     share = min(kept, max(20, 40 - rejected))  # half each, the rest from the other status where one runs short
     assert statuses.count("kept") == share and statuses.count("rejected") == 40 - share
     rejected_gt = sorted(i.scores["gt_l1"] for i in items if i.status == "rejected")
-    all_rejected = sorted(r["score_gt_l1"] for r in manifest_rows(review_run) if r["status"] == "rejected")
+    all_rejected = sorted(r["score_gt_l1"] for r in manifest_rows(rejects_kept_run) if r["status"] == "rejected")
     assert (
         rejected_gt[0] <= all_rejected[len(all_rejected) // 10]
         and rejected_gt[-1] >= all_rejected[-len(all_rejected) // 10 - 1]
@@ -91,13 +69,13 @@ def _name(browser, name: str) -> None:
     WebDriverWait(browser, 20).until(lambda b: b.find_element("id", "instruction").text)
 
 
-def test_label_thirty_pairs_kill_the_server_resume_and_a_second_annotator(browser, review_run, tmp_path):
+def test_label_thirty_pairs_kill_the_server_resume_and_a_second_annotator(browser, rejects_kept_run, tmp_path):
     import shutil
 
     from selenium.webdriver.support.ui import WebDriverWait
 
     out = tmp_path / "run"
-    shutil.copytree(review_run, out)
+    shutil.copytree(rejects_kept_run, out)
     proc, url = start(out)
     try:
         browser.get(url)
