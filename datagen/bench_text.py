@@ -41,9 +41,12 @@ from datagen.scores import SCORE_PREFIX
 EDITS = ("replace", "remove", "restyle")
 """The line edits measured, each its own run."""
 SETS = {"text": (28, 0), "signs": (12, 1)}
-"""The photo sets, each with its default size and seed (signs: the held-out set docs/benchmarks.md reports)."""
+"""The photo sets, each with its default number of photos and seed (signs: the held-out set docs/benchmarks.md
+reports)."""
 READERS = {"planner": "ocr_", "reader": "reader_"}
 """Whose gates are whose: the planner's own OCR (the ocr role) and the independent reader (the reader role)."""
+CELLS = {(True, True): "both", (True, False): "planner_only", (False, True): "reader_only", (False, False): "neither"}
+"""(the planner's gates keep it, the reader's gates keep it) -> the candidate's cell of the agreement table."""
 AROUND = 0.5
 """The background a removal must keep: within this many line heights of the drawn line, off its letters."""
 OFF_LETTERS_PX = 2
@@ -123,11 +126,7 @@ def reader_agreement(rows: list[dict[str, Any]], filters: dict) -> dict[str, Any
         if not any(k.startswith(READERS["reader"]) for k in scores) or not keeps(scores, others):
             continue
         planner, reader = keeps(scores, gates["planner"]), keeps(scores, gates["reader"])
-        tally[
-            {(True, True): "both", (True, False): "planner_only", (False, True): "reader_only"}.get(
-                (planner, reader), "neither"
-            )
-        ] += 1
+        tally[CELLS[planner, reader]] += 1
         if planner != reader:
             params = json.loads(row["params"])
             disagreements.append(
@@ -145,7 +144,7 @@ def reader_agreement(rows: list[dict[str, Any]], filters: dict) -> dict[str, Any
     keep = {who: tally["both"] + tally[f"{who}_only"] for who in READERS}
     return {
         "candidates": sum(tally.values()),
-        **{k: tally[k] for k in ("both", "planner_only", "reader_only", "neither")},
+        **{cell: tally[cell] for cell in CELLS.values()},
         "planner_keeps": keep["planner"],
         "reader_keeps": keep["reader"],
         "disagreements": disagreements,
