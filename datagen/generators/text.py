@@ -123,7 +123,7 @@ class TextRender(PerSample):
     @classmethod
     def write_roles(cls, args: Args, source: str) -> tuple[str, ...]:
         """On photos, the write phase reads the input's lines first (the writer edits one of them): the OCR finds
-        them, the independent reader gives them their word gaps."""
+        them, the independent reader gives them their word gaps and case and must read them alike."""
         return ("ocr", "reader") if source_class(source).photos else ()
 
     @classmethod
@@ -396,7 +396,7 @@ class LinePlan:
     ink could not be told from the background, its whole quadrilateral (`removal` "box")."""
     mode: str
     old: str
-    """The line's text as read (the OCR's letters with the independent reader's word gaps)."""
+    """The line's text as printed (models/ocr.py: as_printed, the OCR's reading with the reader's gaps and case)."""
     box: np.ndarray
     """Where the new string goes: the line's quadrilateral, lengthened along its baseline for a longer string."""
     removal: str
